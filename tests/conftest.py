@@ -1,0 +1,26 @@
+"""Shared fixtures: where the real traces are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "traces"
+CORPUS = Path(os.environ.get("KMEMDES_CORPUS", ROOT.parent / "shared" / "traces"))
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The big real-trace corpus (../shared/traces); tests using it skip where it is absent."""
+    if not (CORPUS / "README.md").exists():
+        pytest.skip(f"trace corpus not found at {CORPUS} (set KMEMDES_CORPUS)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def shipped() -> Path:
+    """The small real traces shipped with the project in traces/."""
+    return SHIPPED
