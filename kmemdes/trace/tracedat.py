@@ -608,12 +608,14 @@ class _Records:
 def _walk_pages(buf: np.ndarray, big: bool, lay: _PageLayout, pages: np.ndarray, stream: np.ndarray, problems: dict):
     """Walk every page at once (``kbuffer_load_subbuffer`` / ``kbuffer_next_event``).
 
-    Returns record arrays (payload offset, length, ts, stream, page, slot) in
-    no particular order, and LOST entries for pages flagged MISSING_EVENTS.
+    Returns per-record arrays in page order (payload offset, payload length,
+    timestamp, page index, lost count): a page flagged MISSING_EVENTS gets a
+    LOST entry (count, or -1 when not stored) before its first record.
     """
     u32 = buf.view(">u4" if big else "<u4")
     npg = len(pages)
     ts = _read_uint(buf, pages + lay.ts_off, 8, big)
+    page_ts0 = ts.copy()
     commit = _read_uint(buf, pages + lay.commit_off, lay.commit_size, big).astype(np.int64)
     size = commit & _COMMIT_MASK
     page_size = lay.page_size_total
@@ -636,8 +638,8 @@ def _walk_pages(buf: np.ndarray, big: bool, lay: _PageLayout, pages: np.ndarray,
         lost_n[stored] = _read_uint(buf, end[lp], lay.commit_size, big).astype(np.int64)
     pos = data0.copy()
     act = np.flatnonzero(pos < end)
-    offs, lens, tss, pgs, slots = [], [], [], [], []
-    slot = 0
+    offs, lens, tss, pgs, ranks = [], [], [], [], []
+    filled = np.zeros(npg, np.int64)  # records emitted so far per page
     bad_pages = []
     while act.size:
         p = pos[act]
@@ -664,38 +666,60 @@ def _walk_pages(buf: np.ndarray, big: bool, lay: _PageLayout, pages: np.ndarray,
             offs.append(poff[good])
             lens.append(plen[good])
             tss.append(t[good])
-            pgs.append(act[good])
-            slots.append(np.full(int(good.sum()), slot, np.int32))
+            gp = act[good]
+            pgs.append(gp)
+            ranks.append(filled[gp])
+            filled[gp] += 1
         ts[act] = t
         pos[act] = np.where(bad, e, nxt)
         if bad.any():
             bad_pages.append(act[bad])
         act = act[pos[act] < e]
-        slot += 1
     if bad_pages:
         bp = np.concatenate(bad_pages)
         _problem(problems, "corrupt_ring_buffer_event", int(pages[bp[0]]), "event header points outside its page", len(bp))
     cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
-    return (
-        cat(offs, np.int64),
-        cat(lens, np.int64),
-        cat(tss, np.uint64),
-        cat(pgs, np.int64),
-        cat(slots, np.int32),
-        lost_pages,
-        lost_n,
-        ts,
-    )
+    off, ln, rts, pg, rank = cat(offs, np.int64), cat(lens, np.int64), cat(tss, np.uint64), cat(pgs, np.int64), cat(ranks, np.int64)
+    # place every record at its page-order slot; a page's LOST entry goes first
+    has_lost = np.zeros(npg, np.int64)
+    has_lost[lost_pages] = 1
+    start = np.concatenate(([0], np.cumsum(filled + has_lost)[:-1])) if npg else np.zeros(0, np.int64)
+    total = int(filled.sum() + has_lost.sum())
+    o_off, o_len, o_ts = np.zeros(total, np.int64), np.zeros(total, np.int64), np.zeros(total, np.uint64)
+    o_pg, o_lost = np.zeros(total, np.int64), np.zeros(total, np.int64)
+    dest = start[pg] + has_lost[pg] + rank
+    o_off[dest], o_len[dest], o_ts[dest], o_pg[dest] = off, ln, rts, pg
+    if lost_pages.size:
+        ld = start[lost_pages]
+        o_ts[ld] = page_ts0[lost_pages]
+        o_pg[ld] = lost_pages
+        o_lost[ld] = np.where(lost_n == 0, -1, lost_n)
+    return o_off, o_len, o_ts, o_pg, o_lost
 
 
 def _read_uint(buf: np.ndarray, off: np.ndarray, size: int, big: bool) -> np.ndarray:
-    """Unsigned integers of ``size`` bytes at byte offsets ``off`` (any alignment)."""
+    """Unsigned integers of ``size`` bytes at byte offsets ``off`` (any alignment), as uint64.
+
+    Ring-buffer payloads are 4-byte aligned, so most fields are read with one
+    or two 32-bit gathers; odd offsets fall back to byte gathers.
+    """
     off = np.asarray(off, np.int64)
-    if size in (1, 2, 4, 8) and not big:
-        aligned = not (off % size).any() if off.size else True
-        if aligned:
-            view = buf.view({1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}[size])
-            return view[off // size].astype(np.uint64)
+    if off.size == 0:
+        return np.zeros(0, np.uint64)
+    if size in (1, 2, 4, 8):
+        w4 = buf.view(">u4" if big else "<u4")
+        sub = off & 3
+        if size == 8 and not sub.any():
+            k = off >> 2
+            lo, hi = w4[k].astype(np.uint64), w4[k + 1].astype(np.uint64)
+            if big:
+                lo, hi = hi, lo
+            return lo | (hi << np.uint64(32))
+        if size <= 4 and not ((sub + size) > 4).any():
+            word = w4[off >> 2].astype(np.uint64)
+            shift = ((4 - sub - size) if big else sub).astype(np.uint64) * np.uint64(8)
+            v = word >> shift
+            return v if size == 4 else v & np.uint64((1 << (8 * size)) - 1)
     acc = np.zeros(off.shape, np.uint64)
     for i in range(size):
         b = buf[off + i].astype(np.uint64)
@@ -741,28 +765,30 @@ def _read_strings(buf: np.ndarray, rec_off: np.ndarray, rec_size: np.ndarray, f:
     if not ok.all():
         _problem(problems, "string_outside_record", int(rec_off[np.argmin(ok)]), f"field {f.name}", int((~ok).sum()))
         length = np.where(ok, length, 0)
-    width = int(length.max()) if n else 0
-    width = max(1, min(width, 4096))
     codes = np.zeros(n, np.int64)
     values: list = []
-    index: dict = {}
-    step = max(1, (1 << 22) // width)
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        col = np.arange(width)
-        ln = length[lo:hi, None]
-        idx = (rec_off[lo:hi, None] + start[lo:hi, None]) + col
-        mat = np.where(col < ln, buf[np.where(col < ln, idx, 0)], 0).astype(np.uint8)
-        rows = np.ascontiguousarray(mat).view(f"S{width}").ravel()
-        uniq, inv = np.unique(rows, return_inverse=True)
-        remap = np.empty(len(uniq), np.int64)
-        for j, u in enumerate(uniq):
-            s = u.split(b"\0", 1)[0].decode("utf-8", "replace")
-            if s not in index:
-                index[s] = len(values)
-                values.append(s)
-            remap[j] = index[s]
-        codes[lo:hi] = remap[inv.ravel()]
+    if n == 0:
+        return codes, values
+    at = rec_off + start
+    nw = max(1, min((int(length.max()) + 3) // 4, 1024))
+    # the string bytes as 32-bit words (bytes past the length masked), grouped exactly
+    words = np.zeros((n, nw), np.uint32)
+    for j in range(nw):
+        rem = np.clip(length - 4 * j, 0, 4)
+        if not rem.any():
+            break
+        w = _read_uint(buf, np.where(rem > 0, at + 4 * j, 0), 4, False).astype(np.uint32)
+        keep = np.where(rem >= 4, np.uint32(0xFFFFFFFF), ((np.uint64(1) << (rem.astype(np.uint64) * np.uint64(8))) - np.uint64(1)).astype(np.uint32))
+        words[:, j] = w & keep
+    order = np.lexsort(words.T[::-1]) if nw > 1 else np.argsort(words[:, 0], kind="stable")
+    sw = words[order]
+    newgrp = np.ones(n, np.bool_)
+    newgrp[1:] = (sw[1:] != sw[:-1]).any(axis=1)
+    grp = np.cumsum(newgrp) - 1
+    codes[order] = grp
+    for r in order[newgrp]:
+        raw = words[r].tobytes()
+        values.append(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
     if not ok.all():
         values.append(None)
         codes[~ok] = len(values) - 1
@@ -835,24 +861,55 @@ def _cmdline_map(raw: bytes) -> dict:
 # --------------------------------------------------------------------------- records -> columns
 
 
+def _factorize(v: np.ndarray):
+    """(distinct values, code of each element); a table lookup for small non-negative ints."""
+    if v.size and v.min() >= 0 and v.max() < (1 << 23):
+        seen = np.zeros(int(v.max()) + 1, np.bool_)
+        seen[v] = True
+        uniq = np.flatnonzero(seen)
+        code = np.zeros(len(seen), np.int64)
+        code[uniq] = np.arange(len(uniq))
+        return uniq, code[v]
+    uniq, inv = np.unique(v, return_inverse=True)
+    return uniq, inv.ravel().astype(np.int64)
+
+
 def _merge_order(ts: np.ndarray, stream: np.ndarray) -> np.ndarray:
     """Report order of records given in per-stream order.
 
     ``tracecmd_iterate_events_multi`` repeatedly takes the stream whose next
     record has the smallest timestamp, the first stream on ties.  When every
-    stream is monotonic that is a stable sort on (ts, stream); otherwise the
-    same greedy merge is run with a heap.
+    stream is monotonic that is a merge of sorted runs (done pairwise with
+    ``searchsorted``, lower streams first on ties); otherwise the same greedy
+    choice is run with a heap.
+
+    >>> _merge_order(np.array([1, 5, 5, 2, 5, 9], np.uint64), np.array([0, 0, 0, 1, 1, 1])).tolist()
+    [0, 3, 1, 2, 4, 5]
     """
     if len(ts) == 0:
         return np.zeros(0, np.int64)
     same = stream[1:] == stream[:-1]
-    if not (same & (ts[1:] < ts[:-1])).any():
-        return np.lexsort((stream, ts))
     bounds = np.flatnonzero(~same) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [len(ts)]))
-    iters = [zip(ts[s:e].tolist(), range(s, e)) for s, e in zip(starts, ends)]
-    return np.fromiter((i for _, i in heapq.merge(*iters, key=lambda x: x[0])), np.int64, len(ts))
+    if (same & (ts[1:] < ts[:-1])).any():
+        iters = [zip(ts[s:e].tolist(), range(s, e)) for s, e in zip(starts, ends)]
+        return np.fromiter((i for _, i in heapq.merge(*iters, key=lambda x: x[0])), np.int64, len(ts))
+    runs = [np.arange(s, e) for s, e in zip(starts, ends)]
+    while len(runs) > 1:
+        nxt = []
+        for i in range(0, len(runs) - 1, 2):
+            a, b = runs[i], runs[i + 1]
+            ta, tb = ts[a], ts[b]
+            out = np.empty(len(a) + len(b), np.int64)
+            pa = np.arange(len(a)) + np.searchsorted(tb, ta, side="left")
+            pb = np.arange(len(b)) + np.searchsorted(ta, tb, side="right")
+            out[pa], out[pb] = a, b
+            nxt.append(out)
+        if len(runs) % 2:
+            nxt.append(runs[-1])
+        runs = nxt
+    return runs[0]
 
 
 _PAGE_KINDS = {
@@ -922,18 +979,23 @@ class _Columns:
         allc[idx] = codes + base
 
     def frame(self) -> pl.DataFrame:
-        cols = {}
+        data = {}
+        exprs = []
         for col, arr in self.num.items():
-            s = pl.Series(col, arr)
+            data[col] = arr
             v = self.valid[col]
-            if not v.all():
-                s = pl.select(pl.when(pl.Series(v)).then(s).otherwise(None).alias(col)).to_series()
-            cols[col] = s
+            if v.all():
+                exprs.append(pl.col(col))
+            else:
+                data["_v_" + col] = v
+                exprs.append(pl.when(pl.col("_v_" + col)).then(pl.col(col)).alias(col))
+        df = pl.DataFrame(data, height=self.n).select(exprs) if data else pl.DataFrame(height=self.n)
+        strs = {}
         for col, (codes, values) in self.strcodes.items():
             dictionary = pl.Series(col, values + [None], dtype=pl.String)
             codes = np.where(codes < 0, len(values), codes)
-            cols[col] = dictionary.gather(pl.Series(codes.astype(np.uint32)))
-        return conform(pl.DataFrame(cols, height=self.n))
+            strs[col] = dictionary.gather(pl.Series(codes.astype(np.uint32)))
+        return conform(df.with_columns(**strs) if strs else df)
 
 
 def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[pl.DataFrame, dict]:
@@ -973,9 +1035,9 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[
     pid = _read_field(buf, rec.off[real], common["common_pid"], big).astype(np.int64)
     cols.put("pid", real, pid)
     comms = _cmdline_map(tf.cmdlines)
-    upid, pinv = np.unique(pid, return_inverse=True)
+    upid, pinv = _factorize(pid)
     names = ["<idle>" if p == 0 else comms.get(p, "<...>") for p in upid.tolist()]
-    cols.put_str("comm", real, pinv.ravel().astype(np.int64), names)
+    cols.put_str("comm", real, pinv, names)
     # LOST rows (kbuffer_missed_events): report prints "CPU:N [n EVENTS DROPPED]"
     if lost.size:
         cols.put("kind", lost, np.full(lost.size, int(EventKind.LOST)))
@@ -1146,20 +1208,7 @@ def _read_data(tf: _File, data: bytes, problems: dict):
     lay.page_size_total = tf.page_size
     pages = np.concatenate([s[2] + np.arange(s[3], dtype=np.int64) * tf.page_size for s in streams]) if streams else np.zeros(0, np.int64)
     stream_of_page = np.concatenate([np.full(s[3], i, np.int64) for i, s in enumerate(streams)]) if streams else np.zeros(0, np.int64)
-    off, ln, ts, pg, slot, lost_pages, lost_n, _ = _walk_pages(buf, tf.big, lay, pages, stream_of_page, problems)
-    # LOST entries go before the first record of their page
-    if lost_pages.size:
-        off = np.concatenate([off, np.zeros(lost_pages.size, np.int64)])
-        ln = np.concatenate([ln, np.zeros(lost_pages.size, np.int64)])
-        page_ts = _read_uint(buf, pages[lost_pages] + lay.ts_off, 8, tf.big)
-        ts = np.concatenate([ts, page_ts])
-        pg = np.concatenate([pg, lost_pages])
-        slot = np.concatenate([slot, np.full(lost_pages.size, -1, np.int32)])
-        lostcol = np.concatenate([np.zeros(len(off) - lost_pages.size, np.int64), np.where(lost_n == 0, -1, lost_n)])
-    else:
-        lostcol = np.zeros(len(off), np.int64)
-    per_stream = np.lexsort((slot, pg))  # pages are already in stream order
-    off, ln, ts, pg, lostcol = off[per_stream], ln[per_stream], ts[per_stream], pg[per_stream], lostcol[per_stream]
+    off, ln, ts, pg, lostcol = _walk_pages(buf, tf.big, lay, pages, stream_of_page, problems)
     stream = stream_of_page[pg]
     if tf.tsc2nsec:
         mult, shift, _ = tf.tsc2nsec
