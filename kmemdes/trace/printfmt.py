@@ -454,7 +454,7 @@ def _fmt_one(conv: re.Match, v, kallsyms, long_size: int = 8) -> str:
     if ch == "c":
         return (spec + "c") % chr(int(v) & 0xFF)
     x = int(v)
-    bits = 64 if length in ("l", "ll", "z", "j", "t", "L") else 16 if length == "h" else 8 if length == "hh" else 32
+    bits = 64 if length in ("l", "ll", "z", "j", "t", "L") or ch == "p" else 16 if length == "h" else 8 if length == "hh" else 32
     x &= (1 << bits) - 1
     if ch == "p":
         if ext in ("S", "s", "F", "f", "B"):
@@ -500,7 +500,7 @@ def render_print_fmt(ev, buf, off, size, big, kallsyms, problems) -> list:
         cols = [pl.lit(p) if isinstance(p, str) else pl.Series(p, dtype=pl.String) for p in pieces if not (isinstance(p, str) and p == "")]
         if not cols:
             return [""] * n
-        out = pl.select(pl.concat_str(cols).alias("s")).to_series()
+        out = pl.select(pl.concat_str(cols).str.strip_suffix("\n").alias("s")).to_series()
         if out.len() == 1 and n > 1:
             out = pl.Series([out[0]] * n)
         return out.to_list()

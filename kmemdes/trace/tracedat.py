@@ -848,6 +848,39 @@ class _Kallsyms:
         return out
 
 
+# include/linux/trace_events.h (6.13+): enum trace_flag_type
+_FL_IRQS_OFF, _FL_RESCHED_LAZY, _FL_RESCHED, _FL_HARDIRQ = 0x01, 0x02, 0x04, 0x08
+_FL_SOFTIRQ, _FL_PREEMPT_RESCHED, _FL_NMI, _FL_BH_OFF = 0x10, 0x20, 0x40, 0x80
+_RESCHED_CHAR = {
+    _FL_RESCHED | _FL_RESCHED_LAZY | _FL_PREEMPT_RESCHED: "B",
+    _FL_RESCHED | _FL_PREEMPT_RESCHED: "N",
+    _FL_RESCHED_LAZY | _FL_PREEMPT_RESCHED: "L",
+    _FL_RESCHED | _FL_RESCHED_LAZY: "b",
+    _FL_RESCHED: "n",
+    _FL_PREEMPT_RESCHED: "p",
+    _FL_RESCHED_LAZY: "l",
+}
+
+
+def _lat_flags(flags: int, preempt: int) -> str:
+    """The 5-character latency column the kernel prints (kernel/trace/trace_output.c
+    ``trace_print_lat_fmt``): irqs-off/BH, need-resched, hard/soft irq, preempt depth,
+    migrate-disable depth.
+
+    >>> _lat_flags(0, 0), _lat_flags(0x01, 3), _lat_flags(0x24, 0), _lat_flags(0x10, 0x12)
+    ('.....', 'd..3.', '.N...', '..s21')
+    """
+    irqs_off = flags & _FL_IRQS_OFF
+    bh = flags & _FL_BH_OFF
+    c1 = "D" if irqs_off and bh else "d" if irqs_off else "b" if bh else "."
+    c2 = _RESCHED_CHAR.get(flags & (_FL_RESCHED | _FL_RESCHED_LAZY | _FL_PREEMPT_RESCHED), ".")
+    nmi, hard, soft = flags & _FL_NMI, flags & _FL_HARDIRQ, flags & _FL_SOFTIRQ
+    c3 = "Z" if nmi and hard else "z" if nmi else "H" if hard and soft else "h" if hard else "s" if soft else "."
+    c4 = f"{preempt & 0xF:x}" if preempt & 0xF else "."
+    c5 = f"{preempt >> 4:x}" if preempt & 0xF0 else "."
+    return c1 + c2 + c3 + c4 + c5
+
+
 def _cmdline_map(raw: bytes) -> dict:
     """pid -> comm from saved_cmdlines (``tep_parse_saved_cmdlines``; first entry of a pid wins)."""
     out: dict = {}
@@ -1034,6 +1067,11 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[
     etype = _read_field(buf, rec.off[real], tsize, big).astype(np.int64)
     pid = _read_field(buf, rec.off[real], common["common_pid"], big).astype(np.int64)
     cols.put("pid", real, pid)
+    if "common_flags" in common and "common_preempt_count" in common:
+        ctx = _read_field(buf, rec.off[real], common["common_flags"], big).astype(np.int64)
+        ctx |= _read_field(buf, rec.off[real], common["common_preempt_count"], big).astype(np.int64) << 8
+        uctx, cinv = _factorize(ctx)
+        cols.put_str("flags", real, cinv, [_lat_flags(c & 0xFF, c >> 8) for c in uctx.tolist()])
     comms = _cmdline_map(tf.cmdlines)
     upid, pinv = _factorize(pid)
     names = ["<idle>" if p == 0 else comms.get(p, "<...>") for p in upid.tolist()]
