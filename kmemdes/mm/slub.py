@@ -140,14 +140,35 @@ _TYPE_PREFIX = {KMALLOC_NORMAL: "kmalloc-", KMALLOC_RECLAIM: "kmalloc-rcl-",
 _SIZE_INDEX = (3, 4, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7,
                2, 2, 2, 2, 2, 2, 2, 2)
 
+# GFP bits (single underscore: class bodies would mangle G.__GFP_*)
+_GFP_ACCOUNT = G.__GFP_ACCOUNT
+_GFP_COMP = G.__GFP_COMP
+_GFP_DIRECT_RECLAIM = G.__GFP_DIRECT_RECLAIM
+_GFP_DMA = G.__GFP_DMA
+_GFP_DMA32 = G.__GFP_DMA32
+_GFP_FS = G.__GFP_FS
+_GFP_HARDWALL = G.__GFP_HARDWALL
+_GFP_HIGH = G.__GFP_HIGH
+_GFP_HIGHMEM = G.__GFP_HIGHMEM
+_GFP_IO = G.__GFP_IO
+_GFP_KSWAPD_RECLAIM = G.__GFP_KSWAPD_RECLAIM
+_GFP_MEMALLOC = G.__GFP_MEMALLOC
+_GFP_NOFAIL = G.__GFP_NOFAIL
+_GFP_NOMEMALLOC = G.__GFP_NOMEMALLOC
+_GFP_NORETRY = G.__GFP_NORETRY
+_GFP_NOWARN = G.__GFP_NOWARN
+_GFP_RECLAIMABLE = G.__GFP_RECLAIMABLE
+_GFP_RETRY_MAYFAIL = G.__GFP_RETRY_MAYFAIL
+_GFP_THISNODE = G.__GFP_THISNODE
+
 # GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK (mm/internal.h): what new_slab() keeps of the caller's mask
 _GFP_RECLAIM_MASK = (
-    G.__GFP_DIRECT_RECLAIM | G.__GFP_KSWAPD_RECLAIM | G.__GFP_HIGH | G.__GFP_IO | G.__GFP_FS
-    | G.__GFP_NOWARN | G.__GFP_RETRY_MAYFAIL | G.__GFP_NOFAIL | G.__GFP_NORETRY
-    | G.__GFP_MEMALLOC | G.__GFP_NOMEMALLOC
+    _GFP_DIRECT_RECLAIM | _GFP_KSWAPD_RECLAIM | _GFP_HIGH | _GFP_IO | _GFP_FS
+    | _GFP_NOWARN | _GFP_RETRY_MAYFAIL | _GFP_NOFAIL | _GFP_NORETRY
+    | _GFP_MEMALLOC | _GFP_NOMEMALLOC
 )
-_GFP_CONSTRAINT_MASK = G.__GFP_HARDWALL | G.__GFP_THISNODE
-_GFP_RECLAIM = G.__GFP_DIRECT_RECLAIM | G.__GFP_KSWAPD_RECLAIM
+_GFP_CONSTRAINT_MASK = _GFP_HARDWALL | _GFP_THISNODE
+_GFP_RECLAIM = _GFP_DIRECT_RECLAIM | _GFP_KSWAPD_RECLAIM
 
 
 # =====================================================================================
@@ -314,16 +335,16 @@ def slab_alloc_gfp(cache_flags: int, gfp: int, order: int, min_order: int) -> tu
     '__GFP_IO|__GFP_FS|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_NOMEMALLOC'
     """
     flags = gfp & (_GFP_RECLAIM_MASK | _GFP_CONSTRAINT_MASK)
-    flags |= G.__GFP_COMP
+    flags |= _GFP_COMP
     if cache_flags & SLAB_CACHE_DMA:
-        flags |= G.__GFP_DMA
+        flags |= _GFP_DMA
     if cache_flags & SLAB_CACHE_DMA32:
-        flags |= G.__GFP_DMA32
+        flags |= _GFP_DMA32
     if cache_flags & SLAB_RECLAIM_ACCOUNT:
-        flags |= G.__GFP_RECLAIMABLE
-    first = (flags | G.__GFP_NOWARN | G.__GFP_NORETRY) & ~G.__GFP_NOFAIL
-    if (first & G.__GFP_DIRECT_RECLAIM) and order > min_order:
-        first = (first | G.__GFP_NOMEMALLOC) & ~_GFP_RECLAIM
+        flags |= _GFP_RECLAIMABLE
+    first = (flags | _GFP_NOWARN | _GFP_NORETRY) & ~_GFP_NOFAIL
+    if (first & _GFP_DIRECT_RECLAIM) and order > min_order:
+        first = (first | _GFP_NOMEMALLOC) & ~_GFP_RECLAIM
     return first, flags
 
 
@@ -357,11 +378,11 @@ def kmalloc_type(gfp: int, memcg: bool = True) -> int:
     >>> kmalloc_type(G.GFP_KERNEL), kmalloc_type(G.GFP_KERNEL_ACCOUNT), kmalloc_type(G.GFP_KERNEL | 0x10)
     (0, 2, 1)
     """
-    if gfp & G.__GFP_DMA:
+    if gfp & _GFP_DMA:
         return KMALLOC_DMA
-    if gfp & G.__GFP_RECLAIMABLE:
+    if gfp & _GFP_RECLAIMABLE:
         return KMALLOC_RECLAIM
-    if gfp & G.__GFP_ACCOUNT and memcg:
+    if gfp & _GFP_ACCOUNT and memcg:
         return KMALLOC_CGROUP
     return KMALLOC_NORMAL
 
@@ -622,9 +643,9 @@ class SlabAllocator:
         self.bytes_alloc_live = 0  # sum of bytes_alloc of live objects
         self.stat: Counter[str] = Counter()
         self.warnings: Counter[str] = Counter()
-        # boot caches (kmem_cache_init): kmem_cache_node, kmem_cache
-        self.kmem_cache_create("kmem_cache_node", 72, 0, SLAB_HWCACHE_ALIGN)
-        self.kmem_cache_create("kmem_cache", 232, 0, SLAB_HWCACHE_ALIGN)
+        # boot caches (kmem_cache_init -> create_boot_cache): refcount -1, never merged
+        for name, size in (("kmem_cache_node", 72), ("kmem_cache", 232)):
+            self.kmem_cache_create(name, size, 0, SLAB_HWCACHE_ALIGN).refcount = -1
         if kmalloc_caches:
             self.create_kmalloc_caches()
 
@@ -949,9 +970,9 @@ class SlabAllocator:
         if size < 0:
             self._warn("kmalloc: negative size (huge size_t)", gfp)
             return 0, 0
-        if gfp & (G.__GFP_HIGHMEM | G.__GFP_DMA32):  # GFP_SLAB_BUG_MASK: kmalloc_fix_flags
+        if gfp & (_GFP_HIGHMEM | _GFP_DMA32):  # GFP_SLAB_BUG_MASK: kmalloc_fix_flags
             self._warn("kmalloc: unexpected gfp (__GFP_HIGHMEM/__GFP_DMA32 cleared)", 0)
-            gfp &= ~(G.__GFP_HIGHMEM | G.__GFP_DMA32)
+            gfp &= ~(_GFP_HIGHMEM | _GFP_DMA32)
         cpu %= self.nr_cpus
         if size <= KMALLOC_MAX_CACHE_SIZE:
             s = self.kmalloc_caches[(kmalloc_type(gfp, self.memcg), kmalloc_index(size))]
@@ -964,7 +985,7 @@ class SlabAllocator:
         if order > MAX_PAGE_ORDER:
             self._warn("kmalloc: size > KMALLOC_MAX_SIZE (order > MAX_PAGE_ORDER)", gfp)
             return 0, bytes_alloc
-        pfn = self._alloc_pages(gfp | G.__GFP_COMP, order, cpu)
+        pfn = self._alloc_pages(gfp | _GFP_COMP, order, cpu)
         if pfn < 0:
             self.stat["kmalloc_large_fail"] += 1
             return 0, bytes_alloc
@@ -976,7 +997,7 @@ class SlabAllocator:
 
     def _warn(self, what: str, gfp: int) -> None:
         """A kernel WARN: counted by text (suppressed by __GFP_NOWARN, still counted as 'nowarn')."""
-        self.warnings[what if not gfp & G.__GFP_NOWARN else what + " [nowarn]"] += 1
+        self.warnings[what if not gfp & _GFP_NOWARN else what + " [nowarn]"] += 1
 
     def ksize(self, addr: int) -> int:
         """``ksize``/``__ksize``: usable bytes behind a live kmalloc/slab address (0 if none)."""
