@@ -108,6 +108,133 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
                        f"caches: {', '.join(diff)}", err=True)
 
 
+# --- mm/page_alloc.py, mm/mm_init.py, mm/vmstat.py, mm/frag.py ---------------
+_SHOW = ("buddyinfo", "pagetypeinfo", "zoneinfo", "unusable_index", "extfrag_index", "layout")
+
+
+@app.command("machine")
+@click.option("--arch", type=click.Choice(["x86_64", "x86_32"]), default="x86_64", show_default=True,
+              help="Architecture (x86_32 is PAE with the 3G/1G split).")
+@click.option("--mem", default="4G", show_default=True, metavar="SIZE",
+              help="RAM of a freshly booted machine: 160M, 4G, 64G, 1T ...")
+@click.option("--cpus", type=click.IntRange(1, 4096), default=2, show_default=True, help="Online CPUs.")
+@click.option("--from-snapshot", "snapshot", metavar="DIR", default=None,
+              help="Build the state from a capture's snapshot folder (buddyinfo, pagetypeinfo, zoneinfo).")
+@click.option("--show", type=click.Choice(_SHOW), default="buddyinfo", show_default=True,
+              help="Which kernel file to print for the model's state.")
+def machine_cmd(arch: str, mem: str, cpus: int, snapshot: Optional[str], show: str) -> None:
+    """Build a machine model and print its state in the kernel's own text layout.
+
+    \b
+    A fresh machine (--mem) has its zones laid out as an x86 kernel would and its
+    memory freed at boot; --from-snapshot DIR rebuilds a state consistent with a real
+    /proc snapshot (a capture's before/ or after/ folder): --show buddyinfo and
+    --show pagetypeinfo then print the input's numbers back.
+
+    \b
+    Example:
+
+    \b
+      kmemdes machine --mem 64G --show zoneinfo
+      kmemdes machine --from-snapshot traces/a_idle_stream/before --show pagetypeinfo
+      kmemdes machine --arch x86_32 --mem 160M --show layout
+    """
+    from kmemdes.mm import vmstat
+    from kmemdes.mm.mm_init import build_node, node_from_snapshot, parse_size
+
+    if show == "layout":
+        from kmemdes.mm import layout as layout_mod
+
+        if snapshot is not None:
+            raise KmemdesError("--show layout describes a fresh machine: use --arch/--mem, not --from-snapshot")
+        text = layout_mod.format_layout(layout_mod.build_layout(arch, parse_size(mem), nr_cpus=cpus))
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    if snapshot is not None:
+        from kmemdes.trace.snapshot import read_snapshot
+
+        node, notes = node_from_snapshot(read_snapshot(snapshot), cpus=None)
+        for note in notes:
+            click.echo(f"kmemdes: note: {note}", err=True)
+    else:
+        node = build_node(arch, parse_size(mem), cpus=cpus)
+    text = {"buddyinfo": vmstat.buddyinfo, "pagetypeinfo": vmstat.pagetypeinfo, "zoneinfo": vmstat.zoneinfo,
+            "unusable_index": vmstat.unusable_index, "extfrag_index": vmstat.extfrag_index}[show](node)
+    click.echo(text, nl=False)
+
+
+@app.command("frag")
+@click.argument("buddyinfo", required=False, metavar="[BUDDYINFO_FILE]")
+@click.option("--index", type=click.Choice(["unusable", "extfrag"]), default="unusable", show_default=True,
+              help="unusable: debugfs extfrag/unusable_index; extfrag: extfrag/extfrag_index.")
+def frag_cmd(buddyinfo: Optional[str], index: str) -> None:
+    """Fragmentation indices of a /proc/buddyinfo state, exactly as debugfs prints them.
+
+    \b
+    Reads BUDDYINFO_FILE (- for stdin; the live /proc/buddyinfo when omitted) and prints
+    the text of debugfs extfrag/unusable_index (default) or extfrag/extfrag_index for that
+    state, computed with the kernel's integer arithmetic (mm/vmstat.c).
+
+    \b
+    Example:
+
+    \b
+      kmemdes frag traces/a_idle_stream/before/buddyinfo
+      kmemdes frag --index extfrag
+      cat /proc/buddyinfo | kmemdes frag -
+    """
+    from kmemdes.mm.vmstat import format_index_file
+    from kmemdes.trace.snapshot import parse_buddyinfo, read_text
+
+    path = buddyinfo or "/proc/buddyinfo"
+    rows = parse_buddyinfo(read_text(path), path)
+    click.echo(format_index_file([(r.node, r.zone, r.nr_free) for r in rows], index), nl=False)
+
+
+# --- trace/capture.py -------------------------------------------------------
+@app.command("capture", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-o", "--output", "output", required=True, metavar="DIR",
+              help="Capture folder to create (must not exist; written as DIR.tmp-PID, then renamed).")
+@click.option("--raw-pointers", is_flag=True, help="nohash-ptr in the instance: real addresses instead of hashed ids.")
+@click.option("--buffer-kb", type=int, default=65536, show_default=True, help="Ring buffer per CPU, in KiB.")
+@click.option("--events", default="kmem,vmalloc,compaction", show_default=True,
+              help="Event groups or group/event names, comma separated (kmem = the allocator events).")
+@click.option("--kpageflags", is_flag=True, help="Also store /proc/kpageflags (zstd) in before/ and after/.")
+@click.option("--keep-partial", is_flag=True, help="Keep DIR.tmp-PID when the capture fails or is interrupted.")
+@click.option("--name", default=None, help="Capture name in markers and meta.txt (default: DIR's name).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND...")
+def capture_cmd(output: str, raw_pointers: bool, buffer_kb: int, events: str, kpageflags: bool,
+                keep_partial: bool, name: Optional[str], command: tuple[str, ...]) -> None:
+    """Record the local kernel's kmem/vmalloc/compaction events while COMMAND runs.
+
+    \b
+    Needs root and tracefs.  Records into a private ftrace instance (instances/kmemdes_PID)
+    on private tracefs/debugfs mounts, streams its trace_pipe into DIR/trace.txt.zst, writes
+    capture_start/capture_end markers, snapshots /proc and debugfs allocator state into
+    DIR/before and DIR/after, and writes meta.txt and manifest.json.  The instance and mounts
+    are removed and the global tracing state is left unchanged, also on Ctrl-C or failure.
+
+    \b
+    Example:
+
+    \b
+      kmemdes capture -o traces/my_build -- make -j2
+      kmemdes capture -o /tmp/c1 --raw-pointers --buffer-kb 4096 -- sleep 1
+    """
+    from kmemdes.trace.capture import capture
+
+    groups = [g for g in events.split(",") if g.strip()]
+    m = capture(output, command, raw_pointers=raw_pointers, buffer_kb=buffer_kb, events=groups,
+                kpageflags=kpageflags, keep_partial=keep_partial, name=name,
+                log=lambda msg: click.echo(f"kmemdes capture: {msg}", err=True))
+    meta = m["meta"]
+    for w in m["warnings"]:
+        click.echo(f"kmemdes capture: warning: {w}", err=True)
+    click.echo(f"{output}: {meta['traced_seconds']} s traced, {m['trace_bytes_uncompressed']} bytes of trace text, "
+               f"workload rc={meta['workload_rc']}, lost {meta['lost_total']}, "
+               f"global tracing state restored: {meta['global_tracing_state_restored']}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the CLI; return the exit status (used by the console script)."""
     args = list(sys.argv[1:] if argv is None else argv)
