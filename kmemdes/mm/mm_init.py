@@ -170,3 +170,245 @@ def _free_range_boot(node: Node, zone: Zone, s: int, e: int, reserved: bytearray
             zone.managed += n
             node.free_one_page(zone, pfn, order, to_tail=True)
             pfn += n
+
+
+# ---------------------------------------------------------------------------
+# A machine consistent with a /proc snapshot
+# ---------------------------------------------------------------------------
+
+_ZONE_TYPES = {"DMA": ZoneType.DMA, "DMA32": ZoneType.DMA32, "Normal": ZoneType.NORMAL,
+               "HighMem": ZoneType.HIGHMEM, "Movable": ZoneType.MOVABLE}
+_MT_BY_NAME = {"Unmovable": 0, "Movable": 1, "Reclaimable": 2, "HighAtomic": 3, "Isolate": 4}
+
+
+def node_from_snapshot(snap, cpus: int | None = None, policy: Policy | None = None) -> tuple[Node, list[str]]:
+    """Build a model state consistent with a snapshot folder (see :func:`kmemdes.trace.snapshot.read_snapshot`).
+
+    Zones (start_pfn, spanned, present, managed, watermarks, protection, pcp
+    limits) come from ``zoneinfo``; free blocks per (zone, migratetype, order)
+    and pageblocks per migratetype from ``pagetypeinfo`` (``buddyinfo`` alone:
+    every block Movable).  /proc does not say *where* the free blocks are, so
+    they are laid out deterministically: the zone's online pageblocks are the
+    first ones of the zone (the low end of a zone with deferred init); types are
+    given in runs (Unmovable, Reclaimable, HighAtomic, Isolate, Movable, low to
+    high addresses); free pageblocks and order-10 pairs sit at the end of their
+    type's run; smaller free blocks are spread over the other pageblocks of
+    their type in aligned slots whose buddies keep at least one page allocated,
+    so nothing would merge.  Pages of per-CPU lists (zoneinfo ``count:``) are
+    allocated in the model.  Returns the node and notes on what had to be assumed.
+    """
+    notes: list[str] = []
+    zi = {z.name: z for z in (snap.zoneinfo or []) if z.present or z.managed}
+    bi = {b.zone: b for b in snap.buddyinfo}
+    pti = snap.pagetypeinfo
+    names = [b.zone for b in snap.buddyinfo]
+    missing = [n for n in names if snap.zoneinfo is not None and n not in zi]
+    if missing:
+        raise KmemdesError(f"{snap.path}/zoneinfo: no populated zone {', '.join(missing)} (truncated?)")
+    arch = "x86_64" if "DMA32" in names or not ("HighMem" in names or "HighMem" in zi) else "x86_32"
+    order_idx = (["DMA", "DMA32", "Normal", "Movable"] if arch == "x86_64" else ["DMA", "Normal", "HighMem", "Movable"])
+    if cpus is None:
+        cpus = snap.nproc or max((len(z.pagesets) for z in zi.values()), default=0) or 1
+    # per-zone free counts per type and pageblock counts per type
+    free: dict[str, list[list[int]]] = {}
+    blocks: dict[str, list[int]] = {}
+    for name in names:
+        if pti is not None and any((name, t) in pti.free for t in pti.types):
+            free[name] = [pti.free.get((name, t), [0] * NR_PAGE_ORDERS) for t in pti.types]
+            blocks[name] = list(pti.blocks.get(name, [0] * len(pti.types)))
+            tot = [sum(c[o] for c in free[name]) for o in range(NR_PAGE_ORDERS)]
+            if tot != bi[name].nr_free:
+                notes.append(f"zone {name}: buddyinfo and pagetypeinfo disagree (read at different instants); "
+                             f"following pagetypeinfo (order diffs {[a - b for a, b in zip(bi[name].nr_free, tot)]})")
+            if pti.free_capped and any(k[0] == name for k in pti.free_capped):
+                notes.append(f"zone {name}: pagetypeinfo counts capped at 100000 ('>'); using the cap")
+        else:
+            types = list(_MT_BY_NAME)
+            free[name] = [[0] * NR_PAGE_ORDERS for _ in types]
+            free[name][1] = list(bi[name].nr_free)
+            blocks[name] = []
+            notes.append(f"zone {name}: no pagetypeinfo; every free block assumed Movable")
+    type_names = pti.types if pti is not None else list(_MT_BY_NAME)
+    mts = [_MT_BY_NAME.get(t, -1) for t in type_names]
+    if -1 in mts:
+        raise KmemdesError(f"{snap.path}/pagetypeinfo: unknown migratetype in {type_names} (CMA kernels are not modelled)")
+    # zone layout
+    layout = []
+    for name in names:
+        z = zi.get(name)
+        if z is not None and z.start_pfn is not None:
+            start, spanned, present, managed = z.start_pfn, z.spanned, z.present, z.managed
+        else:
+            free_pages = sum(c << o for c in [sum(x[o] for x in free[name]) for o in range(NR_PAGE_ORDERS)]
+                             for o in [0])  # placeholder, replaced below
+            nb = sum(blocks[name]) or -(-sum(bi[name].nr_free[o] << o for o in range(NR_PAGE_ORDERS)) // PAGEBLOCK_NR_PAGES)
+            start = {"DMA": 1, "DMA32": 0x1000, "Normal": 0x100000 if arch == "x86_64" else 0x1000}.get(name, 0)
+            if layout:
+                start = max(start, layout[-1][1] + layout[-1][2])
+            spanned = present = managed = nb * PAGEBLOCK_NR_PAGES
+            notes.append(f"zone {name}: no zoneinfo; zone span guessed from its pageblock count")
+            del free_pages
+        if name not in order_idx:
+            raise KmemdesError(f"{snap.path}: unknown zone {name!r}")
+        layout.append((name, start, spanned, present, managed))
+    max_pfn = max(s + sp for _, s, sp, _, _ in layout)
+    node = Node(arch, max_pfn, cpus, policy)
+    node.page_mt[:] = b"\xfe" * max_pfn  # reserved / not online until placed
+    for name, start, spanned, present, managed in layout:
+        zone = add_zone(node, name, _ZONE_TYPES[name], order_idx.index(name), start, start + spanned, present)
+        zone.managed = managed
+        nblocks = sum(blocks[name]) if blocks[name] else -(-present // PAGEBLOCK_NR_PAGES)
+        first_pb = start >> PAGEBLOCK_ORDER
+        last_pb = (start + spanned - 1) >> PAGEBLOCK_ORDER
+        nblocks = min(nblocks, last_pb - first_pb + 1)
+        pbs = list(range(first_pb, first_pb + nblocks))
+        counts = blocks[name] if blocks[name] else None
+        _lay_out_zone(node, zone, pbs, counts, free[name], mts, notes)
+    # watermarks, reserves and pcp limits: as printed, where zoneinfo has them
+    setup_per_zone_wmarks(node)
+    for zone in node.zones:
+        z = zi.get(zone.name)
+        if z is None:
+            continue
+        zone._watermark = [z.min, z.low, z.high, z.promo]
+        zone.watermark_boost = z.boost
+        if z.protection:
+            zone.lowmem_reserve = list(z.protection) + [0] * (node.nr_zone_types - len(z.protection))
+        for pcp, ps in zip(zone.pcp, z.pagesets):
+            pcp.batch = ps.get("batch", pcp.batch)
+            pcp.high_min = ps.get("high_min", pcp.high_min)
+            pcp.high_max = ps.get("high_max", pcp.high_max)
+            pcp.high = ps.get("high", pcp.high)
+        pcp_pages = sum(ps.get("count", 0) for ps in z.pagesets)
+        if pcp_pages:
+            notes.append(f"zone {zone.name}: {pcp_pages} pages sat on per-CPU lists (contents unknown: "
+                         "allocated in the model)")
+        zone.nr_reserved_highatomic = node.pageblock_counts(zone)[3] * PAGEBLOCK_NR_PAGES
+    node.min_free_kbytes = sum(z.min_wmark for z in node.zones) << (PAGE_SHIFT - 10)
+    return node, notes
+
+
+def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | None,
+                  free: list[list[int]], mts: list[int], notes: list[str]) -> None:
+    """Assign pageblock types and place free blocks (see :func:`node_from_snapshot`)."""
+    from collections import deque
+
+    n = len(pbs)
+    for pb in pbs:
+        node.pb_valid[pb] = 1
+    # pageblock type runs
+    if counts is None:
+        counts = [0] * len(mts)
+        counts[mts.index(1)] = n
+    run_order = [0, 2, 3, 4, 1]  # Unmovable, Reclaimable, HighAtomic, Isolate, Movable
+    per_type: dict[int, list[int]] = {}
+    cur = 0
+    for mt in run_order:
+        if mt not in mts:
+            continue
+        k = counts[mts.index(mt)]
+        per_type[mt] = pbs[cur:cur + k]
+        for pb in per_type[mt]:
+            node.pb_mt[pb] = mt
+        cur += k
+    if cur != n:
+        notes.append(f"zone {zone.name}: {n - cur} pageblocks without a type count; left Movable")
+        per_type.setdefault(1, []).extend(pbs[cur:])
+    for mt, blocks_of_type in per_type.items():
+        f = free[mts.index(mt)]
+        n10, n9 = f[MAX_PAGE_ORDER], f[PAGEBLOCK_ORDER]
+        avail = list(blocks_of_type)
+        whole: list[tuple[int, int]] = []  # (pfn, order)
+        # order-10 pairs: aligned pairs of this type's blocks, from the end of the run
+        i = len(avail) - 1
+        while n10 and i >= 1:
+            a, b = avail[i - 1], avail[i]
+            if b == a + 1 and a % 2 == 0 and a << PAGEBLOCK_ORDER >= zone.start_pfn:
+                whole.append((a << PAGEBLOCK_ORDER, MAX_PAGE_ORDER))
+                del avail[i - 1:i + 1]
+                n10 -= 1
+                i -= 2
+            else:
+                i -= 1
+        if n10:
+            raise KmemdesError(f"zone {zone.name}: cannot place {n10} more order-10 {mt}-type free blocks "
+                               "in its pageblocks (snapshot inconsistent?)")
+        # order-9 singles: from the end, avoiding a free buddy pageblock of the same type
+        whole_set = {p >> PAGEBLOCK_ORDER for p, _ in whole}
+        i = len(avail) - 1
+        while n9 and i >= 0:
+            pb = avail[i]
+            if pb << PAGEBLOCK_ORDER < zone.start_pfn or (pb + 1) << PAGEBLOCK_ORDER > zone.end_pfn:
+                i -= 1
+                continue
+            if (pb ^ 1) not in whole_set or (pb ^ 1) in avail:
+                if (pb ^ 1) in whole_set and node.pb_mt[pb ^ 1] == mt:
+                    i -= 1
+                    continue
+                whole.append((pb << PAGEBLOCK_ORDER, PAGEBLOCK_ORDER))
+                whole_set.add(pb)
+                del avail[i]
+                n9 -= 1
+            i -= 1
+        if n9:
+            raise KmemdesError(f"zone {zone.name}: cannot place {n9} more order-9 free blocks of type {mt}")
+        for pfn, order in whole:
+            _place_free(node, zone, pfn, order, mt)
+        # smaller blocks: restricted holes (a region that must keep >= 1 allocated page)
+        holes: list[deque] = [deque() for _ in range(NR_PAGE_ORDERS)]
+        for pb in avail:
+            holes[PAGEBLOCK_ORDER].append(pb << PAGEBLOCK_ORDER)
+        lo, hi = zone.start_pfn, zone.end_pfn
+        for order in range(PAGEBLOCK_ORDER - 1, -1, -1):
+            for _ in range(f[order]):
+                base = _take_hole(holes, order, lo, hi)
+                if base < 0:
+                    raise KmemdesError(f"zone {zone.name}: the free blocks of type {mt} do not fit in its "
+                                       f"{len(blocks_of_type)} pageblocks (snapshot inconsistent?)")
+                _place_free(node, zone, base, order, mt)
+        # pages of this type's pageblocks that are not free are allocated with the block's type
+        for pb in blocks_of_type:
+            s = pb << PAGEBLOCK_ORDER
+            seg = node.page_mt[s:s + PAGEBLOCK_NR_PAGES]
+            if seg.count(0xFE):
+                fill = bytes((mt if mt < 3 else 0,))
+                node.page_mt[s:s + PAGEBLOCK_NR_PAGES] = bytes(b if b == 0xFF else fill[0] for b in seg)
+
+
+def _take_hole(holes: list, order: int, lo: int, hi: int) -> int:
+    """Take a restricted hole for an ``order`` free block inside [lo, hi); -1 if none fits.
+
+    A restricted hole of order r is an aligned region that must keep at least
+    one allocated page; the block takes one half of an order+1 region and the
+    other half stays a (smaller) restricted hole, so no two free blocks merge.
+    """
+    for r in range(order + 1, PAGEBLOCK_ORDER + 1):
+        tries = len(holes[r])
+        while tries:
+            tries -= 1
+            base = holes[r].popleft()
+            if base + (1 << r) <= lo or base >= hi:
+                continue  # entirely outside the zone: drop it
+            while r > order + 1:
+                r -= 1
+                lower_in = base >= lo and base + (1 << r) <= hi
+                if lower_in:
+                    holes[r].append(base + (1 << r))
+                else:
+                    holes[r].append(base)
+                    base += 1 << r
+            half = 1 << order
+            if base >= lo and base + half <= hi:
+                holes[order].append(base + half)
+                return base
+            if base + half >= lo and base + 2 * half <= hi:
+                holes[order].append(base)
+                return base + half
+            return _take_hole(holes, order, lo, hi)
+    return -1
+
+
+def _place_free(node: Node, zone: Zone, pfn: int, order: int, mt: int) -> None:
+    n = 1 << order
+    node.page_mt[pfn:pfn + n] = b"\xff" * n
+    node._add_to_free_list(zone, pfn, order, mt, tail=True)

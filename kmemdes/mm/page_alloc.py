@@ -487,10 +487,6 @@ class Node:
         for i in range(1 << (order - PAGEBLOCK_ORDER)):
             self.set_pageblock_migratetype(pfn + (i << PAGEBLOCK_ORDER), mt)
 
-    def zonelist(self, highest: ZoneType) -> list[Zone]:
-        """Zones a request may use, highest first (``for_next_zone_zonelist_nodemask``)."""
-        return [z for z in reversed(self.zones) if z.zone_type <= highest and z.managed > 0]
-
     def highest_zoneidx(self, gfp: int) -> int:
         """``gfp_zone`` as the kernel's zone index of this architecture."""
         zt = gfp_zone(gfp)
@@ -1135,9 +1131,7 @@ class Node:
         self.nr_alloc[order] += 1
         mt = gfp_migratetype(gfp) if self.policy.group_by_mobility else MIGRATE_UNMOVABLE
         hz = self.highest_zoneidx(gfp)
-        zonelist = self._zonelists.get(hz)
-        if zonelist is None:
-            zonelist = self._zonelists[hz] = [z for z in reversed(self.zones) if z.idx <= hz and z.managed > 0]
+        zonelist = self._zonelists.get(hz) or self._zonelist_for(hz)
         if not zonelist:
             pfn = -1
         else:
@@ -1156,6 +1150,11 @@ class Node:
         if self.debug:
             self.check()
         return pfn
+
+    def _zonelist_for(self, hz: int) -> list[Zone]:
+        """The zonelist of a request whose highest zone index is ``hz``: usable zones, highest first."""
+        zl = self._zonelists[hz] = [z for z in reversed(self.zones) if z.idx <= hz and z.managed > 0]
+        return zl
 
     def _invalidate_zonelists(self) -> None:
         self._zonelists.clear()
@@ -1312,8 +1311,6 @@ class Node:
                     else:
                         self._add_to_free_list(zone, head + half, o, mt, tail=False)
                 return 0
-            if li != NOLIST:
-                break
         return -1
 
     # --------------------------------------------------------------- hotplug
@@ -1432,7 +1429,7 @@ def _setup_zone_pcp(node: Node, zone: Zone) -> None:
         high_max = max(zone.managed // 8 // cpus, batch << 2)
     if not zone.pcp:
         for cpu in range(cpus):
-            pcp = PerCpuPages(lid0=-1, batch=batch, high_min=high_min, high_max=high_max, high=high_min)
+            pcp = PerCpuPages(lid0=-1, batch=batch, high_min=high_min, high_max=high_max, high=0)  # BOOT_PAGESET_HIGH
             lid0 = -1
             for pindex in range(NR_PCP_LISTS):
                 if pindex < NR_LOWORDER_PCP_LISTS:
@@ -1447,7 +1444,7 @@ def _setup_zone_pcp(node: Node, zone: Zone) -> None:
     else:
         for pcp in zone.pcp:
             pcp.batch, pcp.high_min, pcp.high_max = batch, high_min, high_max
-            pcp.high = min(max(pcp.high, high_min), high_max)
+            pcp.high = min(max(pcp.high, high_min), high_max) if pcp.high else 0
 
 
 def calculate_min_free_kbytes(node: Node) -> int:
