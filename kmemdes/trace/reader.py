@@ -2,17 +2,66 @@
 
 Detects the format of a file by its first bytes (compression by magic bytes,
 never by name), or finds the trace inside a capture folder, and dispatches to
-the parser of that format.  The result type :class:`Trace` is shared by all
-readers (text, ``.kmt``, Parquet, trace.dat).
+the parser of that format:
+
+============================  ==================================================
+first bytes                   reader
+============================  ==================================================
+``28 b5 2f fd`` (zstd)        decompressed as a stream, then detected again
+``1f 8b`` (gzip)              idem
+``fd 37 7a 58 5a 00`` (xz)    idem
+``17 08 44 tracing``          :func:`kmemdes.trace.tracedat.read_tracedat`
+``KMT`` magic                 :func:`kmemdes.trace.kmt.read_kmt`
+``PAR1``                      Parquet written by :func:`kmemdes.trace.kmt.write_parquet`
+anything else                 text: :mod:`kmemdes.trace.text`
+============================  ==================================================
+
+Text is decompressed in a background thread and parsed in chunks of whole
+lines, so memory stays bounded by a few chunks plus the event table.  A
+compressed stream that ends early is parsed up to the cut and counted as a
+``truncated_file`` problem.
 """
 
 from __future__ import annotations
 
+import lzma
+import queue
+import threading
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import polars as pl
 
-__all__ = ["Trace"]
+from kmemdes.errors import KmemdesError
+
+__all__ = [
+    "Trace",
+    "read_trace",
+    "detect_file",
+    "find_capture_trace",
+    "read_capture_meta",
+    "iter_text_chunks",
+    "CHUNK_BYTES",
+]
+
+#: text parsed per chunk (whole lines); bounded memory = a few of these
+CHUNK_BYTES = 32 << 20
+_READ_BLOCK = 256 << 10
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+TRACEDAT_MAGIC = b"\x17\x08\x44tracing"
+PARQUET_MAGIC = b"PAR1"
+KMT_MAGIC = b"\x89KMT\r\n\x1a\n"
+
+# capture folder: candidate trace files, in order of preference
+_TEXT_NAMES = ("trace.txt.zst", "trace.txt", "trace.txt.gz", "trace.txt.xz")
+_DAT_NAMES = ("trace.dat",)
+_REPORT_NAMES = ("report.txt.zst", "report.txt", "report.txt.gz", "report.txt.xz", "report_head.txt.zst")
+_LATE_NAMES = ("trace.v6.dat.zst", "trace.v6.dat", "trace.kmt", "trace.parquet")
 
 
 @dataclass
@@ -31,3 +80,312 @@ class Trace:
     events: pl.DataFrame
     meta: dict = field(default_factory=dict)
     problems: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _head(path: Path, n: int = 16) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise KmemdesError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def detect_file(path: Path) -> str:
+    """Container of a file from its first bytes: ``zstd``, ``gzip``, ``xz``,
+    ``trace.dat``, ``kmt``, ``parquet`` or ``text``.
+
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+    ...     _ = f.write(b"\\x28\\xb5\\x2f\\xfd rest")
+    >>> detect_file(Path(f.name)); os.unlink(f.name)
+    'zstd'
+    """
+    head = _head(path)
+    for magic, kind in (
+        (ZSTD_MAGIC, "zstd"),
+        (GZIP_MAGIC, "gzip"),
+        (XZ_MAGIC, "xz"),
+        (TRACEDAT_MAGIC, "trace.dat"),
+        (KMT_MAGIC, "kmt"),
+        (PARQUET_MAGIC, "parquet"),
+    ):
+        if head.startswith(magic):
+            return kind
+    return "text"
+
+
+def find_capture_trace(folder: Path) -> Path:
+    """The trace file of a capture folder (``trace.txt.zst``, ``trace.dat``,
+    ``report.txt.zst``, ...), preferring the ftrace text, then trace.dat."""
+    for name in _TEXT_NAMES + _DAT_NAMES + _REPORT_NAMES + _LATE_NAMES:
+        p = folder / name
+        if p.is_file():
+            return p
+    raise KmemdesError(
+        f"{folder}: no trace in this folder (looked for {', '.join(_TEXT_NAMES + _DAT_NAMES + _REPORT_NAMES)})"
+    )
+
+
+def read_capture_meta(folder: Path) -> dict:
+    """Capture folder facts: ``meta.txt`` as ``capture`` (key -> value) and the
+    texts of ``before/`` and ``after/`` snapshot files (name -> text)."""
+    out: dict = {}
+    meta_txt = folder / "meta.txt"
+    if meta_txt.is_file():
+        cap = {}
+        for ln in meta_txt.read_text(errors="replace").splitlines():
+            if "=" in ln:
+                k, v = ln.split("=", 1)
+                cap[k.strip()] = v.strip()
+        out["capture"] = cap
+        if "uname" in cap:
+            out["uname"] = cap["uname"]
+        if cap.get("nproc", "").isdigit():
+            out["cpus"] = int(cap["nproc"])
+    for side in ("before", "after"):
+        d = folder / side
+        if d.is_dir():
+            texts = {}
+            for p in sorted(d.iterdir()):
+                if p.is_file():
+                    try:
+                        texts[p.name] = p.read_text(errors="replace")
+                    except OSError:
+                        continue
+            out[side] = texts
+    snap = out.get("before", {})
+    if "uname" not in out and snap.get("uname"):
+        out["uname"] = snap["uname"].strip()
+    if "cpus" not in out and snap.get("nproc", "").strip().isdigit():
+        out["cpus"] = int(snap["nproc"].strip())
+    return out
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class _Truncated(Exception):
+    """A compressed stream ended early or is corrupt (bytes so far are valid)."""
+
+
+def _decompressed_blocks(f: BinaryIO, kind: str) -> Iterator[bytes]:
+    """Yield decompressed blocks; raise :class:`_Truncated` at a cut or corrupt
+    stream after yielding everything before it.  Concatenated frames/members
+    are followed."""
+    if kind == "text":
+        while True:
+            b = f.read(_READ_BLOCK * 16)
+            if not b:
+                return
+            yield b
+
+    def new():
+        if kind == "zstd":
+            import zstandard
+
+            return zstandard.ZstdDecompressor(max_window_size=1 << 31).decompressobj()
+        if kind == "gzip":
+            return zlib.decompressobj(wbits=31)
+        return lzma.LZMADecompressor()
+
+    errors: tuple = (zlib.error, lzma.LZMAError, EOFError)
+    if kind == "zstd":
+        import zstandard
+
+        errors = errors + (zstandard.ZstdError,)
+    dec = new()
+    pending = b""
+    while True:
+        data = pending or f.read(_READ_BLOCK)
+        pending = b""
+        if not data:
+            if not dec.eof:
+                raise _Truncated(f"{kind} stream ends before its end marker (file cut short)")
+            return
+        try:
+            out = dec.decompress(data)
+        except errors as e:
+            raise _Truncated(f"corrupt {kind} data ({e})") from None
+        if out:
+            yield out
+        if dec.eof:
+            rest = dec.unused_data
+            if rest.strip(b"\x00"):
+                dec = new()
+                pending = rest
+            elif not rest:
+                nxt = f.read(_READ_BLOCK)
+                if not nxt:
+                    return
+                dec = new()
+                pending = nxt
+
+
+def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes | _Truncated]:
+    """Whole-line chunks of a (possibly compressed) text file, produced by a
+    background thread; a :class:`_Truncated` item reports a cut stream."""
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            with open(path, "rb") as f:
+                buf: list[bytes] = []
+                size = 0
+                try:
+                    for block in _decompressed_blocks(f, kind):
+                        buf.append(block)
+                        size += len(block)
+                        if size >= chunk_bytes:
+                            data = b"".join(buf)
+                            cut = data.rfind(b"\n") + 1
+                            if cut == 0:
+                                buf, size = [data], len(data)
+                                continue
+                            _put(data[:cut])
+                            rest = data[cut:]
+                            buf, size = ([rest], len(rest)) if rest else ([], 0)
+                            if stop.is_set():
+                                return
+                    if buf:
+                        _put(b"".join(buf))
+                except _Truncated as e:
+                    if buf:
+                        _put(b"".join(buf))
+                    _put(e)
+        except OSError as e:
+            _put(KmemdesError(f"{path}: cannot read: {e.strerror or e}"))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            _put(e)
+        finally:
+            _put(None)
+
+    def _put(item) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    t = threading.Thread(target=produce, name="kmemdes-decompress", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException) and not isinstance(item, _Truncated):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _read_text(path: Path, kind: str, strict: bool) -> Trace:
+    from kmemdes.trace.text import TextParser
+
+    parser = TextParser(path, strict=strict)
+    for item in iter_text_chunks(path, kind):
+        if isinstance(item, _Truncated):
+            line = parser.line_counts["total"]
+            parser.problems.add("truncated_file", [line], str(item), f"truncated file: {item}", 1)
+            parser.problems.check_strict()
+            break
+        parser.feed(item)
+    events, meta, problems = parser.finish()
+    if kind != "text":
+        meta["compression"] = kind
+    return Trace(events=events, meta=meta, problems=problems)
+
+
+def _decompressed_head(path: Path, kind: str, n: int = 16) -> bytes:
+    with open(path, "rb") as f:
+        out = b""
+        try:
+            for block in _decompressed_blocks(f, kind):
+                out += block
+                if len(out) >= n:
+                    break
+        except _Truncated:
+            pass
+    return out[:n]
+
+
+def _read_file(path: Path, strict: bool) -> Trace:
+    kind = detect_file(path)
+    if kind in ("zstd", "gzip", "xz"):
+        head = _decompressed_head(path, kind)
+        if head.startswith(TRACEDAT_MAGIC):
+            kind_inner = "trace.dat"
+        elif head.startswith(KMT_MAGIC) or head.startswith(PARQUET_MAGIC):
+            raise KmemdesError(f"{path}: compressed .kmt/.parquet files are not supported; decompress first")
+        else:
+            kind_inner = "text"
+        if kind_inner == "trace.dat":
+            return _read_tracedat(path, strict)
+        return _read_text(path, kind, strict)
+    if kind == "trace.dat":
+        return _read_tracedat(path, strict)
+    if kind == "kmt":
+        from kmemdes.trace.kmt import read_kmt
+
+        return read_kmt(path)
+    if kind == "parquet":
+        from kmemdes.trace.kmt import read_parquet
+
+        return read_parquet(path)
+    return _read_text(path, "text", strict)
+
+
+def _read_tracedat(path: Path, strict: bool) -> Trace:
+    try:
+        from kmemdes.trace.tracedat import read_tracedat
+    except ImportError:  # pragma: no cover - the module ships with kmemdes
+        raise KmemdesError(f"{path}: trace.dat files need kmemdes.trace.tracedat, which is not installed") from None
+    return read_tracedat(path, strict)
+
+
+def read_trace(path, strict: bool = False) -> Trace:
+    """Read any trace: a file (plain or zstd/gzip/xz-compressed text, trace.dat,
+    .kmt, Parquet) or a capture folder.
+
+    For a capture folder, or a file inside one (a folder with ``meta.txt``),
+    ``meta`` also holds the capture facts and the before/after snapshot texts.
+    ``strict`` raises :class:`KmemdesError` (``FILE:LINE: what``) at the first
+    problem instead of counting it.
+
+    >>> from pathlib import Path
+    >>> t = read_trace(Path(__file__).resolve().parents[2] / "traces" / "a_idle_stream")
+    >>> t.meta["format"], t.events.height, t.meta["capture"]["name"], t.problems
+    ('ftrace', 16177, 'a_idle_stream', {})
+    """
+    path = Path(path)
+    if not path.exists():
+        raise KmemdesError(f"{path}: no such file or directory")
+    folder = None
+    if path.is_dir():
+        folder = path
+        path = find_capture_trace(folder)
+    elif (path.parent / "meta.txt").is_file():
+        folder = path.parent
+    trace = _read_file(path, strict)
+    meta = dict(trace.meta)
+    meta.setdefault("source", str(path))
+    meta["source"] = str(path)
+    if folder is not None:
+        cap = read_capture_meta(folder)
+        meta["capture_dir"] = str(folder)
+        for k, v in cap.items():
+            if k in ("cpus", "uname") and k in meta:
+                continue
+            meta[k] = v
+    trace.meta = meta
+    return trace

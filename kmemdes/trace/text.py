@@ -1,0 +1,892 @@
+"""Text traces -> the canonical event table: ftrace ``trace``/``trace_pipe``,
+``trace-cmd report`` and ``perf script`` output, any kernel era.
+
+The formats (KERNEL.md section 14, traces/README.md section 4)::
+
+    ftrace     <comm %16s>-<pid %-7d> [<cpu %03d>] <flags> <secs>.<usecs>: <event>: <fields>
+    trace-cmd  [<instance>: ]<comm>-<pid> [<cpu>] <secs>.<usecs>: <event>: [(func+off)] <fields>
+    perf       <comm %16s> <pid> [<cpu>] <secs>.<usecs>: <group>:<event>: <fields>
+
+Parsing is vectorised over chunks of lines (Polars string kernels, never a
+Python loop over lines on the normal path):
+
+1. *header*: one fast pass of literal ``find``/``slice`` at the positions the
+   kernel's ``%16s-%-7d [%03d]`` layout gives (``trace_print_context`` in
+   kernel/trace/trace_output.c), checked on every line; lines that do not fit
+   (exotic comms, other layouts, headers, ``[LOST n EVENTS]`` markers, garbage)
+   go through a regular-expression path, then are classified.
+2. *body*: rows are grouped by event name; every event prints its fields in a
+   fixed order (the ``print fmt`` of ``include/trace/events/kmem.h``,
+   ``vmalloc.h``), so each group is split at single spaces and field *i* is
+   taken by position, after checking that it carries the expected ``key=``.
+   The key order of each event is learnt once per file from the first rows
+   (older kernels lack ``node=``/``accounted=``/``name=``, have ``cold=``, ...).
+   Rows that deviate are parsed key by key and counted as problems.
+3. GFP strings are decoded with :func:`kmemdes.mm.gfp.parse_gfp` once per
+   distinct string.
+
+Problems (bad input) never stop the parse unless ``strict``; each is counted by
+kind with its first line numbers (:class:`ProblemLog`).  Every input line ends
+up as a row, as a blank/header line, or as a *dropping* problem
+(:data:`DROPPING_PROBLEMS`); :attr:`TextParser.line_counts` keeps the tally.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from typing import Iterable
+
+import numpy as np
+import polars as pl
+
+from kmemdes.errors import KmemdesError, where
+from kmemdes.mm.gfp import parse_gfp
+from kmemdes.trace.schema import EVENT_SCHEMA, KIND_BY_NAME, EventKind
+
+__all__ = [
+    "TEXT_FORMATS",
+    "DROPPING_PROBLEMS",
+    "ProblemLog",
+    "TextParser",
+    "detect_text_format",
+    "parse_text",
+]
+
+TEXT_FORMATS = ("ftrace", "trace-cmd-report", "perf-script")
+
+#: problem kinds whose line does not become a row (the others keep the row)
+DROPPING_PROBLEMS = frozenset({"unparsed_line", "binary_garbage"})
+
+_MAX_LINES = 5  # line numbers kept per problem kind
+_CHUNK_LINES_HINT = 1 << 19
+
+
+# --------------------------------------------------------------------------- problems
+
+
+class ProblemLog:
+    """Bad-input accounting: kind -> count, first line numbers, an example.
+
+    With ``strict`` the first problem (lowest line once a chunk is done) is
+    raised as ``KmemdesError("FILE:LINE: what")``.
+
+    >>> log = ProblemLog("t.txt")
+    >>> log.add("bad_field", [7, 3], "order=abc", "mm_page_alloc: order=abc is not a number")
+    >>> log.as_dict()
+    {'bad_field': {'count': 2, 'lines': [3, 7], 'example': 'order=abc'}}
+    """
+
+    def __init__(self, source: object, strict: bool = False):
+        self.source = source
+        self.strict = strict
+        self.kinds: dict[str, dict] = {}
+        self._first: tuple[int, str] | None = None
+
+    def add(self, kind: str, lines: list[int], example: str, message: str, count: int | None = None) -> None:
+        """Record ``count`` (default ``len(lines)``) problems of ``kind``."""
+        n = len(lines) if count is None else count
+        if n <= 0:
+            return
+        lines = sorted(int(x) for x in lines if x is not None)
+        entry = self.kinds.setdefault(kind, {"count": 0, "lines": [], "example": example[:300]})
+        entry["count"] += n
+        entry["lines"] = sorted(set(entry["lines"]) | set(lines[:_MAX_LINES]))[:_MAX_LINES]
+        first = lines[0] if lines else 0
+        if self._first is None or first < self._first[0]:
+            self._first = (first, message)
+
+    def check_strict(self) -> None:
+        """Raise the first recorded problem when strict."""
+        if self.strict and self._first is not None:
+            line, message = self._first
+            raise KmemdesError(f"{where(self.source, line or None)}: {message}")
+
+    def as_dict(self) -> dict:
+        return {k: dict(v) for k, v in sorted(self.kinds.items())}
+
+
+# --------------------------------------------------------------------------- formats
+
+
+_PERF_PROBE = re.compile(r"\]\s+\d+\.\d+:\s+[\w-]+:\w+:")
+_FTRACE_PROBE = re.compile(r"-\d+\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+(?:\S{2,6}\s+)?\d+\.\d+:\s+\w+:")
+
+
+def detect_text_format(head: str) -> str:
+    """Which text format a trace is, from its first lines.
+
+    >>> detect_text_format("cpus=2\\ninst:  bash-1 [001]  1.000001: kfree: call_site=x ptr=(nil)")
+    'trace-cmd-report'
+    >>> detect_text_format("  perf 17091 [000]  3023.261361:  kmem:kmalloc: call_site=x")
+    'perf-script'
+    >>> detect_text_format("  bash-12948   [001] .....  1968.174897: kfree: call_site=x ptr=0")
+    'ftrace'
+    """
+    lines = [ln for ln in head.splitlines()[:400] if ln.strip()]
+    if lines and lines[0].startswith("cpus="):
+        return "trace-cmd-report"
+    perf = ftrace = tcmd = 0
+    for ln in lines:
+        if _PERF_PROBE.search(ln):
+            perf += 1
+        elif _FTRACE_PROBE.search(ln):
+            if re.match(r"^[^\s:]+:\s", ln):
+                tcmd += 1
+            else:
+                ftrace += 1
+    if perf > ftrace + tcmd:
+        return "perf-script"
+    if tcmd > ftrace:
+        return "trace-cmd-report"
+    return "ftrace"
+
+
+# Generic header expressions (the slow path; also used to learn the fast layout).
+_RE_FTRACE = (
+    r"^\s*(?P<comm>.*)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:(?P<flags>\S{2,6})\s+)?(?P<secs>\d+)\.(?P<frac>\d+):\s+(?P<ev>[\w:-]+):(?: (?P<body>.*))?$"
+)
+_RE_TRACECMD = r"^(?:[^\s:]+:\s+)?" + _RE_FTRACE[1:]
+_RE_PERF = (
+    r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)(?:/-?\d+)?\s+\[(?P<cpu>\d+)\]\s+"
+    r"(?P<flags>)(?P<secs>\d+)\.(?P<frac>\d+):\s+(?P<ev>[\w:-]+):(?: (?P<body>.*))?$"
+)
+_HEADER_RE = {"ftrace": _RE_FTRACE, "trace-cmd-report": _RE_TRACECMD, "perf-script": _RE_PERF}
+_LOST_RE = r"^\s*CPU:\s*(\d+)\s+\[(?:LOST (\d+) EVENTS|(\d+) EVENTS DROPPED|LOST EVENTS)\]\s*$"
+_GARBAGE_RE = "[\x00-\x08\x0b-\x1f\x7f\ufffd]"
+
+
+class _Layout:
+    """Fixed header positions of the fast path, learnt from the first lines.
+
+    ``dash`` is the index of the separator after the 16-wide right-aligned comm
+    (``-`` for ftrace/trace-cmd, a space for perf); ``comm_start`` skips a
+    trace-cmd ``instance:`` prefix; ``flags_len`` is 5 (5.15+), 4, or 0.
+    """
+
+    __slots__ = ("comm_start", "dash", "sep", "flags_len")
+
+    def __init__(self, comm_start: int, dash: int, sep: str, flags_len: int):
+        self.comm_start, self.dash, self.sep, self.flags_len = comm_start, dash, sep, flags_len
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Layout) and all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, s) for s in self.__slots__))
+
+
+def _learn_layout(lines: list[str], fmt: str) -> _Layout | None:
+    """The most common fast-path layout among sample lines (None if none fits)."""
+    rx = re.compile(_HEADER_RE[fmt])
+    votes: Counter = Counter()
+    for ln in lines:
+        m = rx.match(ln)
+        if not m:
+            continue
+        dash = m.start("pid") - 1
+        if fmt == "perf-script":
+            # "<comm %16s> <pid %5d>": the separator is the space after the comm
+            dash = m.end("comm")
+            sep = " "
+        else:
+            sep = "-"
+        if ln[dash] != sep:
+            continue
+        comm_start = 0
+        if fmt == "trace-cmd-report":
+            pm = re.match(r"^[^\s:]+:", ln)
+            if pm and pm.end() < m.start("comm") + 1:
+                comm_start = pm.end()
+        flags_len = len(m.group("flags") or "")
+        votes[_Layout(comm_start, dash, sep, flags_len)] += 1
+    if not votes:
+        return None
+    return votes.most_common(1)[0][0]
+
+
+# --------------------------------------------------------------------------- event bodies
+
+# Column converters
+_STR, _PTR, _NUM, _INT, _BOOL = "str", "ptr", "num", "int", "bool"
+
+_CONV = {
+    "call_site": _STR,
+    "cache": _STR,
+    "gfp_flags": _STR,
+    "ptr": _PTR,
+    "page": _PTR,
+    "pfn": _NUM,
+    "va_start": _NUM,
+    "va_end": _NUM,
+    "vstart": _NUM,
+    "vend": _NUM,
+    "accounted": _BOOL,
+}
+
+# Event families: canonical key order (print fmt order; older kernels print a
+# subsequence), required keys, and key -> column.  None: no column (the raw
+# body is then kept in ``args``).
+_SLAB_ALLOC = (
+    ("call_site", "ptr", "name", "bytes_req", "bytes_alloc", "gfp_flags", "node", "accounted"),
+    {"call_site", "ptr", "bytes_req", "bytes_alloc", "gfp_flags"},
+    {"name": "cache"},
+)
+_SLAB_FREE = (("call_site", "ptr", "name"), {"call_site", "ptr"}, {"name": "cache"})
+_PAGE_ALLOC = (("page", "pfn", "order", "migratetype", "gfp_flags"), {"pfn", "order", "migratetype", "gfp_flags"}, {})
+_PAGE_FREE = (("page", "pfn", "order"), {"pfn", "order"}, {})
+_PAGE_BATCHED = (("page", "pfn", "order", "cold"), {"pfn", "order"}, {"cold": None})
+_ZONE_LOCKED = (("page", "pfn", "order", "migratetype", "percpu_refill"), {"pfn", "order", "migratetype"}, {})
+_PCPU_DRAIN = (("page", "pfn", "order", "migratetype"), {"pfn", "order", "migratetype"}, {})
+_EXTFRAG = (
+    (
+        "page",
+        "pfn",
+        "alloc_order",
+        "fallback_order",
+        "pageblock_order",
+        "alloc_migratetype",
+        "fallback_migratetype",
+        "fragmenting",
+        "change_ownership",
+    ),
+    {"pfn", "alloc_order", "fallback_order", "alloc_migratetype", "fallback_migratetype"},
+    {"alloc_order": "order", "alloc_migratetype": "migratetype", "pageblock_order": None},
+)
+_ALLOC_VMAP = (("va_start", "size", "align", "vstart", "vend", "failed"), {"va_start", "size"}, {})
+_FREE_VMAP = (("va_start", "nr_lazy", "nr_lazy_max"), {"va_start"}, {})
+_PURGE_VMAP = (("start", "end", "num_purged"), {"start", "end", "num_purged"}, {"start": "va_start", "end": "va_end", "num_purged": "npurged"})
+
+_FAMILY = {
+    "kmalloc": _SLAB_ALLOC,
+    "kmalloc_node": _SLAB_ALLOC,
+    "kmem_cache_alloc": _SLAB_ALLOC,
+    "kmem_cache_alloc_node": _SLAB_ALLOC,
+    "kfree": _SLAB_FREE,
+    "kmem_cache_free": _SLAB_FREE,
+    "mm_page_alloc": _PAGE_ALLOC,
+    "mm_page_free": _PAGE_FREE,
+    "mm_page_free_direct": _PAGE_FREE,
+    "mm_page_free_batched": _PAGE_BATCHED,
+    "mm_pagevec_free": _PAGE_BATCHED,
+    "mm_page_alloc_zone_locked": _ZONE_LOCKED,
+    "mm_page_pcpu_drain": _PCPU_DRAIN,
+    "mm_page_alloc_extfrag": _EXTFRAG,
+    "alloc_vmap_area": _ALLOC_VMAP,
+    "free_vmap_area_noflush": _FREE_VMAP,
+    "purge_vmap_area_lazy": _PURGE_VMAP,
+}
+_SLAB_EVENTS = {"kmalloc", "kmalloc_node", "kmem_cache_alloc", "kmem_cache_alloc_node", "kfree", "kmem_cache_free"}
+_NULL_PTRS = ("(nil)", "(null)")
+
+_HEADER_COLS = ["line", "ts", "cpu", "pid", "comm", "flags", "ev", "body"]
+
+
+def _column_of(key: str, family: tuple) -> str | None:
+    mapping = family[2]
+    if key in mapping:
+        return mapping[key]
+    return key
+
+
+def _convert(raw: pl.Expr, column: str) -> pl.Expr:
+    """Typed value of a field's text, null where it does not convert."""
+    dtype = EVENT_SCHEMA[column]
+    conv = _CONV.get(column, _INT)
+    if conv == _STR:
+        return raw
+    if conv == _BOOL:
+        return pl.when(raw == "true").then(True).when(raw == "false").then(False).otherwise(None)
+    if conv == _PTR:
+        hexval = raw.str.strip_prefix("0x").str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+        return pl.when(raw.is_in(_NULL_PTRS)).then(pl.lit(0, pl.UInt64)).otherwise(hexval).cast(dtype)
+    if conv == _NUM:
+        hexval = raw.str.slice(2).str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+        decval = raw.str.to_integer(base=10, dtype=pl.UInt64, strict=False)
+        val = pl.when(raw.str.starts_with("0x")).then(hexval).otherwise(decval)
+        return val.cast(dtype, strict=False)
+    return raw.str.to_integer(base=10, dtype=dtype, strict=False)
+
+
+def _first_lines(frame: pl.DataFrame, mask: pl.Expr | None = None) -> tuple[list[int], str, int]:
+    """(first line numbers, example text, count) of the rows selected by mask."""
+    sel = frame if mask is None else frame.filter(mask)
+    n = sel.height
+    if n == 0:
+        return [], "", 0
+    head = sel.head(_MAX_LINES)
+    lines = head["line"].to_list()
+    ex_col = "l" if "l" in sel.columns else "body"
+    example = head[ex_col][0] if ex_col in sel.columns else ""
+    return lines, example or "", n
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+class TextParser:
+    """Incremental parser: :meth:`feed` chunks of text (bytes, whole lines),
+    then :meth:`finish` returns ``(events, meta, problems)``.
+
+    Memory stays bounded by the chunk size plus the typed output frames.
+    """
+
+    def __init__(self, source: object, strict: bool = False, fmt: str | None = None):
+        if fmt is not None and fmt not in TEXT_FORMATS:
+            raise ValueError(f"unknown text format {fmt!r}")
+        self.source = source
+        self.fmt = fmt
+        self.problems = ProblemLog(source, strict)
+        self.meta: dict = {}
+        self.line_counts = {"total": 0, "rows": 0, "blank": 0, "header": 0, "dropped": 0}
+        self._layout: _Layout | None = None
+        self._layout_tried = False
+        self._body_layouts: dict[str, tuple[str, ...] | None] = {}
+        self._gfp: dict[str, int | None] = {}
+        self._frames: list[pl.DataFrame] = []
+        self._last_ts: int | None = None
+        self._event_names: dict[str, str | None] = {}
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, chunk: bytes, line_base: int | None = None) -> None:
+        """Parse a chunk of whole lines (the last may lack its newline)."""
+        if not chunk:
+            return
+        base = self.line_counts["total"]
+        frame, garbage = self._lines(chunk)
+        n = frame.height
+        self.line_counts["total"] += n
+        frame = frame.with_columns(line=pl.int_range(base + 1, base + 1 + n, dtype=pl.Int64))
+        if garbage:
+            gl = [base + 1 + i for i in garbage]
+            self.problems.add(
+                "binary_garbage",
+                gl,
+                repr(chunk.split(b"\n")[garbage[0]][:120]),
+                "binary garbage (control bytes or invalid UTF-8) in a text trace",
+            )
+            self.line_counts["dropped"] += len(garbage)
+            frame = frame.filter(~pl.col("line").is_in(gl))
+        if self.fmt is None:
+            sample = frame.head(400)["l"].drop_nulls().to_list()
+            self.fmt = detect_text_format("\n".join(sample))
+        if not self._layout_tried:
+            sample = [s for s in frame.head(2000)["l"].drop_nulls().to_list() if s.strip()][:400]
+            if sample:
+                self._layout = _learn_layout(sample, self.fmt)
+                self._layout_tried = True
+        self._parse_frame(frame)
+        self.problems.check_strict()
+
+    def _lines(self, chunk: bytes) -> tuple[pl.DataFrame, list[int]]:
+        """The chunk as one String column ``l`` (one row per line), and the
+        indexes of lines with binary garbage (emptied)."""
+        arr = np.frombuffer(chunk, dtype=np.uint8)
+        nl = chunk.count(b"\n")
+        clean = int(np.count_nonzero(arr < 32)) == nl
+        if clean and not chunk.isascii():
+            try:
+                chunk.decode("utf-8")
+            except UnicodeDecodeError:
+                clean = False
+        if clean:
+            frame = pl.read_csv(
+                io.BytesIO(chunk),
+                has_header=False,
+                separator="\x01",
+                quote_char=None,
+                new_columns=["l"],
+                schema={"l": pl.String},
+                comment_prefix=None,
+            )
+            return frame, []
+        raw_lines = chunk.split(b"\n")
+        if chunk.endswith(b"\n"):
+            raw_lines.pop()
+        bad_rx = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+        text: list[str | None] = []
+        garbage: list[int] = []
+        for i, raw in enumerate(raw_lines):
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            try:
+                s = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                s = None
+            if s is None or bad_rx.search(raw):
+                garbage.append(i)
+                text.append(None)
+            else:
+                text.append(s or None)
+        return pl.DataFrame({"l": pl.Series("l", text, dtype=pl.String)}), garbage
+
+    # ------------------------------------------------------------------ header
+
+    def _parse_frame(self, frame: pl.DataFrame) -> None:
+        l = pl.col("l")
+        fast = self._fast_header(frame) if self._layout is not None else None
+        if fast is not None:
+            ok = fast.filter(pl.col("_ok")).select(_HEADER_COLS)
+            rest = fast.filter(~pl.col("_ok")).select("l", "line") if ok.height < fast.height else frame.clear()
+        else:
+            ok = None
+            rest = frame
+        parts = [] if ok is None else [ok]
+        lost = None
+        if rest.height:
+            slow, lost = self._slow_header(rest)
+            if slow.height:
+                parts.append(slow)
+        if not parts and lost is None:
+            return
+        events = pl.concat(parts, how="vertical_relaxed") if parts else None
+        typed = []
+        if events is not None and events.height:
+            for (ev,), part in events.partition_by("ev", as_dict=True, maintain_order=False).items():
+                out = self._parse_event(ev, part)
+                if out is not None:
+                    typed.append(out)
+        if lost is not None and lost.height:
+            typed.append(lost)
+        if not typed:
+            return
+        chunk = pl.concat([_conform(t) for t in typed], how="vertical").sort("line")
+        chunk = self._finish_chunk(chunk)
+        self.line_counts["rows"] += chunk.height
+        self._frames.append(chunk)
+        del l
+
+    def _fast_header(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Header fields at the learnt fixed positions; ``_ok`` marks lines
+        where every check passed.
+
+        The timestamp ``secs.usecs`` (``%5lu.%06lu``) is parsed as one float and
+        rounded to whole microseconds, which is exact below 10^9 s of uptime.
+        """
+        lay = self._layout
+        assert lay is not None
+        if lay.comm_start:
+            # trace-cmd "instance: " prefix: work on the line after it
+            frame = frame.with_columns(_l=pl.col("l").str.slice(lay.comm_start))
+            l = pl.col("_l")
+        else:
+            l = pl.col("l")
+        p, b, c, q, r = pl.col("_p"), pl.col("_b"), pl.col("_c"), pl.col("_q"), pl.col("_r")
+        d = lay.dash - lay.comm_start
+        s0 = c + 2 + (lay.flags_len + 1 if lay.flags_len else 0)
+        tsf = pl.col("_tsf")
+        ok = (
+            (l.str.slice(d, 1) == lay.sep)
+            & (l.str.slice(p - 7, 1) == ".")
+            & (b > d)
+            & (c > b)
+            & (p > c)
+            & pl.col("pid").is_not_null()
+            & pl.col("cpu").is_not_null()
+            & (tsf >= 0)
+            & (q > 0)
+        )
+        if lay.flags_len:
+            # the flags column is followed by a space
+            ok = ok & (l.str.slice(c + 2 + lay.flags_len, 1) == " ")
+        out = (
+            frame.lazy()
+            .with_columns(
+                _p=l.str.find(": ", literal=True),
+                _b=l.str.find(" [", literal=True),
+                _c=l.str.find("] ", literal=True),
+            )
+            .with_columns(
+                _r=l.str.slice(p + 2),
+                pid=l.str.slice(d + 1, (b - d - 1).clip(0)).str.strip_chars_end(" ").str.to_integer(dtype=pl.Int32, strict=False),
+                cpu=l.str.slice(b + 2, (c - b - 2).clip(0)).str.to_integer(dtype=pl.Int16, strict=False),
+                _tsf=l.str.slice(s0, (p - s0).clip(0)).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
+                comm=l.str.slice(0, d).str.strip_chars_start(" "),
+                flags=(l.str.slice(c + 2, lay.flags_len) if lay.flags_len else pl.lit(None, pl.String)),
+            )
+            .with_columns(_q=r.str.find(": ", literal=True))
+            .with_columns(
+                ev=r.str.slice(0, q),
+                body=r.str.slice(q + 2),
+                ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
+                _ok=ok.fill_null(False),
+            )
+        )
+        return out.select("l", *_HEADER_COLS, "_ok").collect()
+
+    def _slow_header(self, rest: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """Classify the lines the fast path left: blank, header, LOST marker,
+        event (by regular expression), or a problem."""
+        l = pl.col("l")
+        rest = rest.with_columns(_s=l.str.strip_chars())
+        s = pl.col("_s")
+        blank = rest.filter(s.is_null() | (s == ""))
+        self.line_counts["blank"] += blank.height
+        rest = rest.filter(s.is_not_null() & (s != ""))
+        is_head = s.str.starts_with("#") | s.str.contains(r"^cpus=\d+$")
+        heads = rest.filter(is_head)
+        if heads.height:
+            self.line_counts["header"] += heads.height
+            for text in heads["_s"].to_list():
+                m = re.match(r"^cpus=(\d+)$", text) or re.search(r"#P:(\d+)", text)
+                if m and "cpus" not in self.meta:
+                    self.meta["cpus"] = int(m.group(1))
+                m = re.match(r"^#\s*tracer:\s*(\S+)", text)
+                if m:
+                    self.meta["tracer"] = m.group(1)
+            rest = rest.filter(~is_head)
+        if not rest.height:
+            return rest.clear().select([]), None
+        rest = rest.with_columns(
+            _lost=l.str.extract_groups(_LOST_RE),
+            _h=l.str.extract_groups(_HEADER_RE[self.fmt or "ftrace"]),
+        )
+        lost_mask = pl.col("_lost").struct.field("1").is_not_null()
+        lost_rows = rest.filter(lost_mask)
+        lost = None
+        if lost_rows.height:
+            lost = lost_rows.select(
+                "line",
+                cpu=pl.col("_lost").struct.field("1").cast(pl.Int16),
+                npurged=pl.coalesce(
+                    pl.col("_lost").struct.field("2"), pl.col("_lost").struct.field("3")
+                ).cast(pl.Int64),
+                kind=pl.lit(int(EventKind.LOST), pl.UInt8),
+                event=pl.lit("LOST"),
+            )
+        rest = rest.filter(~lost_mask)
+        h = pl.col("_h").struct
+        ev_ok = h.field("ev").is_not_null()
+        bad = rest.filter(~ev_ok)
+        if bad.height:
+            garbage = bad.filter(l.str.contains(_GARBAGE_RE))
+            if garbage.height:
+                lines, ex, n = _first_lines(garbage)
+                self.problems.add("binary_garbage", lines, ex, "binary garbage in a text line", n)
+            other = bad.filter(~l.str.contains(_GARBAGE_RE))
+            if other.height:
+                lines, ex, n = _first_lines(other)
+                self.problems.add("unparsed_line", lines, ex, f"not a {self.fmt} event line: {ex[:80]!r}", n)
+            self.line_counts["dropped"] += bad.height
+        good = rest.filter(ev_ok)
+        frac = h.field("frac")
+        scale = pl.lit(10, pl.Int64).pow(9 - frac.str.len_chars().clip(1, 9).cast(pl.Int64))
+        slow = good.select(
+            "line",
+            ts=h.field("secs").str.to_integer(strict=False) * 1_000_000_000
+            + frac.str.slice(0, 9).str.to_integer(strict=False) * scale,
+            cpu=h.field("cpu").str.to_integer(dtype=pl.Int16, strict=False),
+            pid=h.field("pid").str.to_integer(dtype=pl.Int32, strict=False),
+            comm=h.field("comm").str.strip_chars_start(" "),
+            flags=pl.when(h.field("flags") == "").then(None).otherwise(h.field("flags")),
+            ev=h.field("ev"),
+            body=h.field("body").fill_null(""),
+        )
+        bad_num = slow.filter(pl.col("ts").is_null() | pl.col("cpu").is_null() | pl.col("pid").is_null())
+        if bad_num.height:
+            lines, ex, n = _first_lines(bad_num)
+            self.problems.add("bad_field", lines, ex, "timestamp, cpu or pid out of range", n)
+        return slow, lost
+
+    # ------------------------------------------------------------------ bodies
+
+    def _event_name(self, raw: str) -> str | None:
+        """Event name from the printed one (perf: ``kmem:kmalloc``, padded)."""
+        name = self._event_names.get(raw, ...)
+        if name is ...:
+            s = raw.strip()
+            if ":" in s:
+                s = s.rsplit(":", 1)[1]
+            name = s if re.fullmatch(r"[A-Za-z_]\w*", s) else None
+            self._event_names[raw] = name
+        return name
+
+    def _parse_event(self, raw_ev: str, part: pl.DataFrame) -> pl.DataFrame | None:
+        name = self._event_name(raw_ev)
+        if name is None:
+            lines, _, n = _first_lines(part)
+            ex = part["body"][0] if part.height else ""
+            self.problems.add("unparsed_line", lines, f"{raw_ev}: {ex}", f"bad event name {raw_ev!r}", n)
+            self.line_counts["dropped"] += n
+            return None
+        kind = EventKind.from_name(name)
+        base = part.select(
+            "line", "ts", "cpu", "pid", "comm", "flags",
+            kind=pl.lit(int(kind), pl.UInt8), event=pl.lit(name),
+        )
+        body = pl.col("body")
+        if self.fmt == "trace-cmd-report":
+            body = body.str.strip_chars_start(" ")
+            if name in _SLAB_EVENTS:
+                body = pl.when(body.str.starts_with("(")).then(
+                    body.str.slice(body.str.find(") ", literal=True) + 2)
+                ).otherwise(body)
+        part = part.select("line", body.alias("body"))
+        if name not in KIND_BY_NAME and kind not in (EventKind.COMPACTION, EventKind.VMSCAN):
+            lines, _, n = _first_lines(part)
+            self.problems.add(
+                "unknown_event", lines, f"{name}: {part['body'][0]}", f"unknown event {name!r} (kept as kind OTHER)", n
+            )
+        family = _FAMILY.get(name)
+        if family is None:
+            cols = part.select(
+                args=pl.col("body"),
+                order=pl.col("body").str.extract(r"(?:^|[\s,(])order=(-?\d+)").str.to_integer(dtype=pl.Int8, strict=False),
+                nid=pl.col("body").str.extract(r"(?:^|\s)(?:nid|node|node_id)=(-?\d+)").str.to_integer(dtype=pl.Int16, strict=False),
+            )
+            return pl.concat([base, cols], how="horizontal")
+        typed = self._typed_fields(name, family, part)
+        return pl.concat([base, typed], how="horizontal")
+
+    def _learn_body_layout(self, name: str, family: tuple, bodies: list[str]) -> tuple | None:
+        """The key order of an event in this file (most common among sample
+        bodies, a subsequence of the family's print order with all required
+        keys) and, per key, whether its values carry a ``0x`` prefix."""
+        canon, required, _ = family
+        votes: Counter = Counter()
+        hexp: Counter = Counter()
+        for body in bodies:
+            keys = []
+            for tok in body.split(" "):
+                k, eq, v = tok.partition("=")
+                if not eq:
+                    keys = None
+                    break
+                keys.append(k)
+                if v.startswith("0x"):
+                    hexp[k] += 1
+                elif v not in _NULL_PTRS:
+                    hexp[k] -= 1
+            if not keys:
+                continue
+            it = iter(canon)
+            if all(k in it for k in keys) and required <= set(keys):  # subsequence of canon
+                votes[tuple(keys)] += 1
+        if not votes:
+            return None
+        keys, n = votes.most_common(1)[0]
+        prefixes = tuple(k + "=0x" if hexp[k] > 0 and _CONV.get(_column_of(k, family) or "", _INT) in (_PTR, _NUM) else k + "=" for k in keys)
+        return keys, prefixes
+
+    def _typed_fields(self, name: str, family: tuple, part: pl.DataFrame) -> pl.DataFrame:
+        """Typed columns of one event's rows, by position (fast) or by key.
+
+        Fast path: split at single spaces, field *i* must start with the
+        learnt ``key=`` (checked for text fields; numeric fields must convert).
+        Rows that fail go to :meth:`_by_key` and are counted as problems.
+        """
+        body = pl.col("body")
+        if name == "alloc_vmap_area":
+            part = part.with_columns(body.str.replace(r"^va_start: *", "va_start="))
+        # runs of spaces (old "(null)" pointers, padded values): collapse
+        if part.select(body.str.contains("  ", literal=True).any()).item():
+            part = part.with_columns(
+                pl.when(body.str.contains("  ", literal=True))
+                .then(body.str.replace_all(r"= +", "=").str.replace_all(r" {2,}", " ").str.strip_chars(" "))
+                .otherwise(body)
+            )
+        if name not in self._body_layouts:
+            sample = part.head(256)["body"].drop_nulls().to_list()
+            self._body_layouts[name] = self._learn_body_layout(name, family, sample)
+        layout = self._body_layouts[name]
+        canon = family[0]
+        good = None
+        bad = part
+        if layout is not None:
+            keys, prefixes = layout
+            k = len(keys)
+            fields = part.select("line", "body", pl.col("body").str.split_exact(" ", k).struct.unnest())
+            exprs = []
+            checks = [pl.col(f"field_{k}").is_null()]
+            for i, (key, prefix) in enumerate(zip(keys, prefixes)):
+                col = _column_of(key, family)
+                fi = pl.col(f"field_{i}")
+                raw = fi.str.slice(len(prefix))
+                conv = _CONV.get(col or "", _INT) if col else None
+                if col is None:
+                    checks.append(fi.str.starts_with(prefix))
+                    continue
+                if conv == _STR:
+                    val = raw
+                    checks.append(fi.str.starts_with(prefix))
+                elif conv == _BOOL:
+                    val = pl.when(raw == "true").then(True).when(raw == "false").then(False)
+                elif conv in (_PTR, _NUM):
+                    base = 16 if (prefix.endswith("0x") or conv == _PTR) else 10
+                    val = raw.str.to_integer(base=base, dtype=pl.UInt64, strict=False).cast(EVENT_SCHEMA[col], strict=False)
+                    if conv == _PTR:
+                        val = pl.when(fi.is_in([key + "=" + z for z in _NULL_PTRS])).then(pl.lit(0, EVENT_SCHEMA[col])).otherwise(val)
+                else:
+                    val = raw.str.to_integer(dtype=EVENT_SCHEMA[col], strict=False)
+                exprs.append(val.alias(col))
+                if conv != _STR:
+                    checks.append(val.is_not_null())
+            vals = fields.select("line", *exprs, _ok=pl.all_horizontal(checks).fill_null(False))
+            n_ok = int(vals["_ok"].sum())
+            if n_ok == vals.height:
+                good, bad = vals.drop("_ok"), None
+            else:
+                good = vals.filter(pl.col("_ok")).drop("_ok") if n_ok else None
+                bad = part.join(vals.filter(~pl.col("_ok")).select("line"), on="line", how="semi")
+        if bad is not None and bad.height:
+            deviant = self._by_key(name, family, layout[0] if layout else None, bad)
+            exprs = []
+            bad_exprs = []
+            for key in canon:
+                col = _column_of(key, family)
+                if col is None or "_k_" + key not in deviant.columns:
+                    continue
+                rawc = pl.col("_k_" + key)
+                conv = _convert(rawc, col)
+                exprs.append(conv.alias(col))
+                if _CONV.get(col, _INT) != _STR:
+                    bad_exprs.append((rawc.is_not_null() & conv.is_null()).alias("_bad_" + key))
+            dv = deviant.select("line", *exprs, *bad_exprs, *[pl.col(c) for c in deviant.columns if c.startswith("_k_")])
+            for be in bad_exprs:
+                bname = be.meta.output_name()
+                key = bname[5:]
+                if not dv[bname].any():
+                    continue
+                badrows = dv.filter(pl.col(bname))
+                lines = badrows.head(_MAX_LINES)["line"].to_list()
+                val = badrows["_k_" + key][0]
+                self.problems.add(
+                    "bad_field", lines, f"{name}: {key}={val}", f"{name}: bad value {key}={val!r}", badrows.height
+                )
+            dv = dv.select("line", *[e.meta.output_name() for e in exprs])
+            out = dv if good is None else pl.concat([good, dv], how="diagonal_relaxed").sort("line")
+        else:
+            out = good
+        if name == "mm_page_alloc" and "pfn" in out.columns:
+            # a failed allocation prints page=NULL pfn=0: store -1
+            out = out.with_columns(pfn=pl.when(pl.col("pfn") == 0).then(-1).otherwise(pl.col("pfn")))
+        if "gfp_flags" in out.columns:
+            out = out.with_columns(gfp=self._gfp_bits(out["gfp_flags"]))
+        if any(_column_of(k, family) is None for k in (layout[0] if layout else ())):
+            out = out.with_columns(args=part["body"])
+        return out.drop("line")
+
+    def _gfp_bits(self, flags: pl.Series) -> pl.Series:
+        """Decoded GFP bits of printed masks, parsing each distinct string once."""
+        uniq = flags.drop_nulls().unique().to_list()
+        for g in uniq:
+            if g not in self._gfp:
+                try:
+                    self._gfp[g] = parse_gfp(g)
+                except ValueError:
+                    self._gfp[g] = None
+        mapping = {g: self._gfp[g] for g in uniq}
+        return flags.replace_strict(mapping, default=None, return_dtype=pl.UInt32)
+
+    def _by_key(self, name: str, family: tuple, keys: tuple | None, bad: pl.DataFrame) -> pl.DataFrame:
+        """Rows that do not fit the event's layout: take fields by key, and
+        count each row as a ``truncated_line`` (fields missing at the end) or
+        a ``bad_field``."""
+        canon, required, _ = family
+        body = pl.col("body")
+        vals = bad.select(
+            "line",
+            "body",
+            **{"_k_" + key: body.str.extract(rf"(?:^| ){re.escape(key)}=(\S*)") for key in canon},
+        )
+        expect = list(keys) if keys is not None else [k for k in canon if k in required]
+        present = [pl.col("_k_" + k).is_not_null() & (pl.col("_k_" + k) != "") for k in expect]
+        prefix = pl.lit(0)
+        run = pl.lit(True)
+        for pr in present:
+            run = run & pr
+            prefix = prefix + run.cast(pl.Int32)
+        count = pl.sum_horizontal([pr.cast(pl.Int32) for pr in present]) if present else pl.lit(0)
+        # same keys as the layout, nothing more: only the values may be bad (counted later)
+        same = (count == len(expect)) & (body.str.count_matches("=", literal=True) == len(expect))
+        trunc = (count == prefix) & (count < len(expect))
+        vals = vals.with_columns(_same=same.fill_null(False))
+        structural = vals.filter(~pl.col("_same"))
+        cls = structural.with_columns(_trunc=trunc)
+        t = cls.filter(pl.col("_trunc"))
+        if t.height:
+            lines, ex, n = _first_lines(t)
+            self.problems.add(
+                "truncated_line", lines, f"{name}: {ex}", f"{name}: line cut short, fields missing: {ex[:100]!r}", n
+            )
+        o = cls.filter(~pl.col("_trunc"))
+        if o.height:
+            lines, ex, n = _first_lines(o)
+            want = " ".join(k + "=" for k in expect)
+            self.problems.add(
+                "bad_field", lines, f"{name}: {ex}", f"{name}: fields do not match '{want}': {ex[:100]!r}", n
+            )
+        return vals.drop("body", "_same")
+
+    # ------------------------------------------------------------------ chunk end
+
+    def _finish_chunk(self, chunk: pl.DataFrame) -> pl.DataFrame:
+        """GFP decoding, LOST timestamps, and the time-order check."""
+        unknown = chunk.filter(pl.col("gfp").is_null() & pl.col("gfp_flags").is_not_null())
+        if unknown.height:
+            lines = unknown.head(_MAX_LINES)["line"].to_list()
+            g0 = unknown["gfp_flags"][0]
+            self.problems.add("unknown_gfp", lines, g0, f"unknown GFP flag in gfp_flags={g0!r}", unknown.height)
+        lost = chunk["kind"] == int(EventKind.LOST)
+        if lost.any():
+            first = pl.lit(self._last_ts, pl.Int64) if self._last_ts is not None else pl.lit(None, pl.Int64)
+            chunk = chunk.with_columns(ts=pl.col("ts").forward_fill().fill_null(first))
+        ts = chunk["ts"]
+        prev = ts.shift(1, fill_value=self._last_ts) if self._last_ts is not None else ts.shift(1)
+        back = (ts < prev).fill_null(False)
+        nback = int(back.sum())
+        if nback:
+            rows = chunk.filter(back)
+            lines = rows.head(_MAX_LINES)["line"].to_list()
+            self.problems.add(
+                "time_backwards", lines, f"line {lines[0]}", "timestamp earlier than the previous line's", nback
+            )
+        last = ts.drop_nulls()
+        if last.len():
+            self._last_ts = int(last[-1])
+        return chunk
+
+    # ------------------------------------------------------------------ output
+
+    def finish(self) -> tuple[pl.DataFrame, dict, dict]:
+        """The event table (file order), meta and problems."""
+        if self._frames:
+            events = pl.concat(self._frames, how="vertical", rechunk=False)
+        else:
+            events = pl.DataFrame(schema=EVENT_SCHEMA)
+        self._frames = []
+        meta = dict(self.meta)
+        meta["format"] = self.fmt or "ftrace"
+        meta["lines"] = dict(self.line_counts)
+        return events, meta, self.problems.as_dict()
+
+
+def _conform(frame: pl.DataFrame) -> pl.DataFrame:
+    cols = []
+    for name, dtype in EVENT_SCHEMA.items():
+        if name in frame.columns:
+            cols.append(pl.col(name).cast(dtype))
+        else:
+            cols.append(pl.lit(None, dtype=dtype).alias(name))
+    return frame.select(cols)
+
+
+def parse_text(
+    chunks: Iterable[bytes], source: object = "<text>", strict: bool = False, fmt: str | None = None
+) -> tuple[pl.DataFrame, dict, dict]:
+    """Parse text chunks (each a run of whole lines) into ``(events, meta, problems)``.
+
+    >>> line = b"bash-12948   [001] .....  1968.174923: mm_page_alloc: page=ffffea00053e27c0 pfn=0x14f89f order=0 migratetype=0 gfp_flags=GFP_KERNEL\\n"
+    >>> ev, meta, problems = parse_text([b"            " + line])
+    >>> ev.select("line", "ts", "cpu", "pid", "comm", "event", "pfn", "order", "gfp").row(0)
+    (1, 1968174923000, 1, 12948, 'bash', 'mm_page_alloc', 1374367, 0, 3264)
+    >>> meta["format"], problems
+    ('ftrace', {})
+    """
+    parser = TextParser(source, strict=strict, fmt=fmt)
+    for chunk in chunks:
+        parser.feed(chunk)
+    return parser.finish()
