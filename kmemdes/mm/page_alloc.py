@@ -359,6 +359,11 @@ class Node:
         # hooks into the reclaim and compaction models (kmemdes.mm.reclaim / compaction)
         self.reclaim: Optional[object] = None
         self.compaction: Optional[object] = None
+        # capture_control of a running direct compaction: [order, migratetype, captured pfn or -1]
+        self.capc: Optional[list] = None
+        # rmap: head pfn of a movable (LRU-like) allocation -> owner with
+        # ``migrate_page(old_pfn, new_pfn, order)``; only these pages can be migrated or reclaimed
+        self.rmap: dict[int, object] = {}
         self.on_wakeup_kswapd: Optional[Callable[["Node", int, int], None]] = None
         self.debug = False
         self._zonelists: dict[int, list[Zone]] = {}  # highest_zoneidx -> zones, highest first
@@ -702,8 +707,9 @@ class Node:
         l_zone = self.l_zone
         pb_mt = self.pb_mt
         buddy = pfn ^ (1 << order)
+        capc = self.capc
         while order < MAX_PAGE_ORDER:
-            if self.compaction is not None and self.compaction.capture(zone, pfn, order, mt):
+            if capc is not None and self._compaction_capture(capc, zone, pfn, order, mt):
                 return
             buddy = pfn ^ (1 << order)
             li = lid[buddy] if buddy < self.max_pfn else NOLIST
@@ -726,6 +732,18 @@ class Node:
             li = lid[hb] if hb < self.max_pfn else NOLIST
             to_tail = li != NOLIST and lbo[li] == order + 1 and l_zone[li] is zone
         self._add_to_free_list(zone, pfn, order, mt, to_tail)
+
+    def _compaction_capture(self, capc: list, zone: Zone, pfn: int, order: int, mt: int) -> bool:
+        """``compaction_capture``: a block of exactly the compacting order goes to the compactor."""
+        if order != capc[0] or capc[2] >= 0 or mt == MIGRATE_ISOLATE:
+            return False
+        if order < PAGEBLOCK_ORDER and mt == MIGRATE_MOVABLE and capc[1] != MIGRATE_MOVABLE:
+            return False
+        if mt != capc[1]:
+            key = (capc[1], mt, "steal", int(order < PAGEBLOCK_ORDER))
+            self.extfrag[key] = self.extfrag.get(key, 0) + 1
+        capc[2] = pfn
+        return True
 
     def free_one_page(self, zone: Zone, pfn: int, order: int, to_tail: bool = False) -> None:
         """``free_one_page``/``split_large_buddy``: blocks above a pageblock go back one pageblock at a time."""
