@@ -983,6 +983,12 @@ _ARGS_KINDS = {EventKind.OTHER, EventKind.MARKER, EventKind.KMEM_OTHER, EventKin
 _NID_FIELDS = ("nid", "node_id", "node")
 
 
+_NP_DTYPE = {
+    pl.Int8(): np.int8, pl.Int16(): np.int16, pl.Int32(): np.int32, pl.Int64(): np.int64,
+    pl.UInt8(): np.uint8, pl.UInt32(): np.uint32, pl.UInt64(): np.uint64, pl.Boolean(): np.bool_,
+}
+
+
 class _Columns:
     """Full-length column arrays with validity masks, filled event type by event type."""
 
@@ -994,13 +1000,12 @@ class _Columns:
 
     def put(self, col: str, idx: np.ndarray, values: np.ndarray) -> None:
         if col not in self.num:
-            dt = np.uint64 if EVENT_SCHEMA[col] in (pl.UInt64(), pl.UInt32()) else np.int64
-            if EVENT_SCHEMA[col] == pl.Boolean():
-                dt = np.bool_
-            self.num[col] = np.zeros(self.n, dt)
+            self.num[col] = np.zeros(self.n, _NP_DTYPE[EVENT_SCHEMA[col]])
             self.valid[col] = np.zeros(self.n, np.bool_)
         arr = self.num[col]
-        arr[idx] = values.astype(arr.dtype, copy=False) if arr.dtype != np.uint64 else values.view(np.uint64) if values.dtype == np.int64 else values
+        if values.dtype != arr.dtype:
+            values = values.view(np.uint64) if arr.dtype == np.uint64 and values.dtype == np.int64 else values.astype(arr.dtype)
+        arr[idx] = values
         self.valid[col][idx] = True
 
     def put_str(self, col: str, idx: np.ndarray, codes: np.ndarray, values: list) -> None:
@@ -1239,7 +1244,7 @@ def _read_data(tf: _File, data: bytes, problems: dict):
             if rest:
                 _problem(problems, "partial_page", 0, f"buffer {b.name!r} cpu{cpu}: {rest} bytes after the last whole page")
             streams.append((b.name, cpu, total, npg))
-            parts.append(blob[: npg * ps])
+            parts.append(memoryview(blob)[: npg * ps])
             total += npg * ps
     parts.append(b"\0" * 16)
     buf = np.frombuffer(b"".join(parts), np.uint8)
