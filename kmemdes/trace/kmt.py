@@ -1,0 +1,332 @@
+"""``.kmt``: kmemdes's own trace container, and the Parquet export.
+
+A ``.kmt`` file is the 8-byte magic ``\\x89KMT\\r\\n\\x1a\\n`` followed by a
+stream of msgpack objects:
+
+1. a *header* map: ``kmt`` (container version), ``schema`` (event schema
+   version), ``columns`` ([name, dtype] in schema order), ``rows``,
+   ``chunks``, ``source``, ``source_format``, ``meta`` (kernel and machine
+   facts, capture ``meta.txt`` values, before/after snapshot texts) and
+   ``problems`` of the original parse;
+2. one map per *chunk* of rows: ``rows`` and ``z``, the zstd-compressed
+   msgpack map of its columns.  Each column is compact bytes:
+
+   - numbers and booleans: the raw little-endian array of all rows (0 where
+     null), ``line`` and ``ts`` as deltas from the previous row; a validity
+     bitmap (``numpy.packbits``, little bit order) when the column has nulls;
+   - strings: a dictionary (the distinct values) and codes (uint8/16/32),
+     plus the validity bitmap;
+   - a column with no value in the chunk is left out (all null);
+3. an *end* map ``{"end": true, "rows": n}``: a file without it was cut short.
+
+Files are written to a temporary name and renamed when complete.  Loading
+does no text parsing at all, so it is many times faster than reading the
+source text (``benchmarks/bench_parse.py`` measures the ratio), and the
+round trip is exact: same values, nulls and dtypes.
+
+Parquet (``write_parquet`` / ``read_parquet``) holds the same event table,
+with the header (meta, problems) as JSON under the key ``kmemdes`` of the
+file's key-value metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import polars as pl
+
+from kmemdes import __version__
+from kmemdes.errors import KmemdesError
+from kmemdes.trace.reader import KMT_MAGIC, Trace
+from kmemdes.trace.schema import EVENT_SCHEMA, SCHEMA_VERSION
+
+__all__ = ["KMT_VERSION", "write_kmt", "read_kmt", "write_parquet", "read_parquet", "header_of"]
+
+KMT_VERSION = 1
+_CHUNK_ROWS = 1 << 19
+_ZSTD_LEVEL = 3
+_DELTA = ("line", "ts")
+
+_NP = {
+    pl.Int8(): np.int8,
+    pl.Int16(): np.int16,
+    pl.Int32(): np.int32,
+    pl.Int64(): np.int64,
+    pl.UInt8(): np.uint8,
+    pl.UInt16(): np.uint16,
+    pl.UInt32(): np.uint32,
+    pl.UInt64(): np.uint64,
+    pl.Boolean(): np.uint8,
+}
+
+
+def _plain(obj):
+    """A msgpack/JSON-safe copy (tuples -> lists, numpy/Path -> Python)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
+def header_of(trace: Trace) -> dict:
+    """The container header of a trace (meta and problems, schema facts)."""
+    meta = _plain(trace.meta)
+    return {
+        "kmt": KMT_VERSION,
+        "schema": SCHEMA_VERSION,
+        "columns": [[name, str(dtype)] for name, dtype in EVENT_SCHEMA.items()],
+        "rows": trace.events.height,
+        "source": meta.get("source"),
+        "source_format": meta.get("format"),
+        "created_by": f"kmemdes {__version__}",
+        "meta": meta,
+        "problems": _plain(trace.problems),
+    }
+
+
+def _check_schema(events: pl.DataFrame, what: object) -> None:
+    if events.schema != pl.Schema(EVENT_SCHEMA):
+        raise KmemdesError(f"{what}: the event table does not have the canonical schema")
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _encode_column(s: pl.Series) -> dict | None:
+    n = s.len()
+    nulls = s.null_count()
+    if nulls == n:
+        return None
+    out: dict = {}
+    if nulls:
+        valid = s.is_not_null().to_numpy()
+        out["m"] = np.packbits(valid, bitorder="little").tobytes()
+    if s.dtype == pl.String:
+        uniq = s.drop_nulls().unique(maintain_order=True)
+        codes = s.cast(pl.Enum(uniq.to_list())).to_physical()
+        ctype = np.uint8 if uniq.len() <= 1 << 8 else np.uint16 if uniq.len() <= 1 << 16 else np.uint32
+        out["d"] = uniq.to_list()
+        out["c"] = codes.fill_null(0).to_numpy().astype(ctype, copy=False).tobytes()
+        out["w"] = np.dtype(ctype).itemsize
+        return out
+    arr = s.fill_null(0).to_numpy()
+    if s.dtype == pl.Boolean:
+        arr = arr.astype(np.uint8)
+    arr = arr.astype(_NP[s.dtype], copy=False)
+    if s.name in _DELTA:
+        arr = np.diff(arr, prepend=arr.dtype.type(0))
+    out["v"] = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    return out
+
+
+def _decode_column(name: str, dtype: pl.DataType, col: dict | None, n: int) -> pl.Series:
+    if col is None:
+        return pl.Series(name, dtype=dtype).extend_constant(None, n)
+    mask = None
+    if "m" in col:
+        mask = np.unpackbits(np.frombuffer(col["m"], np.uint8), count=n, bitorder="little").view(bool)
+    if dtype == pl.String:
+        ctype = {1: np.uint8, 2: np.uint16, 4: np.uint32}[col["w"]]
+        codes = np.frombuffer(col["c"], dtype=np.dtype(ctype).newbyteorder("<"))
+        idx = pl.Series(np.ma.masked_array(codes, ~mask) if mask is not None else codes)
+        return pl.Series(name, col["d"], dtype=pl.String).gather(idx).alias(name)
+    npt = np.dtype(_NP[dtype]).newbyteorder("<")
+    arr = np.frombuffer(col["v"], dtype=npt)
+    if name in _DELTA:
+        arr = np.cumsum(arr, dtype=npt)
+    if dtype == pl.Boolean:
+        arr = arr.astype(bool)
+    if mask is not None:
+        arr = np.ma.masked_array(arr, ~mask)
+    return pl.Series(name, arr, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- .kmt
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through ``write(file)`` to a temporary name, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_kmt(trace: Trace, path, chunk_rows: int = _CHUNK_ROWS) -> Path:
+    """Write a trace as ``.kmt`` (atomically).  Returns the path.
+
+    >>> import tempfile, os
+    >>> from kmemdes.trace.reader import read_trace
+    >>> t = read_trace(Path(__file__).resolve().parents[2] / "traces" / "a_idle_stream")
+    >>> d = tempfile.mkdtemp(); p = write_kmt(t, os.path.join(d, "a.kmt"))
+    >>> u = read_kmt(p)
+    >>> u.events.equals(t.events), u.meta["format"], u.meta["source_format"], u.meta["capture"]["name"]
+    (True, 'kmt', 'ftrace', 'a_idle_stream')
+    """
+    import zstandard
+
+    path = Path(path)
+    events = trace.events
+    _check_schema(events, path)
+    header = header_of(trace)
+    n = events.height
+    nchunks = (n + chunk_rows - 1) // chunk_rows
+    header["chunks"] = nchunks
+    cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+
+    def encode(i: int) -> bytes:
+        part = events.slice(i * chunk_rows, chunk_rows)
+        cols = {}
+        for name in EVENT_SCHEMA:
+            enc = _encode_column(part[name])
+            if enc is not None:
+                cols[name] = enc
+        blob = cctx.compress(msgpack.packb(cols, use_bin_type=True))
+        return msgpack.packb({"rows": part.height, "z": blob}, use_bin_type=True)
+
+    def write(f) -> None:
+        f.write(KMT_MAGIC)
+        f.write(msgpack.packb(header, use_bin_type=True))
+        for i in range(nchunks):
+            f.write(encode(i))
+        f.write(msgpack.packb({"end": True, "rows": n}, use_bin_type=True))
+
+    try:
+        _atomic_write(path, write)
+    except OSError as e:
+        raise KmemdesError(f"{path}: cannot write: {e.strerror or e}") from None
+    return path
+
+
+def read_kmt(path) -> Trace:
+    """Load a ``.kmt`` file (see the module docstring for the layout)."""
+    import zstandard
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise KmemdesError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not data.startswith(KMT_MAGIC):
+        raise KmemdesError(f"{path}: not a .kmt file (bad magic)")
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(data) + 1, strict_map_key=False)
+    unpacker.feed(memoryview(data)[len(KMT_MAGIC):])
+    try:
+        header = next(unpacker)
+    except (StopIteration, ValueError, msgpack.UnpackException) as e:
+        raise KmemdesError(f"{path}: cannot read the .kmt header ({e or 'file cut short'})") from None
+    if not isinstance(header, dict) or "kmt" not in header:
+        raise KmemdesError(f"{path}: bad .kmt header")
+    if header["kmt"] > KMT_VERSION:
+        raise KmemdesError(f"{path}: .kmt version {header['kmt']} is newer than this kmemdes reads ({KMT_VERSION})")
+    if header.get("schema") != SCHEMA_VERSION:
+        raise KmemdesError(f"{path}: event schema version {header.get('schema')} (this kmemdes: {SCHEMA_VERSION})")
+    want = [[name, str(dtype)] for name, dtype in EVENT_SCHEMA.items()]
+    if header.get("columns") != want:
+        raise KmemdesError(f"{path}: .kmt columns differ from this kmemdes's event schema")
+    blobs = []
+    end = None
+    try:
+        for obj in unpacker:
+            if isinstance(obj, dict) and obj.get("end"):
+                end = obj
+                break
+            blobs.append((obj["rows"], obj["z"]))
+    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
+        raise KmemdesError(f"{path}: corrupt .kmt chunk {len(blobs) + 1} ({e})") from None
+    if end is None:
+        raise KmemdesError(f"{path}: .kmt file cut short after {len(blobs)} of {header.get('chunks')} chunks")
+    total = sum(r for r, _ in blobs)
+    if total != end.get("rows") or total != header.get("rows"):
+        raise KmemdesError(f"{path}: .kmt row count mismatch ({total} rows in chunks, {end.get('rows')} expected)")
+
+    def decode(item) -> pl.DataFrame:
+        rows, blob = item
+        try:
+            cols = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(blob), raw=False, strict_map_key=False)
+            return pl.DataFrame(
+                [_decode_column(name, dtype, cols.get(name), rows) for name, dtype in EVENT_SCHEMA.items()]
+            )
+        except (zstandard.ZstdError, ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
+            raise KmemdesError(f"{path}: corrupt .kmt chunk ({e})") from None
+
+    if len(blobs) > 1:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            frames = list(pool.map(decode, blobs))
+    else:
+        frames = [decode(b) for b in blobs]
+    events = pl.concat(frames, how="vertical", rechunk=False) if frames else pl.DataFrame(schema=EVENT_SCHEMA)
+    meta = dict(header.get("meta") or {})
+    meta["source_format"] = header.get("source_format")
+    meta["converted_from"] = header.get("source")
+    meta["format"] = "kmt"
+    meta["source"] = str(path)
+    return Trace(events=events, meta=meta, problems=dict(header.get("problems") or {}))
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def write_parquet(trace: Trace, path) -> Path:
+    """Write the event table as Parquet (atomically), the header as JSON in
+    the key-value metadata under ``kmemdes``."""
+    path = Path(path)
+    _check_schema(trace.events, path)
+    header = header_of(trace)
+    text = json.dumps(header, sort_keys=True)
+
+    def write(f) -> None:
+        trace.events.write_parquet(f, compression="zstd", metadata={"kmemdes": text})
+
+    try:
+        _atomic_write(path, write)
+    except OSError as e:
+        raise KmemdesError(f"{path}: cannot write: {e.strerror or e}") from None
+    return path
+
+
+def read_parquet(path) -> Trace:
+    """Load a Parquet event table written by :func:`write_parquet` (or any
+    Parquet file with the canonical columns)."""
+    path = Path(path)
+    try:
+        kv = pl.read_parquet_metadata(path)
+        events = pl.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - polars raises several types for bad files
+        raise KmemdesError(f"{path}: cannot read Parquet ({type(e).__name__}: {e})") from None
+    header = {}
+    if "kmemdes" in kv:
+        try:
+            header = json.loads(kv["kmemdes"])
+        except ValueError:
+            raise KmemdesError(f"{path}: bad kmemdes metadata in the Parquet file") from None
+    missing = [c for c in EVENT_SCHEMA if c not in events.columns]
+    if missing:
+        raise KmemdesError(f"{path}: not a kmemdes event table (missing columns: {', '.join(missing[:5])})")
+    if events.schema != pl.Schema(EVENT_SCHEMA):
+        events = events.select([pl.col(c).cast(t) for c, t in EVENT_SCHEMA.items()])
+    meta = dict(header.get("meta") or {})
+    meta["source_format"] = header.get("source_format")
+    meta["converted_from"] = header.get("source")
+    meta["format"] = "parquet"
+    meta["source"] = str(path)
+    return Trace(events=events, meta=meta, problems=dict(header.get("problems") or {}))
