@@ -1,0 +1,429 @@
+"""Experiment configs: a TOML schema validated with pydantic, errors that name the key path.
+
+A config says which machine to simulate, which kernel policies apply, what
+state memory starts in, which workloads run (synthetic generators or trace
+replays), for how long, with which seed, and how often metrics are sampled.
+Every field has a default; ``kmemdes run CONFIG --print-config`` shows the
+resolved config with all of them written out (:func:`dump_toml`).
+
+>>> cfg = parse_config('name = "x"\\n[machine]\\nmem = "1G"\\n[[workloads]]\\nkind = "driver"\\norder = 4\\n')
+>>> cfg.machine.mem, cfg.workloads[0].order, cfg.policy.fallback
+('1G', 4, 'default')
+>>> parse_config('[machine]\\nmemory = "1G"\\n', "x.toml")
+Traceback (most recent call last):
+...
+kmemdes.errors.KmemdesError: x.toml: machine.memory: unknown key (allowed: arch, mem, cpus, kernel)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kmemdes.errors import KmemdesError
+
+__all__ = [
+    "Config",
+    "Machine",
+    "PolicyConfig",
+    "Initial",
+    "CostConfig",
+    "WORKLOAD_KINDS",
+    "load_config",
+    "parse_config",
+    "dump_toml",
+    "parse_duration",
+    "set_dotted",
+]
+
+_UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "min": 60_000_000_000,
+             "h": 3_600_000_000_000}
+
+
+def parse_duration(value: Any) -> int:
+    """A duration as integer nanoseconds: ``"1.5s"``, ``"100ms"``, ``"20us"``, ``"2min"``, or a number of seconds.
+
+    >>> parse_duration("100ms"), parse_duration("2s"), parse_duration(0.5), parse_duration("1h") // 10**9
+    (100000000, 2000000000, 500000000, 3600)
+    """
+    if isinstance(value, bool):
+        raise ValueError("a duration such as '100ms', '2s' or a number of seconds")
+    if isinstance(value, (int, float)):
+        ns = int(round(value * 1e9))
+    else:
+        s = str(value).strip()
+        for unit in sorted(_UNITS_NS, key=len, reverse=True):
+            if s.endswith(unit):
+                num = s[: -len(unit)].strip()
+                try:
+                    ns = int(round(float(num) * _UNITS_NS[unit]))
+                except ValueError:
+                    raise ValueError(f"bad duration {value!r}: use e.g. '100ms', '2s', '5min'") from None
+                break
+        else:
+            raise ValueError(f"bad duration {value!r}: use e.g. '100ms', '2s', '5min'")
+    if ns < 0:
+        raise ValueError(f"duration {value!r} is negative")
+    return ns
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_size(v: str) -> str:
+    from kmemdes.mm.mm_init import parse_size
+
+    try:
+        parse_size(v)
+    except KmemdesError as e:
+        raise ValueError(str(e)) from None
+    return v
+
+
+def _check_duration(v: Any) -> Any:
+    parse_duration(v)
+    return v
+
+
+def _check_gfp(v: str) -> str:
+    from kmemdes.mm.gfp import parse_gfp
+
+    parse_gfp(v)
+    return v
+
+
+class Machine(_Strict):
+    """The simulated machine (or, with ``initial.state = "snapshot"``, the snapshot's)."""
+
+    arch: Literal["x86_64", "x86_32"] = "x86_64"
+    mem: str = "4G"
+    cpus: int = Field(2, ge=1, le=1024)
+    kernel: Literal["6.18"] = "6.18"
+
+    _mem = field_validator("mem")(_check_size)
+
+
+class PolicyConfig(_Strict):
+    """Kernel policies: data the models read (KERNEL.md sections 3, 5, 7, 11, 13)."""
+
+    fallback: Literal["default", "defrag_mode"] = "default"
+    group_by_mobility: bool = True
+    thp_enabled: Literal["always", "madvise", "never"] = "madvise"
+    thp_defrag: Literal["always", "defer", "defer+madvise", "madvise", "never"] = "madvise"
+    compaction_proactiveness: int = Field(20, ge=0, le=100)
+    extfrag_threshold: int = Field(500, ge=0, le=1000)
+    watermark_scale_factor: int = Field(10, ge=1, le=3000)
+    watermark_boost_factor: int = Field(15000, ge=0)
+    min_free_kbytes: int = Field(0, ge=0, description="0: computed at boot as the kernel does")
+    kvmalloc_fallback: bool = True
+    compaction: bool = True
+    kswapd: bool = True
+
+
+class Initial(_Strict):
+    """Initial memory state."""
+
+    state: Literal["boot", "snapshot", "fragmented"] = "boot"
+    snapshot: str = ""
+    # fragmenter: fill a share of free memory with movable pages, then free all but
+    # keep_per_block pages of every 2 MiB pageblock (the fragmentation pattern of KERNEL.md 19 / exp. frag-pattern)
+    fill: float = Field(0.9, gt=0, le=1.0)
+    keep_per_block: int = Field(128, ge=1, le=511)
+    unmovable_share: float = Field(0.0, ge=0, le=1.0)
+
+
+class CostConfig(_Strict):
+    """Latency model overrides in ns (defaults in :mod:`kmemdes.sim.cost`, cited from KERNEL.md 17)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+
+class _Workload(_Strict):
+    name: str = ""
+    start: Any = 0
+    stop: Any = 0  # 0: until the end of the run
+    cpu: int = Field(-1, ge=-1, description="-1: round-robin over CPUs")
+
+    _start = field_validator("start", "stop")(_check_duration)
+
+
+class DriverWorkload(_Workload):
+    """A driver asking for physically contiguous buffers at a rate: the request whose failure rate matters."""
+
+    kind: Literal["driver"]
+    api: Literal["alloc_pages", "kmalloc", "vmalloc", "kvmalloc"] = "alloc_pages"
+    order: int = Field(4, ge=0, le=10)
+    size: int = Field(0, ge=0, description="bytes; overrides order for kmalloc/vmalloc/kvmalloc")
+    gfp: str = "GFP_KERNEL"
+    interval: Any = "1s"
+    hold: Any = "100ms"
+
+    _gfp = field_validator("gfp")(_check_gfp)
+    _d = field_validator("interval", "hold")(_check_duration)
+
+
+class AnonWorkload(_Workload):
+    """User processes that malloc and touch anonymous memory (demand paging, THP)."""
+
+    kind: Literal["anon"]
+    processes: int = Field(4, ge=1)
+    size: str = "64M"
+    touch: float = Field(1.0, ge=0, le=1)
+    madvise_hugepage: bool = True
+    lifetime: Any = "2s"
+    interval: Any = "500ms"
+
+    _size = field_validator("size")(_check_size)
+    _d = field_validator("lifetime", "interval")(_check_duration)
+
+
+class FileCacheWorkload(_Workload):
+    """Page-cache growth (reclaimable, movable pages) with truncation."""
+
+    kind: Literal["file_cache"]
+    rate_pages: int = Field(20000, ge=1, description="pages per second")
+    truncate_share: float = Field(0.5, ge=0, le=1)
+    lifetime: Any = "5s"
+
+    _d = field_validator("lifetime")(_check_duration)
+
+
+class NetworkWorkload(_Workload):
+    """A network burst: skbuff objects and GFP_ATOMIC order-0..3 pages."""
+
+    kind: Literal["network"]
+    rate: int = Field(50000, ge=1, description="packets per second")
+    order_weights: list[float] = Field(default_factory=lambda: [0.7, 0.1, 0.1, 0.1])
+    gfp: str = "GFP_ATOMIC|__GFP_NOWARN|__GFP_COMP"
+    lifetime: Any = "2ms"
+
+    _gfp = field_validator("gfp")(_check_gfp)
+    _d = field_validator("lifetime")(_check_duration)
+
+
+class VmallocWorkload(_Workload):
+    """vmalloc churn: thread stacks and module-like areas."""
+
+    kind: Literal["vmalloc_churn"]
+    rate: int = Field(200, ge=1, description="areas per second")
+    size: str = "16K"
+    lifetime: Any = "200ms"
+
+    _size = field_validator("size")(_check_size)
+    _d = field_validator("lifetime")(_check_duration)
+
+
+class CompileWorkload(_Workload):
+    """A kernel-build-like mix fitted from the real compile trace (see kmemdes.sim.workloads)."""
+
+    kind: Literal["compile"]
+    jobs: int = Field(2, ge=1)
+    scale: float = Field(1.0, gt=0, description="multiplies the fitted event rates")
+    thp_bursts: bool = False
+    cycle: Any = "0s"
+
+    _d = field_validator("cycle")(_check_duration)
+
+
+class ReplayWorkload(_Workload):
+    """A real trace replayed through the models."""
+
+    kind: Literal["replay"]
+    trace: str
+    mode: Literal["mirror", "policy"] = "mirror"
+
+
+Workload = Annotated[
+    Union[DriverWorkload, AnonWorkload, FileCacheWorkload, NetworkWorkload, VmallocWorkload,
+          CompileWorkload, ReplayWorkload],
+    Field(discriminator="kind"),
+]
+WORKLOAD_KINDS = ("driver", "anon", "file_cache", "network", "vmalloc_churn", "compile", "replay")
+
+
+class Config(_Strict):
+    """A whole experiment."""
+
+    name: str = "experiment"
+    description: str = ""
+    seed: int = 1
+    duration: Any = "10s"
+    sample_interval: Any = "100ms"
+    machine: Machine = Field(default_factory=Machine)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    initial: Initial = Field(default_factory=Initial)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    workloads: list[Workload] = Field(default_factory=list)
+
+    _d = field_validator("duration", "sample_interval")(_check_duration)
+
+    @property
+    def duration_ns(self) -> int:
+        return parse_duration(self.duration)
+
+    @property
+    def sample_ns(self) -> int:
+        return parse_duration(self.sample_interval)
+
+
+def _format_error(err: dict, source: str, data: dict) -> str:
+    loc = tuple(err["loc"])
+    # drop the discriminator tag pydantic inserts for tagged unions ("workloads", 0, "driver", "order")
+    clean: list = []
+    for i, part in enumerate(loc):
+        if i >= 2 and loc[0] == "workloads" and isinstance(loc[1], int) and i == 2 and part in WORKLOAD_KINDS:
+            continue
+        clean.append(part)
+    path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in clean).replace(".[", "[")
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(clean, data)
+        return f"{source}: {path}: unknown key (allowed: {', '.join(allowed)})"
+    if err["type"] == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", "?")
+        return f"{source}: {path}.kind: unknown workload kind {tag!r} (allowed: {', '.join(WORKLOAD_KINDS)})"
+    if err["type"] == "union_tag_not_found":
+        return f"{source}: {path}.kind: missing (allowed: {', '.join(WORKLOAD_KINDS)})"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return f"{source}: {path}: {msg}"
+
+
+def _allowed_keys(loc: list, data: dict) -> list[str]:
+    model: Any = Config
+    node: Any = data
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else {}
+            if model is _WORKLOAD_LIST:
+                kind = node.get("kind") if isinstance(node, dict) else None
+                model = _WORKLOAD_BY_KIND.get(kind, _Workload)
+            continue
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+        if model is Config and part == "workloads":
+            model = _WORKLOAD_LIST
+            continue
+        f = model.model_fields.get(part)
+        model = f.annotation if f is not None else None
+        if model is None or not hasattr(model, "model_fields"):
+            return []
+    return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+_WORKLOAD_LIST = object()
+_WORKLOAD_BY_KIND = {
+    "driver": DriverWorkload, "anon": AnonWorkload, "file_cache": FileCacheWorkload, "network": NetworkWorkload,
+    "vmalloc_churn": VmallocWorkload, "compile": CompileWorkload, "replay": ReplayWorkload,
+}
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse and validate TOML text; errors name ``source``, the key path and the allowed values."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise KmemdesError(f"{source}: not valid TOML: {e}") from None
+    return config_from_dict(data, source)
+
+
+def config_from_dict(data: dict, source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise KmemdesError(_format_error(e.errors()[0], source, data)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise KmemdesError(f"{path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise KmemdesError(f"{path}: not a TOML text file") from None
+    cfg = parse_config(text, str(path))
+    base = p.resolve().parent
+    _resolve_paths(cfg, base)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base: Path) -> None:
+    """Relative trace/snapshot paths are taken relative to the config file, then to the cwd."""
+    def fix(value: str) -> str:
+        if not value or Path(value).is_absolute() or Path(value).exists():
+            return value
+        cand = base / value
+        return str(cand) if cand.exists() else value
+
+    cfg.initial.snapshot = fix(cfg.initial.snapshot)
+    for w in cfg.workloads:
+        if isinstance(w, ReplayWorkload):
+            w.trace = fix(w.trace)
+
+
+def set_dotted(cfg: Config, key: str, value: Any, source: str = "--set") -> Config:
+    """A copy of ``cfg`` with a dotted key (``policy.fallback``, ``workloads.0.order``) set and revalidated."""
+    data = cfg.model_dump(mode="python")
+    node: Any = data
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            try:
+                node = node[int(part)]
+            except (ValueError, IndexError):
+                raise KmemdesError(f"{source}: {key}: no element {part!r}") from None
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise KmemdesError(f"{source}: {key}: unknown key {part!r}")
+    last = parts[-1]
+    if isinstance(node, list):
+        raise KmemdesError(f"{source}: {key}: cannot replace a whole list element")
+    if last not in node and not isinstance(node, dict):
+        raise KmemdesError(f"{source}: {key}: unknown key")
+    node[last] = value
+    return config_from_dict(data, source)
+
+
+# ---------------------------------------------------------------- TOML writer
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(cfg: Config) -> str:
+    """The resolved config as TOML, every default written out, keys in schema order."""
+    data = cfg.model_dump(mode="python")
+    lines: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, (dict, list)) or (isinstance(v, list) and k != "workloads")}
+    for k, v in scalars.items():
+        lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines.append("")
+            lines.append(f"[{k}]")
+            for kk, vv in v.items():
+                lines.append(f"{kk} = {_toml_value(vv)}")
+    for w in data.get("workloads", []):
+        lines.append("")
+        lines.append("[[workloads]]")
+        kind = w.pop("kind")
+        lines.append(f"kind = {_toml_value(kind)}")
+        for kk, vv in w.items():
+            lines.append(f"{kk} = {_toml_value(vv)}")
+    return "\n".join(lines) + "\n"
