@@ -235,6 +235,78 @@ def capture_cmd(output: str, raw_pointers: bool, buffer_kb: int, events: str, kp
                f"global tracing state restored: {meta['global_tracing_state_restored']}")
 
 
+# --- trace/reader.py, kmt.py, stats.py ---------------------------------------
+@app.command("convert")
+@click.argument("trace", metavar="TRACE")
+@click.option("-o", "--output", "output", required=True, metavar="OUT.kmt|OUT.parquet",
+              help="Output file; the extension chooses the container (.kmt, or .parquet/.pq).")
+@click.option("--strict", is_flag=True, help="Stop at the first bad line (FILE:LINE: what) instead of counting it.")
+def convert_cmd(trace: str, output: str, strict: bool) -> None:
+    """Convert a trace into kmemdes's .kmt container (fast to load) or Parquet.
+
+    \b
+    TRACE is a trace file (ftrace/trace_pipe text, trace-cmd report, perf script, plain or
+    zstd/gzip/xz-compressed; trace.dat; .kmt; Parquet) or a capture folder.  The output keeps
+    the event table exactly, plus the capture facts, snapshots and parse problems.  It is
+    written to a temporary name and renamed when complete.
+
+    \b
+    Example:
+
+    \b
+      kmemdes convert traces/a_idle_stream -o /tmp/a.kmt
+      kmemdes convert traces/h_perf_sample -o /tmp/h.parquet
+    """
+    from kmemdes.trace.kmt import write_kmt, write_parquet
+    from kmemdes.trace.reader import read_trace
+
+    suffix = Path(output).suffix.lower()
+    if suffix not in (".kmt", ".parquet", ".pq"):
+        raise KmemdesError(f"{output}: unknown output format (use a .kmt or .parquet name)")
+    t = read_trace(trace, strict=strict)
+    path = write_kmt(t, output) if suffix == ".kmt" else write_parquet(t, output)
+    nprob = sum(p["count"] for p in t.problems.values())
+    click.echo(f"{path}: {t.events.height:,} events from {t.meta.get('source')} ({t.meta.get('format')}), "
+               f"{nprob:,} problems, {path.stat().st_size:,} bytes")
+
+
+@app.command("stats")
+@click.argument("trace", metavar="TRACE")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (all sections) instead of tables.")
+@click.option("--slab", is_flag=True, help="Slab tables: per event type and per cache.")
+@click.option("--page", is_flag=True, help="Page tables: order x migratetype, GFP, extfrag events.")
+@click.option("--caller", is_flag=True, help="Top slab call sites (perf kmem --caller).")
+@click.option("--strict", is_flag=True, help="Stop at the first bad line (FILE:LINE: what) instead of counting it.")
+def stats_cmd(trace: str, as_json: bool, slab: bool, page: bool, caller: bool, strict: bool) -> None:
+    """Statistics of a trace: what `perf kmem stat` gives, and the matching a replay needs.
+
+    \b
+    Counts every event record by name, the time span, LOST markers and lost events, and
+    input problems by kind (with first line numbers).  Slab: allocations and frees per event
+    type and per cache, bytes requested/allocated and internal fragmentation, cross-CPU
+    frees, frees of pre-trace objects, kfree(NULL), re-allocations of live pointers, double
+    frees, call sites.  Page: order x migratetype (4.4+ labels), GFP masks, failures, frees
+    matched/unmatched, free_batched after free, live pages, extfrag events.  vmalloc: areas,
+    lazy frees, purges.  --json always includes every section.
+
+    \b
+    Example:
+
+    \b
+      kmemdes stats traces/a_idle_stream
+      kmemdes stats traces/b_compile_head --slab --page --caller
+      kmemdes stats traces/h_perf_sample --json
+    """
+    from kmemdes.trace.reader import read_trace
+    from kmemdes.trace.stats import format_stats, stats_json, trace_stats
+
+    st = trace_stats(read_trace(trace, strict=strict))
+    if as_json:
+        click.echo(stats_json(st))
+    else:
+        click.echo(format_stats(st, slab=slab, page=page, caller=caller), nl=False)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the CLI; return the exit status (used by the console script)."""
     args = list(sys.argv[1:] if argv is None else argv)
