@@ -643,6 +643,8 @@ class SlabAllocator:
         self.bytes_alloc_live = 0  # sum of bytes_alloc of live objects
         self.stat: Counter[str] = Counter()
         self.warnings: Counter[str] = Counter()
+        #: event hook ``trace(event, **fields)`` (kmalloc, kmem_cache_alloc, kfree, kmem_cache_free)
+        self.trace: Optional[Callable[..., None]] = None
         # boot caches (kmem_cache_init -> create_boot_cache): refcount -1, never merged
         for name, size in (("kmem_cache_node", 72), ("kmem_cache", 232)):
             self.kmem_cache_create(name, size, 0, SLAB_HWCACHE_ALIGN).refcount = -1
@@ -950,6 +952,9 @@ class SlabAllocator:
         obj = self._cache_alloc(s, gfp, cpu % len(s.cpus))
         if obj:
             self._track(obj, s.object_size, s.size)
+        if self.trace is not None:
+            self.trace("kmem_cache_alloc", ptr=obj, cache=s.name, bytes_req=s.object_size, bytes_alloc=s.size,
+                       gfp=gfp)
         return obj
 
     def _track(self, obj: int, req: int, alloc: int) -> None:
@@ -959,6 +964,14 @@ class SlabAllocator:
 
     # ---- kmalloc (mm/slab_common.c, mm/slub.c) -----------------------------------------
     def kmalloc(self, size: int, gfp: int = G.GFP_KERNEL, cpu: int = 0) -> tuple[int, int]:
+        """``kmalloc``: (address, bytes_alloc); see :meth:`_kmalloc`.  Emits the ``kmalloc``
+        event (not for size 0)."""
+        addr, bytes_alloc = self._kmalloc(size, gfp, cpu)
+        if self.trace is not None and size:
+            self.trace("kmalloc", ptr=addr, bytes_req=size, bytes_alloc=bytes_alloc, gfp=gfp)
+        return addr, bytes_alloc
+
+    def _kmalloc(self, size: int, gfp: int = G.GFP_KERNEL, cpu: int = 0) -> tuple[int, int]:
         """``kmalloc``: (address, bytes_alloc).  ``kmalloc(0)`` is ZERO_SIZE_PTR with no event;
         up to 8 KiB from the size-class cache of the GFP family; above, ``get_order(size)``
         pages with ``__GFP_COMP`` (``__kmalloc_large_node``); above KMALLOC_MAX_SIZE the page
@@ -1018,6 +1031,12 @@ class SlabAllocator:
         return None if pfn is None else self.slab_of_page.get(pfn)
 
     def kfree(self, addr: int, cpu: int = 0) -> int:
+        """``kfree`` (emits the ``kfree`` event, NULL included); see :meth:`_free_obj`."""
+        if self.trace is not None:
+            self.trace("kfree", ptr=addr)
+        return self._free_obj(addr, cpu)
+
+    def _free_obj(self, addr: int, cpu: int = 0) -> int:
         """``kfree``: NULL and ZERO_SIZE_PTR are no-ops; a slab object goes back to its cache
         (whatever cache, as ``virt_to_slab`` finds it); a large kmalloc frees its pages
         (``free_large_kmalloc``).  Returns the bytes freed (``bytes_alloc``), 0 for a no-op.
@@ -1134,10 +1153,12 @@ class SlabAllocator:
         """``kmem_cache_free``: give ``obj`` back.  An object of another cache (the kernel's
         ``cache_from_obj`` warning) or not live (double free) is counted and ignored."""
         slab = self._slab_of(obj)
+        if self.trace is not None:
+            self.trace("kmem_cache_free", ptr=obj, cache=s.name)
         if slab is None or slab.cache is not s or obj not in self.live:
             self._warn("kmem_cache_free: wrong cache, invalid or double free", 0)
             return
-        self.kfree(obj, cpu)
+        self._free_obj(obj, cpu)
 
     # ---- flushing / shrinking ----------------------------------------------------------
     def _deactivate_slab(self, s: KmemCache, c: _CpuCache, cpu: int) -> None:
