@@ -108,6 +108,36 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
                        f"caches: {', '.join(diff)}", err=True)
 
 
+# --- demo.py ----------------------------------------------------------------
+@app.command("demo")
+@click.option("--seed", default="0", show_default=True, metavar="N", help="Seed of the background load.")
+@click.option("--part", type=click.Choice(["1", "2", "all"]), default="all", show_default=True,
+              help="1: addresses of kmalloc/vmalloc/malloc; 2: failure rate and latency over time.")
+def demo_cmd(seed: str, part: str) -> None:
+    """kmalloc vs vmalloc vs malloc on a 32-bit x86 machine with 160 MB of RAM.
+
+    \b
+    A module calls __get_free_page(GFP_KERNEL), kmalloc(100) and vmalloc(1000000), a user
+    program calls malloc(1000000): each address, its region, offset from PAGE_OFFSET,
+    physical address (or why there is none) and the page frames behind it.  Deterministic
+    for a seed; prints to stdout and writes no files.
+
+    \b
+    Example:
+
+    \b
+      kmemdes demo
+      kmemdes demo --seed 7 --part 1
+    """
+    from kmemdes import demo
+
+    try:
+        n = int(seed)
+    except ValueError:
+        raise KmemdesError(f"--seed: {seed!r} is not a whole number") from None
+    demo.run_demo(seed=n, out=click.echo, part=part)
+
+
 # --- mm/page_alloc.py, mm/mm_init.py, mm/vmstat.py, mm/frag.py ---------------
 _SHOW = ("buddyinfo", "pagetypeinfo", "zoneinfo", "unusable_index", "extfrag_index", "layout")
 
