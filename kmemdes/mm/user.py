@@ -343,7 +343,8 @@ class Process:
             return False
         heap = self.find_vma(self.brk_start) if self.brk > self.brk_start else None
         nxt = [v for v in self.vmas if v.start >= self.brk and v is not heap]
-        if incr > 0 and nxt and nxt[0].start < ((new + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)):
+        if incr > 0 and (new > self.task_size - PAGE_SIZE
+                         or nxt and nxt[0].start < ((new + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))):
             return False
         end = (new + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         if heap is None and end > self.brk_start:

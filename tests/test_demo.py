@@ -1,0 +1,70 @@
+"""``kmemdes demo``: the numbers it prints follow the kernel's rules; deterministic; CLI errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kmemdes.cli import main
+from kmemdes.demo import part1, pfn_runs, run_demo
+
+PAGE_OFFSET = 0xC0000000
+
+
+def _run(seed=0):
+    lines = []
+    res = part1(seed, lines.append)
+    return res, "\n".join(lines)
+
+
+def test_part1_addresses_and_regions():
+    res, text = _run()
+    k = res["kernel"]
+    page, obj = res["page"], res["kmalloc"]
+    assert PAGE_OFFSET <= page["addr"] < 0xCA000000 and page["phys"] == page["addr"] - PAGE_OFFSET
+    assert obj["phys"] == obj["addr"] - PAGE_OFFSET and obj["cache"] == "kmalloc-128" and obj["bytes_alloc"] == 128
+    assert obj["large_order"] == 3  # kmalloc(20000): get_order -> 3, one block
+    v = res["vmalloc"]
+    assert v["addr"] == 0xCA800000  # first vmalloc on the machine: lowest fit = VMALLOC_START = high_memory + 8 MB
+    assert len(v["pfns"]) == 245 and len(set(v["pfns"])) == 245  # PAGE_ALIGN(1000000) / 4096
+    assert len(v["runs"]) > 1 and sum(n for _, n in v["runs"]) == 245
+    assert {k.zone_name(p) for p in v["pfns"]} == {"Normal"}  # HighMem is empty on 160 MB
+    m = res["malloc"]
+    assert m["addr"] < PAGE_OFFSET and (m["addr"] - 8) % 4096 == 0  # mmap chunk: 2 * SIZE_SZ header
+    assert m["faults"] == 26 and m["read_allocs"] == 0  # 100 KB from offset 8 spans 26 pages; reads: zero page
+    for needle in ("virt_to_phys(0xca800000) is refused", "vmalloc_to_page", "zero page",
+                   "gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO|__GFP_COMP", "kmalloc-128",
+                   "virtual kernel memory layout:", "malloc(1000000)", "PAGE_OFFSET + 168.0 MB"):
+        assert needle in text, needle
+    assert "Summary" in text
+
+
+def test_deterministic_and_seeded(capsys):
+    a = []
+    b = []
+    run_demo(0, a.append)
+    run_demo(0, b.append)
+    assert a == b
+    c = []
+    run_demo(1, c.append)
+    assert c != a
+
+
+def test_cli_demo(capsys):
+    assert main(["demo", "--part", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("kmemdes demo: kmalloc vs vmalloc vs malloc") and "Summary" in out
+    assert main(["demo"]) == 0
+    assert "Part 2" in capsys.readouterr().out
+    assert main(["demo", "--seed", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seed" in err
+    assert main(["demo", "--help"]) == 0
+    assert "kmemdes demo" in capsys.readouterr().out
+
+
+def test_make_demo_runs_it():
+    assert "kmemdes demo" in (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+
+
+def test_pfn_runs():
+    assert pfn_runs([]) == [] and pfn_runs([1, 2, 3]) == [(1, 3)]
