@@ -266,21 +266,23 @@ _PAGE_OR_OBJ = (rb"\[(\d+)\] [^\n]*?(?:mm_page_alloc: page=\S+ pfn=0x([0-9a-f]+)
                 rb" bytes_req=\d+ bytes_alloc=(\d+) gfp_flags=(\S+))")
 
 
-def test_new_slab_pages_of_b_compile_head(shipped):
-    """Each slab page allocated in the raw-pointer trace: the first object handed out of it names the
+def _check_new_slab_pages(shipped, trace) -> int:
+    """Each slab page allocated in a raw-pointer trace: the first object handed out of it names the
     cache; the page order is the cache's order (oo) and its gfp is allocate_slab's first-try mask built
-    from that allocation's gfp_flags and the cache flags."""
+    from that allocation's gfp_flags and the cache flags.  Returns the number of pages checked."""
     alloc = _ref_allocator(shipped)
     lay = build_layout("x86_64", 24 << 30)
-    pending = {}  # pfn -> (order, mt, gfp) slab-looking page not yet claimed by an object
+    pending = {}  # pfn -> (head, order, gfp) of a slab-looking page not yet claimed by an object
     checked = 0
-    for m in scan(shipped / "b_compile_head/trace.txt.zst", _PAGE_OR_OBJ):
+    for m in scan(trace, _PAGE_OR_OBJ):
         if m[2] is not None:
             gfp = G.parse_gfp(m[5].decode())
+            head, order = int(m[2], 16), int(m[3])
+            for p in range(head, head + (1 << order)):
+                pending.pop(p, None)
             if gfp & G.__GFP_COMP and not gfp & G.__GFP_MOVABLE and int(m[4]) in (0, 2) and gfp & G.__GFP_NORETRY:
-                order = int(m[3])
-                for p in range(int(m[2], 16), int(m[2], 16) + (1 << order)):
-                    pending[p] = (int(m[2], 16), order, gfp)
+                for p in range(head, head + (1 << order)):
+                    pending[p] = (head, order, gfp)
             continue
         ptr = int(m[7], 16)
         if not ptr:
@@ -292,18 +294,28 @@ def test_new_slab_pages_of_b_compile_head(shipped):
         for p in range(head, head + (1 << order)):
             pending.pop(p, None)
         caller = G.parse_gfp(m[10].decode())
-        if m[6] == b"kmalloc":
-            s = alloc.kmalloc_slab(int(m[9]), caller)
-        else:
-            s = alloc.lookup(m[8].decode())
+        s = alloc.kmalloc_slab(int(m[9]), caller) if m[6] == b"kmalloc" else alloc.lookup(m[8].decode())
         first, _ = S.slab_alloc_gfp(s.flags, caller, s.geo.order, s.geo.min_order)
         assert order == s.geo.order, (s.name, order)
         if not s.sheaf_capacity:  # sheaves are refilled/prefilled earlier, under another caller's gfp
             assert gfp == first, (s.name, G.format_gfp(gfp), G.format_gfp(first))
         assert (ptr - lay.pfn_to_virt(head)) % s.size == 0  # object i at slab base + i * size
         checked += 1
+    return checked
+
+
+def test_new_slab_pages_of_b_compile_head(shipped):
+    checked = _check_new_slab_pages(shipped, shipped / "b_compile_head/trace.txt.zst")
     assert checked >= 15
     print("new slab pages checked:", checked)
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_new_slab_pages_of_b_compile_nohash(corpus, shipped):
+    checked = _check_new_slab_pages(shipped, corpus / "b_compile_nohash/trace.txt.zst")
+    assert checked >= 40
+    print("new slab pages checked (b_compile_nohash):", checked)
 
 
 # ------------------------------------------------------------------ runtime
