@@ -37,6 +37,7 @@ __all__ = [
     "dump_toml",
     "parse_duration",
     "set_dotted",
+    "parse_value",
 ]
 
 _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "min": 60_000_000_000,
@@ -427,3 +428,15 @@ def dump_toml(cfg: Config) -> str:
         for kk, vv in w.items():
             lines.append(f"{kk} = {_toml_value(vv)}")
     return "\n".join(lines) + "\n"
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML would read it: ``3`` -> 3, ``true`` -> True, ``defrag_mode`` -> str.
+
+    >>> parse_value("3"), parse_value("0.5"), parse_value("true"), parse_value("defrag_mode"), parse_value('"x"')
+    (3, 0.5, True, 'defrag_mode', 'x')
+    """
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text

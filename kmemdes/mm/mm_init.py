@@ -70,6 +70,9 @@ def add_zone(node: Node, name: str, zt: ZoneType, idx: int, start: int, end: int
         for mt in range(MIGRATE_TYPES):
             node._new_list(z, order, mt, None)
     node.zones.append(z)
+    for pb in range(start >> PAGEBLOCK_ORDER, ((end - 1) >> PAGEBLOCK_ORDER) + 1):
+        if node.pb_zone[pb] is None:
+            node.pb_zone[pb] = z
     return z
 
 

@@ -368,6 +368,7 @@ class Node:
         self.debug = False
         self._zonelists: dict[int, list[Zone]] = {}  # highest_zoneidx -> zones, highest first
         self.pb_valid = bytearray(len(self.pb_mt))  # 1: pageblock with online memory (pagetypeinfo counts it)
+        self.pb_zone: list[Optional[Zone]] = [None] * len(self.pb_mt)  # page_zone by pageblock
         self.min_free_kbytes = 0
 
     # ------------------------------------------------------------------ lists
@@ -471,11 +472,11 @@ class Node:
 
     # ----------------------------------------------------------------- zones
     def zone_of(self, pfn: int) -> Zone:
-        """``page_zone``."""
-        for z in self.zones:
-            if z.start_pfn <= pfn < z.end_pfn:
-                return z
-        raise KmemdesError(f"pfn {pfn:#x} is outside every zone")
+        """``page_zone`` (zones start and end on pageblock boundaries on x86, except DMA's pfn 0)."""
+        z = self.pb_zone[pfn >> PAGEBLOCK_ORDER] if 0 <= pfn < self.max_pfn else None
+        if z is None:
+            raise KmemdesError(f"pfn {pfn:#x} is outside every zone")
+        return z
 
     def pageblock_migratetype(self, pfn: int) -> int:
         """``get_pageblock_migratetype``."""

@@ -33,6 +33,7 @@ __all__ = [
     "parse_index_file",
     "read_snapshot",
     "read_text",
+    "snapshot_from_texts",
 ]
 
 NR_PAGE_ORDERS = 11
@@ -358,3 +359,17 @@ def read_snapshot(folder: str | Path) -> Snapshot:
         except ValueError:
             raise KmemdesError(f"{folder / 'nproc'}:1: expected a CPU count") from None
     return Snapshot(folder, bi, pti, zi, nproc, texts)
+
+
+def snapshot_from_texts(texts: dict[str, str], path: str | Path = "before") -> Snapshot:
+    """A :class:`Snapshot` from file texts already in memory (a trace's ``meta["before"]``)."""
+    path = Path(path)
+    if "buddyinfo" not in texts:
+        raise KmemdesError(f"{path}: no buddyinfo in the snapshot")
+    bi = parse_buddyinfo(texts["buddyinfo"], str(path / "buddyinfo"))
+    pti = parse_pagetypeinfo(texts["pagetypeinfo"], str(path / "pagetypeinfo")) if "pagetypeinfo" in texts else None
+    zi = parse_zoneinfo(texts["zoneinfo"], str(path / "zoneinfo")) if "zoneinfo" in texts else None
+    nproc = None
+    if texts.get("nproc", "").strip().isdigit():
+        nproc = int(texts["nproc"].strip())
+    return Snapshot(path, bi, pti, zi, nproc, dict(texts))

@@ -1,0 +1,363 @@
+"""The simulation engine: builds a machine, runs SimPy processes over simulated time, writes a run directory.
+
+Time is integer nanoseconds.  Processes: one per trace replay, one per
+synthetic workload stream, kswapd and kcompactd, and the monitor; never one per
+allocation (DESIGN.md "Time").  :func:`replay_trace` and :func:`run_config` are
+the two entry points the CLI calls.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import polars as pl
+import simpy
+
+from kmemdes import __version__
+from kmemdes.config import Config, ReplayWorkload, dump_toml
+from kmemdes.errors import KmemdesError
+from kmemdes.mm import vmstat
+from kmemdes.mm.frag import unusable_free_index
+from kmemdes.mm.mm_init import build_node, node_from_snapshot, parse_size
+from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_CLAIM, PATH_FAILED, PATH_NAMES, PATH_STEAL, Node, Policy
+from kmemdes.sim.cost import CostModel, LatencyHistogram
+from kmemdes.sim.monitor import Monitor
+from kmemdes.sim.replay import Replayer
+from kmemdes.sim.rundir import write_run
+
+__all__ = ["policy_from_config", "make_node", "replay_trace", "run_config", "Sim"]
+
+MAX_FAILURE_ROWS = 100_000
+
+
+def policy_from_config(cfg: Config) -> Policy:
+    p = cfg.policy
+    return Policy(
+        watermark_scale_factor=p.watermark_scale_factor,
+        watermark_boost_factor=p.watermark_boost_factor,
+        min_free_kbytes=p.min_free_kbytes or None,
+        defrag_mode=p.fallback == "defrag_mode",
+        group_by_mobility=p.group_by_mobility,
+        thp_enabled=p.thp_enabled,
+    )
+
+
+def make_node(cfg: Config, snapshot: Optional[str | Path] = None, notes: Optional[list] = None) -> Node:
+    """The initial machine of a run: a fresh boot, or a state consistent with a snapshot folder."""
+    policy = policy_from_config(cfg)
+    snap_dir = snapshot or (cfg.initial.snapshot if cfg.initial.state == "snapshot" else None)
+    if snap_dir:
+        from kmemdes.trace.snapshot import read_snapshot
+
+        node, snap_notes = node_from_snapshot(read_snapshot(snap_dir), policy=policy)
+        if notes is not None:
+            notes.extend(snap_notes)
+        return node
+    return build_node(cfg.machine.arch, parse_size(cfg.machine.mem), cpus=cfg.machine.cpus, policy=policy)
+
+
+class _Progress:
+    """A rich progress bar on stderr for long runs (nothing when stderr is not a terminal)."""
+
+    def __init__(self, total: int, label: str, enabled: bool):
+        self.bar = None
+        if enabled and sys.stderr.isatty() and total > 0:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                TimeRemainingColumn(), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total)
+
+    def update(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+class Sim:
+    """One simulation: a node, a SimPy environment, a monitor and the processes that drive them."""
+
+    def __init__(self, cfg: Config, node: Node, notes: list[str]):
+        self.cfg = cfg
+        self.node = node
+        self.notes = notes
+        self.env = simpy.Environment()
+        self.cost = CostModel.from_overrides(cfg.cost.model_extra or {})
+        self.hist = LatencyHistogram()
+        self.replayers: list[Replayer] = []
+        self.monitor: Optional[Monitor] = None
+        self.workloads: list = []
+
+    def add_replay(self, events: pl.DataFrame, mode: str, name: str) -> Replayer:
+        r = Replayer(self.node, events, mode=mode, cost=self.cost, hist=self.hist, workload=name)
+        self.replayers.append(r)
+        self.env.process(r.process(self.env))
+        return r
+
+    def _slab_rows(self):
+        rows = []
+        for w in self.workloads:
+            if hasattr(w, "slab_rows"):
+                rows.extend(w.slab_rows())
+        return rows
+
+    def _vmalloc_row(self):
+        tot = [0, 0, 0, 0, 0]
+        for src in list(self.replayers) + [w for w in self.workloads if hasattr(w, "vmalloc_row")]:
+            for i, v in enumerate(src.vmalloc_row()):
+                tot[i] += v
+        return tuple(tot)
+
+    def run(self, until_ns: int, progress: bool = True, label: str = "simulating") -> None:
+        sample_ns = self.cfg.sample_ns
+        self.monitor = Monitor(self.node, duration_ns=until_ns, slab_sampler=self._slab_rows,
+                               vmalloc_sampler=self._vmalloc_row, counter_sampler=self._counters)
+        bar = _Progress(until_ns, label, progress)
+
+        def monitor_proc(env):
+            self.monitor.sample(0)
+            while True:
+                yield env.timeout(sample_ns)
+                if env.now >= until_ns:
+                    return
+                self.monitor.sample(env.now)
+                bar.update(env.now)
+
+        self.env.process(monitor_proc(self.env))
+        try:
+            self.env.run(until=until_ns)
+        finally:
+            bar.close()
+        self.monitor.sample(until_ns, final=True)
+        for r in self.replayers:
+            r.finalize()
+
+    def _counters(self) -> dict:
+        out = {}
+        for w in self.workloads:
+            if hasattr(w, "counters"):
+                out.update(w.counters())
+        return out
+
+    # ------------------------------------------------------------ outputs
+    def metrics(self) -> dict[str, pl.DataFrame]:
+        frames = self.monitor.frames()
+        if self.replayers:
+            times = frames["score"]["t_ns"].unique().sort().to_list()
+            frames["slab"] = pl.concat([frames["slab"]] + [r.objects.sample(times) for r in self.replayers],
+                                       how="vertical_relaxed").sort("t_ns", "cache")
+        req_rows: dict[tuple, int] = {}
+        failures: list[tuple] = []
+        sizes: dict = {}
+        fallbacks: dict = {}
+        for r in self.replayers:
+            for (order, cls, path), c in r.stats.requests.items():
+                key = (order, cls, PATH_NAMES[path], r.workload)
+                req_rows[key] = req_rows.get(key, 0) + c
+            failures.extend((t, o, g, r.workload) for t, o, g in r.stats.failures)
+            for k, v in r.stats.sizes.items():
+                sizes[k] = sizes.get(k, 0) + v
+            for k, v in r.stats.fallbacks.items():
+                fallbacks[k] = fallbacks.get(k, 0) + v
+        for w in self.workloads:
+            for (order, cls, path, name), c in w.requests.items():
+                key = (order, cls, PATH_NAMES[path], name)
+                req_rows[key] = req_rows.get(key, 0) + c
+            failures.extend(w.failures)
+            for k, v in getattr(w, "sizes", {}).items():
+                sizes[k] = sizes.get(k, 0) + v
+        if not self.replayers or self.replayers[0].mode == "policy" or self.workloads:
+            fallbacks = {}
+            for (a, f, kind, frag), c in self.node.extfrag.items():
+                key = (a, f, kind, bool(frag))
+                fallbacks[key] = fallbacks.get(key, 0) + c
+        rq = sorted(req_rows.items())
+        frames["requests"] = pl.DataFrame(
+            {"order": [k[0] for k, _ in rq], "gfp_class": [k[1] for k, _ in rq], "path": [k[2] for k, _ in rq],
+             "workload": [k[3] for k, _ in rq], "count": [c for _, c in rq]},
+            schema={"order": pl.Int8, "gfp_class": pl.String, "path": pl.String, "workload": pl.String,
+                    "count": pl.Int64})
+        lat = self.hist.rows()
+        frames["latency"] = pl.DataFrame(
+            {"order": [r[0] for r in lat], "path": [r[1] for r in lat], "bucket_ns": [r[2] for r in lat],
+             "count": [r[3] for r in lat]},
+            schema={"order": pl.Int8, "path": pl.String, "bucket_ns": pl.Int64, "count": pl.Int64})
+        sz = sorted(sizes.items())
+        frames["sizes"] = pl.DataFrame({"kind": [k[0] for k, _ in sz], "bucket_bytes": [k[1] for k, _ in sz],
+                                        "count": [c for _, c in sz]},
+                                       schema={"kind": pl.String, "bucket_bytes": pl.Int64, "count": pl.Int64})
+        fb = sorted(fallbacks.items())
+        frames["fallbacks"] = pl.DataFrame(
+            {"alloc_mt": [k[0] for k, _ in fb], "fallback_mt": [k[1] for k, _ in fb], "kind": [k[2] for k, _ in fb],
+             "fragmenting": [bool(k[3]) for k, _ in fb], "count": [c for _, c in fb]},
+            schema={"alloc_mt": pl.Int8, "fallback_mt": pl.Int8, "kind": pl.String, "fragmenting": pl.Boolean,
+                    "count": pl.Int64})
+        failures.sort()
+        failures = failures[:MAX_FAILURE_ROWS]
+        frames["failures"] = pl.DataFrame(
+            {"t_ns": [f[0] for f in failures], "order": [f[1] for f in failures],
+             "gfp_flags": [f[2] for f in failures], "workload": [f[3] for f in failures]},
+            schema={"t_ns": pl.Int64, "order": pl.Int8, "gfp_flags": pl.String, "workload": pl.String})
+        return frames
+
+    def summary(self, frames: dict, kind: str, mode: str, name: str, sim_ns: int, wall_s: float) -> dict:
+        node = self.node
+        req = frames["requests"]
+        by_order: dict[str, dict] = {}
+        for order in range(NR_PAGE_ORDERS):
+            sub = req.filter(pl.col("order") == order)
+            if sub.height == 0:
+                continue
+            attempts = int(sub["count"].sum())
+            failures = int(sub.filter(pl.col("path") == "failed")["count"].sum())
+            fallbacks = int(sub.filter(pl.col("path").is_in(["fallback_claim", "fallback_steal"]))["count"].sum())
+            by_order[str(order)] = {"attempts": attempts, "failures": failures, "fallbacks": fallbacks}
+        latency = {}
+        for order in range(NR_PAGE_ORDERS):
+            q = self.hist.quantiles(order)
+            if q:
+                latency[str(order)] = q
+        fb = frames["fallbacks"]
+        claims = int(fb.filter(pl.col("kind") == "claim")["count"].sum()) if fb.height else 0
+        steals = int(fb.filter(pl.col("kind") == "steal")["count"].sum()) if fb.height else 0
+        pollute = int(fb.filter((pl.col("kind") == "steal") & (pl.col("alloc_mt") != 1))["count"].sum()) if fb.height else 0
+        counters = self._counters()
+        attempts = counters.get("compact_stall", 0)
+        success = counters.get("compact_success", 0)
+        events_by_type: dict[str, int] = {}
+        quirks: dict[str, int] = {}
+        replayed = 0
+        notes = list(self.notes)
+        for r in self.replayers:
+            for k, v in r.events_by_type.items():
+                events_by_type[k] = events_by_type.get(k, 0) + v
+            for k, v in r.stats.quirks.items():
+                quirks[k] = quirks.get(k, 0) + v
+            replayed += r.stats.replayed
+            notes.extend(r.stats.notes)
+            if r.stats.online_pages:
+                notes.append(f"{r.stats.online_pages} pages handed to the buddy allocator by deferred init "
+                             "(zone growth without trace events)")
+        requests = sum(w.nr_requests for w in self.workloads) if self.workloads else int(req["count"].sum())
+        rows = vmstat.node_zone_rows(node)
+        out = {
+            "kmemdes_version": __version__,
+            "kind": kind,
+            "name": name,
+            "mode": mode,
+            "seed": self.cfg.seed,
+            "sim_ns": sim_ns,
+        }
+        if self.replayers:
+            out["events"] = sum(r.n_total for r in self.replayers)
+            out["events_replayed"] = replayed
+            out["events_by_type"] = dict(sorted(events_by_type.items()))
+            out["quirks"] = dict(sorted(quirks.items()))
+            qp: dict[str, int] = {}
+            for r in self.replayers:
+                for k, v in r.stats.quirk_pages.items():
+                    qp[k] = qp.get(k, 0) + v
+            out["quirk_pages"] = dict(sorted(qp.items()))
+        out["requests"] = requests
+        out["requests_by_order"] = by_order
+        out["failure_rate_by_order"] = {o: (v["failures"] / v["attempts"] if v["attempts"] else None)
+                                        for o, v in by_order.items()}
+        out["latency_ns"] = latency
+        out["compaction"] = {"attempts": attempts, "success": success,
+                             "success_rate": (success / attempts) if attempts else None}
+        out["fallbacks"] = {"claim": claims, "steal": steals, "pollute": pollute}
+        out["final"] = {"buddyinfo": vmstat.buddyinfo(node), "pagetypeinfo": vmstat.pagetypeinfo(node),
+                        "unusable_index": vmstat.unusable_index(node), "extfrag_index": vmstat.extfrag_index(node)}
+        out["final_unusable_by_order"] = {z: [unusable_free_index(nr, o) for o in range(NR_PAGE_ORDERS)]
+                                          for _, z, nr in rows}
+        out["notes"] = notes
+        out["wall_s"] = round(wall_s, 3)
+        total_events = out.get("events", requests)
+        out["events_per_s"] = int(total_events / wall_s) if wall_s > 0 else None
+        return out
+
+
+def _log_text(summary: dict) -> str:
+    lines = [f"kmemdes {summary['kmemdes_version']} {summary['kind']} {summary['name']} ({summary['mode']})"]
+    for n in summary.get("notes", []):
+        lines.append(f"note: {n}")
+    for k, v in summary.get("quirks", {}).items():
+        lines.append(f"quirk {k}: {v}")
+    return "\n".join(lines) + "\n"
+
+
+def _default_out(name: str, mode: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "run"
+    return Path("runs") / f"{safe}-{mode}"
+
+
+def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode: str = "mirror",
+                 cfg: Optional[Config] = None, snapshot: Optional[str | Path] = None, progress: bool = True,
+                 strict: bool = False) -> tuple[Path, dict]:
+    """``kmemdes replay``: replay a trace (any format ``read_trace`` reads) and write a run directory."""
+    from kmemdes.trace.reader import read_trace
+    from kmemdes.trace.snapshot import snapshot_from_texts
+
+    t_start = time.perf_counter()
+    trace = read_trace(trace_path, strict=strict)
+    name = Path(str(trace_path).rstrip("/")).name
+    cfg = cfg or Config(name=name)
+    if not any(isinstance(w, ReplayWorkload) for w in cfg.workloads):
+        cfg = cfg.model_copy(update={"workloads": list(cfg.workloads) + [ReplayWorkload(kind="replay",
+                                                                                        trace=str(trace_path),
+                                                                                        mode=mode)]})
+    notes: list[str] = []
+    if snapshot is not None:
+        node = make_node(cfg, snapshot, notes)
+        notes.append(f"initial state from {snapshot}")
+    elif trace.meta.get("before"):
+        snap = snapshot_from_texts(trace.meta["before"], Path(trace.meta.get("capture_dir", ".")) / "before")
+        node, snap_notes = node_from_snapshot(snap, policy=policy_from_config(cfg))
+        notes.extend(snap_notes)
+        notes.append("initial state from the capture's before/ snapshot")
+    else:
+        node = make_node(cfg, None, notes)
+        notes.append(f"no snapshot: a freshly booted {cfg.machine.mem} {cfg.machine.arch} machine")
+    for kind, p in trace.problems.items():
+        notes.append(f"trace problem {kind}: {p.get('count')} (first at line {(p.get('lines') or ['?'])[0]})")
+    sim = Sim(cfg, node, notes)
+    sim.add_replay(trace.events, mode, name)
+    r = sim.replayers[0]
+    end = ((max(r.c_t) if r.n else 0) // 1_000_000 + 1) * 1_000_000
+    sim.run(end, progress=progress, label=f"replaying {name}")
+    frames = sim.metrics()
+    wall = time.perf_counter() - t_start
+    summary = sim.summary(frames, "replay", mode, name, end, wall)
+    out = Path(out) if out else _default_out(name, mode)
+    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames)
+    return out, summary
+
+
+def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True) -> tuple[Path, dict]:
+    """``kmemdes run``: simulate a config's workloads over its duration and write a run directory."""
+    from kmemdes.sim.workloads import make_workloads, prepare_initial_state
+
+    t_start = time.perf_counter()
+    notes: list[str] = []
+    node = make_node(cfg, None, notes)
+    sim = Sim(cfg, node, notes)
+    prepare_initial_state(sim)
+    make_workloads(sim)
+    duration = cfg.duration_ns
+    sim.run(duration, progress=progress, label=f"running {cfg.name}")
+    frames = sim.metrics()
+    wall = time.perf_counter() - t_start
+    kind_mode = "mirror" if any(r.mode == "mirror" for r in sim.replayers) else (
+        "policy" if sim.replayers else "synthetic")
+    summary = sim.summary(frames, "run", kind_mode, cfg.name, duration, wall)
+    out = Path(out) if out else _default_out(cfg.name, "run")
+    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames)
+    return out, summary

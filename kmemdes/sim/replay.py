@@ -1,0 +1,557 @@
+"""Trace replay: the events of a real trace driven through the models over simulated time.
+
+Two modes (DESIGN.md, "Replay modes"):
+
+``mirror``
+    apply the placements the kernel made.  ``mm_page_alloc_zone_locked`` takes a
+    block off the buddy lists (onto the CPU's pcp list when ``percpu_refill``),
+    ``mm_page_alloc`` takes it from the pcp or buddy lists, ``mm_page_free`` puts it
+    on the CPU's pcp list (pcp orders) or merges it into the buddy lists,
+    ``mm_page_pcpu_drain`` moves a block from a pcp list to the buddy lists,
+    ``mm_page_alloc_extfrag`` retypes pageblocks when ownership changed.  The
+    model's free lists then follow the kernel's, reconstructing the buddyinfo
+    and fragmentation timeline /proc never recorded.  Traces without
+    ``mm_page_pcpu_drain`` events (trace-cmd captures of kmem/* may lack them)
+    let the model's own pcp high/batch logic decide the drains.
+``policy``
+    keep the trace's requests (order, GFP, migratetype, which free ends which
+    allocation, timing) and let the model place them under the configured
+    policy: the what-if mode.
+
+Real traces start mid-stream and miss some paths (traces/README.md); every
+such case is handled by a named rule and counted, never silently dropped:
+
+=================================  =====================================================================
+rule                               what happened and what the replay does
+=================================  =====================================================================
+batched_after_free                 ``mm_page_free_batched`` after ``mm_page_free`` of the pfn: one free (skip)
+free_of_untraced_page              free of pages allocated before the trace (or by an untraced bulk
+                                   allocation): they join the free pool (applied)
+free_of_page_free_in_model         free of pages the model already holds free: state mismatch (skipped)
+alloc_of_page_not_free_in_model    the kernel took pages the model thought in use (pre-trace pcp contents,
+                                   snapshot layout guess): forced allocated (applied)
+zone_locked_of_page_not_free_in_model   idem for a zone_locked take (applied)
+drain_of_untraced_pcp_page         drain of a block that sat on a pcp list before the trace (applied)
+drain_of_page_not_on_pcp           drain of a block the model holds free elsewhere (skipped)
+zone_growth                        a pfn in memory that deferred init handed over silently: its
+                                   163,840-page step is onlined (applied; pages counted in notes)
+kfree_null                         ``kfree(NULL)`` / ``kfree(ZERO_SIZE_PTR)``: no-op (skipped)
+free_of_untraced_object            slab free of an object allocated before the trace (skipped)
+alloc_of_live_pointer              allocation of a still-live pointer: an untraced free first (applied)
+vfree_of_untraced_area             ``free_vmap_area_noflush`` of an area allocated before the trace
+lost_events                        ``[LOST n EVENTS]`` marker: state after it is unreliable (noted)
+not_an_allocator_event             markers, rss_stat, other groups (counted only)
+compaction_event                   compaction/vmscan events: the kernel's own daemons (counted only)
+redecided_by_policy                (policy mode) zone_locked, pcpu_drain and extfrag lines: the model
+                                   re-decides these itself
+=================================  =====================================================================
+
+``events_replayed`` + the sum of the quirk counts = the events in the trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import polars as pl
+
+from kmemdes.mm import gfp as G
+from kmemdes.mm.page_alloc import (
+    MIGRATE_ISOLATE,
+    MIGRATE_MOVABLE,
+    MIGRATE_PCPTYPES,
+    NOLIST,
+    NO_ORDER,
+    PAGE_ALLOC_COSTLY_ORDER,
+    PAGEBLOCK_NR_PAGES,
+    PAGEBLOCK_ORDER,
+    PATH_BUDDY,
+    PATH_CLAIM,
+    PATH_FAILED,
+    PATH_NAMES,
+    PATH_PCP,
+    PATH_PCP_REFILL,
+    PATH_STEAL,
+    Node,
+)
+from kmemdes.sim.cost import CostModel, LatencyHistogram
+from kmemdes.sim.slabstats import OBJECT_KINDS, object_stats
+from kmemdes.trace.schema import EventKind
+
+__all__ = ["ReplayStats", "Replayer", "DEFERRED_INIT_STEP"]
+
+DEFERRED_INIT_STEP = 163840  # pages handed over per deferred-init step on the reference machine
+_ZERO_SIZE_PTR = 0x10
+_GFP_ZERO = G.__GFP_ZERO
+_GFP_DIRECT_RECLAIM = G.__GFP_DIRECT_RECLAIM
+_GFP_ACCOUNT = G.__GFP_ACCOUNT
+_GFP_KMALLOC_FAMILY = G.__GFP_ACCOUNT | G.__GFP_RECLAIMABLE | G.__GFP_DMA
+
+K_KMALLOC = int(EventKind.KMALLOC)
+K_KCACHE_ALLOC = int(EventKind.KMEM_CACHE_ALLOC)
+K_KFREE = int(EventKind.KFREE)
+K_KCACHE_FREE = int(EventKind.KMEM_CACHE_FREE)
+K_ALLOC = int(EventKind.MM_PAGE_ALLOC)
+K_FREE = int(EventKind.MM_PAGE_FREE)
+K_BATCHED = int(EventKind.MM_PAGE_FREE_BATCHED)
+K_ZONE_LOCKED = int(EventKind.MM_PAGE_ALLOC_ZONE_LOCKED)
+K_DRAIN = int(EventKind.MM_PAGE_PCPU_DRAIN)
+K_EXTFRAG = int(EventKind.MM_PAGE_ALLOC_EXTFRAG)
+K_VMAP = int(EventKind.ALLOC_VMAP_AREA)
+K_VFREE = int(EventKind.FREE_VMAP_AREA_NOFLUSH)
+K_PURGE = int(EventKind.PURGE_VMAP_AREA_LAZY)
+K_LOST = int(EventKind.LOST)
+K_COMPACTION = (int(EventKind.COMPACTION), int(EventKind.VMSCAN))
+
+
+@dataclass
+class ReplayStats:
+    """What a replay did: counts by rule, requests, latencies, slab and vmalloc usage."""
+
+    events: int = 0
+    replayed: int = 0
+    quirks: dict = field(default_factory=dict)
+    quirk_pages: dict = field(default_factory=dict)
+    requests: dict = field(default_factory=dict)  # (order, gfp_class, path) -> count
+    failures: list = field(default_factory=list)  # (t_ns, order, gfp_flags)
+    fallbacks: dict = field(default_factory=dict)  # (alloc_mt, fallback_mt, kind, fragmenting) -> count
+    sizes: dict = field(default_factory=dict)  # (kind, bucket) -> count
+    slab: dict = field(default_factory=dict)  # cache -> [objs, bytes_req, bytes_alloc, allocs, frees]
+    vm_live: dict = field(default_factory=dict)  # va_start -> size
+    vm_lazy: dict = field(default_factory=dict)  # va_start -> size
+    vm_purges: int = 0
+    online_pages: int = 0
+    notes: list = field(default_factory=list)
+
+
+def _inc(d: dict, k, n: int = 1) -> None:
+    d[k] = d.get(k, 0) + n
+
+
+class Replayer:
+    """Applies a trace's event table to a node, tick by tick (one SimPy process drives it).
+
+    ``tick_ns``: events inside one tick are applied in file order within one
+    SimPy timeout, keeping exact event order (DESIGN.md "Time").
+    """
+
+    def __init__(self, node: Node, events: pl.DataFrame, mode: str = "mirror", cost: CostModel | None = None,
+                 hist: LatencyHistogram | None = None, tick_ns: int = 1_000_000, workload: str = "replay"):
+        if mode not in ("mirror", "policy"):
+            raise ValueError(mode)
+        self.node = node
+        self.mode = mode
+        self.cost = cost or CostModel()
+        self.hist = hist or LatencyHistogram()
+        self.tick_ns = tick_ns
+        self.workload = workload
+        self.stats = ReplayStats()
+        self.events_by_type = dict(events.group_by("event", maintain_order=True).len().iter_rows())
+        self.n_total = events.height
+        self.t0 = int(events["ts"].min()) if events.height else 0
+        # object events: matched per pointer, vectorised (kmemdes.sim.slabstats)
+        self.objects = object_stats(events, self.t0)
+        ev = events.filter(~pl.col("kind").is_in(OBJECT_KINDS))
+        # mm_page_free_batched after mm_page_free of the same pfn: one free (quirk 1 of KERNEL.md 15)
+        pe = ev.with_row_index("seq").filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED]) & (pl.col("pfn") >= 0))
+        after = (pe.sort("pfn", "seq")
+                 .filter((pl.col("kind") == K_BATCHED) & (pl.col("kind").shift(1) == K_FREE)
+                         & (pl.col("pfn").shift(1) == pl.col("pfn")))["seq"])
+        self.n_batched_after_free = after.len()
+        if self.n_batched_after_free:
+            keep = pl.Series(np.ones(ev.height, dtype=bool))
+            keep[after.to_numpy()] = False
+            ev = ev.filter(keep)
+        self.n = ev.height
+        ts = ev["ts"]
+        # columns as Python lists: the per-event loop touches plain ints only
+        self.c_t = (ts - self.t0).fill_null(0).to_list()
+        self.c_kind = ev["kind"].to_list()
+        self.c_cpu = ev["cpu"].fill_null(0).to_list()
+        self.c_pfn = ev["pfn"].fill_null(-1).to_list()
+        self.c_order = ev["order"].fill_null(0).to_list()
+        self.c_mt = ev["migratetype"].fill_null(0).to_list()
+        self.c_gfp = ev["gfp"].fill_null(0).to_list()
+        # columns only a few event kinds use: per-row tuples keyed by position
+        rare = ev.with_row_index("i").filter(pl.col("kind").is_in([K_ZONE_LOCKED, K_EXTFRAG, K_VMAP, K_VFREE,
+                                                                    K_PURGE, K_LOST]))
+        self.rare = {r[0]: r[1:] for r in rare.select(
+            "i", pl.col("percpu_refill").fill_null(0), pl.col("fallback_order").fill_null(0),
+            pl.col("fallback_migratetype").fill_null(0), pl.col("change_ownership").fill_null(0),
+            pl.col("va_start").fill_null(0), pl.col("va_end").fill_null(0), pl.col("size").fill_null(0),
+            pl.col("failed").fill_null(0), pl.col("npurged").fill_null(0)).iter_rows()}
+        self.has_drains = bool(ev["kind"].eq(K_DRAIN).any()) if self.n else False
+        st = self.stats
+        st.events = self.n_total - self.n
+        st.replayed = self.objects.replayed
+        for k, v in self.objects.quirks.items():
+            st.quirks[k] = st.quirks.get(k, 0) + v
+        if self.n_batched_after_free:
+            st.quirks["batched_after_free"] = self.n_batched_after_free
+        st.sizes.update(self.objects.sizes)
+        self.pos = 0
+        nc = max(node.cpus, (max(self.c_cpu) + 1) if self.n else 1)
+        self.refill_pending = [0] * nc
+        self.fallback_pending = [0] * nc
+        self.pending: dict[int, int] = {}  # zone_locked non-refill takes awaiting mm_page_alloc
+        self.pfn_map: dict[int, tuple[int, int]] = {}  # policy: trace pfn -> (model pfn, order)
+        if not self.has_drains and mode == "mirror":
+            self.stats.notes.append("the trace has no mm_page_pcpu_drain events: pcp drains decided by the model")
+
+    # ------------------------------------------------------------ quirks
+    def _quirk(self, rule: str, pages: int = 0) -> None:
+        q = self.stats.quirks
+        q[rule] = q.get(rule, 0) + 1
+        if pages:
+            qp = self.stats.quirk_pages
+            qp[rule] = qp.get(rule, 0) + pages
+
+    # ------------------------------------------------------------- driver
+    def process(self, env):
+        """SimPy process: advance through the trace tick by tick, applying events inline.
+
+        The events of tick [t, t + tick) are applied at simulated time t, in file order.
+        """
+        tick = self.tick_ns
+        c_t = self.c_t
+        n = self.n
+        while self.pos < n:
+            start = c_t[self.pos] // tick * tick
+            if start > env.now:
+                yield env.timeout(start - env.now)
+            self.run_until(start + tick)
+
+    def run_until(self, t_end: int) -> None:
+        """Apply every event with a timestamp below ``t_end`` (file order; small inversions kept)."""
+        i = self.pos
+        n = self.n
+        c_t = self.c_t
+        j = i
+        while j < n and c_t[j] < t_end:
+            j += 1
+        if self.mode == "mirror":
+            self._mirror(i, j)
+        else:
+            self._policy(i, j)
+        self.pos = j
+
+    # ------------------------------------------------------------- mirror
+    def _mirror(self, i0: int, i1: int) -> None:
+        node = self.node
+        st = self.stats
+        quirk = self._quirk
+        c_kind, c_pfn, c_order, c_cpu = self.c_kind, self.c_pfn, self.c_order, self.c_cpu
+        c_mt, c_gfp, rare = self.c_mt, self.c_gfp, self.rare
+        page_mt = node.page_mt
+        alloc_order = node.alloc_order
+        lid = node.lid
+        l_pcp = node.l_pcp
+        pb_valid = node.pb_valid
+        refill_pending = self.refill_pending
+        fallback_pending = self.fallback_pending
+        pending = self.pending
+        requests = st.requests
+        replayed = 0
+        for i in range(i0, i1):
+            k = c_kind[i]
+            if k == K_ALLOC:
+                pfn = c_pfn[i]
+                order = c_order[i]
+                gfp = c_gfp[i]
+                cpu = c_cpu[i]
+                if pfn < 0:
+                    path = PATH_FAILED
+                    st.failures.append((self.c_t[i], order, G.format_gfp(gfp)))
+                    replayed += 1
+                else:
+                    if not pb_valid[pfn >> PAGEBLOCK_ORDER]:
+                        self._zone_growth(pfn)
+                    n = 1 << order
+                    if pfn in pending:
+                        del pending[pfn]
+                        r = 0
+                    else:
+                        r = node.take_block(pfn, order)
+                    if r < 0:
+                        self._force_take(pfn, order)
+                        quirk("alloc_of_page_not_free_in_model", n)
+                    else:
+                        replayed += 1
+                    mt = c_mt[i]
+                    page_mt[pfn:pfn + n] = bytes((mt if mt < 3 else 0,)) * n
+                    alloc_order[pfn] = order
+                    if fallback_pending[cpu]:
+                        path = fallback_pending[cpu]
+                    elif order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER:
+                        path = PATH_PCP_REFILL if refill_pending[cpu] else PATH_PCP
+                    else:
+                        path = PATH_BUDDY
+                key = (order, gfp & _GFP_DIRECT_RECLAIM, path, gfp & _GFP_ZERO, refill_pending[cpu])
+                requests[key] = requests.get(key, 0) + 1
+                refill_pending[cpu] = 0
+                fallback_pending[cpu] = 0
+            elif k == K_FREE:
+                replayed += self._mirror_free(c_pfn[i], c_order[i], c_cpu[i])
+            elif k == K_BATCHED:  # without a preceding mm_page_free (those were set aside): a real free
+                replayed += self._mirror_free(c_pfn[i], 0, c_cpu[i])
+            elif k == K_ZONE_LOCKED:
+                pfn = c_pfn[i]
+                order = c_order[i]
+                cpu = c_cpu[i]
+                if not pb_valid[pfn >> PAGEBLOCK_ORDER]:
+                    self._zone_growth(pfn)
+                r = node.take_block(pfn, order)
+                n = 1 << order
+                if r < 0:
+                    self._force_take(pfn, order)
+                    quirk("zone_locked_of_page_not_free_in_model", n)
+                else:
+                    replayed += 1
+                if rare[i][0] and (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER):
+                    mt = c_mt[i]
+                    zone = node.zone_of(pfn)
+                    pcp = zone.pcp[cpu % node.cpus]
+                    page_mt[pfn:pfn + n] = b"\xff" * n
+                    node._list_add_tail(pcp.lid0 + node.order_to_pindex(mt if mt < 3 else MIGRATE_MOVABLE, order), pfn)
+                    pcp.count += n
+                    refill_pending[cpu] += 1
+                else:
+                    page_mt[pfn:pfn + n] = bytes((c_mt[i] if c_mt[i] < 3 else 0,)) * n
+                    pending[pfn] = order
+            elif k == K_DRAIN:
+                pfn = c_pfn[i]
+                order = c_order[i]
+                n = 1 << order
+                li = lid[pfn]
+                if li != NOLIST and l_pcp[li] is not None and node.l_order[li] == order:
+                    pcp = l_pcp[li]
+                    node._list_del(pfn)
+                    pcp.count -= n
+                    node.nr_pcpu_drain += 1
+                    node._free_one_page(node.zone_of(pfn), pfn, order, node.pb_mt[pfn >> PAGEBLOCK_ORDER])
+                    replayed += 1
+                elif page_mt.count(0xFF, pfn, pfn + n) == 0:
+                    page_mt[pfn:pfn + n] = b"\xff" * n
+                    alloc_order[pfn] = NO_ORDER
+                    node._free_one_page(node.zone_of(pfn), pfn, order, node.pb_mt[pfn >> PAGEBLOCK_ORDER])
+                    quirk("drain_of_untraced_pcp_page", n)
+                else:
+                    quirk("drain_of_page_not_on_pcp", n)
+            elif k == K_EXTFRAG:
+                self._mirror_extfrag(i)
+                replayed += 1
+            elif k == K_VMAP or k == K_VFREE or k == K_PURGE:
+                replayed += self._vmalloc(i, k)
+            elif k == K_LOST:
+                quirk("lost_events")
+                st.notes.append(f"event {i}: {rare[i][8]} events lost on CPU {c_cpu[i]}: state after it is "
+                                "unreliable")
+            elif k in K_COMPACTION:
+                quirk("compaction_event")
+            else:
+                quirk("not_an_allocator_event")
+        st.replayed += replayed
+        st.events += i1 - i0
+
+    def _mirror_free(self, pfn: int, order: int, cpu: int) -> int:
+        """``mm_page_free``: pcp orders to the CPU's list head (or the model's pcp logic), others merge."""
+        node = self.node
+        page_mt = node.page_mt
+        n = 1 << order
+        if pfn < 0 or pfn + n > node.max_pfn:
+            self._quirk("free_of_page_free_in_model", n)
+            return 0
+        if not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
+            self._zone_growth(pfn)
+        nfree = page_mt.count(0xFF, pfn, pfn + n)
+        if nfree:
+            if nfree == n:
+                self._quirk("free_of_page_free_in_model", n)
+                return 0
+            # partly free in the model: free the pages it holds allocated, one by one
+            self._quirk("free_of_page_free_in_model", n)
+            for p in range(pfn, pfn + n):
+                if page_mt[p] != 0xFF:
+                    page_mt[p] = 0xFF
+                    node.alloc_order[p] = NO_ORDER
+                    node.free_one_page(node.zone_of(p), p, 0)
+            return 0
+        applied = 1
+        if node.alloc_order[pfn] != order:
+            self._quirk("free_of_untraced_page", n)
+            applied = 0
+        page_mt[pfn:pfn + n] = b"\xff" * n
+        node.alloc_order[pfn] = NO_ORDER
+        zone = node.zone_of(pfn)
+        mt = node.pb_mt[pfn >> PAGEBLOCK_ORDER]
+        if (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER) and mt != MIGRATE_ISOLATE:
+            if mt >= MIGRATE_PCPTYPES:
+                mt = MIGRATE_MOVABLE
+            pcp = zone.pcp[cpu % node.cpus]
+            if self.has_drains:
+                node._list_add(pcp.lid0 + node.order_to_pindex(mt, order), pfn)
+                pcp.count += n
+            else:
+                node._free_frozen_page_commit(zone, pcp, pfn, mt, order)
+        else:
+            node.free_one_page(zone, pfn, order)
+        return applied
+
+    def _force_take(self, pfn: int, order: int) -> None:
+        """The kernel used pages the model holds otherwise: take the model's free ones out of its lists."""
+        node = self.node
+        page_mt = node.page_mt
+        for p in range(pfn, pfn + (1 << order)):
+            if page_mt[p] == 0xFF:
+                li = node.lid[p]
+                if li != NOLIST and node.l_pcp[li] is not None:
+                    # a pcp block: take it whole, re-free the pages outside the range
+                    o = node.l_order[li]
+                    node.take_block(p, o)
+                    for q in range(p, p + (1 << o)):
+                        if not pfn <= q < pfn + (1 << order):
+                            page_mt[q] = 0xFF
+                            node.free_one_page(node.zone_of(q), q, 0)
+                else:
+                    node.take_block(p, 0)
+                page_mt[p] = 0  # overwritten by the caller
+
+    def _zone_growth(self, pfn: int) -> None:
+        """Deferred init handed memory to the buddy allocator without an event: online its step."""
+        node = self.node
+        zone = None
+        for z in node.zones:
+            if z.start_pfn <= pfn < z.end_pfn:
+                zone = z
+        if zone is None:
+            return
+        rel = pfn - zone.start_pfn
+        start = zone.start_pfn + rel // DEFERRED_INIT_STEP * DEFERRED_INIT_STEP
+        end = min(start + DEFERRED_INIT_STEP, zone.end_pfn)
+        # only the pageblocks still offline
+        pb = start >> PAGEBLOCK_ORDER
+        while start < end and node.pb_valid[pb]:
+            start += PAGEBLOCK_NR_PAGES
+            pb += 1
+        if start >= end:
+            return
+        stop = start
+        while stop < end and not node.pb_valid[stop >> PAGEBLOCK_ORDER]:
+            stop += PAGEBLOCK_NR_PAGES
+        node.online_pages(start, stop - start)
+        self.stats.online_pages += stop - start
+        self._quirk("zone_growth", stop - start)
+
+    def _mirror_extfrag(self, i: int) -> None:
+        node = self.node
+        pfn = self.c_pfn[i]
+        _, fo, fmt, chg = self.rare[i][:4]
+        amt = self.c_mt[i]
+        cpu = self.c_cpu[i]
+        kind = "claim" if chg else "steal"
+        _inc(self.stats.fallbacks, (amt, fmt, kind, fo < PAGEBLOCK_ORDER))
+        _inc(node.extfrag, (amt, fmt, kind, int(fo < PAGEBLOCK_ORDER)))
+        self.fallback_pending[cpu % len(self.fallback_pending)] = PATH_CLAIM if chg else PATH_STEAL
+        if not chg or pfn < 0:
+            return
+        if not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
+            self._zone_growth(pfn)
+        zone = node.zone_of(pfn)
+        if fo >= PAGEBLOCK_ORDER:
+            start = pfn & ~((1 << fo) - 1)
+            for p in range(start, start + (1 << fo), PAGEBLOCK_NR_PAGES):
+                node._move_freepages_block(zone, p, amt)
+                node.set_pageblock_migratetype(p, amt)
+        else:
+            start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
+            node._move_freepages_block(zone, start, amt)
+            node.set_pageblock_migratetype(start, amt)
+
+    # ---------------------------------------------------- objects, vmalloc
+    def _vmalloc(self, i: int, k: int) -> int:
+        st = self.stats
+        _, _, _, _, va, va_end, size, failed, _ = self.rare[i]
+        if k == K_VMAP:
+            if failed:
+                return 1
+            st.vm_live[va] = size
+            _inc(st.sizes, ("vmalloc", 1 << max(size - 1, 0).bit_length()))
+            return 1
+        if k == K_VFREE:
+            size = st.vm_live.pop(va, None)
+            if size is None:
+                self._quirk("vfree_of_untraced_area")
+                return 0
+            st.vm_lazy[va] = size
+            return 1
+        start, end = va, va_end
+        for va in [v for v in st.vm_lazy if start <= v < end]:
+            del st.vm_lazy[va]
+        st.vm_purges += 1
+        return 1
+
+    # ------------------------------------------------------------- policy
+    def _policy(self, i0: int, i1: int) -> None:
+        node = self.node
+        st = self.stats
+        quirk = self._quirk
+        c_kind, c_pfn, c_order, c_cpu, c_gfp = self.c_kind, self.c_pfn, self.c_order, self.c_cpu, self.c_gfp
+        pfn_map = self.pfn_map
+        requests = st.requests
+        replayed = 0
+        for i in range(i0, i1):
+            k = c_kind[i]
+            if k == K_ALLOC:
+                tpfn = c_pfn[i]
+                order = c_order[i]
+                gfp = c_gfp[i]
+                pfn = node.alloc_pages(gfp, order, c_cpu[i])
+                path = node.last_path
+                if pfn >= 0 and tpfn >= 0:
+                    pfn_map[tpfn] = (pfn, order)
+                elif pfn >= 0:
+                    node.free_pages(pfn, order, c_cpu[i])  # the kernel failed it: keep the outcome comparable
+                if pfn < 0:
+                    st.failures.append((self.c_t[i], order, G.format_gfp(gfp)))
+                key = (order, gfp & _GFP_DIRECT_RECLAIM, path, gfp & _GFP_ZERO, 0)
+                requests[key] = requests.get(key, 0) + 1
+                replayed += 1
+            elif k == K_FREE or k == K_BATCHED:
+                ent = pfn_map.pop(c_pfn[i], None)
+                if ent is None:
+                    quirk("free_of_untraced_page", 1 << c_order[i])
+                    continue
+                node.free_pages(ent[0], ent[1], c_cpu[i])
+                replayed += 1
+            elif k == K_ZONE_LOCKED or k == K_DRAIN or k == K_EXTFRAG:
+                quirk("redecided_by_policy")
+            elif k == K_VMAP or k == K_VFREE or k == K_PURGE:
+                replayed += self._vmalloc(i, k)
+            elif k == K_LOST:
+                quirk("lost_events")
+            elif k in K_COMPACTION:
+                quirk("compaction_event")
+            else:
+                quirk("not_an_allocator_event")
+        st.replayed += replayed
+        st.events += i1 - i0
+        self.stats.fallbacks = {(a, f, kd, bool(fr)): c for (a, f, kd, fr), c in node.extfrag.items()}
+
+    def finalize(self) -> None:
+        """Price the aggregated requests with the cost model into the latency histogram."""
+        agg: dict = {}
+        for (order, reclaim, path, zero, refill), c in self.stats.requests.items():
+            ns = self.cost.page_alloc(order, path, bool(zero), refill)
+            self.hist.add_n(order, path, ns, c)
+            key = (order, "reclaim" if reclaim else "atomic", path)
+            agg[key] = agg.get(key, 0) + c
+        self.stats.requests = agg
+
+    # ------------------------------------------------------------ samplers
+    def vmalloc_row(self) -> tuple:
+        st = self.stats
+        live = sum(st.vm_live.values())
+        lazy = sum(st.vm_lazy.values())
+        return (len(st.vm_live), live, live // 4096, lazy // 4096, st.vm_purges)

@@ -1,0 +1,166 @@
+"""Trace replay: every event accounted for, rules counted as an independent script counts them,
+mirror mode following the kernel's list semantics on hand-made event sequences."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from kmemdes.mm import gfp as g
+from kmemdes.mm.mm_init import add_zone
+from kmemdes.mm.page_alloc import Node, Policy, setup_per_zone_wmarks
+from kmemdes.mm.gfp import ZoneType
+from kmemdes.sim.engine import replay_trace
+from kmemdes.sim.replay import Replayer
+from kmemdes.trace.schema import EventKind, conform
+
+
+def _accounted(summary):
+    return summary["events_replayed"] + sum(summary["quirks"].values()) == summary["events"]
+
+
+@pytest.mark.parametrize("mode", ["mirror", "policy"])
+def test_every_event_of_the_shipped_traces_is_accounted_for(tmp_path, shipped, mode):
+    for name in ("a_idle_stream", "b_compile_head"):
+        out, s = replay_trace(shipped / name, tmp_path / f"{name}-{mode}", mode=mode, progress=False)
+        assert _accounted(s), (name, mode)
+        assert s["events"] == sum(s["events_by_type"].values())
+        assert (out / "metrics" / "buddy.parquet").exists() and (out / "config.toml").exists()
+
+
+def _analysis_rules(analysis: dict) -> dict:
+    """The replay rules as the independent analyze.py counted them (traces/README.md section 6)."""
+    slab, pages, vm = analysis["slab"], analysis["pages"], analysis["vmalloc"]
+    return {
+        "kfree_null": slab.get("kfree_null", 0),
+        "alloc_of_live_pointer": slab.get("alloc_of_live_ptr(missed free)", 0),
+        "free_of_untraced_object": slab.get("kmem_cache_free_unmatched(allocated before trace)", 0)
+        + slab.get("kfree_unmatched(allocated before trace)", 0)
+        + slab.get("kmem_cache_free_matched_earlier_not_live", 0)
+        + slab.get("kfree_matched_earlier_not_live", 0),
+        "batched_after_free": pages.get("mm_page_free_batched_after_mm_page_free_same_pfn", 0),
+        "vfree_of_untraced_area": vm.get("free_noflush_unmatched(allocated before trace)", 0),
+    }
+
+
+def test_rules_match_the_independent_analysis_of_the_idle_capture(tmp_path, shipped):
+    _, s = replay_trace(shipped / "a_idle_stream", tmp_path / "a", progress=False)
+    expect = _analysis_rules(json.loads((shipped / "a_idle_stream" / "analysis.json").read_text()))
+    assert {k: s["quirks"].get(k, 0) for k in expect} == expect
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["b_compile_nohash", "c_fschurn", "d_net_loopback"])
+def test_rules_match_the_independent_analysis_of_the_corpus(tmp_path, corpus, name):
+    _, s = replay_trace(corpus / name, tmp_path / name, progress=False)
+    assert _accounted(s)
+    expect = _analysis_rules(json.loads((corpus / name / "analysis.json").read_text()))
+    assert {k: s["quirks"].get(k, 0) for k in expect} == expect
+
+
+def test_replay_is_deterministic(tmp_path, shipped):
+    _, s1 = replay_trace(shipped / "a_idle_stream", tmp_path / "r1", progress=False)
+    _, s2 = replay_trace(shipped / "a_idle_stream", tmp_path / "r2", progress=False)
+    for k in ("wall_s", "events_per_s"):
+        s1.pop(k), s2.pop(k)
+    assert s1 == s2
+    for f in sorted((tmp_path / "r1" / "metrics").iterdir()):
+        assert f.read_bytes() == (tmp_path / "r2" / "metrics" / f.name).read_bytes(), f.name
+
+
+# ---------------------------------------------------------------- hand-made mirror sequences
+
+def small_node():
+    node = Node("x86_64", 4096, cpus=2, policy=Policy(min_free_kbytes=128))
+    zone = add_zone(node, "Normal", ZoneType.NORMAL, 2, 0, 4096, 4096)
+    for pb in range(8):
+        node.pb_valid[pb] = 1
+    for pfn in range(0, 4096, 1024):
+        node.page_mt[pfn:pfn + 1024] = b"\xff" * 1024
+        zone.managed += 1024
+        node.free_one_page(zone, pfn, 10, to_tail=True)
+    setup_per_zone_wmarks(node)
+    node.debug = True
+    return node
+
+
+def events(rows):
+    """rows: (event, cpu, fields...) -> canonical frame."""
+    cols = {k: [] for k in ("line", "ts", "cpu", "event", "kind", "pfn", "order", "migratetype", "gfp",
+                            "percpu_refill", "fallback_order", "fallback_migratetype", "change_ownership")}
+    for i, (event, cpu, f) in enumerate(rows):
+        cols["line"].append(i + 1)
+        cols["ts"].append(1000 * i)
+        cols["cpu"].append(cpu)
+        cols["event"].append(event)
+        cols["kind"].append(int(EventKind.from_name(event)))
+        for k in ("pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order", "fallback_migratetype",
+                  "change_ownership"):
+            cols[k].append(f.get(k))
+    return conform(pl.DataFrame(cols, strict=False))
+
+
+def test_mirror_refill_then_alloc_then_free_then_drain_merges_back():
+    node = small_node()
+    zone = node.zones[0]
+    K = g.GFP_KERNEL
+    rows = [("mm_page_alloc_zone_locked", 0, dict(pfn=p, order=0, migratetype=1, percpu_refill=1))
+            for p in range(0, 4)]
+    rows += [("mm_page_alloc", 0, dict(pfn=0, order=0, migratetype=1, gfp=g.GFP_HIGHUSER_MOVABLE))]
+    r = Replayer(node, events(rows))
+    r.run_until(10**9)
+    # four blocks left the buddy lists; pfn 0 allocated, 1..3 on CPU 0's movable order-0 pcp list (take order)
+    pcp = zone.pcp[0]
+    lid = pcp.lid0 + node.order_to_pindex(1, 0)
+    assert list(node._walk(lid)) == [1, 2, 3] and pcp.count == 3
+    assert zone.free_pages == 4096 - 4
+    node.check()
+    # free pfn 0 on CPU 0: to the head of the pcp list (trace has drains below, so no model drain)
+    rows2 = rows + [("mm_page_free", 0, dict(pfn=0, order=0))]
+    rows2 += [("mm_page_pcpu_drain", 0, dict(pfn=p, order=0, migratetype=1)) for p in (3, 2, 1, 0)]
+    node2 = small_node()
+    r2 = Replayer(node2, events(rows2))
+    r2.run_until(10**9)
+    assert r2.stats.replayed == len(rows2)
+    assert node2.zones[0].free_pages == 4096 and node2.zones[0].nr_free[10] == 4  # merged back
+    node2.check()
+
+
+def test_mirror_whole_block_claim_retypes_pageblocks_without_zone_locked():
+    node = small_node()
+    rows = [("mm_page_alloc_extfrag", 0, dict(pfn=1024, order=0, fallback_order=10, migratetype=0,
+                                               fallback_migratetype=1, change_ownership=1)),
+            ("mm_page_alloc", 0, dict(pfn=1024, order=0, migratetype=0, gfp=g.GFP_KERNEL))]
+    r = Replayer(node, events(rows))
+    r.run_until(10**9)
+    assert node.pb_mt[2] == node.pb_mt[3] == 0 and node.pb_mt[0] == 1
+    assert r.stats.fallbacks == {(0, 1, "claim", False): 1}
+    r.finalize()
+    assert r.stats.requests == {(0, "reclaim", 3): 1}  # PATH_CLAIM
+    node.check()
+
+
+def test_mirror_free_of_pages_allocated_before_the_trace_is_a_counted_rule():
+    node = small_node()
+    node.take_block(512, 0)
+    node.page_mt[512] = 0  # in use before the trace (no alloc_order: not seen allocated)
+    r = Replayer(node, events([("mm_page_free", 1, dict(pfn=512, order=0)),
+                               ("mm_page_free", 1, dict(pfn=600, order=0))]))
+    r.run_until(10**9)
+    assert r.stats.quirks == {"free_of_untraced_page": 1, "free_of_page_free_in_model": 1}
+    assert r.stats.replayed == 0
+    node.check()
+
+
+def test_batched_after_free_is_one_free():
+    node = small_node()
+    rows = [("mm_page_alloc_zone_locked", 0, dict(pfn=8, order=0, migratetype=1, percpu_refill=1)),
+            ("mm_page_alloc", 0, dict(pfn=8, order=0, migratetype=1, gfp=g.GFP_HIGHUSER_MOVABLE)),
+            ("mm_page_free", 0, dict(pfn=8, order=0)),
+            ("mm_page_free_batched", 0, dict(pfn=8, order=0))]
+    r = Replayer(node, events(rows))
+    r.run_until(10**9)
+    assert r.stats.quirks == {"batched_after_free": 1} and r.stats.replayed == 3
+    node.check()
