@@ -139,6 +139,9 @@ _TYPE_PREFIX = {KMALLOC_NORMAL: "kmalloc-", KMALLOC_RECLAIM: "kmalloc-rcl-",
 # kmalloc_size_index[(size - 1) / 8] for sizes 1..192 (mm/slab_common.c)
 _SIZE_INDEX = (3, 4, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7,
                2, 2, 2, 2, 2, 2, 2, 2)
+#: kmalloc_index(size) for 0..8192 (index 0 unused), precomputed for the fast path
+_KMALLOC_INDEX = (0,) + tuple(_SIZE_INDEX[(n - 1) // 8] if n <= 192 else (n - 1).bit_length()
+                              for n in range(1, (1 << 13) + 1))
 
 # GFP bits (single underscore: class bodies would mangle G.__GFP_*)
 _GFP_ACCOUNT = G.__GFP_ACCOUNT
@@ -168,6 +171,8 @@ _GFP_RECLAIM_MASK = (
     | _GFP_MEMALLOC | _GFP_NOMEMALLOC
 )
 _GFP_CONSTRAINT_MASK = _GFP_HARDWALL | _GFP_THISNODE
+#: flags that leave the kmalloc fast path (another family, or GFP_SLAB_BUG_MASK)
+_GFP_NOT_NORMAL_FAST = _GFP_DMA | _GFP_RECLAIMABLE | _GFP_ACCOUNT | _GFP_HIGHMEM | _GFP_DMA32
 _GFP_RECLAIM = _GFP_DIRECT_RECLAIM | _GFP_KSWAPD_RECLAIM
 
 
@@ -628,6 +633,7 @@ class SlabAllocator:
         self._free_pages = free_pages
         self._pfn_to_virt = pfn_to_virt
         self._addr_pfn = virt_to_pfn
+        self._page_offset = pfn_to_virt(0)  # direct map: virt = page_offset + (pfn << 12)
         self.nr_cpus = max(1, nr_cpus)
         self.rng = random.Random(seed)
         self.memcg = memcg
@@ -650,6 +656,11 @@ class SlabAllocator:
             self.kmem_cache_create(name, size, 0, SLAB_HWCACHE_ALIGN).refcount = -1
         if kmalloc_caches:
             self.create_kmalloc_caches()
+        self._index_kmalloc_caches()
+
+    def _index_kmalloc_caches(self) -> None:
+        """kmalloc-N caches by index, for the fast path of :meth:`kmalloc`."""
+        self._normal_caches = [self.kmalloc_caches.get((KMALLOC_NORMAL, i)) for i in range(KMALLOC_SHIFT_HIGH + 1)]
 
     # ---- cache creation ----------------------------------------------------------------
     def find_mergeable(self, size: int, align: int, flags: int, ctor: bool = False,
@@ -803,6 +814,7 @@ class SlabAllocator:
                     size = int(sz[:-1]) << 10 if sz.endswith("k") else int(sz)
                     if ktype is not None:
                         alloc.kmalloc_caches[(ktype, kmalloc_index(size))] = cache
+        alloc._index_kmalloc_caches()
         return alloc
 
     # ---- slab pages --------------------------------------------------------------------
@@ -964,20 +976,35 @@ class SlabAllocator:
 
     # ---- kmalloc (mm/slab_common.c, mm/slub.c) -----------------------------------------
     def kmalloc(self, size: int, gfp: int = G.GFP_KERNEL, cpu: int = 0) -> tuple[int, int]:
-        """``kmalloc``: (address, bytes_alloc); see :meth:`_kmalloc`.  Emits the ``kmalloc``
-        event (not for size 0)."""
-        addr, bytes_alloc = self._kmalloc(size, gfp, cpu)
+        """``kmalloc``: (address, bytes_alloc); emits the ``kmalloc`` event (not for size 0).
+
+        ``kmalloc(0)`` is ZERO_SIZE_PTR with no event; up to 8 KiB from the size-class cache
+        of the GFP family; above, ``get_order(size)`` pages with ``__GFP_COMP``
+        (``__kmalloc_large_node``); above KMALLOC_MAX_SIZE the page allocator refuses the
+        order: NULL and a warning (unless __GFP_NOWARN), counted.  A negative size is a huge
+        ``size_t``: NULL with a warning.
+        """
+        if 0 < size <= KMALLOC_MAX_CACHE_SIZE and not gfp & _GFP_NOT_NORMAL_FAST:  # the common case
+            s = self._normal_caches[_KMALLOC_INDEX[size]]
+            c = s.cpus[cpu % self.nr_cpus]
+            if c.freelist and not s.sheaf_capacity:
+                obj = c.freelist.pop()
+                s.nr_live += 1
+            else:
+                obj = self._cache_alloc(s, gfp, cpu % self.nr_cpus)
+            if obj:
+                self.live[obj] = size
+                self.bytes_req_live += size
+                self.bytes_alloc_live += s.size
+            bytes_alloc = s.size
+        else:
+            obj, bytes_alloc = self._kmalloc(size, gfp, cpu)
         if self.trace is not None and size:
-            self.trace("kmalloc", ptr=addr, bytes_req=size, bytes_alloc=bytes_alloc, gfp=gfp)
-        return addr, bytes_alloc
+            self.trace("kmalloc", ptr=obj, bytes_req=size, bytes_alloc=bytes_alloc, gfp=gfp)
+        return obj, bytes_alloc
 
     def _kmalloc(self, size: int, gfp: int = G.GFP_KERNEL, cpu: int = 0) -> tuple[int, int]:
-        """``kmalloc``: (address, bytes_alloc).  ``kmalloc(0)`` is ZERO_SIZE_PTR with no event;
-        up to 8 KiB from the size-class cache of the GFP family; above, ``get_order(size)``
-        pages with ``__GFP_COMP`` (``__kmalloc_large_node``); above KMALLOC_MAX_SIZE the page
-        allocator refuses the order: NULL and a warning (unless __GFP_NOWARN), counted.
-        A negative size is a huge ``size_t``: NULL with a warning.
-        """
+        """:meth:`kmalloc` for every case (families, large, zero, bad sizes), no event."""
         if size == 0:
             return ZERO_SIZE_PTR, 0
         if size < 0:
@@ -988,7 +1015,7 @@ class SlabAllocator:
             gfp &= ~(_GFP_HIGHMEM | _GFP_DMA32)
         cpu %= self.nr_cpus
         if size <= KMALLOC_MAX_CACHE_SIZE:
-            s = self.kmalloc_caches[(kmalloc_type(gfp, self.memcg), kmalloc_index(size))]
+            s = self.kmalloc_caches[(kmalloc_type(gfp, self.memcg), _KMALLOC_INDEX[size])]
             obj = self._cache_alloc(s, gfp, cpu)
             if obj:
                 self._track(obj, size, s.size)
@@ -1049,7 +1076,7 @@ class SlabAllocator:
             self._warn("kfree: invalid or double free", 0)
             return 0
         cpu %= self.nr_cpus
-        pfn = self._addr_pfn(addr)
+        pfn = (addr - self._page_offset) >> PAGE_SHIFT  # a live object: a direct-map address
         slab = self.slab_of_page.get(pfn)
         if slab is not None:
             s = slab.cache
@@ -1059,7 +1086,11 @@ class SlabAllocator:
             if s.sheaf_capacity:
                 self._free_to_pcs(s, addr, cpu)
             else:
-                self._slab_free(s, slab, addr, cpu)
+                c = s.cpus[cpu]
+                if slab is c.slab:  # do_slab_free fast path
+                    c.freelist.append(addr)
+                else:
+                    self._slab_free(s, slab, addr, cpu)
             return s.size
         order = self.large.pop(pfn)
         self.bytes_req_live -= req

@@ -133,6 +133,7 @@ class Process:
         self.zero_mapped: set[int] = set()  # vpns mapping the shared zero page
         self.pgtables: dict[tuple[str, int], int] = {}  # (level, index) -> pfn
         self.pgd_pfn = self._alloc_pages(GFP_PGD, 0, cpu)  # pgd_alloc
+        self._last_pte = -1
         self.stat: Counter[str] = Counter()
         # glibc state
         self.mmap_threshold = 128 << 10
@@ -261,9 +262,13 @@ class Process:
                 self.stat["pgtable_pages"] += 1
 
     def _walk_alloc(self, addr: int) -> None:
+        idx = addr >> self.pte_shift
+        if idx == self._last_pte and ("pte", idx) in self.pgtables:
+            return
         for shift, level in self.levels:  # __pud_alloc, __pmd_alloc
             self._pgtable(level, addr >> shift)
-        self._pgtable("pte", addr >> self.pte_shift)  # __pte_alloc (THP: deposited page table)
+        self._pgtable("pte", idx)  # __pte_alloc (THP: deposited page table)
+        self._last_pte = idx
 
     def fault(self, addr: int, write: bool = True) -> int:
         """``handle_mm_fault`` for an anonymous address; returns the pfn mapped (-1: zero page
@@ -312,8 +317,11 @@ class Process:
         """Access every page of [addr, addr+length); returns the number of pages allocated."""
         before = self.rss_pages
         first, last = addr >> PAGE_SHIFT, (addr + max(length, 1) - 1) >> PAGE_SHIFT
+        pte, fault = self.pte, self.fault
         for vpn in range(first, last + 1):
-            if self.fault(vpn << PAGE_SHIFT, write) == -2:
+            if vpn in pte:
+                continue
+            if fault(vpn << PAGE_SHIFT, write) == -2:
                 raise KmemdesError(f"{self.name}[{self.pid}]: SIGSEGV at {vpn << PAGE_SHIFT:#x}")
         return self.rss_pages - before
 
