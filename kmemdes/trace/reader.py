@@ -48,7 +48,7 @@ __all__ = [
 
 #: text parsed per chunk (whole lines); bounded memory = a few of these
 CHUNK_BYTES = 32 << 20
-_READ_BLOCK = 256 << 10
+_READ_BLOCK = 64 << 10
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
