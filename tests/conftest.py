@@ -24,3 +24,13 @@ def corpus() -> Path:
 def shipped() -> Path:
     """The small real traces shipped with the project in traces/."""
     return SHIPPED
+
+
+@pytest.fixture(scope="session")
+def trace_results():
+    """``trace_results(path)``: a real trace parsed once per session, reduced to
+    small facts (stats, problems, .kmt round trip, independent grep-like counts);
+    see tests/trace/_results.py."""
+    from tests.trace._results import results
+
+    return results
