@@ -22,7 +22,7 @@ which make reuse size-class LIFO-ish; vm_map_ram/vmap blocks; KASAN shadow.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -128,6 +128,7 @@ class VmapAreaAllocator:
         self._starts = [vstart]  # free ranges, sorted, non-adjacent
         self._ends = [vend]
         self.busy: dict[int, int] = {}  # va_start -> va_end
+        self._busy_starts: list[int] = []  # sorted keys of busy (find_vmap_area)
         self.lazy: dict[int, int] = {}  # freed, not yet purged: va_start -> va_end
         self.nr_lazy = 0  # pages (guard pages included), vmap_lazy_nr
         self.lazy_max_pages = lazy_max_pages(nr_cpus)
@@ -215,6 +216,7 @@ class VmapAreaAllocator:
             return -1
         self._clip(a, size)
         self.busy[a] = a + size
+        insort(self._busy_starts, a)
         self.stat["alloc"] += 1
         return a
 
@@ -227,6 +229,7 @@ class VmapAreaAllocator:
         if end is None:
             self.stat["free_unknown"] += 1
             return -1
+        del self._busy_starts[bisect_left(self._busy_starts, va_start)]
         self.lazy[va_start] = end
         self.nr_lazy += (end - va_start) >> PAGE_SHIFT
         nr_lazy = self.nr_lazy
@@ -257,16 +260,13 @@ class VmapAreaAllocator:
 
     def find(self, addr: int) -> Optional[tuple[int, int]]:
         """The busy area holding ``addr`` (``find_vmap_area``)."""
-        keys = self._sorted_busy()
+        keys = self._busy_starts
         i = bisect_right(keys, addr) - 1
         if i >= 0:
             s = keys[i]
             if addr < self.busy[s]:
                 return s, self.busy[s]
         return None
-
-    def _sorted_busy(self) -> list[int]:
-        return sorted(self.busy)
 
 
 @dataclass
