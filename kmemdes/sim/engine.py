@@ -95,6 +95,39 @@ class Sim:
         self.replayers: list[Replayer] = []
         self.monitor: Optional[Monitor] = None
         self.workloads: list = []
+        self._kernel = None
+        self.fragmenter_owner = None
+
+    def kernel(self):
+        """The SLUB / vmalloc / user-space models on this node (created on first use)."""
+        if self._kernel is None:
+            from kmemdes.mm.kernel import Kernel
+
+            m = self.cfg.machine
+            self._kernel = Kernel(m.arch, m.mem, cpus=self.node.cpus, seed=self.cfg.seed, node=self.node,
+                                  thp=self.cfg.policy.thp_enabled)
+        return self._kernel
+
+    def compaction_counters(self) -> tuple[int, int]:
+        """(pages migrated, pages scanned) so far by the compaction model, if one is attached."""
+        c = self.node.compaction
+        if c is None:
+            return (0, 0)
+        st = getattr(c, "stats", None) or getattr(c, "counters", None) or {}
+        if callable(st):
+            st = st()
+        return (int(st.get("compact_migrated", st.get("pgmigrate_success", 0))),
+                int(st.get("compact_migrate_scanned", 0)) + int(st.get("compact_free_scanned", 0)))
+
+    def reclaim_counters(self) -> int:
+        """Pages reclaimed so far by the reclaim model, if one is attached."""
+        r = self.node.reclaim
+        if r is None:
+            return 0
+        st = getattr(r, "stats", None) or getattr(r, "counters", None) or {}
+        if callable(st):
+            st = st()
+        return int(st.get("pgsteal_direct", 0)) + int(st.get("pgsteal_kswapd", 0))
 
     def add_replay(self, events: pl.DataFrame, mode: str, name: str) -> Replayer:
         r = Replayer(self.node, events, mode=mode, cost=self.cost, hist=self.hist, workload=name)

@@ -1,0 +1,514 @@
+"""Synthetic workloads: SimPy processes that generate allocation traffic against the models.
+
+One process per workload stream, never one per allocation: each process
+sleeps until its next operation time and then performs every operation due,
+so a 50,000-packet/s network burst costs one timeout per millisecond tick.
+Requests that had to reclaim or compact make the (closed-loop) workload wait
+for the priced latency, as slow paths slow a real workload.
+
+================  ==========================================================================
+kind              what it does
+================  ==========================================================================
+driver            a driver asking for a physically contiguous buffer every ``interval``
+                  (``alloc_pages`` order-N, ``kmalloc``, ``vmalloc`` or ``kvmalloc`` of
+                  ``size``), holding it for ``hold``: the request whose failure rate matters
+anon              user processes that malloc ``size``, optionally MADV_HUGEPAGE, touch it
+                  (demand paging, THP faults), live ``lifetime``, exit
+file_cache        page-cache growth: movable, reclaimable pages at ``rate_pages``/s,
+                  a share truncated after ``lifetime``, the rest left to reclaim
+network           skbuff objects and GFP_ATOMIC order-0..3 data pages at ``rate``/s,
+                  freed after ``lifetime``
+vmalloc_churn     vmalloc areas (thread stacks by default) at ``rate``/s
+compile           a kernel-build-like mix fitted from the real compile trace
+                  (:mod:`kmemdes.sim.compilefit`)
+replay            a real trace (:mod:`kmemdes.sim.replay`)
+================  ==========================================================================
+
+The initial ``fragmented`` state fills free memory with movable pages and
+frees all but ``keep_per_block`` pages of every pageblock ("free 3/4 of every
+2 MiB block" with the default 128).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from typing import TYPE_CHECKING
+
+from kmemdes.config import (
+    AnonWorkload,
+    CompileWorkload,
+    DriverWorkload,
+    FileCacheWorkload,
+    NetworkWorkload,
+    ReplayWorkload,
+    VmallocWorkload,
+    parse_duration,
+)
+from kmemdes.errors import KmemdesError
+from kmemdes.mm import gfp as G
+from kmemdes.mm.mm_init import parse_size
+from kmemdes.mm.page_alloc import (
+    PAGEBLOCK_NR_PAGES,
+    PAGEBLOCK_ORDER,
+    PATH_COMPACT,
+    PATH_FAILED,
+    PATH_RECLAIM,
+    PATH_SLOWPATH,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kmemdes.sim.engine import Sim
+
+__all__ = ["Workload", "make_workloads", "prepare_initial_state", "PageOwner"]
+
+TICK_NS = 1_000_000
+_GFP_ZERO = G.__GFP_ZERO
+_GFP_DIRECT_RECLAIM = G.__GFP_DIRECT_RECLAIM
+GFP_PAGECACHE = G.GFP_HIGHUSER_MOVABLE  # page-cache folios (mapping_gfp_mask of a regular file)
+
+
+class PageOwner:
+    """Owner of movable pages in ``node.rmap``: follows migration (compaction) and reclaim."""
+
+    def __init__(self) -> None:
+        self.pages: dict[int, int] = {}  # pfn -> order
+
+    def add(self, node, pfn: int, order: int) -> None:
+        self.pages[pfn] = order
+        node.rmap[pfn] = self
+
+    def remove(self, node, pfn: int) -> int:
+        node.rmap.pop(pfn, None)
+        return self.pages.pop(pfn)
+
+    def migrate_page(self, old: int, new: int, order: int) -> None:
+        """Called by the compaction model after it copied ``old`` to ``new``."""
+        if self.pages.pop(old, None) is not None:
+            self.pages[new] = order
+
+    def reclaimed(self, pfn: int) -> None:
+        """Called by the reclaim model when it freed one of our pages."""
+        self.pages.pop(pfn, None)
+
+
+class Workload:
+    """Base: counters every workload keeps, and the priced page allocation all of them use."""
+
+    def __init__(self, sim: "Sim", spec, index: int):
+        self.sim = sim
+        self.node = sim.node
+        self.spec = spec
+        self.name = spec.name or f"{spec.kind}{index}"
+        self.rng = random.Random(f"{sim.cfg.seed}:{index}:{spec.kind}")
+        self.start_ns = parse_duration(spec.start)
+        stop = parse_duration(spec.stop)
+        self.stop_ns = stop if stop else sim.cfg.duration_ns
+        self.cpu_rr = 0
+        self.requests: dict[tuple, int] = {}
+        self.failures: list[tuple] = []
+        self.sizes: dict[tuple, int] = {}
+        self.nr_requests = 0
+
+    def cpu(self) -> int:
+        if self.spec.cpu >= 0:
+            return self.spec.cpu % self.node.cpus
+        self.cpu_rr = (self.cpu_rr + 1) % self.node.cpus
+        return self.cpu_rr
+
+    def record(self, order: int, gfp: int, path: int, ns: int) -> None:
+        key = (order, "reclaim" if gfp & _GFP_DIRECT_RECLAIM else "atomic", path, self.name)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.nr_requests += 1
+        self.sim.hist.add(order, path, ns)
+        if path == PATH_FAILED and len(self.failures) < 100_000:
+            self.failures.append((self.sim.env.now, order, G.format_gfp(gfp), self.name))
+
+    def alloc_pages(self, gfp: int, order: int) -> tuple[int, int]:
+        """``alloc_pages`` with its latency: (pfn or -1, ns)."""
+        node = self.node
+        zl0 = node.nr_zone_locked
+        comp = self.sim.compaction_counters()
+        recl = self.sim.reclaim_counters()
+        pfn = node.alloc_pages(gfp, order, self.cpu())
+        path = node.last_path
+        migrated = scanned = reclaimed = 0
+        if path >= PATH_SLOWPATH:
+            c2 = self.sim.compaction_counters()
+            migrated, scanned = c2[0] - comp[0], c2[1] - comp[1]
+            reclaimed = self.sim.reclaim_counters() - recl
+        ns = self.sim.cost.page_alloc(order, path, bool(gfp & _GFP_ZERO), node.nr_zone_locked - zl0,
+                                      reclaimed, migrated, scanned)
+        self.record(order, gfp, path, ns)
+        return pfn, ns
+
+    def active(self, now: int) -> bool:
+        return self.start_ns <= now < self.stop_ns
+
+    def process(self, env):  # pragma: no cover - overridden
+        yield env.timeout(0)
+
+    def counters(self) -> dict:
+        return {}
+
+
+class DriverLoad(Workload):
+    """A driver requesting a physically contiguous buffer every ``interval`` and holding it for ``hold``."""
+
+    def __init__(self, sim, spec: DriverWorkload, index):
+        super().__init__(sim, spec, index)
+        self.gfp = G.parse_gfp(spec.gfp)
+        self.interval = parse_duration(spec.interval)
+        self.hold = parse_duration(spec.hold)
+        if self.interval <= 0:
+            raise KmemdesError(f"workloads[{index}].interval: must be > 0")
+        self.kernel = sim.kernel() if spec.api != "alloc_pages" else None
+
+    def _get(self) -> tuple[object, int]:
+        spec = self.spec
+        if spec.api == "alloc_pages":
+            pfn, ns = self.alloc_pages(self.gfp, spec.order)
+            return (pfn if pfn >= 0 else None), ns
+        size = spec.size or (4096 << spec.order)
+        k = self.kernel
+        node = self.node
+        path0 = node.nr_path[:]
+        order = max(0, (size - 1).bit_length() - 12)
+        if spec.api == "kmalloc":
+            addr = k.kmalloc(size, self.gfp, self.cpu())
+            ns = self.sim.cost.kmalloc_fast if size <= 8192 else 0
+        elif spec.api == "vmalloc":
+            addr = k.vmalloc(size, self.gfp, self.cpu())
+            ns = self.sim.cost.vmalloc_base + self.sim.cost.vmalloc_per_page * ((size + 4095) // 4096 - 1)
+        else:
+            addr = k.kvmalloc(size, self.gfp, self.cpu())
+            ns = self.sim.cost.kmalloc_fast
+            if addr and k.layout.region_of(addr) == "vmalloc":
+                ns += self.sim.cost.vmalloc_base + self.sim.cost.vmalloc_per_page * ((size + 4095) // 4096 - 1)
+        # price the page allocations the call made (the slowest path it took)
+        paths = [i for i, (a, b) in enumerate(zip(path0, node.nr_path)) if b > a]
+        worst = max(paths) if paths else 0
+        if spec.api in ("kmalloc", "kvmalloc") and size > 8192:
+            ns += self.sim.cost.page_alloc(order, worst if worst != PATH_FAILED else 2, bool(self.gfp & _GFP_ZERO))
+        path = PATH_FAILED if not addr else worst
+        self.record(order, self.gfp, path, ns)
+        _inc(self.sizes, (spec.api if spec.api != "alloc_pages" else "page", size))
+        return (addr if addr else None), ns
+
+    def _put(self, handle) -> None:
+        spec = self.spec
+        if spec.api == "alloc_pages":
+            self.node.free_pages(handle, spec.order, self.cpu())
+        elif spec.api == "kmalloc":
+            self.kernel.kfree(handle)
+        elif spec.api == "vmalloc":
+            self.kernel.vfree(handle)
+        else:
+            self.kernel.kvfree(handle)
+
+    def process(self, env):
+        held: deque = deque()
+        t = self.start_ns
+        while t < self.stop_ns:
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            while held and held[0][0] <= env.now:
+                self._put(held.popleft()[1])
+            handle, ns = self._get()
+            if handle is not None:
+                held.append((env.now + ns + self.hold, handle))
+            t += self.interval
+            if ns > TICK_NS:
+                yield env.timeout(ns)  # the driver waited for reclaim/compaction
+            # release what is due before the next request
+            while held and held[0][0] <= min(t, self.stop_ns):
+                due, h = held[0]
+                if due > env.now:
+                    yield env.timeout(due - env.now)
+                held.popleft()
+                self._put(h)
+
+
+class AnonLoad(Workload):
+    """User processes: malloc, (MADV_HUGEPAGE), touch, live, exit."""
+
+    def __init__(self, sim, spec: AnonWorkload, index):
+        super().__init__(sim, spec, index)
+        self.kernel = sim.kernel()
+        self.size = parse_size(spec.size)
+        self.lifetime = parse_duration(spec.lifetime)
+        self.interval = parse_duration(spec.interval)
+        self.thp_attempts = 0
+        self.thp_success = 0
+
+    def process(self, env):
+        from kmemdes.mm.user import MADV_HUGEPAGE
+
+        k = self.kernel
+        node = self.node
+        live: list = []
+        t = self.start_ns
+        while t < self.stop_ns:
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            while live and live[0][0] <= env.now:
+                _, _, p = heapq.heappop(live)
+                k.exit(p)
+            waited = 0
+            for _ in range(self.spec.processes):
+                p = k.spawn("anon", self.cpu())
+                before = node.nr_path[:]
+                thp_before = node.nr_alloc[9]
+                fail9 = node.nr_alloc_fail[9]
+                addr = p.malloc(self.size)
+                if addr and self.spec.madvise_hugepage:
+                    p.madvise(addr & ~((2 << 20) - 1), self.size + (2 << 20), MADV_HUGEPAGE)
+                touched = int(self.size * self.spec.touch) & ~4095
+                if addr and touched:
+                    p.touch(addr, touched)
+                self.thp_attempts += node.nr_alloc[9] - thp_before
+                self.thp_success += (node.nr_alloc[9] - thp_before) - (node.nr_alloc_fail[9] - fail9)
+                waited += self._account(before)
+                heapq.heappush(live, (env.now + self.lifetime, id(p), p))
+            t += self.interval
+            if waited > TICK_NS:
+                yield env.timeout(waited)
+        while live:
+            _, _, p = heapq.heappop(live)
+            k.exit(p)
+
+    def _account(self, before: list[int]) -> int:
+        """Price the page faults a process made (per path counts of the node) and record them."""
+        node = self.node
+        cost = self.sim.cost
+        total = 0
+        for path, (a, b) in enumerate(zip(before, node.nr_path)):
+            n = b - a
+            if n:
+                ns = cost.page_fault + cost.page_alloc(0, path, True)
+                for _ in range(min(n, 1)):
+                    key = (0, "reclaim", path, self.name)
+                    self.requests[key] = self.requests.get(key, 0) + n
+                    self.nr_requests += n
+                    self.sim.hist.add_n(0, path, ns, n)
+                if path >= PATH_SLOWPATH:
+                    total += ns * n
+        return total
+
+    def counters(self) -> dict:
+        return {f"{self.name}_thp_fault_alloc": self.thp_success,
+                f"{self.name}_thp_fault_fallback": self.thp_attempts - self.thp_success}
+
+
+class FileCacheLoad(Workload):
+    """Page-cache growth: reclaimable movable pages, a share truncated after ``lifetime``."""
+
+    def __init__(self, sim, spec: FileCacheWorkload, index):
+        super().__init__(sim, spec, index)
+        self.owner = PageOwner()
+        self.lifetime = parse_duration(spec.lifetime)
+
+    def process(self, env):
+        node = self.node
+        per_tick = self.spec.rate_pages * TICK_NS / 1e9
+        acc = 0.0
+        pending: deque = deque()
+        reclaim = node.reclaim
+        t = self.start_ns
+        while t < self.stop_ns:
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            while pending and pending[0][0] <= env.now:
+                _, pfn = pending.popleft()
+                if pfn in self.owner.pages:
+                    if reclaim is not None and hasattr(reclaim, "remove_file_page"):
+                        reclaim.remove_file_page(node, pfn)
+                    order = self.owner.remove(node, pfn)
+                    node.free_pages(pfn, order, self.cpu())
+            acc += per_tick
+            n = int(acc)
+            acc -= n
+            waited = 0
+            for _ in range(n):
+                pfn, ns = self.alloc_pages(GFP_PAGECACHE, 0)
+                if pfn < 0:
+                    continue
+                self.owner.add(node, pfn, 0)
+                if reclaim is not None and hasattr(reclaim, "add_file_pages"):
+                    reclaim.add_file_pages(node, [(pfn, 0)], self.owner)
+                if self.rng.random() < self.spec.truncate_share:
+                    pending.append((env.now + self.lifetime, pfn))
+                if ns > TICK_NS:
+                    waited += ns
+            t += TICK_NS
+            if waited:
+                yield env.timeout(waited)
+
+
+class NetworkLoad(Workload):
+    """skbuff heads and GFP_ATOMIC order-0..3 data pages at a packet rate, freed after ``lifetime``."""
+
+    def __init__(self, sim, spec: NetworkWorkload, index):
+        super().__init__(sim, spec, index)
+        self.gfp = G.parse_gfp(spec.gfp)
+        self.lifetime = parse_duration(spec.lifetime)
+        w = spec.order_weights
+        tot = sum(w) or 1.0
+        self.cum = []
+        acc = 0.0
+        for x in w:
+            acc += x / tot
+            self.cum.append(acc)
+        self.kernel = sim.kernel()
+        self.skb_cache = self.kernel.kmem_cache_create("skbuff_head_cache", 232, align=64)
+
+    def process(self, env):
+        node = self.node
+        k = self.kernel
+        per_tick = self.spec.rate * TICK_NS / 1e9
+        acc = 0.0
+        inflight: deque = deque()
+        t = self.start_ns
+        while t < self.stop_ns:
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            while inflight and inflight[0][0] <= env.now:
+                _, skb, pfn, order, cpu = inflight.popleft()
+                if pfn >= 0:
+                    node.free_pages(pfn, order, cpu)
+                if skb:
+                    k.kmem_cache_free(self.skb_cache, skb, cpu)
+            acc += per_tick
+            n = int(acc)
+            acc -= n
+            for _ in range(n):
+                r = self.rng.random()
+                order = next(i for i, c in enumerate(self.cum) if r <= c) if self.cum else 0
+                cpu = self.cpu()
+                skb = k.kmem_cache_alloc(self.skb_cache, G.GFP_ATOMIC, cpu)
+                pfn, _ = self.alloc_pages(self.gfp, order)
+                _inc(self.sizes, ("page", 4096 << order))
+                inflight.append((env.now + self.lifetime, skb, pfn, order, cpu))
+            t += TICK_NS
+
+
+class VmallocLoad(Workload):
+    """vmalloc areas (thread stacks by default) at a rate, vfree'd after ``lifetime``."""
+
+    def __init__(self, sim, spec: VmallocWorkload, index):
+        super().__init__(sim, spec, index)
+        self.kernel = sim.kernel()
+        self.size = parse_size(spec.size)
+        self.lifetime = parse_duration(spec.lifetime)
+
+    def process(self, env):
+        k = self.kernel
+        node = self.node
+        per_tick = self.spec.rate * TICK_NS / 1e9
+        acc = 0.0
+        live: deque = deque()
+        cost = self.sim.cost
+        t = self.start_ns
+        while t < self.stop_ns:
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            while live and live[0][0] <= env.now:
+                k.vfree(live.popleft()[1])
+            acc += per_tick
+            n = int(acc)
+            acc -= n
+            for _ in range(n):
+                before = node.nr_path[:]
+                addr = k.vmalloc(self.size, G.GFP_KERNEL, self.cpu())
+                paths = [i for i, (a, b) in enumerate(zip(before, node.nr_path)) if b > a]
+                ns = cost.vmalloc_base + cost.vmalloc_per_page * ((self.size + 4095) // 4096 - 1)
+                order = max(0, (self.size - 1).bit_length() - 12)
+                self.record(order, G.GFP_KERNEL, PATH_FAILED if not addr else max(paths or [0]), ns)
+                _inc(self.sizes, ("vmalloc", self.size))
+                if addr:
+                    live.append((env.now + self.lifetime, addr))
+            t += TICK_NS
+
+    def vmalloc_row(self) -> tuple:
+        vm = self.kernel.vmalloc_model
+        areas = len(vm.vms)
+        va_bytes = sum(v.size for v in vm.vms.values()) if hasattr(next(iter(vm.vms.values()), None), "size") else 0
+        pages = sum(len(v.pages) for v in vm.vms.values())
+        lazy = getattr(vm, "nr_lazy", 0)
+        purges = getattr(vm, "nr_purges", 0)
+        return (areas, va_bytes, pages, lazy, purges)
+
+
+def _inc(d: dict, k, n: int = 1) -> None:
+    d[k] = d.get(k, 0) + n
+
+
+_KINDS = {
+    "driver": DriverLoad,
+    "anon": AnonLoad,
+    "file_cache": FileCacheLoad,
+    "network": NetworkLoad,
+    "vmalloc_churn": VmallocLoad,
+}
+
+
+def make_workloads(sim: "Sim") -> None:
+    """Create one SimPy process per configured workload (replays read their trace here)."""
+    for i, spec in enumerate(sim.cfg.workloads):
+        if isinstance(spec, ReplayWorkload):
+            from kmemdes.trace.reader import read_trace
+
+            trace = read_trace(spec.trace)
+            sim.add_replay(trace.events, spec.mode, spec.name or f"replay{i}")
+            continue
+        if isinstance(spec, CompileWorkload):
+            from kmemdes.sim.compilefit import CompileLoad
+
+            w = CompileLoad(sim, spec, i)
+        else:
+            w = _KINDS[spec.kind](sim, spec, i)
+        sim.workloads.append(w)
+        sim.env.process(w.process(sim.env))
+
+
+def prepare_initial_state(sim: "Sim") -> None:
+    """Apply ``initial.state = "fragmented"``: fill, then keep ``keep_per_block`` pages per pageblock."""
+    cfg = sim.cfg.initial
+    if cfg.state != "fragmented":
+        return
+    node = sim.node
+    rng = random.Random(f"{sim.cfg.seed}:fragmenter")
+    owner = PageOwner()
+    sim.fragmenter_owner = owner
+    total_free = node.nr_free_pages()
+    target = int(total_free * cfg.fill)
+    taken: list[int] = []
+    gfp = G.GFP_HIGHUSER_MOVABLE
+    for _ in range(target):
+        pfn = node.alloc_pages(gfp, 0, rng.randrange(node.cpus))
+        if pfn < 0:
+            break
+        taken.append(pfn)
+    # free all but keep_per_block pages of every pageblock (the kept ones spread evenly)
+    by_block: dict[int, list[int]] = {}
+    for pfn in taken:
+        by_block.setdefault(pfn >> PAGEBLOCK_ORDER, []).append(pfn)
+    keep = cfg.keep_per_block
+    stride = max(PAGEBLOCK_NR_PAGES // keep, 1)
+    kept = 0
+    unmovable = 0
+    for pb in sorted(by_block):
+        for pfn in sorted(by_block[pb]):
+            if (pfn & (PAGEBLOCK_NR_PAGES - 1)) % stride == 0:
+                if rng.random() < cfg.unmovable_share:
+                    node.page_mt[pfn] = G.MIGRATE_UNMOVABLE  # pinned: not migratable, not in rmap
+                    unmovable += 1
+                else:
+                    owner.add(node, pfn, 0)
+                kept += 1
+            else:
+                node.free_pages(pfn, 0, 0)
+    node.drain_all_pages()
+    sim.notes.append(f"initial state fragmented: filled {len(taken)} pages, kept {kept} "
+                     f"({keep} of every {PAGEBLOCK_NR_PAGES}; {unmovable} pinned)")
