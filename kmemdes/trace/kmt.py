@@ -17,7 +17,9 @@ stream of msgpack objects:
    - strings: a dictionary (the distinct values) and codes (uint8/16/32),
      plus the validity bitmap;
    - a column with no value in the chunk is left out (all null);
-3. an *end* map ``{"end": true, "rows": n}``: a file without it was cut short.
+3. an *end* map ``{"end": true, "rows": n, "crc32": c}``, ``c`` being the CRC-32
+   of every byte before it: a file without it was cut short, a file whose
+   CRC differs was damaged.
 
 Files are written to a temporary name and renamed when complete.  Loading
 does no text parsing at all, so it is many times faster than reading the
@@ -34,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -204,11 +207,15 @@ def write_kmt(trace: Trace, path, chunk_rows: int = _CHUNK_ROWS) -> Path:
         return msgpack.packb({"rows": part.height, "z": blob}, use_bin_type=True)
 
     def write(f) -> None:
-        f.write(KMT_MAGIC)
-        f.write(msgpack.packb(header, use_bin_type=True))
+        crc = 0
+        for blob in (KMT_MAGIC, msgpack.packb(header, use_bin_type=True)):
+            f.write(blob)
+            crc = zlib.crc32(blob, crc)
         for i in range(nchunks):
-            f.write(encode(i))
-        f.write(msgpack.packb({"end": True, "rows": n}, use_bin_type=True))
+            blob = encode(i)
+            f.write(blob)
+            crc = zlib.crc32(blob, crc)
+        f.write(msgpack.packb({"end": True, "rows": n, "crc32": crc}, use_bin_type=True))
 
     try:
         _atomic_write(path, write)
@@ -245,8 +252,13 @@ def read_kmt(path) -> Trace:
         raise KmemdesError(f"{path}: .kmt columns differ from this kmemdes's event schema")
     blobs = []
     end = None
+    end_at = 0
     try:
-        for obj in unpacker:
+        while True:
+            end_at = len(KMT_MAGIC) + unpacker.tell()
+            obj = next(unpacker, None)
+            if obj is None:
+                break
             if isinstance(obj, dict) and obj.get("end"):
                 end = obj
                 break
@@ -255,6 +267,8 @@ def read_kmt(path) -> Trace:
         raise KmemdesError(f"{path}: corrupt .kmt chunk {len(blobs) + 1} ({e})") from None
     if end is None:
         raise KmemdesError(f"{path}: .kmt file cut short after {len(blobs)} of {header.get('chunks')} chunks")
+    if end.get("crc32") != zlib.crc32(memoryview(data)[:end_at]):
+        raise KmemdesError(f"{path}: .kmt file damaged (CRC-32 mismatch)")
     total = sum(r for r, _ in blobs)
     if total != end.get("rows") or total != header.get("rows"):
         raise KmemdesError(f"{path}: .kmt row count mismatch ({total} rows in chunks, {end.get('rows')} expected)")

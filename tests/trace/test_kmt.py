@@ -1,0 +1,134 @@
+"""kmemdes.trace.kmt: exact round trips (.kmt and Parquet), damaged files, atomic writes."""
+
+from __future__ import annotations
+
+import msgpack
+import polars as pl
+import pytest
+
+from kmemdes.errors import KmemdesError
+from kmemdes.trace import kmt as K
+from kmemdes.trace.reader import KMT_MAGIC, Trace, read_trace
+from kmemdes.trace.schema import EVENT_SCHEMA
+from kmemdes.trace.text import parse_text
+
+
+@pytest.fixture(scope="module")
+def idle(shipped):
+    return read_trace(shipped / "a_idle_stream")
+
+
+def _odd_trace() -> Trace:
+    """A trace with problems, LOST rows, nulls and extreme values in odd places."""
+    text = (
+        "            bash-12948   [001] .....  1968.174923: mm_page_alloc: page=ffffffffffffffff pfn=0x14f89f order=abc "
+        "migratetype=0 gfp_flags=GFP_KERNEL|__GFP_NOPE\n"
+        "CPU:0 [LOST 7 EVENTS]\n"
+        "     Web Content-4321    [000] .....  1968.174924: kfree: call_site=x+0x1/0x2 ptr=ffffffffffffffff\n"
+        "            bash-12948   [001] .....  1968.174925: sched_switch: prev_comm=a b c\n"
+        "            bash-12948   [001] .....  1968.174926: alloc_vmap_area: va_start: 18446744073709551615 size=20480 "
+        "align=16384 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=1\n"
+    )
+    ev, meta, problems = parse_text([text.encode()], "odd.txt")
+    assert problems and ev.height == 5
+    return Trace(ev, meta, problems)
+
+
+@pytest.mark.parametrize("chunk_rows", [1 << 19, 3, 1])
+def test_kmt_round_trip_is_exact(tmp_path, chunk_rows):
+    t = _odd_trace()
+    p = K.write_kmt(t, tmp_path / "odd.kmt", chunk_rows=chunk_rows)
+    u = read_trace(p)
+    assert u.events.equals(t.events) and u.events.schema == pl.Schema(EVENT_SCHEMA)
+    assert u.problems == t.problems
+    assert u.meta["format"] == "kmt" and u.meta["source_format"] == "ftrace" and u.meta["lines"] == t.meta["lines"]
+
+
+def test_kmt_round_trip_capture_and_snapshots(tmp_path, idle):
+    u = read_trace(K.write_kmt(idle, tmp_path / "a.kmt"))
+    assert u.events.equals(idle.events)
+    for k in ("capture", "before", "after", "uname", "cpus", "lines"):
+        assert u.meta[k] == idle.meta[k], k
+    assert u.meta["converted_from"] == idle.meta["source"]
+
+
+def test_kmt_is_deterministic(tmp_path, idle):
+    a = K.write_kmt(idle, tmp_path / "1.kmt").read_bytes()
+    b = K.write_kmt(idle, tmp_path / "2.kmt").read_bytes()
+    assert a == b and a.startswith(KMT_MAGIC)
+
+
+def test_parquet_round_trip(tmp_path, idle):
+    p = K.write_parquet(idle, tmp_path / "a.parquet")
+    u = read_trace(p)
+    assert u.meta["format"] == "parquet" and u.events.equals(idle.events)
+    assert u.meta["capture"] == idle.meta["capture"] and u.meta["before"] == idle.meta["before"]
+    t = _odd_trace()
+    u = read_trace(K.write_parquet(t, tmp_path / "odd.parquet"))
+    assert u.events.equals(t.events) and u.problems == t.problems
+
+
+def test_damaged_kmt_files(tmp_path, idle):
+    data = K.write_kmt(idle, tmp_path / "a.kmt", chunk_rows=4000).read_bytes()
+    cut = tmp_path / "cut.kmt"
+    for frac, what in ((0.9, "cut short after"), (0.1, "cannot read the .kmt header")):
+        cut.write_bytes(data[: int(len(data) * frac)])
+        with pytest.raises(KmemdesError, match=rf"cut\.kmt: .*{what}"):
+            read_trace(cut)
+    nohead = tmp_path / "h.kmt"
+    nohead.write_bytes(KMT_MAGIC + b"\xc1")
+    with pytest.raises(KmemdesError, match="h.kmt"):
+        read_trace(nohead)
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0x55
+    bad = tmp_path / "bad.kmt"
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(KmemdesError, match="bad.kmt"):
+        read_trace(bad)
+
+
+def test_newer_kmt_version_is_refused(tmp_path, idle):
+    head = K.header_of(idle)
+    head["kmt"] = K.KMT_VERSION + 1
+    p = tmp_path / "new.kmt"
+    p.write_bytes(KMT_MAGIC + msgpack.packb(head) + msgpack.packb({"end": True, "rows": 0}))
+    with pytest.raises(KmemdesError, match="newer"):
+        read_trace(p)
+
+
+def test_write_is_atomic(tmp_path, idle, monkeypatch):
+    target = tmp_path / "a.kmt"
+    real = K._encode_column
+    calls = {"n": 0}
+
+    def boom(s):
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise OSError(28, "No space left on device")
+        return real(s)
+
+    monkeypatch.setattr(K, "_encode_column", boom)
+    with pytest.raises(KmemdesError, match="No space left"):
+        K.write_kmt(idle, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_schema_is_refused(tmp_path, idle):
+    with pytest.raises(KmemdesError, match="canonical schema"):
+        K.write_kmt(Trace(idle.events.drop("args"), {}, {}), tmp_path / "x.kmt")
+
+
+def test_shipped_kmt_loads_faster_than_text(shipped, trace_results):
+    r = trace_results(shipped / "b_compile_head")
+    assert r.kmt_equal and r.kmt_meta_equal
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+@pytest.mark.parametrize("name", ["b_compile_nohash", "c_fschurn", "d_net_loopback", "g_tracecmd_compile/report.txt.zst"])
+def test_corpus_kmt_round_trip(corpus, trace_results, name):
+    path = corpus / name
+    if not path.exists():
+        pytest.skip(f"{path} not in the corpus")
+    r = trace_results(path)
+    assert r.kmt_equal and r.kmt_meta_equal
