@@ -347,6 +347,8 @@ class Node:
         self.nr_alloc = [0] * NR_PAGE_ORDERS
         self.nr_alloc_fail = [0] * NR_PAGE_ORDERS
         self.nr_path = [0] * len(PATH_NAMES)
+        # every request by (order, path, atomic): index ((order * len(PATH_NAMES)) + path) * 2 + atomic
+        self.nr_req = [0] * (NR_PAGE_ORDERS * len(PATH_NAMES) * 2)
         self.extfrag: dict[tuple, int] = {}  # (alloc_mt, fallback_mt, "claim"|"steal", fragmenting) -> n
         self.nr_zone_locked = 0
         self.nr_pcpu_drain = 0
@@ -1166,6 +1168,7 @@ class Node:
             self.page_mt[pfn:pfn + n] = bytes((mt,)) * n
             self.alloc_order[pfn] = order
         self.nr_path[self.last_path] += 1
+        self.nr_req[(order * len(PATH_NAMES) + self.last_path) * 2 + (not gfp & _GFP_DIRECT_RECLAIM)] += 1
         if self.debug:
             self.check()
         return pfn

@@ -200,13 +200,31 @@ class Sim:
                 sizes[k] = sizes.get(k, 0) + v
             for k, v in r.stats.fallbacks.items():
                 fallbacks[k] = fallbacks.get(k, 0) + v
+        direct: dict[tuple, int] = {}
         for w in self.workloads:
             for (order, cls, path, name), c in w.requests.items():
                 key = (order, cls, PATH_NAMES[path], name)
                 req_rows[key] = req_rows.get(key, 0) + c
+                dk = (order, cls, path)
+                direct[dk] = direct.get(dk, 0) + c
             failures.extend(w.failures)
             for k, v in getattr(w, "sizes", {}).items():
                 sizes[k] = sizes.get(k, 0) + v
+        if self.workloads and not self.replayers:
+            # page allocations the models made on the workloads' behalf (slab pages, page faults,
+            # page tables, vmalloc backing): node counts minus what workloads recorded themselves
+            npath = len(PATH_NAMES)
+            for idx, c in enumerate(self.node.nr_req):
+                if not c:
+                    continue
+                atomic = idx & 1
+                order, path = divmod(idx >> 1, npath)
+                cls = "atomic" if atomic else "reclaim"
+                rest = c - direct.get((order, cls, path), 0)
+                if rest > 0:
+                    key = (order, cls, PATH_NAMES[path], "(via models)")
+                    req_rows[key] = rest
+                    self.hist.add_n(order, path, self.cost.page_alloc(order, path, False), rest)
         if not self.replayers or self.replayers[0].mode == "policy" or self.workloads:
             fallbacks = {}
             for (a, f, kind, frag), c in self.node.extfrag.items():
@@ -279,7 +297,7 @@ class Sim:
             if r.stats.online_pages:
                 notes.append(f"{r.stats.online_pages} pages handed to the buddy allocator by deferred init "
                              "(zone growth without trace events)")
-        requests = sum(w.nr_requests for w in self.workloads) if self.workloads else int(req["count"].sum())
+        requests = int(req["count"].sum())
         rows = vmstat.node_zone_rows(node)
         out = {
             "kmemdes_version": __version__,

@@ -269,7 +269,7 @@ class AnonLoad(Workload):
                     p.touch(addr, touched)
                 self.thp_attempts += node.nr_alloc[9] - thp_before
                 self.thp_success += (node.nr_alloc[9] - thp_before) - (node.nr_alloc_fail[9] - fail9)
-                waited += self._account(before)
+                waited += self._slow_ns(before)
                 heapq.heappush(live, (env.now + self.lifetime, id(p), p))
             t += self.interval
             if waited > TICK_NS:
@@ -278,22 +278,15 @@ class AnonLoad(Workload):
             _, _, p = heapq.heappop(live)
             k.exit(p)
 
-    def _account(self, before: list[int]) -> int:
-        """Price the page faults a process made (per path counts of the node) and record them."""
+    def _slow_ns(self, before: list[int]) -> int:
+        """Time the process spent in slow-path allocations during its faults (the node counts the requests)."""
         node = self.node
         cost = self.sim.cost
         total = 0
-        for path, (a, b) in enumerate(zip(before, node.nr_path)):
-            n = b - a
+        for path in range(PATH_SLOWPATH, len(before)):
+            n = node.nr_path[path] - before[path]
             if n:
-                ns = cost.page_fault + cost.page_alloc(0, path, True)
-                for _ in range(min(n, 1)):
-                    key = (0, "reclaim", path, self.name)
-                    self.requests[key] = self.requests.get(key, 0) + n
-                    self.nr_requests += n
-                    self.sim.hist.add_n(0, path, ns, n)
-                if path >= PATH_SLOWPATH:
-                    total += ns * n
+                total += cost.page_alloc(0, path, True) * n
         return total
 
     def counters(self) -> dict:
