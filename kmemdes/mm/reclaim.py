@@ -1,0 +1,645 @@
+"""Page reclaim without swap: page-cache LRU lists, shrinkers, direct reclaim and kswapd's balance_pgdat.
+
+Follows mm/vmscan.c of Linux 6.x for a machine without swap (the reference
+machine): reclaimable memory is clean page cache on the file LRU lists plus
+what registered shrinkers (reclaimable slab: dentries, inodes) give back.
+Anonymous memory is never reclaimed.  Plain Python: no time, no SimPy, no
+I/O; the work done (pages scanned and reclaimed) is counted for
+``kmemdes.sim.daemons.DaemonCosts`` to price.
+
+What is modelled
+    * Per-zone inactive/active file lists (the kernel keeps one node-wide
+      lruvec since 4.8 and skips ineligible zones; per-zone lists give the
+      same eligibility without the skipping), threaded through pfn-indexed
+      arrays so that insertion, removal and migration are O(1).  New pages
+      go to the inactive head (``lru_add``); ``mark_page_accessed`` sets
+      PG_referenced, a second access activates the page.  Reclaim takes
+      pages from the inactive tail: clean ones are freed whether referenced
+      or not (``folio_check_references`` gives RECLAIM_CLEAN for unmapped
+      page cache); dirty ones are kept — kswapd starts their writeback
+      (``pageout``, counted in ``nr_vmscan_write``) and the model counts them
+      clean from then on, direct reclaim only rotates them.  The active list
+      is aged into the inactive one when ``inactive_is_low``.
+    * ``shrink_node`` scans ``lru_size >> priority`` pages of each list in
+      SWAP_CLUSTER_MAX batches until ``nr_to_reclaim`` is met, then calls the
+      shrinkers with ``(freeable >> priority) * 4 / seeks`` (``do_shrink_slab``).
+    * ``direct_reclaim`` (``try_to_free_pages``): 32 pages, priority 12 down
+      to 0, stopping early when compaction is ready for a costly order
+      (``compaction_ready``); counts ``allocstall_<zone>``.
+    * ``balance_pgdat``: kswapd's loop with the watermark boost (boosted
+      reclaim of ``sum(boost)`` pages when already balanced, normal reclaim
+      to high + boost otherwise), ``kswapd_shrink_node``'s target and its fall
+      back to order 0 after ``compact_gap(order)`` pages, priority raising,
+      ``kswapd_failures``, ZONE_RECLAIM_ACTIVE, clearing the boost and waking
+      kcompactd at pageblock order.
+    * ``zone.reclaimable`` (file LRU pages of the zone, ``zone_reclaimable_pages``
+      without swap) is kept up to date for the slow path's retry test.
+
+Not modelled: mapped page cache (PTE references), MGLRU, refault
+(workingset) activation, memcg, writeback completion time (a page kswapd
+wrote back is reclaimable at its next scan), throttling.
+
+Owners: a workload registers allocated pages with :meth:`Reclaim.add_file_pages`.
+The reclaim model then sits in ``node.rmap`` for those pages and forwards
+``migrate_page(old, new, order)`` to the owner; when reclaim frees a page it
+calls the owner's ``reclaim_page(pfn, order)`` (if the owner has one) first.
+Owners drop pages themselves with :meth:`Reclaim.remove_file_pages` (truncate,
+unlink).
+
+Shrinkers (optional hook for the SLUB model): ``register_shrinker(name,
+count_objects, scan_objects, seeks=2)`` where ``count_objects()`` returns
+the reclaimable slab pages and ``scan_objects(nr)`` tries to free up to
+``nr`` of them and returns how many pages it freed (it frees them itself).
+
+>>> from kmemdes.mm.mm_init import build_node, parse_size
+>>> from kmemdes.mm.gfp import GFP_HIGHUSER_MOVABLE
+>>> node = build_node("x86_64", parse_size("256M"), cpus=1)
+>>> rec = Reclaim(node)
+>>> pfns = [node.alloc_pages(GFP_HIGHUSER_MOVABLE, 0) for _ in range(100)]
+>>> rec.add_file_pages(pfns, 0, owner=None)
+>>> rec.nr_file_pages(), node.zones[1].reclaimable
+(100, 100)
+>>> rec.shrink_node(node.zones, 10, priority=0), rec.nr_file_pages()   # a whole 32-page batch
+(32, 68)
+"""
+
+from __future__ import annotations
+
+from array import array
+from math import isqrt
+from typing import Callable, Generator, Iterable, NamedTuple, Optional
+
+from kmemdes.errors import KmemdesError
+from kmemdes.mm.compaction import compact_gap, compaction_suitable
+from kmemdes.mm.page_alloc import (
+    MAX_RECLAIM_RETRIES,
+    NO_ORDER,
+    PAGE_ALLOC_COSTLY_ORDER,
+    PAGE_RESERVED,
+    PAGEBLOCK_ORDER,
+    ZONE_RECLAIM_ACTIVE,
+    Node,
+    Zone,
+)
+
+__all__ = [
+    "SWAP_CLUSTER_MAX",
+    "DEF_PRIORITY",
+    "RECLAIM_VMSTAT",
+    "ReclaimWork",
+    "ScanControl",
+    "Shrinker",
+    "Reclaim",
+    "pgdat_balanced",
+    "pgdat_watermark_boosted",
+]
+
+SWAP_CLUSTER_MAX = 32
+DEF_PRIORITY = 12
+DEFAULT_SEEKS = 2
+
+# per-page LRU flags
+_PG_LRU = 1
+_PG_ACTIVE = 2
+_PG_REFERENCED = 4
+_PG_DIRTY = 8
+
+_ZONE_VMSTAT = {"DMA": "allocstall_dma", "DMA32": "allocstall_dma32", "Normal": "allocstall_normal",
+                "HighMem": "allocstall_normal", "Movable": "allocstall_movable"}
+
+#: /proc/vmstat counters kept by the model (names as the kernel prints them)
+RECLAIM_VMSTAT = (
+    "pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct", "pgscan_file", "pgsteal_file",
+    "allocstall_dma", "allocstall_dma32", "allocstall_normal", "allocstall_movable",
+    "pgactivate", "pgdeactivate", "pgrefill", "pgrotated", "nr_vmscan_write", "slabs_scanned",
+    "pageoutrun", "kswapd_low_wmark_hit_quickly", "kswapd_high_wmark_hit_quickly",
+)
+
+
+class ReclaimWork(NamedTuple):
+    """Work done by one reclaim step (what ``DaemonCosts`` prices)."""
+
+    scanned: int = 0
+    reclaimed: int = 0
+    slab_freed: int = 0
+
+
+class ScanControl:
+    """``struct scan_control``."""
+
+    __slots__ = ("nr_to_reclaim", "priority", "order", "reclaim_idx", "is_kswapd", "gfp",
+                 "nr_scanned", "nr_reclaimed", "compaction_ready", "may_writepage")
+
+    def __init__(self, nr_to_reclaim: int, order: int, reclaim_idx: int, is_kswapd: bool, gfp: int = 0):
+        self.nr_to_reclaim = nr_to_reclaim
+        self.priority = DEF_PRIORITY
+        self.order = order
+        self.reclaim_idx = reclaim_idx
+        self.is_kswapd = is_kswapd
+        self.gfp = gfp
+        self.nr_scanned = 0
+        self.nr_reclaimed = 0
+        self.compaction_ready = False
+        self.may_writepage = True
+
+
+class Shrinker:
+    """``struct shrinker`` in pages: ``count_objects() -> freeable``, ``scan_objects(nr) -> freed``."""
+
+    __slots__ = ("name", "count_objects", "scan_objects", "seeks")
+
+    def __init__(self, name: str, count_objects: Callable[[], int], scan_objects: Callable[[int], int],
+                 seeks: int = DEFAULT_SEEKS):
+        self.name = name
+        self.count_objects = count_objects
+        self.scan_objects = scan_objects
+        self.seeks = seeks
+
+
+def pgdat_balanced(node: Node, order: int, highest_zoneidx: int) -> bool:
+    """``pgdat_balanced``: an eligible zone meets its high watermark (+ boost) at ``order``.
+
+    With ``defrag_mode`` and order > 0 only free whole pageblocks count
+    (NR_FREE_PAGES_BLOCKS).  A node without managed eligible zones is balanced.
+    """
+    mark_free = False
+    for zone in node.zones:
+        if zone.idx > highest_zoneidx or not zone.managed:
+            continue
+        free = None
+        if node.policy.defrag_mode and order:
+            free = sum(c << o for o, c in enumerate(zone.nr_free) if o >= PAGEBLOCK_ORDER)
+        if node._zone_watermark_ok(zone, order, zone.wmark(2), highest_zoneidx, 0, free):
+            return True
+        mark_free = True
+    return not mark_free
+
+
+def pgdat_watermark_boosted(node: Node, highest_zoneidx: int) -> bool:
+    """``pgdat_watermark_boosted``: some eligible zone has a watermark boost."""
+    return any(z.watermark_boost for z in node.zones if z.idx <= highest_zoneidx)
+
+
+class Reclaim:
+    """Page-cache LRU and shrinkers of one node; ``Reclaim(node)`` attaches itself as ``node.reclaim``."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.zones = list(node.zones)
+        nz = len(self.zones)
+        # list ids: 2 * zone index + (0 inactive, 1 active)
+        self._head = [-1] * (2 * nz)
+        self._tail = [-1] * (2 * nz)
+        self._pages = [0] * (2 * nz)  # pages (not folios) on each list
+        self._nxt: Optional[array] = None  # allocated on first use: 9 bytes per pfn
+        self._prv: Optional[array] = None
+        self._flags: Optional[bytearray] = None
+        self._owner_id: Optional[array] = None
+        self._owners: list = [None]
+        self._owner_index: dict[int, int] = {}
+        self.shrinkers: list[Shrinker] = []
+        self.vmstat: dict[str, int] = dict.fromkeys(RECLAIM_VMSTAT, 0)
+        self.kswapd_failures = 0  # pgdat->kswapd_failures
+        self.kswapd_running = False  # set by the kswapd daemon while it reclaims
+        self.last_work = ReclaimWork()  # work of the last direct_reclaim call
+        node.reclaim = self
+
+    # ---------------------------------------------------------- storage
+    def _ensure_arrays(self) -> None:
+        if self._nxt is None:
+            n = self.node.max_pfn
+            self._nxt = array("i", [-1]) * n
+            self._prv = array("i", [-1]) * n
+            self._flags = bytearray(n)
+            self._owner_id = array("H", [0]) * n
+
+    def _zone_index(self, pfn: int) -> int:
+        for i, z in enumerate(self.zones):
+            if z.start_pfn <= pfn < z.end_pfn:
+                return i
+        raise KmemdesError(f"pfn {pfn:#x} is outside every zone")
+
+    def _link_head(self, lst: int, pfn: int) -> None:
+        h = self._head[lst]
+        self._nxt[pfn] = h
+        self._prv[pfn] = -1
+        if h >= 0:
+            self._prv[h] = pfn
+        else:
+            self._tail[lst] = pfn
+        self._head[lst] = pfn
+
+    def _unlink(self, lst: int, pfn: int) -> None:
+        n = self._nxt[pfn]
+        p = self._prv[pfn]
+        if p >= 0:
+            self._nxt[p] = n
+        else:
+            self._head[lst] = n
+        if n >= 0:
+            self._prv[n] = p
+        else:
+            self._tail[lst] = p
+
+    def _lst(self, pfn: int) -> int:
+        return 2 * self._zone_index(pfn) + (1 if self._flags[pfn] & _PG_ACTIVE else 0)
+
+    def _account(self, lst: int, n: int) -> None:
+        self._pages[lst] += n
+        self.zones[lst >> 1].reclaimable += n
+
+    def _order(self, pfn: int) -> int:
+        o = self.node.alloc_order[pfn]
+        return 0 if o == NO_ORDER else o
+
+    # ----------------------------------------------------------- owners' API
+    def add_file_pages(self, pfns: Iterable[int], orders, owner, dirty: bool = False) -> None:
+        """``filemap_add_folio`` + ``folio_add_lru``: allocated pages become page cache (inactive head).
+
+        ``orders`` is one order for all pages or a sequence parallel to ``pfns``.
+        """
+        self._ensure_arrays()
+        node = self.node
+        oid = 0
+        if owner is not None:
+            oid = self._owner_index.get(id(owner), 0)
+            if not oid:
+                if len(self._owners) >= 0xFFFF:
+                    raise KmemdesError("too many page-cache owners (at most 65534)")
+                oid = self._owner_index[id(owner)] = len(self._owners)
+                self._owners.append(owner)
+        pfns = list(pfns)
+        orders = [orders] * len(pfns) if isinstance(orders, int) else list(orders)
+        flags = self._flags
+        for pfn, order in zip(pfns, orders):
+            if node.page_mt[pfn] >= PAGE_RESERVED or node.alloc_order[pfn] != order:
+                raise KmemdesError(f"pfn {pfn:#x} is not an allocated order-{order} block")
+            if flags[pfn] & _PG_LRU:
+                raise KmemdesError(f"pfn {pfn:#x} is already page cache")
+            flags[pfn] = _PG_LRU | (_PG_DIRTY if dirty else 0)
+            self._owner_id[pfn] = oid
+            lst = 2 * self._zone_index(pfn)
+            self._link_head(lst, pfn)
+            self._account(lst, 1 << order)
+            node.rmap[pfn] = self
+
+    def remove_file_pages(self, pfns: Iterable[int], free: bool = True) -> None:
+        """Truncate/unlink: pages leave the page cache (and are freed unless ``free`` is False)."""
+        for pfn in pfns:
+            self._del(pfn)
+            if free:
+                self.node.free_pages(pfn, self._order(pfn))
+
+    def _del(self, pfn: int) -> int:
+        flags = self._flags
+        if flags is None or not flags[pfn] & _PG_LRU:
+            raise KmemdesError(f"pfn {pfn:#x} is not page cache")
+        lst = self._lst(pfn)
+        self._unlink(lst, pfn)
+        self._account(lst, -(1 << self._order(pfn)))
+        flags[pfn] = 0
+        self._owner_id[pfn] = 0
+        self.node.rmap.pop(pfn, None)
+        return lst
+
+    def mark_page_accessed(self, pfn: int) -> None:
+        """``folio_mark_accessed``: referenced once, activated on the second access."""
+        f = self._flags[pfn]
+        if not f & _PG_LRU:
+            return
+        if not f & _PG_ACTIVE and f & _PG_REFERENCED:
+            lst = self._lst(pfn)
+            self._unlink(lst, pfn)
+            self._account(lst, -(1 << self._order(pfn)))
+            self._flags[pfn] = (f | _PG_ACTIVE) & ~_PG_REFERENCED
+            self._link_head(lst + 1, pfn)
+            self._account(lst + 1, 1 << self._order(pfn))
+            self.vmstat["pgactivate"] += 1
+        else:
+            self._flags[pfn] = f | _PG_REFERENCED
+
+    def set_page_dirty(self, pfn: int, dirty: bool = True) -> None:
+        """``folio_mark_dirty`` / writeback completion (``dirty=False``)."""
+        if dirty:
+            self._flags[pfn] |= _PG_DIRTY
+        else:
+            self._flags[pfn] &= ~_PG_DIRTY
+
+    def is_page_cache(self, pfn: int) -> bool:
+        return self._flags is not None and bool(self._flags[pfn] & _PG_LRU)
+
+    def migrate_page(self, old: int, new: int, order: int) -> None:
+        """Compaction moved a page-cache folio: it keeps its LRU position; the owner is told."""
+        lst = self._lst(old)
+        nxt, prv = self._nxt, self._prv
+        n, p = nxt[old], prv[old]
+        nxt[new], prv[new] = n, p
+        if p >= 0:
+            nxt[p] = new
+        else:
+            self._head[lst] = new
+        if n >= 0:
+            prv[n] = new
+        else:
+            self._tail[lst] = new
+        self._flags[new] = self._flags[old]
+        self._flags[old] = 0
+        oid = self._owner_id[old]
+        self._owner_id[new] = oid
+        self._owner_id[old] = 0
+        new_lst = 2 * self._zone_index(new) + (lst & 1)
+        if new_lst != lst:  # another zone (not done by compaction): move to the other zone's list
+            self._unlink(lst, new)
+            self._account(lst, -(1 << order))
+            self._link_head(new_lst, new)
+            self._account(new_lst, 1 << order)
+        owner = self._owners[oid]
+        if owner is not None:
+            owner.migrate_page(old, new, order)
+
+    def register_shrinker(self, name: str, count_objects: Callable[[], int],
+                          scan_objects: Callable[[int], int], seeks: int = DEFAULT_SEEKS) -> Shrinker:
+        """``register_shrinker``: reclaimable slab (in pages) that reclaim may shrink."""
+        s = Shrinker(name, count_objects, scan_objects, seeks)
+        self.shrinkers.append(s)
+        return s
+
+    # ------------------------------------------------------------- counts
+    def nr_file_pages(self) -> int:
+        return sum(self._pages)
+
+    def lru_pages(self, zone: Zone, active: bool) -> int:
+        """Pages on a zone's inactive or active file list."""
+        return self._pages[2 * self.zones.index(zone) + int(active)]
+
+    # --------------------------------------------------------- shrinking
+    def _inactive_is_low(self, zi: int) -> bool:
+        """``inactive_is_low``: inactive * ratio < active, ratio = int_sqrt(10 * GiB) or 1."""
+        inactive = self._pages[2 * zi]
+        active = self._pages[2 * zi + 1]
+        gb = (inactive + active) >> (30 - 12)
+        ratio = isqrt(10 * gb) if gb else 1
+        return inactive * ratio < active
+
+    def _shrink_active_list(self, zi: int, nr_to_scan: int) -> int:
+        """``shrink_active_list``: deactivate pages from the active tail to the inactive head."""
+        lst = 2 * zi + 1
+        flags = self._flags
+        scanned = 0
+        while scanned < nr_to_scan:
+            pfn = self._tail[lst]
+            if pfn < 0:
+                break
+            n = 1 << self._order(pfn)
+            self._unlink(lst, pfn)
+            self._account(lst, -n)
+            flags[pfn] &= ~(_PG_ACTIVE | _PG_REFERENCED)
+            self._link_head(lst - 1, pfn)
+            self._account(lst - 1, n)
+            scanned += n
+        self.vmstat["pgrefill"] += scanned
+        self.vmstat["pgdeactivate"] += scanned
+        return scanned
+
+    def _shrink_inactive_list(self, zi: int, nr_to_scan: int, sc: ScanControl) -> tuple[int, int]:
+        """``shrink_inactive_list`` + ``shrink_folio_list``: free clean pages from the inactive tail."""
+        lst = 2 * zi
+        node = self.node
+        flags = self._flags
+        owners = self._owners
+        scanned = reclaimed = 0
+        rotated = []
+        while scanned < nr_to_scan:
+            pfn = self._tail[lst]
+            if pfn < 0:
+                break
+            order = self._order(pfn)
+            n = 1 << order
+            scanned += n
+            f = flags[pfn]
+            if f & _PG_DIRTY:
+                # dirty file folios are never written from direct reclaim; kswapd starts writeback
+                if sc.is_kswapd and sc.may_writepage:
+                    flags[pfn] = f & ~_PG_DIRTY
+                    self.vmstat["nr_vmscan_write"] += n
+                self._unlink(lst, pfn)
+                rotated.append(pfn)
+                continue
+            oid = self._owner_id[pfn]
+            self._del(pfn)
+            owner = owners[oid]
+            if owner is not None and hasattr(owner, "reclaim_page"):
+                owner.reclaim_page(pfn, order)
+            node.free_pages(pfn, order)
+            reclaimed += n
+        for pfn in rotated:  # kept folios go back to the head
+            self._link_head(lst, pfn)
+        return scanned, reclaimed
+
+    def _shrink_slab(self, priority: int) -> int:
+        """``shrink_slab`` / ``do_shrink_slab``: ask each shrinker for (freeable >> priority) * 4 / seeks."""
+        freed = 0
+        for s in self.shrinkers:
+            freeable = s.count_objects()
+            if freeable <= 0:
+                continue
+            delta = (freeable >> priority) * 4 // s.seeks
+            nr = min(delta, 2 * freeable)
+            if nr <= 0:
+                continue
+            self.vmstat["slabs_scanned"] += nr
+            freed += max(0, s.scan_objects(nr))
+        return freed
+
+    def _shrink_node_steps(self, zones: list[Zone], sc: ScanControl) -> Generator[ReclaimWork, None, None]:
+        """``shrink_node`` / ``shrink_lruvec``: each list scanned ``size >> priority`` in 32-page batches."""
+        zidx = [self.zones.index(z) for z in zones if z.managed]
+        if self._nxt is not None:
+            targets = {}
+            may_deactivate = {}
+            for zi in zidx:
+                targets[zi] = [self._pages[2 * zi] >> sc.priority, self._pages[2 * zi + 1] >> sc.priority]
+                may_deactivate[zi] = self._inactive_is_low(zi)
+            reclaimed0 = sc.nr_reclaimed
+            while any(t[0] or t[1] for t in targets.values()):
+                step_scanned = step_reclaimed = 0
+                for zi, t in targets.items():
+                    for active in (1, 0):
+                        nr = min(t[active], SWAP_CLUSTER_MAX)
+                        if not nr:
+                            continue
+                        t[active] -= nr
+                        if active:
+                            if may_deactivate[zi]:
+                                self._shrink_active_list(zi, nr)
+                        else:
+                            s, r = self._shrink_inactive_list(zi, nr, sc)
+                            step_scanned += s
+                            step_reclaimed += r
+                sc.nr_scanned += step_scanned
+                sc.nr_reclaimed += step_reclaimed
+                self._count_scan(sc, step_scanned, step_reclaimed)
+                if step_scanned:
+                    yield ReclaimWork(step_scanned, step_reclaimed, 0)
+                if sc.nr_reclaimed - reclaimed0 >= sc.nr_to_reclaim:
+                    break
+        freed = self._shrink_slab(sc.priority)
+        if freed:
+            sc.nr_reclaimed += freed
+            yield ReclaimWork(0, 0, freed)
+        if sc.nr_reclaimed:
+            self.kswapd_failures = 0
+
+    def _count_scan(self, sc: ScanControl, scanned: int, reclaimed: int) -> None:
+        v = self.vmstat
+        if sc.is_kswapd:
+            v["pgscan_kswapd"] += scanned
+            v["pgsteal_kswapd"] += reclaimed
+        else:
+            v["pgscan_direct"] += scanned
+            v["pgsteal_direct"] += reclaimed
+        v["pgscan_file"] += scanned
+        v["pgsteal_file"] += reclaimed
+
+    def shrink_node(self, zones: list[Zone], nr_to_reclaim: int, priority: int = DEF_PRIORITY,
+                    is_kswapd: bool = False) -> int:
+        """One ``shrink_node`` pass over ``zones`` at ``priority``; returns pages reclaimed."""
+        sc = ScanControl(nr_to_reclaim, 0, max(z.idx for z in zones), is_kswapd)
+        sc.priority = priority
+        for _ in self._shrink_node_steps(zones, sc):
+            pass
+        return sc.nr_reclaimed
+
+    # ---------------------------------------------------- direct reclaim
+    def _compaction_ready(self, zone: Zone, sc: ScanControl) -> bool:
+        """``compaction_ready``: enough free memory for compaction of a costly order; stop reclaiming."""
+        node = self.node
+        if node.zone_watermark_ok(zone, sc.order, zone.wmark(0), sc.reclaim_idx, 0):
+            return True
+        threshold = getattr(node.compaction, "extfrag_threshold", 500)
+        if not compaction_suitable(node, zone, sc.order, sc.reclaim_idx, threshold):
+            return False
+        return node.zone_watermark_ok(zone, 0, zone.wmark(2) + compact_gap(sc.order), sc.reclaim_idx, 0)
+
+    def direct_reclaim(self, node: Node, zonelist: list[Zone], order: int, gfp: int) -> int:
+        """``try_to_free_pages`` / ``do_try_to_free_pages``: SWAP_CLUSTER_MAX pages, priority 12 down to 0.
+
+        Returns pages reclaimed, or 1 when nothing was reclaimed because
+        compaction is ready for a costly order (as the kernel does).
+        """
+        if not zonelist:
+            self.last_work = ReclaimWork()
+            return 0
+        reclaim_idx = max(z.idx for z in zonelist)
+        sc = ScanControl(SWAP_CLUSTER_MAX, order, reclaim_idx, False, gfp)
+        name = _ZONE_VMSTAT.get(self._zone_name(reclaim_idx), "allocstall_normal")
+        self.vmstat[name] += 1
+        eligible = [z for z in self.zones if z.idx <= reclaim_idx and z.managed]
+        slab = 0
+        for priority in range(DEF_PRIORITY, -1, -1):
+            sc.priority = priority
+            # shrink_zones: the node is shrunk unless every zonelist zone is ready for compaction
+            shrink = True
+            if order > PAGE_ALLOC_COSTLY_ORDER and node.compaction is not None:
+                ready = [self._compaction_ready(z, sc) for z in zonelist if z.managed]
+                if any(ready):
+                    sc.compaction_ready = True
+                shrink = not all(ready)
+            if shrink:
+                for w in self._shrink_node_steps(eligible, sc):
+                    slab += w.slab_freed
+            if sc.nr_reclaimed >= sc.nr_to_reclaim or sc.compaction_ready:
+                break
+        self.last_work = ReclaimWork(sc.nr_scanned, sc.nr_reclaimed - slab, slab)
+        if sc.nr_reclaimed:
+            return sc.nr_reclaimed
+        return 1 if sc.compaction_ready else 0
+
+    def _zone_name(self, idx: int) -> str:
+        for z in self.zones:
+            if z.idx == idx:
+                return z.name
+        return "Normal"
+
+    # -------------------------------------------------------------- kswapd
+    def balance_pgdat_steps(self, order: int, highest_zoneidx: int) -> Generator[ReclaimWork, None, int]:
+        """``balance_pgdat``: kswapd reclaims until the node is balanced; yields the work of each batch.
+
+        Returns the order kswapd stopped reclaiming at (0 after
+        ``compact_gap(order)`` pages for a high-order wake-up).
+        """
+        node = self.node
+        v = self.vmstat
+        v["pageoutrun"] += 1
+        eligible = [z for z in self.zones if z.idx <= highest_zoneidx and z.managed]
+        zone_boosts = {id(z): z.watermark_boost for z in eligible}
+        nr_boost_reclaim = sum(zone_boosts.values())
+        boosted = nr_boost_reclaim
+        sc = ScanControl(0, order, highest_zoneidx, True, 0)
+        balanced_out = False
+        while True:  # restart:
+            for z in eligible:
+                z.flags |= ZONE_RECLAIM_ACTIVE
+            sc.priority = DEF_PRIORITY
+            restart = False
+            while True:
+                reclaimed_before = sc.nr_reclaimed
+                raise_priority = True
+                balanced = pgdat_balanced(node, sc.order, highest_zoneidx)
+                if not balanced and nr_boost_reclaim:
+                    nr_boost_reclaim = 0
+                    restart = True
+                    break
+                if not nr_boost_reclaim and balanced:
+                    balanced_out = True
+                    break
+                if nr_boost_reclaim and sc.priority == DEF_PRIORITY - 2:
+                    raise_priority = False
+                # boosted reclaim does no writeback
+                sc.may_writepage = not nr_boost_reclaim
+                # kswapd_shrink_node
+                sc.nr_to_reclaim = sum(max(z.wmark(2), SWAP_CLUSTER_MAX) for z in eligible)
+                scanned_before = sc.nr_scanned
+                yield from self._shrink_node_steps(eligible, sc)
+                if sc.order and sc.nr_reclaimed >= compact_gap(sc.order):
+                    sc.order = 0
+                if max(sc.nr_scanned - scanned_before, sc.nr_reclaimed - reclaimed_before) >= sc.nr_to_reclaim:
+                    raise_priority = False
+                nr_reclaimed = sc.nr_reclaimed - reclaimed_before
+                nr_boost_reclaim -= min(nr_boost_reclaim, nr_reclaimed)
+                if nr_boost_reclaim and not nr_reclaimed:
+                    break
+                if raise_priority or not nr_reclaimed:
+                    sc.priority -= 1
+                if sc.priority < 1:
+                    break
+            if restart:
+                continue
+            break
+        if not balanced_out and not sc.nr_reclaimed:
+            self.kswapd_failures += 1
+        for z in eligible:
+            z.flags &= ~ZONE_RECLAIM_ACTIVE
+        if boosted:
+            for z in eligible:
+                z.watermark_boost -= min(z.watermark_boost, zone_boosts[id(z)])
+            if node.compaction is not None:
+                node.compaction.wakeup_kcompactd(PAGEBLOCK_ORDER, highest_zoneidx)
+        return sc.order
+
+    def balance_pgdat(self, order: int, highest_zoneidx: int) -> int:
+        """Run :meth:`balance_pgdat_steps` to the end (no time); returns the reclaim order."""
+        steps = self.balance_pgdat_steps(order, highest_zoneidx)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                return stop.value
+
+    def kswapd_hopeless(self) -> bool:
+        """``kswapd_test_hopeless``: MAX_RECLAIM_RETRIES balance runs reclaimed nothing."""
+        return self.kswapd_failures >= MAX_RECLAIM_RETRIES
+
+    def prepare_kswapd_sleep(self, order: int, highest_zoneidx: int) -> bool:
+        """``prepare_kswapd_sleep``: hopeless, or balanced at ``order``."""
+        return self.kswapd_hopeless() or pgdat_balanced(self.node, order, highest_zoneidx)

@@ -1,0 +1,302 @@
+"""kswapd and kcompactd as SimPy processes (mm/vmscan.c ``kswapd``, mm/compaction.c ``kcompactd``).
+
+Each daemon is one generator function taking the SimPy environment first;
+time is in integer nanoseconds.  The daemons never re-decide what the models
+decide: kswapd drives :meth:`kmemdes.mm.reclaim.Reclaim.balance_pgdat_steps`
+and kcompactd drives :meth:`kmemdes.mm.compaction.Compaction.kcompactd_do_work`
+and ``proactive_compact_node``; between the models' steps they advance
+simulated time by the price of the work done (:class:`DaemonCosts`), in
+chunks of at least ``quantum_ns`` so that a long reclaim or compaction run
+interleaves with the workload without one SimPy event per page.
+
+kswapd (``kswapd`` / ``kswapd_try_to_sleep`` / ``wakeup_kswapd``)
+    Woken through ``node.on_wakeup_kswapd`` (the page allocator's slow path
+    and the boost flag).  A wake-up is ignored while kswapd runs (the request
+    is recorded and read at its next loop), when the node is hopeless (16
+    runs without progress) or already balanced and not boosted (a caller
+    that cannot direct-reclaim then wakes kcompactd, when the allocator
+    passes the gfp mask).  After balancing it resets compaction's skip hints,
+    wakes kcompactd at the order it was asked for, naps HZ/10 (100 ms) and
+    sleeps fully if still balanced (``kswapd_low/high_wmark_hit_quickly``
+    otherwise).  While it reclaims, ``node.reclaim.kswapd_running`` is True
+    (proactive compaction backs off).
+
+kcompactd
+    Sleeps on a 500 ms timer (HPAGE_FRAG_CHECK_INTERVAL_MSEC; forever when
+    proactiveness is 0) or until ``wakeup_kcompactd`` finds a suitable zone.
+    With work requested it runs ``kcompactd_do_work``; on a timer expiry it
+    runs proactive compaction when the node score exceeds the high mark,
+    and backs the timer off to 500 ms << 6 (32 s) when the score did not
+    improve.
+
+>>> import simpy
+>>> from kmemdes.mm.mm_init import build_node, parse_size
+>>> from kmemdes.mm.compaction import Compaction
+>>> from kmemdes.mm.reclaim import Reclaim
+>>> node = build_node("x86_64", parse_size("256M"), cpus=1)
+>>> rec, comp = Reclaim(node), Compaction(node)
+>>> env = simpy.Environment()
+>>> log = []
+>>> procs = start_daemons(env, node, log=log)
+>>> env.run(until=2 * 10**9)
+>>> [e for e in log if e[1] == "kswapd_sleep"][:1]     # balanced at boot: a 100 ms nap, then a full sleep
+[(100000000, 'kswapd_sleep')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Generator, Optional
+
+from kmemdes.errors import KmemdesError
+from kmemdes.mm import gfp as _gfp
+from kmemdes.mm.compaction import (
+    COMPACT_MAX_DEFER_SHIFT,
+    HPAGE_FRAG_CHECK_INTERVAL_MSEC,
+    CompactWork,
+    fragmentation_score_node,
+)
+from kmemdes.mm.page_alloc import Node
+from kmemdes.mm.reclaim import ReclaimWork, pgdat_balanced, pgdat_watermark_boosted
+
+__all__ = ["DaemonCosts", "kswapd", "kcompactd", "start_daemons", "run_priced"]
+
+_NS_PER_S = 1_000_000_000
+
+
+@dataclass
+class DaemonCosts:
+    """Per-page costs of reclaim and compaction work, in ns (override any field).
+
+    Compaction (KERNEL.md section 17: "~1-3 us per migrated 4 KiB page, a
+    zone scan ms to s"): ``migrate_ns`` 2000 is the middle of 1-3 us.  The
+    scanner costs follow Mel Gorman's compaction cost model (commit "mm:
+    compaction: Add scanned and isolated counters for compaction", 2012):
+    scanning a pfn costs one ``struct page`` access, Ca = 64 B / 8 = 8 words,
+    a migrated page copy Cmc = 2 (Ca + 4096 / 8) = 1040 words, a failed
+    migration Cmf = 2 Ca; so scanning ~ 2000 * 8 / 1040 = 15 ns, a failure
+    ~ 30 ns, isolation ~ Ca plus a lock round trip ~ 50 ns.  A full scan of a
+    16 GiB zone (4 M pfns) then costs ~60 ms, inside the "ms to s" range.
+
+    Reclaim (no swap: clean page cache and slab): KERNEL.md has no reclaim
+    figure; ``reclaim_pages_per_s`` 500,000 (~2 GB/s of 4 KiB pages for one
+    kswapd thread) is an estimate (unverified) of single-threaded
+    page-cache reclaim on a modern server: isolating a folio, dropping it
+    from the mapping's xarray and freeing it to the per-CPU lists is on the
+    order of a microsecond or two.  A scanned page that is kept (dirty,
+    rotated) costs ``reclaim_scan_ns`` 100; a slab page a shrinker frees
+    costs ``slab_page_ns`` (dentries/inodes are freed object by object).
+    """
+
+    migrate_ns: int = 2_000
+    migrate_scan_ns: int = 15
+    free_scan_ns: int = 15
+    isolate_ns: int = 50
+    migrate_fail_ns: int = 30
+    reclaim_pages_per_s: int = 500_000
+    reclaim_scan_ns: int = 100
+    slab_page_ns: int = 2_000
+    kswapd_nap_ns: int = _NS_PER_S // 10  # HZ/10
+    kcompactd_interval_ns: int = HPAGE_FRAG_CHECK_INTERVAL_MSEC * 1_000_000
+    quantum_ns: int = 1_000_000  # daemons advance time in chunks of at least this
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if not isinstance(value, int) or value < 0:
+                raise KmemdesError(f"daemon cost {name} must be a non-negative integer, got {value!r}")
+        if self.reclaim_pages_per_s <= 0:
+            raise KmemdesError("daemon cost reclaim_pages_per_s must be positive")
+
+    @property
+    def reclaim_ns_per_page(self) -> int:
+        return _NS_PER_S // self.reclaim_pages_per_s
+
+    def reclaim_ns(self, work: ReclaimWork) -> int:
+        """Price of reclaim work: reclaimed pages, pages scanned and kept, slab pages freed.
+
+        >>> DaemonCosts().reclaim_ns(ReclaimWork(scanned=40, reclaimed=32, slab_freed=1))
+        66800
+        """
+        kept = max(0, work.scanned - work.reclaimed)
+        return work.reclaimed * self.reclaim_ns_per_page + kept * self.reclaim_scan_ns + \
+            work.slab_freed * self.slab_page_ns
+
+    def compaction_ns(self, work: CompactWork) -> int:
+        """Price of compaction work (Gorman's model with the defaults above).
+
+        >>> DaemonCosts().compaction_ns(CompactWork(migrate_scanned=512, free_scanned=512, isolated=64,
+        ...                                         migrated=32, failed=1))
+        82590
+        """
+        return (work.migrate_scanned * self.migrate_scan_ns + work.free_scanned * self.free_scan_ns
+                + work.isolated * self.isolate_ns + work.migrated * self.migrate_ns
+                + work.failed * self.migrate_fail_ns)
+
+
+def run_priced(env, steps: Generator, price: Callable[[object], int], quantum_ns: int):
+    """Drive a model's step generator, advancing time by the price of its work; returns its result.
+
+    Use as ``result = yield from run_priced(env, steps, price, quantum)``
+    inside a SimPy process.
+    """
+    acc = 0
+    while True:
+        try:
+            work = next(steps)
+        except StopIteration as stop:
+            if acc:
+                yield env.timeout(acc)
+            return stop.value
+        acc += price(work)
+        if acc >= quantum_ns:
+            yield env.timeout(acc)
+            acc = 0
+
+
+class _Waker:
+    """A sleeping daemon's wait queue: one SimPy event per sleep."""
+
+    def __init__(self, env):
+        self.env = env
+        self.event = None
+        self.sleeping = False
+
+    def sleep(self):
+        self.event = self.env.event()
+        self.sleeping = True
+        return self.event
+
+    def wake(self) -> None:
+        if self.sleeping and self.event is not None and not self.event.triggered:
+            self.event.succeed()
+
+    def woken(self) -> bool:
+        return self.event is not None and self.event.triggered
+
+
+def _log(log: Optional[list], *entry) -> None:
+    if log is not None:
+        log.append(entry)
+
+
+def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[list] = None):
+    """The kswapd process of ``node`` (needs ``node.reclaim``; uses ``node.compaction`` if attached)."""
+    rec = node.reclaim
+    if rec is None or not hasattr(rec, "balance_pgdat_steps"):
+        raise KmemdesError("kswapd needs a reclaim model: attach kmemdes.mm.reclaim.Reclaim(node) first")
+    costs = costs or DaemonCosts()
+    comp = node.compaction
+    waker = _Waker(env)
+    managed = [z.idx for z in node.zones if z.managed]
+    top_zone = max(managed) if managed else 0
+    req = {"order": 0, "hz": None}  # pgdat->kswapd_order / kswapd_highest_zoneidx (None = MAX_NR_ZONES)
+
+    def on_wakeup_kswapd(_node, order: int, highest_zoneidx: int, gfp: Optional[int] = None) -> None:
+        """``wakeup_kswapd`` after the allocator recorded the request."""
+        if req["hz"] is None or req["hz"] < highest_zoneidx:
+            req["hz"] = highest_zoneidx
+        if req["order"] < order:
+            req["order"] = order
+        if not waker.sleeping:
+            return
+        if rec.kswapd_hopeless() or (pgdat_balanced(node, order, highest_zoneidx)
+                                     and not pgdat_watermark_boosted(node, highest_zoneidx)):
+            if gfp is not None and not gfp & _gfp.__GFP_DIRECT_RECLAIM and comp is not None:
+                comp.wakeup_kcompactd(order, highest_zoneidx)
+            return
+        _log(log, env.now, "kswapd_wakeup", order, highest_zoneidx)
+        waker.wake()
+
+    node.on_wakeup_kswapd = on_wakeup_kswapd
+    price = costs.reclaim_ns
+    v = rec.vmstat
+    alloc_order = reclaim_order = req["order"]
+    hz = top_zone if req["hz"] is None else req["hz"]
+    while True:
+        # kswapd_try_to_sleep
+        remaining = False
+        if rec.prepare_kswapd_sleep(reclaim_order, hz):
+            if comp is not None:
+                comp.reset_isolation_suitable()
+                comp.wakeup_kcompactd(alloc_order, hz)
+            ev = waker.sleep()
+            yield env.timeout(costs.kswapd_nap_ns) | ev
+            waker.sleeping = False
+            remaining = ev.triggered
+            if remaining:
+                req["hz"] = max(req["hz"] if req["hz"] is not None else hz, hz)
+                req["order"] = max(req["order"], reclaim_order)
+        if not remaining and rec.prepare_kswapd_sleep(reclaim_order, hz):
+            _log(log, env.now, "kswapd_sleep")
+            yield waker.sleep()
+            waker.sleeping = False
+        elif remaining:
+            v["kswapd_low_wmark_hit_quickly"] += 1
+        else:
+            v["kswapd_high_wmark_hit_quickly"] += 1
+        alloc_order = req["order"]
+        hz = hz if req["hz"] is None else req["hz"]
+        req["order"], req["hz"] = 0, None
+        _log(log, env.now, "kswapd_wake", alloc_order, hz)
+        rec.kswapd_running = True
+        try:
+            reclaim_order = yield from run_priced(env, rec.balance_pgdat_steps(alloc_order, hz), price,
+                                                  costs.quantum_ns)
+        finally:
+            rec.kswapd_running = False
+        _log(log, env.now, "kswapd_balanced", reclaim_order)
+        if reclaim_order < alloc_order:
+            continue  # goto kswapd_try_sleep with the orders of this run
+        alloc_order = reclaim_order = req["order"]
+        hz = hz if req["hz"] is None else req["hz"]
+
+
+def kcompactd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[list] = None):
+    """The kcompactd process of ``node`` (needs ``node.compaction``)."""
+    comp = node.compaction
+    if comp is None or not hasattr(comp, "kcompactd_do_work"):
+        raise KmemdesError("kcompactd needs a compaction model: attach kmemdes.mm.compaction.Compaction(node) first")
+    costs = costs or DaemonCosts()
+    waker = _Waker(env)
+
+    def on_wakeup_kcompactd() -> None:
+        _log(log, env.now, "kcompactd_wakeup", comp.kcompactd_max_order)
+        waker.wake()
+
+    comp.on_wakeup_kcompactd = on_wakeup_kcompactd
+    price = costs.compaction_ns
+    default_timeout = costs.kcompactd_interval_ns
+    timeout = default_timeout
+    while True:
+        if not comp.proactiveness:
+            timeout = 0  # MAX_SCHEDULE_TIMEOUT
+        if not comp.kcompactd_work_requested():
+            ev = waker.sleep()
+            comp.kcompactd_sleeping = True
+            yield (env.timeout(timeout) | ev) if timeout else ev
+            comp.kcompactd_sleeping = False
+            waker.sleeping = False
+        if comp.kcompactd_work_requested() and not comp.proactive_compact_trigger:
+            _log(log, env.now, "kcompactd_wake", comp.kcompactd_max_order, comp.kcompactd_highest_zoneidx)
+            yield from run_priced(env, comp.kcompactd_do_work(), price, costs.quantum_ns)
+            timeout = default_timeout
+            continue
+        timeout = default_timeout
+        if comp.should_proactive_compact_node():
+            prev_score = fragmentation_score_node(node)
+            yield from run_priced(env, comp.proactive_compact_node(), price, costs.quantum_ns)
+            score = fragmentation_score_node(node)
+            _log(log, env.now, "kcompactd_proactive", prev_score, score)
+            if score >= prev_score:
+                timeout = default_timeout << COMPACT_MAX_DEFER_SHIFT
+        comp.proactive_compact_trigger = False
+
+
+def start_daemons(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[list] = None) -> list:
+    """Start kswapd (if ``node.reclaim``) and kcompactd (if ``node.compaction``); returns the processes."""
+    procs = []
+    if node.reclaim is not None:
+        procs.append(env.process(kswapd(env, node, costs, log)))
+    if node.compaction is not None:
+        procs.append(env.process(kcompactd(env, node, costs, log)))
+    return procs
