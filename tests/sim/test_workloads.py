@@ -1,0 +1,99 @@
+"""Synthetic runs: determinism, the fragmentation pattern, driver failure rates, compile rates."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from kmemdes.config import parse_config
+from kmemdes.mm.frag import unusable_free_index
+from kmemdes.sim.engine import Sim, make_node, run_config
+from kmemdes.sim.workloads import prepare_initial_state
+
+BASE = """
+name = "t"
+duration = "2s"
+seed = {seed}
+[machine]
+mem = "256M"
+[[workloads]]
+kind = "driver"
+order = 4
+interval = "50ms"
+[[workloads]]
+kind = "network"
+rate = 2000
+[[workloads]]
+kind = "anon"
+processes = 1
+size = "4M"
+"""
+
+
+def test_runs_are_deterministic(tmp_path):
+    cfg = parse_config(BASE.format(seed=7))
+    _, s1 = run_config(cfg, tmp_path / "a", progress=False)
+    _, s2 = run_config(cfg, tmp_path / "b", progress=False)
+    for s in (s1, s2):
+        s.pop("wall_s"), s.pop("events_per_s")
+    assert s1 == s2
+    for f in sorted((tmp_path / "a" / "metrics").iterdir()):
+        assert f.read_bytes() == (tmp_path / "b" / "metrics" / f.name).read_bytes(), f.name
+    _, s3 = run_config(parse_config(BASE.format(seed=8)), tmp_path / "c", progress=False)
+    assert s3["requests_by_order"] != s1["requests_by_order"] or s3["latency_ns"] != s1["latency_ns"]
+
+
+def test_freeing_three_quarters_of_every_pageblock_leaves_no_order_9_block():
+    # KERNEL.md 19 / experiment frag-pattern: 128 of every 512 pages kept -> 3/4 free, but no free
+    # block of order >= 9 inside the filled pageblocks
+    cfg = parse_config('[machine]\nmem = "256M"\n[initial]\nstate = "fragmented"\nfill = 1.0\nkeep_per_block = 128\n')
+    node = make_node(cfg)
+    sim = Sim(cfg, node, [])
+    prepare_initial_state(sim)
+    node.check()
+    for z in node.zones:
+        # every order-9/10 free block left is one the filler never reached (the watermark reserve)
+        untouched = sum(c << o for o, c in enumerate(z.nr_free) if o >= 9)
+        assert untouched <= z.wmark(2) + 1024, (z.name, untouched)
+        assert unusable_free_index(z.nr_free, 9) >= 900 or z.free_pages < 4096
+    dma32 = node.zones[1]
+    assert dma32.free_pages > 0.70 * dma32.managed  # about 3/4 free
+
+
+def test_driver_order_9_fails_on_fragmented_memory_without_compaction(tmp_path):
+    cfg = parse_config("""
+name = "frag"
+duration = "1s"
+[machine]
+mem = "256M"
+[policy]
+compaction = false
+[initial]
+state = "fragmented"
+fill = 1.0
+[[workloads]]
+kind = "driver"
+order = 9
+gfp = "GFP_KERNEL|__GFP_NORETRY"
+interval = "10ms"
+hold = "1s"
+""")
+    _, s = run_config(cfg, tmp_path / "r", progress=False)
+    r9 = s["requests_by_order"]["9"]
+    assert r9["attempts"] == 100
+    assert r9["failures"] >= 90  # only the few untouched reserve blocks can serve
+
+
+@pytest.mark.slow
+def test_compile_workload_reproduces_the_fitted_page_rates(tmp_path):
+    from kmemdes.sim.compilefit import load_fit
+
+    fit = load_fit()
+    cfg = parse_config('name = "c"\nduration = "1s"\n[machine]\nmem = "2G"\n[[workloads]]\nkind = "compile"\njobs = 2\n')
+    out, s = run_config(cfg, tmp_path / "c", progress=False)
+    req = pl.read_parquet(out / "metrics" / "requests.parquet").filter(pl.col("workload") == "compile0")
+    expect = sum(c["rate"] for c in fit["classes"] if c["kind"] == "page") * 2  # per second, 2 jobs
+    got = int(req["count"].sum())
+    assert abs(got - expect) / expect < 0.05, (got, expect)

@@ -1,0 +1,55 @@
+"""Experiment configs: validation errors name the file, the key path and the allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from kmemdes.config import dump_toml, load_config, parse_config, parse_duration, parse_value, set_dotted
+from kmemdes.errors import KmemdesError
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[machine]\nmemory = "1G"\n', "e.toml: machine.memory: unknown key (allowed: arch, mem, cpus, kernel)"),
+    ('[policy]\nfallback = "strict"\n', "e.toml: policy.fallback: Input should be 'default' or 'defrag_mode'"),
+    ('[[workloads]]\nkind = "drive"\n', "e.toml: workloads[0].kind: unknown workload kind 'drive' (allowed: driver,"),
+    ('[[workloads]]\nkind = "driver"\nordr = 3\n', "e.toml: workloads[0].ordr: unknown key (allowed: name, start"),
+    ('[[workloads]]\nkind = "driver"\norder = 11\n', "e.toml: workloads[0].order: Input should be less than or equal to 10"),
+    ('duration = "3x"\n', "e.toml: duration: bad duration '3x'"),
+    ('[machine]\nmem = "12Q"\n', "e.toml: machine.mem: bad size '12Q'"),
+    ('[[workloads]]\nkind = "replay"\n', "e.toml: workloads[0].trace: Field required"),
+    ('[[workloads]]\nkind = "driver"\ngfp = "GFP_KERNAL"\n', "e.toml: workloads[0].gfp: unknown GFP flag 'GFP_KERNAL'"),
+    ('seed = \n', "e.toml: not valid TOML"),
+])
+def test_errors_name_the_key_path(text, message):
+    with pytest.raises(KmemdesError) as e:
+        parse_config(text, "e.toml")
+    assert str(e.value).startswith(message)
+    assert "\n" not in str(e.value)
+
+
+def test_resolved_config_round_trips_with_every_default():
+    cfg = parse_config('name = "x"\n[[workloads]]\nkind = "anon"\n')
+    text = dump_toml(cfg)
+    assert "watermark_scale_factor = 10" in text and "[[workloads]]" in text and 'madvise_hugepage = true' in text
+    assert parse_config(text) == cfg
+
+
+def test_set_dotted_revalidates():
+    cfg = parse_config('[[workloads]]\nkind = "driver"\n')
+    cfg2 = set_dotted(cfg, "policy.fallback", "defrag_mode")
+    assert cfg2.policy.fallback == "defrag_mode" and cfg.policy.fallback == "default"
+    assert set_dotted(cfg, "workloads.0.order", 9).workloads[0].order == 9
+    with pytest.raises(KmemdesError, match="policy.fallback: Input should be"):
+        set_dotted(cfg, "policy.fallback", "nope")
+    with pytest.raises(KmemdesError, match="unknown key 'polcy'"):
+        set_dotted(cfg, "polcy.fallback", "x")
+
+
+def test_durations_and_values():
+    assert parse_duration("1.5s") == 1_500_000_000 and parse_duration("250us") == 250_000
+    assert parse_value("2") == 2 and parse_value("false") is False and parse_value("a,b") == "a,b"
+
+
+def test_load_config_missing_file():
+    with pytest.raises(KmemdesError, match="nope.toml: no such file"):
+        load_config("nope.toml")
