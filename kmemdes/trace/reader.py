@@ -293,14 +293,17 @@ def _read_text(path: Path, kind: str, strict: bool) -> Trace:
     from kmemdes.trace.text import TextParser
 
     parser = TextParser(path, strict=strict)
+    nbytes = 0
     for item in iter_text_chunks(path, kind):
         if isinstance(item, _Truncated):
             line = parser.line_counts["total"]
             parser.problems.add("truncated_file", [line], str(item), f"truncated file: {item}", 1)
             parser.problems.check_strict()
             break
+        nbytes += len(item)
         parser.feed(item)
     events, meta, problems = parser.finish()
+    meta["text_bytes"] = nbytes
     if kind != "text":
         meta["compression"] = kind
     return Trace(events=events, meta=meta, problems=problems)

@@ -1,0 +1,115 @@
+"""Text trace parsing throughput, peak memory, and .kmt load speed.
+
+Runs on ../shared/traces/b_compile_nohash (2.69 M events, 395 MiB of trace_pipe
+text, zstd-compressed); skips with a message when the corpus is absent.  Each
+measurement runs in a fresh child process so that its peak RSS is its own:
+
+1. ``read_trace`` of the capture with the default thread pool (wall clock);
+2. the same with ``POLARS_MAX_THREADS=1`` (one core: lines per CPU second);
+3. loading the ``.kmt`` written from it (and checking the round trip).
+
+Targets (issue 4): >= 2 M lines/s on one core, bounded memory (a 400 MB text
+must not need its size in RAM on top of the event table), .kmt >= 5x faster
+than parsing the text.
+
+    .venv/bin/python benchmarks/bench_parse.py [TRACE]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+CORPUS = Path(os.environ.get("KMEMDES_CORPUS", ROOT.parent / "shared" / "traces"))
+
+
+def _child(phase: str, path: str, kmt: str) -> None:
+    """One measurement; prints a JSON line."""
+    from kmemdes.trace.kmt import write_kmt
+    from kmemdes.trace.reader import read_trace
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    t = read_trace(kmt if phase == "kmt" else path)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    out = {
+        "wall": wall,
+        "cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+        "rss_mb": r1.ru_maxrss / 1024,
+        "rows": t.events.height,
+        "lines": t.meta.get("lines", {}).get("total", t.events.height),
+        "text_bytes": t.meta.get("text_bytes"),
+        "frame_mb": t.events.estimated_size() / 2**20,
+        "problems": t.problems,
+    }
+    if phase == "parse":
+        t1 = time.perf_counter()
+        write_kmt(t, kmt)
+        out["kmt_write"] = time.perf_counter() - t1
+        out["kmt_mb"] = os.path.getsize(kmt) / 2**20
+    if phase == "kmt":
+        ref = read_trace(path)
+        out["equal"] = ref.events.equals(t.events)
+    print(json.dumps(out))
+
+
+def _run(phase: str, path: Path, kmt: Path, env: dict | None = None) -> dict:
+    res = subprocess.run(
+        [sys.executable, __file__, "--child", phase, str(path), str(kmt)],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False,
+    )
+    if res.returncode:
+        sys.exit(f"bench_parse: {phase} failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from _machine import describe
+
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(*sys.argv[2:5])
+        return
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else CORPUS / "b_compile_nohash"
+    if not path.exists():
+        print(f"bench_parse: skipped, {path} not found (set KMEMDES_CORPUS)")
+        return
+    print(f"machine: {describe()}; nproc {os.cpu_count()}")
+    src = path / "trace.txt.zst" if path.is_dir() else path
+    print(f"trace:   {path} ({src.stat().st_size / 2**20:.1f} MiB on disk)")
+    with tempfile.TemporaryDirectory() as d:
+        kmt = Path(d) / "t.kmt"
+        par = _run("parse", path, kmt)
+        one = _run("one-core", path, Path(d) / "unused.kmt", {"POLARS_MAX_THREADS": "1"})
+        load = _run("kmt", path, kmt)
+    lines, mib = par["lines"], (par["text_bytes"] or 0) / 2**20
+    print(f"lines:   {lines:,} ({mib:.0f} MiB of text), {par['rows']:,} rows, problems {par['problems'] or 'none'}")
+    for name, r in (("parse (default threads)", par), ("parse (POLARS_MAX_THREADS=1)", one)):
+        print(
+            f"{name:30s} {r['wall']:6.2f} s wall  {lines / r['wall'] / 1e6:5.2f} M lines/s  {mib / r['wall']:6.1f} MiB/s"
+            f"  | {r['cpu']:6.2f} s CPU  {lines / r['cpu'] / 1e6:5.2f} M lines/CPU-s"
+            f"  | peak RSS {r['rss_mb']:6.0f} MiB (event table {r['frame_mb']:.0f} MiB)"
+        )
+    print(f"{'.kmt write':30s} {par['kmt_write']:6.2f} s  ({par['kmt_mb']:.1f} MiB)")
+    print(
+        f"{'.kmt load':30s} {load['wall']:6.2f} s wall  | peak RSS {load['rss_mb']:6.0f} MiB"
+        f"  | speedup vs text {par['wall'] / load['wall']:.1f}x (target >= 5x)  round trip exact: {load['equal']}"
+    )
+    print(
+        "targets: >= 2.0 M lines/s on one core -> "
+        f"{'met' if lines / one['wall'] >= 2e6 else 'NOT met'} ({lines / one['wall'] / 1e6:.2f}); "
+        f"kmt >= 5x -> {'met' if par['wall'] / load['wall'] >= 5 else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
