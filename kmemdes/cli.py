@@ -427,6 +427,76 @@ def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_c
     _print_run(path, summary)
 
 
+# --- report/html.py, report/compare.py ----------------------------------------
+@app.command("report")
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option("-o", "--output", "out", metavar="FILE", default=None,
+              help="HTML file to write (default: RUN_DIR/report.html).")
+def report_cmd(run_dir: str, out: Optional[str]) -> None:
+    """Write a self-contained HTML report of a run directory.
+
+    \b
+    One file that works offline (plotly.js embedded once): requests and failure rate per
+    order and GFP class, latency percentiles, the fallback matrix, compaction, fragmentation
+    indices and free blocks over time, pageblocks per migratetype, a physical memory map
+    with a slider over time, slab, vmalloc, latency and size distributions, and the
+    resolved config, quirk counts and log.
+
+    \b
+    Example:
+
+    \b
+      kmemdes report runs/compile-mirror
+      kmemdes report runs/thp-decay -o reports/thp-decay.html
+    """
+    from kmemdes.report.html import write_report
+
+    path = write_report(run_dir, out)
+    click.echo(f"{path}: {path.stat().st_size / 1e6:.1f} MB, self-contained (open it in a browser; works offline)")
+
+
+@app.command("compare")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
+@click.option("-o", "--output", "out", metavar="FILE", default=None,
+              help="File to write (default: compare.html for html; stdout for md and text).")
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "text"]), default="html", show_default=True,
+              help="html: self-contained page with overlaid time series; md: Markdown tables (pull requests); "
+                   "text: fixed-width tables (mailing lists).")
+@click.option("--baseline", metavar="RUN_DIR", default=None,
+              help="The run whose configuration is the reference column (default: the first RUN_DIR).")
+def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baseline: Optional[str]) -> None:
+    """Compare runs side by side (mmtests compare-kernels.sh style).
+
+    \b
+    Config differences first, then one row per headline metric (failure rate and latency
+    per order, fallbacks, compaction, final unusable index at orders 3/9/10, mixed
+    pageblocks, counters, events/s) and one column per configuration with its difference
+    to the baseline in %.  Runs whose configs differ only in seed are replicas: shown as
+    mean ± 95% confidence interval, and a difference is marked * when Welch's t-test
+    between the replicas gives p < 0.05.
+
+    \b
+    Example:
+
+    \b
+      kmemdes compare runs/thp-default runs/thp-strict
+      kmemdes compare runs/sweep/* --baseline runs/sweep/fallback=default-seed1 --format md
+    """
+    from kmemdes.report.compare import render_comparison, write_comparison
+    from kmemdes.report.html import atomic_write
+
+    if fmt == "html":
+        path = write_comparison(run_dirs, out or "compare.html", "html", baseline)
+        click.echo(f"{path}: {path.stat().st_size / 1e6:.1f} MB, self-contained (open it in a browser; works offline)")
+        return
+    text = render_comparison(run_dirs, fmt, baseline)
+    if out:
+        atomic_write(Path(out), text)
+        click.echo(f"{out}: written")
+    else:
+        click.echo(text, nl=False)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the CLI; return the exit status (used by the console script)."""
     args = list(sys.argv[1:] if argv is None else argv)

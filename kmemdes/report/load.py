@@ -8,7 +8,8 @@ file that is absent reads as an empty frame and is listed in ``RunData.missing``
 report can say "no data" instead of failing; a file that is present but unreadable or
 lacks a documented column is a :class:`~kmemdes.errors.KmemdesError` naming the file.
 
-The reports read run directories only; nothing here imports the simulator.
+The reports read run directories only: the engine's reader
+:func:`kmemdes.sim.rundir.load_run` is the one thing they take from ``kmemdes.sim``.
 
 >>> sorted(METRICS)[:4]
 ['buddy', 'counters', 'failures', 'fallbacks']
@@ -18,7 +19,6 @@ Int32
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,11 +90,16 @@ def _empty(name: str) -> pl.DataFrame:
 
 
 def _read_metrics(path: Path, name: str) -> pl.DataFrame:
-    schema = METRICS[name]
     try:
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several types for damaged files
         raise KmemdesError(f"{path}: not a readable Parquet file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    return _conform(df, path, name)
+
+
+def _conform(df: pl.DataFrame, path: Path, name: str) -> pl.DataFrame:
+    """The documented columns of a metrics frame, in order, with the documented dtypes."""
+    schema = METRICS[name]
     absent = [c for c in schema if c not in df.columns]
     if absent:
         raise KmemdesError(f"{path}: missing column(s) {', '.join(absent)} (expected {', '.join(schema)})")
@@ -105,44 +110,52 @@ def _read_metrics(path: Path, name: str) -> pl.DataFrame:
 
 
 def load_run_dir(path: str | Path) -> RunData:
-    """Read the run directory ``path`` (see RUNDIR.md).
+    """Read the run directory ``path`` (see RUNDIR.md) with the engine's reader, then check it.
 
-    Raises :class:`KmemdesError` when ``path`` is not a run directory or a file in it is damaged.
+    :func:`kmemdes.sim.rundir.load_run` reads the files; this adds what the reports rely on:
+    every documented column present and cast to its documented type, absent files as empty
+    frames (listed in ``missing``), the config parsed, and one-line errors that name the file.
     """
+    from kmemdes.sim.rundir import load_run  # the engine's reader: the only thing report/ takes from sim/
+
     p = Path(path)
     if not p.is_dir():
         raise KmemdesError(f"{path}: no such run directory")
-    sj = p / "summary.json"
-    if not sj.is_file():
+    if not (p / "summary.json").is_file():
         raise KmemdesError(f"{path}: not a run directory (no summary.json; write one with kmemdes run or kmemdes replay)")
     try:
-        summary = json.loads(sj.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        line = getattr(e, "lineno", None)
-        raise KmemdesError(f"{sj}{':' + str(line) if line else ''}: not valid JSON ({e})") from None
+        run = load_run(p)
+    except KmemdesError:
+        raise
+    except UnicodeDecodeError as e:
+        raise KmemdesError(f"{path}: a text file of the run directory is not UTF-8 ({e.reason})") from None
+    except Exception as e:  # a damaged Parquet file: find it and say which
+        for name in METRICS:
+            f = p / "metrics" / f"{name}.parquet"
+            if f.is_file():
+                _read_metrics(f, name)
+        raise KmemdesError(f"{path}: cannot read the run directory ({type(e).__name__}: {e})") from None
+    summary = run.summary
     if not isinstance(summary, dict):
-        raise KmemdesError(f"{sj}: expected a JSON object")
+        raise KmemdesError(f"{p / 'summary.json'}: expected a JSON object")
     ct = p / "config.toml"
-    config_text = ""
     config: dict = {}
-    if ct.is_file():
+    if run.config_text:
         try:
-            config_text = ct.read_text()
-            config = tomllib.loads(config_text)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            config = tomllib.loads(run.config_text)
+        except tomllib.TOMLDecodeError as e:
             raise KmemdesError(f"{ct}: not valid TOML ({e})") from None
-    log_path = p / "log"
-    log = log_path.read_text(errors="replace") if log_path.is_file() else ""
     frames: dict[str, pl.DataFrame] = {}
     missing: list[str] = [] if ct.is_file() else ["config.toml"]
     for name in METRICS:
-        f = p / "metrics" / f"{name}.parquet"
-        if f.is_file():
-            frames[name] = _read_metrics(f, name)
-        else:
+        df = run.metrics.get(name)
+        if df is None:
             frames[name] = _empty(name)
             missing.append(f"metrics/{name}.parquet")
-    return RunData(path=p, summary=summary, config=config, config_text=config_text, log=log, missing=missing, **frames)
+        else:
+            frames[name] = _conform(df, p / "metrics" / f"{name}.parquet", name)
+    return RunData(path=p, summary=summary, config=config, config_text=run.config_text, log=run.log,
+                   missing=missing, **frames)
 
 
 def flatten_config(cfg: dict, prefix: str = "") -> dict[str, Any]:

@@ -107,8 +107,8 @@ def summarize(values: Sequence[float]) -> Optional[Summary]:
     if n == 0:
         return None
     mean = math.fsum(v) / n
-    if n < 2:
-        return Summary(n, mean, 0.0, 0.0)
+    if n < 2 or min(v) == max(v):
+        return Summary(n, min(v) if n else mean, 0.0, 0.0)
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (n - 1))
     return Summary(n, mean, sd, t_ppf(0.975, n - 1) * sd / math.sqrt(n))
 

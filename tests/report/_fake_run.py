@@ -319,13 +319,15 @@ def make_run(path: str | Path, *, name: str = "fixture", seed: int = 1, samples:
     if kind == "replay":
         summary["events_replayed"] = events
     (p / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
-    desc = EVIL if evil else "report fixture"
+    desc = EVIL if evil else f"report fixture, severity {severity}"
     cfg = (f'name = "{EVIL if evil else name}"\ndescription = "{desc}"\nseed = {seed}\nduration = "{n * sample_ns / 1e9}s"\n'
            f'sample_interval = "{sample_ns // 1_000_000}ms"\n{extra_config}\n'
            f'[machine]\narch = "x86_64"\nmem = "2G"\ncpus = 2\nkernel = "6.18"\n\n'
            f'[policy]\nfallback = "{policy_fallback}"\ncompaction_proactiveness = 20\nthp_enabled = "madvise"\n\n'
            + "".join(f'[[workloads]]\nkind = "driver"\nname = "{w}"\norder = 9\ninterval = "10ms"\n\n' for w in wl_names))
-    (p / "config.toml").write_text(cfg)
+    from kmemdes.config import dump_toml, parse_config
+
+    (p / "config.toml").write_text(dump_toml(parse_config(cfg, "fixture config")))  # resolved: every default written
     (p / "log").write_text(f"run {name} seed {seed}\nquirk rule free_of_untraced_page applied 724 times\n"
                            + (EVIL + "\n" if evil else ""))
     return p
