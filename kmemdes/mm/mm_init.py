@@ -184,7 +184,8 @@ _ZONE_TYPES = {"DMA": ZoneType.DMA, "DMA32": ZoneType.DMA32, "Normal": ZoneType.
 _MT_BY_NAME = {"Unmovable": 0, "Movable": 1, "Reclaimable": 2, "HighAtomic": 3, "Isolate": 4}
 
 
-def node_from_snapshot(snap, cpus: int | None = None, policy: Policy | None = None) -> tuple[Node, list[str]]:
+def node_from_snapshot(snap, cpus: int | None = None, policy: Policy | None = None,
+                       hints=None) -> tuple[Node, list[str]]:
     """Build a model state consistent with a snapshot folder (see :func:`kmemdes.trace.snapshot.read_snapshot`).
 
     Zones (start_pfn, spanned, present, managed, watermarks, protection, pcp
@@ -266,7 +267,7 @@ def node_from_snapshot(snap, cpus: int | None = None, policy: Policy | None = No
         nblocks = min(nblocks, last_pb - first_pb + 1)
         pbs = list(range(first_pb, first_pb + nblocks))
         counts = blocks[name] if blocks[name] else None
-        _lay_out_zone(node, zone, pbs, counts, free[name], mts, notes)
+        _lay_out_zone(node, zone, pbs, counts, free[name], mts, notes, hints)
     # watermarks, reserves and pcp limits: as printed, where zoneinfo has them
     setup_per_zone_wmarks(node)
     for zone in node.zones:
@@ -288,45 +289,92 @@ def node_from_snapshot(snap, cpus: int | None = None, policy: Policy | None = No
                          "allocated in the model)")
         zone.nr_reserved_highatomic = node.pageblock_counts(zone)[3] * PAGEBLOCK_NR_PAGES
     node.min_free_kbytes = sum(z.min_wmark for z in node.zones) << (PAGE_SHIFT - 10)
+    if hints is not None and hints.pcp_blocks:
+        placed = 0
+        for pfn, order, mt, cpu in hints.pcp_blocks:
+            n = 1 << order
+            if pfn + n > node.max_pfn or node.page_mt.count(0xFF, pfn, pfn + n) or not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
+                continue
+            zone = node.zone_of(pfn)
+            if not zone.pcp:
+                continue
+            pcp = zone.pcp[cpu % node.cpus]
+            node.page_mt[pfn:pfn + n] = b"\xff" * n
+            node._list_add_tail(pcp.lid0 + node.order_to_pindex(mt, order), pfn)
+            pcp.count += n
+            placed += n
+        notes.append(f"{placed} pages placed on per-CPU lists where the trace shows them there at the start")
     return node, notes
 
 
 def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | None,
-                  free: list[list[int]], mts: list[int], notes: list[str]) -> None:
+                  free: list[list[int]], mts: list[int], notes: list[str], hints=None) -> None:
     """Assign pageblock types and place free blocks (see :func:`node_from_snapshot`)."""
     from collections import deque
 
     n = len(pbs)
     for pb in pbs:
         node.pb_valid[pb] = 1
-    # pageblock type runs
     if counts is None:
         counts = [0] * len(mts)
         counts[mts.index(1)] = n
-    run_order = [0, 2, 3, 4, 1]  # Unmovable, Reclaimable, HighAtomic, Isolate, Movable
-    per_type: dict[int, list[int]] = {}
+    left = {mt: counts[mts.index(mt)] for mt in mts}
+    remaining = [list(f) for f in free]  # per type index, per order
+    pbset = set(pbs)
+    lo, hi = zone.start_pfn, zone.end_pfn
+    blocked = set()  # pageblocks holding trace evidence: no guessed placement there
+    # 1. pageblock types the trace saw on free lists
+    assigned: dict[int, int] = {}
+    if hints is not None:
+        for pb, mt in sorted(hints.pageblock_types.items()):
+            if pb in pbset and mt in left and left[mt] > 0:
+                assigned[pb] = mt
+                left[mt] -= 1
+        busy = hints.busy
+        if len(busy):
+            import numpy as np
+
+            inzone = busy[(busy >= lo) & (busy < hi)]
+            blocked.update(np.unique(inzone >> PAGEBLOCK_ORDER).tolist())
+    # 2. the rest in runs (Unmovable, Reclaimable, HighAtomic, Isolate, Movable, low to high)
+    rest = [pb for pb in pbs if pb not in assigned]
     cur = 0
-    for mt in run_order:
-        if mt not in mts:
+    for mt in (0, 2, 3, 4, 1):
+        if mt not in left:
             continue
-        k = counts[mts.index(mt)]
-        per_type[mt] = pbs[cur:cur + k]
-        for pb in per_type[mt]:
-            node.pb_mt[pb] = mt
-        cur += k
-    if cur != n:
-        notes.append(f"zone {zone.name}: {n - cur} pageblocks without a type count; left Movable")
-        per_type.setdefault(1, []).extend(pbs[cur:])
+        for pb in rest[cur:cur + left[mt]]:
+            assigned[pb] = mt
+        cur += left[mt]
+    if cur < len(rest):
+        notes.append(f"zone {zone.name}: {len(rest) - cur} pageblocks without a type count; left Movable")
+        for pb in rest[cur:]:
+            assigned[pb] = 1
+    for pb, mt in assigned.items():
+        node.pb_mt[pb] = mt
+    per_type: dict[int, list[int]] = {}
+    for pb in pbs:
+        per_type.setdefault(assigned[pb], []).append(pb)
+    # 3. free blocks the trace shows, consuming the snapshot's counts
+    mismatch = 0
+    if hints is not None:
+        for pfn, order, _ in hints.free_blocks:
+            if not (lo <= pfn and pfn + (1 << order) <= hi) or (pfn >> PAGEBLOCK_ORDER) not in pbset:
+                continue
+            mt = node.pb_mt[pfn >> PAGEBLOCK_ORDER]
+            mismatch += _place_counted(node, zone, pfn, order, mt, remaining[mts.index(mt)])
+            blocked.add(pfn >> PAGEBLOCK_ORDER)
+        if mismatch:
+            notes.append(f"zone {zone.name}: {mismatch} free blocks seen in the trace exceed the snapshot's counts")
+    # 4. the snapshot's remaining counts, where the trace says nothing
     for mt, blocks_of_type in per_type.items():
-        f = free[mts.index(mt)]
+        f = remaining[mts.index(mt)]
+        avail = [pb for pb in blocks_of_type if pb not in blocked]
         n10, n9 = f[MAX_PAGE_ORDER], f[PAGEBLOCK_ORDER]
-        avail = list(blocks_of_type)
-        whole: list[tuple[int, int]] = []  # (pfn, order)
-        # order-10 pairs: aligned pairs of this type's blocks, from the end of the run
+        whole: list[tuple[int, int]] = []
         i = len(avail) - 1
         while n10 and i >= 1:
             a, b = avail[i - 1], avail[i]
-            if b == a + 1 and a % 2 == 0 and a << PAGEBLOCK_ORDER >= zone.start_pfn:
+            if b == a + 1 and a % 2 == 0 and a << PAGEBLOCK_ORDER >= lo and (b + 1) << PAGEBLOCK_ORDER <= hi:
                 whole.append((a << PAGEBLOCK_ORDER, MAX_PAGE_ORDER))
                 del avail[i - 1:i + 1]
                 n10 -= 1
@@ -334,34 +382,29 @@ def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | No
             else:
                 i -= 1
         if n10:
-            raise KmemdesError(f"zone {zone.name}: cannot place {n10} more order-10 {mt}-type free blocks "
+            raise KmemdesError(f"zone {zone.name}: cannot place {n10} more order-10 free blocks of type {mt} "
                                "in its pageblocks (snapshot inconsistent?)")
-        # order-9 singles: from the end, avoiding a free buddy pageblock of the same type
-        whole_set = {p >> PAGEBLOCK_ORDER for p, _ in whole}
         i = len(avail) - 1
         while n9 and i >= 0:
             pb = avail[i]
-            if pb << PAGEBLOCK_ORDER < zone.start_pfn or (pb + 1) << PAGEBLOCK_ORDER > zone.end_pfn:
+            buddy_free = node._buddy_order((pb ^ 1) << PAGEBLOCK_ORDER) == PAGEBLOCK_ORDER \
+                or any(p == (pb ^ 1) << PAGEBLOCK_ORDER for p, _ in whole)
+            if pb << PAGEBLOCK_ORDER < lo or (pb + 1) << PAGEBLOCK_ORDER > hi or (
+                    buddy_free and node.pb_mt[pb ^ 1] == mt):
                 i -= 1
                 continue
-            if (pb ^ 1) not in whole_set or (pb ^ 1) in avail:
-                if (pb ^ 1) in whole_set and node.pb_mt[pb ^ 1] == mt:
-                    i -= 1
-                    continue
-                whole.append((pb << PAGEBLOCK_ORDER, PAGEBLOCK_ORDER))
-                whole_set.add(pb)
-                del avail[i]
-                n9 -= 1
+            whole.append((pb << PAGEBLOCK_ORDER, PAGEBLOCK_ORDER))
+            del avail[i]
+            n9 -= 1
             i -= 1
         if n9:
             raise KmemdesError(f"zone {zone.name}: cannot place {n9} more order-9 free blocks of type {mt}")
         for pfn, order in whole:
             _place_free(node, zone, pfn, order, mt)
-        # smaller blocks: restricted holes (a region that must keep >= 1 allocated page)
+        f[MAX_PAGE_ORDER] = f[PAGEBLOCK_ORDER] = 0
         holes: list[deque] = [deque() for _ in range(NR_PAGE_ORDERS)]
         for pb in avail:
             holes[PAGEBLOCK_ORDER].append(pb << PAGEBLOCK_ORDER)
-        lo, hi = zone.start_pfn, zone.end_pfn
         for order in range(PAGEBLOCK_ORDER - 1, -1, -1):
             for _ in range(f[order]):
                 base = _take_hole(holes, order, lo, hi)
@@ -370,12 +413,27 @@ def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | No
                                        f"{len(blocks_of_type)} pageblocks (snapshot inconsistent?)")
                 _place_free(node, zone, base, order, mt)
         # pages of this type's pageblocks that are not free are allocated with the block's type
+        fill = mt if mt < 3 else 0
         for pb in blocks_of_type:
-            s = pb << PAGEBLOCK_ORDER
-            seg = node.page_mt[s:s + PAGEBLOCK_NR_PAGES]
+            s0 = pb << PAGEBLOCK_ORDER
+            seg = node.page_mt[s0:s0 + PAGEBLOCK_NR_PAGES]
             if seg.count(0xFE):
-                fill = bytes((mt if mt < 3 else 0,))
-                node.page_mt[s:s + PAGEBLOCK_NR_PAGES] = bytes(b if b == 0xFF else fill[0] for b in seg)
+                node.page_mt[s0:s0 + PAGEBLOCK_NR_PAGES] = bytes(b if b == 0xFF else fill for b in seg)
+
+
+def _place_counted(node: Node, zone: Zone, pfn: int, order: int, mt: int, counts: list[int]) -> int:
+    """Place a free block the trace shows, taking it from the snapshot's count of its order, or
+    splitting it into halves while that count is used up; returns 1 if it had to exceed the counts."""
+    if node.page_mt.count(0xFF, pfn, pfn + (1 << order)):
+        return 0
+    if counts[order] > 0 or order == 0:
+        over = int(counts[order] <= 0)
+        counts[order] -= 1
+        _place_free(node, zone, pfn, order, mt)
+        return over
+    half = 1 << (order - 1)
+    return _place_counted(node, zone, pfn, order - 1, mt, counts) + \
+        _place_counted(node, zone, pfn + half, order - 1, mt, counts)
 
 
 def _take_hole(holes: list, order: int, lo: int, hi: int) -> int:

@@ -370,8 +370,11 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
         node = make_node(cfg, snapshot, notes)
         notes.append(f"initial state from {snapshot}")
     elif trace.meta.get("before"):
+        from kmemdes.sim.hints import start_hints
+
         snap = snapshot_from_texts(trace.meta["before"], Path(trace.meta.get("capture_dir", ".")) / "before")
-        node, snap_notes = node_from_snapshot(snap, policy=policy_from_config(cfg))
+        hints = start_hints(trace.events) if mode == "mirror" else None
+        node, snap_notes = node_from_snapshot(snap, policy=policy_from_config(cfg), hints=hints)
         notes.extend(snap_notes)
         notes.append("initial state from the capture's before/ snapshot")
     else:

@@ -1,0 +1,110 @@
+"""What a trace tells about the physical state before it started.
+
+/proc snapshots give counts (free blocks per order and migratetype, pageblocks
+per type, pages on per-CPU lists) but not *where*.  The first event that
+touches each page says what the page was when tracing started (KERNEL.md 15):
+
+=================================  ==================================================================
+first event on the page            state at the start
+=================================  ==================================================================
+``mm_page_alloc_zone_locked``      free in the buddy lists, on the list of the printed migratetype
+``mm_page_alloc_extfrag``          free, inside the fallback block ``pfn & ~(2^fallback_order - 1)``
+                                   of ``fallback_migratetype`` (a whole block taken by a claim/steal)
+``mm_page_alloc`` (pcp order)      on a per-CPU list of that CPU (no refill line preceded it)
+``mm_page_pcpu_drain``             on a per-CPU list
+``mm_page_free`` / ``_batched``    allocated
+=================================  ==================================================================
+
+:func:`start_hints` computes this with Polars (one row per page touched, first
+event by file order) and returns free blocks (runs of free pages split into
+maximal aligned buddy blocks), per-CPU list blocks and allocated pages, which
+:func:`kmemdes.mm.mm_init.node_from_snapshot` uses to place the snapshot's
+counts where the trace shows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from kmemdes.trace.schema import EventKind
+
+__all__ = ["StartHints", "start_hints", "aligned_blocks"]
+
+_ZL = int(EventKind.MM_PAGE_ALLOC_ZONE_LOCKED)
+_EXT = int(EventKind.MM_PAGE_ALLOC_EXTFRAG)
+_ALLOC = int(EventKind.MM_PAGE_ALLOC)
+_DRAIN = int(EventKind.MM_PAGE_PCPU_DRAIN)
+_FREE = int(EventKind.MM_PAGE_FREE)
+_BATCHED = int(EventKind.MM_PAGE_FREE_BATCHED)
+
+
+@dataclass
+class StartHints:
+    free_blocks: list[tuple[int, int, int]] = field(default_factory=list)  # (pfn, order, migratetype)
+    pcp_blocks: list[tuple[int, int, int, int]] = field(default_factory=list)  # (pfn, order, migratetype, cpu)
+    busy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # pfns allocated at the start
+    pageblock_types: dict[int, int] = field(default_factory=dict)  # pageblock -> migratetype seen on its free lists
+
+
+def aligned_blocks(start: int, end: int, max_order: int = 10) -> list[tuple[int, int]]:
+    """Split [start, end) into maximal aligned power-of-two blocks (the buddy decomposition).
+
+    >>> aligned_blocks(3, 12)
+    [(3, 0), (4, 2), (8, 2)]
+    """
+    out = []
+    p = start
+    while p < end:
+        o = max_order if p == 0 else min(max_order, (p & -p).bit_length() - 1)
+        while p + (1 << o) > end:
+            o -= 1
+        out.append((p, o))
+        p += 1 << o
+    return out
+
+
+def start_hints(events: pl.DataFrame) -> StartHints:
+    """First-touch states of every page the trace touches (see the module docstring)."""
+    kinds = [_ZL, _EXT, _ALLOC, _DRAIN, _FREE, _BATCHED]
+    ev = events.filter(pl.col("kind").is_in(kinds) & (pl.col("pfn") >= 0)).select(
+        "line", "kind", "cpu", "pfn", "order", "migratetype", "fallback_order", "fallback_migratetype")
+    if ev.height == 0:
+        return StartHints()
+    ev = ev.with_row_index("seq")
+    # extfrag: the whole fallback block was free, of the fallback type
+    pow2 = lambda c: pl.lit(2, pl.Int64).pow(pl.col(c).fill_null(0).cast(pl.Int64))  # noqa: E731
+    ext = ev.filter(pl.col("kind") == _EXT).with_columns(
+        start=(pl.col("pfn") // pow2("fallback_order")) * pow2("fallback_order"),
+        n=pow2("fallback_order"),
+        migratetype=pl.col("fallback_migratetype"))
+    other = ev.filter(pl.col("kind") != _EXT).with_columns(start=pl.col("pfn"), n=pow2("order"))
+    cols = ["seq", "kind", "cpu", "start", "n", "order", "migratetype"]
+    both = pl.concat([ext.select(cols), other.select(cols)], how="vertical_relaxed")
+    pages = (both.with_columns(page=pl.int_ranges(pl.col("start"), pl.col("start") + pl.col("n")))
+             .explode("page").sort("seq").unique(subset="page", keep="first", maintain_order=True))
+    first = pages.select("page", "kind", "cpu", "start", "order", "migratetype", "n")
+    h = StartHints()
+    free = first.filter(pl.col("kind").is_in([_ZL, _EXT])).sort("page")
+    # types of pageblocks from free-list evidence
+    pbt = free.group_by(pl.col("page") // 512).agg(pl.col("migratetype").mode().min())
+    h.pageblock_types = {int(a): int(b) for a, b in pbt.iter_rows()}
+    # runs of consecutive free pages of one type -> aligned buddy blocks
+    if free.height:
+        pg = free["page"].to_numpy()
+        mt = free["migratetype"].to_numpy()
+        brk = np.nonzero((np.diff(pg) != 1) | (np.diff(mt) != 0) | ((pg[1:] % 512) == 0))[0] + 1
+        starts = np.concatenate([[0], brk])
+        ends = np.concatenate([brk, [len(pg)]])
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            m = int(mt[s])
+            for p, o in aligned_blocks(int(pg[s]), int(pg[e - 1]) + 1):
+                h.free_blocks.append((p, o, m))
+    pcp = first.filter(pl.col("kind").is_in([_ALLOC, _DRAIN]) & (pl.col("page") == pl.col("start")))
+    pcp = pcp.filter((pl.col("order") <= 3) | (pl.col("order") == 9))
+    h.pcp_blocks = [(int(p), int(o), int(m) if m is not None and m < 3 else 1, int(c or 0))
+                    for p, o, m, c in pcp.select("page", "order", "migratetype", "cpu").iter_rows()]
+    h.busy = first.filter(pl.col("kind").is_in([_FREE, _BATCHED]))["page"].to_numpy().astype(np.int64)
+    return h
