@@ -41,11 +41,11 @@ def test_part1_addresses_and_regions():
 def test_deterministic_and_seeded(capsys):
     a = []
     b = []
-    run_demo(0, a.append)
-    run_demo(0, b.append)
+    run_demo(0, a.append, part="1")
+    run_demo(0, b.append, part="1")
     assert a == b
     c = []
-    run_demo(1, c.append)
+    run_demo(1, c.append, part="1")
     assert c != a
 
 
@@ -53,13 +53,31 @@ def test_cli_demo(capsys):
     assert main(["demo", "--part", "1"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("kmemdes demo: kmalloc vs vmalloc vs malloc") and "Summary" in out
-    assert main(["demo"]) == 0
-    assert "Part 2" in capsys.readouterr().out
+    assert main(["demo", "--seconds", "0"]) == 2
+    assert "--seconds: must be at least 1" in capsys.readouterr().err
     assert main(["demo", "--seed", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--seed" in err
     assert main(["demo", "--help"]) == 0
     assert "kmemdes demo" in capsys.readouterr().out
+
+
+def test_part2_requests_and_failures():
+    """One 1 MB request per simulated second; kmalloc needs an order-8 block (get_order(1 MiB) = 8),
+    vmalloc single pages: under the fragmented start kmalloc cannot fail less often than vmalloc."""
+    from kmemdes.demo import part2, part2_config
+
+    cfg = part2_config("kmalloc", 5)
+    assert cfg["machine"] == {"arch": "x86_32", "mem": "160M", "cpus": 1}
+    assert cfg["workloads"][0]["size"] == 1 << 20 and cfg["workloads"][0]["interval"] == "1s"
+    lines = []
+    res = part2(lines.append, seconds=5, seed=0)
+    if res is None:  # engine unavailable: the hook says so
+        assert "needs the simulation engine" in "\n".join(lines)
+        return
+    assert res["kmalloc"]["requests"] == res["vmalloc"]["requests"] == 5
+    assert res["kmalloc"]["failures"] >= res["vmalloc"]["failures"]
+    assert any(line.lstrip().startswith("kmalloc ") for line in lines)
 
 
 def test_make_demo_runs_it():
