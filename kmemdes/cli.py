@@ -113,14 +113,18 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
 @click.option("--seed", default="0", show_default=True, metavar="N", help="Seed of the background load.")
 @click.option("--part", type=click.Choice(["1", "2", "all"]), default="all", show_default=True,
               help="1: addresses of kmalloc/vmalloc/malloc; 2: failure rate and latency over time.")
-def demo_cmd(seed: str, part: str) -> None:
+@click.option("--seconds", default="30", show_default=True, metavar="N",
+              help="Simulated seconds of each part-2 run (one 1 MB request per second).")
+def demo_cmd(seed: str, part: str, seconds: str) -> None:
     """kmalloc vs vmalloc vs malloc on a 32-bit x86 machine with 160 MB of RAM.
 
     \b
-    A module calls __get_free_page(GFP_KERNEL), kmalloc(100) and vmalloc(1000000), a user
-    program calls malloc(1000000): each address, its region, offset from PAGE_OFFSET,
-    physical address (or why there is none) and the page frames behind it.  Deterministic
-    for a seed; prints to stdout and writes no files.
+    Part 1: a module calls __get_free_page(GFP_KERNEL), kmalloc(100) and vmalloc(1000000),
+    a user program calls malloc(1000000): each address, its region, offset from PAGE_OFFSET,
+    physical address (or why there is none) and the page frames behind it.
+    Part 2: a 1 MB buffer every simulated second under a fragmenting background, with
+    kmalloc and with vmalloc: failure rate and (estimated) latency.
+    Deterministic for a seed; prints to stdout and writes no files.
 
     \b
     Example:
@@ -131,11 +135,15 @@ def demo_cmd(seed: str, part: str) -> None:
     """
     from kmemdes import demo
 
-    try:
-        n = int(seed)
-    except ValueError:
-        raise KmemdesError(f"--seed: {seed!r} is not a whole number") from None
-    demo.run_demo(seed=n, out=click.echo, part=part)
+    values = {}
+    for opt, text in (("--seed", seed), ("--seconds", seconds)):
+        try:
+            values[opt] = int(text)
+        except ValueError:
+            raise KmemdesError(f"{opt}: {text!r} is not a whole number") from None
+    if values["--seconds"] < 1:
+        raise KmemdesError(f"--seconds: must be at least 1, got {values['--seconds']}")
+    demo.run_demo(seed=values["--seed"], out=click.echo, part=part, seconds=values["--seconds"])
 
 
 # --- mm/page_alloc.py, mm/mm_init.py, mm/vmstat.py, mm/frag.py ---------------
