@@ -530,7 +530,8 @@ class Reclaim:
         if not zonelist:
             self.last_work = ReclaimWork()
             return 0
-        reclaim_idx = max(z.idx for z in zonelist)
+        # sc.reclaim_idx = gfp_zone(gfp): the request's zone even where the node lacks it
+        reclaim_idx = node.highest_zoneidx(gfp) if gfp else max(z.idx for z in zonelist)
         sc = ScanControl(SWAP_CLUSTER_MAX, order, reclaim_idx, False, gfp)
         name = _ZONE_VMSTAT.get(self._zone_name(reclaim_idx), "allocstall_normal")
         self.vmstat[name] += 1

@@ -1,0 +1,428 @@
+"""Compaction against the rules of mm/compaction.c (KERNEL.md section 7).
+
+Expected values are derived by hand from the kernel's rules (deferral
+arithmetic, compact_gap, the fragmentation index formula, scanner
+directions, capture) on machines built with ``build_node``, never read back
+from the model.  The scenarios place pages explicitly: every free page of a
+zone is taken as an order-0 allocation, then chosen pages are freed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kmemdes.mm import frag
+from kmemdes.mm import gfp as g
+from kmemdes.mm.compaction import (
+    COMPACT_COMPLETE,
+    COMPACT_DEFERRED,
+    COMPACT_MAX_DEFER_SHIFT,
+    COMPACT_PARTIAL_SKIPPED,
+    COMPACT_SKIPPED,
+    COMPACT_SUCCESS,
+    MIGRATE_SYNC_LIGHT,
+    CompactControl,
+    Compaction,
+    compact_gap,
+    compaction_defer_reset,
+    compaction_deferred,
+    compaction_restarting,
+    compaction_suitable,
+    defer_compaction,
+    fragmentation_score_node,
+    run_to_completion,
+)
+from kmemdes.mm.mm_init import build_node, parse_size
+from kmemdes.mm.page_alloc import (
+    ALLOC_WMARK_MIN,
+    COMPACT_PRIO_ASYNC,
+    COMPACT_PRIO_SYNC_FULL,
+    COMPACT_PRIO_SYNC_LIGHT,
+    MIGRATE_MOVABLE,
+    MIGRATE_UNMOVABLE,
+    NOLIST,
+    PAGEBLOCK_NR_PAGES,
+    PATH_COMPACT,
+    PATH_FAILED,
+)
+from kmemdes.mm.gfp import MIGRATE_TYPES
+
+THP = g.GFP_TRANSHUGE  # movable, direct reclaim, __GFP_IO
+# 256M x86_64 machine (mm_init): DMA32 spans pfn 4096..65535; 16 MiB..64 MiB is the kernel image,
+# the memmap takes the top 1024 pages, so the buddy pages are 16384..64511 (94 pageblocks)
+FIRST_FREE_BLOCK = 16384
+TOP_FREE_BLOCK = 64000  # last pageblock with buddy pages
+ZONE_END_BLOCK = 65024  # pageblock_start_pfn(zone_end_pfn - 1)
+
+
+class Owner:
+    """A workload's movable pages (head pfn -> order); follows migrations as an rmap walk would."""
+
+    def __init__(self):
+        self.pages: dict[int, int] = {}
+        self.migrations: list[tuple[int, int, int]] = []
+
+    def migrate_page(self, old: int, new: int, order: int) -> None:
+        assert self.pages.pop(old) == order, f"migration of pfn {old:#x} that the owner does not hold"
+        self.pages[new] = order
+        self.migrations.append((old, new, order))
+
+
+def occupy_zone(node, zone, mt: int, owner: Owner | None = None) -> list[int]:
+    """Take every free page of ``zone`` as an order-0 allocation of migratetype ``mt``.
+
+    With an owner the pages are registered in ``node.rmap`` (movable, LRU-like).
+    """
+    node.drain_all_pages()
+    taken = []
+    for order in range(10, -1, -1):
+        for fmt in range(MIGRATE_TYPES):
+            for pfn in zone.free_list(order, fmt):
+                assert node.take_block(pfn, order) == 0
+                n = 1 << order
+                node.page_mt[pfn:pfn + n] = bytes((mt,)) * n
+                for p in range(pfn, pfn + n):
+                    node.alloc_order[p] = 0
+                taken.extend(range(pfn, pfn + n))
+    if owner is not None:
+        for p in taken:
+            node.rmap[p] = owner
+            owner.pages[p] = 0
+    assert zone.free_pages == 0
+    return sorted(taken)
+
+
+def release(node, pfns, owner: Owner | None = None) -> None:
+    """Free order-0 pages (dropping them from the owner and rmap), then drain the pcp lists."""
+    for pfn in pfns:
+        if owner is not None:
+            del node.rmap[pfn]
+            del owner.pages[pfn]
+        node.free_pages(pfn, 0)
+    node.drain_all_pages()
+
+
+def machine(**kw):
+    node = build_node("x86_64", parse_size("256M"), cpus=2)
+    comp = Compaction(node, **kw)
+    return node, comp, node.zones[0], node.zones[1]
+
+
+def fragmented(polluted: bool = False, **kw):
+    """The fragmenting pattern: DMA32 full of movable registered pages, 3/4 of every pageblock freed.
+
+    DMA is taken by unmovable pages so that it cannot serve high orders.
+    ``polluted``: one kept page per pageblock is unmovable (no rmap entry).
+    """
+    node, comp, dma, dma32 = machine(**kw)
+    occupy_zone(node, dma, MIGRATE_UNMOVABLE)
+    owner = Owner()
+    pages = occupy_zone(node, dma32, MIGRATE_MOVABLE, owner)
+    release(node, [p for p in pages if p % 4], owner)
+    if polluted:
+        for pb in range(FIRST_FREE_BLOCK, TOP_FREE_BLOCK + 1, PAGEBLOCK_NR_PAGES):
+            p = pb + 256
+            del node.rmap[p]
+            del owner.pages[p]
+            node.page_mt[p] = MIGRATE_UNMOVABLE
+    node.check()
+    return node, comp, owner, dma32
+
+
+# --------------------------------------------------------------- deferral
+def test_deferral_arithmetic_follows_defer_compaction():
+    node, comp, _, zone = machine()
+    # struct zone starts zeroed
+    assert (zone.compact_considered, zone.compact_defer_shift, zone.compact_order_failed) == (0, 0, 0)
+    assert compaction_deferred(zone, 9) is False  # ++considered (1) >= 1 << 0
+    assert zone.compact_considered == 1
+    defer_compaction(zone, 9)
+    assert (zone.compact_considered, zone.compact_defer_shift, zone.compact_order_failed) == (0, 1, 0)
+    for shift in range(1, COMPACT_MAX_DEFER_SHIFT + 1):
+        if shift > 1:
+            defer_compaction(zone, 9)
+        assert zone.compact_defer_shift == shift
+        answers = [compaction_deferred(zone, 9) for _ in range(1 << shift)]
+        # 2^shift - 1 attempts skipped, then one allowed; considered saturates at the limit
+        assert answers == [True] * ((1 << shift) - 1) + [False]
+        assert zone.compact_considered == 1 << shift
+    defer_compaction(zone, 9)  # the shift is capped at COMPACT_MAX_DEFER_SHIFT
+    assert zone.compact_defer_shift == 6
+    assert sum(compaction_deferred(zone, 9) for _ in range(64)) == 63
+    assert compaction_restarting(zone, 9) is True
+    compaction_defer_reset(zone, 9, True)  # success: order_failed = order + 1
+    assert (zone.compact_considered, zone.compact_defer_shift, zone.compact_order_failed) == (0, 0, 10)
+    assert compaction_restarting(zone, 9) is False
+    for _ in range(3):  # below order_failed: never deferred, considered untouched
+        assert compaction_deferred(zone, 5) is False
+    assert zone.compact_considered == 0
+    defer_compaction(zone, 5)
+    assert (zone.compact_defer_shift, zone.compact_order_failed) == (1, 5)
+    compaction_defer_reset(zone, 3, False)  # expected success below order_failed: nothing changes
+    assert (zone.compact_defer_shift, zone.compact_order_failed) == (1, 5)
+    compaction_defer_reset(zone, 7, False)
+    assert (zone.compact_defer_shift, zone.compact_order_failed) == (1, 8)
+    assert compaction_deferred(zone, 4) is False and compaction_deferred(zone, 8) is True
+
+
+# ------------------------------------------------------------ suitability
+def _take_down_to(node, zone, target: int) -> None:
+    """Allocate (as unmovable) free pages of ``zone`` until exactly ``target`` pages stay free."""
+    node.drain_all_pages()
+    while zone.free_pages > target:
+        excess = zone.free_pages - target
+        for order in range(10, -1, -1):
+            heads = [p for mt in range(MIGRATE_TYPES) for p in zone.free_list(order, mt)]
+            if heads and (1 << order) <= excess:
+                pfn, take = heads[0], order
+                break
+        else:  # only blocks larger than the excess: take one page out of the smallest
+            order = next(o for o in range(11) if zone.nr_free[o])
+            pfn = next(p for mt in range(MIGRATE_TYPES) for p in zone.free_list(order, mt))
+            take = 0
+        assert node.take_block(pfn, take) == 0
+        n = 1 << take
+        node.page_mt[pfn:pfn + n] = bytes((MIGRATE_UNMOVABLE,)) * n
+        node.alloc_order[pfn] = take
+    assert zone.free_pages == target
+
+
+@pytest.mark.parametrize("order", [9, 3])
+def test_compaction_suitable_needs_watermark_plus_compact_gap(order):
+    node, comp, _, zone = machine()
+    hz = zone.idx
+    # __compaction_suitable: order-0 check against (order > 3 ? low : min) + (2 << order),
+    # free strictly greater than mark + lowmem_reserve (0 for the zone's own index)
+    mark = (zone._watermark[1] if order > 3 else zone._watermark[0]) + (2 << order)
+    assert compact_gap(order) == 2 << order
+    _take_down_to(node, zone, mark)
+    assert compaction_suitable(node, zone, order, hz) is False
+    assert comp.compact_zone_order(zone, order, THP, COMPACT_PRIO_SYNC_LIGHT, ALLOC_WMARK_MIN, hz)[0] in (
+        COMPACT_SKIPPED, COMPACT_SUCCESS)
+    # one more free page (free memory stays in large blocks: fragindex -1000, "would succeed")
+    pfn = next(p for p in range(zone.start_pfn, zone.end_pfn)
+               if node.page_mt[p] == MIGRATE_UNMOVABLE and node.alloc_order[p] == 0)
+    node.free_pages(pfn, 0)
+    node.drain_all_pages()
+    assert zone.free_pages == mark + 1
+    assert compaction_suitable(node, zone, order, hz) is True
+
+
+def test_fragindex_at_or_below_extfrag_threshold_is_not_suitable():
+    node, comp, dma, zone = machine()
+    pages = occupy_zone(node, zone, MIGRATE_UNMOVABLE)
+    # free the lower half of 40 pageblocks: 40 free order-8 blocks = 10240 pages, nothing larger
+    blocks = range(FIRST_FREE_BLOCK, FIRST_FREE_BLOCK + 40 * PAGEBLOCK_NR_PAGES, PAGEBLOCK_NR_PAGES)
+    release(node, [p for b in blocks for p in range(b, b + 256)])
+    assert zone.nr_free == [0] * 8 + [40, 0, 0]
+    # __fragmentation_index(9) = 1000 - (1000 + 10240 * 1000 / 512) / 40 = 1000 - 21000 / 40 = 475
+    assert frag.fragmentation_index(zone.nr_free, 9) == 475
+    assert zone.free_pages > zone._watermark[1] + 1024  # the watermark part passes
+    assert compaction_suitable(node, zone, 9, zone.idx) is False  # 0 <= 475 <= 500: lack of memory
+    assert compaction_suitable(node, zone, 9, zone.idx, extfrag_threshold=474) is True
+    assert compaction_suitable(node, zone, 3, zone.idx) is True  # fragindex ignored for order <= 3
+    comp.extfrag_threshold = 500
+    assert comp.compact_zone_order(zone, 9, THP, COMPACT_PRIO_SYNC_LIGHT, ALLOC_WMARK_MIN, zone.idx)[0] == \
+        COMPACT_SKIPPED
+    # the same 10240 pages as order-0 pieces: index 1000 - 21000 / 10240 = 998 -> suitable
+    node2, _, _, zone2 = machine()
+    pages2 = occupy_zone(node2, zone2, MIGRATE_UNMOVABLE)
+    release(node2, pages2[1:2 * 10240:2])
+    assert zone2.nr_free[0] == 10240 and frag.fragmentation_index(zone2.nr_free, 9) == 998
+    assert compaction_suitable(node2, zone2, 9, zone2.idx) is True
+    del pages
+
+
+# --------------------------------------------------------------- scanners
+def test_scanners_meet_reset_cached_positions_and_defer():
+    node, comp, dma, zone = machine(pin_fraction=0.0, async_skip_fraction=0.0)
+    occupy_zone(node, dma, MIGRATE_UNMOVABLE)
+    pages = occupy_zone(node, zone, MIGRATE_UNMOVABLE)  # nothing migratable
+    release(node, [p for p in pages if p % 4])
+    status, captured, cc = comp.compact_zone_order(zone, 9, THP, COMPACT_PRIO_SYNC_FULL, ALLOC_WMARK_MIN, 1)
+    assert (status, captured) == (COMPACT_COMPLETE, -1)  # whole-zone pass ended by the scanners meeting
+    assert cc.free_pfn >> 9 <= cc.migrate_pfn >> 9
+    assert cc.total_migrate_scanned > 0 and cc.nr_migrated == 0
+    # reset_cached_positions: migrate at the zone start, free at pageblock_start_pfn(zone_end - 1)
+    assert zone.cached_migrate_pfn == zone.start_pfn == 4096
+    assert zone.cached_free_pfn == ZONE_END_BLOCK
+    # through try_to_compact_pages: a failed sync run defers the zone
+    zl = [zone]
+    rc, cap = comp.try_to_compact_pages(node, THP, 9, ALLOC_WMARK_MIN, 1, COMPACT_PRIO_SYNC_LIGHT, zl)
+    assert rc in (COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED) and cap == -1
+    assert (zone.compact_defer_shift, zone.compact_considered, zone.compact_order_failed) == (1, 0, 0)
+    assert comp.vmstat["compact_stall"] == 1 and comp.vmstat["compact_fail"] == 1
+    rc, _ = comp.try_to_compact_pages(node, THP, 9, ALLOC_WMARK_MIN, 1, COMPACT_PRIO_SYNC_LIGHT, zl)
+    assert rc == COMPACT_DEFERRED  # considered 1 < 1 << 1
+    assert comp.vmstat["compact_deferred"] == 1 and comp.vmstat["compact_stall"] == 2
+    # async failures do not defer
+    rc, _ = comp.try_to_compact_pages(node, THP, 9, ALLOC_WMARK_MIN, 1, COMPACT_PRIO_ASYNC, zl)
+    assert zone.compact_defer_shift == 1
+    # GFP_NOIO cannot compact at all
+    assert comp.try_to_compact_pages(node, THP & ~g.__GFP_IO, 9, ALLOC_WMARK_MIN, 1,
+                                     COMPACT_PRIO_SYNC_FULL, zl) == (COMPACT_SKIPPED, -1)
+
+
+def test_capture_and_migration_through_rmap():
+    node, comp, dma, zone = machine(pin_fraction=0.0, async_skip_fraction=0.0)
+    occupy_zone(node, dma, MIGRATE_UNMOVABLE)
+    owner = Owner()
+    pages = occupy_zone(node, zone, MIGRATE_MOVABLE, owner)
+    keep = FIRST_FREE_BLOCK + 5  # the only page left in the first free pageblock
+    release(node, [p for p in pages if (p >> 9 == FIRST_FREE_BLOCK >> 9 and p != keep)
+                   or (p >> 9 != FIRST_FREE_BLOCK >> 9 and p % 4)], owner)
+    assert zone.nr_free[9] == zone.nr_free[10] == 0
+    status, captured, cc = comp.compact_zone_order(zone, 9, THP, COMPACT_PRIO_SYNC_LIGHT, ALLOC_WMARK_MIN, 1)
+    # the migrate scanner (upwards) reaches the block first; the free scanner (downwards) gives the
+    # first free page of the highest pageblock with free pages, 64001; freeing the source merges the
+    # block to order 9 and compaction_capture takes it
+    assert (status, captured) == (COMPACT_SUCCESS, FIRST_FREE_BLOCK)
+    assert owner.migrations == [(keep, TOP_FREE_BLOCK + 1, 0)]
+    assert node.rmap[TOP_FREE_BLOCK + 1] is owner and keep not in node.rmap
+    assert node.page_mt[TOP_FREE_BLOCK + 1] == MIGRATE_MOVABLE and node.alloc_order[TOP_FREE_BLOCK + 1] == 0
+    assert node.alloc_order[keep] == 0xFF
+    # the captured block is off the free lists, still marked free
+    blk = range(FIRST_FREE_BLOCK, FIRST_FREE_BLOCK + PAGEBLOCK_NR_PAGES)
+    assert all(node.lid[p] == NOLIST for p in blk)
+    assert node.page_mt.count(0xFF, blk.start, blk.stop) == PAGEBLOCK_NR_PAGES
+    assert node.capc is None
+    # the allocator marks it allocated; the state is then consistent
+    node.page_mt[blk.start:blk.stop] = bytes((MIGRATE_MOVABLE,)) * PAGEBLOCK_NR_PAGES
+    node.alloc_order[blk.start] = 9
+    node.check()
+    # every owner page is still allocated, movable and mapped in rmap
+    assert all(node.rmap[p] is owner and node.alloc_order[p] == 0 and node.page_mt[p] == MIGRATE_MOVABLE
+               for p in owner.pages)
+
+
+def test_slow_path_gets_the_captured_block():
+    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
+    node.debug = True
+    pfn = node.alloc_pages(THP | g.__GFP_RETRY_MAYFAIL, 9)
+    assert pfn >= 0 and pfn % PAGEBLOCK_NR_PAGES == 0 and node.last_path == PATH_COMPACT
+    assert node.alloc_order[pfn] == 9
+    assert comp.vmstat["compact_success"] == 1 and comp.vmstat["compact_stall"] >= 1
+    assert zone.compact_order_failed == 10  # compaction_defer_reset(zone, 9, true)
+
+
+def test_async_direct_compaction_skips_blocks_of_other_types():
+    """suitable_migration_source: async direct compaction for a movable request skips non-movable blocks."""
+    def scenario():
+        node, comp, dma, zone = machine(pin_fraction=0.0, async_skip_fraction=0.0)
+        occupy_zone(node, dma, MIGRATE_UNMOVABLE)
+        owner = Owner()
+        pages = occupy_zone(node, zone, MIGRATE_MOVABLE, owner)
+        mid = 40448  # pageblocks below: claimed as Unmovable, holding movable pages (3/4 freed)
+        for p in pages:
+            if p >= mid:  # targets above: Movable blocks of unmovable pages with 1/4 free
+                del node.rmap[p]
+                del owner.pages[p]
+                node.page_mt[p] = MIGRATE_UNMOVABLE
+        for pb in range(FIRST_FREE_BLOCK >> 9, mid >> 9):
+            node.pb_mt[pb] = MIGRATE_UNMOVABLE
+        for p in pages:
+            if (p < mid and p % 4) or (p >= mid and p % 4 == 1):
+                if p in node.rmap:
+                    del node.rmap[p]
+                    del owner.pages[p]
+                node.free_pages(p, 0)
+        node.drain_all_pages()
+        node.check()
+        return node, comp, owner, zone
+
+    node, comp, owner, zone = scenario()
+    status, captured, cc = comp.compact_zone_order(zone, 9, THP, COMPACT_PRIO_ASYNC, ALLOC_WMARK_MIN, 1)
+    assert captured == -1 and status != COMPACT_SUCCESS
+    assert owner.migrations == [] and cc.nr_migrated == 0 and cc.nr_isolated == 0
+    # the Unmovable blocks were not even scanned: at most one pfn per Movable block (skip_on_failure)
+    movable_blocks = sum(1 for pb in range(zone.start_pfn >> 9, zone.end_pfn >> 9) if node.pb_mt[pb] == MIGRATE_MOVABLE)
+    assert cc.total_migrate_scanned <= movable_blocks
+
+    node, comp, owner, zone = scenario()
+    status, captured, cc = comp.compact_zone_order(zone, 9, THP, COMPACT_PRIO_SYNC_LIGHT, ALLOC_WMARK_MIN, 1)
+    # sync compaction scans the Unmovable block too: its 128 movable pages move, the block is captured
+    assert (status, captured) == (COMPACT_SUCCESS, FIRST_FREE_BLOCK)
+    assert len(owner.migrations) == 128
+    assert all(old >> 9 == FIRST_FREE_BLOCK >> 9 and new >= 40448 for old, new, _ in owner.migrations)
+
+
+def test_pinned_pages_fail_migration_and_keep_the_block():
+    node, comp, owner, zone = fragmented(pin_fraction=1.0, async_skip_fraction=0.0)
+    rc, cap = comp.try_to_compact_pages(node, THP, 9, ALLOC_WMARK_MIN, 1, COMPACT_PRIO_SYNC_FULL, [zone])
+    assert cap == -1 and rc == COMPACT_COMPLETE
+    assert comp.vmstat["pgmigrate_success"] == 0
+    assert comp.vmstat["pgmigrate_fail"] == len(owner.pages)  # every page isolated once, every migration failed
+    assert owner.migrations == []
+    node.check()
+
+
+# ----------------------------------------------------------- end to end
+def test_sync_compaction_restores_order9_but_not_on_polluted_blocks():
+    # (a) the fragmenting pattern on movable pages: kcompactd's SYNC_LIGHT work makes an order-9 block
+    node, comp, owner, zone = fragmented()
+    assert not node.zone_watermark_ok(zone, 9, zone._watermark[0], zone.idx, 0)
+    assert fragmentation_score_node(node) > 90
+    assert comp.wakeup_kcompactd(9, zone.idx) is False  # recorded; no daemon sleeping
+    assert comp.kcompactd_max_order == 9
+    run_to_completion(comp.kcompactd_do_work())
+    assert comp.vmstat["compact_daemon_wake"] == 1 and comp.kcompactd_max_order == 0
+    assert node.zone_watermark_ok(zone, 9, zone._watermark[0], zone.idx, 0)
+    assert node.alloc_pages(THP, 9) >= 0
+    node.check()
+    # (b) one unmovable page in every pageblock: async direct compaction cannot succeed
+    node, comp, owner, zone = fragmented(polluted=True)
+    pfn = node.alloc_pages(THP, 9)
+    assert pfn == -1 and node.last_path == PATH_FAILED
+    assert comp.vmstat["compact_stall"] >= 1 and comp.vmstat["compact_success"] == 0
+    # ... and neither can any other mode: the migrate scanner cannot empty a polluted block
+    for prio in (COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_SYNC_FULL):
+        status, captured, _ = comp.compact_zone_order(zone, 9, THP, prio, ALLOC_WMARK_MIN, 1)
+        assert captured == -1 and status != COMPACT_SUCCESS
+    assert not node.zone_watermark_ok(zone, 9, zone._watermark[0], zone.idx, 0)
+    node.check()
+
+
+def test_proactive_compaction_stops_at_the_low_score_mark():
+    node, comp, owner, zone = fragmented()
+    assert frag.fragmentation_score_zone(zone.nr_free) == 100
+    cc = CompactControl(zone, -1, g.GFP_KERNEL, MIGRATE_SYNC_LIGHT, whole_zone=True, ignore_skip_hint=True,
+                        proactive_compaction=True)
+    steps = comp.compact_zone(cc)
+    scores = []
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        scores.append(frag.fragmentation_score_zone(zone.nr_free))
+    low = 100 - comp.proactiveness  # fragmentation_score_wmark(low) = max(100 - 20, 5)
+    assert result == COMPACT_SUCCESS
+    assert scores[-1] <= low < min(scores[:-1])
+    assert 0 < cc.nr_migrated < len(owner.pages)  # stopped early, not a whole-zone compaction
+    node.check()
+
+
+def test_proactive_trigger_uses_the_high_score_mark():
+    node, comp, owner, zone = fragmented()
+    assert comp.should_proactive_compact_node()  # node score > 90
+    comp.proactiveness = 0
+    assert not comp.should_proactive_compact_node()
+    node2, comp2, _, _ = machine()
+    assert fragmentation_score_node(node2) <= 90 and not comp2.should_proactive_compact_node()
+
+
+def test_finish_test_accepts_a_claimable_fallback_block():
+    """__compact_finished: an unmovable order-4 request is done once a claimable movable block >= 4 is free.
+
+    Such a block is not captured (compaction_capture keeps movable blocks below pageblock order for
+    movable requests), so only the fallback test at the pageblock boundary ends the run: after the
+    first pageblock (128 migrated pages), not at the end of the zone.
+    """
+    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
+    status, captured, cc = comp.compact_zone_order(zone, 4, g.GFP_KERNEL, COMPACT_PRIO_SYNC_LIGHT,
+                                                   ALLOC_WMARK_MIN, 1)
+    assert (status, captured) == (COMPACT_SUCCESS, -1)
+    assert cc.nr_migrated == 128
+    assert cc.migrate_pfn == FIRST_FREE_BLOCK + PAGEBLOCK_NR_PAGES
+    assert zone.free_list_count(4, MIGRATE_UNMOVABLE) == 0 and zone.nr_free[9] == 1
