@@ -26,7 +26,6 @@ from typing import Callable, Iterable, Optional
 from kmemdes.mm import gfp as G
 from kmemdes.mm.kernel import Kernel
 from kmemdes.mm.layout import AddressError, format_layout
-from kmemdes.mm.page_alloc import PATH_NAMES
 
 __all__ = ["run_demo", "part1", "part2", "part2_config", "pfn_runs", "format_runs", "warm_up"]
 
@@ -246,8 +245,9 @@ def part1(seed: int = 0, out: Callable[[str], None] = print) -> dict:
         f = anon[0]
         w(f"        mm_page_alloc: pfn={f['pfn']:#x} order=0 migratetype={f['migratetype']} "
           f"gfp_flags={G.format_gfp(f['gfp'])}")
+    nruns = len(pfn_runs(upfns))
     w(f"        (+ {len(faults) - len(anon)} page-table page(s));  resident now {p.rss_pages} pages, pfns: "
-      f"{len(pfn_runs(upfns))} runs")
+      f"{nruns} run{'s' if nruns != 1 else ''} of consecutive frames")
     w(f"        {format_runs(pfn_runs(upfns), 6)}")
     k.events.clear()
     p.read(ptr + 100 * 1024, 100 * 1024)
