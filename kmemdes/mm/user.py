@@ -8,7 +8,8 @@ anonymous page allocates an order-0 movable page
 page (no allocation, a later write copies: same mask); in a MADV_HUGEPAGE range
 (THP ``enabled=madvise``) a fault whose 2 MiB-aligned block lies inside the VMA
 allocates order 9 ``GFP_TRANSHUGE|__GFP_NORETRY|__GFP_THISNODE`` (``defrag=madvise``)
-and falls back to order 0.  Page-table pages (``GFP_KERNEL_ACCOUNT|__GFP_ZERO|__GFP_COMP``):
+and falls back to order 0 (``enabled=always``: every VMA not MADV_NOHUGEPAGE, with
+``GFP_TRANSHUGE_LIGHT`` unless madvised).  Page-table pages (``GFP_KERNEL_ACCOUNT|__GFP_ZERO|__GFP_COMP``):
 one PTE page per 2 MiB (4 MiB on non-PAE x86-32) of touched VA, one PMD page per
 1 GiB and one PUD page per 512 GiB on x86-64.  munmap and exit free the pages in
 batches (one ``mm_page_free`` per folio, in address order).  KERNEL.md section 13.
@@ -47,6 +48,7 @@ __all__ = [
     "PAGE_SIZE",
     "GFP_ANON",
     "GFP_THP_MADVISE",
+    "GFP_THP_LIGHT",
     "GFP_PGTABLE_USER",
     "MADV_HUGEPAGE",
     "MADV_NOHUGEPAGE",
@@ -63,6 +65,8 @@ HPAGE_SIZE = PAGE_SIZE << HPAGE_ORDER
 GFP_ANON = G.GFP_HIGHUSER_MOVABLE | G.__GFP_ZERO | G.__GFP_COMP
 #: THP fault under defrag=madvise in a MADV_HUGEPAGE VMA, first (local-node) try
 GFP_THP_MADVISE = G.GFP_TRANSHUGE | G.__GFP_NORETRY | G.__GFP_THISNODE
+#: THP fault under defrag=madvise outside a MADV_HUGEPAGE VMA (thp enabled=always)
+GFP_THP_LIGHT = G.GFP_TRANSHUGE_LIGHT | G.__GFP_NORETRY | G.__GFP_THISNODE
 #: user page tables (GFP_PGTABLE_USER, folio allocation)
 GFP_PGTABLE_USER = G.GFP_KERNEL_ACCOUNT | G.__GFP_ZERO | G.__GFP_COMP
 
@@ -83,6 +87,7 @@ class Vma:
     end: int
     name: str = ""
     hugepage: bool = False  # VM_HUGEPAGE (MADV_HUGEPAGE)
+    nohugepage: bool = False  # VM_NOHUGEPAGE (MADV_NOHUGEPAGE)
 
     def __contains__(self, addr: int) -> bool:
         return self.start <= addr < self.end
@@ -190,7 +195,7 @@ class Process:
         if addr < 0:
             self.stat["mmap_enomem"] += 1
             return -1
-        self._insert_vma(Vma(addr, addr + length, name, hugepage=self.thp == "always"))
+        self._insert_vma(Vma(addr, addr + length, name))
         self.stat["mmap"] += 1
         return addr
 
@@ -199,6 +204,7 @@ class Process:
         for vma in self.vmas:
             if vma.start < addr + length and vma.end > addr:
                 vma.hugepage = advice == MADV_HUGEPAGE
+                vma.nohugepage = advice == MADV_NOHUGEPAGE
 
     def munmap(self, addr: int, length: int) -> int:
         """``munmap``: drop the VMAs in [addr, addr+length) (whole VMAs or their ends) and free
@@ -211,9 +217,9 @@ class Process:
             freed += self._zap_range(s, e)
             self._remove_vma(vma)
             if vma.start < s:
-                self._insert_vma(Vma(vma.start, s, vma.name, vma.hugepage))
+                self._insert_vma(Vma(vma.start, s, vma.name, vma.hugepage, vma.nohugepage))
             if e < vma.end:
-                self._insert_vma(Vma(e, vma.end, vma.name, vma.hugepage))
+                self._insert_vma(Vma(e, vma.end, vma.name, vma.hugepage, vma.nohugepage))
         self._free_pgtables(addr, end)
         self.stat["munmap"] += 1
         return freed
@@ -292,10 +298,13 @@ class Process:
         if not write:
             return -1
         hstart = hpn << 21
-        if (vma.hugepage and self.thp != "never" and vpn not in self.zero_mapped
+        thp_ok = vma.hugepage if self.thp == "madvise" else (self.thp == "always" and not vma.nohugepage)
+        if (thp_ok and vpn not in self.zero_mapped
                 and vma.start <= hstart and hstart + HPAGE_SIZE <= vma.end
                 and not any(v in self.pte for v in range(hstart >> PAGE_SHIFT, (hstart >> PAGE_SHIFT) + 512))):
-            gfp = GFP_THP_MADVISE if self.thp == "madvise" or vma.hugepage else G.GFP_TRANSHUGE_LIGHT
+            # defrag=madvise (vma_thp_gfp_mask): madvised VMAs may direct-reclaim/compact, others get
+            # the light mask; the first try is local-node only with NORETRY (mempolicy)
+            gfp = GFP_THP_MADVISE if vma.hugepage else GFP_THP_LIGHT
             pfn = self._alloc_pages(gfp, HPAGE_ORDER, self.cpu)
             if pfn >= 0:
                 self.thp_map[hpn] = pfn
@@ -356,7 +365,7 @@ class Process:
             return False
         end = (new + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         if heap is None and end > self.brk_start:
-            self._insert_vma(Vma(self.brk_start, end, "[heap]", hugepage=self.thp == "always"))
+            self._insert_vma(Vma(self.brk_start, end, "[heap]"))
         elif heap is not None:
             if end < heap.end:
                 self._zap_range(end, heap.end)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from kmemdes.errors import KmemdesError
 from kmemdes.mm import gfp as G
 from kmemdes.mm.mm_init import build_node, parse_size
-from kmemdes.mm.user import GFP_ANON, GFP_PGTABLE_USER, GFP_THP_MADVISE, MADV_HUGEPAGE, Process
+from kmemdes.mm.user import GFP_ANON, GFP_PGTABLE_USER, GFP_THP_LIGHT, GFP_THP_MADVISE, MADV_HUGEPAGE, Process
 from tests._tracescan import scan
 
 PAGE = 4096
@@ -125,6 +125,10 @@ def test_thp_madvise_order9_and_fallback():
     aligned = (base + (2 << 20) - 1) & ~((2 << 20) - 1)
     q.touch(aligned, PAGE)
     assert [o for _, o, _ in qpages.log[-2:]] == [9, 0] and q.stat["thp_fallback"] == 1
+    a, apages = _proc(thp="always")
+    base = a.mmap(8 << 20)
+    a.touch((base + (2 << 20) - 1) & ~((2 << 20) - 1), PAGE)
+    assert apages.log[-1][:2] == (GFP_THP_LIGHT, 9)  # always, not madvised: the light mask (defrag=madvise)
     r, rpages = _proc(thp="never")
     base = r.mmap(8 << 20)
     r.madvise(base, 8 << 20, MADV_HUGEPAGE)
