@@ -385,7 +385,9 @@ def _x32_layout(mem_bytes: int, nr_cpus: int, pae: bool) -> Layout:
 def build_layout(arch: str = "x86_64", mem_bytes: int = 1 << 30, nr_cpus: int = 8, pae: bool = False) -> Layout:
     """The layout of a machine with ``mem_bytes`` of RAM from physical address 0.
 
-    ``nr_cpus`` is CONFIG_NR_CPUS (it sizes the x86-32 fixmap and cpu_entry_area),
+    CONFIG_NR_CPUS, which sizes the x86-32 fixmap and cpu_entry_area, is taken as
+    ``max(8, nr_cpus)`` (the 32-bit SMP default, or more if the machine has more CPUs),
+    so the layout does not change with the number of online CPUs below 8.
     ``pae`` selects X86_PAE on x86-32.  A 160 MiB x86-32 machine is all lowmem:
 
     >>> l = build_layout("x86_32", 160 << 20); l.max_low_pfn == l.max_pfn
@@ -397,6 +399,7 @@ def build_layout(arch: str = "x86_64", mem_bytes: int = 1 << 30, nr_cpus: int = 
         raise KmemdesError(f"--arch: unknown architecture {arch!r} (choose from {', '.join(ARCHES)})")
     if mem_bytes < 16 * _MiB:
         raise KmemdesError(f"--mem: {mem_bytes} bytes is too small (at least 16M)")
+    nr_cpus = max(8, nr_cpus)  # CONFIG_NR_CPUS
     if arch == "x86_64":
         if mem_bytes > 64 * _TiB:
             raise KmemdesError("--mem: x86_64 4-level paging maps at most 64T")
