@@ -464,7 +464,7 @@ class Reclaim:
             while any(t[0] or t[1] for t in targets.values()):
                 step_scanned = step_reclaimed = 0
                 for zi, t in targets.items():
-                    for active in (1, 0):
+                    for active in (0, 1):  # for_each_evictable_lru: inactive file, then active file
                         nr = min(t[active], SWAP_CLUSTER_MAX)
                         if not nr:
                             continue

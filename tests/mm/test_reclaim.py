@@ -1,0 +1,234 @@
+"""Reclaim without swap against the rules of mm/vmscan.c (KERNEL.md sections 5-7).
+
+Expected numbers are worked out by hand from the kernel's scan arithmetic
+(``lru_size >> priority`` in SWAP_CLUSTER_MAX batches, ``do_shrink_slab``'s
+``(freeable >> priority) * 4 / seeks``, ``balance_pgdat``'s boost and
+balance rules), not read back from the model.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kmemdes.errors import KmemdesError
+from kmemdes.mm import gfp as g
+from kmemdes.mm.compaction import Compaction
+from kmemdes.mm.mm_init import build_node, parse_size
+from kmemdes.mm.page_alloc import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, ZONE_RECLAIM_ACTIVE
+from kmemdes.mm.reclaim import Reclaim, ReclaimWork, pgdat_balanced
+from tests.mm.test_compaction import Owner, fragmented, occupy_zone
+
+
+class CacheOwner(Owner):
+    """A file system's page cache: learns about reclaimed pages."""
+
+    def __init__(self):
+        super().__init__()
+        self.reclaimed: list[int] = []
+
+    def reclaim_page(self, pfn: int, order: int) -> None:
+        self.reclaimed.append(pfn)
+        del self.pages[pfn]
+
+
+def cache_node(nr_pages: int, cpus: int = 1):
+    node = build_node("x86_64", parse_size("256M"), cpus=cpus)
+    rec = Reclaim(node)
+    owner = CacheOwner()
+    pfns = [node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0) for _ in range(nr_pages)]
+    assert min(pfns) >= 0
+    rec.add_file_pages(pfns, 0, owner)
+    owner.pages.update((p, 0) for p in pfns)
+    return node, rec, owner, pfns
+
+
+def test_page_cache_accounting_and_truncate():
+    node, rec, owner, pfns = cache_node(1000)
+    dma, dma32 = node.zones
+    assert all(node.zone_of(p) is dma32 for p in pfns)  # DMA32 first (zonelist highest first)
+    assert rec.nr_file_pages() == 1000 and dma32.reclaimable == 1000 and dma.reclaimable == 0
+    assert all(node.rmap[p] is rec for p in pfns)
+    free0 = node.nr_free_pages() + sum(z.pcp_count() for z in node.zones)
+    rec.remove_file_pages(pfns[:100])
+    assert rec.nr_file_pages() == 900 and dma32.reclaimable == 900
+    assert pfns[0] not in node.rmap and node.page_mt[pfns[0]] == 0xFF
+    assert node.nr_free_pages() + sum(z.pcp_count() for z in node.zones) == free0 + 100
+    with pytest.raises(KmemdesError):
+        rec.remove_file_pages([pfns[0]])
+    with pytest.raises(KmemdesError):
+        rec.add_file_pages([pfns[0]], 0, owner)  # a free page cannot become page cache
+    node.check()
+
+
+def test_direct_reclaim_takes_32_pages_oldest_first_with_rising_priority():
+    node, rec, owner, pfns = cache_node(40000)
+    reclaimed = rec.direct_reclaim(node, node._zonelist_for(2), 0, g.GFP_KERNEL)
+    # priority 12: 40000 >> 12 = 9 pages; 11: 39991 >> 11 = 19 (28 in all); 10: 39972 >> 10 = 39,
+    # whose first 32-page batch brings the total to 60 >= SWAP_CLUSTER_MAX: stop
+    assert reclaimed == 60
+    v = rec.vmstat
+    assert (v["pgscan_direct"], v["pgsteal_direct"], v["pgscan_kswapd"]) == (60, 60, 0)
+    assert v["allocstall_normal"] == 1  # counted on gfp_zone(GFP_KERNEL), even without a Normal zone
+    assert owner.reclaimed == pfns[:60]  # FIFO: the oldest page cache goes first
+    assert rec.last_work == ReclaimWork(60, 60, 0)
+    assert node.zones[1].reclaimable == 40000 - 60
+    node.check()
+
+
+def test_dirty_pages_are_rotated_by_direct_reclaim_and_written_by_kswapd():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    rec = Reclaim(node)
+    dirty = [node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0) for _ in range(100)]
+    clean = [node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0) for _ in range(100)]
+    rec.add_file_pages(dirty, 0, None, dirty=True)
+    rec.add_file_pages(clean, 0, None)
+    zones = node.zones
+    # 4 batches of 32 from the tail: 100 dirty rotated + 28 clean freed; a 5th batch frees 32 more
+    assert rec.shrink_node(zones, 32, priority=0) == 60
+    assert rec.vmstat["pgscan_direct"] == 160 and rec.vmstat["nr_vmscan_write"] == 0
+    assert all(rec.is_page_cache(p) for p in dirty)
+    # kswapd starts writeback of the dirty pages it meets (pageout); they are reclaimable afterwards
+    assert rec.shrink_node(zones, 200, priority=0, is_kswapd=True) == 40
+    assert rec.vmstat["nr_vmscan_write"] == 100
+    assert rec.shrink_node(zones, 200, priority=0, is_kswapd=True) == 100
+    assert rec.nr_file_pages() == 0
+    node.check()
+
+
+def test_accessed_pages_are_activated_and_aged_back():
+    node, rec, owner, pfns = cache_node(10)
+    for _ in range(2):
+        rec.mark_page_accessed(pfns[0])  # referenced, then activated
+    zone = node.zones[1]
+    assert rec.lru_pages(zone, True) == 1 and rec.vmstat["pgactivate"] == 1
+    assert rec.shrink_node(node.zones, 32, priority=0) == 9  # inactive_is_low is false (9 > 1)
+    assert rec.is_page_cache(pfns[0]) and rec.vmstat["pgdeactivate"] == 0
+    # inactive empty, active 1: inactive_is_low -> the active page is deactivated, reclaimed next pass
+    assert rec.shrink_node(node.zones, 32, priority=0) == 0 and rec.vmstat["pgdeactivate"] == 1
+    assert rec.shrink_node(node.zones, 32, priority=0) == 1 and rec.nr_file_pages() == 0
+
+
+def test_shrinker_scan_follows_do_shrink_slab():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    rec = Reclaim(node)
+    pool = {"pages": 1000}
+
+    def count():
+        return pool["pages"]
+
+    def scan(nr):
+        freed = min(nr, pool["pages"])
+        pool["pages"] -= freed
+        return freed
+
+    rec.register_shrinker("dentry", count, scan)
+    got = rec.direct_reclaim(node, node._zonelist_for(2), 0, g.GFP_KERNEL)
+    # (freeable >> prio) * 4 / 2 per priority: 12..10 give 0; 9: (1000 >> 9) * 2 = 2;
+    # 8: (998 >> 8) * 2 = 6; 7: (992 >> 7) * 2 = 14; 6: (978 >> 6) * 2 = 30 -> 52 >= 32: stop
+    assert got == 52 and rec.vmstat["slabs_scanned"] == 52 and pool["pages"] == 948
+    assert rec.last_work == ReclaimWork(0, 0, 52)
+
+
+def test_direct_reclaim_stops_when_compaction_is_ready():
+    node, comp, owner, zone = fragmented()
+    rec = Reclaim(node)
+    cache = sorted(owner.pages)[:1000]
+    rec.add_file_pages(cache, 0, owner)
+    # free pages far above high + compact_gap(9) and fragindex ~1000: compaction_ready, return 1
+    assert zone.free_pages > zone._watermark[2] + 1024
+    assert rec.direct_reclaim(node, [zone], 9, g.GFP_KERNEL | g.__GFP_DMA32) == 1
+    assert rec.vmstat["pgscan_direct"] == 0 and rec.vmstat["allocstall_dma32"] == 1
+    # an order-0 request does reclaim
+    assert rec.direct_reclaim(node, [zone], 0, g.GFP_KERNEL | g.__GFP_DMA32) >= 32
+
+
+def test_boosted_kswapd_reclaims_the_boost_and_clears_it():
+    node, rec, owner, pfns = cache_node(40000)
+    comp = Compaction(node)
+    dma, zone = node.zones
+    zone.watermark_boost = 512
+    assert pgdat_balanced(node, 0, zone.idx)  # already above high + boost
+    order = rec.balance_pgdat(0, zone.idx)
+    # balanced but boosted: reclaim nr_boost_reclaim = 512 pages (priority held at DEF_PRIORITY - 2,
+    # 39xxx >> 10 = 39 pages per pass), then drop the boost and wake kcompactd at pageblock order
+    stolen = rec.vmstat["pgsteal_kswapd"]
+    assert order == 0 and 512 <= stolen < 512 + (40000 >> 10)
+    assert zone.watermark_boost == 0
+    assert comp.kcompactd_max_order == 9
+    assert not zone.flags & ZONE_RECLAIM_ACTIVE and rec.vmstat["pageoutrun"] == 1
+    node.check()
+
+
+def test_kswapd_reclaims_until_a_zone_meets_high_plus_boost():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    pfns = []
+    while (p := node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0)) >= 0:  # fill to the min watermarks
+        pfns.append(p)
+    rec = Reclaim(node)
+    rec.add_file_pages(pfns, 0, None)
+    dma, zone = node.zones
+    zone.watermark_boost = 1024
+    boost = {id(dma): 0, id(zone): 1024}
+    hz = zone.idx
+
+    def balanced():  # pgdat_balanced by hand: free > high + boost + lowmem_reserve[hz], any zone
+        return any(z.free_pages - z.nr_free_highatomic > z._watermark[2] + boost[id(z)] + z.lowmem_reserve[hz]
+                   for z in node.zones)
+
+    assert not balanced()
+    assert rec.balance_pgdat(0, hz) == 0
+    assert balanced() and zone.watermark_boost == 0
+    assert rec.vmstat["pgsteal_kswapd"] > 0 and rec.kswapd_failures == 0
+    node.check()
+
+
+def test_high_order_kswapd_falls_back_to_order0_after_compact_gap():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    rec = Reclaim(node)
+    dma, zone = node.zones
+    cache = []
+    for z in node.zones:  # every other page is page cache, the rest unmovable: reclaim frees lone pages
+        pages = occupy_zone(node, z, MIGRATE_UNMOVABLE)
+        for p in pages[::2]:
+            node.page_mt[p] = MIGRATE_MOVABLE
+            cache.append(p)
+    rec.add_file_pages(cache, 0, None)
+    assert rec.balance_pgdat(9, zone.idx) == 0  # never balanced at order 9: dropped to order 0
+    assert rec.vmstat["pgsteal_kswapd"] >= 1024  # compact_gap(9) = 2 << 9
+    assert zone.nr_free[1:] == [0] * 10 and dma.nr_free[1:] == [0] * 10
+    assert pgdat_balanced(node, 0, zone.idx)
+    node.check()
+
+
+def test_kswapd_failures_make_the_node_hopeless():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    while node.alloc_pages(g.GFP_KERNEL, 0) >= 0:  # unmovable, nothing reclaimable
+        pass
+    rec = Reclaim(node)
+    for i in range(16):
+        assert not rec.kswapd_hopeless()
+        rec.balance_pgdat(0, 1)
+    assert rec.kswapd_failures == 16 and rec.kswapd_hopeless() and rec.prepare_kswapd_sleep(0, 1)
+
+
+def test_compaction_migrates_page_cache_and_the_lru_follows():
+    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
+    rec = Reclaim(node)
+    cache = CacheOwner()
+    pfns = sorted(owner.pages)
+    for p in pfns:  # hand the pages over to the page cache (the reclaim model proxies rmap)
+        del node.rmap[p]
+    owner.pages.clear()
+    rec.add_file_pages(pfns, 0, cache)
+    cache.pages.update((p, 0) for p in pfns)
+    rc, captured = comp.try_to_compact_pages(node, g.GFP_TRANSHUGE, 9, 0, zone.idx, 1, [zone])
+    assert captured >= 0 and cache.migrations
+    moved = {new for _, new, _ in cache.migrations}
+    assert all(rec.is_page_cache(p) and node.rmap[p] is rec for p in moved)
+    assert rec.nr_file_pages() == len(pfns) == zone.reclaimable
+    # reclaim order is still the insertion order, with migrated pages in their old places
+    order = [p for p in pfns]
+    for old, new, _ in cache.migrations:
+        order[order.index(old)] = new
+    got = rec.shrink_node([zone], len(pfns), priority=0)
+    assert got == len(pfns) and cache.reclaimed == order
