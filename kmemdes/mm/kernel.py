@@ -52,9 +52,12 @@ class Kernel:
         self.cpus = cpus
         self.seed = seed
         self.thp = thp
-        self.layout: Layout = build_layout(arch, mem_bytes, nr_cpus=max(nr_cpus_config, cpus),
-                                           pae=arch == "x86_32" and mem_bytes > (4 << 30))
         self.node: Node = node if node is not None else build_node(arch, mem_bytes, cpus=cpus)
+        highmem = [z.start_pfn for z in self.node.zones if z.name == "HighMem"]
+        # lowmem ends where the page allocator's HighMem zone begins (slab pages must have an address)
+        self.layout: Layout = build_layout(arch, mem_bytes, nr_cpus=max(nr_cpus_config, cpus),
+                                           pae=arch == "x86_32" and mem_bytes > (4 << 30),
+                                           max_low_pfn=highmem[0] if highmem else None)
         self.events: Optional[list[tuple[str, dict]]] = [] if trace else None
         self.warnings: Counter[str] = Counter()
         self.slab = slab if slab is not None else SlabAllocator(

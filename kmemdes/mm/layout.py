@@ -36,6 +36,7 @@ VMALLOC_END 0xfeffe000 and a lowmem limit (MAXMEM) of 0x36ffe000 (~880 MiB;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from kmemdes.errors import KmemdesError
 
@@ -321,7 +322,7 @@ def _x64_layout(mem_bytes: int, nr_cpus: int) -> Layout:
     )
 
 
-def _x32_layout(mem_bytes: int, nr_cpus: int, pae: bool) -> Layout:
+def _x32_layout(mem_bytes: int, nr_cpus: int, pae: bool, low_limit: Optional[int] = None) -> Layout:
     pmd_mask = ~((2 * _MiB if pae else 4 * _MiB) - 1) & 0xFFFFFFFF
     last_pkmap = 512 if pae else 1024
     permanent, total = _x32_fixmap_pages(nr_cpus)
@@ -336,7 +337,7 @@ def _x32_layout(mem_bytes: int, nr_cpus: int, pae: bool) -> Layout:
     vmalloc_end = pkmap_base - 2 * PAGE_SIZE
     maxmem = vmalloc_end - _X32_PAGE_OFFSET - _X32_VMALLOC_RESERVE  # MAXMEM
     max_pfn = mem_bytes >> PAGE_SHIFT
-    max_low_pfn = min(max_pfn, maxmem >> PAGE_SHIFT)
+    max_low_pfn = min(max_pfn, maxmem >> PAGE_SHIFT if low_limit is None else low_limit)
     high_memory = _X32_PAGE_OFFSET + (max_low_pfn << PAGE_SHIFT)
     vmalloc_start = high_memory + _X32_VMALLOC_OFFSET
     if vmalloc_start >= vmalloc_end:
@@ -382,13 +383,16 @@ def _x32_layout(mem_bytes: int, nr_cpus: int, pae: bool) -> Layout:
     )
 
 
-def build_layout(arch: str = "x86_64", mem_bytes: int = 1 << 30, nr_cpus: int = 8, pae: bool = False) -> Layout:
+def build_layout(arch: str = "x86_64", mem_bytes: int = 1 << 30, nr_cpus: int = 8, pae: bool = False,
+                 max_low_pfn: Optional[int] = None) -> Layout:
     """The layout of a machine with ``mem_bytes`` of RAM from physical address 0.
 
     CONFIG_NR_CPUS, which sizes the x86-32 fixmap and cpu_entry_area, is taken as
     ``max(8, nr_cpus)`` (the 32-bit SMP default, or more if the machine has more CPUs),
     so the layout does not change with the number of online CPUs below 8.
-    ``pae`` selects X86_PAE on x86-32.  A 160 MiB x86-32 machine is all lowmem:
+    ``pae`` selects X86_PAE on x86-32.  ``max_low_pfn`` overrides the x86-32 lowmem limit
+    (MAXMEM) to agree with a page-allocator model that splits Normal/HighMem elsewhere.
+    A 160 MiB x86-32 machine is all lowmem:
 
     >>> l = build_layout("x86_32", 160 << 20); l.max_low_pfn == l.max_pfn
     True
@@ -406,7 +410,7 @@ def build_layout(arch: str = "x86_64", mem_bytes: int = 1 << 30, nr_cpus: int = 
         return _x64_layout(mem_bytes, nr_cpus)
     if mem_bytes > (64 * _GiB if pae else 4 * _GiB):
         raise KmemdesError(f"--mem: x86_32 {'PAE ' if pae else ''}addresses at most {'64G' if pae else '4G'}")
-    return _x32_layout(mem_bytes, nr_cpus, pae)
+    return _x32_layout(mem_bytes, nr_cpus, pae, max_low_pfn)
 
 
 def _size_text(size: int, unit: str) -> str:
