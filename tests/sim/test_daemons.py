@@ -1,0 +1,206 @@
+"""kswapd and kcompactd processes against the kernel's sleep/wake rules (KERNEL.md section 7).
+
+Times are derived from the rules (HZ/10 nap, 500 ms kcompactd timer, the
+<< 6 backoff) and from DaemonCosts applied to the work counters, which are
+themselves checked against hand-computed values in tests/mm.
+"""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+
+from kmemdes.errors import KmemdesError
+from kmemdes.mm import gfp as g
+from kmemdes.mm.compaction import Compaction, CompactWork, fragmentation_score_node
+from kmemdes.mm.mm_init import build_node, parse_size
+from kmemdes.mm.page_alloc import MIGRATE_UNMOVABLE, ZONE_BOOSTED_WATERMARK
+from kmemdes.mm.reclaim import Reclaim, ReclaimWork
+from kmemdes.sim.daemons import DaemonCosts, kcompactd, kswapd, run_priced, start_daemons
+from tests.mm.test_compaction import fragmented, machine, occupy_zone, release
+
+S = 1_000_000_000
+MS = 1_000_000
+
+
+def events(log, name):
+    return [e for e in log if e[1] == name]
+
+
+def fill_with_page_cache(node, rec):
+    """Allocate movable pages down to the min watermarks and make them page cache."""
+    pfns = []
+    while (p := node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0)) >= 0:
+        pfns.append(p)
+    rec.add_file_pages(pfns, 0, None)
+    return pfns
+
+
+def test_costs_defaults_and_validation():
+    c = DaemonCosts()
+    assert c.reclaim_ns_per_page == 2000 and c.kswapd_nap_ns == 100 * MS and c.kcompactd_interval_ns == 500 * MS
+    assert 1000 <= c.migrate_ns <= 3000  # KERNEL.md section 17: ~1-3 us per migrated page
+    assert c.compaction_ns(CompactWork(migrated=10)) == 10 * c.migrate_ns
+    assert DaemonCosts(reclaim_pages_per_s=250_000).reclaim_ns(ReclaimWork(10, 10, 0)) == 40_000
+    with pytest.raises(KmemdesError):
+        DaemonCosts(migrate_ns=-1)
+    with pytest.raises(KmemdesError):
+        DaemonCosts(reclaim_pages_per_s=0)
+
+
+def test_daemons_need_their_models():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    env = simpy.Environment()
+    with pytest.raises(KmemdesError):
+        next(kswapd(env, node))
+    with pytest.raises(KmemdesError):
+        next(kcompactd(env, node))
+    assert start_daemons(env, node) == []
+
+
+def test_run_priced_advances_time_by_the_work_in_quanta():
+    env = simpy.Environment()
+    out = {}
+
+    def steps():
+        for _ in range(10):
+            yield 300_000
+        return "done"
+
+    def proc(env):
+        out["r"] = yield from run_priced(env, steps(), lambda w: w, 1_000_000)
+        out["t"] = env.now
+
+    env.process(proc(env))
+    env.run()
+    assert out == {"r": "done", "t": 3_000_000}
+
+
+def test_kswapd_naps_then_sleeps_on_a_balanced_node():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    Reclaim(node)
+    env = simpy.Environment()
+    log = []
+    env.process(kswapd(env, node, log=log))
+    env.run(until=10 * S)
+    assert log == [(100 * MS, "kswapd_sleep")]  # kswapd_try_to_sleep: HZ/10 nap, then schedule()
+    node.wakeup_kswapd(node.zones[1], 0, 1)  # balanced, not boosted: the wake-up is ignored
+    env.run(until=11 * S)
+    assert len(log) == 1 and node.kswapd_wakeups == 1
+
+
+def test_kswapd_woken_by_the_allocator_reclaims_at_its_rate_then_sleeps():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    rec = Reclaim(node)
+    env = simpy.Environment()
+    log = []
+    env.process(kswapd(env, node, log=log))
+
+    def workload(env):
+        yield env.timeout(1 * S)
+        fill_with_page_cache(node, rec)  # the slow path wakes kswapd (wakeup_kswapd on the zonelist)
+
+    env.process(workload(env))
+    env.run(until=5 * S)
+    assert node.kswapd_wakeups > 0
+    assert events(log, "kswapd_wakeup")[0][0] == 1 * S
+    wake = events(log, "kswapd_wake")[0]
+    assert wake[0] == 1 * S and wake[2:] == (0, 3)  # order 0; gfp_zone(GFP_HIGHUSER_MOVABLE) = ZONE_MOVABLE
+    done = events(log, "kswapd_balanced")[0][0]
+    v = rec.vmstat
+    assert v["pgsteal_kswapd"] > 0
+    # time spent = the price of the work (pages reclaimed at 500k/s, kept pages at 100 ns)
+    assert done - 1 * S == DaemonCosts().reclaim_ns(ReclaimWork(v["pgscan_kswapd"], v["pgsteal_kswapd"], 0))
+    assert events(log, "kswapd_sleep")[-1][0] == done + 100 * MS
+    assert not rec.kswapd_running
+
+
+def test_boost_flag_wakes_kswapd_which_clears_the_boost_and_wakes_kcompactd():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    rec = Reclaim(node)
+    comp = Compaction(node)
+    zone = node.zones[1]
+    pfns = [node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0) for _ in range(40000)]
+    rec.add_file_pages(pfns, 0, None)
+    env = simpy.Environment()
+    log = []
+    start_daemons(env, node, log=log)
+
+    def workload(env):
+        yield env.timeout(1 * S)
+        # what a fragmenting fallback does (boost_watermark with ALLOC_KSWAPD)
+        zone.watermark_boost = 512
+        zone.flags |= ZONE_BOOSTED_WATERMARK
+        assert node.alloc_pages(g.GFP_KERNEL, 0) >= 0  # rmqueue clears the flag and wakes kswapd
+
+    env.process(workload(env))
+    env.run(until=3 * S)
+    assert not zone.flags & ZONE_BOOSTED_WATERMARK
+    assert events(log, "kswapd_wake")[0][0] == 1 * S
+    assert zone.watermark_boost == 0 and rec.vmstat["pgsteal_kswapd"] >= 512
+    # balance_pgdat woke kcompactd at pageblock order; memory is not fragmented, so the request is
+    # only recorded and kcompactd takes it at its next timer expiry (1.5 s): nothing to compact
+    kc = events(log, "kcompactd_wake")
+    assert kc and kc[0][0] == 1500 * MS and kc[0][2] == 9
+    assert comp.vmstat["compact_daemon_wake"] == 1 and comp.vmstat["pgmigrate_success"] == 0
+    assert comp.kcompactd_max_order == 0
+
+
+def test_kcompactd_proactive_compaction_on_its_timer():
+    node, comp, owner, zone = fragmented()
+    Reclaim(node)
+    before = fragmentation_score_node(node)
+    assert before > 90  # above fragmentation_score_wmark(high) = 90
+    env = simpy.Environment()
+    log = []
+    start_daemons(env, node, log=log)
+    env.run(until=3 * S)
+    runs = events(log, "kcompactd_proactive")
+    assert len(runs) == 1  # the score fell to <= 90: later timer expiries do nothing
+    t, _, prev, after = runs[0]
+    assert prev == before and after < prev and after <= 90
+    v = comp.vmstat
+    cost = DaemonCosts().compaction_ns(CompactWork(v["compact_migrate_scanned"], v["compact_free_scanned"],
+                                                   v["compact_isolated"], v["pgmigrate_success"],
+                                                   v["pgmigrate_fail"]))
+    assert t == 500 * MS + cost and v["compact_proactive_runs"] == 1
+    node.check()
+
+
+def test_kcompactd_backs_off_when_proactive_compaction_makes_no_progress():
+    node, comp, dma, zone = machine()
+    Reclaim(node)
+    occupy_zone(node, dma, MIGRATE_UNMOVABLE)
+    pages = occupy_zone(node, zone, MIGRATE_UNMOVABLE)  # fragmented but nothing migratable
+    release(node, [p for p in pages if p % 4])
+    env = simpy.Environment()
+    log = []
+    start_daemons(env, node, log=log)
+    env.run(until=40 * S)
+    runs = events(log, "kcompactd_proactive")
+    assert len(runs) == 2 and runs[0][2] == runs[0][3]  # no progress
+    cost = runs[0][0] - 500 * MS
+    assert cost > 0
+    # next check after default_timeout << COMPACT_MAX_DEFER_SHIFT = 32 s
+    assert runs[1][0] == runs[0][0] + 32 * S + cost
+
+
+def test_kcompactd_woken_for_an_order_restores_it():
+    node, comp, owner, zone = fragmented(proactiveness=0)  # no timer: sleeps until woken
+    env = simpy.Environment()
+    log = []
+    env.process(kcompactd(env, node, log=log))
+    woke = {}
+
+    def waker(env):
+        yield env.timeout(1 * S)
+        woke["r"] = comp.wakeup_kcompactd(9, zone.idx)
+
+    env.process(waker(env))
+    env.run(until=60 * S)
+    assert woke["r"] is True
+    assert [e[0] for e in events(log, "kcompactd_wake")] == [1 * S]
+    assert node.zone_watermark_ok(zone, 9, zone._watermark[0], zone.idx, 0)
+    assert events(log, "kcompactd_proactive") == []
+    # asleep again: a request that is already satisfied does not wake it
+    assert comp.wakeup_kcompactd(9, zone.idx) is False
