@@ -159,23 +159,31 @@ _GARBAGE_RE = "[\x00-\x08\x0b-\x1f\x7f\ufffd]"
 
 
 class _Layout:
-    """Fixed header positions of the fast path, learnt from the first lines.
+    """Fast-path header layout learnt from the first lines of a file.
 
-    ``dash`` is the index of the separator after the 16-wide right-aligned comm
-    (``-`` for ftrace/trace-cmd, a space for perf); ``comm_start`` skips a
-    trace-cmd ``instance:`` prefix; ``flags_len`` is 5 (5.15+), 4, or 0.
+    The kernel prints the part before the timestamp at fixed widths
+    (``%16s-%-7d [%03d] <flags> `` in kernel/trace/trace_output.c; trace-cmd
+    and perf print their own fixed-width forms), so ``ts_start`` -- where the
+    timestamp field begins -- is the same on (nearly) every line.  The prefix
+    before it (comm, pid, cpu, flags) repeats a lot and is parsed once per
+    distinct value with ``prefix_re``.
     """
 
-    __slots__ = ("comm_start", "dash", "sep", "flags_len")
+    __slots__ = ("ts_start", "flags_len", "prefix_re")
 
-    def __init__(self, comm_start: int, dash: int, sep: str, flags_len: int):
-        self.comm_start, self.dash, self.sep, self.flags_len = comm_start, dash, sep, flags_len
+    def __init__(self, ts_start: int, flags_len: int, fmt: str):
+        self.ts_start = ts_start
+        self.flags_len = flags_len
+        if fmt == "perf-script":
+            rx = r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)(?:/-?\d+)?\s+\[(?P<cpu>\d+)\] $"
+        else:
+            inst = r"(?:[^\s:]+: )?" if fmt == "trace-cmd-report" else ""
+            flags = rf"(?P<flags>\S{{{flags_len}}}) " if flags_len else ""
+            rx = rf"^{inst}\s*(?P<comm>.*)-(?P<pid>\d+)\s*\[(?P<cpu>\d+)\] {flags}$"
+        self.prefix_re = re.compile(rx)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Layout) and all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
-
-    def __hash__(self) -> int:
-        return hash(tuple(getattr(self, s) for s in self.__slots__))
+    def key(self) -> tuple:
+        return (self.ts_start, self.flags_len, self.prefix_re.pattern)
 
 
 def _learn_layout(lines: list[str], fmt: str) -> _Layout | None:
@@ -184,27 +192,15 @@ def _learn_layout(lines: list[str], fmt: str) -> _Layout | None:
     votes: Counter = Counter()
     for ln in lines:
         m = rx.match(ln)
-        if not m:
+        if not m or ln[m.end("cpu")] != "]":
             continue
-        dash = m.start("pid") - 1
-        if fmt == "perf-script":
-            # "<comm %16s> <pid %5d>": the separator is the space after the comm
-            dash = m.end("comm")
-            sep = " "
-        else:
-            sep = "-"
-        if ln[dash] != sep:
-            continue
-        comm_start = 0
-        if fmt == "trace-cmd-report":
-            pm = re.match(r"^[^\s:]+:", ln)
-            if pm and pm.end() < m.start("comm") + 1:
-                comm_start = pm.end()
-        flags_len = len(m.group("flags") or "")
-        votes[_Layout(comm_start, dash, sep, flags_len)] += 1
+        flags = m.group("flags") or ""
+        ts_start = m.end("flags") + 1 if flags else m.end("cpu") + 2
+        votes[(ts_start, len(flags))] += 1
     if not votes:
         return None
-    return votes.most_common(1)[0][0]
+    (ts_start, flags_len), _ = votes.most_common(1)[0]
+    return _Layout(ts_start, flags_len, fmt)
 
 
 # --------------------------------------------------------------------------- event bodies
@@ -385,7 +381,7 @@ class TextParser:
         """The chunk as one String column ``l`` (one row per line), and the
         indexes of lines with binary garbage (emptied)."""
         arr = np.frombuffer(chunk, dtype=np.uint8)
-        nl = chunk.count(b"\n")
+        nl = int(np.count_nonzero(arr == 10))
         clean = int(np.count_nonzero(arr < 32)) == nl
         if clean and not chunk.isascii():
             try:
@@ -426,96 +422,102 @@ class TextParser:
     # ------------------------------------------------------------------ header
 
     def _parse_frame(self, frame: pl.DataFrame) -> None:
-        l = pl.col("l")
+        """Header fields for every line, then the body of each event type;
+        the typed columns are put back in line order next to the header."""
         fast = self._fast_header(frame) if self._layout is not None else None
         if fast is not None:
-            ok = fast.filter(pl.col("_ok")).select(_HEADER_COLS)
-            rest = fast.filter(~pl.col("_ok")).select("l", "line") if ok.height < fast.height else frame.clear()
+            n_ok = int(fast["_ok"].sum())
+            if n_ok == fast.height:
+                ok, rest = fast.select(_HEADER_COLS), frame.clear()
+            else:
+                ok = fast.filter(pl.col("_ok")).select(_HEADER_COLS)
+                rest = fast.filter(~pl.col("_ok")).select("l", "line")
         else:
-            ok = None
-            rest = frame
-        parts = [] if ok is None else [ok]
+            ok, rest = None, frame
         lost = None
+        events = ok
         if rest.height:
             slow, lost = self._slow_header(rest)
             if slow.height:
-                parts.append(slow)
-        if not parts and lost is None:
-            return
-        events = pl.concat(parts, how="vertical_relaxed") if parts else None
+                events = slow if ok is None else pl.concat([ok, slow], how="vertical_relaxed").sort("line")
         typed = []
         if events is not None and events.height:
-            for (ev,), part in events.partition_by("ev", as_dict=True, maintain_order=False).items():
+            for (ev,), part in events.select("line", "ev", "body").partition_by(
+                "ev", as_dict=True, maintain_order=False
+            ).items():
                 out = self._parse_event(ev, part)
                 if out is not None:
                     typed.append(out)
-        if lost is not None and lost.height:
-            typed.append(lost)
-        if not typed:
+        if not typed and (lost is None or not lost.height):
             return
-        chunk = pl.concat([_conform(t) for t in typed], how="vertical").sort("line")
+        chunk = None
+        if typed:
+            tcat = pl.concat(typed, how="diagonal_relaxed").sort("line")
+            head = events.select("line", "ts", "cpu", "pid", "comm", "flags")
+            if tcat.height == head.height and tcat["line"].equals(head["line"]):
+                chunk = pl.concat([head, tcat.drop("line")], how="horizontal")
+            else:  # rows dropped for bad event names
+                chunk = head.join(tcat, on="line", how="inner", maintain_order="left")
+        if lost is not None and lost.height:
+            chunk = lost if chunk is None else pl.concat([chunk, lost], how="diagonal_relaxed").sort("line")
+        chunk = _conform(chunk)
         chunk = self._finish_chunk(chunk)
         self.line_counts["rows"] += chunk.height
         self._frames.append(chunk)
-        del l
 
     def _fast_header(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Header fields at the learnt fixed positions; ``_ok`` marks lines
-        where every check passed.
+        """Header fields of the lines that fit the learnt layout; ``_ok`` marks
+        lines where every check passed.
 
-        The timestamp ``secs.usecs`` (``%5lu.%06lu``) is parsed as one float and
-        rounded to whole microseconds, which is exact below 10^9 s of uptime.
+        The prefix before the timestamp is parsed once per distinct value
+        (a few hundred per chunk) and joined back.  The timestamp
+        ``secs.usecs`` (``%5lu.%06lu``) is parsed as one float and rounded to
+        whole microseconds, exact below 10^9 s of uptime.
         """
         lay = self._layout
         assert lay is not None
-        if lay.comm_start:
-            # trace-cmd "instance: " prefix: work on the line after it
-            frame = frame.with_columns(_l=pl.col("l").str.slice(lay.comm_start))
-            l = pl.col("_l")
-        else:
-            l = pl.col("l")
-        p, b, c, q, r = pl.col("_p"), pl.col("_b"), pl.col("_c"), pl.col("_q"), pl.col("_r")
-        d = lay.dash - lay.comm_start
-        s0 = c + 2 + (lay.flags_len + 1 if lay.flags_len else 0)
-        tsf = pl.col("_tsf")
-        ok = (
-            (l.str.slice(d, 1) == lay.sep)
-            & (l.str.slice(p - 7, 1) == ".")
-            & (b > d)
-            & (c > b)
-            & (p > c)
-            & pl.col("pid").is_not_null()
-            & pl.col("cpu").is_not_null()
-            & (tsf >= 0)
-            & (q > 0)
-        )
-        if lay.flags_len:
-            # the flags column is followed by a space
-            ok = ok & (l.str.slice(c + 2 + lay.flags_len, 1) == " ")
+        l = pl.col("l")
+        d0 = lay.ts_start
+        p, q, r, tsf = pl.col("_p"), pl.col("_q"), pl.col("_r"), pl.col("_tsf")
         out = (
             frame.lazy()
+            .with_columns(_p=l.str.find(": ", literal=True))
             .with_columns(
-                _p=l.str.find(": ", literal=True),
-                _b=l.str.find(" [", literal=True),
-                _c=l.str.find("] ", literal=True),
-            )
-            .with_columns(
+                _pre=l.str.slice(0, d0),
+                _tsf=l.str.slice(d0, (p - d0).clip(0)).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
+                _dot=l.str.slice(p - 7, 1) == ".",
                 _r=l.str.slice(p + 2),
-                pid=l.str.slice(d + 1, (b - d - 1).clip(0)).str.strip_chars_end(" ").str.to_integer(dtype=pl.Int32, strict=False),
-                cpu=l.str.slice(b + 2, (c - b - 2).clip(0)).str.to_integer(dtype=pl.Int16, strict=False),
-                _tsf=l.str.slice(s0, (p - s0).clip(0)).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
-                comm=l.str.slice(0, d).str.strip_chars_start(" "),
-                flags=(l.str.slice(c + 2, lay.flags_len) if lay.flags_len else pl.lit(None, pl.String)),
             )
             .with_columns(_q=r.str.find(": ", literal=True))
             .with_columns(
                 ev=r.str.slice(0, q),
                 body=r.str.slice(q + 2),
                 ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
-                _ok=ok.fill_null(False),
             )
+            .select("l", "line", "ts", "ev", "body", "_pre",
+                    _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0) & (p > d0)).fill_null(False))
+            .collect()
         )
-        return out.select("l", *_HEADER_COLS, "_ok").collect()
+        uniq = out["_pre"].unique().to_list()
+        rows = []
+        for pre in uniq:
+            m = lay.prefix_re.match(pre) if pre is not None else None
+            if m is None:
+                rows.append((pre, None, None, None, None, False))
+                continue
+            pid, cpu = int(m.group("pid")), int(m.group("cpu"))
+            fl = m.groupdict().get("flags")
+            ok = -(2**31) <= pid < 2**31 and cpu < 2**15
+            rows.append((pre, m.group("comm").lstrip(" ") if ok else None, pid if ok else None,
+                         cpu if ok else None, fl, ok))
+        table = pl.DataFrame(
+            rows,
+            schema={"_pre": pl.String, "comm": pl.String, "pid": pl.Int32, "cpu": pl.Int16, "flags": pl.String,
+                    "_pok": pl.Boolean},
+            orient="row",
+        )
+        out = out.join(table, on="_pre", how="left", maintain_order="left", nulls_equal=True)
+        return out.select("l", *_HEADER_COLS, _ok=pl.col("_ok0") & pl.col("_pok").fill_null(False))
 
     def _slow_header(self, rest: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """Classify the lines the fast path left: blank, header, LOST marker,
@@ -613,10 +615,7 @@ class TextParser:
             self.line_counts["dropped"] += n
             return None
         kind = EventKind.from_name(name)
-        base = part.select(
-            "line", "ts", "cpu", "pid", "comm", "flags",
-            kind=pl.lit(int(kind), pl.UInt8), event=pl.lit(name),
-        )
+        base = part.select("line", kind=pl.lit(int(kind), pl.UInt8), event=pl.lit(name))
         body = pl.col("body")
         if self.fmt == "trace-cmd-report":
             body = body.str.strip_chars_start(" ")
@@ -632,10 +631,15 @@ class TextParser:
             )
         family = _FAMILY.get(name)
         if family is None:
+            b = pl.col("body")
+            has = part.select(o=b.str.contains("order=", literal=True).any(),
+                              n=b.str.contains(r"(?:nid|node|node_id)=").any()).row(0)
             cols = part.select(
-                args=pl.col("body"),
-                order=pl.col("body").str.extract(r"(?:^|[\s,(])order=(-?\d+)").str.to_integer(dtype=pl.Int8, strict=False),
-                nid=pl.col("body").str.extract(r"(?:^|\s)(?:nid|node|node_id)=(-?\d+)").str.to_integer(dtype=pl.Int16, strict=False),
+                args=b,
+                order=b.str.extract(r"(?:^|[\s,(])order=(-?\d+)").str.to_integer(dtype=pl.Int8, strict=False)
+                if has[0] else pl.lit(None, pl.Int8),
+                nid=b.str.extract(r"(?:^|\s)(?:nid|node|node_id)=(-?\d+)").str.to_integer(dtype=pl.Int16, strict=False)
+                if has[1] else pl.lit(None, pl.Int16),
             )
             return pl.concat([base, cols], how="horizontal")
         typed = self._typed_fields(name, family, part)
