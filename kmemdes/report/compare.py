@@ -370,7 +370,7 @@ def _overlay(c: Comparison, series, ytitle: str, how: str = "mean", log: bool = 
             if n > bins:
                 notes.add(f"{n:,} samples shown as {bins:,} time bins")
             name = ptext(g.label) if len(g.runs) == 1 else f"{ptext(g.label)} seed {ptext(g.seeds[ri])}"
-            fig.add_trace(go.Scatter(x=F._f4(ds["t_s"]), y=F._f8(ds["v"]), mode="lines", name=name,
+            fig.add_trace(go.Scatter(**F._tx(ds["t_s"]), y=F._f8(ds["v"]), mode="lines", name=name,
                                      legendgroup=f"g{gi}", line=dict(color=color, width=1.8 if len(g.runs) == 1 else 1.1,
                                                                      dash=["solid", "dot", "dash", "dashdot"][ri % 4]),
                                      hovertemplate="%{y:,.4g}<extra>" + name + "</extra>"))

@@ -28,7 +28,7 @@ __all__ = [
     "fig_vmalloc", "fig_counters", "fig_latency_cdf", "fig_sizes", "ORDER_COLORS", "MT_COLORS",
 ]
 
-MAX_POINTS = 2000
+MAX_POINTS = 1200   # time bins per series: about one per pixel of a full-width figure
 PAGE = 4096
 MIB = float(1 << 20)
 ORDER_COLORS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
@@ -65,6 +65,22 @@ def _f4(a) -> np.ndarray:
 
 def _f8(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
+
+
+def _tx(t_s) -> dict:
+    """The x of a time series: ``x0``/``dx`` when the times are evenly spaced (no array to store), else ``x``.
+
+    >>> _tx([0.0, 0.5, 1.0])
+    {'x0': 0.0, 'dx': 0.5}
+    >>> _tx([0.0, 0.5, 0.7])["x"].dtype
+    dtype('float32')
+    """
+    t = np.asarray(t_s, dtype=np.float64)
+    if len(t) >= 3:
+        d = np.diff(t)
+        if d[0] > 0 and np.all(np.abs(d - d[0]) <= 1e-9 * max(1.0, abs(t[-1]))):
+            return {"x0": float(t[0]), "dx": float(d[0])}
+    return {"x": t.astype(np.float32)}
 
 
 def size_label(b: int) -> str:
@@ -156,7 +172,10 @@ def fig_fallbacks(fallbacks: pl.DataFrame):
 # ---------------------------------------------------------------------------- free memory
 
 def _buddy_by_order(run: RunData) -> pl.DataFrame:
-    return run.buddy.group_by(["t_ns", "zone", "order"]).agg(pl.col("nr_free").sum())
+    """Free blocks per (sample, zone, order) over all migratetypes (computed once per run)."""
+    if "buddy_by_order" not in run.cache:
+        run.cache["buddy_by_order"] = run.buddy.group_by(["t_ns", "zone", "order"]).agg(pl.col("nr_free").sum())
+    return run.cache["buddy_by_order"]
 
 
 def fig_free_heatmap(run: RunData):
@@ -203,7 +222,7 @@ def fig_buddyinfo(run: RunData):
             d = ds.filter((pl.col("zone") == z) & (pl.col("order") == o))
             if d.height == 0:
                 continue
-            fig.add_trace(go.Scatter(x=_f4(d["t_s"]), y=_f4(d["nr_free"]), mode="lines", name=f"order {o}",
+            fig.add_trace(go.Scatter(**_tx(d["t_s"]), y=_f4(d["nr_free"]), mode="lines", name=f"order {o}",
                                      line=dict(color=ORDER_COLORS[o], width=1.6), visible=(z == default),
                                      legendgroup=f"o{o}",
                                      hovertemplate=f"order {o}: %{{y:,.0f}} blocks<extra>{ptext(z)}</extra>"))
@@ -233,7 +252,7 @@ def fig_watermarks(run: RunData):
         d = ds.filter(pl.col("zone") == z)
         for v in vals:
             label, color, dash, w = styles[v]
-            fig.add_trace(go.Scatter(x=_f4(d["t_s"]), y=_f4(d[v].to_numpy() * (PAGE / MIB)), mode="lines", name=label,
+            fig.add_trace(go.Scatter(**_tx(d["t_s"]), y=_f4(d[v].to_numpy() * (PAGE / MIB)), mode="lines", name=label,
                                      line=dict(color=color, dash=dash, width=w), visible=(z == default),
                                      hovertemplate=f"{label}: %{{y:,.1f}} MiB<extra>{ptext(z)}</extra>"))
             tz.append(z)
@@ -251,7 +270,7 @@ def fig_score(run: RunData):
     fig = go.Figure()
     for i, z in enumerate(zone_order(ds["zone"].unique().to_list())):
         d = ds.filter(pl.col("zone") == z)
-        fig.add_trace(go.Scatter(x=_f4(d["t_s"]), y=_f4(d["score"]), mode="lines", name=ptext(z),
+        fig.add_trace(go.Scatter(**_tx(d["t_s"]), y=_f4(d["score"]), mode="lines", name=ptext(z),
                                  hovertemplate="score %{y:.0f}<extra>" + ptext(z) + "</extra>"))
     _layout(fig, height=320, xtitle="simulated time (s)", ytitle="compaction score (0..100)")
     fig.update_yaxes(range=[0, 101])
@@ -274,7 +293,7 @@ def fig_frag(run: RunData, column: str = "unusable"):
             d = ds.filter((pl.col("zone") == z) & (pl.col("order") == o))
             if d.height == 0:
                 continue
-            fig.add_trace(go.Scatter(x=_f4(d["t_s"]), y=_f4(d[column].to_numpy() / 1000.0), mode="lines",
+            fig.add_trace(go.Scatter(**_tx(d["t_s"]), y=_f4(d[column].to_numpy() / 1000.0), mode="lines",
                                      name=f"order {o}", line=dict(color=ORDER_COLORS[o], width=1.6),
                                      visible=(z == default), legendgroup=f"o{o}",
                                      hovertemplate=f"order {o}: %{{y:.3f}}<extra>{ptext(z)}</extra>"))
@@ -350,11 +369,11 @@ def fig_pageblocks(run: RunData):
             continue
         name = migratetype_name(mt)
         color = MT_COLORS.get(mt, "#444444")
-        fig.add_trace(go.Scatter(x=_f4(d["t_s"]), y=_f4(d["blocks"]), mode="lines", name=f"{name} blocks",
+        fig.add_trace(go.Scatter(**_tx(d["t_s"]), y=_f4(d["blocks"]), mode="lines", name=f"{name} blocks",
                                  line=dict(color=color, width=2), legendgroup=name,
                                  hovertemplate=f"{name}: %{{y:,.0f}} pageblocks<extra></extra>"))
         if d["mixed"].max() > 0:
-            fig.add_trace(go.Scatter(x=_f4(d["t_s"]), y=_f4(d["mixed"]), mode="lines", name=f"{name}, mixed",
+            fig.add_trace(go.Scatter(**_tx(d["t_s"]), y=_f4(d["mixed"]), mode="lines", name=f"{name}, mixed",
                                      line=dict(color=color, width=1.6, dash="dot"), legendgroup=name,
                                      hovertemplate=f"{name} blocks holding other-mobility pages: %{{y:,.0f}}"
                                                    "<extra></extra>"))
@@ -443,31 +462,27 @@ def fig_pagemap(run: RunData):
                 tickvals=[i + 0.5 for i in range(ncat)], ticktext=[c[0] for c in _PM_CATS], len=1.0, y=0.5,
                 tickfont=dict(size=10))
     cell_txt = "2 MiB pageblock" if k == 1 else f"{k} pageblocks ({cell_mib} MiB, summed)"
-    hover = ("%{y:,} MiB + %{x}×" + f"{cell_mib}" + " MiB (" + cell_txt + ")<br>free %{customdata[0]} · movable "
-             "%{customdata[1]} · unmovable %{customdata[2]} · reclaimable %{customdata[3]} pages<br>"
-             "migratetype %{customdata[4]} (0 Unmovable, 1 Movable, 2 Reclaimable, 3 HighAtomic, 4 Isolate)"
-             "<extra></extra>")
+    where = "%{y:,} MiB + %{x}×" + f"{cell_mib}" + " MiB (" + cell_txt + ")"
+    hover = (where + "<br>free %{customdata[0]} · movable %{customdata[1]} · unmovable %{customdata[2]} · "
+             "reclaimable %{customdata[3]} pages<br>migratetype %{customdata[4]} (0 Unmovable, 1 Movable, "
+             "2 Reclaimable, 3 HighAtomic, 4 Isolate)<extra></extra>")
+    hover_bare = where + "<br>(page counts: hover the first or last snapshot)<extra></extra>"
     two = len(shown) > 1
     fig = make_subplots(rows=1, cols=2 if two else 1, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=(f"start (t = {shown[0] / 1e9:.3f} s)",
                                         f"t = {shown[-1] / 1e9:.3f} s (slider below)") if two else
                         (f"t = {shown[0] / 1e9:.3f} s",))
-    common = dict(x=x, y=y, zmin=0, zmax=ncat, colorscale=_pm_colorscale(), hovertemplate=hover, xgap=0, ygap=0)
+    common = dict(x=x, y=y, zmin=0, zmax=ncat, colorscale=_pm_colorscale(), xgap=0, ygap=0, hoverongaps=False)
     z0, c0 = grids[shown[0]]
-    fig.add_trace(go.Heatmap(z=z0, customdata=c0, showscale=True, colorbar=cbar, **common), row=1, col=1)
+    fig.add_trace(go.Heatmap(z=z0, customdata=c0, showscale=True, colorbar=cbar, hovertemplate=hover, **common),
+                  row=1, col=1)
     if two:
         for i, t in enumerate(shown):
             z, c = grids[t]
-            fig.add_trace(go.Heatmap(z=z, customdata=c, showscale=False, visible=(i == len(shown) - 1), **common),
-                          row=1, col=2)
-        steps = []
-        for i, t in enumerate(shown):
-            vis = [True] + [j == i for j in range(len(shown))]
-            steps.append(dict(method="update", label=f"{t / 1e9:.2f} s",
-                              args=[{"visible": vis}, {"annotations[1].text": f"t = {t / 1e9:.3f} s (slider below)"}]))
-        fig.update_layout(sliders=[dict(active=len(shown) - 1, steps=steps, x=0.5, len=0.5, xanchor="left", y=0,
-                                        yanchor="top", pad=dict(t=40),
-                                        currentvalue=dict(prefix="right panel: t = ", visible=False))])
+            last = i == len(shown) - 1
+            # page counts (customdata) only for the end snapshot here: they dominate the page size
+            fig.add_trace(go.Heatmap(z=z, customdata=c if last else None, hovertemplate=hover if last else hover_bare,
+                                     showscale=False, visible=last, **common), row=1, col=2)
     # zone boundaries: a dotted line above the row where a zone starts, its name left of the map
     if "zone" in pm.columns:
         first = pm.filter(pl.col("t_ns") == shown[0]).group_by("zone").agg(pl.col("pageblock").min()).sort("pageblock")
@@ -523,7 +538,7 @@ def fig_slab(run: RunData, what: str = "memory", top: int = 10):
     for c in names + ([f"\x00other {ncache - top} caches"] if ncache > top else []):
         d = ds.filter(pl.col("cache") == c)
         label = ptext(c.lstrip("\x00"))
-        fig.add_trace(go.Scatter(x=_f4(d["t_s"]), y=_f4(d["v"]), mode="lines", name=label,
+        fig.add_trace(go.Scatter(**_tx(d["t_s"]), y=_f4(d["v"]), mode="lines", name=label,
                                  line=dict(width=1.6, dash="dot" if c.startswith("\x00") else "solid"),
                                  hovertemplate=f"%{{y:,.2f}} {hov}<extra>{label}</extra>"))
     _layout(fig, xtitle="simulated time (s)", ytitle=ylabel)
@@ -540,18 +555,18 @@ def fig_vmalloc(run: RunData):
         return None
     ds, n, bins = downsample(v, [], ["areas", "va_bytes", "pages", "lazy_pages", "purges"], MAX_POINTS)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    t = _f4(ds["t_s"])
-    fig.add_trace(go.Scatter(x=t, y=_f4(ds["va_bytes"].to_numpy() / MIB), name="virtual space of live areas (MiB)",
+    t = _tx(ds["t_s"])
+    fig.add_trace(go.Scatter(**t, y=_f4(ds["va_bytes"].to_numpy() / MIB), name="virtual space of live areas (MiB)",
                              line=dict(color="#1f78b4", width=2), hovertemplate="%{y:,.2f} MiB<extra>va</extra>"))
-    fig.add_trace(go.Scatter(x=t, y=_f4(ds["pages"].to_numpy() * PAGE / MIB), name="backing pages (MiB)",
+    fig.add_trace(go.Scatter(**t, y=_f4(ds["pages"].to_numpy() * PAGE / MIB), name="backing pages (MiB)",
                              line=dict(color="#33a02c", width=2), hovertemplate="%{y:,.2f} MiB<extra>pages</extra>"))
-    fig.add_trace(go.Scatter(x=t, y=_f4(ds["lazy_pages"].to_numpy() * PAGE / MIB),
+    fig.add_trace(go.Scatter(**t, y=_f4(ds["lazy_pages"].to_numpy() * PAGE / MIB),
                              name="freed, awaiting lazy purge (MiB)", line=dict(color="#ff7f0e", width=1.4, dash="dot"),
                              hovertemplate="%{y:,.2f} MiB<extra>lazy</extra>"))
-    fig.add_trace(go.Scatter(x=t, y=_f4(ds["areas"]), name="live areas (count, right axis)",
+    fig.add_trace(go.Scatter(**t, y=_f4(ds["areas"]), name="live areas (count, right axis)",
                              line=dict(color="#6a3d9a", width=1.4, dash="dash"),
                              hovertemplate="%{y:,.0f} areas<extra></extra>"), secondary_y=True)
-    fig.add_trace(go.Scatter(x=t, y=_f4(ds["purges"]), name="lazy purges so far (right axis)",
+    fig.add_trace(go.Scatter(**t, y=_f4(ds["purges"]), name="lazy purges so far (right axis)",
                              line=dict(color="#7f7f7f", width=1.2, dash="dashdot"),
                              hovertemplate="%{y:,.0f} purges<extra></extra>"), secondary_y=True)
     _layout(fig, xtitle="simulated time (s)")
@@ -571,7 +586,7 @@ def fig_counters(run: RunData):
         d = ds.filter(pl.col("name") == name)
         if d["value"].max() <= 0:
             continue
-        fig.add_trace(go.Scatter(x=_f4(d["t_s"]), y=_f8(d["value"]), mode="lines", name=ptext(name),
+        fig.add_trace(go.Scatter(**_tx(d["t_s"]), y=_f8(d["value"]), mode="lines", name=ptext(name),
                                  line=dict(width=1.6), hovertemplate="%{y:,.0f}<extra>" + ptext(name) + "</extra>"))
     if not fig.data:
         return None

@@ -186,7 +186,7 @@ def render_report(run: RunData) -> str:
          "Each cell is a 2 MiB pageblock, rows in physical address order (top = lowest). Colour = migratetype, "
          "red = movable block polluted by unmovable/reclaimable pages; shade = how full (light = free, dark = full). "
          "Left: start of the run; right: the snapshot picked with the slider (default: the end). "
-         "pfn = address / 4 KiB.")
+         "Hover a cell of the first or last snapshot for its page counts; pfn = address / 4 KiB.")
 
     page.section("slab", "Slab (SLUB)")
     _add(page, F.fig_slab(run, "memory"), "Slab memory by cache",

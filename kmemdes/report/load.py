@@ -79,6 +79,7 @@ class RunData:
     failures: pl.DataFrame
     pagemap: pl.DataFrame
     missing: list[str] = field(default_factory=list)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # derived frames shared by figures
 
     @property
     def label(self) -> str:

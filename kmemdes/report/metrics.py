@@ -201,11 +201,15 @@ def zone_order(zones) -> list[str]:
 
 
 def main_zone(run: RunData) -> Optional[str]:
-    """The zone with the most managed pages (the one a reader looks at first), else the last zone."""
+    """The zone a reader looks at first: Normal (where GFP_KERNEL and user allocations land first,
+    being the highest zone of the zonelist on 64-bit), else the zone with the most managed pages."""
+    zones = set(run.frag["zone"].unique().to_list()) | set(run.score["zone"].unique().to_list())
+    if "Normal" in zones:
+        return "Normal"
     if run.score.height:
         m = run.score.group_by("zone").agg(pl.col("managed").max()).sort(["managed", "zone"], descending=[True, False])
         return m["zone"][0]
-    zs = zone_order(run.frag["zone"].unique().to_list()) if run.frag.height else []
+    zs = zone_order(zones)
     return zs[-1] if zs else None
 
 
@@ -219,36 +223,39 @@ def final_frag(frag: pl.DataFrame) -> pl.DataFrame:
 
 def downsample(df: pl.DataFrame, keys: Sequence[str], values: Sequence[str], max_points: int = 2000,
                how: str = "mean") -> tuple[pl.DataFrame, int, int]:
-    """Bin a time series to at most ``max_points`` sample times per key.
+    """Bin a time series to at most ``max_points`` equal-width time bins per key.
 
-    Sample times (distinct ``t_ns``) are split into ``max_points`` consecutive groups of
-    equal count; each bin reports ``t_s`` (its first sample time, seconds) and, per value
-    column ``v``: ``v`` (mean, or last value with ``how="last"`` for cumulative counters),
-    ``v_min`` and ``v_max``.  Returns the frame sorted by (keys, t_s), the number of sample
-    times and the number of bins.
+    With more than ``max_points`` distinct sample times, the span from the first to the
+    last sample is cut into ``max_points`` bins of equal width; each non-empty bin reports
+    ``t_s`` (its start, seconds) and, per value column ``v``: ``v`` (mean, or the last value
+    with ``how="last"`` for cumulative counters), ``v_min`` and ``v_max``.  Otherwise the
+    samples are returned as they are.  Returns the frame sorted by (keys, t_s), the number
+    of sample times and the number of bins.
 
-    >>> df = pl.DataFrame({"t_ns": [0, 1, 2, 3], "v": [1, 3, 5, 7]})
+    >>> df = pl.DataFrame({"t_ns": [0, 10**9, 2 * 10**9, 3 * 10**9], "v": [1, 3, 5, 7]})
     >>> out, n, b = downsample(df, [], ["v"], max_points=2)
-    >>> out["v"].to_list(), out["v_max"].to_list(), n, b
-    ([2.0, 6.0], [3, 7], 4, 2)
+    >>> out["v"].to_list(), out["v_max"].to_list(), out["t_s"].to_list(), n, b
+    ([2.0, 6.0], [3, 7], [0.0, 1.5], 4, 2)
     """
     times = df.select(pl.col("t_ns").unique().sort())
     n = times.height
-    if n == 0:
-        return df.with_columns(t_s=pl.col("t_ns") / 1e9), 0, 0
     if n <= max_points:
         out = df.with_columns(t_s=pl.col("t_ns") / 1e9)
         for v in values:
             out = out.with_columns(pl.col(v).alias(f"{v}_min"), pl.col(v).alias(f"{v}_max"))
         return out.sort([*keys, "t_s"]), n, n
-    times = times.with_columns(_bin=(pl.int_range(0, n, dtype=pl.Int64) * max_points // n))
-    j = df.join(times, on="t_ns", how="left")
-    agg = [pl.col("t_ns").min().alias("t_ns")]
+    t0, t1 = int(times["t_ns"][0]), int(times["t_ns"][-1])
+    width = (t1 - t0) / max_points
+    binned = df.with_columns(
+        _bin=((pl.col("t_ns") - t0).cast(pl.Float64) / width).floor().cast(pl.Int64).clip(0, max_points - 1))
+    agg = []
     for v in values:
         main = pl.col(v).sort_by("t_ns").last() if how == "last" else pl.col(v).mean()
         agg += [main.alias(v), pl.col(v).min().alias(f"{v}_min"), pl.col(v).max().alias(f"{v}_max")]
-    out = j.group_by([*keys, "_bin"]).agg(agg).with_columns(t_s=pl.col("t_ns") / 1e9).drop("_bin")
-    return out.sort([*keys, "t_s"]), n, int(times["_bin"].max()) + 1
+    out = (binned.group_by([*keys, "_bin"]).agg(agg)
+           .with_columns(t_s=(t0 + pl.col("_bin").cast(pl.Float64) * width) / 1e9).drop("_bin"))
+    nbins = binned.select(pl.col("_bin").n_unique()).item()
+    return out.sort([*keys, "t_s"]), n, int(nbins)
 
 
 @dataclass(frozen=True)

@@ -125,5 +125,6 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
     if va + vb == 0.0:
         return 1.0 if sa.mean == sb.mean else 0.0
     t = (sa.mean - sb.mean) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / ((va ** 2 / (sa.n - 1) if va else 0.0) + (vb ** 2 / (sb.n - 1) if vb else 0.0))
+    r = va / (va + vb)  # Welch-Satterthwaite df, in a form that cannot underflow
+    df = 1.0 / (r * r / (sa.n - 1) + (1.0 - r) * (1.0 - r) / (sb.n - 1))
     return 2.0 * (1.0 - t_cdf(abs(t), df))
