@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench reports clean validate
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,5 +21,47 @@ test: $(STAMP)
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Published reports: one HTML report per experiments/*.toml, the shipped compile trace replayed
+# (mirror mode), a policy what-if on the same trace (default vs defrag_mode) as a comparison,
+# and reports/screenshot.png of one report when a headless browser is installed.
+# Run directories go to runs/reports/ (not committed); the HTML files to reports/.
+RUNS_REPORTS := runs/reports
+BROWSER = $(firstword $(foreach b,chromium chromium-browser google-chrome,$(shell command -v $(b) 2>/dev/null)))
+
+reports: $(STAMP)
+	@mkdir -p $(RUNS_REPORTS) reports
+	@for cfg in experiments/*.toml; do \
+	  [ -e "$$cfg" ] || continue; \
+	  name=$$(basename "$$cfg" .toml); \
+	  $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_REPORTS)/$$name >/dev/null || exit 1; \
+	  $(VENV)/bin/kmemdes report $(RUNS_REPORTS)/$$name -o reports/$$name.html || exit 1; \
+	done
+	@$(VENV)/bin/kmemdes replay traces/b_compile_head -o $(RUNS_REPORTS)/compile-mirror >/dev/null
+	@$(VENV)/bin/kmemdes report $(RUNS_REPORTS)/compile-mirror -o reports/compile-mirror.html
+	@printf '[policy]\nfallback = "defrag_mode"\n' > $(RUNS_REPORTS)/defrag_mode.toml
+	@$(VENV)/bin/kmemdes replay traces/b_compile_head --mode policy -o $(RUNS_REPORTS)/compile-policy-default >/dev/null
+	@$(VENV)/bin/kmemdes replay traces/b_compile_head --mode policy --config $(RUNS_REPORTS)/defrag_mode.toml \
+	  -o $(RUNS_REPORTS)/compile-policy-defrag_mode >/dev/null
+	@$(VENV)/bin/kmemdes compare $(RUNS_REPORTS)/compile-policy-default $(RUNS_REPORTS)/compile-policy-defrag_mode \
+	  -o reports/compile-policy-compare.html
+	@$(VENV)/bin/kmemdes compare $(RUNS_REPORTS)/compile-policy-default $(RUNS_REPORTS)/compile-policy-defrag_mode \
+	  --format md -o reports/compile-policy-compare.md
+	@shot=$$(ls reports/*.html | grep -v compare | head -1); \
+	if [ -n "$(BROWSER)" ]; then \
+	  tmp=$$(mktemp -d); \
+	  "$(BROWSER)" --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+	    --disable-sync --no-first-run --hide-scrollbars --user-data-dir=$$tmp --virtual-time-budget=10000 \
+	    --window-size=1400,2000 --screenshot=reports/screenshot.png "file://$(CURDIR)/$$shot" 2>/dev/null; \
+	  rm -rf $$tmp; echo "reports/screenshot.png: $$shot"; \
+	else echo "no chromium/google-chrome on PATH: reports/screenshot.png not updated"; fi
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Live validation: capture a short built-in workload on this kernel, replay it, compare (needs root + tracefs).
+validate: $(STAMP)
+	@if [ "$$(id -u)" != 0 ] || ! grep -qw tracefs /proc/filesystems; then \
+		echo "make validate: skipped (needs root and a kernel with tracefs)"; exit 0; fi; \
+	tmp=$$(mktemp -d); printf 'int f(int x){return x*x;}\n' > $$tmp/x.c; \
+	$(VENV)/bin/kmemdes validate --live -- sh -c "for i in 1 2 3 4 5; do cc -O2 -c $$tmp/x.c -o $$tmp/x.o; done"; \
+	rc=$$?; rm -rf $$tmp; exit $$rc

@@ -322,7 +322,8 @@ def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | No
     remaining = [list(f) for f in free]  # per type index, per order
     pbset = set(pbs)
     lo, hi = zone.start_pfn, zone.end_pfn
-    blocked = set()  # pageblocks holding trace evidence: no guessed placement there
+    blocked = set()  # pageblocks holding pages in use or on pcp lists at the start: no guessed free block there
+    soft = set()  # pageblocks holding only free blocks the trace shows (they may have been larger)
     # 1. pageblock types the trace saw on free lists
     assigned: dict[int, int] = {}
     if hints is not None:
@@ -330,12 +331,13 @@ def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | No
             if pb in pbset and mt in left and left[mt] > 0:
                 assigned[pb] = mt
                 left[mt] -= 1
+        import numpy as np
+
         busy = hints.busy
         if len(busy):
-            import numpy as np
-
             inzone = busy[(busy >= lo) & (busy < hi)]
             blocked.update(np.unique(inzone >> PAGEBLOCK_ORDER).tolist())
+        blocked.update(p >> PAGEBLOCK_ORDER for p, _, _, _ in hints.pcp_blocks if lo <= p < hi)
     # 2. the rest in runs (Unmovable, Reclaimable, HighAtomic, Isolate, Movable, low to high)
     rest = [pb for pb in pbs if pb not in assigned]
     cur = 0
@@ -362,13 +364,16 @@ def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | No
                 continue
             mt = node.pb_mt[pfn >> PAGEBLOCK_ORDER]
             mismatch += _place_counted(node, zone, pfn, order, mt, remaining[mts.index(mt)])
-            blocked.add(pfn >> PAGEBLOCK_ORDER)
+            soft.add(pfn >> PAGEBLOCK_ORDER)
         if mismatch:
             notes.append(f"zone {zone.name}: {mismatch} free blocks seen in the trace exceed the snapshot's counts")
     # 4. the snapshot's remaining counts, where the trace says nothing
     for mt, blocks_of_type in per_type.items():
         f = remaining[mts.index(mt)]
-        avail = [pb for pb in blocks_of_type if pb not in blocked]
+        avail = [pb for pb in blocks_of_type if pb not in blocked and pb not in soft]
+        # pageblocks with only trace-shown free blocks can still hold a whole free pageblock
+        # (the trace took part of it): they come first in the scans below, which go from the end
+        avail = [pb for pb in blocks_of_type if pb in soft and pb not in blocked] + avail
         n10, n9 = f[MAX_PAGE_ORDER], f[PAGEBLOCK_ORDER]
         whole: list[tuple[int, int]] = []
         i = len(avail) - 1
@@ -382,8 +387,8 @@ def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | No
             else:
                 i -= 1
         if n10:
-            raise KmemdesError(f"zone {zone.name}: cannot place {n10} more order-10 free blocks of type {mt} "
-                               "in its pageblocks (snapshot inconsistent?)")
+            notes.append(f"zone {zone.name}: {n10} order-10 free blocks of type {mt} found no place "
+                         "(the trace shows those pageblocks in use)")
         i = len(avail) - 1
         while n9 and i >= 0:
             pb = avail[i]
@@ -398,20 +403,31 @@ def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | No
             n9 -= 1
             i -= 1
         if n9:
-            raise KmemdesError(f"zone {zone.name}: cannot place {n9} more order-9 free blocks of type {mt}")
+            notes.append(f"zone {zone.name}: {n9} order-9 free blocks of type {mt} found no place "
+                         "(the trace shows those pageblocks in use)")
         for pfn, order in whole:
+            for pb in range(pfn >> PAGEBLOCK_ORDER, (pfn >> PAGEBLOCK_ORDER) + (1 << (order - PAGEBLOCK_ORDER))):
+                if pb in soft:  # the trace-shown pieces were part of this whole block
+                    _unplace_range(node, zone, pb << PAGEBLOCK_ORDER, f)
             _place_free(node, zone, pfn, order, mt)
         f[MAX_PAGE_ORDER] = f[PAGEBLOCK_ORDER] = 0
+        unplaced = [0] * NR_PAGE_ORDERS
         holes: list[deque] = [deque() for _ in range(NR_PAGE_ORDERS)]
         for pb in avail:
-            holes[PAGEBLOCK_ORDER].append(pb << PAGEBLOCK_ORDER)
+            if pb not in soft:
+                holes[PAGEBLOCK_ORDER].append(pb << PAGEBLOCK_ORDER)
         for order in range(PAGEBLOCK_ORDER - 1, -1, -1):
             for _ in range(f[order]):
                 base = _take_hole(holes, order, lo, hi)
                 if base < 0:
-                    raise KmemdesError(f"zone {zone.name}: the free blocks of type {mt} do not fit in its "
-                                       f"{len(blocks_of_type)} pageblocks (snapshot inconsistent?)")
+                    unplaced[order] += 1
+                    continue
                 _place_free(node, zone, base, order, mt)
+        if any(unplaced) and hints is not None:
+            unplaced = _place_around_evidence(node, zone, [pb for pb in blocks_of_type if pb in blocked],
+                                              unplaced, mt, hints)
+        if any(unplaced):
+            notes.append(f"zone {zone.name}: free blocks of type {mt} that found no place, by order: {unplaced}")
         # pages of this type's pageblocks that are not free are allocated with the block's type
         fill = mt if mt < 3 else 0
         for pb in blocks_of_type:
@@ -419,6 +435,71 @@ def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | No
             seg = node.page_mt[s0:s0 + PAGEBLOCK_NR_PAGES]
             if seg.count(0xFE):
                 node.page_mt[s0:s0 + PAGEBLOCK_NR_PAGES] = bytes(b if b == 0xFF else fill for b in seg)
+
+
+def _place_around_evidence(node: Node, zone: Zone, pbs: list[int], unplaced: list[int], mt: int,
+                           hints) -> list[int]:
+    """Place leftover free blocks in pageblocks the trace touched, page by page around the evidence:
+    a block may not cover a page in use or on a pcp list at the start, nor a free page, nor sit
+    next to a free buddy of its order (they would have merged).  Blocks go round-robin over the
+    pageblocks, largest first."""
+    import numpy as np
+
+    lo, hi = zone.start_pfn, zone.end_pfn
+    busy = bytearray(hi - lo)
+    b = hints.busy
+    b = b[(b >= lo) & (b < hi)] - lo
+    if len(b):
+        arr = np.frombuffer(busy, dtype=np.uint8)
+        arr[b] = 1
+    page_mt = node.page_mt
+    left = list(unplaced)
+    for order in range(PAGEBLOCK_ORDER - 1, -1, -1):
+        if not left[order] or not pbs:
+            continue
+        size = 1 << order
+        cursors = {pb: 0 for pb in pbs}
+        active = list(pbs)
+        while left[order] and active:
+            nxt = []
+            for pb in active:
+                if not left[order]:
+                    break
+                base0 = pb << PAGEBLOCK_ORDER
+                off = cursors[pb]
+                placed = False
+                while off < PAGEBLOCK_NR_PAGES:
+                    p = base0 + off
+                    off += size
+                    if p < lo or p + size > hi or busy.count(1, p - lo, p - lo + size):
+                        continue
+                    if page_mt.count(0xFF, p, p + size):
+                        continue
+                    if node._buddy_order(p ^ size) == order:
+                        continue
+                    _place_free(node, zone, p, order, mt)
+                    left[order] -= 1
+                    placed = True
+                    break
+                cursors[pb] = off
+                if placed or off < PAGEBLOCK_NR_PAGES:
+                    nxt.append(pb)
+            active = nxt
+    return left
+
+
+def _unplace_range(node: Node, zone: Zone, start: int, counts: list[int]) -> None:
+    """Take back the free blocks placed in one pageblock (their counts return to ``counts``)."""
+    pfn = start
+    while pfn < start + PAGEBLOCK_NR_PAGES:
+        o = node._buddy_order(pfn)
+        if o >= 0:
+            node._del_from_free_list(zone, pfn, o)
+            counts[o] += 1
+            pfn += 1 << o
+        else:
+            pfn += 1
+    node.page_mt[start:start + PAGEBLOCK_NR_PAGES] = b"\xfe" * PAGEBLOCK_NR_PAGES
 
 
 def _place_counted(node: Node, zone: Zone, pfn: int, order: int, mt: int, counts: list[int]) -> int:

@@ -33,6 +33,8 @@ alloc_of_page_not_free_in_model    the kernel took pages the model thought in us
 zone_locked_of_page_not_free_in_model   idem for a zone_locked take (applied)
 drain_of_untraced_pcp_page         drain of a block that sat on a pcp list before the trace (applied)
 drain_of_page_not_on_pcp           drain of a block the model holds free elsewhere (skipped)
+free_after_untraced_bulk_alloc     free of a block the model holds on a pcp list since a refill: the
+                                   bulk allocator took it without an event (applied: off the list, freed)
 zone_growth                        a pfn in memory that deferred init handed over silently: its
                                    163,840-page step is onlined (applied; pages counted in notes)
 kfree_null                         ``kfree(NULL)`` / ``kfree(ZERO_SIZE_PTR)``: no-op (skipped)
@@ -191,6 +193,13 @@ class Replayer:
         if self.n_batched_after_free:
             st.quirks["batched_after_free"] = self.n_batched_after_free
         st.sizes.update(self.objects.sizes)
+        # pages the kernel's compaction moved: migrations take free pages without allocation events
+        comp = events.filter(pl.col("event").is_in(["mm_compaction_migratepages", "mm_compaction_isolate_freepages"]))
+        if comp.height:
+            moved = comp.select(pl.col("args").str.extract(r"nr_migrated=(\d+)").cast(pl.Int64).fill_null(0).sum()
+                                + pl.col("args").str.extract(r"nr_taken=(\d+)").cast(pl.Int64).fill_null(0).sum()).item()
+            if moved:
+                st.quirk_pages["compaction_event"] = int(moved)
         self.pos = 0
         nc = max(node.cpus, (max(self.c_cpu) + 1) if self.n else 1)
         self.refill_pending = [0] * nc
@@ -365,7 +374,17 @@ class Replayer:
             return 0
         if not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
             self._zone_growth(pfn)
-        nfree = page_mt.count(0xFF, pfn, pfn + n)
+        li = node.lid[pfn]
+        bulk = li != NOLIST and node.l_pcp[li] is not None and node.l_order[li] == order
+        if bulk:
+            # on a pcp list since a refill and freed without an mm_page_alloc: the bulk allocator
+            # (vmalloc, page_pool) took it untraced (KERNEL.md 4); take it off, then free it below
+            pcp = node.l_pcp[li]
+            node._list_del(pfn)
+            pcp.count -= n
+            page_mt[pfn:pfn + n] = b"\x01" * n
+            self._quirk("free_after_untraced_bulk_alloc", n)
+        nfree = 0 if bulk else page_mt.count(0xFF, pfn, pfn + n)
         if nfree:
             if nfree == n:
                 self._quirk("free_of_page_free_in_model", n)
@@ -379,7 +398,9 @@ class Replayer:
                     node.free_one_page(node.zone_of(p), p, 0)
             return 0
         applied = 1
-        if node.alloc_order[pfn] != order:
+        if bulk:
+            applied = 0
+        elif node.alloc_order[pfn] != order:
             self._quirk("free_of_untraced_page", n)
             applied = 0
         page_mt[pfn:pfn + n] = b"\xff" * n

