@@ -11,9 +11,12 @@ stream of msgpack objects:
 2. one map per *chunk* of rows: ``rows`` and ``z``, the zstd-compressed
    msgpack map of its columns.  Each column is compact bytes:
 
-   - numbers and booleans: the raw little-endian array of all rows (0 where
-     null), ``line`` and ``ts`` as deltas from the previous row; a validity
-     bitmap (``numpy.packbits``, little bit order) when the column has nulls;
+   - numbers and booleans: the little-endian array of all rows (0 where
+     null) in the narrowest integer type that holds them (``t``, a numpy
+     type string), or one constant ``k``; a mostly-null column (``s``) keeps
+     the values of its non-null rows only; ``line`` and ``ts`` as the first
+     value ``f`` and the differences; a validity bitmap (``numpy.packbits``,
+     little bit order) when the column has nulls;
    - strings: a dictionary (the distinct values) and codes (uint8/16/32),
      plus the validity bitmap;
    - a column with no value in the chunk is left out (all null);
@@ -51,7 +54,7 @@ from kmemdes.trace.schema import EVENT_SCHEMA, SCHEMA_VERSION
 
 __all__ = ["KMT_VERSION", "write_kmt", "read_kmt", "write_parquet", "read_parquet", "header_of"]
 
-KMT_VERSION = 1
+KMT_VERSION = 2
 _CHUNK_ROWS = 1 << 19
 _ZSTD_LEVEL = 3
 _DELTA = ("line", "ts")
@@ -128,9 +131,32 @@ def _encode_column(s: pl.Series) -> dict | None:
         arr = arr.astype(np.uint8)
     arr = arr.astype(_NP[s.dtype], copy=False)
     if s.name in _DELTA:
-        arr = np.diff(arr, prepend=arr.dtype.type(0))
-    out["v"] = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        out["f"] = int(arr[0])
+        arr = np.diff(arr)
+    if not nulls and "f" not in out and n and arr.min() == arr.max():
+        out["k"] = int(arr[0])
+        return out
+    if nulls * 2 > n:  # sparse: keep the values of the non-null rows only
+        arr = arr[valid]
+        out["s"] = 1
+    small = _narrowest(arr)
+    out["t"] = small.str
+    out["v"] = np.ascontiguousarray(arr).astype(small, copy=False).tobytes()
     return out
+
+
+def _narrowest(arr: np.ndarray) -> np.dtype:
+    """The smallest little-endian integer type that holds every value of ``arr``."""
+    if arr.size == 0:
+        return np.dtype("<u1")
+    lo, hi = int(arr.min()), int(arr.max())
+    kinds = "u" if lo >= 0 else "i"
+    for size in (1, 2, 4, 8):
+        t = np.dtype(f"<{kinds}{size}")
+        info = np.iinfo(t)
+        if info.min <= lo and hi <= info.max:
+            return t
+    return arr.dtype.newbyteorder("<")
 
 
 def _decode_column(name: str, dtype: pl.DataType, col: dict | None, n: int) -> pl.Series:
@@ -144,10 +170,20 @@ def _decode_column(name: str, dtype: pl.DataType, col: dict | None, n: int) -> p
         codes = np.frombuffer(col["c"], dtype=np.dtype(ctype).newbyteorder("<"))
         idx = pl.Series(np.ma.masked_array(codes, ~mask) if mask is not None else codes)
         return pl.Series(name, col["d"], dtype=pl.String).gather(idx).alias(name)
-    npt = np.dtype(_NP[dtype]).newbyteorder("<")
-    arr = np.frombuffer(col["v"], dtype=npt)
-    if name in _DELTA:
-        arr = np.cumsum(arr, dtype=npt)
+    npt = np.dtype(_NP[dtype])
+    if "k" in col:
+        arr = np.full(n, col["k"], dtype=npt)
+    elif "s" in col:
+        arr = np.zeros(n, dtype=npt)
+        arr[mask] = np.frombuffer(col["v"], dtype=np.dtype(col["t"]))
+    else:
+        arr = np.frombuffer(col["v"], dtype=np.dtype(col["t"])).astype(npt)
+    if "f" in col:
+        full = np.empty(n, dtype=npt)
+        full[0] = col["f"]
+        np.cumsum(arr, dtype=npt, out=full[1:])
+        full[1:] += full[0]
+        arr = full
     if dtype == pl.Boolean:
         arr = arr.astype(bool)
     if mask is not None:
