@@ -55,9 +55,12 @@ What is simplified (say so when quoting results)
     * Lock contention, ``need_resched`` and fatal signals never abort a run
       (``COMPACT_CONTENDED`` only comes from ``compaction_alloc`` failing
       before the scanners met).
-    * Pages freed by migration go straight to the buddy lists (the kernel
-      frees them to the per-CPU lists and drains the local ones when the
-      migrate scanner leaves an order-aligned block).
+    * Pages freed by migration are held back (the kernel frees them to the
+      local per-CPU list) and reach the buddy lists when the migrate scanner
+      leaves the order-aligned block it migrated from (``check_drain``);
+      the model holds only those pages, not other per-CPU pages, and sends
+      what is left at the end of a run to the buddy lists without capture.
+      Whole-zone runs (order -1) drain at pageblock boundaries.
     * Whether a page can be isolated or migrated is drawn at random, per
       folio and per attempt, from two rates (see :class:`Compaction`).
 
@@ -320,6 +323,7 @@ class CompactControl:
         "no_set_skip_hint", "proactive_compaction", "finish_pageblock",
         "migrate_pfn", "free_pfn", "migratepages", "nr_migratepages", "freepages", "nr_freepages",
         "total_migrate_scanned", "total_free_scanned", "nr_isolated", "nr_migrated", "nr_failed",
+        "pending_free",
     )
 
     def __init__(self, zone: Zone, order: int, gfp: int = GFP_KERNEL, mode: int = MIGRATE_SYNC_LIGHT,
@@ -351,6 +355,7 @@ class CompactControl:
         self.nr_isolated = 0
         self.nr_migrated = 0
         self.nr_failed = 0
+        self.pending_free: list[tuple[int, int]] = []  # migrated sources on the per-CPU list
 
     def work(self) -> CompactWork:
         return CompactWork(self.total_migrate_scanned, self.total_free_scanned, self.nr_isolated,
@@ -382,16 +387,18 @@ class Compaction:
     writeback: ``ISOLATE_ASYNC_MIGRATE``).  Both are drawn per folio and per
     attempt (these states are temporary) from a seeded generator.
 
-    Defaults 0.005 and 0.02 are estimates, not measurements: transient
-    failures are rare per page, and the published direct-compaction success
-    rates of a few percent (J. Weiner's 2.8-4 % on production hosts, quoted
-    in the defrag_mode series) come mostly from pageblocks polluted by
-    unmovable allocations, async compaction giving up early and deferral —
-    which the model produces from the workload — not from per-page
-    failures.  With 0.005 a pageblock holding 128 movable pages clears in
-    one pass with probability 0.995**128 = 53 %, one with 384 in 15 %:
-    compaction is far from magically successful even on fully movable
-    memory.  Set both to 0 to study the scanners alone.
+    Defaults 0.002 and 0.005 are estimates, not measurements (the reference
+    machine's /proc/vmstat shows no compaction at all to calibrate against):
+    transient failures are rare per page, and the published
+    direct-compaction success rates of a few percent (J. Weiner's 2.8-4 %
+    on production hosts, quoted in the defrag_mode series) come mostly from
+    pageblocks polluted by unmovable allocations, async compaction giving up
+    early, skip hints and deferral — which the model produces from the
+    workload — not from per-page failures.  Still, with these defaults a
+    pageblock holding 128 movable pages clears in one sync pass with
+    probability 0.998**128 = 77 % (384 pages: 46 %), in one async pass with
+    (0.998 * 0.995)**128 = 41 %: compaction is not magically successful even
+    on fully movable memory.  Set both to 0 to study the scanners alone.
     """
 
     def __init__(self, node: Node, *, proactiveness: int = 20, extfrag_threshold: int = 500,
@@ -733,6 +740,17 @@ class Compaction:
             return pfn
         return -1
 
+    def _drain_pending(self, cc: CompactControl) -> None:
+        """``lru_add_drain_cpu_zone`` / ``drain_local_pages``: migrated sources reach the buddy lists."""
+        node = self.node
+        zone = cc.zone
+        page_mt = node.page_mt
+        for pfn, order in cc.pending_free:
+            n = 1 << order
+            page_mt[pfn:pfn + n] = bytes((PAGE_FREE,)) * n
+            node.free_one_page(zone, pfn, order)
+        cc.pending_free.clear()
+
     def _release_freepages(self, cc: CompactControl) -> int:
         """``release_free_list``: unused isolated blocks go back to the buddy; returns the highest pfn."""
         node = self.node
@@ -787,9 +805,9 @@ class Compaction:
             owner = rmap.pop(src)
             owner.migrate_page(src, dst, order)
             rmap[dst] = owner
-            page_mt[src:src + n] = bytes((PAGE_FREE,)) * n
+            page_mt[src:src + n] = bytes((PAGE_RESERVED,)) * n  # freed to the per-CPU list
             alloc_order[src] = NO_ORDER
-            node.free_one_page(zone, src, order)
+            cc.pending_free.append((src, order))
             succeeded += n
         cc.nr_migratepages = 0
         cc.nr_migrated += succeeded
@@ -910,6 +928,14 @@ class Compaction:
                     ret = COMPACT_SUCCESS
                     stop = True
                 break
+            if not stop and last_migrated_pfn:
+                # check_drain: once the migrate scanner left the order-aligned block it migrated
+                # from, the freed sources are drained from the per-CPU list and can merge (or be
+                # captured); whole-zone runs (order -1) drain at pageblock boundaries
+                drain_order = cc.order if cc.order > 0 else PAGEBLOCK_ORDER
+                if last_migrated_pfn < (cc.migrate_pfn >> drain_order) << drain_order:
+                    self._drain_pending(cc)
+                    last_migrated_pfn = 0
             work = cc.work()
             if work != reported:
                 yield CompactWork(*(a - b for a, b in zip(work, reported)))
@@ -921,6 +947,13 @@ class Compaction:
             free_pfn = _pageblock_start(self._release_freepages(cc))
             if free_pfn > zone.cached_free_pfn:
                 zone.cached_free_pfn = free_pfn
+        if cc.pending_free:
+            # sources still on the per-CPU list: they reach the buddy lists later, never captured
+            saved, node.capc = node.capc, None
+            try:
+                self._drain_pending(cc)
+            finally:
+                node.capc = saved
         work = cc.work()
         if work != reported:
             yield CompactWork(*(a - b for a, b in zip(work, reported)))

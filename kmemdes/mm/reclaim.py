@@ -406,14 +406,26 @@ class Reclaim:
         lst = 2 * zi
         node = self.node
         flags = self._flags
+        owner_id = self._owner_id
         owners = self._owners
+        prv, nxt = self._prv, self._nxt
+        alloc_order = node.alloc_order
+        rmap = node.rmap
+        free_pages = node.free_pages
+        tail = self._tail
         scanned = reclaimed = 0
         rotated = []
         while scanned < nr_to_scan:
-            pfn = self._tail[lst]
+            pfn = tail[lst]
             if pfn < 0:
                 break
-            order = self._order(pfn)
+            p = prv[pfn]  # isolate the tail folio
+            tail[lst] = p
+            if p >= 0:
+                nxt[p] = -1
+            else:
+                self._head[lst] = -1
+            order = alloc_order[pfn]
             n = 1 << order
             scanned += n
             f = flags[pfn]
@@ -422,16 +434,19 @@ class Reclaim:
                 if sc.is_kswapd and sc.may_writepage:
                     flags[pfn] = f & ~_PG_DIRTY
                     self.vmstat["nr_vmscan_write"] += n
-                self._unlink(lst, pfn)
                 rotated.append(pfn)
                 continue
-            oid = self._owner_id[pfn]
-            self._del(pfn)
-            owner = owners[oid]
-            if owner is not None and hasattr(owner, "reclaim_page"):
-                owner.reclaim_page(pfn, order)
-            node.free_pages(pfn, order)
+            flags[pfn] = 0
+            oid = owner_id[pfn]
+            owner_id[pfn] = 0
+            del rmap[pfn]
+            if oid:
+                owner = owners[oid]
+                if hasattr(owner, "reclaim_page"):
+                    owner.reclaim_page(pfn, order)
+            free_pages(pfn, order)
             reclaimed += n
+        self._account(lst, -reclaimed)
         for pfn in rotated:  # kept folios go back to the head
             self._link_head(lst, pfn)
         return scanned, reclaimed

@@ -223,8 +223,9 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
             yield env.timeout(costs.kswapd_nap_ns) | ev
             waker.sleeping = False
             remaining = ev.triggered
-            if remaining:
-                req["hz"] = max(req["hz"] if req["hz"] is not None else hz, hz)
+            if remaining:  # woken prematurely: keep the request, at least this run's order
+                if req["hz"] is None:
+                    req["hz"] = hz
                 req["order"] = max(req["order"], reclaim_order)
         if not remaining and rec.prepare_kswapd_sleep(reclaim_order, hz):
             _log(log, env.now, "kswapd_sleep")
