@@ -483,6 +483,14 @@ def fig_pagemap(run: RunData):
             # page counts (customdata) only for the end snapshot here: they dominate the page size
             fig.add_trace(go.Heatmap(z=z, customdata=c if last else None, hovertemplate=hover if last else hover_bare,
                                      showscale=False, visible=last, **common), row=1, col=2)
+        steps = []
+        for i, t in enumerate(shown):
+            vis = [True] + [j == i for j in range(len(shown))]
+            steps.append(dict(method="update", label=f"{t / 1e9:.2f} s",
+                              args=[{"visible": vis}, {"annotations[1].text": f"t = {t / 1e9:.3f} s (slider below)"}]))
+        fig.update_layout(sliders=[dict(active=len(shown) - 1, steps=steps, x=0.5, len=0.5, xanchor="left", y=0,
+                                        yanchor="top", pad=dict(t=30),
+                                        currentvalue=dict(visible=False))])
     # zone boundaries: a dotted line above the row where a zone starts, its name left of the map
     if "zone" in pm.columns:
         first = pm.filter(pl.col("t_ns") == shown[0]).group_by("zone").agg(pl.col("pageblock").min()).sort("pageblock")

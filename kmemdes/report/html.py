@@ -22,7 +22,7 @@ from kmemdes.mm.frag import format_index
 from kmemdes.report import figures as F
 from kmemdes.report.load import RunData, load_run_dir
 from kmemdes.report.metrics import (compaction, fallback_matrix, final_counters, final_frag, latency_table,
-                                    requests_table, workload_table, zone_order)
+                                    main_zone, requests_table, workload_table, zone_order)
 from kmemdes.report.page import Page, Raw, esc, fmt_num, table_html
 
 __all__ = ["render_report", "write_report", "atomic_write"]
@@ -53,6 +53,7 @@ def _add(page: Page, built, title: str, how: str) -> None:
 
 
 def _headline(page: Page, run: RunData) -> None:
+    """Who ran what, the key numbers, and the notes of the run, side by side."""
     s = run.summary
     sim_s = (s.get("sim_ns") or 0) / 1e9
     rows = [("name", s.get("name", run.label)), ("run directory", str(run.path)),
@@ -60,23 +61,37 @@ def _headline(page: Page, run: RunData) -> None:
             ("simulated time", f"{sim_s:,.3f} s")]
     if s.get("events_replayed") is not None:
         rows.append(("events replayed", fmt_num(s["events_replayed"])))
-    if s.get("requests") is not None:
-        rows.append(("page allocator requests", fmt_num(s["requests"])))
     if s.get("wall_s") is not None:
         rows.append(("wall-clock time", f"{s['wall_s']:.3g} s"
                      + (f" ({fmt_num(s['events_per_s'])} events/s)" if s.get("events_per_s") else "")))
-    page.html(_kv(rows))
+    rt = requests_table(run.requests)
+    nreq, nfail = int(rt["requests"].sum()) if rt.height else 0, int(rt["failures"].sum()) if rt.height else 0
+    failing = [str(o) for o, f in zip(rt["order"].to_list(), rt["failures"].to_list()) if f]
+    fb = fallback_matrix(run.fallbacks)
+    cp = compaction(run)
+    key = [("page allocator requests", fmt_num(nreq)),
+           ("failed", f"{fmt_num(nfail)} ({_pct(nfail / nreq) if nreq else '–'})"
+                      + (f", orders {', '.join(failing)}" if failing else "")),
+           ("fallbacks", f"{fmt_num(fb['claim_total'])} claims, {fmt_num(fb['steal_total'])} steals, "
+                         f"{fmt_num(fb['pollute'])} pollutions"),
+           ("direct compaction", f"{fmt_num(cp['attempts'])} attempts, success rate {_pct(cp['success_rate'])}")]
+    ff = final_frag(run.frag)
+    z = main_zone(run)
+    if ff.height and z is not None:
+        u = ff.filter((pl.col("zone") == z) & (pl.col("order").is_in([3, 9, 10]))).sort("order")
+        if u.height:
+            key.append((f"final unusable index, {z}",
+                        ", ".join(f"order {o}: {format_index(int(v))}" for o, v in u.select("order", "unusable").iter_rows())))
     notes = s.get("notes") or []
+    right = _kv(key)
     if notes:
-        page.html(Raw("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"))
+        right = Raw(right + "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    page.html(Raw(f'<div class="grid2"><div>{_kv(rows)}</div><div>{right}</div></div>'))
     if run.missing:
         page.html(Raw(f'<div class="warn">Missing from the run directory (shown as "no data"): '
                       f'{esc(", ".join(run.missing))}</div>'))
 
-
-def _tables(page: Page, run: RunData) -> None:
     page.h3("Requests and failures per order")
-    rt = requests_table(run.requests)
     page.html(table_html(
         ["order", "requests", "failures", "failure rate", "may reclaim: requests", "failure rate",
          "atomic: requests", "failure rate"],
@@ -86,6 +101,22 @@ def _tables(page: Page, run: RunData) -> None:
     page.text("\"May reclaim\" requests carry __GFP_DIRECT_RECLAIM (GFP_KERNEL, GFP_HIGHUSER_MOVABLE...): they can "
               "wait for reclaim and compaction. \"Atomic\" requests (GFP_ATOMIC, GFP_NOWAIT) cannot, so they fail "
               "first when free memory is fragmented.", "lead")
+    if ff.height:
+        page.h3("Final fragmentation indices")
+        body = []
+        for zz in zone_order(ff["zone"].unique().to_list()):
+            d = ff.filter(pl.col("zone") == zz).sort("order")
+            body.append((f"{zz}: unusable", *[format_index(int(v)) for v in d["unusable"]]))
+            body.append((f"{zz}: extfrag", *[format_index(int(v)) for v in d["extfrag"]]))
+        page.html(table_html(["zone / index"] + [f"order {o}" for o in range(11)], body))
+        page.text("As debugfs extfrag/unusable_index and extfrag_index print them. Unusable free space index: share "
+                  "of free memory in blocks too small for an order-N request (0 good, 1 bad). Extfrag index: near 0 a "
+                  "failure would come from lack of memory, near 1 from fragmentation; -1.000 means an order-N block "
+                  "is free (the request would succeed).", "lead")
+
+
+def _paths(page: Page, run: RunData) -> None:
+    """Allocation paths, latency, fallbacks, compaction: how the allocator got there."""
     _add(page, F.fig_path_shares(run.requests), "Where the page allocator served each order",
          "Share of each order's requests by path: per-CPU lists (pcp), the buddy free lists, a fallback to another "
          "migratetype (claim/steal), the slow path after reclaim or compaction, or failure (red).")
@@ -126,20 +157,6 @@ def _tables(page: Page, run: RunData) -> None:
     rows += [(f"{k} (final counter)", fmt_num(v)) for k, v in fc.items()]
     page.html(_kv(rows))
 
-    ff = final_frag(run.frag)
-    if ff.height:
-        page.h3("Final fragmentation indices")
-        body = []
-        for z in zone_order(ff["zone"].unique().to_list()):
-            d = ff.filter(pl.col("zone") == z).sort("order")
-            body.append((f"{z}: unusable", *[format_index(int(v)) for v in d["unusable"]]))
-            body.append((f"{z}: extfrag", *[format_index(int(v)) for v in d["extfrag"]]))
-        page.html(table_html(["zone / index"] + [f"order {o}" for o in range(11)], body))
-        page.text("As debugfs extfrag/unusable_index and extfrag_index print them. Unusable free space index: share "
-                  "of free memory in blocks too small for an order-N request (0 good, 1 bad). Extfrag index: near 0 a "
-                  "failure would come from lack of memory, near 1 from fragmentation; -1.000 means an order-N block "
-                  "is free (the request would succeed).", "lead")
-
 
 def render_report(run: RunData) -> str:
     """The HTML report of a loaded run, as a string (deterministic for a given run directory)."""
@@ -150,11 +167,32 @@ def render_report(run: RunData) -> str:
                          f"{(s.get('sim_ns') or 0) / 1e9:,.3f} s simulated · {run.path.name}")
     page.section("summary", "Summary", "What ran, and the numbers that decide whether it went well.")
     _headline(page, run)
-    _tables(page, run)
+
+    page.section("map", "Physical memory map and pageblocks",
+                 "Where free memory and unmovable pages are: the picture behind the fragmentation numbers.")
+    _add(page, F.fig_pagemap(run), "Physical memory map",
+         "Each cell is a 2 MiB pageblock, rows in physical address order (top = lowest). Colour = migratetype, "
+         "red = movable block polluted by unmovable/reclaimable pages; shade = how full (light = free, dark = full). "
+         "Left: start of the run; right: the snapshot picked with the slider (default: the end). "
+         "Hover a cell of the first or last snapshot for its page counts; pfn = address / 4 KiB.")
+    _add(page, F.fig_pageblocks(run), "Pageblocks per migratetype",
+         "Number of 2 MiB pageblocks of each type (all zones); dotted: blocks of that type holding pages of "
+         "another mobility (e.g. unmovable pages in a movable block), which defeat compaction.")
+
+    page.section("frag", "Fragmentation over time",
+                 "Per zone: use the zone menu at the top left of a figure (default: Normal).")
+    _add(page, F.fig_frag(run, "unusable"), "Unusable free space index per order",
+         "Share of free memory in blocks too small for an order-N request: 0 = all free memory is usable at that "
+         "order (good), 1 = none is (bad). One line per order; orders 9-10 (2-4 MiB) degrade first.")
+    _add(page, F.fig_failures(run), "Allocation failures on the timeline",
+         "One marker per failed page-allocator request at its simulated time, by order; hover for GFP flags and "
+         "workload. Compare with the unusable index above at the same time.")
+    _add(page, F.fig_frag(run, "extfrag"), "External fragmentation index per order",
+         "Why an order-N request would fail: near 0 = lack of memory, near 1 = fragmentation; -1 means a free block "
+         "of that order exists (the request would succeed).")
 
     page.section("free", "Free memory over time",
-                 "How free memory is split into blocks of each order (the buddy allocator's free_area), per zone: "
-                 "use the zone menu at the top left of each figure.")
+                 "How free memory is split into blocks of each order (the buddy allocator's free_area), per zone.")
     _add(page, F.fig_free_heatmap(run), "Free blocks per order (heatmap)",
          "Each row is an order (a block of 2^order contiguous pages); colour = number of free blocks of that order "
          "(log scale; dark = none). High orders going dark means large contiguous requests will start failing.")
@@ -167,26 +205,8 @@ def render_report(run: RunData) -> str:
          "fragmentation_score_zone: % of free memory not in pageblock-sized (order-9) blocks; kcompactd compacts "
          "proactively while the node score is above 100 - compaction_proactiveness.")
 
-    page.section("frag", "Fragmentation over time")
-    _add(page, F.fig_frag(run, "unusable"), "Unusable free space index per order",
-         "Share of free memory in blocks too small for an order-N request: 0 = all free memory is usable at that "
-         "order (good), 1 = none is (bad). One line per order; orders 9-10 (2-4 MiB) degrade first.")
-    _add(page, F.fig_frag(run, "extfrag"), "External fragmentation index per order",
-         "Why an order-N request would fail: near 0 = lack of memory, near 1 = fragmentation; -1 means a free block "
-         "of that order exists (the request would succeed).")
-    _add(page, F.fig_failures(run), "Allocation failures on the timeline",
-         "One marker per failed page-allocator request at its simulated time, by order; hover for GFP flags and "
-         "workload. Compare with the unusable index above at the same time.")
-
-    page.section("pageblocks", "Pageblocks and the physical memory map")
-    _add(page, F.fig_pageblocks(run), "Pageblocks per migratetype",
-         "Number of 2 MiB pageblocks of each type (all zones); dotted: blocks of that type holding pages of "
-         "another mobility (e.g. unmovable pages in a movable block), which defeat compaction.")
-    _add(page, F.fig_pagemap(run), "Physical memory map",
-         "Each cell is a 2 MiB pageblock, rows in physical address order (top = lowest). Colour = migratetype, "
-         "red = movable block polluted by unmovable/reclaimable pages; shade = how full (light = free, dark = full). "
-         "Left: start of the run; right: the snapshot picked with the slider (default: the end). "
-         "Hover a cell of the first or last snapshot for its page counts; pfn = address / 4 KiB.")
+    page.section("paths", "Allocation paths, latency, fallbacks, compaction")
+    _paths(page, run)
 
     page.section("slab", "Slab (SLUB)")
     _add(page, F.fig_slab(run, "memory"), "Slab memory by cache",

@@ -291,7 +291,7 @@ class Page:
         body = list(self._body)
         if self._nav:
             body.append("</section>")
-        nav = "".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t in self._nav)
+        nav = " ".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t in self._nav)
         return "".join([
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
             '<meta name="viewport" content="width=device-width, initial-scale=1">',

@@ -136,7 +136,7 @@ def test_every_figure_has_a_title_an_explanation_and_data(small_run):
     for s in specs:
         d = json.loads(s)
         assert d["data"], "figure without traces"
-    for anchor in ("summary", "free", "frag", "pageblocks", "slab", "vmalloc", "dist", "config"):
+    for anchor in ("summary", "map", "frag", "free", "paths", "slab", "vmalloc", "dist", "config"):
         assert f'<section id="{anchor}">' in text and f'href="#{anchor}"' in text
     assert text.count(plotly_js()) == 1
     assert "<details><summary>Resolved config (config.toml)</summary>" in text
@@ -200,3 +200,45 @@ def test_engine_written_replay_report(replay_run, tmp_path):
     # the memory map covers every online pageblock of the capture's machine
     pm = pl.read_parquet(replay_run / "metrics" / "pagemap.parquet")
     assert pm.filter(pl.col("t_ns") == 0).height == pm["pageblock"].n_unique()
+
+
+def test_memory_map_cells_slider_and_polluted_blocks(small_run):
+    """The map's cells follow pagemap.parquet: category from the migratetype (movable blocks holding
+    unmovable/reclaimable pages apart), shade from the fill; one slider step per snapshot."""
+    import base64
+
+    import numpy as np
+
+    text = render_report(load_run_dir(small_run))
+    spec = next(json.loads(s) for s in re.findall(r'<script type="application/json" id="fig\d+-data">(.*?)</script>',
+                                                  text, re.S) if '"sliders"' in s)
+    pm = pl.read_parquet(small_run / "metrics" / "pagemap.parquet")
+    snaps = sorted(pm["t_ns"].unique().to_list())
+    heat = [t for t in spec["data"] if t["type"] == "heatmap"]
+    assert len(heat) == 1 + len(snaps)
+    steps = spec["layout"]["sliders"][0]["steps"]
+    assert len(steps) == len(snaps)
+    for i, st in enumerate(steps):
+        vis = st["args"][0]["visible"]
+        assert vis[0] is True and sum(vis) == 2 and vis[1 + i] is True
+
+    def grid(tr):
+        shape = [int(v) for v in tr["z"]["shape"].split(",")]
+        return np.frombuffer(base64.b64decode(tr["z"]["bdata"]), dtype=np.float32).reshape(shape)
+
+    pb0 = int(pm["pageblock"].min())
+    for tr, t in ((heat[0], snaps[0]), (heat[-1], snaps[-1])):
+        z = grid(tr)
+        d = pm.filter(pl.col("t_ns") == t)
+        seen = set()
+        for pb, mt, free, mov, unm, rec in d.select("pageblock", "migratetype", "free", "movable", "unmovable",
+                                                     "reclaimable").iter_rows():
+            cat = {0: 0, 2: 3, 3: 4}.get(mt, 5) if mt != 1 else (2 if unm + rec > 0 else 1)
+            seen.add(cat)
+            v = z[(pb - pb0) // 64, (pb - pb0) % 64]
+            assert int(v) == cat, (pb, mt, unm, rec, v)
+            assert abs((v - cat - 0.08) / 0.84 - (1 - free / 512)) < 1e-4
+        if t == snaps[-1]:
+            assert 2 in seen, "the end snapshot of the fixture has polluted movable blocks"
+    # page counts for hover: start and end only
+    assert heat[0]["customdata"] and heat[-1]["customdata"] and "customdata" not in heat[1]
