@@ -4,9 +4,9 @@ Every function takes ``nr_free``: free blocks per order 0..10 over all
 migratetypes (``zone->free_area[order].nr_free``, the numbers of one
 /proc/buddyinfo line), so they work the same on the model and on snapshots.
 
->>> nr_free = [738, 921, 757, 502, 286, 113, 60, 31, 44, 43, 87]   # a real Normal zone
->>> [unusable_free_index(nr_free, o) for o in (0, 1, 9, 10)]
-[0, 4, 248, 397]
+>>> nr_free = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 3]   # the DMA zone of the reference machine
+>>> [unusable_free_index(nr_free, o) for o in (8, 9, 10)]   # debugfs printed 0.000 0.066 0.200
+[0, 66, 200]
 >>> format_index(-1000), format_index(-500), format_index(397)
 ('-1.000', '0.-500', '0.397')
 """
@@ -71,8 +71,8 @@ def fragmentation_index(nr_free: Sequence[int], order: int) -> int:
 
     -1000 when a block of ``order`` is free (the request would succeed).
 
-    >>> fragmentation_index([0] * 11, 2), fragmentation_index([4] + [0] * 10, 2)
-    (0, 0)
+    >>> fragmentation_index([0] * 11, 2), fragmentation_index([4] + [0] * 10, 2)   # 1000 - (1000 + 1000) // 4
+    (0, 500)
     >>> fragmentation_index([40] + [0] * 10, 2), fragmentation_index([0, 0, 1] + [0] * 8, 2)
     (750, -1000)
     """
