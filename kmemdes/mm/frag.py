@@ -74,7 +74,7 @@ def fragmentation_index(nr_free: Sequence[int], order: int) -> int:
     >>> fragmentation_index([0] * 11, 2), fragmentation_index([4] + [0] * 10, 2)   # 1000 - (1000 + 1000) // 4
     (0, 500)
     >>> fragmentation_index([40] + [0] * 10, 2), fragmentation_index([0, 0, 1] + [0] * 8, 2)
-    (750, -1000)
+    (725, -1000)
     """
     if order > NR_PAGE_ORDERS - 1:
         return 0
