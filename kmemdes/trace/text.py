@@ -344,6 +344,7 @@ class TextParser:
         self._frames: list[pl.DataFrame] = []
         self._last_ts: int | None = None
         self._event_names: dict[str, str | None] = {}
+        self._cmp: np.ndarray | None = None
 
     # ------------------------------------------------------------------ input
 
@@ -381,24 +382,32 @@ class TextParser:
         """The chunk as one String column ``l`` (one row per line), and the
         indexes of lines with binary garbage (emptied)."""
         arr = np.frombuffer(chunk, dtype=np.uint8)
-        nl = int(np.count_nonzero(arr == 10))
-        clean = int(np.count_nonzero(arr < 32)) == nl
-        if clean and not chunk.isascii():
+        if self._cmp is None or self._cmp.size < arr.size:
+            self._cmp = np.empty(arr.size, dtype=bool)
+        ctrl = int(np.count_nonzero(np.less(arr, 32, out=self._cmp[: arr.size])))
+        clean = chunk.isascii()
+        if not clean:
             try:
                 chunk.decode("utf-8")
+                clean = True
             except UnicodeDecodeError:
-                clean = False
+                pass
         if clean:
-            frame = pl.read_csv(
-                io.BytesIO(chunk),
-                has_header=False,
-                separator="\x01",
-                quote_char=None,
-                new_columns=["l"],
-                schema={"l": pl.String},
-                comment_prefix=None,
-            )
-            return frame, []
+            try:
+                frame = pl.read_csv(
+                    io.BytesIO(chunk),
+                    has_header=False,
+                    separator="\x01",
+                    quote_char=None,
+                    new_columns=["l"],
+                    schema={"l": pl.String},
+                    comment_prefix=None,
+                )
+            except pl.exceptions.PolarsError:
+                frame = None
+            # the only control bytes allowed are the newlines, one per row
+            if frame is not None and ctrl == frame.height - (0 if chunk.endswith(b"\n") else 1):
+                return frame, []
         raw_lines = chunk.split(b"\n")
         if chunk.endswith(b"\n"):
             raw_lines.pop()
@@ -440,30 +449,49 @@ class TextParser:
             slow, lost = self._slow_header(rest)
             if slow.height:
                 events = slow if ok is None else pl.concat([ok, slow], how="vertical_relaxed").sort("line")
-        typed = []
-        if events is not None and events.height:
-            for (ev,), part in events.select("line", "ev", "body").partition_by(
-                "ev", as_dict=True, maintain_order=False
-            ).items():
-                out = self._parse_event(ev, part)
-                if out is not None:
-                    typed.append(out)
-        if not typed and (lost is None or not lost.height):
+        chunk = self._typed_chunk(events) if events is not None and events.height else None
+        if chunk is None and (lost is None or not lost.height):
             return
-        chunk = None
-        if typed:
-            tcat = pl.concat(typed, how="diagonal_relaxed").sort("line")
-            head = events.select("line", "ts", "cpu", "pid", "comm", "flags")
-            if tcat.height == head.height and tcat["line"].equals(head["line"]):
-                chunk = pl.concat([head, tcat.drop("line")], how="horizontal")
-            else:  # rows dropped for bad event names
-                chunk = head.join(tcat, on="line", how="inner", maintain_order="left")
         if lost is not None and lost.height:
             chunk = lost if chunk is None else pl.concat([chunk, lost], how="diagonal_relaxed").sort("line")
         chunk = _conform(chunk)
         chunk = self._finish_chunk(chunk)
         self.line_counts["rows"] += chunk.height
         self._frames.append(chunk)
+
+    def _typed_chunk(self, events: pl.DataFrame) -> pl.DataFrame | None:
+        """Parse each event type's bodies and scatter the typed columns back
+        into the rows of ``events`` (which are in line order)."""
+        n = events.height
+        line = events["line"].to_numpy()
+        cols: dict[str, pl.Series] = {}
+        keep = None
+        for (ev,), part in events.select("line", "ev", "body").partition_by(
+            "ev", as_dict=True, maintain_order=False
+        ).items():
+            out = self._parse_event(ev, part)
+            idx = pl.Series(np.searchsorted(line, part["line"].to_numpy()), dtype=pl.UInt32)
+            if out is None:
+                if keep is None:
+                    keep = np.ones(n, dtype=bool)
+                keep[idx.to_numpy()] = False
+                continue
+            for c in out.columns:
+                if c == "line":
+                    continue
+                col = cols.get(c)
+                if col is None:
+                    col = cols[c] = pl.Series(c, dtype=EVENT_SCHEMA[c]).extend_constant(None, n)
+                vals = out[c]
+                if vals.dtype != EVENT_SCHEMA[c]:
+                    vals = vals.cast(EVENT_SCHEMA[c])
+                col.scatter(idx, vals)
+        if not cols:
+            return None
+        chunk = events.select("line", "ts", "cpu", "pid", "comm", "flags").with_columns(list(cols.values()))
+        if keep is not None:
+            chunk = chunk.filter(pl.Series(keep))
+        return chunk
 
     def _fast_header(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Header fields of the lines that fit the learnt layout; ``_ok`` marks
