@@ -31,8 +31,8 @@ __all__ = [
 MAX_POINTS = 1200   # time bins per series: about one per pixel of a full-width figure
 PAGE = 4096
 MIB = float(1 << 20)
-ORDER_COLORS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
-                "#b5de2b", "#dde318", "#fde725"]   # viridis, order 0 (dark) .. 10 (yellow)
+ORDER_COLORS = ["#3a2f7a", "#456ee3", "#35a8f7", "#1fdbc0", "#4ff77d", "#a4fc3b", "#dbde36", "#f9ad33",
+                "#f46b18", "#d33305", "#991001"]   # turbo: order 0 (dark blue) .. 10 (dark red)
 MT_COLORS = {0: "#d95f02", 1: "#1f78b4", 2: "#33a02c", 3: "#6a3d9a", 4: "#7f7f7f", 5: "#e7298a"}
 PATH_ORDER = ["pcp", "pcp_refill", "buddy", "highatomic", "fallback_claim", "fallback_steal", "slowpath",
               "after_reclaim", "after_compaction", "failed"]
@@ -262,7 +262,7 @@ def fig_watermarks(run: RunData):
 
 
 def fig_score(run: RunData):
-    """Proactive compaction score per zone (0..100) over time."""
+    """Proactive compaction score per zone (0..100) over time, with kcompactd's start/stop marks."""
     s = run.score
     if s.height == 0:
         return None
@@ -272,6 +272,15 @@ def fig_score(run: RunData):
         d = ds.filter(pl.col("zone") == z)
         fig.add_trace(go.Scatter(**_tx(d["t_s"]), y=_f4(d["score"]), mode="lines", name=ptext(z),
                                  hovertemplate="score %{y:.0f}<extra>" + ptext(z) + "</extra>"))
+    pro = (run.config.get("policy") or {}).get("compaction_proactiveness")
+    if isinstance(pro, int) and not isinstance(pro, bool) and pro > 0:
+        from kmemdes.mm.frag import fragmentation_score_wmark
+
+        for low, label in ((False, "kcompactd starts above"), (True, "and stops at")):
+            v = fragmentation_score_wmark(pro, low)
+            fig.add_hline(y=v, line=dict(color="#7f7f7f", dash="dash", width=1),
+                          annotation_text=f"{label} {v}", annotation_position="top left" if not low else "bottom left",
+                          annotation_font_size=10)
     _layout(fig, height=320, xtitle="simulated time (s)", ytitle="compaction score (0..100)")
     fig.update_yaxes(range=[0, 101])
     return fig, _ds_note(n, bins)
@@ -451,6 +460,8 @@ def fig_pagemap(run: RunData):
         shown = snaps
     cell_mib = 2 * k
     y = _f8(pb0 * 2 + np.arange(rows) * width * cell_mib)   # row start address, MiB
+    unit, ydiv = ("GiB", 1024.0) if (pb1 + 1) * 2 > 4096 else ("MiB", 1.0)
+    y = y / ydiv
     x = np.arange(width, dtype=np.int16)
     grids = {}
     by_t = pm.partition_by("t_ns", as_dict=True, maintain_order=True)
@@ -462,7 +473,7 @@ def fig_pagemap(run: RunData):
                 tickvals=[i + 0.5 for i in range(ncat)], ticktext=[c[0] for c in _PM_CATS], len=1.0, y=0.5,
                 tickfont=dict(size=10))
     cell_txt = "2 MiB pageblock" if k == 1 else f"{k} pageblocks ({cell_mib} MiB, summed)"
-    where = "%{y:,} MiB + %{x}×" + f"{cell_mib}" + " MiB (" + cell_txt + ")"
+    where = ("%{y:,.3f} GiB" if unit == "GiB" else "%{y:,} MiB") + " + %{x}×" + f"{cell_mib}" + " MiB (" + cell_txt + ")"
     hover = (where + "<br>free %{customdata[0]} · movable %{customdata[1]} · unmovable %{customdata[2]} · "
              "reclaimable %{customdata[3]} pages<br>migratetype %{customdata[4]} (0 Unmovable, 1 Movable, "
              "2 Reclaimable, 3 HighAtomic, 4 Isolate)<extra></extra>")
@@ -502,7 +513,7 @@ def fig_pagemap(run: RunData):
             if r > 0:
                 for ci in range(1, 3 if two else 2):
                     fig.add_shape(type="line", xref=f"x{'' if ci == 1 else ci} domain", x0=0, x1=1, yref="y",
-                                  y0=yy - width * cell_mib / 2, y1=yy - width * cell_mib / 2,
+                                  y0=yy - width * cell_mib / 2 / ydiv, y1=yy - width * cell_mib / 2 / ydiv,
                                   line=dict(color="#222222", width=1, dash="dot"))
             fig.add_annotation(xref="paper", x=0, xanchor="right", yref="y", y=yy, text=", ".join(znames) + " ▸",
                                showarrow=False, font=dict(size=10), xshift=-72)
@@ -510,7 +521,7 @@ def fig_pagemap(run: RunData):
     height = int(min(1200, rows * row_px + 150))
     _layout(fig, height=height, legend=False)
     fig.update_layout(margin=dict(l=150, r=30, t=50, b=70 if two else 30))
-    fig.update_yaxes(autorange="reversed", ticksuffix=" MiB", showgrid=False)
+    fig.update_yaxes(autorange="reversed", ticksuffix=f" {unit}", showgrid=False)
     fig.update_xaxes(showgrid=False, ticks="")
     notes = []
     if k > 1:

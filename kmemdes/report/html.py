@@ -174,7 +174,7 @@ def render_report(run: RunData) -> str:
          "Each cell is a 2 MiB pageblock, rows in physical address order (top = lowest). Colour = migratetype, "
          "red = movable block polluted by unmovable/reclaimable pages; shade = how full (light = free, dark = full). "
          "Left: start of the run; right: the snapshot picked with the slider (default: the end). "
-         "Hover a cell of the first or last snapshot for its page counts; pfn = address / 4 KiB.")
+         "Hover a cell of the first or last snapshot for its page counts; pfn = physical address / 4 KiB.")
     _add(page, F.fig_pageblocks(run), "Pageblocks per migratetype",
          "Number of 2 MiB pageblocks of each type (all zones); dotted: blocks of that type holding pages of "
          "another mobility (e.g. unmovable pages in a movable block), which defeat compaction.")
@@ -202,8 +202,9 @@ def render_report(run: RunData) -> str:
          "Free memory of the zone against its watermarks: below low, kswapd is woken to reclaim; below min, "
          "allocations reclaim or compact directly (slow path).")
     _add(page, F.fig_score(run), "Proactive compaction score",
-         "fragmentation_score_zone: % of free memory not in pageblock-sized (order-9) blocks; kcompactd compacts "
-         "proactively while the node score is above 100 - compaction_proactiveness.")
+         "fragmentation_score_zone (mm/compaction.c): % of a zone's free memory not in pageblock-sized (order-9) "
+         "blocks. kcompactd compacts proactively when the node score (zones weighted by size) rises above the upper "
+         "dashed line, until it falls to the lower one (both set by compaction_proactiveness).")
 
     page.section("paths", "Allocation paths, latency, fallbacks, compaction")
     _paths(page, run)
