@@ -227,34 +227,29 @@ def _decompressed_blocks(f: BinaryIO, kind: str) -> Iterator[bytes]:
 def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes | _Truncated]:
     """Whole-line chunks of a (possibly compressed) text file, produced by a
     background thread; a :class:`_Truncated` item reports a cut stream."""
-    q: queue.Queue = queue.Queue(maxsize=2)
+    q: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
     def produce() -> None:
         try:
             with open(path, "rb") as f:
-                buf: list[bytes] = []
-                size = 0
+                buf = bytearray()
                 try:
                     for block in _decompressed_blocks(f, kind):
-                        buf.append(block)
-                        size += len(block)
-                        if size >= chunk_bytes:
-                            data = b"".join(buf)
-                            cut = data.rfind(b"\n") + 1
+                        buf += block
+                        if len(buf) >= chunk_bytes:
+                            cut = buf.rfind(b"\n") + 1
                             if cut == 0:
-                                buf, size = [data], len(data)
                                 continue
-                            _put(data[:cut])
-                            rest = data[cut:]
-                            buf, size = ([rest], len(rest)) if rest else ([], 0)
+                            _put(bytes(buf[:cut]))
+                            del buf[:cut]
                             if stop.is_set():
                                 return
                     if buf:
-                        _put(b"".join(buf))
+                        _put(bytes(buf))
                 except _Truncated as e:
                     if buf:
-                        _put(b"".join(buf))
+                        _put(bytes(buf))
                     _put(e)
         except OSError as e:
             _put(KmemdesError(f"{path}: cannot read: {e.strerror or e}"))
