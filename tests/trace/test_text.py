@@ -157,6 +157,12 @@ def test_comm_with_spaces_dashes_brackets_and_colons():
     assert ev["ptr"].to_list() == [0xFFFF888100000000] * 5
 
 
+def test_record_tgid_column():
+    # the record-tgid option adds "(tgid)" after the pid (KERNEL.md section 14)
+    r = one("            bash-12948   (  12940) [001] .....  1968.174924: kfree: call_site=a+0x1/0x2 ptr=0000000000000000")
+    assert (r["comm"], r["pid"], r["cpu"], r["flags"], r["ts"]) == ("bash", 12948, 1, ".....", 1968174924000)
+
+
 # --------------------------------------------------------------------------- older kernels
 
 
