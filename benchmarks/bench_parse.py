@@ -32,6 +32,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 CORPUS = Path(os.environ.get("KMEMDES_CORPUS", ROOT.parent / "shared" / "traces"))
 
 
+_WIDTH = {"Int8": 1, "UInt8": 1, "Int16": 2, "UInt16": 2, "Int32": 4, "UInt32": 4, "Int64": 8, "UInt64": 8}
+
+
+def frame_bytes(df) -> int:
+    """Memory of an event table as Polars holds it: fixed-width values and
+    validity bitmaps, 16-byte string views plus the bytes of strings longer
+    than 12 (``estimated_size`` leaves the views out)."""
+    import polars as pl
+
+    total = 0
+    n = df.height
+    for name, dtype in df.schema.items():
+        s = df[name]
+        if dtype == pl.String:
+            lens = s.str.len_bytes()
+            total += 16 * n + int(lens.filter(lens > 12).sum() or 0)
+        elif dtype == pl.Boolean:
+            total += n // 8
+        else:
+            total += _WIDTH[str(dtype)] * n
+        total += n // 8
+    return total
+
+
 def _child(phase: str, path: str, kmt: str) -> None:
     """One measurement; prints a JSON line."""
     from kmemdes.trace.kmt import write_kmt
@@ -49,7 +73,7 @@ def _child(phase: str, path: str, kmt: str) -> None:
         "rows": t.events.height,
         "lines": t.meta.get("lines", {}).get("total", t.events.height),
         "text_bytes": t.meta.get("text_bytes"),
-        "frame_mb": t.events.estimated_size() / 2**20,
+        "frame_mb": frame_bytes(t.events) / 2**20,
         "problems": t.problems,
     }
     if phase == "parse":
