@@ -80,6 +80,7 @@ import random
 from collections import deque
 from typing import Generator, NamedTuple, Optional
 
+from kmemdes.errors import KmemdesError
 from kmemdes.mm import frag
 from kmemdes.mm.gfp import (
     GFP_KERNEL,
@@ -404,12 +405,12 @@ class Compaction:
     def __init__(self, node: Node, *, proactiveness: int = 20, extfrag_threshold: int = 500,
                  pin_fraction: float = 0.002, async_skip_fraction: float = 0.005, seed: int = 0):
         if not 0 <= proactiveness <= 100:
-            raise ValueError(f"compaction_proactiveness must be in 0..100, got {proactiveness}")
+            raise KmemdesError(f"compaction_proactiveness must be in 0..100, got {proactiveness}")
         if not 0 <= extfrag_threshold <= 1000:
-            raise ValueError(f"extfrag_threshold must be in 0..1000, got {extfrag_threshold}")
+            raise KmemdesError(f"extfrag_threshold must be in 0..1000, got {extfrag_threshold}")
         for name, v in (("pin_fraction", pin_fraction), ("async_skip_fraction", async_skip_fraction)):
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
+                raise KmemdesError(f"compaction {name} must be in [0, 1], got {v}")
         self.node = node
         self.proactiveness = proactiveness
         self.extfrag_threshold = extfrag_threshold

@@ -433,3 +433,12 @@ def test_finish_test_accepts_a_claimable_fallback_block():
     assert cc.nr_migrated == 128
     assert cc.migrate_pfn == FIRST_FREE_BLOCK + PAGEBLOCK_NR_PAGES
     assert zone.free_list_count(4, MIGRATE_UNMOVABLE) == 0 and zone.nr_free[9] == 1
+
+
+@pytest.mark.parametrize("kw", [{"proactiveness": 101}, {"extfrag_threshold": -1}, {"pin_fraction": 1.5},
+                                {"async_skip_fraction": -0.1}])
+def test_bad_settings_are_user_errors(kw):
+    from kmemdes.errors import KmemdesError
+    node = build_node("x86_64", parse_size("64M"), cpus=1)
+    with pytest.raises(KmemdesError):
+        Compaction(node, **kw)

@@ -232,3 +232,14 @@ def test_compaction_migrates_page_cache_and_the_lru_follows():
         order[order.index(old)] = new
     got = rec.shrink_node([zone], len(pfns), priority=0)
     assert got == len(pfns) and cache.reclaimed == order
+
+
+def test_defrag_mode_balances_on_free_pageblocks_only():
+    node, comp, owner, zone = fragmented()  # 36096 free pages, all in order-0 and order-1 blocks
+    assert zone.nr_free[1] > 0 and sum(zone.nr_free[9:]) == 0
+    assert pgdat_balanced(node, 1, zone.idx)  # an order-1 block and free > high
+    node.policy.defrag_mode = True
+    # 6.15+ defrag_mode: for order > 0 the high watermark must be met in whole free pageblocks
+    # (NR_FREE_PAGES_BLOCKS), which are none here; order 0 still counts every free page
+    assert not pgdat_balanced(node, 1, zone.idx)
+    assert pgdat_balanced(node, 0, zone.idx)
