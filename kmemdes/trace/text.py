@@ -336,7 +336,9 @@ class TextParser:
         self.fmt = fmt
         self.problems = ProblemLog(source, strict)
         self.meta: dict = {}
-        self.line_counts = {"total": 0, "rows": 0, "blank": 0, "header": 0, "dropped": 0}
+        # rows + blank + header + dropped == total; slow_path: event lines that
+        # needed the regular-expression header parse (a diagnostic)
+        self.line_counts = {"total": 0, "rows": 0, "blank": 0, "header": 0, "dropped": 0, "slow_path": 0}
         self._layout: _Layout | None = None
         self._layout_tried = False
         self._body_layouts: dict[str, tuple[str, ...] | None] = {}
@@ -507,14 +509,15 @@ class TextParser:
         l = pl.col("l")
         d0 = lay.ts_start
         p, q, r, tsf = pl.col("_p"), pl.col("_q"), pl.col("_r"), pl.col("_tsf")
+        t = pl.col("_t")  # the line from the timestamp on
         out = (
             frame.lazy()
-            .with_columns(_p=l.str.find(": ", literal=True))
+            .with_columns(_pre=l.str.slice(0, d0), _t=l.str.slice(d0))
+            .with_columns(_p=t.str.find(": ", literal=True))
             .with_columns(
-                _pre=l.str.slice(0, d0),
-                _tsf=l.str.slice(d0, (p - d0).clip(0)).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
-                _dot=l.str.slice(p - 7, 1) == ".",
-                _r=l.str.slice(p + 2),
+                _tsf=t.str.slice(0, p).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
+                _dot=t.str.slice(p - 7, 1) == ".",
+                _r=t.str.slice(p + 2),
             )
             .with_columns(_q=r.str.find(": ", literal=True))
             .with_columns(
@@ -523,7 +526,7 @@ class TextParser:
                 ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
             )
             .select("l", "line", "ts", "ev", "body", "_pre",
-                    _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0) & (p > d0)).fill_null(False))
+                    _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0) & (p >= 7)).fill_null(False))
             .collect()
         )
         uniq = out["_pre"].unique().to_list()
@@ -602,6 +605,7 @@ class TextParser:
                 self.problems.add("unparsed_line", lines, ex, f"not a {self.fmt} event line: {ex[:80]!r}", n)
             self.line_counts["dropped"] += bad.height
         good = rest.filter(ev_ok)
+        self.line_counts["slow_path"] += good.height
         frac = h.field("frac")
         scale = pl.lit(10, pl.Int64).pow(9 - frac.str.len_chars().clip(1, 9).cast(pl.Int64))
         slow = good.select(

@@ -274,7 +274,7 @@ def test_trace_file_header_lost_marker_blank_line():
     p.feed(text.encode())
     ev, meta, problems = p.finish()
     assert problems == {} and meta["cpus"] == 2 and meta["tracer"] == "nop"
-    assert meta["lines"] == {"total": 10, "rows": 3, "blank": 1, "header": 6, "dropped": 0}
+    assert meta["lines"] == {"total": 10, "rows": 3, "blank": 1, "header": 6, "dropped": 0, "slow_path": 0}
     lost = ev.row(1, named=True)
     assert (lost["line"], lost["kind"], lost["event"], lost["cpu"], lost["npurged"]) == (8, EventKind.LOST, "LOST", 1, 42)
     assert lost["ts"] == 1968174924000  # the previous record's time
@@ -406,3 +406,15 @@ def test_corrupted_traces_account_for_every_line(snippets, which, ops):
         assert problems, "strict mode raised although lenient mode found no problem"
     else:
         assert not problems
+
+
+@pytest.mark.parametrize("path, fmt", [
+    ("a_idle_stream/trace.txt.zst", "ftrace"),
+    ("tracedat_small/report.txt.zst", "trace-cmd-report"),
+    ("h_perf_sample/report_head.txt.zst", "perf-script"),
+])
+def test_real_lines_take_the_fast_path(shipped, path, fmt):
+    raw = zstandard.ZstdDecompressor().decompress((shipped / path).read_bytes(), max_output_size=1 << 30)
+    ev, meta, problems = parse_text([raw], path)
+    assert meta["format"] == fmt and problems == {}
+    assert meta["lines"]["slow_path"] == 0 and meta["lines"]["rows"] == ev.height > 1000
