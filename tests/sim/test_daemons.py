@@ -204,3 +204,97 @@ def test_kcompactd_woken_for_an_order_restores_it():
     assert events(log, "kcompactd_proactive") == []
     # asleep again: a request that is already satisfied does not wake it
     assert comp.wakeup_kcompactd(9, zone.idx) is False
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_workload_with_both_daemons_keeps_every_invariant(seed):
+    """A mixed workload (page cache, anonymous pages, kernel pages, THP) under pressure on 128 MiB.
+
+    Direct reclaim, direct compaction, kswapd and kcompactd all run; afterwards the buddy
+    invariants hold, every owner's view matches rmap, and the LRU counts match zone.reclaimable.
+    """
+    import random
+
+    from tests.mm.test_compaction import Owner
+
+    node = build_node("x86_64", parse_size("128M"), cpus=2)
+    rec, comp = Reclaim(node), Compaction(node, seed=seed)
+    env = simpy.Environment()
+    log = []
+    start_daemons(env, node, log=log)
+    rng = random.Random(seed)
+    anon = Owner()
+    cache_pages: set[int] = set()
+
+    class Cache(Owner):
+        def migrate_page(self, old, new, order):
+            super().migrate_page(old, new, order)
+            cache_pages.discard(old)
+            cache_pages.add(new)
+
+        def reclaim_page(self, pfn, order):
+            cache_pages.discard(pfn)
+            del self.pages[pfn]
+
+    cache = Cache()
+    kern: list[tuple[int, int]] = []
+
+    def workload(env):
+        # fill (page cache, anon, some kernel pages) past the watermarks, then churn: frees of
+        # anonymous memory and truncates leave scattered holes, THP requests need compaction
+        for step in range(7000):
+            yield env.timeout(rng.randrange(1_000, 50_000))
+            fill = step < 3000
+            r = rng.random()
+            cpu = rng.randrange(2)
+            if r < (0.5 if fill else 0.15):
+                p = node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0, cpu=cpu)
+                if p >= 0:
+                    rec.add_file_pages([p], 0, cache)
+                    cache.pages[p] = 0
+                    cache_pages.add(p)
+            elif r < (0.85 if fill else 0.3):
+                p = node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0, cpu=cpu)
+                if p >= 0:
+                    node.rmap[p] = anon
+                    anon.pages[p] = 0
+            elif r < (0.95 if fill else 0.35):
+                o = rng.choice([0, 1, 2, 3])
+                p = node.alloc_pages(g.GFP_KERNEL, o, cpu=cpu)
+                if p >= 0:
+                    kern.append((p, o))
+            elif r < (0.96 if fill else 0.45):
+                flags = g.GFP_TRANSHUGE | (g.__GFP_RETRY_MAYFAIL if rng.random() < 0.3 else 0)
+                p = node.alloc_pages(flags, 9, cpu=cpu)
+                if p >= 0:
+                    node.rmap[p] = anon
+                    anon.pages[p] = 9
+            elif r < 0.75 and anon.pages:
+                p = rng.choice(sorted(anon.pages))
+                o = anon.pages.pop(p)
+                del node.rmap[p]
+                node.free_pages(p, o, cpu=cpu)
+            elif r < 0.95 and cache_pages:
+                p = rng.choice(sorted(cache_pages))
+                cache_pages.discard(p)
+                del cache.pages[p]
+                rec.remove_file_pages([p])
+            elif kern:
+                p, o = kern.pop(rng.randrange(len(kern)))
+                node.free_pages(p, o, cpu=cpu)
+            if step % 1000 == 999:
+                node.check()
+
+    env.process(workload(env))
+    env.run(until=2 * S)
+    node.check()
+    assert set(cache.pages) == cache_pages
+    assert all(node.rmap[p] is rec and rec.is_page_cache(p) for p in cache_pages)
+    assert all(node.rmap[p] is anon and node.alloc_order[p] == o for p, o in anon.pages.items())
+    assert len(node.rmap) == len(cache_pages) + len(anon.pages)
+    assert rec.nr_file_pages() == len(cache_pages) == sum(z.reclaimable for z in node.zones)
+    v = rec.vmstat
+    assert v["pgsteal_direct"] + v["pgsteal_kswapd"] > 0  # memory pressure was reached
+    assert v["pgsteal_kswapd"] <= v["pgscan_kswapd"] and v["pgsteal_direct"] <= v["pgscan_direct"]
+    assert comp.vmstat["compact_stall"] > 0 and comp.vmstat["pgmigrate_success"] > 0
+    assert not rec.kswapd_running
