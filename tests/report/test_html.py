@@ -242,3 +242,12 @@ def test_memory_map_cells_slider_and_polluted_blocks(small_run):
             assert 2 in seen, "the end snapshot of the fixture has polluted movable blocks"
     # page counts for hover: start and end only
     assert heat[0]["customdata"] and heat[-1]["customdata"] and "customdata" not in heat[1]
+
+
+def test_a_run_directory_with_only_a_summary_still_gets_a_report(tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "summary.json").write_text('{"name": "bare", "kind": "run"}')
+    text = write_report(bare).read_text()
+    assert "Physical memory map: no data in this run." in text and "config.toml" in text
+    assert len(_parse(text).figs) == 0
