@@ -517,8 +517,8 @@ def fig_pagemap(run: RunData):
                                   line=dict(color="#222222", width=1, dash="dot"))
             fig.add_annotation(xref="paper", x=0, xanchor="right", yref="y", y=yy, text=", ".join(znames) + " ▸",
                                showarrow=False, font=dict(size=10), xshift=-72)
-    row_px = max(4.0, min(14.0, 640.0 / rows))
-    height = int(min(1200, rows * row_px + 150))
+    row_px = max(4.0, min(28.0, 640.0 / rows))
+    height = int(min(1200, max(400, rows * row_px + 150)))
     _layout(fig, height=height, legend=False)
     fig.update_layout(margin=dict(l=150, r=30, t=50, b=70 if two else 30))
     fig.update_yaxes(autorange="reversed", ticksuffix=f" {unit}", showgrid=False)
