@@ -529,9 +529,9 @@ class TextParser:
                     _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0) & (p >= 7)).fill_null(False))
             .collect()
         )
-        uniq = out["_pre"].unique().to_list()
+        uniq = [u for u in out["_pre"].unique().to_list() if u is not None]
         rows = []
-        for pre in uniq:
+        for pre in uniq + [None]:
             m = lay.prefix_re.match(pre) if pre is not None else None
             if m is None:
                 rows.append((pre, None, None, None, None, False))
@@ -547,7 +547,10 @@ class TextParser:
                     "_pok": pl.Boolean},
             orient="row",
         )
-        out = out.join(table, on="_pre", how="left", maintain_order="left", nulls_equal=True)
+        # each line's prefix as an index into the table of distinct prefixes
+        codes = out["_pre"].cast(pl.Enum(uniq)).to_physical().fill_null(len(uniq))
+        cols = [table[c].gather(codes) for c in ("comm", "pid", "cpu", "flags", "_pok")]
+        out = out.with_columns(cols)
         return out.select("l", *_HEADER_COLS, _ok=pl.col("_ok0") & pl.col("_pok").fill_null(False))
 
     def _slow_header(self, rest: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
