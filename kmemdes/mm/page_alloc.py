@@ -366,7 +366,7 @@ class Node:
         # rmap: head pfn of a movable (LRU-like) allocation -> owner with
         # ``migrate_page(old_pfn, new_pfn, order)``; only these pages can be migrated or reclaimed
         self.rmap: dict[int, object] = {}
-        self.on_wakeup_kswapd: Optional[Callable[["Node", int, int], None]] = None
+        self.on_wakeup_kswapd: Optional[Callable[["Node", int, int, int], None]] = None
         self.debug = False
         self._zonelists: dict[int, list[Zone]] = {}  # highest_zoneidx -> zones, highest first
         self.pb_valid = bytearray(len(self.pb_mt))  # 1: pageblock with online memory (pagetypeinfo counts it)
@@ -1105,13 +1105,14 @@ class Node:
                 return True
         return False
 
-    def wakeup_kswapd(self, zone: Zone, order: int, highest_zoneidx: int) -> None:
-        """``wakeup_kswapd``: record the request; the simulation's kswapd acts on it."""
+    def wakeup_kswapd(self, zone: Zone, order: int, highest_zoneidx: int, gfp: int = 0) -> None:
+        """``wakeup_kswapd``: record the request; the simulation's kswapd acts on it (``gfp`` tells it
+        whether the caller can reclaim itself, or kcompactd should be woken instead)."""
         self.kswapd_wakeups += 1
         self.kswapd_order = max(self.kswapd_order, order)
         self.kswapd_highest_zoneidx = max(self.kswapd_highest_zoneidx, highest_zoneidx)
         if self.on_wakeup_kswapd is not None:
-            self.on_wakeup_kswapd(self, order, highest_zoneidx)
+            self.on_wakeup_kswapd(self, order, highest_zoneidx, gfp)
 
     def alloc_flags_nofragment(self, preferred: Zone, gfp: int) -> int:
         """``alloc_flags_nofragment``: NOFRAGMENT when the preferred zone is Normal and DMA32 exists."""
@@ -1192,7 +1193,7 @@ class Node:
         can_reclaim = bool(gfp & _GFP_DIRECT_RECLAIM)
         costly = order > PAGE_ALLOC_COSTLY_ORDER
         if flags & ALLOC_KSWAPD:
-            self.wakeup_kswapd(zonelist[0], order, hz)
+            self.wakeup_kswapd(zonelist[0], order, hz, gfp)
         if gfp & _GFP_MEMALLOC:
             flags |= ALLOC_NO_WATERMARKS
         pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
@@ -1201,7 +1202,8 @@ class Node:
             return pfn
         compact_prio = COMPACT_PRIO_ASYNC
         compact_result = COMPACT_SKIPPED
-        if can_reclaim and (costly or (order > 0 and mt != MIGRATE_MOVABLE)) and not gfp & _GFP_NOMEMALLOC:
+        pfmemalloc = bool(gfp & _GFP_MEMALLOC) and not gfp & _GFP_NOMEMALLOC  # gfp_pfmemalloc_allowed
+        if can_reclaim and (costly or (order > 0 and mt != MIGRATE_MOVABLE)) and not pfmemalloc:
             pfn, compact_result = self._direct_compact(gfp, order, flags, hz, compact_prio, zonelist, cpu, mt)
             if pfn >= 0:
                 return pfn
@@ -1212,7 +1214,7 @@ class Node:
         compaction_retries = 0
         while True:
             if flags & ALLOC_KSWAPD:
-                self.wakeup_kswapd(zonelist[0], order, hz)
+                self.wakeup_kswapd(zonelist[0], order, hz, gfp)
             pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
             if pfn >= 0:
                 self._note_path(PATH_SLOWPATH)
@@ -1245,14 +1247,16 @@ class Node:
                 no_progress_loops += 1
             if self._should_reclaim_retry(gfp, order, flags, zonelist, hz, no_progress_loops):
                 continue
-            # should_compact_retry
-            if order and compact_result != COMPACT_SKIPPED and self.compaction is not None:
-                compaction_retries += 1
+            # should_compact_retry: escalate the priority on failed passes, retry successes a bounded time
+            if order and self.compaction is not None:
                 max_retries = MAX_COMPACT_RETRIES if not costly else MAX_COMPACT_RETRIES // 4
-                if compact_result == COMPACT_COMPLETE and compact_prio > COMPACT_PRIO_SYNC_FULL:
+                if compact_result == COMPACT_SUCCESS:
+                    compaction_retries += 1
+                    if compaction_retries <= max_retries:
+                        continue
+                elif compact_prio > (COMPACT_PRIO_SYNC_LIGHT if costly else COMPACT_PRIO_SYNC_FULL):
                     compact_prio -= 1
-                    continue
-                if compaction_retries <= max_retries:
+                    compaction_retries = 0
                     continue
             if self.policy.defrag_mode and flags & ALLOC_NOFRAGMENT:
                 flags &= ~ALLOC_NOFRAGMENT  # reclaim/compaction failed to prevent the fallback

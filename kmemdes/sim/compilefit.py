@@ -275,10 +275,10 @@ class CompileLoad(Workload):
             if pfn < 0:
                 return None, ns
             if c["gfp"] & _MOVABLE:
-                self.owner.add(self.node, pfn, c["order"])
-                reclaim = self.node.reclaim
-                if not c["gfp"] & _ZERO and reclaim is not None and hasattr(reclaim, "add_file_pages"):
-                    reclaim.add_file_pages(self.node, [(pfn, c["order"])], self.owner)
+                if c["gfp"] & _ZERO:
+                    self.owner.add(self.node, pfn, c["order"])  # anonymous: movable, not reclaimable (no swap)
+                else:
+                    self.owner.add_cache(self.node, pfn, c["order"])  # page cache: movable and reclaimable
             return (pfn, c["order"]), ns
         if kind == "cache":
             addr = k.kmem_cache_alloc(self.caches[i], c["gfp"], cpu)
@@ -300,13 +300,15 @@ class CompileLoad(Workload):
         kind = c["kind"]
         if kind == "page":
             pfn, order = handle
-            if pfn not in self.owner.pages and c["gfp"] & _MOVABLE:
-                return  # reclaimed (or migrated and tracked under its new pfn)
             if c["gfp"] & _MOVABLE:
-                reclaim = self.node.reclaim
-                if reclaim is not None and hasattr(reclaim, "remove_file_page"):
-                    reclaim.remove_file_page(self.node, pfn)
-                self.owner.remove(self.node, pfn)
+                if pfn not in self.owner.pages:
+                    return  # reclaimed, or migrated (the owner tracks it under its new pfn: freed at exit)
+                if c["gfp"] & _ZERO:
+                    self.owner.remove(self.node, pfn)
+                    self.node.free_pages(pfn, order, self.cpu())
+                else:
+                    self.owner.drop_cache(self.node, pfn, self.cpu())
+                return
             self.node.free_pages(pfn, order, self.cpu())
         elif kind == "cache":
             self.kernel.kmem_cache_free(self.caches[i], handle, self.cpu())

@@ -108,29 +108,43 @@ class Sim:
                                   thp=self.cfg.policy.thp_enabled)
         return self._kernel
 
+    def attach_daemons(self) -> None:
+        """Reclaim and compaction models on the node, and the kswapd / kcompactd processes."""
+        from kmemdes.mm.compaction import Compaction
+        from kmemdes.mm.reclaim import Reclaim
+        from kmemdes.sim.daemons import start_daemons
+
+        p = self.cfg.policy
+        Reclaim(self.node)
+        if p.compaction:
+            Compaction(self.node, proactiveness=p.compaction_proactiveness, extfrag_threshold=p.extfrag_threshold,
+                       seed=self.cfg.seed)
+        if p.kswapd:
+            start_daemons(self.env, self.node)
+        elif self.node.compaction is not None:
+            from kmemdes.sim.daemons import kcompactd
+
+            self.env.process(kcompactd(self.env, self.node))
+
     def compaction_counters(self) -> tuple[int, int]:
-        """(pages migrated, pages scanned) so far by the compaction model, if one is attached."""
+        """(pages migrated, pages scanned) so far by direct compaction, if a compaction model is attached."""
         c = self.node.compaction
         if c is None:
             return (0, 0)
-        st = getattr(c, "stats", None) or getattr(c, "counters", None) or {}
-        if callable(st):
-            st = st()
-        return (int(st.get("compact_migrated", st.get("pgmigrate_success", 0))),
-                int(st.get("compact_migrate_scanned", 0)) + int(st.get("compact_free_scanned", 0)))
+        v = c.vmstat
+        return (v["pgmigrate_success"], v["compact_migrate_scanned"] + v["compact_free_scanned"])
 
     def reclaim_counters(self) -> int:
-        """Pages reclaimed so far by the reclaim model, if one is attached."""
+        """Pages reclaimed so far (kswapd and direct), if a reclaim model is attached."""
         r = self.node.reclaim
         if r is None:
             return 0
-        st = getattr(r, "stats", None) or getattr(r, "counters", None) or {}
-        if callable(st):
-            st = st()
-        return int(st.get("pgsteal_direct", 0)) + int(st.get("pgsteal_kswapd", 0))
+        return r.vmstat["pgsteal_direct"] + r.vmstat["pgsteal_kswapd"]
 
-    def add_replay(self, events: pl.DataFrame, mode: str, name: str) -> Replayer:
-        r = Replayer(self.node, events, mode=mode, cost=self.cost, hist=self.hist, workload=name)
+    def add_replay(self, events: pl.DataFrame, mode: str, name: str, events_by_type: dict | None = None,
+                   compaction_pages: int | None = None) -> Replayer:
+        r = Replayer(self.node, events, mode=mode, cost=self.cost, hist=self.hist, workload=name,
+                     events_by_type=events_by_type, compaction_pages=compaction_pages)
         self.replayers.append(r)
         self.env.process(r.process(self.env))
         return r
@@ -175,6 +189,9 @@ class Sim:
 
     def _counters(self) -> dict:
         out = {}
+        for model in (self.node.compaction, self.node.reclaim):
+            if model is not None:
+                out.update(model.vmstat)
         for w in self.workloads:
             if hasattr(w, "counters"):
                 out.update(w.counters())
@@ -357,8 +374,12 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.snapshot import snapshot_from_texts
 
+    from kmemdes.sim.replay import slim_events
+
     t_start = time.perf_counter()
     trace = read_trace(trace_path, strict=strict)
+    events, by_type, comp_pages = slim_events(trace.events)
+    trace.events = None  # keep only the columns a replay reads: strings of a big trace are hundreds of MB
     name = Path(str(trace_path).rstrip("/")).name
     cfg = cfg or Config(name=name)
     if not any(isinstance(w, ReplayWorkload) for w in cfg.workloads):
@@ -373,7 +394,7 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
         from kmemdes.sim.hints import start_hints
 
         snap = snapshot_from_texts(trace.meta["before"], Path(trace.meta.get("capture_dir", ".")) / "before")
-        hints = start_hints(trace.events) if mode == "mirror" else None
+        hints = start_hints(events) if mode == "mirror" else None
         node, snap_notes = node_from_snapshot(snap, policy=policy_from_config(cfg), hints=hints)
         notes.extend(snap_notes)
         notes.append("initial state from the capture's before/ snapshot")
@@ -383,7 +404,8 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     for kind, p in trace.problems.items():
         notes.append(f"trace problem {kind}: {p.get('count')} (first at line {(p.get('lines') or ['?'])[0]})")
     sim = Sim(cfg, node, notes)
-    sim.add_replay(trace.events, mode, name)
+    sim.add_replay(events, mode, name, by_type, comp_pages)
+    del events
     r = sim.replayers[0]
     end = ((max(r.c_t) if r.n else 0) // 1_000_000 + 1) * 1_000_000
     sim.run(end, progress=progress, label=f"replaying {name}")
@@ -404,6 +426,7 @@ def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = T
     node = make_node(cfg, None, notes)
     sim = Sim(cfg, node, notes)
     prepare_initial_state(sim)
+    sim.attach_daemons()
     make_workloads(sim)
     duration = cfg.duration_ns
     sim.run(duration, progress=progress, label=f"running {cfg.name}")

@@ -82,7 +82,7 @@ from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.slabstats import OBJECT_KINDS, object_stats
 from kmemdes.trace.schema import EventKind
 
-__all__ = ["ReplayStats", "Replayer", "DEFERRED_INIT_STEP"]
+__all__ = ["ReplayStats", "Replayer", "DEFERRED_INIT_STEP", "slim_events"]
 
 DEFERRED_INIT_STEP = 163840  # pages handed over per deferred-init step on the reference machine
 _ZERO_SIZE_PTR = 0x10
@@ -95,6 +95,7 @@ K_KMALLOC = int(EventKind.KMALLOC)
 K_KCACHE_ALLOC = int(EventKind.KMEM_CACHE_ALLOC)
 K_KFREE = int(EventKind.KFREE)
 K_KCACHE_FREE = int(EventKind.KMEM_CACHE_FREE)
+_MT_BYTES = (b"\x00", b"\x01", b"\x02")
 K_ALLOC = int(EventKind.MM_PAGE_ALLOC)
 K_FREE = int(EventKind.MM_PAGE_FREE)
 K_BATCHED = int(EventKind.MM_PAGE_FREE_BATCHED)
@@ -132,6 +133,24 @@ def _inc(d: dict, k, n: int = 1) -> None:
     d[k] = d.get(k, 0) + n
 
 
+SLIM_COLUMNS = ("line", "ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order",
+                "fallback_migratetype", "change_ownership", "ptr", "bytes_req", "bytes_alloc", "cache", "va_start",
+                "va_end", "size", "failed", "npurged", "pid")
+
+
+def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, int]:
+    """The columns a replay uses (strings dropped or categorical), the event counts by name, and the
+    pages the kernel's compaction moved (migrations take free pages without allocation events)."""
+    by_type = dict(events.group_by("event", maintain_order=True).len().iter_rows())
+    comp = events.filter(pl.col("event").is_in(["mm_compaction_migratepages", "mm_compaction_isolate_freepages"]))
+    moved = 0
+    if comp.height:
+        moved = int(comp.select(pl.col("args").str.extract(r"nr_migrated=(\d+)").cast(pl.Int64).fill_null(0).sum()
+                                + pl.col("args").str.extract(r"nr_taken=(\d+)").cast(pl.Int64).fill_null(0).sum()).item())
+    slim = events.select(*SLIM_COLUMNS).with_columns(pl.col("cache").cast(pl.Categorical))
+    return slim, by_type, moved
+
+
 class Replayer:
     """Applies a trace's event table to a node, tick by tick (one SimPy process drives it).
 
@@ -140,7 +159,8 @@ class Replayer:
     """
 
     def __init__(self, node: Node, events: pl.DataFrame, mode: str = "mirror", cost: CostModel | None = None,
-                 hist: LatencyHistogram | None = None, tick_ns: int = 1_000_000, workload: str = "replay"):
+                 hist: LatencyHistogram | None = None, tick_ns: int = 1_000_000, workload: str = "replay",
+                 events_by_type: dict | None = None, compaction_pages: int | None = None):
         if mode not in ("mirror", "policy"):
             raise ValueError(mode)
         self.node = node
@@ -150,12 +170,17 @@ class Replayer:
         self.tick_ns = tick_ns
         self.workload = workload
         self.stats = ReplayStats()
-        self.events_by_type = dict(events.group_by("event", maintain_order=True).len().iter_rows())
+        if events_by_type is None or compaction_pages is None:
+            events, events_by_type, compaction_pages = slim_events(events)
+        self.events_by_type = events_by_type
         self.n_total = events.height
         self.t0 = int(events["ts"].min()) if events.height else 0
         # object events: matched per pointer, vectorised (kmemdes.sim.slabstats)
         self.objects = object_stats(events, self.t0)
-        ev = events.filter(~pl.col("kind").is_in(OBJECT_KINDS))
+        # only the columns the loop reads (the string columns of a big trace are hundreds of MB)
+        ev = events.select("ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill",
+                           "fallback_order", "fallback_migratetype", "change_ownership", "va_start", "va_end",
+                           "size", "failed", "npurged").filter(~pl.col("kind").is_in(OBJECT_KINDS))
         # mm_page_free_batched after mm_page_free of the same pfn: one free (quirk 1 of KERNEL.md 15)
         pe = ev.with_row_index("seq").filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED]) & (pl.col("pfn") >= 0))
         after = (pe.sort("pfn", "seq")
@@ -193,13 +218,8 @@ class Replayer:
         if self.n_batched_after_free:
             st.quirks["batched_after_free"] = self.n_batched_after_free
         st.sizes.update(self.objects.sizes)
-        # pages the kernel's compaction moved: migrations take free pages without allocation events
-        comp = events.filter(pl.col("event").is_in(["mm_compaction_migratepages", "mm_compaction_isolate_freepages"]))
-        if comp.height:
-            moved = comp.select(pl.col("args").str.extract(r"nr_migrated=(\d+)").cast(pl.Int64).fill_null(0).sum()
-                                + pl.col("args").str.extract(r"nr_taken=(\d+)").cast(pl.Int64).fill_null(0).sum()).item()
-            if moved:
-                st.quirk_pages["compaction_event"] = int(moved)
+        if compaction_pages:
+            st.quirk_pages["compaction_event"] = compaction_pages
         self.pos = 0
         nc = max(node.cpus, (max(self.c_cpu) + 1) if self.n else 1)
         self.refill_pending = [0] * nc
@@ -262,6 +282,13 @@ class Replayer:
         fallback_pending = self.fallback_pending
         pending = self.pending
         requests = st.requests
+        # hot-path aliases: the intrusive list arrays and per-pageblock tables of the node
+        nxt, prv, lhead, ltail, lcount = node.nxt, node.prv, node.lhead, node.ltail, node.lcount
+        l_order = node.l_order
+        pb_mt, pb_zone = node.pb_mt, node.pb_zone
+        max_pfn = node.max_pfn
+        ncpu = node.cpus
+        has_drains = self.has_drains
         replayed = 0
         for i in range(i0, i1):
             k = c_kind[i]
@@ -278,7 +305,24 @@ class Replayer:
                     if not pb_valid[pfn >> PAGEBLOCK_ORDER]:
                         self._zone_growth(pfn)
                     n = 1 << order
-                    if pfn in pending:
+                    li = lid[pfn]
+                    if li != NOLIST and l_pcp[li] is not None and l_order[li] == order:
+                        # the common case, inline: pop the block off its per-CPU list
+                        nx = nxt[pfn]
+                        pv = prv[pfn]
+                        if pv >= 0:
+                            nxt[pv] = nx
+                        else:
+                            lhead[li] = nx
+                        if nx >= 0:
+                            prv[nx] = pv
+                        else:
+                            ltail[li] = pv
+                        lcount[li] -= 1
+                        lid[pfn] = NOLIST
+                        l_pcp[li].count -= n
+                        r = 1
+                    elif pending and pfn in pending:
                         del pending[pfn]
                         r = 0
                     else:
@@ -289,7 +333,12 @@ class Replayer:
                     else:
                         replayed += 1
                     mt = c_mt[i]
-                    page_mt[pfn:pfn + n] = bytes((mt if mt < 3 else 0,)) * n
+                    if mt >= 3:
+                        mt = 0
+                    if order == 0:
+                        page_mt[pfn] = mt
+                    else:
+                        page_mt[pfn:pfn + n] = _MT_BYTES[mt] * n
                     alloc_order[pfn] = order
                     if fallback_pending[cpu]:
                         path = fallback_pending[cpu]
@@ -302,7 +351,41 @@ class Replayer:
                 refill_pending[cpu] = 0
                 fallback_pending[cpu] = 0
             elif k == K_FREE:
-                replayed += self._mirror_free(c_pfn[i], c_order[i], c_cpu[i])
+                pfn = c_pfn[i]
+                order = c_order[i]
+                n = 1 << order
+                # the common case, inline: an allocated pcp-order block goes to the head of its CPU's list
+                if (has_drains and 0 <= pfn and pfn + n <= max_pfn and order <= PAGE_ALLOC_COSTLY_ORDER
+                        and lid[pfn] == NOLIST and pb_valid[pfn >> PAGEBLOCK_ORDER]
+                        and (page_mt[pfn] != 0xFF if order == 0 else not page_mt.count(0xFF, pfn, pfn + n))
+                        and pb_mt[pfn >> PAGEBLOCK_ORDER] != MIGRATE_ISOLATE):
+                    if alloc_order[pfn] == order:
+                        replayed += 1
+                    else:
+                        quirk("free_of_untraced_page", n)
+                    if order == 0:
+                        page_mt[pfn] = 0xFF
+                    else:
+                        page_mt[pfn:pfn + n] = b"\xff" * n
+                    alloc_order[pfn] = NO_ORDER
+                    mt = pb_mt[pfn >> PAGEBLOCK_ORDER]
+                    if mt >= MIGRATE_PCPTYPES:
+                        mt = MIGRATE_MOVABLE
+                    pcp = pb_zone[pfn >> PAGEBLOCK_ORDER].pcp[c_cpu[i] % ncpu]
+                    li = pcp.lid0 + MIGRATE_PCPTYPES * order + mt
+                    h = lhead[li]
+                    nxt[pfn] = h
+                    prv[pfn] = -1
+                    if h >= 0:
+                        prv[h] = pfn
+                    else:
+                        ltail[li] = pfn
+                    lhead[li] = pfn
+                    lcount[li] += 1
+                    lid[pfn] = li
+                    pcp.count += n
+                else:
+                    replayed += self._mirror_free(pfn, order, c_cpu[i])
             elif k == K_BATCHED:  # without a preceding mm_page_free (those were set aside): a real free
                 replayed += self._mirror_free(c_pfn[i], 0, c_cpu[i])
             elif k == K_ZONE_LOCKED:

@@ -88,9 +88,26 @@ class PageOwner:
         if self.pages.pop(old, None) is not None:
             self.pages[new] = order
 
-    def reclaimed(self, pfn: int) -> None:
-        """Called by the reclaim model when it freed one of our pages."""
+    def reclaim_page(self, pfn: int, order: int) -> None:
+        """Called by the reclaim model before it frees one of our page-cache pages."""
         self.pages.pop(pfn, None)
+
+    def add_cache(self, node, pfn: int, order: int) -> None:
+        """A page-cache page: reclaimable; the reclaim model owns its rmap entry and tells us."""
+        self.pages[pfn] = order
+        if node.reclaim is not None:
+            node.reclaim.add_file_pages([pfn], order, self)
+        else:
+            node.rmap[pfn] = self
+
+    def drop_cache(self, node, pfn: int, cpu: int = 0) -> None:
+        """Truncate a page-cache page we still hold: out of the page cache, freed."""
+        order = self.pages.pop(pfn)
+        if node.reclaim is not None:
+            node.reclaim.remove_file_pages([pfn], free=False)
+        else:
+            node.rmap.pop(pfn, None)
+        node.free_pages(pfn, order, cpu)
 
 
 class Workload:
@@ -307,7 +324,6 @@ class FileCacheLoad(Workload):
         per_tick = self.spec.rate_pages * TICK_NS / 1e9
         acc = 0.0
         pending: deque = deque()
-        reclaim = node.reclaim
         t = self.start_ns
         while t < self.stop_ns:
             if t > env.now:
@@ -315,10 +331,7 @@ class FileCacheLoad(Workload):
             while pending and pending[0][0] <= env.now:
                 _, pfn = pending.popleft()
                 if pfn in self.owner.pages:
-                    if reclaim is not None and hasattr(reclaim, "remove_file_page"):
-                        reclaim.remove_file_page(node, pfn)
-                    order = self.owner.remove(node, pfn)
-                    node.free_pages(pfn, order, self.cpu())
+                    self.owner.drop_cache(node, pfn, self.cpu())
             acc += per_tick
             n = int(acc)
             acc -= n
@@ -327,9 +340,7 @@ class FileCacheLoad(Workload):
                 pfn, ns = self.alloc_pages(GFP_PAGECACHE, 0)
                 if pfn < 0:
                     continue
-                self.owner.add(node, pfn, 0)
-                if reclaim is not None and hasattr(reclaim, "add_file_pages"):
-                    reclaim.add_file_pages(node, [(pfn, 0)], self.owner)
+                self.owner.add_cache(node, pfn, 0)
                 if self.rng.random() < self.spec.truncate_share:
                     pending.append((env.now + self.lifetime, pfn))
                 if ns > TICK_NS:
