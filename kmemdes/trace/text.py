@@ -10,11 +10,14 @@ The formats (KERNEL.md section 14, traces/README.md section 4)::
 Parsing is vectorised over chunks of lines (Polars string kernels, never a
 Python loop over lines on the normal path):
 
-1. *header*: one fast pass of literal ``find``/``slice`` at the positions the
-   kernel's ``%16s-%-7d [%03d]`` layout gives (``trace_print_context`` in
-   kernel/trace/trace_output.c), checked on every line; lines that do not fit
-   (exotic comms, other layouts, headers, ``[LOST n EVENTS]`` markers, garbage)
-   go through a regular-expression path, then are classified.
+1. *header*: the kernel prints everything before the timestamp at fixed
+   widths (``%16s-%-7d [%03d] <flags>``, ``trace_print_context`` in
+   kernel/trace/trace_output.c), so that prefix is cut at a position learnt
+   from the first lines and parsed once per *distinct* prefix (a few hundred
+   per chunk: task, CPU, flags repeat); the timestamp, event name and body
+   come from literal ``find``/``slice`` passes.  Lines that do not fit (exotic
+   comms or layouts, headers, ``[LOST n EVENTS]`` markers, garbage) go through
+   a regular-expression path, then are classified.
 2. *body*: rows are grouped by event name; every event prints its fields in a
    fixed order (the ``print fmt`` of ``include/trace/events/kmem.h``,
    ``vmalloc.h``), so each group is split at single spaces and field *i* is
@@ -60,7 +63,6 @@ TEXT_FORMATS = ("ftrace", "trace-cmd-report", "perf-script")
 DROPPING_PROBLEMS = frozenset({"unparsed_line", "binary_garbage"})
 
 _MAX_LINES = 5  # line numbers kept per problem kind
-_CHUNK_LINES_HINT = 1 << 19
 
 
 # --------------------------------------------------------------------------- problems
@@ -350,7 +352,7 @@ class TextParser:
 
     # ------------------------------------------------------------------ input
 
-    def feed(self, chunk: bytes, line_base: int | None = None) -> None:
+    def feed(self, chunk: bytes) -> None:
         """Parse a chunk of whole lines (the last may lack its newline)."""
         if not chunk:
             return
