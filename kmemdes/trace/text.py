@@ -470,10 +470,14 @@ class TextParser:
         line = events["line"].to_numpy()
         cols: dict[str, pl.Series] = {}
         keep = None
+        names: dict[str, str] = {}
         for (ev,), part in events.select("line", "ev", "body").partition_by(
             "ev", as_dict=True, maintain_order=False
         ).items():
             out = self._parse_event(ev, part)
+            if out is not None:
+                names[ev] = out["event"][0]
+                out = out.drop("event")
             idx = pl.Series(np.searchsorted(line, part["line"].to_numpy()), dtype=pl.UInt32)
             if out is None:
                 if keep is None:
@@ -492,7 +496,10 @@ class TextParser:
                 col.scatter(idx, vals)
         if not cols:
             return None
-        chunk = events.select("line", "ts", "cpu", "pid", "comm", "flags").with_columns(list(cols.values()))
+        ev = pl.col("ev")
+        if any(raw != name for raw, name in names.items()):  # perf: "kmem:kfree", padded
+            ev = ev.replace_strict(names, default=None, return_dtype=pl.String)
+        chunk = events.select("line", "ts", "cpu", "pid", "comm", "flags", event=ev).with_columns(list(cols.values()))
         if keep is not None:
             chunk = chunk.filter(pl.Series(keep))
         return chunk
