@@ -129,7 +129,7 @@ class LatencyHistogram:
     >>> h.rows()
     [(0, 'pcp', 32, 2), (9, 'fallback_claim', 4096, 1)]
     >>> h.quantiles(0)
-    {'p50': 32, 'p99': 32, 'max': 60}
+    {'p50': 48, 'p99': 60, 'max': 60}
     """
 
     def __init__(self) -> None:
@@ -163,7 +163,8 @@ class LatencyHistogram:
         return out
 
     def quantiles(self, order: int) -> dict | None:
-        """p50/p99 as bucket lower bounds (``max`` exact) over all paths of one order."""
+        """p50/p99 over all paths of one order, interpolated linearly inside their power-of-two
+        bucket (Prometheus' ``histogram_quantile`` rule, as the reports use); ``max`` is exact."""
         npath = len(PATH_NAMES)
         per_bucket = [0] * NR_BUCKETS
         for p in range(npath):
@@ -178,9 +179,11 @@ class LatencyHistogram:
             need = q * total
             acc = 0
             for b, c in enumerate(per_bucket):
-                acc += c
-                if acc >= need:
-                    out[name] = 0 if b == 0 else 1 << (b - 1)
+                if c and acc + c >= need:
+                    lo = 0 if b == 0 else 1 << (b - 1)
+                    hi = 1 if b == 0 else 2 * lo
+                    out[name] = min(int(round(lo + (hi - lo) * (need - acc) / c)), self.max_by_order[order])
                     break
+                acc += c
         out["max"] = self.max_by_order[order]
         return out

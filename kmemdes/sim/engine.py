@@ -382,6 +382,8 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     trace.events = None  # keep only the columns a replay reads: strings of a big trace are hundreds of MB
     name = Path(str(trace_path).rstrip("/")).name
     cfg = cfg or Config(name=name)
+    if cfg.name == Config.model_fields["name"].default:  # a --config without its own name: the trace's
+        cfg = cfg.model_copy(update={"name": name})
     if not any(isinstance(w, ReplayWorkload) for w in cfg.workloads):
         cfg = cfg.model_copy(update={"workloads": list(cfg.workloads) + [ReplayWorkload(kind="replay",
                                                                                         trace=str(trace_path),

@@ -95,5 +95,8 @@ def load_run(path: str | Path, metrics: Optional[tuple[str, ...]] = None) -> Run
     for name in metrics or METRICS:
         f = p / "metrics" / f"{name}.parquet"
         if f.exists():
-            frames[name] = pl.read_parquet(f)
+            try:
+                frames[name] = pl.read_parquet(f)
+            except Exception as e:  # noqa: BLE001 - polars raises several kinds for damaged files
+                raise KmemdesError(f"{f}: not a readable Parquet file ({type(e).__name__})") from None
     return Run(p, cfg, summary, log, frames)
