@@ -112,11 +112,11 @@ class CostModel:
                 ns += self.fallback_steal
             elif path >= PATH_SLOWPATH:
                 ns += self.slowpath
-                if path == PATH_RECLAIM or reclaimed:
-                    ns += self.reclaim_per_page * reclaimed
-                if path == PATH_COMPACT or migrated or scanned:
-                    ns += self.compact_base + self.compact_per_migrated_page * migrated \
-                        + self.compact_per_scanned_page * scanned
+            if reclaimed:
+                ns += self.reclaim_per_page * reclaimed
+            if path == PATH_COMPACT or migrated or scanned:
+                ns += self.compact_base + self.compact_per_migrated_page * migrated \
+                    + self.compact_per_scanned_page * scanned
         if zero and path != PATH_FAILED:
             ns += self.zero_per_page << order
         return ns

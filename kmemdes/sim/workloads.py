@@ -191,23 +191,32 @@ class DriverLoad(Workload):
         k = self.kernel
         node = self.node
         path0 = node.nr_path[:]
+        comp0 = self.sim.compaction_counters()
+        recl0 = self.sim.reclaim_counters()
         order = max(0, (size - 1).bit_length() - 12)
+        cost = self.sim.cost
         if spec.api == "kmalloc":
             addr = k.kmalloc(size, self.gfp, self.cpu())
-            ns = self.sim.cost.kmalloc_fast if size <= 8192 else 0
+            ns = cost.kmalloc_fast
         elif spec.api == "vmalloc":
             addr = k.vmalloc(size, self.gfp, self.cpu())
-            ns = self.sim.cost.vmalloc_base + self.sim.cost.vmalloc_per_page * ((size + 4095) // 4096 - 1)
+            ns = cost.vmalloc_base + cost.vmalloc_per_page * ((size + 4095) // 4096 - 1)
         else:
             addr = k.kvmalloc(size, self.gfp, self.cpu())
-            ns = self.sim.cost.kmalloc_fast
+            ns = cost.kmalloc_fast
             if addr and k.layout.region_of(addr) == "vmalloc":
-                ns += self.sim.cost.vmalloc_base + self.sim.cost.vmalloc_per_page * ((size + 4095) // 4096 - 1)
-        # price the page allocations the call made (the slowest path it took)
+                ns += cost.vmalloc_base + cost.vmalloc_per_page * ((size + 4095) // 4096 - 1)
+        # price the page allocations the call made: the slowest path it took, with the reclaim and
+        # compaction work done on the way (a failed costly kmalloc went through both before failing)
         paths = [i for i, (a, b) in enumerate(zip(path0, node.nr_path)) if b > a]
         worst = max(paths) if paths else 0
+        comp1 = self.sim.compaction_counters()
+        migrated, scanned = comp1[0] - comp0[0], comp1[1] - comp0[1]
+        reclaimed = self.sim.reclaim_counters() - recl0
         if spec.api in ("kmalloc", "kvmalloc") and size > 8192:
-            ns += self.sim.cost.page_alloc(order, worst if worst != PATH_FAILED else 2, bool(self.gfp & _GFP_ZERO))
+            ns += cost.page_alloc(order, worst, bool(self.gfp & _GFP_ZERO), 0, reclaimed, migrated, scanned)
+        elif migrated or scanned or reclaimed:
+            ns += cost.page_alloc(0, PATH_SLOWPATH, False, 0, reclaimed, migrated, scanned)
         path = PATH_FAILED if not addr else worst
         self.record(order, self.gfp, path, ns)
         _inc(self.sizes, (spec.api if spec.api != "alloc_pages" else "page", size))
