@@ -749,6 +749,7 @@ class TextParser:
             fields = part.select("line", "body", pl.col("body").str.split_exact(" ", k).struct.unnest())
             exprs = []
             checks = [pl.col(f"field_{k}").is_null()]
+            ptrs = []  # (column, field) of pointer fields: NULL may print as (nil)/(null)
             for i, (key, prefix) in enumerate(zip(keys, prefixes)):
                 col = _column_of(key, family)
                 fi = pl.col(f"field_{i}")
@@ -761,18 +762,31 @@ class TextParser:
                     val = raw
                     checks.append(fi.str.starts_with(prefix))
                 elif conv == _BOOL:
-                    val = pl.when(raw == "true").then(True).when(raw == "false").then(False)
+                    val = pl.when(fi == prefix + "true").then(True).when(fi == prefix + "false").then(False)
                 elif conv in (_PTR, _NUM):
                     base = 16 if (prefix.endswith("0x") or conv == _PTR) else 10
                     val = raw.str.to_integer(base=base, dtype=pl.UInt64, strict=False).cast(EVENT_SCHEMA[col], strict=False)
                     if conv == _PTR:
-                        val = pl.when(fi.is_in([key + "=" + z for z in _NULL_PTRS])).then(pl.lit(0, EVENT_SCHEMA[col])).otherwise(val)
+                        ptrs.append((col, f"field_{i}", key))
                 else:
                     val = raw.str.to_integer(dtype=EVENT_SCHEMA[col], strict=False)
                 exprs.append(val.alias(col))
-                if conv != _STR:
+                if conv not in (_STR, _PTR):
                     checks.append(val.is_not_null())
-            vals = fields.select("line", *exprs, _ok=pl.all_horizontal(checks).fill_null(False))
+            vals = fields.select(
+                "line", *exprs, *[pl.col(f) for _, f, _ in ptrs], _ok=pl.all_horizontal(checks).fill_null(False)
+            )
+            fix = [
+                pl.when(pl.col(f).is_in([key + "=" + z for z in _NULL_PTRS]))
+                .then(pl.lit(0, EVENT_SCHEMA[c])).otherwise(pl.col(c)).alias(c)
+                for c, f, key in ptrs
+                if vals[c].null_count()
+            ]
+            if fix:
+                vals = vals.with_columns(fix)
+            if ptrs:
+                vals = vals.with_columns(_ok=pl.all_horizontal([pl.col("_ok")] + [pl.col(c).is_not_null() for c, _, _ in ptrs]))
+                vals = vals.drop([f for _, f, _ in ptrs])
             n_ok = int(vals["_ok"].sum())
             if n_ok == vals.height:
                 good, bad = vals.drop("_ok"), None
