@@ -332,7 +332,10 @@ class Node:
         self.lid = array("H", [NOLIST]) * n
         self.page_mt = bytearray([PAGE_RESERVED]) * n
         self.alloc_order = bytearray([NO_ORDER]) * n
-        self.pb_mt = bytearray([MIGRATE_MOVABLE]) * ((n + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER)
+        # memmap_init: every pageblock starts MIGRATE_MOVABLE (set_pageblock_migratetype forces
+        # UNMOVABLE when grouping by mobility is disabled)
+        boot_mt = MIGRATE_MOVABLE if self.policy.group_by_mobility else MIGRATE_UNMOVABLE
+        self.pb_mt = bytearray([boot_mt]) * ((n + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER)
         # list storage: head, tail, count per list id; list metadata
         self.lhead: list[int] = []
         self.ltail: list[int] = []
@@ -1178,6 +1181,16 @@ class Node:
         """The zonelist of a request whose highest zone index is ``hz``: usable zones, highest first."""
         zl = self._zonelists[hz] = [z for z in reversed(self.zones) if z.idx <= hz and z.managed > 0]
         return zl
+
+    def reset_counters(self) -> None:
+        """Zero the statistics (after an initial state was prepared: they describe the run only)."""
+        self.nr_alloc = [0] * NR_PAGE_ORDERS
+        self.nr_alloc_fail = [0] * NR_PAGE_ORDERS
+        self.nr_path = [0] * len(PATH_NAMES)
+        self.nr_req = [0] * (NR_PAGE_ORDERS * len(PATH_NAMES) * 2)
+        self.extfrag = {}
+        self.nr_zone_locked = self.nr_pcpu_drain = self.nr_boost = self.nr_oom = self.nr_warn = 0
+        self.kswapd_wakeups = 0
 
     def _invalidate_zonelists(self) -> None:
         self._zonelists.clear()

@@ -523,5 +523,6 @@ def prepare_initial_state(sim: "Sim") -> None:
             else:
                 node.free_pages(pfn, 0, 0)
     node.drain_all_pages()
+    node.reset_counters()
     sim.notes.append(f"initial state fragmented: filled {len(taken)} pages, kept {kept} "
                      f"({keep} of every {PAGEBLOCK_NR_PAGES}; {unmovable} pinned)")
