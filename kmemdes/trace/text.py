@@ -901,10 +901,12 @@ class TextParser:
         back = (ts < prev).fill_null(False)
         nback = int(back.sum())
         if nback:
-            rows = chunk.filter(back)
+            rows = chunk.with_columns(_prev=prev).filter(back)
             lines = rows.head(_MAX_LINES)["line"].to_list()
+            t1, t0 = rows["ts"][0], rows["_prev"][0]
+            what = f"{rows['event'][0]} at {t1 / 1e9:.6f} s, {(t0 - t1) / 1e3:.0f} us before the previous line"
             self.problems.add(
-                "time_backwards", lines, f"line {lines[0]}", "timestamp earlier than the previous line's", nback
+                "time_backwards", lines, what, f"timestamp goes backwards: {what}", nback
             )
         last = ts.drop_nulls()
         if last.len():
