@@ -240,7 +240,11 @@ def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> I
                         if len(buf) >= chunk_bytes:
                             cut = buf.rfind(b"\n") + 1
                             if cut == 0:
-                                continue
+                                if len(buf) < 4 * chunk_bytes:
+                                    continue
+                                # no newline in 4 chunks: not a text trace; hand it over
+                                # in pieces (they become problem lines) to keep memory bounded
+                                cut = chunk_bytes
                             _put(bytes(buf[:cut]))
                             del buf[:cut]
                             if stop.is_set():

@@ -418,3 +418,15 @@ def test_real_lines_take_the_fast_path(shipped, path, fmt):
     ev, meta, problems = parse_text([raw], path)
     assert meta["format"] == fmt and problems == {}
     assert meta["lines"]["slow_path"] == 0 and meta["lines"]["rows"] == ev.height > 1000
+
+
+def test_utf8_comm_and_marker_text():
+    # the kernel pads comm to 16 *bytes*; a marker carries any text
+    comm = "café".encode()
+    head = b" " * (16 - len(comm)) + comm + b"-4321    [001] .....  1968.200000: "
+    data = (head + b"tracing_mark_write: na\xc3\xafve \xc3\xbcnicode: text\n"
+            + head + b"kfree: call_site=x+0x1/0x2 ptr=ffff888100000000\n")
+    ev, meta, problems = parse_text([data], "u.txt")
+    assert problems == {}
+    assert ev["comm"].to_list() == ["café", "café"] and ev["pid"].to_list() == [4321, 4321]
+    assert ev["args"][0] == "naïve ünicode: text" and ev["ptr"][1] == 0xFFFF888100000000
