@@ -505,6 +505,56 @@ def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baselin
         click.echo(text, nl=False)
 
 
+# --- sweep.py -----------------------------------------------------------------
+@app.command("sweep")
+@click.argument("config_path", metavar="CONFIG.toml")
+@click.option("--set", "sets", multiple=True, metavar="KEY=V1,V2,...",
+              help="A dotted config key and its values (repeatable; the sweep is the cartesian product). "
+                   "Comma lists and inclusive integer ranges: --set seed=1..10.")
+@click.option("-o", "--output", "out", metavar="DIR", default=None,
+              help="Sweep folder: one run directory per combination, sweep.json, compare.html "
+                   "(default sweeps/<config name>).")
+@click.option("--workers", type=int, metavar="N", default=None,
+              help="Runs at a time on the local process pool (default: the number of CPUs).")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Submit the runs to a Dask distributed scheduler (tcp://HOST:PORT) instead of the local pool.")
+@click.option("--resume", is_flag=True,
+              help="Continue the sweep stored in DIR/sweep.json (its --set values may be left out).")
+def sweep_cmd(config_path: str, sets: tuple[str, ...], out: Optional[str], workers: Optional[int],
+              scheduler: Optional[str], resume: bool) -> int:
+    """Run a config over the cartesian product of --set values, locally or on a Dask cluster.
+
+    \b
+    Every combination is validated before anything runs, then runs as an ordinary run
+    directory DIR/<key=value,...>.  Complete runs (summary.json present, same resolved
+    config) are skipped, so re-running the command, or --resume, only redoes what is
+    missing or was interrupted.  A failing run is reported and the others go on (exit
+    status 1).  DIR/compare.html compares every completed run; runs differing only in
+    seed are replicas (mean and 95% CI).  Dask workers need only kmemdes installed
+    (e.g. `dask worker tcp://HOST:8786 --nthreads 1 --nworkers 4`).
+
+    \b
+    Example:
+
+    \b
+      kmemdes sweep experiments/thp-decay.toml --set policy.fallback=default,defrag_mode --set seed=1..5
+      kmemdes sweep experiments/thp-decay.toml --set seed=1..50 --scheduler tcp://10.0.0.1:8786
+    """
+    from kmemdes.sweep import load_plan, plan_sweep, run_sweep
+
+    if scheduler and workers is not None:
+        raise KmemdesError("--workers applies to the local pool; with --scheduler the cluster's workers run the sweep")
+    plan = load_plan(config_path, out, sets) if resume else plan_sweep(config_path, sets, out)
+    result = run_sweep(plan, workers=workers, scheduler=scheduler)
+    for r in plan.runs:
+        if r.status == "failed":
+            click.echo(f"failed: {r.name}: {r.error}", err=True)
+    if result.compare_error:
+        click.echo(f"kmemdes: error: compare: {result.compare_error}", err=True)
+    click.echo(result.line())
+    return 0 if result.ok else 1
+
+
 # --- sim/validate.py ----------------------------------------------------------
 @app.command("validate")
 @click.argument("capture", required=False, metavar="[CAPTURE_DIR]")
