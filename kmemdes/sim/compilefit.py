@@ -275,10 +275,9 @@ class CompileLoad(Workload):
             if pfn < 0:
                 return None, ns
             if c["gfp"] & _MOVABLE:
-                if c["gfp"] & _ZERO:
-                    self.owner.add(self.node, pfn, c["order"])  # anonymous: movable, not reclaimable (no swap)
-                else:
-                    self.owner.add_cache(self.node, pfn, c["order"])  # page cache: movable and reclaimable
+                if c["gfp"] & _ZERO:  # anonymous: movable, not reclaimable (no swap)
+                    return ("owned", self.owner.add(self.node, pfn, c["order"])), ns
+                return ("owned", self.owner.add_cache(self.node, pfn, c["order"])), ns  # page cache
             return (pfn, c["order"]), ns
         if kind == "cache":
             addr = k.kmem_cache_alloc(self.caches[i], c["gfp"], cpu)
@@ -299,17 +298,11 @@ class CompileLoad(Workload):
         c = self.classes[i]
         kind = c["kind"]
         if kind == "page":
-            pfn, order = handle
-            if c["gfp"] & _MOVABLE:
-                if pfn not in self.owner.pages:
-                    return  # reclaimed, or migrated (the owner tracks it under its new pfn: freed at exit)
-                if c["gfp"] & _ZERO:
-                    self.owner.remove(self.node, pfn)
-                    self.node.free_pages(pfn, order, self.cpu())
-                else:
-                    self.owner.drop_cache(self.node, pfn, self.cpu())
-                return
-            self.node.free_pages(pfn, order, self.cpu())
+            a, b = handle
+            if a == "owned":
+                self.owner.free(self.node, b, self.cpu())  # wherever compaction moved it; no-op if reclaimed
+            else:
+                self.node.free_pages(a, b, self.cpu())
         elif kind == "cache":
             self.kernel.kmem_cache_free(self.caches[i], handle, self.cpu())
         elif kind == "kmalloc":

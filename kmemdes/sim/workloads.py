@@ -70,44 +70,79 @@ GFP_PAGECACHE = G.GFP_HIGHUSER_MOVABLE  # page-cache folios (mapping_gfp_mask of
 
 
 class PageOwner:
-    """Owner of movable pages in ``node.rmap``: follows migration (compaction) and reclaim."""
+    """Owner of movable pages: follows migration (compaction) and reclaim through ``node.rmap``.
+
+    Allocations are known by a token that survives migration: ``add``/``add_cache`` return it,
+    ``free`` takes it (a page reclaimed meanwhile is simply gone).  Anonymous pages (``add``)
+    are movable; page-cache pages (``add_cache``) are also reclaimable, and the reclaim model
+    holds their rmap entry and tells the owner.
+    """
 
     def __init__(self) -> None:
-        self.pages: dict[int, int] = {}  # pfn -> order
+        self.pages: dict[int, int] = {}  # current pfn -> order
+        self._tok: dict[int, int] = {}  # current pfn -> token
+        self._pfn: dict[int, int] = {}  # token -> current pfn
+        self._cache: set[int] = set()  # tokens of page-cache pages
+        self._next = 1
 
-    def add(self, node, pfn: int, order: int) -> None:
+    def _new(self, pfn: int, order: int) -> int:
+        tok = self._next
+        self._next += 1
         self.pages[pfn] = order
+        self._tok[pfn] = tok
+        self._pfn[tok] = pfn
+        return tok
+
+    def add(self, node, pfn: int, order: int) -> int:
+        """An anonymous (movable, unreclaimable without swap) page."""
         node.rmap[pfn] = self
+        return self._new(pfn, order)
 
-    def remove(self, node, pfn: int) -> int:
-        node.rmap.pop(pfn, None)
-        return self.pages.pop(pfn)
-
-    def migrate_page(self, old: int, new: int, order: int) -> None:
-        """Called by the compaction model after it copied ``old`` to ``new``."""
-        if self.pages.pop(old, None) is not None:
-            self.pages[new] = order
-
-    def reclaim_page(self, pfn: int, order: int) -> None:
-        """Called by the reclaim model before it frees one of our page-cache pages."""
-        self.pages.pop(pfn, None)
-
-    def add_cache(self, node, pfn: int, order: int) -> None:
+    def add_cache(self, node, pfn: int, order: int) -> int:
         """A page-cache page: reclaimable; the reclaim model owns its rmap entry and tells us."""
-        self.pages[pfn] = order
+        tok = self._new(pfn, order)
+        self._cache.add(tok)
         if node.reclaim is not None:
             node.reclaim.add_file_pages([pfn], order, self)
         else:
             node.rmap[pfn] = self
+        return tok
 
-    def drop_cache(self, node, pfn: int, cpu: int = 0) -> None:
-        """Truncate a page-cache page we still hold: out of the page cache, freed."""
+    def free(self, node, tok: int, cpu: int = 0) -> bool:
+        """Free an allocation by token (truncate for page cache); False if reclaim already took it."""
+        pfn = self._pfn.pop(tok, None)
+        if pfn is None:
+            return False
         order = self.pages.pop(pfn)
-        if node.reclaim is not None:
-            node.reclaim.remove_file_pages([pfn], free=False)
+        del self._tok[pfn]
+        if tok in self._cache:
+            self._cache.discard(tok)
+            if node.reclaim is not None:
+                node.reclaim.remove_file_pages([pfn], free=False)
+            else:
+                node.rmap.pop(pfn, None)
         else:
             node.rmap.pop(pfn, None)
         node.free_pages(pfn, order, cpu)
+        return True
+
+    def migrate_page(self, old: int, new: int, order: int) -> None:
+        """Called by compaction (or by the reclaim model for page cache) after moving ``old`` to ``new``."""
+        tok = self._tok.pop(old, None)
+        if tok is None:
+            return
+        self.pages.pop(old, None)
+        self.pages[new] = order
+        self._tok[new] = tok
+        self._pfn[tok] = new
+
+    def reclaim_page(self, pfn: int, order: int) -> None:
+        """Called by the reclaim model before it frees one of our page-cache pages."""
+        tok = self._tok.pop(pfn, None)
+        self.pages.pop(pfn, None)
+        if tok is not None:
+            self._pfn.pop(tok, None)
+            self._cache.discard(tok)
 
 
 class Workload:
@@ -338,9 +373,7 @@ class FileCacheLoad(Workload):
             if t > env.now:
                 yield env.timeout(t - env.now)
             while pending and pending[0][0] <= env.now:
-                _, pfn = pending.popleft()
-                if pfn in self.owner.pages:
-                    self.owner.drop_cache(node, pfn, self.cpu())
+                self.owner.free(node, pending.popleft()[1], self.cpu())
             acc += per_tick
             n = int(acc)
             acc -= n
@@ -349,9 +382,9 @@ class FileCacheLoad(Workload):
                 pfn, ns = self.alloc_pages(GFP_PAGECACHE, 0)
                 if pfn < 0:
                     continue
-                self.owner.add_cache(node, pfn, 0)
+                tok = self.owner.add_cache(node, pfn, 0)
                 if self.rng.random() < self.spec.truncate_share:
-                    pending.append((env.now + self.lifetime, pfn))
+                    pending.append((env.now + self.lifetime, tok))
                 if ns > TICK_NS:
                     waited += ns
             t += TICK_NS
