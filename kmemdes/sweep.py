@@ -435,13 +435,14 @@ def _locked(out: Path):
 
 
 class _Reporter:
-    """Progress over runs on stderr: a rich bar on a terminal, one line per finished run otherwise."""
+    """Progress over runs on stderr: a rich bar (``mode`` True, or None on a terminal), one line per
+    finished run (None elsewhere), or nothing (False)."""
 
-    def __init__(self, total: int, enabled: Optional[bool]):
+    def __init__(self, total: int, mode: Optional[bool]):
         self.total, self.count = total, 0
-        self.tty = sys.stderr.isatty() if enabled is None else enabled
+        self.quiet = mode is False
         self.bar = None
-        if self.tty and total:
+        if (mode or (mode is None and sys.stderr.isatty())) and total:
             from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
@@ -455,6 +456,8 @@ class _Reporter:
     def __call__(self, run: SweepRun, what: str, detail: str = "") -> None:
         self.count += 1
         text = f"[{self.count}/{self.total}] {what} {run.name}" + (f": {detail}" if detail else "")
+        if self.quiet:
+            return
         if self.bar is not None:
             if what == "failed":
                 self.bar.console.print(text, markup=False, highlight=False)
@@ -524,7 +527,10 @@ def _run_local(plan: Plan, todo: list[SweepRun], workers: int, runner: Callable[
                     for f, (r, alone) in inflight.items():
                         (suspects.append(r) if not alone else
                          record(r, {"ok": False, "error": "the worker process died (killed, or out of memory?)"}))
-            except BaseException:
+            except BaseException:  # Ctrl-C: stop the runs in flight now (resume redoes them)
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    with contextlib.suppress(Exception):
+                        proc.terminate()
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
 
@@ -592,8 +598,8 @@ def run_sweep(plan: Plan, workers: Optional[int] = None, scheduler: Optional[str
     """Run a planned sweep: skip complete runs, clean leftovers, run the rest, write sweep.json and compare.html.
 
     ``workers``: local pool size (default: the CPUs available); ``scheduler``: the address of a
-    Dask distributed scheduler instead (``tcp://HOST:PORT``).  ``progress``: a rich bar (None:
-    when stderr is a terminal).  ``runner`` is what local workers execute (a top-level function
+    Dask distributed scheduler instead (``tcp://HOST:PORT``).  ``progress``: True a rich bar, False
+    silent, None a bar when stderr is a terminal and one line per run otherwise.  ``runner`` is what local workers execute (a top-level function
     ``(config_text, out) -> dict`` like :func:`run_one`).  Failed runs are counted in the result,
     never raised; Ctrl-C stops the workers and leaves sweep.json with the runs done so far.
     """
