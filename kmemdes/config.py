@@ -112,6 +112,7 @@ class PolicyConfig(_Strict):
     """Kernel policies: data the models read (KERNEL.md sections 3, 5, 7, 11, 13)."""
 
     fallback: Literal["default", "defrag_mode"] = "default"
+    fallback_version: Literal["6.18", "6.14"] = "6.18"
     group_by_mobility: bool = True
     thp_enabled: Literal["always", "madvise", "never"] = "madvise"
     thp_defrag: Literal["always", "defer", "defer+madvise", "madvise", "never"] = "madvise"

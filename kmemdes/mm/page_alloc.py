@@ -208,6 +208,7 @@ class Policy:
     group_by_mobility: bool = True
     thp_enabled: str = "madvise"  # always | madvise | never: raises min_free_kbytes, pcp order 9
     nofragment: bool = True  # ALLOC_NOFRAGMENT on the fast path (5.0+)
+    fallback_version: str = "6.18"  # "6.18": __rmqueue_claim / __rmqueue_steal; "6.14": __rmqueue_fallback
 
 
 @dataclass
@@ -372,6 +373,7 @@ class Node:
         self.on_wakeup_kswapd: Optional[Callable[["Node", int, int, int], None]] = None
         self.debug = False
         self._zonelists: dict[int, list[Zone]] = {}  # highest_zoneidx -> zones, highest first
+        self._legacy_fallback = self.policy.fallback_version == "6.14"
         self.pb_valid = bytearray(len(self.pb_mt))  # 1: pageblock with online memory (pagetypeinfo counts it)
         self.pb_zone: list[Optional[Zone]] = [None] * len(self.pb_mt)  # page_zone by pageblock
         self.min_free_kbytes = 0
@@ -665,7 +667,16 @@ class Node:
         self.extfrag[key] = self.extfrag.get(key, 0) + 1
 
     def _rmqueue(self, zone: Zone, order: int, mt: int, alloc_flags: int, mode: list) -> int:
-        """``__rmqueue`` with 6.15+ modes (NORMAL -> CLAIM -> STEAL); ``mode`` is remembered by rmqueue_bulk."""
+        """``__rmqueue`` with 6.15+ modes (NORMAL -> CLAIM -> STEAL); ``mode`` is remembered by rmqueue_bulk.
+
+        With ``policy.fallback_version == "6.14"`` it is the 5.0-6.14 function instead: the
+        preferred list, then ``__rmqueue_fallback``.
+        """
+        if self._legacy_fallback:
+            pfn = self._rmqueue_smallest(zone, order, mt)
+            if pfn < 0:
+                pfn = self._rmqueue_fallback_614(zone, order, mt, alloc_flags)
+            return pfn
         m = mode[0]
         if m == 0:
             pfn = self._rmqueue_smallest(zone, order, mt)
@@ -685,6 +696,46 @@ class Node:
                 self._note_path(PATH_STEAL)
                 return pfn
         return -1
+
+    def _rmqueue_fallback_614(self, zone: Zone, order: int, start_mt: int, alloc_flags: int) -> int:
+        """``__rmqueue_fallback`` of 5.0-6.14: the largest fallback block; claim its pageblock when
+        enough is free or alike, else steal one page from it (the pageblock keeps its type: an
+        unmovable page in a movable block).  Movable requests that cannot claim take the smallest
+        block instead.  ``steal_suitable_fallback`` with 6.10+ freelist hygiene."""
+        min_order = PAGEBLOCK_ORDER if (order < PAGEBLOCK_ORDER and alloc_flags & ALLOC_NOFRAGMENT) else order
+        cur = MAX_PAGE_ORDER
+        fmt = -1
+        can_steal = False
+        while cur >= min_order:
+            fmt = self._find_suitable_fallback(zone, cur, start_mt, False)
+            if fmt >= 0:
+                can_steal = self._should_try_claim_block(cur, start_mt)
+                break
+            cur -= 1
+        if fmt < 0:
+            return -1
+        if not can_steal and start_mt == MIGRATE_MOVABLE and cur > order:
+            for cur in range(order, NR_PAGE_ORDERS):
+                fmt = self._find_suitable_fallback(zone, cur, start_mt, False)
+                if fmt >= 0:
+                    break
+        page = self.lhead[zone.lid0 + cur * MIGRATE_TYPES + fmt]
+        if cur >= PAGEBLOCK_ORDER:
+            pfn = self._try_to_claim_block(zone, page, cur, order, start_mt, fmt, alloc_flags)
+        else:
+            if can_steal:  # boosts the watermark, claims if enough of the block is free or alike
+                pfn = self._try_to_claim_block(zone, page, cur, order, start_mt, fmt, alloc_flags)
+            else:
+                if self._boost_watermark(zone) and alloc_flags & ALLOC_KSWAPD:
+                    zone.flags |= ZONE_BOOSTED_WATERMARK
+                pfn = -1
+            if pfn < 0:  # single_page: steal from this block, no retype
+                self._del_from_free_list(zone, page, cur)
+                self._expand(zone, page, order, cur, fmt)
+                pfn = page
+        self._trace_extfrag(zone, pfn, order, cur, start_mt, fmt)
+        self._note_path(PATH_CLAIM if self.pb_mt[pfn >> PAGEBLOCK_ORDER] == start_mt else PATH_STEAL)
+        return pfn
 
     def _note_path(self, path: int) -> None:
         if path > self.last_path:

@@ -43,6 +43,7 @@ def policy_from_config(cfg: Config) -> Policy:
         defrag_mode=p.fallback == "defrag_mode",
         group_by_mobility=p.group_by_mobility,
         thp_enabled=p.thp_enabled,
+        fallback_version=p.fallback_version,
     )
 
 

@@ -580,3 +580,22 @@ def test_machine_memory_arrays_are_flat():
     per_page = (node.nxt.itemsize + node.prv.itemsize + node.lid.itemsize + 2)
     assert per_page == 12
     assert len(node.nxt) == node.max_pfn and NR_PCP_LISTS == 14
+
+
+def test_614_fallback_steals_one_page_from_the_largest_block_when_it_cannot_claim():
+    # 5.0-6.14 __rmqueue_fallback: the largest fallback block (order 7 here); an unmovable request
+    # that cannot claim its pageblock (mostly movable pages) takes a single page from it, and the
+    # pageblock stays movable (pollution); 6.15+ would steal from the smallest block (order 2)
+    free = [(0, 2), (128, 7)]
+    pol = Policy(min_free_kbytes=128, fallback_version="6.14")
+    node = one_zone_node(1024, free=free, policy=pol)
+    zone = node.zones[0]
+    node.page_mt[4:128] = bytes([MIGRATE_MOVABLE]) * 124
+    node.page_mt[256:512] = bytes([MIGRATE_MOVABLE]) * 256
+    pfn = node._rmqueue(zone, 0, MIGRATE_UNMOVABLE, ALLOC_WMARK_LOW, [0])
+    assert pfn == 128 and node.pb_mt[0] == MIGRATE_MOVABLE
+    assert node.extfrag == {(MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, "steal", 1): 1}
+    node6 = one_zone_node(1024, free=free)
+    node6.page_mt[4:128] = bytes([MIGRATE_MOVABLE]) * 124
+    node6.page_mt[256:512] = bytes([MIGRATE_MOVABLE]) * 256
+    assert node6._rmqueue(node6.zones[0], 0, MIGRATE_UNMOVABLE, ALLOC_WMARK_LOW, [0]) == 0
