@@ -181,18 +181,21 @@ def parse_set(item: str) -> Axis:
 def run_name(settings: dict) -> str:
     """The run directory name of a combination: ``key=value`` joined by commas, safe as a file name.
 
+    Keys keep their ``--set`` order except ``seed``, which always comes last, so the replicas of
+    one configuration share everything up to ``seed=`` (the comparison groups and labels them).
     Characters other than letters, digits and ``._=,+@%-`` become ``_``; a name that had to change
     (or is too long) gets ``~`` and 8 hex digits of the SHA-1 of the exact settings, so two
     combinations never share a directory.
 
-    >>> run_name({"seed": 1}), run_name({})
-    ('seed=1', 'base')
+    >>> run_name({"seed": 1}), run_name({}), run_name({"seed": 3, "policy.kswapd": False})
+    ('seed=1', 'base', 'policy.kswapd=false,seed=3')
     >>> run_name({"workloads.0.gfp": "GFP_KERNEL|__GFP_COMP"})
     'workloads.0.gfp=GFP_KERNEL___GFP_COMP~85a92898'
     """
     if not settings:
         return "base"
-    raw = ",".join(f"{k}={_fmt(v)}" for k, v in settings.items())
+    items = [(k, v) for k, v in settings.items() if k != "seed"] + [(k, v) for k, v in settings.items() if k == "seed"]
+    raw = ",".join(f"{k}={_fmt(v)}" for k, v in items)
     safe = _UNSAFE.sub("_", raw)
     if safe != raw or len(safe.encode()) > _MAX_NAME:
         safe = safe[:_MAX_NAME] + "~" + hashlib.sha1(raw.encode()).hexdigest()[:8]

@@ -116,6 +116,8 @@ def test_run_names_are_safe_and_distinct():
     assert run_name({"initial.snapshot": "/a/b c"}) == "initial.snapshot=_a_b_c~" + hashlib.sha1(raw.encode()).hexdigest()[:8]
     # '/' and ' ' map to the same '_' but the names still differ
     assert run_name({"k": "a/b"}) != run_name({"k": "a b"})
+    # seed comes last whatever the --set order, so replicas share the prefix up to "seed="
+    assert run_name({"seed": 2, "policy.fallback": "defrag_mode"}) == "policy.fallback=defrag_mode,seed=2"
     long = run_name({"description": "x" * 1000})
     assert len(long.encode()) <= 255 and "/" not in long and not long.startswith(".")
 
@@ -132,6 +134,20 @@ def test_plan_is_the_cartesian_product_in_set_order(config, tmp_path):
         assert (cfg["policy"]["fallback"], cfg["seed"], cfg["policy"]["kswapd"]) == (fb, seed, kswapd)
         assert cfg["machine"]["mem"] == "128M" and cfg["policy"]["watermark_scale_factor"] == 10
     assert not (tmp_path / "o").exists()     # planning writes nothing
+
+
+def test_run_one_reports_internal_errors_without_raising(config, tmp_path, monkeypatch):
+    import kmemdes.sim.engine as engine
+
+    def boom(cfg, out, progress=False):
+        raise ZeroDivisionError("boom\nsecond line")
+
+    monkeypatch.setattr(engine, "run_config", boom)
+    res = run_one(config.read_text(), str(tmp_path / "r"))
+    assert res["ok"] is False and res["error"] == "ZeroDivisionError: boom second line"
+    assert "ZeroDivisionError" in res["traceback"] and "boom" in res["traceback"]
+    bad = run_one("name = 3\n", str(tmp_path / "r"))   # a user error: one line, no traceback
+    assert bad["ok"] is False and bad["traceback"] is None and "name" in bad["error"]
 
 
 def test_default_folder_is_sweeps_config_name(config):
