@@ -369,7 +369,26 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
 
 
 def set_dotted(cfg: Config, key: str, value: Any, source: str = "--set") -> Config:
-    """A copy of ``cfg`` with a dotted key (``policy.fallback``, ``workloads.0.order``) set and revalidated."""
+    """A copy of ``cfg`` with a dotted key (``policy.fallback``, ``workloads.0.order``) set and revalidated.
+
+    A value parsed as a number where the key wants text (``policy.fallback_version=6.14``) is
+    retried as the text it was written as.
+
+    >>> set_dotted(Config(), "policy.fallback_version", 6.14).policy.fallback_version
+    '6.14'
+    """
+    try:
+        return _set_dotted(cfg, key, value, source)
+    except KmemdesError:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return _set_dotted(cfg, key, repr(value) if isinstance(value, float) else str(value), source)
+            except KmemdesError:
+                pass
+        raise
+
+
+def _set_dotted(cfg: Config, key: str, value: Any, source: str) -> Config:
     data = cfg.model_dump(mode="python")
     node: Any = data
     parts = key.split(".")
