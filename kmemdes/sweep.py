@@ -538,7 +538,11 @@ def _run_local(plan: Plan, todo: list[SweepRun], workers: int, runner: Callable[
                 raise
 
 
+_ADDRESS = re.compile(r"^(?:[a-z]+://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}$")
+
+
 def _connect(address: str):
+    """A Dask client on the scheduler at ``address``, with at least one worker running this kmemdes."""
     try:
         from distributed import Client
     except ImportError:
@@ -609,6 +613,8 @@ def run_sweep(plan: Plan, workers: Optional[int] = None, scheduler: Optional[str
     t0 = time.perf_counter()
     if workers is not None and workers < 1:
         raise KmemdesError(f"--workers {workers}: must be at least 1")
+    if scheduler is not None and not _ADDRESS.match(scheduler):
+        raise KmemdesError(f"--scheduler {scheduler}: expected a scheduler address such as tcp://HOST:8786")
     out = plan.out
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -318,3 +318,10 @@ def test_scheduler_and_workers_are_exclusive(config, tmp_path, capsys):
     assert main(["sweep", str(config), "--set", "seed=1", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1",
                  "-o", str(tmp_path / "x")]) == 2
     assert "--workers applies to the local pool" in capsys.readouterr().err
+
+
+def test_bad_scheduler_address_is_refused_before_anything(config, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["sweep", str(config), "--set", "seed=1", "--scheduler", "localhost", "-o", str(out)]) == 2
+    assert "--scheduler localhost: expected a scheduler address such as tcp://HOST:8786" in capsys.readouterr().err
+    assert not out.exists()
