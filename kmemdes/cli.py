@@ -99,7 +99,9 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
         if slabinfo_file is None:
             click.echo(slub.format_slabinfo(slub.kmalloc_geometry(ncpus, slub.kmalloc_type(gfp_mask))), nl=False)
             return
-        rows = slub.parse_slabinfo(Path(slabinfo_file))
+        from kmemdes.trace.snapshot import parse_slabinfo, read_text
+
+        rows = parse_slabinfo(read_text(slabinfo_file), slabinfo_file)
         model = slub.model_slabinfo(rows, ncpus)
         click.echo(slub.format_slabinfo(model), nl=False)
         diff = [r.name for r, m in zip(rows, model) if (r.objperslab, r.pagesperslab) != (m.objperslab, m.pagesperslab)]

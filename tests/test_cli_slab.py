@@ -153,7 +153,7 @@ def test_kmalloc_events_of_corpus(corpus, capsys):
         (["slab", "--cpus", "2", "--kmalloc"], "--kmalloc: give at least one size"),
         (["slab", "--cpus", "2", "100"], "unexpected argument '100'"),
         (["slab", "--cpus", "2", "--gfp", "GFP_BOGUS", "--kmalloc", "8"], "--gfp: unknown GFP flag"),
-        (["slab", "--cpus", "2", "--slabinfo", "/nonexistent/slabinfo"], "/nonexistent/slabinfo: cannot read"),
+        (["slab", "--cpus", "2", "--slabinfo", "/nonexistent/slabinfo"], "/nonexistent/slabinfo: no such file"),
         (["slab"], "--cpus: required"),
     ],
 )

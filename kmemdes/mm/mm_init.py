@@ -164,15 +164,8 @@ def _free_range_boot(node: Node, zone: Zone, s: int, e: int, reserved: bytearray
             continue
         stop = reserved.find(b"\x01", pfn, e)
         stop = e if stop < 0 else stop
-        while pfn < stop:
-            order = MAX_PAGE_ORDER if pfn == 0 else min(MAX_PAGE_ORDER, (pfn & -pfn).bit_length() - 1)
-            while pfn + (1 << order) > stop:
-                order -= 1
-            n = 1 << order
-            node.page_mt[pfn:pfn + n] = b"\xff" * n
-            zone.managed += n
-            node.free_one_page(zone, pfn, order, to_tail=True)
-            pfn += n
+        node.free_pages_core(zone, pfn, stop)
+        pfn = stop
 
 
 # ---------------------------------------------------------------------------

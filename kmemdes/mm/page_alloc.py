@@ -1412,6 +1412,12 @@ class Node:
         for pb in range(start_pfn >> PAGEBLOCK_ORDER, ((end - 1) >> PAGEBLOCK_ORDER) + 1):
             self.pb_mt[pb] = mt
             self.pb_valid[pb] = 1
+        self.free_pages_core(zone, pfn, end)
+        self._invalidate_zonelists()
+
+    def free_pages_core(self, zone: Zone, pfn: int, end: int) -> None:
+        """``memblock_free_pages`` -> ``__free_pages_core``: give [pfn, end) to the buddy allocator in
+        the largest aligned blocks, each to the tail of its list (FPI_TO_TAIL); they become managed."""
         while pfn < end:
             order = MAX_PAGE_ORDER if pfn == 0 else min(MAX_PAGE_ORDER, (pfn & -pfn).bit_length() - 1)
             while pfn + (1 << order) > end:
@@ -1421,7 +1427,6 @@ class Node:
             zone.managed += n
             self.free_one_page(zone, pfn, order, to_tail=True)
             pfn += n
-        self._invalidate_zonelists()
 
     # ----------------------------------------------------------- invariants
     def check(self) -> None:

@@ -75,7 +75,6 @@ __all__ = [
     "Slab",
     "SlabAllocator",
     "SlabinfoRow",
-    "parse_slabinfo",
     "format_slabinfo",
     "SLABINFO_HEADER",
     "create_unique_id",
@@ -1293,26 +1292,6 @@ class SlabinfoRow:
             f"{self.objperslab:4d} {self.pagesperslab:4d} : tunables {0:4d} {0:4d} {0:4d}"
             f" : slabdata {self.active_slabs:6d} {self.num_slabs:6d} {0:6d}"
         )
-
-
-def parse_slabinfo(path: Path) -> list[SlabinfoRow]:
-    """Read a /proc/slabinfo (version 2.1); errors name the file and line."""
-    lines = _read_lines(path)
-    if not lines or not lines[0].startswith("slabinfo - version:"):
-        raise KmemdesError(f"{path}:1: not a /proc/slabinfo file (no 'slabinfo - version:' line)")
-    rows = []
-    for n, line in enumerate(lines[1:], 2):
-        if not line.strip() or line.startswith("#"):
-            continue
-        f = line.split()
-        try:
-            if len(f) != 16 or f[6] != ":" or f[7] != "tunables" or f[11] != ":" or f[12] != "slabdata":
-                raise ValueError
-            rows.append(SlabinfoRow(f[0], int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(f[5]),
-                                    int(f[13]), int(f[14])))
-        except ValueError:
-            raise KmemdesError(f"{path}:{n}: malformed slabinfo line: {line.strip()[:60]!r}") from None
-    return rows
 
 
 def model_slabinfo(rows: Iterable[SlabinfoRow], nr_cpus: int) -> list[SlabinfoRow]:

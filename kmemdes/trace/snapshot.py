@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kmemdes.errors import KmemdesError
+from kmemdes.mm.slub import SlabinfoRow
 
 __all__ = [
     "BuddyinfoLine",
     "Pagetypeinfo",
     "ZoneinfoZone",
-    "SlabinfoLine",
     "VmallocinfoLine",
     "Snapshot",
     "parse_buddyinfo",
@@ -259,35 +259,24 @@ def parse_zoneinfo(text: str, path: str = "zoneinfo") -> list[ZoneinfoZone]:
     return zones
 
 
-class SlabinfoLine(NamedTuple):
-    name: str
-    active_objs: int
-    num_objs: int
-    objsize: int
-    objperslab: int
-    pagesperslab: int
-    active_slabs: int
-    num_slabs: int
-
-
-def parse_slabinfo(text: str, path: str = "slabinfo") -> list[SlabinfoLine]:
-    """``/proc/slabinfo`` version 2.1 (``cache_show``)."""
+def parse_slabinfo(text: str, path: str = "slabinfo") -> list[SlabinfoRow]:
+    """``/proc/slabinfo`` version 2.1 (``cache_show``) as :class:`kmemdes.mm.slub.SlabinfoRow` rows."""
     lines = text.splitlines()
     if not lines or not lines[0].startswith("slabinfo - version:"):
-        raise KmemdesError(f"{path}:1: expected 'slabinfo - version: 2.1' (not a slabinfo file)")
+        raise KmemdesError(f"{path}:1: not a /proc/slabinfo file (no 'slabinfo - version:' line)")
     out = []
     for i, line in enumerate(lines[1:], 2):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()
         # name a n size objper pages : tunables l b s : slabdata act num shared
-        if len(parts) != 16 or parts[6] != ":" or parts[11] != ":":
-            raise KmemdesError(f"{path}:{i}: expected a cache line with tunables and slabdata, got {line[:60]!r}")
+        if len(parts) != 16 or parts[6] != ":" or parts[7] != "tunables" or parts[11] != ":" or parts[12] != "slabdata":
+            raise KmemdesError(f"{path}:{i}: malformed slabinfo line: {line.strip()[:60]!r}")
         try:
             nums = [int(parts[k]) for k in (1, 2, 3, 4, 5, 13, 14)]
         except ValueError:
-            raise KmemdesError(f"{path}:{i}: non-numeric field in {parts[0]!r}") from None
-        out.append(SlabinfoLine(parts[0], *nums))
+            raise KmemdesError(f"{path}:{i}: malformed slabinfo line: {line.strip()[:60]!r}") from None
+        out.append(SlabinfoRow(parts[0], *nums))
     return out
 
 
