@@ -400,6 +400,9 @@ def _clean_leftovers(plan: Plan) -> int:
         if m and m.group(1) in names and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
             n += 1
+        elif p.name.startswith(f".{PLAN_FILE}.tmp-") and p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
     return n
 
 

@@ -238,9 +238,10 @@ def test_interrupted_and_outdated_runs_are_redone(sweep_copy, config, capsys, lo
     cfgfile.write_text(cfgfile.read_text().replace('mem = "128M"', 'mem = "64M"'))
     unrelated = sweep_copy / ".not-ours.tmp-1"
     unrelated.mkdir()
+    (sweep_copy / ".sweep.json.tmp-123").write_text("{")
     assert main(["sweep", str(config), *SETS, "-o", str(sweep_copy)]) == 0
     assert "4 runs: 2 done, 2 skipped, 0 failed" in capsys.readouterr().out
-    assert not leftover.exists() and unrelated.exists()
+    assert not leftover.exists() and unrelated.exists() and not (sweep_copy / ".sweep.json.tmp-123").exists()
     after = _mtimes(sweep_copy)
     assert {n for n in NAMES if after[n] != before.get(n)} == {NAMES[0], NAMES[3]}
     assert 'mem = "128M"' in cfgfile.read_text()
@@ -325,3 +326,13 @@ def test_bad_scheduler_address_is_refused_before_anything(config, tmp_path, caps
     assert main(["sweep", str(config), "--set", "seed=1", "--scheduler", "localhost", "-o", str(out)]) == 2
     assert "--scheduler localhost: expected a scheduler address such as tcp://HOST:8786" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_one_sweep_at_a_time_per_folder(config, tmp_path):
+    from kmemdes.sweep import _locked
+
+    plan = plan_sweep(config, ["seed=1"], tmp_path / "l")
+    (tmp_path / "l").mkdir()
+    with _locked(tmp_path / "l"):
+        with pytest.raises(KmemdesError, match="another sweep is running in this folder"):
+            run_sweep(plan, workers=1, progress=False)
