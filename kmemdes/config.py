@@ -113,6 +113,8 @@ class PolicyConfig(_Strict):
 
     fallback: Literal["default", "defrag_mode"] = "default"
     fallback_version: Literal["6.18", "6.14"] = "6.18"
+    nofragment: bool = Field(True, description="ALLOC_NOFRAGMENT on the fast path (5.0+); false with "
+                                               "fallback_version 6.14 is the 4.x behaviour")
     group_by_mobility: bool = True
     thp_enabled: Literal["always", "madvise", "never"] = "madvise"
     thp_defrag: Literal["always", "defer", "defer+madvise", "madvise", "never"] = "madvise"
@@ -190,6 +192,7 @@ class FileCacheWorkload(_Workload):
     rate_pages: int = Field(20000, ge=1, description="pages per second")
     truncate_share: float = Field(0.5, ge=0, le=1)
     lifetime: Any = "5s"
+    pages_per_file: int = Field(4, ge=0, description="0: pages only; else a dentry and an inode per file")
 
     _d = field_validator("lifetime")(_check_duration)
 

@@ -44,6 +44,7 @@ def policy_from_config(cfg: Config) -> Policy:
         group_by_mobility=p.group_by_mobility,
         thp_enabled=p.thp_enabled,
         fallback_version=p.fallback_version,
+        nofragment=p.nofragment,
     )
 
 

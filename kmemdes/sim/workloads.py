@@ -356,40 +356,78 @@ class AnonLoad(Workload):
 
 
 class FileCacheLoad(Workload):
-    """Page-cache growth: reclaimable movable pages, a share truncated after ``lifetime``."""
+    """Page-cache growth: files of ``pages_per_file`` movable, reclaimable pages, each with a dentry
+    and an ext4 inode (reclaimable slab objects, SLAB_RECLAIM_ACCOUNT); a share of the files is
+    deleted after ``lifetime`` (pages truncated, objects freed), the rest stays: its pages for
+    reclaim to take, its dentry and inode for good (no shrinker pressure in the model)."""
 
     def __init__(self, sim, spec: FileCacheWorkload, index):
         super().__init__(sim, spec, index)
         self.owner = PageOwner()
         self.lifetime = parse_duration(spec.lifetime)
+        self.kernel = sim.kernel() if spec.pages_per_file else None
+        if self.kernel is not None:
+            from kmemdes.mm.slub import SLAB_RECLAIM_ACCOUNT
+
+            slab = self.kernel.slab
+            self.caches = []
+            for name, size in (("dentry", 192), ("ext4_inode_cache", 1120)):
+                try:
+                    self.caches.append(slab.lookup(name))
+                except KmemdesError:
+                    self.caches.append(self.kernel.kmem_cache_create(name, size, 8, SLAB_RECLAIM_ACCOUNT))
+        self.files = 0
 
     def process(self, env):
         node = self.node
         per_tick = self.spec.rate_pages * TICK_NS / 1e9
+        ppf = self.spec.pages_per_file
         acc = 0.0
         pending: deque = deque()
+        current: list = []  # tokens of the file being written
         t = self.start_ns
         while t < self.stop_ns:
             if t > env.now:
                 yield env.timeout(t - env.now)
             while pending and pending[0][0] <= env.now:
-                self.owner.free(node, pending.popleft()[1], self.cpu())
+                self._delete(pending.popleft()[1])
             acc += per_tick
             n = int(acc)
             acc -= n
             waited = 0
             for _ in range(n):
                 pfn, ns = self.alloc_pages(GFP_PAGECACHE, 0)
+                if ns > TICK_NS:
+                    waited += ns
                 if pfn < 0:
                     continue
                 tok = self.owner.add_cache(node, pfn, 0)
-                if self.rng.random() < self.spec.truncate_share:
-                    pending.append((env.now + self.lifetime, tok))
-                if ns > TICK_NS:
-                    waited += ns
+                if not ppf:
+                    if self.rng.random() < self.spec.truncate_share:
+                        pending.append((env.now + self.lifetime, ([tok], ())))
+                    continue
+                current.append(tok)
+                if len(current) >= ppf:
+                    objs = tuple(self.kernel.kmem_cache_alloc(c, G.GFP_KERNEL, self.cpu()) for c in self.caches)
+                    self.files += 1
+                    if self.rng.random() < self.spec.truncate_share:
+                        pending.append((env.now + self.lifetime, (current, objs)))
+                    current = []
             t += TICK_NS
             if waited:
                 yield env.timeout(waited)
+
+    def _delete(self, f) -> None:
+        """unlink: truncate the pages (those reclaim has not taken), free the dentry and inode."""
+        toks, objs = f
+        for tok in toks:
+            self.owner.free(self.node, tok, self.cpu())
+        for cache, addr in zip(self.caches if objs else (), objs):
+            if addr:
+                self.kernel.kmem_cache_free(cache, addr, self.cpu())
+
+    def counters(self) -> dict:
+        return {f"{self.name}_files": self.files}
 
 
 class NetworkLoad(Workload):
