@@ -33,10 +33,13 @@ def pageblock_stats(node: Node, zone) -> dict[str, np.ndarray]:
     pm = np.frombuffer(node.page_mt, dtype=np.uint8)
     n_pb = last + 1 - first
     start = first << PAGEBLOCK_ORDER
-    end = min((last + 1) << PAGEBLOCK_ORDER, len(pm))
-    block = np.full(n_pb * PAGEBLOCK_NR_PAGES, 0xFE, dtype=np.uint8)
-    block[: end - start] = pm[start:end]
-    block = block.reshape(n_pb, PAGEBLOCK_NR_PAGES)[valid]
+    end = (last + 1) << PAGEBLOCK_ORDER
+    if end <= len(pm):
+        block = pm[start:end].reshape(n_pb, PAGEBLOCK_NR_PAGES)[valid]  # a view, then only online rows
+    else:  # the last pageblock runs past the end of memory
+        padded = np.full(n_pb * PAGEBLOCK_NR_PAGES, 0xFE, dtype=np.uint8)
+        padded[: len(pm) - start] = pm[start:]
+        block = padded.reshape(n_pb, PAGEBLOCK_NR_PAGES)[valid]
     return {
         "pageblock": idx,
         "migratetype": np.frombuffer(node.pb_mt, dtype=np.uint8)[first:last + 1][valid],

@@ -244,7 +244,8 @@ class DriverLoad(Workload):
         # price the page allocations the call made: the slowest path it took, with the reclaim and
         # compaction work done on the way (a failed costly kmalloc went through both before failing)
         paths = [i for i, (a, b) in enumerate(zip(path0, node.nr_path)) if b > a]
-        worst = max(paths) if paths else 0
+        # the call succeeded (kvmalloc through its vmalloc fallback, too): its worst successful path
+        worst = max((p for p in paths if p != PATH_FAILED or not addr), default=0)
         comp1 = self.sim.compaction_counters()
         migrated, scanned = comp1[0] - comp0[0], comp1[1] - comp0[1]
         reclaimed = self.sim.reclaim_counters() - recl0
