@@ -1304,8 +1304,9 @@ class Node:
                 return -1
             if costly and not gfp & _GFP_RETRY_MAYFAIL:
                 return -1
-            # should_reclaim_retry
-            if reclaimed:
+            # should_reclaim_retry: costly orders count every loop as no progress (their order
+            # may never form however much is reclaimed), so they give up after MAX_RECLAIM_RETRIES
+            if reclaimed and not costly:
                 no_progress_loops = 0
             else:
                 no_progress_loops += 1
