@@ -20,6 +20,8 @@ in a few seconds (two 30-second simulations).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import random
 from typing import Callable, Iterable, Optional
 
@@ -311,21 +313,18 @@ def part2_config(api: str, seconds: int = 30, seed: int = 0) -> dict:
 
 
 def _run_part2(api: str, seconds: int, seed: int) -> dict:
+    import polars as pl
+
     from kmemdes.config import Config
-    from kmemdes.mm.page_alloc import PATH_FAILED
-    from kmemdes.sim.engine import Sim, make_node
-    from kmemdes.sim.workloads import make_workloads, prepare_initial_state
+    from kmemdes.sim.engine import run_config
 
     cfg = Config.model_validate(part2_config(api, seconds, seed))
-    notes: list[str] = []
-    sim = Sim(cfg, make_node(cfg, None, notes), notes)
-    prepare_initial_state(sim)
-    make_workloads(sim)
-    sim.run(cfg.duration_ns, progress=False)
-    drv = next(w for w in sim.workloads if w.name == "driver")
-    fails = sum(n for key, n in drv.requests.items() if key[2] == PATH_FAILED)
-    return {"api": api, "requests": drv.nr_requests, "failures": fails,
-            "latency_ns": sim.hist.quantiles(8) or {}, "warnings": dict(sim.kernel().all_warnings())}
+    out, summary = run_config(cfg, Path("runs") / f"demo-part2-{api}", progress=False)
+    req = pl.read_parquet(out / "metrics" / "requests.parquet").filter(pl.col("workload") == "driver")
+    lat = summary["latency_ns"].get("8", {})  # the driver's 1 MB (order-8) requests
+    return {"api": api, "requests": int(req["count"].sum()),
+            "failures": int(req.filter(pl.col("path") == "failed")["count"].sum()),
+            "latency_ns": lat, "run_dir": str(out)}
 
 
 def part2(out: Callable[[str], None] = print, seconds: int = 30, seed: int = 0) -> Optional[dict]:
@@ -357,9 +356,10 @@ def part2(out: Callable[[str], None] = print, seconds: int = 30, seed: int = 0) 
     w("kmalloc needs 256 free pages in one aligned block, which a fragmented machine rarely has;")
     w("vmalloc only needs 256 free pages anywhere, at the price of page-table work on every call.")
     w("(Latencies are the engine's cost-model estimates, kmemdes.sim.cost, not measurements.)")
+    w("")
+    w("Run directories (time series, memory maps; `kmemdes report DIR` turns one into an HTML page):")
     for r in results:
-        if r["warnings"]:
-            w(f"({r['api']} run, warnings counted: {r['warnings']})")
+        w(f"  {r['run_dir']}")
     return {r["api"]: r for r in results}
 
 
