@@ -21,9 +21,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# Published reports: one HTML report per experiments/*.toml, the shipped compile trace replayed
-# (mirror mode), a policy what-if on the same trace (default vs defrag_mode) as a comparison,
-# and reports/screenshot.png of one report when a headless browser is installed.
+# Published reports: per experiments/*.toml an HTML report (a comparison when the config has a
+# "# sweep:" line) and its Markdown tables, the shipped compile trace replayed (mirror mode),
+# and reports/screenshot.png of that report when a headless browser is installed.
 # Run directories go to runs/reports/ (not committed); the HTML files to reports/.
 RUNS_REPORTS := runs/reports
 BROWSER = $(firstword $(foreach b,chromium chromium-browser google-chrome,$(shell command -v $(b) 2>/dev/null)))
@@ -33,20 +33,23 @@ reports: $(STAMP)
 	@for cfg in experiments/*.toml; do \
 	  [ -e "$$cfg" ] || continue; \
 	  name=$$(basename "$$cfg" .toml); \
-	  $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_REPORTS)/$$name >/dev/null || exit 1; \
-	  $(VENV)/bin/kmemdes report $(RUNS_REPORTS)/$$name -o reports/$$name.html || exit 1; \
+	  sweep=$$(sed -n 's/^# sweep: *//p' "$$cfg" | head -1); \
+	  if [ -n "$$sweep" ]; then \
+	    sets=""; for s in $$sweep; do sets="$$sets --set $$s"; done; \
+	    echo "experiment $$name: sweep$$sets"; \
+	    $(VENV)/bin/kmemdes sweep "$$cfg" $$sets -o $(RUNS_REPORTS)/$$name >/dev/null || exit 1; \
+	    cp $(RUNS_REPORTS)/$$name/compare.html reports/$$name.html; \
+	    $(VENV)/bin/kmemdes compare $$(ls -d $(RUNS_REPORTS)/$$name/*/) --format md -o reports/$$name.md || exit 1; \
+	  else \
+	    echo "experiment $$name: run"; \
+	    $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_REPORTS)/$$name >/dev/null || exit 1; \
+	    $(VENV)/bin/kmemdes report $(RUNS_REPORTS)/$$name -o reports/$$name.html || exit 1; \
+	    $(VENV)/bin/kmemdes compare $(RUNS_REPORTS)/$$name --format md -o reports/$$name.md || exit 1; \
+	  fi; \
 	done
 	@$(VENV)/bin/kmemdes replay traces/b_compile_head -o $(RUNS_REPORTS)/compile-mirror >/dev/null
 	@$(VENV)/bin/kmemdes report $(RUNS_REPORTS)/compile-mirror -o reports/compile-mirror.html
-	@printf '[policy]\nfallback = "defrag_mode"\n' > $(RUNS_REPORTS)/defrag_mode.toml
-	@$(VENV)/bin/kmemdes replay traces/b_compile_head --mode policy -o $(RUNS_REPORTS)/compile-policy-default >/dev/null
-	@$(VENV)/bin/kmemdes replay traces/b_compile_head --mode policy --config $(RUNS_REPORTS)/defrag_mode.toml \
-	  -o $(RUNS_REPORTS)/compile-policy-defrag_mode >/dev/null
-	@$(VENV)/bin/kmemdes compare $(RUNS_REPORTS)/compile-policy-default $(RUNS_REPORTS)/compile-policy-defrag_mode \
-	  -o reports/compile-policy-compare.html
-	@$(VENV)/bin/kmemdes compare $(RUNS_REPORTS)/compile-policy-default $(RUNS_REPORTS)/compile-policy-defrag_mode \
-	  --format md -o reports/compile-policy-compare.md
-	@shot=$$(ls reports/*.html | grep -v compare | head -1); \
+	@shot=reports/compile-mirror.html; \
 	if [ -n "$(BROWSER)" ]; then \
 	  tmp=$$(mktemp -d); \
 	  "$(BROWSER)" --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
