@@ -15,6 +15,8 @@ then, in HTML, overlaid time series and distributions.
 (10.0, 0.0, None)
 >>> _common_label(["thp-seed1", "thp-seed2", "thp-seed3"])
 'thp'
+>>> _common_label(["policy.fallback=default,seed=1", "policy.fallback=default,seed=2"])
+'policy.fallback=default'
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def _pct_diff(v: float, base: float) -> Optional[float]:
 
 def _common_label(names: Sequence[str]) -> str:
     prefix = os.path.commonprefix(list(names))
-    prefix = re.sub(r"[-_.]*(seed|rep|run|s|r)?[-_.]*$", "", prefix, flags=re.I)
+    prefix = re.sub(r"[-_.,=]*(seed|rep|run|s|r)?[-_.,=]*$", "", prefix, flags=re.I)
     return prefix
 
 
