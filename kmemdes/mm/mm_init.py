@@ -16,12 +16,15 @@ low addresses as on a real boot.
 from __future__ import annotations
 
 import math
+from array import array
 
 from kmemdes.errors import KmemdesError
 from kmemdes.mm.gfp import ZoneType
 from kmemdes.mm.page_alloc import (
     MAX_PAGE_ORDER,
     MIGRATE_TYPES,
+    NO_ORDER,
+    NOLIST,
     NR_PAGE_ORDERS,
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -33,7 +36,7 @@ from kmemdes.mm.page_alloc import (
     setup_per_zone_wmarks,
 )
 
-__all__ = ["build_node", "parse_size", "add_zone", "STRUCT_PAGE_SIZE"]
+__all__ = ["build_node", "parse_size", "add_zone", "STRUCT_PAGE_SIZE", "node_from_page_layout"]
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -547,3 +550,105 @@ def _place_free(node: Node, zone: Zone, pfn: int, order: int, mt: int) -> None:
     n = 1 << order
     node.page_mt[pfn:pfn + n] = b"\xff" * n
     node._add_to_free_list(zone, pfn, order, mt, tail=True)
+
+
+# ---------------------------------------------------------------------------
+# A machine with an exact free-page layout (from /proc/kpageflags)
+# ---------------------------------------------------------------------------
+
+
+def node_from_page_layout(snap, free_pfn, free_order, page_mt, pb_mt, cpus: int | None = None,
+                          policy: Policy | None = None, pcp_blocks=()) -> tuple[Node, list[str]]:
+    """A model state whose free buddy blocks are exactly ``free_pfn`` / ``free_order``.
+
+    Zones, watermarks, lowmem reserves and per-CPU list limits come from the
+    snapshot as in :func:`node_from_snapshot`; then the free lists are emptied
+    and rebuilt from a page-exact layout (``kmemdes.sim.kpageflags`` derives it
+    from ``/proc/kpageflags``):
+
+    - ``free_pfn``, ``free_order``: every free buddy block (head pfn, order), in
+      increasing pfn order; each goes to the tail of ``free_area[order]`` of its
+      pageblock's migratetype, so a list is taken lowest pfn first (the kernel's
+      order inside a list is not visible from user space);
+    - ``page_mt``: per pfn (bytes-like, at least ``max_pfn`` long) the migratetype
+      of an allocated page, or ``PAGE_RESERVED`` (0xFE) for a page the buddy
+      allocator never owned; entries of free pages are overwritten;
+    - ``pb_mt``: per pageblock (bytes-like) its migratetype; pageblocks holding a
+      free block become online (``pb_valid``) even past the snapshot's count;
+    - ``pcp_blocks``: ``(pfn, order, migratetype, cpu)`` on per-CPU lists at the
+      start (appended in the given order).  A block free in the layout is taken
+      off its buddy list first (the layout is older than the trace: a refill
+      came in between); blocks partly free or reserved are skipped.
+
+    Returns the node and notes on what was assumed.
+    """
+    node, notes = node_from_snapshot(snap, cpus=cpus, policy=policy)
+    notes = [n for n in notes if "per-CPU lists" not in n]
+    n = node.max_pfn
+    # empty every buddy and per-CPU list
+    node.lhead[:] = [-1] * len(node.lhead)
+    node.ltail[:] = [-1] * len(node.ltail)
+    node.lcount[:] = [0] * len(node.lcount)
+    node.lid[:] = array("H", [NOLIST]) * n
+    node.alloc_order[:] = bytes([NO_ORDER]) * n
+    for zone in node.zones:
+        zone.nr_free = [0] * NR_PAGE_ORDERS
+        zone.free_pages = 0
+        zone.free_by_mt = [0] * MIGRATE_TYPES
+        for pcp in zone.pcp:
+            pcp.count = 0
+    pm = bytes(page_mt[:n])
+    if len(pm) < n:
+        pm += b"\xfe" * (n - len(pm))
+    node.page_mt[:] = pm
+    npb = len(node.pb_mt)
+    node.pb_mt[:] = bytes(pb_mt[:npb]) + bytes(node.pb_mt[len(pb_mt):npb])
+    grown = 0
+    page = node.page_mt
+    pb_valid = node.pb_valid
+    outside = 0
+    for pfn, order in zip(free_pfn, free_order):
+        pfn = int(pfn)
+        order = int(order)
+        size = 1 << order
+        pb = pfn >> PAGEBLOCK_ORDER
+        zone = node.pb_zone[pb] if pb < npb else None
+        if zone is None or pfn < zone.start_pfn or pfn + size > zone.end_pfn:
+            outside += 1
+            continue
+        for q in range(pb, pb + max(1, size >> PAGEBLOCK_ORDER)):
+            if not pb_valid[q]:
+                pb_valid[q] = 1
+                grown += 1
+        page[pfn:pfn + size] = b"\xff" * size
+        node._add_to_free_list(zone, pfn, order, node.pb_mt[pb], tail=True)
+    if outside:
+        notes.append(f"{outside} free blocks outside every zone were left out")
+    if grown:
+        notes.append(f"{grown} pageblocks beyond the snapshot's pageblock counts hold free pages: made online")
+    placed = moved = 0
+    for pfn, order, mt, cpu in pcp_blocks:
+        size = 1 << order
+        if pfn < 0 or pfn + size > n or pfn & (size - 1) or page[pfn] == 0xFE \
+                or not pb_valid[pfn >> PAGEBLOCK_ORDER]:
+            continue
+        zone = node.zone_of(pfn)
+        if not zone.pcp:
+            continue
+        nfree = page.count(0xFF, pfn, pfn + size)
+        if nfree:
+            # free in the layout, on a pcp list when the trace starts: a refill in between took it
+            if nfree != size or node.take_block(pfn, order) != 0:
+                continue
+            moved += size
+        pcp = zone.pcp[cpu % node.cpus]
+        page[pfn:pfn + size] = b"\xff" * size
+        node._list_add_tail(pcp.lid0 + node.order_to_pindex(mt if mt < 3 else 1, order), pfn)
+        pcp.count += size
+        placed += size
+    if pcp_blocks:
+        notes.append(f"{placed} pages placed on per-CPU lists where the trace shows them there at the start"
+                     + (f" ({moved} of them free in the layout: taken off the buddy lists)" if moved else ""))
+    for zone in node.zones:
+        zone.nr_reserved_highatomic = node.pageblock_counts(zone)[3] * PAGEBLOCK_NR_PAGES
+    return node, notes
