@@ -146,7 +146,8 @@ class Sim:
     def add_replay(self, events: pl.DataFrame, mode: str, name: str, events_by_type: dict | None = None,
                    compaction_pages: int | None = None) -> Replayer:
         r = Replayer(self.node, events, mode=mode, cost=self.cost, hist=self.hist, workload=name,
-                     events_by_type=events_by_type, compaction_pages=compaction_pages)
+                     events_by_type=events_by_type, compaction_pages=compaction_pages,
+                     kernel=self.kernel() if mode == "policy" else None)
         self.replayers.append(r)
         self.env.process(r.process(self.env))
         return r
@@ -371,8 +372,13 @@ def _default_out(name: str, mode: str) -> Path:
 
 def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode: str = "mirror",
                  cfg: Optional[Config] = None, snapshot: Optional[str | Path] = None, progress: bool = True,
-                 strict: bool = False) -> tuple[Path, dict]:
-    """``kmemdes replay``: replay a trace (any format ``read_trace`` reads) and write a run directory."""
+                 strict: bool = False, kpageflags: Optional[str | Path] = None) -> tuple[Path, dict]:
+    """``kmemdes replay``: replay a trace (any format ``read_trace`` reads) and write a run directory.
+
+    ``kpageflags``: a ``kpageflags.zst`` taken with the capture's ``before/``
+    snapshot; the initial state then has its exact free-page layout
+    (:func:`kmemdes.sim.kpageflags.node_from_kpageflags`).
+    """
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.snapshot import snapshot_from_texts
 
@@ -391,7 +397,9 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
                                                                                         trace=str(trace_path),
                                                                                         mode=mode)]})
     notes: list[str] = []
-    if snapshot is not None:
+    if kpageflags is not None:
+        node = _node_from_kpageflags(trace, events, cfg, mode, kpageflags, notes)
+    elif snapshot is not None:
         node = make_node(cfg, snapshot, notes)
         notes.append(f"initial state from {snapshot}")
     elif trace.meta.get("before"):
@@ -419,6 +427,26 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     out = Path(out) if out else _default_out(name, mode)
     write_run(out, dump_toml(cfg), summary, _log_text(summary), frames)
     return out, summary
+
+
+def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, kpageflags: str | Path,
+                          notes: list) -> Node:
+    """The initial state of a replay from the capture's ``before/`` snapshot and a kpageflags file."""
+    from kmemdes.sim.hints import start_hints
+    from kmemdes.sim.kpageflags import node_from_kpageflags, read_kpageflags, trace_pageblock_types
+    from kmemdes.trace.snapshot import snapshot_from_texts
+
+    if not trace.meta.get("before"):
+        raise KmemdesError(f"{kpageflags}: a kpageflags layout needs the capture's before/ snapshot "
+                           "(zoneinfo, pagetypeinfo) beside the trace")
+    snap = snapshot_from_texts(trace.meta["before"], Path(trace.meta.get("capture_dir", ".")) / "before")
+    hints = start_hints(events) if mode == "mirror" else None
+    evidence = trace_pageblock_types(events) if mode == "mirror" else None
+    node, kp_notes, _ = node_from_kpageflags(snap, read_kpageflags(kpageflags), policy=policy_from_config(cfg),
+                                             hints=hints, evidence=evidence)
+    notes.extend(kp_notes)
+    notes.append(f"initial state from the capture's before/ snapshot and {kpageflags}")
+    return node
 
 
 def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True) -> tuple[Path, dict]:

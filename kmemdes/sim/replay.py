@@ -46,6 +46,8 @@ not_an_allocator_event             markers, rss_stat, other groups (counted only
 compaction_event                   compaction/vmscan events: the kernel's own daemons (counted only)
 redecided_by_policy                (policy mode) zone_locked, pcpu_drain and extfrag lines: the model
                                    re-decides these itself
+slab_page_by_model                 (policy mode) a slab or large-kmalloc page of the trace (and its free):
+                                   the object events drive the SLUB model, which allocates its own
 =================================  =====================================================================
 
 ``events_replayed`` + the sum of the quirk counts = the events in the trace.
@@ -151,6 +153,52 @@ def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, int]:
     return slim, by_type, moved
 
 
+def slab_page_mask(events: pl.DataFrame) -> pl.Series:
+    """Which ``mm_page_alloc`` rows are slab pages (or large-kmalloc pages): with raw pointers, the
+    pages that hold a traced object (``(ptr - PAGE_OFFSET) >> 12``); with hashed pointers, the GFP
+    masks SLUB uses for slab pages (``__GFP_COMP|__GFP_NOWARN|__GFP_NORETRY``, order <= 3, not movable)."""
+    page_offset, span = 0xFFFF888000000000, 64 << 40
+    ptrs = events.filter(pl.col("kind").is_in([K_KMALLOC, K_KCACHE_ALLOC]) & (pl.col("ptr") >= page_offset)
+                         & (pl.col("ptr") < page_offset + span))
+    is_alloc = pl.col("kind") == K_ALLOC
+    if ptrs.height > 0.5 * events.filter(pl.col("kind").is_in([K_KMALLOC, K_KCACHE_ALLOC])).height > 0:
+        obj_pfns = ptrs.select(((pl.col("ptr") - page_offset) // 4096).cast(pl.Int64).alias("p")).unique()["p"]
+        pages = (events.with_row_index("i").filter(is_alloc & (pl.col("pfn") >= 0) & (pl.col("order") <= 10))
+                 .select("i", pl.int_ranges(pl.col("pfn"), pl.col("pfn") + pl.lit(2, pl.Int64).pow(
+                     pl.col("order").cast(pl.Int64))).alias("p")).explode("p"))
+        hit = pages.filter(pl.col("p").is_in(obj_pfns.implode()))["i"].unique()
+        mask = np.zeros(events.height, dtype=bool)
+        mask[hit.to_numpy()] = True
+        return pl.Series("slab_page", mask)
+    slab_gfp = G.__GFP_COMP | G.__GFP_NOWARN | G.__GFP_NORETRY
+    return events.select((is_alloc & ((pl.col("gfp") & slab_gfp) == slab_gfp) & (pl.col("order") <= 3)
+                          & ((pl.col("gfp") & G.__GFP_MOVABLE) == 0)).fill_null(False).alias("slab_page"))["slab_page"]
+
+
+_REF_CACHES: dict | None = None
+
+
+def _reference_caches() -> dict:
+    """name -> (object_size, align, reclaim) of the 6.18 reference machine's slab caches."""
+    global _REF_CACHES
+    if _REF_CACHES is None:
+        import csv
+        from importlib import resources
+
+        data = resources.files("kmemdes") / "data"
+        groups = {}
+        for r in csv.DictReader(data.joinpath("slab_caches_6.18.tsv").read_text().splitlines(), delimiter="\t"):
+            groups[r["cache"]] = (int(r["object_size"]), int(r["align"]), r["reclaim_account"] == "1")
+        out = {k: v for k, v in groups.items() if not k.startswith(":")}
+        for line in data.joinpath("slab_aliases_6.18.txt").read_text().splitlines():
+            if " -> " in line:
+                n, g = (x.strip() for x in line.split(" -> "))
+                if g in groups:
+                    out[n] = groups[g]
+        _REF_CACHES = out
+    return _REF_CACHES
+
+
 class Replayer:
     """Applies a trace's event table to a node, tick by tick (one SimPy process drives it).
 
@@ -160,9 +208,10 @@ class Replayer:
 
     def __init__(self, node: Node, events: pl.DataFrame, mode: str = "mirror", cost: CostModel | None = None,
                  hist: LatencyHistogram | None = None, tick_ns: int = 1_000_000, workload: str = "replay",
-                 events_by_type: dict | None = None, compaction_pages: int | None = None):
+                 events_by_type: dict | None = None, compaction_pages: int | None = None, kernel=None):
         if mode not in ("mirror", "policy"):
             raise ValueError(mode)
+        self.kernel = kernel  # policy mode: the SLUB model makes the slab pages (kmemdes.mm.kernel.Kernel)
         self.node = node
         self.mode = mode
         self.cost = cost or CostModel()
@@ -178,9 +227,15 @@ class Replayer:
         # object events: matched per pointer, vectorised (kmemdes.sim.slabstats)
         self.objects = object_stats(events, self.t0)
         # only the columns the loop reads (the string columns of a big trace are hundreds of MB)
-        ev = events.select("ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill",
-                           "fallback_order", "fallback_migratetype", "change_ownership", "va_start", "va_end",
-                           "size", "failed", "npurged").filter(~pl.col("kind").is_in(OBJECT_KINDS))
+        cols = ["ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order",
+                "fallback_migratetype", "change_ownership", "va_start", "va_end", "size", "failed", "npurged"]
+        self.slab_driven = mode == "policy" and kernel is not None
+        if self.slab_driven:
+            # object events drive the SLUB model; the trace's own slab pages are left to it
+            ev = events.select(*cols, "ptr", "bytes_req", "bytes_alloc", "cache").with_columns(
+                slab_page=slab_page_mask(events))
+        else:
+            ev = events.select(*cols).filter(~pl.col("kind").is_in(OBJECT_KINDS))
         # mm_page_free_batched after mm_page_free of the same pfn: one free (quirk 1 of KERNEL.md 15)
         pe = ev.with_row_index("seq").filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED]) & (pl.col("pfn") >= 0))
         after = (pe.sort("pfn", "seq")
@@ -212,9 +267,18 @@ class Replayer:
         self.has_drains = bool(ev["kind"].eq(K_DRAIN).any()) if self.n else False
         st = self.stats
         st.events = self.n_total - self.n
-        st.replayed = self.objects.replayed
-        for k, v in self.objects.quirks.items():
-            st.quirks[k] = st.quirks.get(k, 0) + v
+        if self.slab_driven:
+            self.c_ptr = ev["ptr"].fill_null(0).to_list()
+            self.c_req = ev["bytes_req"].fill_null(0).to_list()
+            self.c_cache = ev["cache"].cast(pl.String).to_list()
+            self.slab_rows = set(np.nonzero(ev["slab_page"].fill_null(False).to_numpy())[0].tolist())
+            self.slab_tpfns: set[int] = set()
+            self.obj_map: dict[int, tuple] = {}
+            self._caches: dict[str, object] = {}
+        else:
+            st.replayed = self.objects.replayed
+            for k, v in self.objects.quirks.items():
+                st.quirks[k] = st.quirks.get(k, 0) + v
         if self.n_batched_after_free:
             st.quirks["batched_after_free"] = self.n_batched_after_free
         st.sizes.update(self.objects.sizes)
@@ -604,6 +668,8 @@ class Replayer:
         c_kind, c_pfn, c_order, c_cpu, c_gfp = self.c_kind, self.c_pfn, self.c_order, self.c_cpu, self.c_gfp
         pfn_map = self.pfn_map
         requests = st.requests
+        slab_rows = self.slab_rows if self.slab_driven else None
+        slab_tpfns = self.slab_tpfns if self.slab_driven else None
         replayed = 0
         for i in range(i0, i1):
             k = c_kind[i]
@@ -611,6 +677,10 @@ class Replayer:
                 tpfn = c_pfn[i]
                 order = c_order[i]
                 gfp = c_gfp[i]
+                if slab_rows is not None and i in slab_rows:
+                    slab_tpfns.add(tpfn)  # a slab (or large kmalloc) page: the SLUB model makes its own
+                    quirk("slab_page_by_model", 1 << order)
+                    continue
                 pfn = node.alloc_pages(gfp, order, c_cpu[i])
                 path = node.last_path
                 if pfn >= 0 and tpfn >= 0:
@@ -623,6 +693,10 @@ class Replayer:
                 requests[key] = requests.get(key, 0) + 1
                 replayed += 1
             elif k == K_FREE or k == K_BATCHED:
+                if slab_tpfns and c_pfn[i] in slab_tpfns:
+                    slab_tpfns.discard(c_pfn[i])
+                    quirk("slab_page_by_model", 1 << c_order[i])
+                    continue
                 ent = pfn_map.pop(c_pfn[i], None)
                 if ent is None:
                     quirk("free_of_untraced_page", 1 << c_order[i])
@@ -631,6 +705,8 @@ class Replayer:
                 replayed += 1
             elif k == K_ZONE_LOCKED or k == K_DRAIN or k == K_EXTFRAG:
                 quirk("redecided_by_policy")
+            elif k in OBJECT_KINDS:
+                replayed += self._policy_object(i, k)
             elif k == K_VMAP or k == K_VFREE or k == K_PURGE:
                 replayed += self._vmalloc(i, k)
             elif k == K_LOST:
@@ -642,6 +718,69 @@ class Replayer:
         st.replayed += replayed
         st.events += i1 - i0
         self.stats.fallbacks = {(a, f, kd, bool(fr)): c for (a, f, kd, fr), c in node.extfrag.items()}
+
+    def _policy_object(self, i: int, k: int) -> int:
+        """An object event through the SLUB model (policy mode): the model's caches, slabs and slab pages."""
+        slab = self.kernel.slab
+        ptr = self.c_ptr[i]
+        cpu = self.c_cpu[i]
+        if k == K_KFREE or k == K_KCACHE_FREE:
+            if ptr == 0 or ptr == _ZERO_SIZE_PTR:
+                self._quirk("kfree_null")
+                return 0
+            ent = self.obj_map.pop(ptr, None)
+            if ent is None:
+                self._quirk("free_of_untraced_object")
+                return 0
+            self._model_free(ent, cpu)
+            return 1
+        if ptr == 0:
+            return 1  # the kernel's allocation failed: nothing to hold
+        applied = 1
+        old = self.obj_map.pop(ptr, None)
+        if old is not None:
+            self._model_free(old, cpu)
+            self._quirk("alloc_of_live_pointer")
+            applied = 0
+        gfp = self.c_gfp[i]
+        if k == K_KMALLOC:
+            addr = slab.kmalloc(self.c_req[i], gfp, cpu)[0]
+            cache = None
+        else:
+            cache = self._cache_for(self.c_cache[i], self.c_req[i])
+            addr = slab.kmem_cache_alloc(cache, gfp, cpu)
+        if addr:
+            self.obj_map[ptr] = (cache, addr)
+        else:
+            self.stats.notes.append(f"event {i}: the SLUB model could not allocate an object the kernel did")
+        return applied
+
+    def _model_free(self, ent: tuple, cpu: int) -> None:
+        cache, addr = ent
+        if cache is None:
+            self.kernel.slab.kfree(addr, cpu)
+        else:
+            self.kernel.slab.kmem_cache_free(cache, addr, cpu)
+
+    def _cache_for(self, name: str | None, object_size: int):
+        """The model's cache of a trace's cache name: created on first use with the 6.18 reference
+        machine's geometry and flags where the name is known (kmemdes/data/slab_caches_6.18.tsv),
+        else from the event's object size."""
+        name = name or "unknown_cache"
+        c = self._caches.get(name)
+        if c is not None:
+            return c
+        from kmemdes.mm.slub import SLAB_RECLAIM_ACCOUNT
+
+        slab = self.kernel.slab
+        try:
+            c = slab.lookup(name)
+        except Exception:  # noqa: BLE001 - not created yet
+            ref = _reference_caches().get(name)
+            size, align, reclaim = (ref if ref else (max(object_size, 8), 8, False))
+            c = slab.kmem_cache_create(name, size, align, SLAB_RECLAIM_ACCOUNT if reclaim else 0)
+        self._caches[name] = c
+        return c
 
     def finalize(self) -> None:
         """Price the aggregated requests with the cost model into the latency histogram."""
