@@ -564,7 +564,9 @@ def sweep_cmd(config_path: str, sets: tuple[str, ...], out: Optional[str], worke
 @click.option("-o", "--output", "out", metavar="REPORT.html", default=None,
               help="Also write the tables as a self-contained HTML page.")
 @click.option("--live", is_flag=True, help="Capture COMMAND on the local kernel first, then validate that capture.")
-@click.option("--kpageflags", is_flag=True, help="With --live: also snapshot /proc/kpageflags.")
+@click.option("--kpageflags", is_flag=True,
+              help="With --live: also snapshot /proc/kpageflags (exact start layout; layout and placement "
+                   "agreement). Without --live: require the capture's kpageflags snapshots.")
 @click.option("--keep", "keep", metavar="DIR", default=None, help="With --live: keep the capture in DIR.")
 @click.argument("command", nargs=-1, metavar="[-- COMMAND...]")
 def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live: bool, kpageflags: bool,
@@ -579,12 +581,20 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
     bulk allocations, deferred init), with its size in pages.
 
     \b
+    Captures with before/ and after/kpageflags.zst (kmemdes capture --kpageflags,
+    or --live --kpageflags here) start from the exact free-page layout and also
+    report layout agreement (per pfn the trace touched: free in the buddy
+    allocator or not, model vs after/kpageflags) and placement agreement (the
+    model deciding each page allocation itself vs the kernel's pfn).
+
+    \b
     Example:
 
     \b
       kmemdes validate ../shared/traces/b_compile_nohash
       kmemdes validate traces/a_idle_stream --json
       kmemdes validate --live -- sh -c 'for i in 1 2 3; do cc -O2 -c x.c; done'
+      kmemdes validate --live --kpageflags -- sh -c 'head -c 2000000 /dev/zero | cat > /dev/null'
     """
     import json as _json
     import tempfile
@@ -608,6 +618,12 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
         capture = str(target)
     elif capture is None:
         raise KmemdesError("give a capture folder, or --live -- COMMAND")
+    if kpageflags:
+        from kmemdes.sim.kpageflags import kpageflags_pair
+
+        if Path(capture).is_dir() and kpageflags_pair(capture) is None:
+            raise KmemdesError(f"--kpageflags: {capture} has no before/kpageflags.zst and after/kpageflags.zst "
+                               "(capture with --kpageflags)")
     res = validate_capture(capture)
     if as_json:
         click.echo(_json.dumps(res, indent=1, default=str))

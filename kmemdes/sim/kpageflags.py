@@ -971,3 +971,119 @@ def placement_agreement(res: dict, node) -> dict:
                      "first zone_locked/extfrag line of its group on its CPU) the model runs alloc_pages on the "
                      "synchronised state and is rolled back; then the kernel's choice is applied")
     return out
+
+
+# ------------------------------------------------------------------------------- validation
+def _zone_diffs(model: dict, kernel_text: Optional[str], path: str) -> Optional[dict]:
+    from kmemdes.trace.snapshot import parse_buddyinfo
+
+    if kernel_text is None:
+        return None
+    out = {}
+    for z in parse_buddyinfo(kernel_text, path):
+        m = model.get(z.zone, [0] * (_MAX_ORDER + 1))
+        out[z.zone] = {"model": m, "kernel": list(z.nr_free), "diff": [a - b for a, b in zip(m, z.nr_free)],
+                       "free_pages_diff": sum((a - b) << o for o, (a, b) in enumerate(zip(m, z.nr_free)))}
+    return out
+
+
+def kpageflags_pair(capture: str | Path) -> Optional[tuple[Path, Path]]:
+    """``(before/kpageflags.zst, after/kpageflags.zst)`` of a capture, or None when it lacks either."""
+    cap = Path(capture)
+    b, a = cap / "before" / "kpageflags.zst", cap / "after" / "kpageflags.zst"
+    return (b, a) if b.exists() and a.exists() else None
+
+
+def kpageflags_validation(capture: str | Path, policy=None) -> dict:
+    """The kpageflags part of ``kmemdes validate``: layout and placement agreement (see the module docstring).
+
+    Keys: ``layout_agreement`` (:func:`layout_agreement`), ``placement_agreement``
+    (:func:`placement_agreement`), ``kpageflags_start`` / ``kpageflags_end``
+    (free blocks per zone and order reconstructed from ``before/`` and
+    ``after/kpageflags`` against the buddyinfo read right after each; the
+    difference is what the machine did while kpageflags was being read),
+    ``kpageflags_notes``.
+    """
+    from kmemdes.trace.snapshot import read_text
+
+    pair = kpageflags_pair(capture)
+    if pair is None:
+        raise KmemdesError(f"{capture}: no before/kpageflags.zst and after/kpageflags.zst "
+                           "(capture with --kpageflags)")
+    cap = Path(capture)
+    res = placement_replay(cap, pair[0], policy=policy)
+    node = res["node"]
+    kb, ka = read_kpageflags(pair[0]), read_kpageflags(pair[1])
+    out: dict = {"layout_agreement": layout_agreement(node, kb, ka, res["touched"]),
+                 "placement_agreement": placement_agreement(res, node)}
+
+    def text(p: Path) -> Optional[str]:
+        return read_text(p) if p.exists() else None
+
+    out["kpageflags_start"] = {
+        "after_kpageflags": _zone_diffs(res["info"]["nr_free"], text(cap / "before" / "buddyinfo_after_kpageflags"),
+                                        str(cap / "before" / "buddyinfo_after_kpageflags")),
+        "before_kpageflags": _zone_diffs(res["info"]["nr_free"], text(cap / "before" / "buddyinfo"),
+                                         str(cap / "before" / "buddyinfo")),
+    }
+    from kmemdes.trace.snapshot import read_snapshot
+
+    snap_after = read_snapshot(cap / "after")
+    end = {z: _nr_free(o) for z, (_, o) in zone_free_blocks(ka, snap_after).items()}
+    out["kpageflags_end"] = {
+        "after_kpageflags": _zone_diffs(end, text(cap / "after" / "buddyinfo_after_kpageflags"),
+                                        str(cap / "after" / "buddyinfo_after_kpageflags")),
+        "before_kpageflags": _zone_diffs(end, text(cap / "after" / "buddyinfo"), str(cap / "after" / "buddyinfo")),
+    }
+    out["kpageflags_notes"] = list(res["notes"])
+    out["kpageflags_replay_quirks"] = dict(sorted(res["replay"].stats.quirks.items()))
+    return out
+
+
+def _p(x: Optional[float]) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def format_kpageflags(res: dict) -> str:
+    """The kpageflags sections of ``kmemdes validate`` as text ('' when the result has none)."""
+    la, pa = res.get("layout_agreement"), res.get("placement_agreement")
+    if not la and not pa:
+        return ""
+    lines: list[str] = []
+    if la:
+        lines += ["", "layout agreement with after/kpageflags (per pfn: free in the buddy allocator or not)",
+                  f"  pfns the trace touched: {la['touched_pfns']:,}; model = kernel for {_p(la['touched_share'])} "
+                  f"(target 99%); a model that did nothing: {_p(la['touched_baseline_share'])}",
+                  f"    model free, kernel not: {la['touched_model_free_kernel_not']:,}; kernel free, model not: "
+                  f"{la['touched_kernel_free_model_not']:,}",
+                  f"  every online pfn ({la['online_pfns']:,}): {_p(la['all_share'])} (did nothing: "
+                  f"{_p(la['all_baseline_share'])}); untouched pfns that changed between the snapshots "
+                  f"(outside the trace): {la['untouched_changed']:,}"]
+    if pa:
+        lines += ["", "placement agreement (the model deciding each page allocation itself from the synchronised "
+                      "state, policy mode)",
+                  f"  {pa['n']:,} allocations: the kernel's pfn for {_p(pa['share'])}"]
+        parts = [f"{k} {v['n']:,} {_p(v['share'])}" for k, v in pa.get("by_kernel_path", {}).items()]
+        if parts:
+            lines.append("    by kernel path: " + ", ".join(parts))
+        parts = [f"{k}: {v['n']:,} {_p(v['share'])}" for k, v in pa.get("by_order", {}).items()]
+        if parts:
+            lines.append("    by order: " + ", ".join(parts))
+        m = pa["misses"]
+        if m["n"]:
+            d = m["distance_pages"]
+            lines.append(f"  misses: {m['n']:,} (model failed {m['model_failed']:,}); same pageblock "
+                         f"{_p(m['same_pageblock_share'])}, same zone {_p(m['same_zone_share'])}"
+                         + (f"; |model - kernel| pages p50 {d['p50']:,.0f}, p90 {d['p90']:,.0f}, "
+                            f"p99 {d['p99']:,.0f}, max {d['max']:,}" if d else ""))
+        sp = pa["start_pcp"]
+        if sp["n"]:
+            lines.append(f"  apart: {sp['n']:,} allocations of pages on per-CPU lists at the start (their order "
+                         f"there is taken from the trace): {_p(sp['share'])}")
+    st = res.get("kpageflags_start", {}).get("after_kpageflags")
+    if st:
+        diffs = {z: v["diff"] for z, v in st.items() if any(v["diff"])}
+        lines += ["", "start layout from before/kpageflags vs the buddyinfo read right after it: "
+                  + ("equal in every zone and order" if not diffs else
+                     "; ".join(f"{z} block diffs by order {d}" for z, d in diffs.items()))]
+    return "\n".join(lines) + "\n"

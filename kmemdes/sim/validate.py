@@ -53,7 +53,12 @@ def validate_capture(capture: str | Path, run_dir: Optional[str | Path] = None, 
     if run_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="kmemdes_validate_")
         run_dir = Path(tmp.name) / "run"
-    out, summary = replay_trace(cap, run_dir, mode="mirror", progress=progress)
+    # with kpageflags snapshots (kmemdes capture --kpageflags): start from the exact free-page layout
+    from kmemdes.sim.kpageflags import kpageflags_pair
+
+    kpf = kpageflags_pair(cap)
+    out, summary = replay_trace(cap, run_dir, mode="mirror", progress=progress,
+                                kpageflags=kpf[0] if kpf else None)
     run = load_run(out, metrics=("slab", "vmalloc", "score"))
     after = cap / "after"
     before = cap / "before"
@@ -160,6 +165,11 @@ def validate_capture(capture: str | Path, run_dir: Optional[str | Path] = None, 
     res["run_dir"] = str(out) if tmp is None else None
     if tmp is not None:
         tmp.cleanup()
+    if kpf:
+        # layout agreement and placement agreement against after/kpageflags (sim/kpageflags.py)
+        from kmemdes.sim.kpageflags import kpageflags_validation
+
+        res.update(kpageflags_validation(cap))
     return res
 
 
@@ -208,6 +218,10 @@ def format_validation(res: dict) -> str:
         lines += ["", "what the model could not know (pages):"]
         for u in res["unknown"]:
             lines.append(f"  {u['pages']:>9,}  {u['what']}")
+    if res.get("layout_agreement") or res.get("placement_agreement"):
+        from kmemdes.sim.kpageflags import format_kpageflags
+
+        lines.append(format_kpageflags(res).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 
