@@ -211,16 +211,18 @@ class Sim:
         failures: list[tuple] = []
         sizes: dict = {}
         fallbacks: dict = {}
+        direct: dict[tuple, int] = {}
         for r in self.replayers:
             for (order, cls, path), c in r.stats.requests.items():
                 key = (order, cls, PATH_NAMES[path], r.workload)
                 req_rows[key] = req_rows.get(key, 0) + c
+                if r.mode == "policy":  # these went through node.alloc_pages too
+                    direct[(order, cls, path)] = direct.get((order, cls, path), 0) + c
             failures.extend((t, o, g, r.workload) for t, o, g in r.stats.failures)
             for k, v in r.stats.sizes.items():
                 sizes[k] = sizes.get(k, 0) + v
             for k, v in r.stats.fallbacks.items():
                 fallbacks[k] = fallbacks.get(k, 0) + v
-        direct: dict[tuple, int] = {}
         for w in self.workloads:
             for (order, cls, path, name), c in w.requests.items():
                 key = (order, cls, PATH_NAMES[path], name)
@@ -230,7 +232,7 @@ class Sim:
             failures.extend(w.failures)
             for k, v in getattr(w, "sizes", {}).items():
                 sizes[k] = sizes.get(k, 0) + v
-        if self.workloads and not self.replayers:
+        if self.workloads or any(r.mode == "policy" for r in self.replayers):
             # page allocations the models made on the workloads' behalf (slab pages, page faults,
             # page tables, vmalloc backing): node counts minus what workloads recorded themselves
             npath = len(PATH_NAMES)
