@@ -1,0 +1,426 @@
+"""kmemdes.sim.kpageflags: /proc/kpageflags decoding, free-block reconstruction, exact start layouts,
+layout and placement agreement — on hand-built arrays (expected values from the kernel's rules:
+fs/proc/page.c ``stable_page_flags``, mm/page_alloc.c ``__free_one_page``, ``rmqueue_pcplist``)
+and, where root and /proc/kpageflags are available, on this machine's real kernel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kmemdes.cli import main
+from kmemdes.errors import KmemdesError
+from kmemdes.mm.gfp import GFP_ATOMIC, GFP_KERNEL, parse_gfp
+from kmemdes.mm.mm_init import build_node, node_from_snapshot, parse_size
+from kmemdes.sim import kpageflags as K
+from kmemdes.trace.schema import EventKind as E
+from kmemdes.trace.snapshot import Pagetypeinfo, read_snapshot
+
+B = lambda *bits: sum(1 << b for b in bits)  # noqa: E731
+
+
+# ---------------------------------------------------------------------------- flags and classes
+def test_page_classes_follow_stable_page_flags():
+    # values seen on the 6.18 machine: slab pages carry ANON/KSM/compound bits from the overlaid mapping
+    f = np.array([
+        B(K.KPF_BUDDY),                                       # any page of a free block
+        B(K.KPF_BUDDY, K.KPF_UPTODATE),                       # stale uptodate on a free page: still free
+        B(K.KPF_SLAB, K.KPF_ANON, K.KPF_COMPOUND_TAIL, K.KPF_KSM),  # 0x211080: slab, not anonymous memory
+        B(K.KPF_PGTABLE),
+        B(K.KPF_LRU, K.KPF_ACTIVE, K.KPF_REFERENCED),         # page cache on the LRU
+        B(K.KPF_ANON, K.KPF_SWAPBACKED, K.KPF_MMAP),          # anonymous, isolated from the LRU
+        B(K.KPF_RESERVED),                                    # memblock reserved
+        B(K.KPF_RESERVED, K.KPF_MMAP, K.KPF_ZERO_PAGE),       # the zero page: reserved wins
+        0,                                                    # kernel allocation or pcp page
+        B(K.KPF_NOPAGE),                                      # no struct page
+    ], dtype=np.uint64)
+    assert [K.PC_NAMES[c] for c in K.page_classes(f)] == [
+        "free", "free", "slab", "pgtable", "movable", "movable", "reserved", "reserved", "other", "hole"]
+    assert K.decode_flags(0x211080) == ["slab", "anon", "compound_tail", "ksm"]
+
+
+def test_read_kpageflags_zst_raw_and_bad_input(tmp_path):
+    a = np.array([0, B(K.KPF_BUDDY), 1 << 63, B(K.KPF_RESERVED)], dtype="<u8")
+    z = tmp_path / "kpageflags.zst"
+    z.write_bytes(zstandard.ZstdCompressor().compress(a.tobytes()))
+    assert K.read_kpageflags(z).tolist() == a.tolist()
+    raw = tmp_path / "raw"
+    raw.write_bytes(a.tobytes())
+    assert K.read_kpageflags(raw).tolist() == a.tolist()
+    bad = tmp_path / "short.zst"
+    bad.write_bytes(zstandard.ZstdCompressor().compress(a.tobytes()[:-3]))
+    with pytest.raises(KmemdesError, match=r"short\.zst: 29 bytes is not a whole number of 8-byte entries"):
+        K.read_kpageflags(bad)
+    junk = tmp_path / "junk.zst"
+    junk.write_bytes(b"not zstd at all")
+    with pytest.raises(KmemdesError, match=r"junk\.zst: not a valid zstd stream"):
+        K.read_kpageflags(junk)
+    with pytest.raises(KmemdesError, match="cannot read"):
+        K.read_kpageflags(tmp_path / "missing.zst")
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(KmemdesError, match="empty"):
+        K.read_kpageflags(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------- free blocks
+def _blocks(free, lo, hi, max_order=10):
+    p, o = K.buddy_blocks(np.asarray(free, bool), lo, hi, max_order)
+    return list(zip(p.tolist(), o.tolist()))
+
+
+def test_buddy_blocks_by_hand():
+    # a DMA zone starts at pfn 1 (pfn 0 is never RAM): everything free up to 4096
+    free = np.zeros(4096, bool)
+    free[1:] = True
+    assert _blocks(free, 1, 4096) == [(1 << o if o else 1, o) for o in range(10)] + [(1024, 10), (2048, 10), (3072, 10)]
+    # MAX_PAGE_ORDER caps merging: 2048 free pages are two order-10 blocks
+    assert _blocks(np.ones(2048, bool), 0, 2048) == [(0, 10), (1024, 10)]
+    # one allocated page (5) in 1024 free pages
+    free = np.ones(1024, bool)
+    free[5] = False
+    assert _blocks(free, 0, 1024) == [(0, 2), (4, 0), (6, 1), (8, 3), (16, 4), (32, 5), (64, 6), (128, 7),
+                                      (256, 8), (512, 9)]
+    # blocks never cross the range (a zone) even when pages beyond are free
+    assert _blocks(np.ones(64, bool), 8, 24) == [(8, 3), (16, 3)]
+    assert _blocks(np.zeros(64, bool), 0, 64) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=64).map(lambda runs: runs * 16), st.integers(0, 3))
+def test_buddy_blocks_are_the_kernels_free_blocks(pattern, shift):
+    """Aligned, disjoint, exactly the free pages, and no two free buddies of one order left unmerged."""
+    free = np.array(pattern, bool)
+    free = np.repeat(free, 1 << shift)[:4096]
+    n = len(free)
+    blocks = _blocks(free, 0, n)
+    cover = np.zeros(n, int)
+    have = set(blocks)
+    for p, o in blocks:
+        assert p % (1 << o) == 0 and p + (1 << o) <= n
+        cover[p:p + (1 << o)] += 1
+        if o < 10:
+            assert (p ^ (1 << o), o) not in have, f"unmerged buddies at {p} order {o}"
+    assert (cover == free.astype(int)).all()
+
+
+def _model_blocks(node):
+    out = set()
+    for z in node.zones:
+        for o in range(11):
+            for mt in range(5):
+                out.update((p, o) for p in z.free_list(o, mt))
+    return out
+
+
+def _fake_snap(node):
+    zi = [SimpleNamespace(name=z.name, present=z.present, managed=z.managed, start_pfn=z.start_pfn,
+                          spanned=z.spanned) for z in node.zones]
+    return SimpleNamespace(zoneinfo=zi, pagetypeinfo=None, path=Path("fake"))
+
+
+def test_buddy_blocks_recover_a_kernel_like_layout():
+    """The model follows __free_one_page; its free lists after random traffic, shown as kpageflags
+    (BUDDY on every page of a free block), must come back block for block."""
+    node = build_node("x86_64", parse_size("256M"), cpus=2)
+    rng = random.Random(7)
+    live = []
+    gfps = [GFP_KERNEL, parse_gfp("GFP_HIGHUSER_MOVABLE"), GFP_KERNEL | parse_gfp("__GFP_RECLAIMABLE")]
+    for _ in range(3000):
+        if live and rng.random() < 0.45:
+            p, o = live.pop(rng.randrange(len(live)))
+            node.free_pages(p, o, rng.randrange(2))
+        else:
+            o = rng.choice([0, 0, 0, 1, 2, 3, 4, 6, 9])
+            p = node.alloc_pages(rng.choice(gfps), o, rng.randrange(2))
+            if p >= 0:
+                live.append((p, o))
+    node.drain_all_pages()  # pcp pages are not PageBuddy; drain so every free page is in a block
+    node.check()
+    kpf = np.zeros(node.max_pfn, np.uint64)
+    kpf[np.frombuffer(bytes(node.page_mt), np.uint8) == 0xFF] = B(K.KPF_BUDDY)
+    got = K.zone_free_blocks(kpf, _fake_snap(node))
+    rebuilt = {(p, o) for ps, os_ in got.values() for p, o in zip(ps.tolist(), os_.tolist())}
+    assert rebuilt == _model_blocks(node)
+    for z in node.zones:
+        assert np.bincount(got[z.name][1].astype(int), minlength=11).tolist() == z.nr_free
+
+
+# ---------------------------------------------------------------------------- pageblock types
+def _zone_snap(nb, blocks, free):
+    types = ["Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate"]
+    pti = Pagetypeinfo(pageblock_order=9, types=types, free={("Normal", t): f for t, f in zip(types, free)},
+                       blocks={"Normal": blocks}, zones=["Normal"])
+    zi = [SimpleNamespace(name="Normal", present=nb * 512, managed=nb * 512, start_pfn=4096, spanned=nb * 512)]
+    return SimpleNamespace(zoneinfo=zi, pagetypeinfo=pti, path=Path("fake"))
+
+
+def test_pageblock_types_from_counts_flags_and_free_lists():
+    nb = 8
+    cls = np.full(4096 + nb * 512, K.PC_MOVABLE, np.uint8)
+    pb = lambda i: slice(4096 + i * 512, 4096 + (i + 1) * 512)  # noqa: E731
+    cls[pb(0)] = K.PC_SLAB                      # all slab, nothing free
+    cls[pb(1)] = K.PC_SLAB                      # slab with two free order-3 blocks and one order-0
+    cls[4096 + 512 + 64:4096 + 512 + 72] = K.PC_FREE  # (64, 3): its buddy 72 stays in use
+    cls[4096 + 512 + 80:4096 + 512 + 88] = K.PC_FREE  # (80, 3)
+    cls[4096 + 512 + 101] = K.PC_FREE
+    cls[pb(5)][:256] = K.PC_FREE                # a movable pageblock with a free order-8 block
+    free = K.kpf_bit(np.where(cls == K.PC_FREE, B(K.KPF_BUDDY), 0).astype(np.uint64), K.KPF_BUDDY)
+    blocks = {"Normal": K.buddy_blocks(free, 4096, 4096 + nb * 512)}
+    zero = [0] * 11
+    recl = [1, 0, 0, 2] + [0] * 7               # Reclaimable's free lists: exactly pageblock 1's blocks
+    mov = [0] * 8 + [1, 0, 0]
+    snap = _zone_snap(nb, [1, 6, 1, 0, 0], [zero, mov, recl, zero, zero])
+    pb_mt, notes = K.assign_pageblock_types(cls, blocks, snap)
+    got = pb_mt[8:8 + nb].tolist()
+    # the two non-movable pageblocks are the slab ones; the one whose free blocks are Reclaimable's is R
+    assert got == [0, 2, 1, 1, 1, 1, 1, 1], notes
+    assert not notes
+    # trace evidence wins while the counts last: pageblock 3 seen Unmovable, so 0 and 1 share R and M
+    pb_mt, _ = K.assign_pageblock_types(cls, blocks, snap, evidence={8 + 3: 0})
+    got = pb_mt[8:8 + nb].tolist()
+    assert got[3] == 0 and sorted(got).count(0) == 1 and got.count(2) == 1 and got.count(1) == 6
+
+
+def test_node_from_kpageflags_rebuilds_a_layout_exactly(shipped):
+    """A snapshot's count-based layout (node_from_snapshot), shown as kpageflags, comes back with
+    every free block at its pfn, order and migratetype, and pagetypeinfo's pageblock counts."""
+    snap = read_snapshot(shipped / "a_idle_stream" / "before")
+    ref, _ = node_from_snapshot(snap)
+    pm = np.frombuffer(bytes(ref.page_mt), np.uint8)
+    kpf = np.zeros(ref.max_pfn, np.uint64)
+    kpf[pm == 0xFF] |= np.uint64(B(K.KPF_BUDDY))
+    kpf[pm == 0xFE] |= np.uint64(B(K.KPF_RESERVED))
+    kpf[pm == 1] |= np.uint64(B(K.KPF_LRU))
+    kpf[pm == 2] |= np.uint64(B(K.KPF_SLAB))
+    node, notes, info = K.node_from_kpageflags(snap, kpf)
+    node.check()
+
+    def typed(n):
+        return {(p, o, mt) for z in n.zones for o in range(11) for mt in range(5) for p in z.free_list(o, mt)}
+
+    assert typed(node) == typed(ref)
+    for z, zr in zip(node.zones, ref.zones):
+        assert z.nr_free == zr.nr_free
+        assert node.pageblock_counts(z)[:3] == snap.pagetypeinfo.blocks[z.name][:3]
+    assert info["nr_free"] == {z.name: z.nr_free for z in ref.zones}
+
+
+# ---------------------------------------------------------------------------- peeking at a decision
+def _digest(node) -> str:
+    h = hashlib.sha256()
+    for name in ("nxt", "prv", "lid", "page_mt", "alloc_order", "pb_mt", "pb_valid"):
+        h.update(bytes(getattr(node, name)))
+    for name in ("lhead", "ltail", "lcount", "nr_alloc", "nr_alloc_fail", "nr_path", "nr_req"):
+        h.update(repr(getattr(node, name)).encode())
+    h.update(repr(sorted(node.extfrag.items())).encode())
+    h.update(repr((node.last_path, node.nr_zone_locked, node.nr_pcpu_drain, node.nr_boost, node.kswapd_wakeups,
+                   node.kswapd_order, node.nr_oom, node.nr_warn)).encode())
+    for z in node.zones:
+        h.update(repr([getattr(z, s) for s in z.__slots__ if s not in ("node", "pcp")]).encode())
+        h.update(repr([sorted(vars(p).items()) for p in z.pcp]).encode())
+    return h.hexdigest()
+
+
+def test_placement_peek_is_the_models_decision_without_side_effects():
+    node = build_node("x86_64", parse_size("256M"), cpus=2)
+    peek = K.PlacementPeek(node)
+    rng = random.Random(3)
+    gfps = [GFP_KERNEL, parse_gfp("GFP_HIGHUSER_MOVABLE"), GFP_KERNEL | parse_gfp("__GFP_RECLAIMABLE"), GFP_ATOMIC,
+            parse_gfp("GFP_KERNEL|__GFP_DMA32")]
+    live = []
+    seen_paths = set()
+    for step in range(1500):
+        if live and rng.random() < 0.4:
+            p, o = live.pop(rng.randrange(len(live)))
+            node.free_pages(p, o, rng.randrange(2))
+            continue
+        gfp, order, cpu = rng.choice(gfps), rng.choice([0, 0, 0, 1, 2, 3, 5, 9, 10]), rng.randrange(2)
+        before = _digest(node)
+        guess, path = peek(gfp, order, cpu)
+        assert _digest(node) == before, f"step {step}: the peek changed the node"
+        got = node.alloc_pages(gfp, order, cpu)
+        assert (got, node.last_path) == (guess, path), f"step {step}: peek {guess} vs real {got}"
+        seen_paths.add(path)
+        if got >= 0:
+            live.append((got, order))
+    node.check()
+    assert len(seen_paths) >= 4  # pcp hits, refills, buddy takes, fallbacks, failures
+
+
+def test_resync_drops_what_the_kernels_lifo_pop_shows_gone():
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    pages = [node.alloc_pages(GFP_KERNEL, 0, 0) for _ in range(6)]
+    for p in pages:  # to the head of the Unmovable order-0 list, one after the other
+        node.free_pages(p, 0, 0)
+    zone = node.zone_of(pages[0])
+    lid = zone.pcp[0].lid0 + 0
+    head = list(node._walk(lid))[:6]
+    assert head == pages[::-1]  # LIFO
+    count = zone.pcp[0].count
+    # the kernel popped the third from the head: the two above it had left its list untraced
+    assert K._resync_pcp(node, 0, 0, 0, head[2], refill=False) == 2
+    assert list(node._walk(lid))[:4] == head[2:6]
+    assert node.page_mt[head[0]] == 0 and node.page_mt[head[1]] == 0 and zone.pcp[0].count == count - 2
+    # a refill shows the kernel's list was empty
+    n = node.lcount[lid]
+    assert K._resync_pcp(node, 0, 0, 0, zone.end_pfn - 1, refill=True) == n and node.lcount[lid] == 0
+    node.check()
+
+
+# ---------------------------------------------------------------------------- trace bookkeeping
+A, F, BA, ZL, D, X = (int(E.MM_PAGE_ALLOC), int(E.MM_PAGE_FREE), int(E.MM_PAGE_FREE_BATCHED),
+                      int(E.MM_PAGE_ALLOC_ZONE_LOCKED), int(E.MM_PAGE_PCPU_DRAIN), int(E.MM_PAGE_ALLOC_EXTFRAG))
+
+
+def test_kernel_groups_find_where_each_decision_started():
+    #            0   1   2  3  4   5  6   7  8   9   10
+    kind = np.array([ZL, ZL, A, A, F, X, ZL, A, ZL, ZL, A])
+    cpu = np.array([0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0])
+    refill = np.array([1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0])
+    allocs, decision, kpath = K._kernel_groups(kind, cpu, refill)
+    assert allocs.tolist() == [2, 3, 7, 10]
+    # event 2 (cpu 1): nothing before it on cpu 1 -> a pcp hit; event 3 (cpu 0): the refill at 0-1;
+    # event 7: extfrag + zone_locked after a free -> fallback from 5; event 10: the buddy take at 9
+    assert decision.tolist() == [2, 0, 5, 9]
+    assert [K._KPATHS[k] for k in kpath] == ["pcp", "pcp_refill", "fallback", "buddy"]
+
+
+def test_frees_move_to_their_batched_line():
+    ev = pl.DataFrame({"kind": [F, F, A, BA, BA, F], "pfn": [10, 12, 99, 10, 12, 30], "order": [0, 1, 0, 0, 0, 0],
+                       "cpu": [0] * 6}, schema={"kind": pl.Int8, "pfn": pl.Int64, "order": pl.Int8, "cpu": pl.Int32})
+    out, n = K.frees_at_batched_line(ev)
+    assert n == 2
+    assert out.rows() == [(A, 99, 0, 0), (F, 10, 0, 0), (F, 12, 1, 0), (F, 30, 0, 0)]
+    assert out.schema == ev.schema
+
+
+def test_touched_pfns_and_layout_agreement():
+    kind = [A, F, ZL, int(E.KMALLOC), D]
+    t = K.touched_pfns(kind, [4, 4, 16, 999, 64], [1, 1, 2, 0, 0])
+    assert t.tolist() == [4, 5, 16, 17, 18, 19, 64]
+    node = build_node("x86_64", parse_size("64M"), cpus=1)
+    model = K.model_buddy_mask(node)
+    assert model.sum() == sum(z.free_pages for z in node.zones)
+    kb = np.where(model, B(K.KPF_BUDDY), 0).astype(np.uint64)
+    ka = kb.copy()
+    touched = np.nonzero(model)[0][:1000]
+    ka[touched[:7]] = 0  # the kernel holds 7 of the touched pfns in use at the end
+    la = K.layout_agreement(node, kb, ka, touched)
+    assert la["touched_pfns"] == 1000 and la["touched_equal"] == 993
+    assert la["touched_model_free_kernel_not"] == 7 and la["touched_kernel_free_model_not"] == 0
+    assert la["touched_baseline_share"] == 0.993 and la["untouched_changed"] == 0
+
+
+# ---------------------------------------------------------------------------- the real kernel
+def _kernel_skip() -> str | None:
+    if os.geteuid() != 0:
+        return "not root"
+    if not Path("/proc/kpageflags").exists():
+        return "no /proc/kpageflags"
+    if "tracefs" not in Path("/proc/filesystems").read_text():
+        return "no tracefs"
+    return None
+
+
+kernel = pytest.mark.skipif(_kernel_skip() is not None, reason=f"needs the real kernel: {_kernel_skip()}")
+
+#: the brief's tiny workload, then 64 MiB of anonymous memory (enough to empty per-CPU lists and refill)
+WORKLOAD = ["sh", "-c", f'head -c 2000000 /dev/zero | cat > /dev/null; {sys.executable} -c "b = bytearray(64 << 20)"']
+
+
+@pytest.fixture(scope="module")
+def live_capture(tmp_path_factory):
+    if _kernel_skip():
+        pytest.skip(_kernel_skip())
+    from kmemdes.trace.capture import capture
+
+    d = tmp_path_factory.mktemp("kpf") / "cap"
+    capture(d, WORKLOAD, kpageflags=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def live_validation(live_capture):
+    from kmemdes.sim.validate import validate_capture
+
+    return validate_capture(live_capture)
+
+
+@kernel
+@pytest.mark.kernel
+def test_free_pages_are_all_buddy_and_blocks_match_buddyinfo(live_capture):
+    """KPF_BUDDY marks every page of a free block (not only heads): the BUDDY page count is the free
+    page count of buddyinfo, and the reconstructed blocks per order are buddyinfo's — read right after
+    kpageflags, so only what the machine did while 6.5 M pfns were read separates them."""
+    from kmemdes.trace.snapshot import parse_buddyinfo
+
+    before = live_capture / "before"
+    kpf = K.read_kpageflags(before / "kpageflags.zst")
+    kernel = {z.zone: z.nr_free for z in parse_buddyinfo((before / "buddyinfo_after_kpageflags").read_text())}
+    got = {z: np.bincount(o.astype(int), minlength=11).tolist()
+           for z, (_, o) in K.zone_free_blocks(kpf, read_snapshot(before)).items()}
+    free_pages = sum(c << o for nr in kernel.values() for o, c in enumerate(nr))
+    heads_only = sum(sum(nr) for nr in kernel.values())
+    nbuddy = int(K.kpf_bit(kpf, K.KPF_BUDDY).sum())
+    assert abs(nbuddy - free_pages) < 0.01 * free_pages < abs(nbuddy - heads_only), (nbuddy, free_pages, heads_only)
+    assert got["DMA"] == kernel["DMA"]
+    for zone, nr in kernel.items():
+        drift = sum(abs(a - b) << o for o, (a, b) in enumerate(zip(got[zone], nr)))
+        zone_free = sum(c << o for o, c in enumerate(nr))
+        assert drift <= max(64, 0.01 * zone_free), f"{zone}: reconstructed {got[zone]} vs buddyinfo {nr}"
+
+
+@kernel
+@pytest.mark.kernel
+def test_layout_and_placement_agreement_on_the_real_kernel(live_validation):
+    la, pa = live_validation["layout_agreement"], live_validation["placement_agreement"]
+    # the issue's target: >= 99 % of the pfns the trace touched end in the kernel's state
+    assert la["touched_pfns"] > 10000, la
+    assert la["touched_share"] >= 0.99, f"layout agreement on touched pfns measured {la['touched_share']:.4f}: {la}"
+    assert la["touched_share"] > la["touched_baseline_share"], la
+    # pcp hits are LIFO pops of lists the mirror keeps in sync: measured 99.9 %+ on this machine
+    pcp = pa["by_kernel_path"]["pcp"]
+    assert pcp["n"] > 1000 and pcp["share"] >= 0.95, f"placement agreement of pcp hits measured {pcp}"
+    assert pa["share"] >= 0.9, f"placement agreement measured {pa['share']:.4f}: {json.dumps(pa)[:800]}"
+    # the start layout is exact up to the drift while kpageflags was read
+    st = live_validation["kpageflags_start"]["after_kpageflags"]
+    assert st["DMA"]["diff"] == [0] * 11
+
+
+@kernel
+@pytest.mark.kernel
+def test_validate_live_kpageflags_cli(capsys):
+    rc = main(["validate", "--live", "--kpageflags", "--json", "--", "sh", "-c",
+               "head -c 2000000 /dev/zero | cat > /dev/null"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["layout_agreement"]["touched_pfns"] > 0
+    assert res["placement_agreement"]["n"] + res["placement_agreement"]["start_pcp"]["n"] > 0
+    assert any("kpageflags" in n for n in res["notes"])
+
+
+@kernel
+@pytest.mark.kernel
+def test_validate_prints_the_kpageflags_sections(live_capture, capsys):
+    rc = main(["validate", str(live_capture), "--kpageflags"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "layout agreement with after/kpageflags" in out and "placement agreement" in out
+
+
+def test_validate_kpageflags_needs_the_snapshots(shipped, capsys):
+    rc = main(["validate", str(shipped / "a_idle_stream"), "--kpageflags"])
+    assert rc == 2 and "has no before/kpageflags.zst" in capsys.readouterr().err
