@@ -126,6 +126,13 @@ ALLOC_HIGHATOMIC = 0x200
 ALLOC_KSWAPD = 0x800  # == _GFP_KSWAPD_RECLAIM
 ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
 
+_ZONE_BITS = _gfp.__GFP_DMA | _gfp.__GFP_HIGHMEM | _gfp.__GFP_DMA32 | _gfp.__GFP_MOVABLE
+#: kernel zone index of each zone type (enum zone_type of the arch's config)
+_ZONE_TYPE_INDEX = {
+    "x86_64": {ZoneType.DMA: 0, ZoneType.DMA32: 1, ZoneType.NORMAL: 2, ZoneType.HIGHMEM: 2, ZoneType.MOVABLE: 3},
+    "x86_32": {ZoneType.DMA: 0, ZoneType.NORMAL: 1, ZoneType.HIGHMEM: 2, ZoneType.MOVABLE: 3},
+}
+
 # zone flags
 ZONE_BOOSTED_WATERMARK = 1
 ZONE_BELOW_HIGH = 2
@@ -374,6 +381,7 @@ class Node:
         self.debug = False
         self._zonelists: dict[int, list[Zone]] = {}  # highest_zoneidx -> zones, highest first
         self._legacy_fallback = self.policy.fallback_version == "6.14"
+        self._hz_cache: dict[int, int] = {}
         self.pb_valid = bytearray(len(self.pb_mt))  # 1: pageblock with online memory (pagetypeinfo counts it)
         self.pb_zone: list[Optional[Zone]] = [None] * len(self.pb_mt)  # page_zone by pageblock
         self.min_free_kbytes = 0
@@ -501,20 +509,15 @@ class Node:
             self.set_pageblock_migratetype(pfn + (i << PAGEBLOCK_ORDER), mt)
 
     def highest_zoneidx(self, gfp: int) -> int:
-        """``gfp_zone`` as the kernel's zone index of this architecture."""
-        zt = gfp_zone(gfp)
-        order = self._zone_type_index
-        if zt in order:
-            return order[zt]
-        # __GFP_DMA32 on 32-bit has no zone: the kernel maps it to NORMAL
-        return order[ZoneType.NORMAL]
-
-    @property
-    def _zone_type_index(self) -> dict:
-        if self.arch == "x86_64":
-            return {ZoneType.DMA: 0, ZoneType.DMA32: 1, ZoneType.NORMAL: 2,
-                    ZoneType.HIGHMEM: 2, ZoneType.MOVABLE: 3}
-        return {ZoneType.DMA: 0, ZoneType.NORMAL: 1, ZoneType.HIGHMEM: 2, ZoneType.MOVABLE: 3}
+        """``gfp_zone`` as the kernel's zone index of this architecture (cached per zone bits)."""
+        key = gfp & _ZONE_BITS
+        hz = self._hz_cache.get(key)
+        if hz is None:
+            zt = gfp_zone(gfp)
+            index = _ZONE_TYPE_INDEX[self.arch]
+            # __GFP_DMA32 on 32-bit has no zone: the kernel maps it to NORMAL
+            hz = self._hz_cache[key] = index[zt] if zt in index else index[ZoneType.NORMAL]
+        return hz
 
     def zone_by_index(self, idx: int) -> Optional[Zone]:
         for z in self.zones:
@@ -1175,9 +1178,16 @@ class Node:
             return flags | ALLOC_NOFRAGMENT
         if not self.policy.nofragment:
             return flags
-        if preferred.zone_type == ZoneType.NORMAL and any(z.zone_type == ZoneType.DMA32 for z in self.zones):
+        if preferred.zone_type == ZoneType.NORMAL and self._has_dma32:
             flags |= ALLOC_NOFRAGMENT
         return flags
+
+    @property
+    def _has_dma32(self) -> bool:
+        v = self.__dict__.get("_dma32")
+        if v is None:
+            v = self.__dict__["_dma32"] = any(z.zone_type == ZoneType.DMA32 for z in self.zones)
+        return v
 
     def gfp_to_alloc_flags(self, gfp: int, order: int) -> int:
         """``gfp_to_alloc_flags`` (slow path): MIN watermark, reserves for atomic and _GFP_HIGH."""
@@ -1245,6 +1255,7 @@ class Node:
 
     def _invalidate_zonelists(self) -> None:
         self._zonelists.clear()
+        self.__dict__.pop("_dma32", None)
 
     def _alloc_pages_slowpath(self, gfp: int, order: int, mt: int, zonelist: list[Zone],
                               hz: int, cpu: int) -> int:
