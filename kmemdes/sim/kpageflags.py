@@ -50,6 +50,19 @@ replayed in mirror mode from the exact ``before/`` layout, and
   the model decides it by itself from the synchronised state
   (``Node.alloc_pages`` run on a journal of the node's arrays and rolled back
   exactly, :class:`PlacementPeek`), and its pfn is compared with the kernel's.
+
+The replay stays synchronised with the kernel by two rules beyond mirror mode:
+a free reported by ``mm_page_free`` and ``mm_page_free_batched`` takes effect
+at the second line (:func:`frees_at_batched_line`), and blocks above the page
+a kernel's per-CPU pop took (or on a list the kernel refilled, so found empty)
+leave the model's list (:func:`_resync_pcp`: the bulk allocator takes pages
+from pcp lists without events).  What stays out of reach: the order of the
+blocks *inside* each free list (``kpageflags`` shows which blocks are free, not
+in which order they sit on ``free_area[order][mt]``; on the reference machine
+the blocks a refill takes are scattered over the whole pfn range, unrelated to
+pfn order), so predictions of refills and buddy takes are a guess (the model
+takes the lowest pfn first), while per-CPU hits — most allocations — are
+LIFO pops the model follows.
 """
 
 from __future__ import annotations
