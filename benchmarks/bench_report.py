@@ -13,8 +13,6 @@ Run: .venv/bin/python benchmarks/bench_report.py [--samples N] [--keep DIR]
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -22,24 +20,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kmemdes.report.compare import write_comparison  # noqa: E402
 from kmemdes.report.html import write_report  # noqa: E402
 from tests.report._fake_run import make_run  # noqa: E402
 
 ZONES_16G = (("DMA", 8), ("DMA32", 1520), ("Normal", 6664))
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
 def main() -> int:
@@ -49,7 +36,9 @@ def main() -> int:
     args = ap.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="kmemdes-bench-report-"))
     base.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {_machine()}")
+    from _machine import describe
+
+    print(f"machine: {describe()}")
     try:
         t0 = time.perf_counter()
         run = make_run(base / "big", name="replay-3M", kind="replay", samples=args.samples, sample_ns=1_000_000,

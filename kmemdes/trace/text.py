@@ -46,7 +46,7 @@ import polars as pl
 
 from kmemdes.errors import KmemdesError, where
 from kmemdes.mm.gfp import parse_gfp
-from kmemdes.trace.schema import EVENT_SCHEMA, KIND_BY_NAME, EventKind
+from kmemdes.trace.schema import EVENT_SCHEMA, KIND_BY_NAME, EventKind, conform
 
 __all__ = [
     "TEXT_FORMATS",
@@ -458,7 +458,7 @@ class TextParser:
             return
         if lost is not None and lost.height:
             chunk = lost if chunk is None else pl.concat([chunk, lost], how="diagonal_relaxed").sort("line")
-        chunk = _conform(chunk)
+        chunk = conform(chunk)
         chunk = self._finish_chunk(chunk)
         self.line_counts["rows"] += chunk.height
         self._frames.append(chunk)
@@ -928,14 +928,6 @@ class TextParser:
         return events, meta, self.problems.as_dict()
 
 
-def _conform(frame: pl.DataFrame) -> pl.DataFrame:
-    cols = []
-    for name, dtype in EVENT_SCHEMA.items():
-        if name in frame.columns:
-            cols.append(pl.col(name).cast(dtype))
-        else:
-            cols.append(pl.lit(None, dtype=dtype).alias(name))
-    return frame.select(cols)
 
 
 def parse_text(
