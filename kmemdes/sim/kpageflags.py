@@ -81,8 +81,9 @@ __all__ = [
     "KPF_NOPAGE", "KPF_KSM", "KPF_THP", "KPF_OFFLINE", "KPF_ZERO_PAGE", "KPF_IDLE", "KPF_PGTABLE", "KPF_RESERVED",
     "PC_FREE", "PC_RESERVED", "PC_SLAB", "PC_PGTABLE", "PC_MOVABLE", "PC_OTHER", "PC_HOLE", "PC_NAMES",
     "read_kpageflags", "decode_flags", "kpf_bit", "page_classes", "buddy_blocks", "zone_free_blocks",
-    "assign_pageblock_types", "trace_pageblock_types", "allocated_migratetypes", "node_from_kpageflags", "touched_pfns", "model_buddy_mask",
-    "layout_agreement", "PlacementPeek", "frees_at_batched_line", "placement_replay", "kpageflags_validation", "format_kpageflags",
+    "assign_pageblock_types", "trace_pageblock_types", "allocated_migratetypes", "node_from_kpageflags",
+    "touched_pfns", "model_buddy_mask", "layout_agreement", "PlacementPeek", "frees_at_batched_line",
+    "placement_replay", "placement_agreement", "kpageflags_pair", "kpageflags_validation", "format_kpageflags",
 ]
 
 # include/uapi/linux/kernel-page-flags.h
@@ -979,6 +980,7 @@ def placement_agreement(res: dict, node) -> dict:
                      "same_zone_share": float(zone_same.mean()) if len(d) else None,
                      "distance_pages": _quantiles(d)}
     out["start_pcp"] = part(asked & res["start_pcp"])
+    out["all"] = part(asked)
     out["kernel_failed"] = int((~asked).sum())
     out["method"] = ("mirror replay from the exact before/kpageflags layout; before each mm_page_alloc (at the "
                      "first zone_locked/extfrag line of its group on its CPU) the model runs alloc_pages on the "
@@ -1092,7 +1094,8 @@ def format_kpageflags(res: dict) -> str:
         sp = pa["start_pcp"]
         if sp["n"]:
             lines.append(f"  apart: {sp['n']:,} allocations of pages on per-CPU lists at the start (their order "
-                         f"there is taken from the trace): {_p(sp['share'])}")
+                         f"there is taken from the trace): {_p(sp['share'])}; all {pa['all']['n']:,}: "
+                         f"{_p(pa['all']['share'])}")
     st = res.get("kpageflags_start", {}).get("after_kpageflags")
     if st:
         diffs = {z: v["diff"] for z, v in st.items() if any(v["diff"])}
