@@ -239,15 +239,12 @@ def node_from_snapshot(snap, cpus: int | None = None, policy: Policy | None = No
         if z is not None and z.start_pfn is not None:
             start, spanned, present, managed = z.start_pfn, z.spanned, z.present, z.managed
         else:
-            free_pages = sum(c << o for c in [sum(x[o] for x in free[name]) for o in range(NR_PAGE_ORDERS)]
-                             for o in [0])  # placeholder, replaced below
             nb = sum(blocks[name]) or -(-sum(bi[name].nr_free[o] << o for o in range(NR_PAGE_ORDERS)) // PAGEBLOCK_NR_PAGES)
             start = {"DMA": 1, "DMA32": 0x1000, "Normal": 0x100000 if arch == "x86_64" else 0x1000}.get(name, 0)
             if layout:
                 start = max(start, layout[-1][1] + layout[-1][2])
             spanned = present = managed = nb * PAGEBLOCK_NR_PAGES
             notes.append(f"zone {name}: no zoneinfo; zone span guessed from its pageblock count")
-            del free_pages
         if name not in order_idx:
             raise KmemdesError(f"{snap.path}: unknown zone {name!r}")
         layout.append((name, start, spanned, present, managed))

@@ -476,8 +476,7 @@ class Node:
 
     def _move_to_free_list(self, zone: Zone, pfn: int, order: int, new_mt: int) -> None:
         """``move_to_free_list``: to the tail of the new type's list (as the kernel does)."""
-        old_mt = self._del_from_free_list(zone, pfn, order)
-        del old_mt
+        self._del_from_free_list(zone, pfn, order)
         self._add_to_free_list(zone, pfn, order, new_mt, tail=True)
 
     def _buddy_order(self, pfn: int) -> int:
