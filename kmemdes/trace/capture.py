@@ -366,6 +366,7 @@ def capture(
         _write(tmp / "tracing_state_before.txt", _state_text(state_before))
         mounts_before = _tracing_mounts()
 
+        _remove_orphan_instances(os.path.join(tr, "instances"), warnings)
         inst = os.path.join(tr, "instances", f"kmemdes_{pid}")
         os.mkdir(inst)
         st["inst"] = inst
@@ -523,6 +524,26 @@ def _glob_events(evroot: str, spec: str) -> list[str]:
 
 def _tracing_mounts() -> list[str]:
     return [ln for ln in _read("/proc/mounts").splitlines() if ln.split()[2:3] in (["tracefs"], ["debugfs"])]
+
+
+def _remove_orphan_instances(instances: str, warnings: list) -> None:
+    """Remove ``kmemdes_<pid>`` instances whose capture process is gone (killed with SIGKILL, which
+    no handler can catch): they would keep their ring buffers and enabled events forever."""
+    try:
+        names = os.listdir(instances)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith("kmemdes_") or not name[8:].isdigit():
+            continue
+        if os.path.exists(f"/proc/{name[8:]}"):
+            continue  # a capture (or a recycled pid) is alive: leave it
+        try:
+            _write(os.path.join(instances, name, "tracing_on"), "0")
+            os.rmdir(os.path.join(instances, name))
+            warnings.append(f"removed the orphaned instance instances/{name} of a capture that was killed")
+        except OSError as e:
+            warnings.append(f"cannot remove the orphaned instance instances/{name}: {e.strerror}")
 
 
 def _cleanup(st: dict, warnings: list) -> None:

@@ -241,3 +241,24 @@ def test_capture_readable_by_read_trace(tmp_path):
     assert t.events.height > 0
     marks = t.events.filter(t.events["event"] == "tracing_mark_write")["args"].to_list()
     assert marks[0] == "capture_start name=c_read" and marks[-1] == "capture_end name=c_read rc=0"
+
+
+@kernel
+def test_orphaned_instance_of_a_killed_capture_is_removed(tmp_path, kstate):
+    """A capture killed with SIGKILL cannot clean up: the next capture removes its instance."""
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    orphan = f"kmemdes_{pid_max + 1}"  # no process can have this pid
+    mnt = tempfile.mkdtemp(prefix="test_tracefs.")
+    subprocess.run(["mount", "-t", "tracefs", "nodev", mnt], check=True)
+    try:
+        os.mkdir(os.path.join(mnt, "instances", orphan))
+        out = tmp_path / "c_orphan"
+        manifest = cap.capture(out, ["true"], buffer_kb=1024)
+        assert not os.path.exists(os.path.join(mnt, "instances", orphan))
+        assert any(orphan in w for w in manifest["warnings"])  # the removal is said
+    finally:
+        if os.path.exists(os.path.join(mnt, "instances", orphan)):
+            os.rmdir(os.path.join(mnt, "instances", orphan))
+        subprocess.run(["umount", mnt], check=True)
+        os.rmdir(mnt)
+    _assert_clean(kstate, out)
