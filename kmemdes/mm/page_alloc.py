@@ -382,6 +382,7 @@ class Node:
         self._zonelists: dict[int, list[Zone]] = {}  # highest_zoneidx -> zones, highest first
         self._legacy_fallback = self.policy.fallback_version == "6.14"
         self._hz_cache: dict[int, int] = {}
+        self._pcp_pfn = -1
         self.pb_valid = bytearray(len(self.pb_mt))  # 1: pageblock with online memory (pagetypeinfo counts it)
         self.pb_zone: list[Optional[Zone]] = [None] * len(self.pb_mt)  # page_zone by pageblock
         self.min_free_kbytes = 0
@@ -1219,6 +1220,8 @@ class Node:
         zonelist = self._zonelists.get(hz) or self._zonelist_for(hz)
         if not zonelist:
             pfn = -1
+        elif order == 0 and self._pcp_hit_order0(zonelist[0], mt, hz, cpu % self.cpus):
+            pfn = self._pcp_pfn
         else:
             flags = ALLOC_WMARK_LOW | self.alloc_flags_nofragment(zonelist[0], gfp)
             pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu % self.cpus)
@@ -1236,6 +1239,27 @@ class Node:
         if self.debug:
             self.check()
         return pfn
+
+    def _pcp_hit_order0(self, zone: Zone, mt: int, hz: int, cpu: int) -> bool:
+        """The common order-0 case, inline: what ``get_page_from_freelist`` does when the preferred
+        zone is above its high watermark (not ZONE_BELOW_HIGH, no pending boost) and the CPU's list
+        has a page: ``rmqueue_pcplist`` pops the head.  Sets ``_pcp_pfn``; False means take the full path."""
+        if zone.flags & (ZONE_BELOW_HIGH | ZONE_BOOSTED_WATERMARK):
+            return False
+        free = zone.free_pages
+        if free - min(free, zone.free_by_mt[MIGRATE_HIGHATOMIC]) <= (
+                zone._watermark[2] + zone.watermark_boost + zone.lowmem_reserve[hz]):
+            return False
+        pcp = zone.pcp[cpu]
+        lid = pcp.lid0 + mt
+        pfn = self.lhead[lid]
+        if pfn < 0:
+            return False
+        pcp.free_count >>= 1
+        self._list_del(pfn)
+        pcp.count -= 1
+        self._pcp_pfn = pfn
+        return True
 
     def _zonelist_for(self, hz: int) -> list[Zone]:
         """The zonelist of a request whose highest zone index is ``hz``: usable zones, highest first."""
