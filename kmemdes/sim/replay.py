@@ -670,6 +670,11 @@ class Replayer:
         requests = st.requests
         slab_rows = self.slab_rows if self.slab_driven else None
         slab_tpfns = self.slab_tpfns if self.slab_driven else None
+        obj_map = self.obj_map if self.slab_driven else None
+        if obj_map is not None:
+            c_ptr, c_cache, caches = self.c_ptr, self.c_cache, self._caches
+            kmem_cache_alloc = self.kernel.slab.kmem_cache_alloc
+            kmem_cache_free = self.kernel.slab.kmem_cache_free
         replayed = 0
         for i in range(i0, i1):
             k = c_kind[i]
@@ -705,6 +710,29 @@ class Replayer:
                 replayed += 1
             elif k == K_ZONE_LOCKED or k == K_DRAIN or k == K_EXTFRAG:
                 quirk("redecided_by_policy")
+            elif k == K_KCACHE_ALLOC and obj_map is not None:
+                # the common object case, inline (see _policy_object for the general one)
+                ptr = c_ptr[i]
+                name = c_cache[i]
+                cache = caches.get(name)
+                if ptr == 0 or cache is None or ptr in obj_map:
+                    replayed += self._policy_object(i, k)
+                    continue
+                addr = kmem_cache_alloc(cache, c_gfp[i], c_cpu[i])
+                if addr:
+                    obj_map[ptr] = (cache, addr)
+                    replayed += 1
+                else:
+                    replayed += self._policy_object_failed(i)
+            elif k == K_KCACHE_FREE and obj_map is not None:
+                ent = obj_map.pop(c_ptr[i], None)
+                if ent is None or ent[0] is None:
+                    if ent is not None:
+                        obj_map[c_ptr[i]] = ent
+                    replayed += self._policy_object(i, k)
+                    continue
+                kmem_cache_free(ent[0], ent[1], c_cpu[i])
+                replayed += 1
             elif k in OBJECT_KINDS:
                 replayed += self._policy_object(i, k)
             elif k == K_VMAP or k == K_VFREE or k == K_PURGE:
@@ -752,8 +780,12 @@ class Replayer:
         if addr:
             self.obj_map[ptr] = (cache, addr)
         else:
-            self.stats.notes.append(f"event {i}: the SLUB model could not allocate an object the kernel did")
+            self._policy_object_failed(i)
         return applied
+
+    def _policy_object_failed(self, i: int) -> int:
+        self.stats.notes.append(f"event {i}: the SLUB model could not allocate an object the kernel did")
+        return 1
 
     def _model_free(self, ent: tuple, cpu: int) -> None:
         cache, addr = ent
