@@ -37,6 +37,7 @@ free_after_untraced_bulk_alloc     free of a block the model holds on a pcp list
                                    bulk allocator took it without an event (applied: off the list, freed)
 zone_growth                        a pfn in memory that deferred init handed over silently: its
                                    163,840-page step is onlined (applied; pages counted in notes)
+pfn_outside_memory                 a page event beyond the simulated machine's memory (counted only)
 kfree_null                         ``kfree(NULL)`` / ``kfree(ZERO_SIZE_PTR)``: no-op (skipped)
 free_of_untraced_object            slab free of an object allocated before the trace (skipped)
 alloc_of_live_pointer              allocation of a still-live pointer: an untraced free first (applied)
@@ -246,6 +247,14 @@ class Replayer:
             keep = pl.Series(np.ones(ev.height, dtype=bool))
             keep[after.to_numpy()] = False
             ev = ev.filter(keep)
+        # page events outside the machine's memory (a trace replayed on a smaller machine): counted, not applied
+        page_kinds = [K_ALLOC, K_FREE, K_BATCHED, K_ZONE_LOCKED, K_DRAIN, K_EXTFRAG]
+        outside = (pl.col("kind").is_in(page_kinds) & (pl.col("pfn") >= 0)
+                   & ((pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64)))
+                      > node.max_pfn))
+        n_out = int(ev.select(outside.sum()).item())
+        if n_out:
+            ev = ev.filter(~outside)
         self.n = ev.height
         ts = ev["ts"]
         # columns as Python lists: the per-event loop touches plain ints only
@@ -281,6 +290,9 @@ class Replayer:
                 st.quirks[k] = st.quirks.get(k, 0) + v
         if self.n_batched_after_free:
             st.quirks["batched_after_free"] = self.n_batched_after_free
+        if n_out:
+            st.quirks["pfn_outside_memory"] = n_out
+            st.notes.append(f"{n_out} page events name pfns beyond this machine's memory (max pfn {node.max_pfn:#x})")
         st.sizes.update(self.objects.sizes)
         if compaction_pages:
             st.quirk_pages["compaction_event"] = compaction_pages

@@ -182,3 +182,21 @@ def test_policy_mode_drives_the_slub_model(tmp_path, shipped):
     req = pl.read_parquet(tmp_path / "pol" / "metrics" / "requests.parquet")
     assert req.filter(pl.col("workload") == "(via models)")["count"].sum() > 0
     assert req.filter(pl.col("workload") == "(via models)")["order"].max() <= 3
+
+
+@pytest.mark.parametrize("name", ["h_perf_sample", "tracedat_small"])
+def test_traces_without_a_snapshot_replay_on_a_machine_sized_to_them(tmp_path, shipped, name):
+    # perf script text and trace.dat, no before/ folder: a fresh machine covering every pfn named
+    for mode in ("mirror", "policy"):
+        _, s = replay_trace(shipped / name, tmp_path / f"{name}-{mode}", mode=mode, progress=False)
+        assert _accounted(s) and "pfn_outside_memory" not in s["quirks"]
+        assert any("no snapshot" in n for n in s["notes"])
+
+
+def test_page_events_beyond_memory_are_a_counted_rule():
+    node = small_node()  # 4096 pages
+    rows = [("mm_page_alloc", 0, dict(pfn=1 << 20, order=0, migratetype=1, gfp=g.GFP_HIGHUSER_MOVABLE)),
+            ("mm_page_free", 0, dict(pfn=4095, order=1))]  # runs past the end
+    r = Replayer(node, events(rows))
+    r.run_until(10**9)
+    assert r.stats.quirks == {"pfn_outside_memory": 2} and r.stats.replayed == 0
