@@ -399,6 +399,9 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     events, by_type, comp_pages = slim_events(trace.events)
     trace.events = None  # keep only the columns a replay reads: strings of a big trace are hundreds of MB
     name = Path(str(trace_path).rstrip("/")).name
+    for ext in (".zst", ".gz", ".xz", ".kmt", ".parquet", ".dat", ".txt"):  # trace.txt.zst -> trace
+        if name.endswith(ext) and len(name) > len(ext):
+            name = name[: -len(ext)]
     cfg = cfg or Config(name=name)
     if cfg.name == Config.model_fields["name"].default:  # a --config without its own name: the trace's
         cfg = cfg.model_copy(update={"name": name})
