@@ -178,14 +178,24 @@ def _buddy_by_order(run: RunData) -> pl.DataFrame:
     return run.cache["buddy_by_order"]
 
 
+def _buddy_by_order_ds(run: RunData):
+    """:func:`_buddy_by_order` downsampled for plotting, with its zones and the zone shown first.
+
+    Shared by the heatmap and the buddyinfo lines, so it is computed once per run.
+    """
+    if "buddy_by_order_ds" not in run.cache:
+        ds, n, bins = downsample(_buddy_by_order(run), ["zone", "order"], ["nr_free"], MAX_POINTS)
+        zones = zone_order(ds["zone"].unique().to_list())
+        default = main_zone(run) if main_zone(run) in zones else zones[-1]
+        run.cache["buddy_by_order_ds"] = (ds, n, bins, zones, default)
+    return run.cache["buddy_by_order_ds"]
+
+
 def fig_free_heatmap(run: RunData):
     """Heatmap order x time of free blocks (log colour), one zone at a time."""
     if run.buddy.height == 0:
         return None
-    b = _buddy_by_order(run)
-    ds, n, bins = downsample(b, ["zone", "order"], ["nr_free"], MAX_POINTS)
-    zones = zone_order(ds["zone"].unique().to_list())
-    default = main_zone(run) if main_zone(run) in zones else zones[-1]
+    ds, n, bins, zones, default = _buddy_by_order_ds(run)
     fig = go.Figure()
     tz = []
     for z in zones:
@@ -211,10 +221,7 @@ def fig_buddyinfo(run: RunData):
     """/proc/buddyinfo over time: free blocks per order as lines (log scale), one zone at a time."""
     if run.buddy.height == 0:
         return None
-    b = _buddy_by_order(run)
-    ds, n, bins = downsample(b, ["zone", "order"], ["nr_free"], MAX_POINTS)
-    zones = zone_order(ds["zone"].unique().to_list())
-    default = main_zone(run) if main_zone(run) in zones else zones[-1]
+    ds, n, bins, zones, default = _buddy_by_order_ds(run)
     fig = go.Figure()
     tz = []
     for z in zones:
