@@ -392,12 +392,14 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.snapshot import snapshot_from_texts
 
-    from kmemdes.sim.replay import slim_events
+    from kmemdes.sim.replay import SLIM_COLUMNS, slim_events
 
     t_start = time.perf_counter()
-    trace = read_trace(trace_path, strict=strict)
+    # only the columns a replay reads (a .kmt or Parquet decodes no others): the strings of a big trace
+    # are hundreds of MB
+    trace = read_trace(trace_path, strict=strict, columns=SLIM_COLUMNS + ("event", "args"))
     events, by_type, comp_pages = slim_events(trace.events)
-    trace.events = None  # keep only the columns a replay reads: strings of a big trace are hundreds of MB
+    trace.events = None
     name = Path(str(trace_path).rstrip("/")).name
     for ext in (".zst", ".gz", ".xz", ".kmt", ".parquet", ".dat", ".txt"):  # trace.txt.zst -> trace
         if name.endswith(ext) and len(name) > len(ext):
@@ -439,7 +441,7 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     sim.add_replay(events, mode, name, by_type, comp_pages)
     del events
     r = sim.replayers[0]
-    end = ((max(r.c_t) if r.n else 0) // 1_000_000 + 1) * 1_000_000
+    end = (r.t_max // 1_000_000 + 1) * 1_000_000
     sim.run(end, progress=progress, label=f"replaying {name}")
     frames = sim.metrics()
     wall = time.perf_counter() - t_start

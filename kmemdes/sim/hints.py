@@ -70,7 +70,7 @@ def start_hints(events: pl.DataFrame) -> StartHints:
     """First-touch states of every page the trace touches (see the module docstring)."""
     kinds = [_ZL, _EXT, _ALLOC, _DRAIN, _FREE, _BATCHED]
     ev = events.filter(pl.col("kind").is_in(kinds) & (pl.col("pfn") >= 0)).select(
-        "line", "kind", "cpu", "pfn", "order", "migratetype", "fallback_order", "fallback_migratetype")
+        "kind", "cpu", "pfn", "order", "migratetype", "fallback_order", "fallback_migratetype")
     if ev.height == 0:
         return StartHints()
     ev = ev.with_row_index("seq")
@@ -83,9 +83,15 @@ def start_hints(events: pl.DataFrame) -> StartHints:
     other = ev.filter(pl.col("kind") != _EXT).with_columns(start=pl.col("pfn"), n=pow2("order"))
     cols = ["seq", "kind", "cpu", "start", "n", "order", "migratetype"]
     both = pl.concat([ext.select(cols), other.select(cols)], how="vertical_relaxed")
-    pages = (both.with_columns(page=pl.int_ranges(pl.col("start"), pl.col("start") + pl.col("n")))
-             .explode("page").sort("seq").unique(subset="page", keep="first", maintain_order=True))
-    first = pages.select("page", "kind", "cpu", "start", "order", "migratetype", "n")
+    # the first event touching each page, with numpy over (event, page) pairs: a big trace has
+    # millions of page events, nearly all of order 0
+    both = both.sort("seq")
+    n = both["n"].to_numpy()
+    row = np.repeat(np.arange(both.height), n)
+    page = both["start"].to_numpy()[row] + (np.arange(row.size) - np.repeat(np.cumsum(n) - n, n))
+    _, at = np.unique(page, return_index=True)  # first pair of each page, pairs in event order
+    at.sort()
+    first = both[row[at]].select(pl.Series("page", page[at]), "kind", "cpu", "start", "order", "migratetype", "n")
     h = StartHints()
     free = first.filter(pl.col("kind").is_in([_ZL, _EXT])).sort("page")
     # types of pageblocks from free-list evidence

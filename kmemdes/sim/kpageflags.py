@@ -894,7 +894,7 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
         if nmoved:
             notes.append(f"{nmoved} batched frees applied at their mm_page_free_batched line (where "
                          "free_unref_folios puts the page on the per-CPU list)")
-    r = Replayer(node, events, mode="mirror", events_by_type=by_type, compaction_pages=comp)
+    r = Replayer(node, events, mode="mirror", events_by_type=by_type, compaction_pages=comp, window=None)
     kind = np.asarray(r.c_kind, dtype=np.int64)
     cpu = np.asarray(r.c_cpu, dtype=np.int64)
     pfn = np.asarray(r.c_pfn, dtype=np.int64)

@@ -136,9 +136,9 @@ def _inc(d: dict, k, n: int = 1) -> None:
     d[k] = d.get(k, 0) + n
 
 
-SLIM_COLUMNS = ("line", "ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order",
+SLIM_COLUMNS = ("ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order",
                 "fallback_migratetype", "change_ownership", "ptr", "bytes_req", "bytes_alloc", "cache", "va_start",
-                "va_end", "size", "failed", "npurged", "pid")
+                "va_end", "size", "failed", "npurged")
 
 
 def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, int]:
@@ -150,7 +150,13 @@ def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, int]:
     if comp.height:
         moved = int(comp.select(pl.col("args").str.extract(r"nr_migrated=(\d+)").cast(pl.Int64).fill_null(0).sum()
                                 + pl.col("args").str.extract(r"nr_taken=(\d+)").cast(pl.Int64).fill_null(0).sum()).item())
-    slim = events.select(*SLIM_COLUMNS).with_columns(pl.col("cache").cast(pl.Categorical))
+    # narrower than the canonical schema where this trace's values allow (kmalloc sizes below 2 GiB)
+    wide = ("bytes_req", "bytes_alloc", "npurged")
+    lo_hi = events.select(*[pl.col(c).min().alias(c + "_lo") for c in wide],
+                          *[pl.col(c).max().alias(c + "_hi") for c in wide]).row(0, named=True)
+    narrow = [c for c in wide if -(2**31) <= (lo_hi[c + "_lo"] or 0) and (lo_hi[c + "_hi"] or 0) < 2**31]
+    slim = events.select(*SLIM_COLUMNS).with_columns(pl.col("cache").cast(pl.Categorical),
+                                                     pl.col(narrow).cast(pl.Int32))
     return slim, by_type, moved
 
 
@@ -159,15 +165,16 @@ def slab_page_mask(events: pl.DataFrame) -> pl.Series:
     pages that hold a traced object (``(ptr - PAGE_OFFSET) >> 12``); with hashed pointers, the GFP
     masks SLUB uses for slab pages (``__GFP_COMP|__GFP_NOWARN|__GFP_NORETRY``, order <= 3, not movable)."""
     page_offset, span = 0xFFFF888000000000, 64 << 40
-    ptrs = events.filter(pl.col("kind").is_in([K_KMALLOC, K_KCACHE_ALLOC]) & (pl.col("ptr") >= page_offset)
-                         & (pl.col("ptr") < page_offset + span))
+    objs = events.lazy().filter(pl.col("kind").is_in([K_KMALLOC, K_KCACHE_ALLOC]))
+    in_map = (pl.col("ptr") >= page_offset) & (pl.col("ptr") < page_offset + span)
+    n_obj, n_raw = objs.select(pl.len(), in_map.sum()).collect().row(0)
     is_alloc = pl.col("kind") == K_ALLOC
-    if ptrs.height > 0.5 * events.filter(pl.col("kind").is_in([K_KMALLOC, K_KCACHE_ALLOC])).height > 0:
-        obj_pfns = ptrs.select(((pl.col("ptr") - page_offset) // 4096).cast(pl.Int64).alias("p")).unique()["p"]
-        pages = (events.with_row_index("i").filter(is_alloc & (pl.col("pfn") >= 0) & (pl.col("order") <= 10))
+    if n_raw > 0.5 * n_obj > 0:
+        obj_pfns = objs.filter(in_map).select(((pl.col("ptr") - page_offset) // 4096).cast(pl.Int64).alias("p"))
+        pages = (events.lazy().with_row_index("i").filter(is_alloc & (pl.col("pfn") >= 0) & (pl.col("order") <= 10))
                  .select("i", pl.int_ranges(pl.col("pfn"), pl.col("pfn") + pl.lit(2, pl.Int64).pow(
                      pl.col("order").cast(pl.Int64))).alias("p")).explode("p"))
-        hit = pages.filter(pl.col("p").is_in(obj_pfns.implode()))["i"].unique()
+        hit = pages.join(obj_pfns.unique(), on="p", how="semi").select(pl.col("i").unique()).collect()["i"]
         mask = np.zeros(events.height, dtype=bool)
         mask[hit.to_numpy()] = True
         return pl.Series("slab_page", mask)
@@ -205,11 +212,14 @@ class Replayer:
 
     ``tick_ns``: events inside one tick are applied in file order within one
     SimPy timeout, keeping exact event order (DESIGN.md "Time").
+    ``window``: rows of the event table held as Python lists at a time (``None``: all of them, and
+    the indexes of ``_mirror``/``_policy`` are then the table's own).
     """
 
     def __init__(self, node: Node, events: pl.DataFrame, mode: str = "mirror", cost: CostModel | None = None,
                  hist: LatencyHistogram | None = None, tick_ns: int = 1_000_000, workload: str = "replay",
-                 events_by_type: dict | None = None, compaction_pages: int | None = None, kernel=None):
+                 events_by_type: dict | None = None, compaction_pages: int | None = None, kernel=None,
+                 window: int | None = 1 << 16):
         if mode not in ("mirror", "policy"):
             raise ValueError(mode)
         self.kernel = kernel  # policy mode: the SLUB model makes the slab pages (kmemdes.mm.kernel.Kernel)
@@ -233,54 +243,41 @@ class Replayer:
         self.slab_driven = mode == "policy" and kernel is not None
         if self.slab_driven:
             # object events drive the SLUB model; the trace's own slab pages are left to it
-            ev = events.select(*cols, "ptr", "bytes_req", "bytes_alloc", "cache").with_columns(
-                slab_page=slab_page_mask(events))
+            base = events.lazy().select(*cols, "ptr", "bytes_req", "bytes_alloc", "cache",
+                                        slab_page=slab_page_mask(events))
         else:
-            ev = events.select(*cols).filter(~pl.col("kind").is_in(OBJECT_KINDS))
+            base = events.lazy().select(*cols).filter(~pl.col("kind").is_in(OBJECT_KINDS))
+        base = base.with_row_index("seq")
         # mm_page_free_batched after mm_page_free of the same pfn: one free (quirk 1 of KERNEL.md 15)
-        pe = ev.with_row_index("seq").filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED]) & (pl.col("pfn") >= 0))
-        after = (pe.sort("pfn", "seq")
+        after = (base.filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED]) & (pl.col("pfn") >= 0))
+                 .select("seq", "kind", "pfn").sort("pfn", "seq")
                  .filter((pl.col("kind") == K_BATCHED) & (pl.col("kind").shift(1) == K_FREE)
-                         & (pl.col("pfn").shift(1) == pl.col("pfn")))["seq"])
+                         & (pl.col("pfn").shift(1) == pl.col("pfn"))).select("seq").collect()["seq"])
         self.n_batched_after_free = after.len()
-        if self.n_batched_after_free:
-            keep = pl.Series(np.ones(ev.height, dtype=bool))
-            keep[after.to_numpy()] = False
-            ev = ev.filter(keep)
         # page events outside the machine's memory (a trace replayed on a smaller machine): counted, not applied
         page_kinds = [K_ALLOC, K_FREE, K_BATCHED, K_ZONE_LOCKED, K_DRAIN, K_EXTFRAG]
         outside = (pl.col("kind").is_in(page_kinds) & (pl.col("pfn") >= 0)
                    & ((pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64)))
                       > node.max_pfn))
-        n_out = int(ev.select(outside.sum()).item())
-        if n_out:
-            ev = ev.filter(~outside)
+        n_out = int(base.select(outside.sum()).collect().item())
+        # one materialisation of the loop's rows, timestamps relative to the trace's first event
+        keep = ~outside.fill_null(False)
+        if self.n_batched_after_free:
+            keep = keep & ~pl.col("seq").is_in(after.implode())
+        ev = base.filter(keep).drop("seq").with_columns(ts=(pl.col("ts") - self.t0).fill_null(0)).collect()
         self.n = ev.height
-        ts = ev["ts"]
-        # columns as Python lists: the per-event loop touches plain ints only
-        self.c_t = (ts - self.t0).fill_null(0).to_list()
-        self.c_kind = ev["kind"].to_list()
-        self.c_cpu = ev["cpu"].fill_null(0).to_list()
-        self.c_pfn = ev["pfn"].fill_null(-1).to_list()
-        self.c_order = ev["order"].fill_null(0).to_list()
-        self.c_mt = ev["migratetype"].fill_null(0).to_list()
-        self.c_gfp = ev["gfp"].fill_null(0).to_list()
-        # columns only a few event kinds use: per-row tuples keyed by position
-        rare = ev.with_row_index("i").filter(pl.col("kind").is_in([K_ZONE_LOCKED, K_EXTFRAG, K_VMAP, K_VFREE,
-                                                                    K_PURGE, K_LOST]))
-        self.rare = {r[0]: r[1:] for r in rare.select(
-            "i", pl.col("percpu_refill").fill_null(0), pl.col("fallback_order").fill_null(0),
-            pl.col("fallback_migratetype").fill_null(0), pl.col("change_ownership").fill_null(0),
-            pl.col("va_start").fill_null(0), pl.col("va_end").fill_null(0), pl.col("size").fill_null(0),
-            pl.col("failed").fill_null(0), pl.col("npurged").fill_null(0)).iter_rows()}
+        self._ts = ev["ts"].to_numpy()  # for the SimPy driver
+        self.t_max = int(self._ts.max()) if self.n else 0
+        self._ev = ev
+        # the loop reads Python lists (plain ints are its fastest path), made ``window`` rows at a time:
+        # a whole trace as lists of ints costs tens of bytes per value
+        self.window = max(1, self.n if window is None else window)
+        self.base = self.wend = 0
+        self._load(0)
         self.has_drains = bool(ev["kind"].eq(K_DRAIN).any()) if self.n else False
         st = self.stats
         st.events = self.n_total - self.n
         if self.slab_driven:
-            self.c_ptr = ev["ptr"].fill_null(0).to_list()
-            self.c_req = ev["bytes_req"].fill_null(0).to_list()
-            self.c_cache = ev["cache"].cast(pl.String).to_list()
-            self.slab_rows = set(np.nonzero(ev["slab_page"].fill_null(False).to_numpy())[0].tolist())
             self.slab_tpfns: set[int] = set()
             self.obj_map: dict[int, tuple] = {}
             self._caches: dict[str, object] = {}
@@ -297,13 +294,39 @@ class Replayer:
         if compaction_pages:
             st.quirk_pages["compaction_event"] = compaction_pages
         self.pos = 0
-        nc = max(node.cpus, (max(self.c_cpu) + 1) if self.n else 1)
+        nc = max(node.cpus, (int(ev["cpu"].max() or 0) + 1) if self.n else 1)
         self.refill_pending = [0] * nc
         self.fallback_pending = [0] * nc
         self.pending: dict[int, int] = {}  # zone_locked non-refill takes awaiting mm_page_alloc
         self.pfn_map: dict[int, tuple[int, int]] = {}  # policy: trace pfn -> (model pfn, order)
         if not self.has_drains and mode == "mirror":
             self.stats.notes.append("the trace has no mm_page_pcpu_drain events: pcp drains decided by the model")
+
+    def _load(self, start: int) -> None:
+        """Rows ``[start, start + window)`` of the loop's columns as Python lists (indexes in
+        ``_mirror``/``_policy`` are relative to ``self.base``)."""
+        w = self._ev.slice(start, self.window)
+        self.base, self.wend = start, start + w.height
+        self.c_t = w["ts"].to_list()
+        self.c_kind = w["kind"].to_list()
+        self.c_cpu = w["cpu"].fill_null(0).to_list()
+        self.c_pfn = w["pfn"].fill_null(-1).to_list()
+        self.c_order = w["order"].fill_null(0).to_list()
+        self.c_mt = w["migratetype"].fill_null(0).to_list()
+        self.c_gfp = w["gfp"].fill_null(0).to_list()
+        # columns only a few event kinds use: per-row tuples keyed by position
+        rare = w.with_row_index("i").filter(pl.col("kind").is_in([K_ZONE_LOCKED, K_EXTFRAG, K_VMAP, K_VFREE,
+                                                                   K_PURGE, K_LOST]))
+        self.rare = {r[0]: r[1:] for r in rare.select(
+            "i", pl.col("percpu_refill").fill_null(0), pl.col("fallback_order").fill_null(0),
+            pl.col("fallback_migratetype").fill_null(0), pl.col("change_ownership").fill_null(0),
+            pl.col("va_start").fill_null(0), pl.col("va_end").fill_null(0), pl.col("size").fill_null(0),
+            pl.col("failed").fill_null(0), pl.col("npurged").fill_null(0)).iter_rows()}
+        if self.slab_driven:
+            self.c_ptr = w["ptr"].fill_null(0).to_list()
+            self.c_req = w["bytes_req"].fill_null(0).to_list()
+            self.c_cache = w["cache"].cast(pl.String).to_list()
+            self.slab_rows = set(np.nonzero(w["slab_page"].fill_null(False).to_numpy())[0].tolist())
 
     # ------------------------------------------------------------ quirks
     def _quirk(self, rule: str, pages: int = 0) -> None:
@@ -320,27 +343,31 @@ class Replayer:
         The events of tick [t, t + tick) are applied at simulated time t, in file order.
         """
         tick = self.tick_ns
-        c_t = self.c_t
+        ts = self._ts
         n = self.n
         while self.pos < n:
-            start = c_t[self.pos] // tick * tick
+            start = int(ts[self.pos]) // tick * tick
             if start > env.now:
                 yield env.timeout(start - env.now)
             self.run_until(start + tick)
 
     def run_until(self, t_end: int) -> None:
         """Apply every event with a timestamp below ``t_end`` (file order; small inversions kept)."""
-        i = self.pos
-        n = self.n
-        c_t = self.c_t
-        j = i
-        while j < n and c_t[j] < t_end:
-            j += 1
-        if self.mode == "mirror":
-            self._mirror(i, j)
-        else:
-            self._policy(i, j)
-        self.pos = j
+        step = self._mirror if self.mode == "mirror" else self._policy
+        while self.pos < self.n:
+            if self.pos >= self.wend:
+                self._load(self.pos)
+            c_t = self.c_t
+            i = self.pos - self.base
+            m = self.wend - self.base
+            j = i
+            while j < m and c_t[j] < t_end:
+                j += 1
+            if j > i:
+                step(i, j)
+            self.pos = self.base + j
+            if j < m:
+                break
 
     # ------------------------------------------------------------- mirror
     def _mirror(self, i0: int, i1: int) -> None:
@@ -514,7 +541,7 @@ class Replayer:
                 replayed += self._vmalloc(i, k)
             elif k == K_LOST:
                 quirk("lost_events")
-                st.notes.append(f"event {i}: {rare[i][8]} events lost on CPU {c_cpu[i]}: state after it is "
+                st.notes.append(f"event {self.base + i}: {rare[i][8]} events lost on CPU {c_cpu[i]}: state after it is "
                                 "unreliable")
             elif k in K_COMPACTION:
                 quirk("compaction_event")
@@ -796,7 +823,7 @@ class Replayer:
         return applied
 
     def _policy_object_failed(self, i: int) -> int:
-        self.stats.notes.append(f"event {i}: the SLUB model could not allocate an object the kernel did")
+        self.stats.notes.append(f"event {self.base + i}: the SLUB model could not allocate an object the kernel did")
         return 1
 
     def _model_free(self, ent: tuple, cpu: int) -> None:

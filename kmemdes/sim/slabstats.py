@@ -45,13 +45,15 @@ __all__ = ["ObjectStats", "object_stats", "OBJECT_KINDS"]
 OBJECT_KINDS = (int(EventKind.KMALLOC), int(EventKind.KMEM_CACHE_ALLOC), int(EventKind.KFREE),
                 int(EventKind.KMEM_CACHE_FREE))
 _ALLOC_KINDS = OBJECT_KINDS[:2]
+# one row per object opened (+1) or closed (-1); narrow types: a big trace has millions
+_DELTAS = {"t_ns": pl.Int64, "cache": pl.Categorical, "d_objs": pl.Int8, "d_req": pl.Int32, "d_alloc": pl.Int32}
 
 
 @dataclass
 class ObjectStats:
     replayed: int = 0
     quirks: dict = field(default_factory=dict)
-    deltas: pl.DataFrame = field(default_factory=pl.DataFrame)  # t_ns, cache, d_objs, d_req, d_alloc
+    deltas: pl.DataFrame = field(default_factory=pl.DataFrame)  # _DELTAS: t_ns, cache, d_objs, d_req, d_alloc
     live_by_cache: pl.DataFrame = field(default_factory=pl.DataFrame)  # final: cache, objs, req, alloc, allocs, frees
     sizes: dict = field(default_factory=dict)  # ("kmalloc"|"kmem_cache", bucket) -> count
 
@@ -61,10 +63,12 @@ class ObjectStats:
             return pl.DataFrame(schema={"t_ns": pl.Int64, "cache": pl.String, "active_objs": pl.Int64,
                                         "num_objs": pl.Int64, "slabs": pl.Int64, "pages": pl.Int64,
                                         "bytes_req": pl.Int64, "bytes_alloc": pl.Int64})
-        cum = (self.deltas.sort("t_ns", maintain_order=True)
-               .with_columns(pl.col("d_objs").cum_sum().over("cache"), pl.col("d_req").cum_sum().over("cache"),
-                             pl.col("d_alloc").cum_sum().over("cache"))
-               .group_by("cache", "t_ns", maintain_order=True).last())
+        cum = (self.deltas.lazy().sort("t_ns", maintain_order=True)
+               .with_columns(pl.col("d_objs").cast(pl.Int64).cum_sum().over("cache"),
+                             pl.col("d_req").cast(pl.Int64).cum_sum().over("cache"),
+                             pl.col("d_alloc").cast(pl.Int64).cum_sum().over("cache"))
+               .group_by("cache", "t_ns", maintain_order=True).last()
+               .with_columns(pl.col("cache").cast(pl.String)).collect())
         caches = cum.select("cache").unique().sort("cache")
         grid = caches.join(pl.DataFrame({"t_ns": times}, schema={"t_ns": pl.Int64}), how="cross").sort("cache", "t_ns")
         out = grid.join_asof(cum.sort("t_ns"), on="t_ns", by="cache", strategy="backward", check_sortedness=False)
@@ -95,38 +99,42 @@ def _cache_names(ev: pl.DataFrame) -> pl.Expr:
 
 
 def object_stats(events: pl.DataFrame, t0: int) -> ObjectStats:
-    """Match the object events of a trace; counts by rule, cache deltas over time, final live objects."""
-    ev = events.filter(pl.col("kind").is_in(OBJECT_KINDS)).select(
-        "line", "ts", "kind", "ptr", "cache", "bytes_req", "bytes_alloc", "gfp")
+    """Match the object events of a trace; counts by rule, cache deltas over time, final live objects.
+
+    One lazy query over narrow columns (cache names categorical): a big trace has millions of
+    object events, and this runs before the replay holds its own state.
+    """
+    ev = events.lazy().filter(pl.col("kind").is_in(OBJECT_KINDS)).select(
+        "ts", "kind", "ptr", "cache", "bytes_req", "bytes_alloc", "gfp")
     out = ObjectStats()
-    if ev.height == 0:
-        out.deltas = pl.DataFrame(schema={"t_ns": pl.Int64, "cache": pl.String, "d_objs": pl.Int64,
-                                          "d_req": pl.Int64, "d_alloc": pl.Int64})
+    if ev.select(pl.len()).collect().item() == 0:
+        out.deltas = pl.DataFrame(schema=_DELTAS)
         out.live_by_cache = pl.DataFrame(schema={"cache": pl.String, "objs": pl.Int64, "bytes_req": pl.Int64,
                                                  "bytes_alloc": pl.Int64, "allocs": pl.Int64, "frees": pl.Int64})
         return out
-    ev = ev.with_row_index("seq").with_columns(
+    ev = ev.with_row_index("seq").select(
+        "seq", "kind", "ptr",
         is_alloc=pl.col("kind").is_in(_ALLOC_KINDS),
         t_ns=(pl.col("ts") - t0),
-        name=_cache_names(ev),
-        req=pl.col("bytes_req").fill_null(0),
-        alloc=pl.col("bytes_alloc").fill_null(0),
-    )
-    null_free = (~pl.col("is_alloc")) & pl.col("ptr").is_in([0, 0x10])
-    failed_alloc = pl.col("is_alloc") & (pl.col("ptr") == 0)
-    ev = ev.with_columns(null_free=null_free, failed=failed_alloc)
-    tracked = ev.filter(~pl.col("null_free") & ~pl.col("failed")).sort("ptr", "seq")
+        name=_cache_names(ev).cast(pl.Categorical),
+        req=pl.col("bytes_req").fill_null(0).cast(pl.Int32),
+        alloc=pl.col("bytes_alloc").fill_null(0).cast(pl.Int32),
+    ).with_columns(null_free=(~pl.col("is_alloc")) & pl.col("ptr").is_in([0, 0x10]),
+                   failed=pl.col("is_alloc") & (pl.col("ptr") == 0)).collect()
+    tracked = ev.lazy().filter(~pl.col("null_free") & ~pl.col("failed")).select(
+        "seq", "t_ns", "ptr", "is_alloc", "name", "req", "alloc").sort("ptr", "seq")
     same = pl.col("ptr") == pl.col("ptr").shift(1)  # one sort, then plain shifts (no per-group windows)
     tracked = tracked.with_columns(
         prev_alloc=pl.when(same).then(pl.col("is_alloc").shift(1)),
         prev_name=pl.when(same).then(pl.col("name").shift(1)),
         prev_req=pl.when(same).then(pl.col("req").shift(1)),
         prev_alloc_bytes=pl.when(same).then(pl.col("alloc").shift(1)),
-    )
+    ).drop("ptr")
     live_alloc = pl.col("is_alloc") & (pl.col("prev_alloc") == True)  # noqa: E712
     matched_free = (~pl.col("is_alloc")) & (pl.col("prev_alloc") == True)  # noqa: E712
     untraced_free = (~pl.col("is_alloc")) & (pl.col("prev_alloc").is_null() | (pl.col("prev_alloc") == False))  # noqa: E712
-    tracked = tracked.with_columns(live_alloc=live_alloc, matched_free=matched_free, untraced_free=untraced_free)
+    tracked = tracked.with_columns(live_alloc=live_alloc, matched_free=matched_free,
+                                   untraced_free=untraced_free).collect()
     counts = tracked.select(
         live=pl.col("live_alloc").sum(), matched=pl.col("matched_free").sum(), untraced=pl.col("untraced_free").sum(),
         allocs=pl.col("is_alloc").sum()).row(0, named=True)
@@ -137,29 +145,29 @@ def object_stats(events: pl.DataFrame, t0: int) -> ObjectStats:
                                     ("kfree_null", n_null)) if v}
     out.replayed = int(counts["allocs"] - counts["live"] + counts["matched"] + n_failed)
     # deltas: +1 per allocation, -1 per close (matched free, or implicit close by a live re-allocation)
-    plus = tracked.filter(pl.col("is_alloc")).select(
-        "t_ns", pl.col("name").alias("cache"), pl.lit(1, pl.Int64).alias("d_objs"),
+    plus = tracked.lazy().filter(pl.col("is_alloc")).select(
+        "t_ns", pl.col("name").alias("cache"), pl.lit(1, pl.Int8).alias("d_objs"),
         pl.col("req").alias("d_req"), pl.col("alloc").alias("d_alloc"), "seq")
-    minus = tracked.filter(pl.col("matched_free") | pl.col("live_alloc")).select(
-        "t_ns", pl.col("prev_name").alias("cache"), pl.lit(-1, pl.Int64).alias("d_objs"),
+    minus = tracked.lazy().filter(pl.col("matched_free") | pl.col("live_alloc")).select(
+        "t_ns", pl.col("prev_name").alias("cache"), pl.lit(-1, pl.Int8).alias("d_objs"),
         (-pl.col("prev_req")).alias("d_req"), (-pl.col("prev_alloc_bytes")).alias("d_alloc"), "seq")
-    deltas = pl.concat([plus, minus]).sort("seq", "d_objs").drop("seq")
-    out.deltas = deltas.with_columns(pl.col("t_ns").cast(pl.Int64), pl.col("d_req").cast(pl.Int64),
-                                     pl.col("d_alloc").cast(pl.Int64))
+    del tracked
+    out.deltas = pl.concat([plus, minus]).sort("seq", "d_objs").drop("seq").cast(_DELTAS).collect()
+    deltas = out.deltas.lazy()
     allocs = plus.group_by("cache").agg(allocs=pl.len())
     closes = minus.group_by("cache").agg(frees=pl.len())
-    out.live_by_cache = (deltas.group_by("cache").agg(objs=pl.col("d_objs").sum(), bytes_req=pl.col("d_req").sum(),
-                                                      bytes_alloc=pl.col("d_alloc").sum())
+    out.live_by_cache = (deltas.group_by("cache").agg(objs=pl.col("d_objs").cast(pl.Int64).sum(),
+                                                      bytes_req=pl.col("d_req").cast(pl.Int64).sum(),
+                                                      bytes_alloc=pl.col("d_alloc").cast(pl.Int64).sum())
                          .join(allocs, on="cache", how="left").join(closes, on="cache", how="left")
-                         .with_columns(pl.col("allocs").fill_null(0).cast(pl.Int64),
-                                       pl.col("frees").fill_null(0).cast(pl.Int64),
-                                       pl.col("objs").cast(pl.Int64), pl.col("bytes_req").cast(pl.Int64),
-                                       pl.col("bytes_alloc").cast(pl.Int64))
-                         .sort("cache"))
-    sizes = (ev.filter(pl.col("is_alloc") & (pl.col("req") > 0))
+                         .with_columns(pl.col("cache").cast(pl.String),
+                                       pl.col("allocs").fill_null(0).cast(pl.Int64),
+                                       pl.col("frees").fill_null(0).cast(pl.Int64))
+                         .sort("cache").collect())
+    sizes = (ev.lazy().filter(pl.col("is_alloc") & (pl.col("req") > 0))
              .with_columns(kindname=pl.when(pl.col("kind") == int(EventKind.KMALLOC)).then(pl.lit("kmalloc"))
                            .otherwise(pl.lit("kmem_cache")),
                            bucket=pl.lit(2.0).pow(pl.col("req").cast(pl.Float64).log(2).ceil()).cast(pl.Int64))
-             .group_by("kindname", "bucket").len().sort("kindname", "bucket"))
+             .group_by("kindname", "bucket").len().sort("kindname", "bucket").collect())
     out.sizes = {(k, int(b)): int(c) for k, b, c in sizes.iter_rows()}
     return out

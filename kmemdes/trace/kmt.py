@@ -260,8 +260,11 @@ def write_kmt(trace: Trace, path, chunk_rows: int = _CHUNK_ROWS) -> Path:
     return path
 
 
-def read_kmt(path) -> Trace:
-    """Load a ``.kmt`` file (see the module docstring for the layout)."""
+def read_kmt(path, columns: tuple[str, ...] | None = None) -> Trace:
+    """Load a ``.kmt`` file (see the module docstring for the layout).
+
+    ``columns``: decode only these columns of the event table (in this order).
+    """
     import zstandard
 
     path = Path(path)
@@ -309,13 +312,14 @@ def read_kmt(path) -> Trace:
     if total != end.get("rows") or total != header.get("rows"):
         raise KmemdesError(f"{path}: .kmt row count mismatch ({total} rows in chunks, {end.get('rows')} expected)")
 
+    schema = EVENT_SCHEMA if columns is None else {c: EVENT_SCHEMA[c] for c in columns}
+
     def decode(item) -> pl.DataFrame:
         rows, blob = item
         try:
             cols = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(blob), raw=False, strict_map_key=False)
-            return pl.DataFrame(
-                [_decode_column(name, dtype, cols.get(name), rows) for name, dtype in EVENT_SCHEMA.items()]
-            )
+            return pl.DataFrame([_decode_column(name, dtype, cols.get(name), rows) for name, dtype in schema.items()],
+                                schema=schema)
         except (zstandard.ZstdError, ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
             raise KmemdesError(f"{path}: corrupt .kmt chunk ({e})") from None
 
@@ -324,7 +328,7 @@ def read_kmt(path) -> Trace:
             frames = list(pool.map(decode, blobs))
     else:
         frames = [decode(b) for b in blobs]
-    events = pl.concat(frames, how="vertical", rechunk=False) if frames else pl.DataFrame(schema=EVENT_SCHEMA)
+    events = pl.concat(frames, how="vertical", rechunk=False) if frames else pl.DataFrame(schema=schema)
     meta = dict(header.get("meta") or {})
     meta["source_format"] = header.get("source_format")
     meta["converted_from"] = header.get("source")
@@ -354,14 +358,21 @@ def write_parquet(trace: Trace, path) -> Path:
     return path
 
 
-def read_parquet(path) -> Trace:
+def read_parquet(path, columns: tuple[str, ...] | None = None) -> Trace:
     """Load a Parquet event table written by :func:`write_parquet` (or any
-    Parquet file with the canonical columns)."""
+    Parquet file with the canonical columns); ``columns``: read only these."""
     path = Path(path)
     try:
         kv = pl.read_parquet_metadata(path)
-        events = pl.read_parquet(path)
+        names = pl.read_parquet_schema(path)
     except Exception as e:  # noqa: BLE001 - polars raises several types for bad files
+        raise KmemdesError(f"{path}: cannot read Parquet ({type(e).__name__}: {e})") from None
+    missing = [c for c in EVENT_SCHEMA if c not in names]
+    if missing:
+        raise KmemdesError(f"{path}: not a kmemdes event table (missing columns: {', '.join(missing[:5])})")
+    try:
+        events = pl.read_parquet(path, columns=list(columns) if columns is not None else None)
+    except Exception as e:  # noqa: BLE001
         raise KmemdesError(f"{path}: cannot read Parquet ({type(e).__name__}: {e})") from None
     header = {}
     if "kmemdes" in kv:
@@ -369,11 +380,9 @@ def read_parquet(path) -> Trace:
             header = json.loads(kv["kmemdes"])
         except ValueError:
             raise KmemdesError(f"{path}: bad kmemdes metadata in the Parquet file") from None
-    missing = [c for c in EVENT_SCHEMA if c not in events.columns]
-    if missing:
-        raise KmemdesError(f"{path}: not a kmemdes event table (missing columns: {', '.join(missing[:5])})")
-    if events.schema != pl.Schema(EVENT_SCHEMA):
-        events = events.select([pl.col(c).cast(t) for c, t in EVENT_SCHEMA.items()])
+    schema = EVENT_SCHEMA if columns is None else {c: EVENT_SCHEMA[c] for c in columns}
+    if events.schema != pl.Schema(schema):
+        events = events.select([pl.col(c).cast(t) for c, t in schema.items()])
     meta = dict(header.get("meta") or {})
     meta["source_format"] = header.get("source_format")
     meta["converted_from"] = header.get("source")

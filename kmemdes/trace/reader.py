@@ -30,11 +30,12 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import polars as pl
 
 from kmemdes.errors import KmemdesError
+from kmemdes.trace.schema import EVENT_SCHEMA
 
 __all__ = [
     "Trace",
@@ -321,7 +322,7 @@ def _decompressed_head(path: Path, kind: str, n: int = 16) -> bytes:
     return out[:n]
 
 
-def _read_file(path: Path, strict: bool) -> Trace:
+def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None) -> Trace:
     kind = detect_file(path)
     if kind in ("zstd", "gzip", "xz"):
         head = _decompressed_head(path, kind)
@@ -339,11 +340,11 @@ def _read_file(path: Path, strict: bool) -> Trace:
     if kind == "kmt":
         from kmemdes.trace.kmt import read_kmt
 
-        return read_kmt(path)
+        return read_kmt(path, columns)
     if kind == "parquet":
         from kmemdes.trace.kmt import read_parquet
 
-        return read_parquet(path)
+        return read_parquet(path, columns)
     return _read_text(path, "text", strict)
 
 
@@ -355,14 +356,16 @@ def _read_tracedat(path: Path, strict: bool) -> Trace:
     return read_tracedat(path, strict)
 
 
-def read_trace(path, strict: bool = False) -> Trace:
+def read_trace(path, strict: bool = False, columns: Iterable[str] | None = None) -> Trace:
     """Read any trace: a file (plain or zstd/gzip/xz-compressed text, trace.dat,
     .kmt, Parquet) or a capture folder.
 
     For a capture folder, or a file inside one (a folder with ``meta.txt``),
     ``meta`` also holds the capture facts and the before/after snapshot texts.
     ``strict`` raises :class:`KmemdesError` (``FILE:LINE: what``) at the first
-    problem instead of counting it.
+    problem instead of counting it.  ``columns``: keep only these columns of
+    the event table (a .kmt or Parquet file then decodes no others, which
+    keeps a big trace's string columns out of memory).
 
     >>> from pathlib import Path
     >>> t = read_trace(Path(__file__).resolve().parents[2] / "traces" / "a_idle_stream")
@@ -378,7 +381,15 @@ def read_trace(path, strict: bool = False) -> Trace:
         path = find_capture_trace(folder)
     elif (path.parent / "meta.txt").is_file():
         folder = path.parent
-    trace = _read_file(path, strict)
+    cols = None
+    if columns is not None:
+        cols = tuple(columns)
+        unknown = [c for c in cols if c not in EVENT_SCHEMA]
+        if unknown:
+            raise ValueError(f"not event table columns: {', '.join(unknown)}")
+    trace = _read_file(path, strict, cols)
+    if cols is not None and trace.events.columns != list(cols):
+        trace.events = trace.events.select(cols)
     meta = dict(trace.meta)
     meta.setdefault("source", str(path))
     meta["source"] = str(path)

@@ -132,3 +132,15 @@ def test_corpus_kmt_round_trip(corpus, trace_results, name):
         pytest.skip(f"{path} not in the corpus")
     r = trace_results(path)
     assert r.kmt_equal and r.kmt_meta_equal
+
+
+def test_column_projection_reads_only_the_columns_asked(tmp_path, idle):
+    """``read_trace(columns=...)``: the same values as the full table's columns, from every container."""
+    cols = ("ts", "kind", "pfn", "cache", "event")
+    want = idle.events.select(cols)
+    for path in (K.write_kmt(idle, tmp_path / "a.kmt"), K.write_parquet(idle, tmp_path / "a.parquet"),
+                 idle.meta["source"]):
+        u = read_trace(path, columns=cols)
+        assert u.events.columns == list(cols) and u.events.equals(want), path
+    with pytest.raises(ValueError, match="nope"):
+        read_trace(tmp_path / "a.kmt", columns=("ts", "nope"))
