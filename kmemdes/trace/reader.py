@@ -289,7 +289,7 @@ def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> I
 # --------------------------------------------------------------------------- readers
 
 
-def _read_text(path: Path, kind: str, strict: bool) -> Trace:
+def _read_text(path: Path, kind: str, strict: bool, columns: tuple[str, ...] | None = None) -> Trace:
     from kmemdes.trace.text import TextParser
 
     parser = TextParser(path, strict=strict)
@@ -301,7 +301,10 @@ def _read_text(path: Path, kind: str, strict: bool) -> Trace:
             parser.problems.check_strict()
             break
         nbytes += len(item)
+        done = len(parser._frames)
         parser.feed(item)
+        if columns is not None:  # keep only the columns asked, chunk by chunk (bounded memory)
+            parser._frames[done:] = [f.select(columns) for f in parser._frames[done:]]
     events, meta, problems = parser.finish()
     meta["text_bytes"] = nbytes
     if kind != "text":
@@ -334,7 +337,7 @@ def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None)
             kind_inner = "text"
         if kind_inner == "trace.dat":
             return _read_tracedat(path, strict)
-        return _read_text(path, kind, strict)
+        return _read_text(path, kind, strict, columns)
     if kind == "trace.dat":
         return _read_tracedat(path, strict)
     if kind == "kmt":
@@ -345,7 +348,7 @@ def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None)
         from kmemdes.trace.kmt import read_parquet
 
         return read_parquet(path, columns)
-    return _read_text(path, "text", strict)
+    return _read_text(path, "text", strict, columns)
 
 
 def _read_tracedat(path: Path, strict: bool) -> Trace:
