@@ -32,6 +32,8 @@ CORPUS = Path(os.environ.get("KMEMDES_CORPUS", ROOT.parent / "shared" / "traces"
 
 
 def _child(phase: str, capture: str, kmt: str, out: str) -> None:
+    from _machine import peak_rss_mb
+
     from kmemdes.sim.engine import replay_trace
 
     t0 = time.perf_counter()
@@ -44,19 +46,21 @@ def _child(phase: str, capture: str, kmt: str, out: str) -> None:
     else:  # loop only
         from kmemdes.mm.mm_init import node_from_snapshot
         from kmemdes.sim.hints import start_hints
-        from kmemdes.sim.replay import Replayer
+        from kmemdes.sim.replay import SLIM_COLUMNS, Replayer, slim_events
         from kmemdes.trace.reader import read_trace
         from kmemdes.trace.snapshot import snapshot_from_texts
 
-        tr = read_trace(kmt)
-        node, _ = node_from_snapshot(snapshot_from_texts(tr.meta["before"]), hints=start_hints(tr.events))
+        tr = read_trace(kmt, columns=SLIM_COLUMNS + ("event", "args"))
+        events, by_type, comp = slim_events(tr.events)
+        tr.events = None
+        node, _ = node_from_snapshot(snapshot_from_texts(tr.meta["before"]), hints=start_hints(events))
         t0 = time.perf_counter()
-        r = Replayer(node, tr.events)
+        r = Replayer(node, events, events_by_type=by_type, compaction_pages=comp)
         t1 = time.perf_counter()
         r.run_until(1 << 62)
         s = {"events": r.n_total, "loop_events": r.n, "prep_s": t1 - t0, "loop_s": time.perf_counter() - t1}
     wall = time.perf_counter() - t0
-    print(json.dumps({"wall": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    print(json.dumps({"wall": wall, "rss_mb": peak_rss_mb(),
                       "events": s["events"], **{k: s[k] for k in ("loop_events", "prep_s", "loop_s") if k in s}}))
 
 
