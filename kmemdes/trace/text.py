@@ -349,6 +349,8 @@ class TextParser:
         self._last_ts: int | None = None
         self._event_names: dict[str, str | None] = {}
         self._cmp: np.ndarray | None = None
+        self._ascii = False  # the chunk being parsed is pure ASCII (bytes are characters)
+        self._ts_width: int | None = None  # timestamp width in this chunk, for _express_query
 
     # ------------------------------------------------------------------ input
 
@@ -379,8 +381,26 @@ class TextParser:
             if sample:
                 self._layout = _learn_layout(sample, self.fmt)
                 self._layout_tried = True
+        self._ts_width = self._learn_ts_width(frame) if self._layout is not None and self._ascii else None
         self._parse_frame(frame)
         self.problems.check_strict()
+
+    def _learn_ts_width(self, frame: pl.DataFrame) -> int | None:
+        """Width of the timestamp field (``%5lu.%06lu`` and the like: up to the
+        first ``": "`` after the layout's timestamp column) on most of the
+        chunk's first lines, for :meth:`_express_query`; None if there is no
+        clear majority."""
+        d0 = self._layout.ts_start
+        votes: Counter = Counter()
+        sample = frame.head(64)["l"].drop_nulls().to_list()
+        for s in sample:
+            i = s.find(": ")
+            if i >= d0:
+                votes[i - d0] += 1
+        if not votes:
+            return None
+        w, n = votes.most_common(1)[0]
+        return w if w >= 7 and n * 4 >= len(sample) * 3 else None
 
     def _lines(self, chunk: bytes) -> tuple[pl.DataFrame, list[int]]:
         """The chunk as one String column ``l`` (one row per line), and the
@@ -389,7 +409,7 @@ class TextParser:
         if self._cmp is None or self._cmp.size < arr.size:
             self._cmp = np.empty(arr.size, dtype=bool)
         ctrl = int(np.count_nonzero(np.less(arr, 32, out=self._cmp[: arr.size])))
-        clean = chunk.isascii()
+        clean = self._ascii = chunk.isascii()
         if not clean:
             try:
                 chunk.decode("utf-8")
@@ -465,28 +485,31 @@ class TextParser:
 
     def _typed_chunk(self, events: pl.DataFrame) -> pl.DataFrame | None:
         """Parse each event type's bodies and scatter the typed columns back
-        into the rows of ``events`` (which are in line order)."""
+        into the rows of ``events`` (which are in line order).
+
+        Each group carries its row positions (``_i``), so the typed columns
+        are scattered by position; ``kind`` is one small array filled per
+        group and ``event`` is the printed name (renamed only where it differs).
+        """
         n = events.height
-        line = events["line"].to_numpy()
         cols: dict[str, pl.Series] = {}
+        kind = np.zeros(n, dtype=np.uint8)
         keep = None
         names: dict[str, str] = {}
-        for (ev,), part in events.select("line", "ev", "body").partition_by(
-            "ev", as_dict=True, maintain_order=False
-        ).items():
-            out = self._parse_event(ev, part)
-            if out is not None:
-                names[ev] = out["event"][0]
-                out = out.drop("event")
-            idx = pl.Series(np.searchsorted(line, part["line"].to_numpy()), dtype=pl.UInt32)
-            if out is None:
+        for (ev,), part in events.select(
+            "line", "ev", "body", _i=pl.int_range(n, dtype=pl.UInt32)
+        ).partition_by("ev", as_dict=True, maintain_order=True).items():
+            idx = part["_i"]
+            res = self._parse_event(ev, part)
+            if res is None:
                 if keep is None:
                     keep = np.ones(n, dtype=bool)
                 keep[idx.to_numpy()] = False
                 continue
+            name, k, out = res
+            names[ev] = name
+            kind[idx.to_numpy()] = k
             for c in out.columns:
-                if c == "line":
-                    continue
                 col = cols.get(c)
                 if col is None:
                     col = cols[c] = pl.Series(c, dtype=EVENT_SCHEMA[c]).extend_constant(None, n)
@@ -494,12 +517,14 @@ class TextParser:
                 if vals.dtype != EVENT_SCHEMA[c]:
                     vals = vals.cast(EVENT_SCHEMA[c])
                 col.scatter(idx, vals)
-        if not cols:
+        if not names:
             return None
         ev = pl.col("ev")
         if any(raw != name for raw, name in names.items()):  # perf: "kmem:kfree", padded
             ev = ev.replace_strict(names, default=None, return_dtype=pl.String)
-        chunk = events.select("line", "ts", "cpu", "pid", "comm", "flags", event=ev).with_columns(list(cols.values()))
+        chunk = events.select("line", "ts", "cpu", "pid", "comm", "flags", event=ev).with_columns(
+            pl.Series("kind", kind), *cols.values()
+        )
         if keep is not None:
             chunk = chunk.filter(pl.Series(keep))
         return chunk
@@ -515,29 +540,17 @@ class TextParser:
         """
         lay = self._layout
         assert lay is not None
-        l = pl.col("l")
-        d0 = lay.ts_start
-        p, q, r, tsf = pl.col("_p"), pl.col("_q"), pl.col("_r"), pl.col("_tsf")
-        t = pl.col("_t")  # the line from the timestamp on
-        out = (
-            frame.lazy()
-            .with_columns(_pre=l.str.slice(0, d0), _t=l.str.slice(d0))
-            .with_columns(_p=t.str.find(": ", literal=True))
-            .with_columns(
-                _tsf=t.str.slice(0, p).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
-                _dot=t.str.slice(p - 7, 1) == ".",
-                _r=t.str.slice(p + 2),
-            )
-            .with_columns(_q=r.str.find(": ", literal=True))
-            .with_columns(
-                ev=r.str.slice(0, q),
-                body=r.str.slice(q + 2),
-                ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
-            )
-            .select("l", "line", "ts", "ev", "body", "_pre",
-                    _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0) & (p >= 7)).fill_null(False))
-            .collect()
-        )
+        d0, w = lay.ts_start, self._ts_width
+        if w is None:
+            out = self._header_query(frame.lazy(), d0).collect()
+        else:
+            out = self._express_query(frame.lazy(), d0, w).collect()
+            x = out["_x"].fill_null(False)
+            if x.all():
+                out = out.drop("_x")
+            else:  # lines whose first ": " is elsewhere: the general query
+                rest = self._header_query(out.lazy().filter(~pl.col("_x").fill_null(False)).select("l", "line"), d0)
+                out = pl.concat([out.filter(x).drop("_x"), rest.collect()]).sort("line")
         uniq = [u for u in out["_pre"].unique().to_list() if u is not None]
         rows = []
         for pre in uniq + [None]:
@@ -561,6 +574,57 @@ class TextParser:
         cols = [table[c].gather(codes) for c in ("comm", "pid", "cpu", "flags", "_pok")]
         out = out.with_columns(cols)
         return out.select("l", *_HEADER_COLS, _ok=pl.col("_ok0") & pl.col("_pok").fill_null(False))
+
+    @staticmethod
+    def _header_query(lf: pl.LazyFrame, d0: int) -> pl.LazyFrame:
+        """Columns ``l, line, ts, ev, body, _pre, _ok0`` of lines cut at the
+        learnt timestamp column ``d0``: the timestamp runs to the first ``": "``
+        after it, the event name to the next ``": "``."""
+        l = pl.col("l")
+        p, q, r, tsf = pl.col("_p"), pl.col("_q"), pl.col("_r"), pl.col("_tsf")
+        t = pl.col("_t")  # the line from the timestamp on
+        return (
+            lf.with_columns(_pre=l.str.slice(0, d0), _t=l.str.slice(d0))
+            .with_columns(_p=t.str.find(": ", literal=True))
+            .with_columns(
+                _tsf=t.str.slice(0, p).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
+                _dot=t.str.slice(p - 7, 1) == ".",
+                _r=t.str.slice(p + 2),
+            )
+            .with_columns(_q=r.str.find(": ", literal=True))
+            .with_columns(
+                ev=r.str.slice(0, q),
+                body=r.str.slice(q + 2),
+                ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
+            )
+            .select("l", "line", "ts", "ev", "body", "_pre",
+                    _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0) & (p >= 7)).fill_null(False))
+        )
+
+    @staticmethod
+    def _express_query(lf: pl.LazyFrame, d0: int, w: int) -> pl.LazyFrame:
+        """:meth:`_header_query` for an ASCII chunk whose timestamps are ``w``
+        characters wide: every slice is at a constant offset.  Column ``_x``
+        marks the lines where the line's first ``": "`` is at ``d0 + w``; for
+        those the timestamp field is exactly ``[d0, d0 + w)`` (bytes are
+        characters), so every column equals :meth:`_header_query`'s.  The
+        other lines must go through :meth:`_header_query`."""
+        assert w >= 7
+        l = pl.col("l")
+        q, r, tsf = pl.col("_q"), pl.col("_r"), pl.col("_tsf")
+        return (
+            lf.with_columns(
+                _x=l.str.find(": ", literal=True) == d0 + w,
+                _pre=l.str.slice(0, d0),
+                _tsf=l.str.slice(d0, w).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
+                _dot=l.str.slice(d0 + w - 7, 1) == ".",
+                _r=l.str.slice(d0 + w + 2),
+            )
+            .with_columns(_q=r.str.find(": ", literal=True))
+            .select("l", "line", ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
+                    ev=r.str.slice(0, q), body=r.str.slice(q + 2), _pre=pl.col("_pre"),
+                    _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0)).fill_null(False), _x=pl.col("_x"))
+        )
 
     def _slow_header(self, rest: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """Classify the lines the fast path left: blank, header, LOST marker,
@@ -650,7 +714,10 @@ class TextParser:
             self._event_names[raw] = name
         return name
 
-    def _parse_event(self, raw_ev: str, part: pl.DataFrame) -> pl.DataFrame | None:
+    def _parse_event(self, raw_ev: str, part: pl.DataFrame) -> tuple[str, int, pl.DataFrame] | None:
+        """``(event name, kind, typed columns)`` of one event's rows (columns
+        ``line`` and ``body``), or None when the name is not an event name
+        (the rows are then dropped and counted)."""
         name = self._event_name(raw_ev)
         if name is None:
             lines, _, n = _first_lines(part)
@@ -659,7 +726,6 @@ class TextParser:
             self.line_counts["dropped"] += n
             return None
         kind = EventKind.from_name(name)
-        base = part.select("line", kind=pl.lit(int(kind), pl.UInt8), event=pl.lit(name))
         body = pl.col("body")
         if self.fmt == "trace-cmd-report":
             body = body.str.strip_chars_start(" ")
@@ -685,9 +751,8 @@ class TextParser:
                 nid=b.str.extract(r"(?:^|\s)(?:nid|node|node_id)=(-?\d+)").str.to_integer(dtype=pl.Int16, strict=False)
                 if has[1] else pl.lit(None, pl.Int16),
             )
-            return pl.concat([base, cols], how="horizontal")
-        typed = self._typed_fields(name, family, part)
-        return pl.concat([base, typed], how="horizontal")
+            return name, int(kind), cols
+        return name, int(kind), self._typed_fields(name, family, part)
 
     def _learn_body_layout(self, name: str, family: tuple, bodies: list[str]) -> tuple | None:
         """The key order of an event in this file (most common among sample
