@@ -339,6 +339,7 @@ class Sim:
                 for k, v in r.stats.quirk_pages.items():
                     qp[k] = qp.get(k, 0) + v
             out["quirk_pages"] = dict(sorted(qp.items()))
+            out["trace_pages"] = {k: sum(r.trace_pages[k] for r in self.replayers) for k in ("allocated", "freed")}
         out["requests"] = requests
         out["requests_by_order"] = by_order
         out["failure_rate_by_order"] = {o: (v["failures"] / v["attempts"] if v["attempts"] else None)

@@ -146,6 +146,23 @@ def validate_capture(capture: str | Path, run_dir: Optional[str | Path] = None, 
         if name in zb and zb[name].managed != z.managed:
             unknown.append({"what": f"{name}: memory handed to the buddy allocator without events (deferred init)",
                             "pages": z.managed - zb[name].managed})
+    # the kernel's own page counters over the capture against what the trace shows
+    counters = _vmstat_deltas(before / "vmstat", after / "vmstat")
+    shown = summary.get("trace_pages")
+    if counters is not None and shown is not None:
+        kc = {"pgalloc": counters["pgalloc"], "pgfree": counters["pgfree"],
+              "trace_allocated": shown["allocated"], "trace_freed": shown["freed"],
+              "untraced_allocated": counters["pgalloc"] - shown["allocated"],
+              "untraced_freed": counters["pgfree"] - shown["freed"]}
+        res["kernel_counters"] = kc
+        if kc["untraced_allocated"] > 0:
+            unknown.append({"what": "pages allocated that the trace does not show (vmstat pgalloc_* minus traced): "
+                                    "bulk allocations, and allocations while tracing was off around the snapshots",
+                            "pages": kc["untraced_allocated"], "rule": "vmstat_pgalloc"})
+        if kc["untraced_freed"] > 0:
+            unknown.append({"what": "pages freed that the trace does not show (vmstat pgfree minus traced): frees "
+                                    "while tracing was off around the snapshots (process exit, RCU callbacks)",
+                            "pages": kc["untraced_freed"], "rule": "vmstat_pgfree"})
     qp = summary.get("quirk_pages", {})
     for rule, why in (("free_of_untraced_page", "pages freed that the trace never showed allocated "
                                                 "(pre-trace or untraced bulk allocations)"),
@@ -171,6 +188,27 @@ def validate_capture(capture: str | Path, run_dir: Optional[str | Path] = None, 
 
         res.update(kpageflags_validation(cap))
     return res
+
+
+def _vmstat_deltas(before: Path, after: Path) -> Optional[dict]:
+    """Pages allocated (``pgalloc_*``, every zone) and freed (``pgfree``) between two /proc/vmstat
+    readings (mm/vmstat.c; counted per page in ``rmqueue``, the bulk allocator and every free path)."""
+    if not (before.exists() and after.exists()):
+        return None
+
+    def read(p: Path) -> dict:
+        out = {}
+        for line in p.read_text().splitlines():
+            k, _, v = line.partition(" ")
+            if v.strip().lstrip("-").isdigit():
+                out[k] = int(v)
+        return out
+
+    b, a = read(before), read(after)
+    if "pgfree" not in a or "pgfree" not in b:
+        return None
+    pgalloc = sum(a[k] - b.get(k, 0) for k in a if k.startswith("pgalloc_"))
+    return {"pgalloc": pgalloc, "pgfree": a["pgfree"] - b["pgfree"]}
 
 
 def _pct(x: Optional[float]) -> str:
@@ -214,6 +252,11 @@ def format_validation(res: dict) -> str:
         v = res["vmalloc"]
         lines += ["", f"vmalloc areas: model {v['model_areas']} / kernel {v['kernel_areas']} "
                       f"(before {v['before_areas']}); bytes model {v['model_bytes']:,} / kernel {v['kernel_bytes']:,}"]
+    if res.get("kernel_counters"):
+        k = res["kernel_counters"]
+        lines += ["", "pages over the capture, kernel counters (/proc/vmstat) / the trace:",
+                  f"  allocated  {k['pgalloc']:>9,} / {k['trace_allocated']:<9,} ({k['untraced_allocated']:+,} untraced)",
+                  f"  freed      {k['pgfree']:>9,} / {k['trace_freed']:<9,} ({k['untraced_freed']:+,} untraced)"]
     if res.get("unknown"):
         lines += ["", "what the model could not know (pages):"]
         for u in res["unknown"]:

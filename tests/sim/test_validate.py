@@ -43,3 +43,27 @@ def test_mirror_replay_reconstructs_the_after_snapshot(corpus, name, worst_order
     assert abs(res["total_free_pages_rel_error"]) < 0.01
     pbs = {(r["zone"], r["migratetype"]): r for r in res["pageblocks"]}
     assert abs(pbs[("Normal", "Movable")]["error"]) <= 10
+
+
+def _vmstat(path):
+    return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
+
+
+def test_kernel_counters_against_the_trace(shipped):
+    """Pages allocated and freed over the capture: /proc/vmstat's pgalloc_* and pgfree deltas against the
+    pages the trace shows, as the independent analyze.py counted them (analysis.json)."""
+    cap = shipped / "a_idle_stream"
+    res = validate_capture(cap)
+    b, a = _vmstat(cap / "before" / "vmstat"), _vmstat(cap / "after" / "vmstat")
+    an = json.loads((cap / "analysis.json").read_text())
+    order = lambda k: int(k.split("order=")[1].split()[0])  # noqa: E731
+    alloc = sum(n << order(k) for k, n in an["mm_page_alloc_order_migratetype"].items())
+    freed = sum(n << order(k) for k, n in an["mm_page_free_orders"].items() if k.startswith("mm_page_free "))
+    freed += an["pages"]["mm_page_free_batched"] - an["pages"]["mm_page_free_batched_after_mm_page_free_same_pfn"]
+    pgalloc = sum(a[k] - b[k] for k in a if k.startswith("pgalloc_"))
+    k = res["kernel_counters"]
+    assert (k["pgalloc"], k["pgfree"]) == (pgalloc, a["pgfree"] - b["pgfree"])
+    assert (k["trace_allocated"], k["trace_freed"]) == (alloc, freed)
+    assert k["untraced_allocated"] == pgalloc - alloc and k["untraced_freed"] == a["pgfree"] - b["pgfree"] - freed
+    text = format_validation(res)
+    assert "kernel counters (/proc/vmstat)" in text
