@@ -811,13 +811,14 @@ class TextParser:
         if layout is not None:
             keys, prefixes = layout
             k = len(keys)
-            fields = part.select("line", "body", pl.col("body").str.split_exact(" ", k).struct.unnest())
+            f = pl.col("_f").struct
             exprs = []
-            checks = [pl.col(f"field_{k}").is_null()]
+            checks = [f.field(f"field_{k}").is_null()]
+            converted = []  # numeric and flag columns: null where the text does not convert
             ptrs = []  # (column, field) of pointer fields: NULL may print as (nil)/(null)
             for i, (key, prefix) in enumerate(zip(keys, prefixes)):
                 col = _column_of(key, family)
-                fi = pl.col(f"field_{i}")
+                fi = f.field(f"field_{i}")
                 raw = fi.str.slice(len(prefix))
                 conv = _CONV.get(col or "", _INT) if col else None
                 if col is None:
@@ -837,9 +838,14 @@ class TextParser:
                     val = raw.str.to_integer(dtype=EVENT_SCHEMA[col], strict=False)
                 exprs.append(val.alias(col))
                 if conv not in (_STR, _PTR):
-                    checks.append(val.is_not_null())
-            vals = fields.select(
-                "line", *exprs, *[pl.col(f) for _, f, _ in ptrs], _ok=pl.all_horizontal(checks).fill_null(False)
+                    converted.append(pl.col(col).is_not_null())
+            # one query; each conversion is computed once and checked by its column
+            vals = (
+                part.lazy()
+                .select("line", _f=pl.col("body").str.split_exact(" ", k))
+                .select("line", *exprs, *[f.field(fn) for _, fn, _ in ptrs], _ok=pl.all_horizontal(checks))
+                .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
+                .collect()
             )
             fix = [
                 pl.when(pl.col(f).is_in([key + "=" + z for z in _NULL_PTRS]))
