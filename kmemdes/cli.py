@@ -614,7 +614,8 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
             target = Path(tmp.name) / "capture"
         else:
             target = Path(keep)
-        do_capture(target, list(command), kpageflags=kpageflags)
+        # traced for 0.3 s after the command: its deferred frees (RCU, kworkers) belong to the comparison
+        do_capture(target, list(command), kpageflags=kpageflags, settle=0.3)
         capture = str(target)
     elif capture is None:
         raise KmemdesError("give a capture folder, or --live -- COMMAND")

@@ -329,8 +329,12 @@ def capture(
     keep_partial: bool = False,
     name: str | None = None,
     log=None,
+    settle: float = 0.0,
 ) -> dict:
     """Record allocation events of the local kernel while ``command`` runs; return the manifest.
+
+    ``settle``: seconds to keep tracing after the command ends (before the after/ snapshot), so
+    that frees the command left to RCU callbacks and kworkers are in the trace.
 
     ``command`` is an argv list (run without a shell).  Raises
     :class:`KmemdesError` for refusals (not root, no tracefs, output exists,
@@ -457,6 +461,10 @@ def capture(
             rc = child.wait()
         st["child"] = None
         _write(os.path.join(inst, "trace_marker"), f"capture_end name={name} rc={rc}")
+        if settle > 0:
+            # the command's deferred frees (RCU callbacks of process exit, kworkers) land in the trace
+            time.sleep(settle)
+            _write(os.path.join(inst, "trace_marker"), f"settled seconds={settle}")
         _write(os.path.join(inst, "tracing_on"), "0")
         t1 = time.time_ns()
         _snapshot(tmp / "after", st["debugfs"])
