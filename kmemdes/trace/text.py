@@ -795,70 +795,35 @@ class TextParser:
         if name == "alloc_vmap_area":
             part = part.with_columns(body.str.replace(r"^va_start: *", "va_start="))
         # runs of spaces (old "(null)" pointers, padded values): collapse
-        if part.select(body.str.contains("  ", literal=True).any()).item():
-            part = part.with_columns(
-                pl.when(body.str.contains("  ", literal=True))
-                .then(body.str.replace_all(r"= +", "=").str.replace_all(r" {2,}", " ").str.strip_chars(" "))
-                .otherwise(body)
-            )
+        collapse = (
+            pl.when(body.str.contains("  ", literal=True))
+            .then(body.str.replace_all(r"= +", "=").str.replace_all(r" {2,}", " ").str.strip_chars(" "))
+            .otherwise(body)
+        )
         if name not in self._body_layouts:
-            sample = part.head(256)["body"].drop_nulls().to_list()
+            sample = part.head(256).select(collapse)["body"].drop_nulls().to_list()
             self._body_layouts[name] = self._learn_body_layout(name, family, sample)
         layout = self._body_layouts[name]
+        # A body with a run of spaces has an empty field, which fails every
+        # positional check; so the positional pass can run on the raw bodies
+        # and only the rows it rejects need collapsing (and a second pass).
+        # Events whose raw body is kept in ``args`` collapse every row first.
+        late = layout is not None and all(_column_of(k, family) is not None for k in layout[0])
+        if not late and part.select(body.str.contains("  ", literal=True).any()).item():
+            part = part.with_columns(collapse)
         canon = family[0]
         good = None
         bad = part
         if layout is not None:
-            keys, prefixes = layout
-            k = len(keys)
-            f = pl.col("_f").struct
-            exprs = []
-            checks = [f.field(f"field_{k}").is_null()]
-            converted = []  # numeric and flag columns: null where the text does not convert
-            ptrs = []  # (column, field) of pointer fields: NULL may print as (nil)/(null)
-            for i, (key, prefix) in enumerate(zip(keys, prefixes)):
-                col = _column_of(key, family)
-                fi = f.field(f"field_{i}")
-                raw = fi.str.slice(len(prefix))
-                conv = _CONV.get(col or "", _INT) if col else None
-                if col is None:
-                    checks.append(fi.str.starts_with(prefix))
-                    continue
-                if conv == _STR:
-                    val = raw
-                    checks.append(fi.str.starts_with(prefix))
-                elif conv == _BOOL:
-                    val = pl.when(fi == prefix + "true").then(True).when(fi == prefix + "false").then(False)
-                elif conv in (_PTR, _NUM):
-                    base = 16 if (prefix.endswith("0x") or conv == _PTR) else 10
-                    val = raw.str.to_integer(base=base, dtype=pl.UInt64, strict=False).cast(EVENT_SCHEMA[col], strict=False)
-                    if conv == _PTR:
-                        ptrs.append((col, f"field_{i}", key))
-                else:
-                    val = raw.str.to_integer(dtype=EVENT_SCHEMA[col], strict=False)
-                exprs.append(val.alias(col))
-                if conv not in (_STR, _PTR):
-                    converted.append(pl.col(col).is_not_null())
-            # one query; each conversion is computed once and checked by its column
-            vals = (
-                part.lazy()
-                .select("line", _f=pl.col("body").str.split_exact(" ", k))
-                .select("line", *exprs, *[f.field(fn) for _, fn, _ in ptrs], _ok=pl.all_horizontal(checks))
-                .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
-                .collect()
-            )
-            fix = [
-                pl.when(pl.col(f).is_in([key + "=" + z for z in _NULL_PTRS]))
-                .then(pl.lit(0, EVENT_SCHEMA[c])).otherwise(pl.col(c)).alias(c)
-                for c, f, key in ptrs
-                if vals[c].null_count()
-            ]
-            if fix:
-                vals = vals.with_columns(fix)
-            if ptrs:
-                vals = vals.with_columns(_ok=pl.all_horizontal([pl.col("_ok")] + [pl.col(c).is_not_null() for c, _, _ in ptrs]))
-                vals = vals.drop([f for _, f, _ in ptrs])
+            vals = self._by_position(family, layout, part)
             n_ok = int(vals["_ok"].sum())
+            if n_ok < vals.height and late:
+                # from here on ``part`` holds only the rejected rows (collapsed)
+                part = part.join(vals.filter(~pl.col("_ok")).select("line"), on="line", how="semi")
+                if part.select(body.str.contains("  ", literal=True).any()).item():
+                    part = part.with_columns(collapse)
+                    vals = pl.concat([vals.filter(pl.col("_ok")), self._by_position(family, layout, part)]).sort("line")
+                    n_ok = int(vals["_ok"].sum())
             if n_ok == vals.height:
                 good, bad = vals.drop("_ok"), None
             else:
@@ -902,6 +867,61 @@ class TextParser:
             out = out.with_columns(args=part["body"])
         return out.drop("line")
 
+    @staticmethod
+    def _by_position(family: tuple, layout: tuple, part: pl.DataFrame) -> pl.DataFrame:
+        """``line``, the typed columns and ``_ok`` of rows split at single
+        spaces, field *i* taken by position (see :meth:`_typed_fields`)."""
+        keys, prefixes = layout
+        k = len(keys)
+        f = pl.col("_f").struct
+        exprs = []
+        checks = [f.field(f"field_{k}").is_null()]
+        converted = []  # numeric and flag columns: null where the text does not convert
+        ptrs = []  # (column, field) of pointer fields: NULL may print as (nil)/(null)
+        for i, (key, prefix) in enumerate(zip(keys, prefixes)):
+            col = _column_of(key, family)
+            fi = f.field(f"field_{i}")
+            raw = fi.str.slice(len(prefix))
+            conv = _CONV.get(col or "", _INT) if col else None
+            if col is None:
+                checks.append(fi.str.starts_with(prefix))
+                continue
+            if conv == _STR:
+                val = raw
+                checks.append(fi.str.starts_with(prefix))
+            elif conv == _BOOL:
+                val = pl.when(fi == prefix + "true").then(True).when(fi == prefix + "false").then(False)
+            elif conv in (_PTR, _NUM):
+                base = 16 if (prefix.endswith("0x") or conv == _PTR) else 10
+                val = raw.str.to_integer(base=base, dtype=pl.UInt64, strict=False).cast(EVENT_SCHEMA[col], strict=False)
+                if conv == _PTR:
+                    ptrs.append((col, f"field_{i}", key))
+            else:
+                val = raw.str.to_integer(dtype=EVENT_SCHEMA[col], strict=False)
+            exprs.append(val.alias(col))
+            if conv not in (_STR, _PTR):
+                converted.append(pl.col(col).is_not_null())
+        # one query; each conversion is computed once and checked by its column
+        vals = (
+            part.lazy()
+            .select("line", _f=pl.col("body").str.split_exact(" ", k))
+            .select("line", *exprs, *[f.field(fn) for _, fn, _ in ptrs], _ok=pl.all_horizontal(checks))
+            .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
+            .collect()
+        )
+        fix = [
+            pl.when(pl.col(f).is_in([key + "=" + z for z in _NULL_PTRS]))
+            .then(pl.lit(0, EVENT_SCHEMA[c])).otherwise(pl.col(c)).alias(c)
+            for c, f, key in ptrs
+            if vals[c].null_count()
+        ]
+        if fix:
+            vals = vals.with_columns(fix)
+        if ptrs:
+            vals = vals.with_columns(_ok=pl.all_horizontal([pl.col("_ok")] + [pl.col(c).is_not_null() for c, _, _ in ptrs]))
+            vals = vals.drop([f for _, f, _ in ptrs])
+        return vals
+
     def _gfp_bits(self, flags: pl.Series) -> pl.Series:
         """Decoded GFP bits of printed masks, parsing each distinct string once."""
         uniq = flags.drop_nulls().unique().to_list()
@@ -911,8 +931,10 @@ class TextParser:
                     self._gfp[g] = parse_gfp(g)
                 except ValueError:
                     self._gfp[g] = None
-        mapping = {g: self._gfp[g] for g in uniq}
-        return flags.replace_strict(mapping, default=None, return_dtype=pl.UInt32)
+        # each row's mask as an index into the distinct masks (null rows: the last entry, null)
+        codes = flags.cast(pl.Enum(uniq)).to_physical().fill_null(len(uniq))
+        table = pl.Series(flags.name, [self._gfp[g] for g in uniq] + [None], dtype=pl.UInt32)
+        return table.gather(codes)
 
     def _by_key(self, name: str, family: tuple, keys: tuple | None, bad: pl.DataFrame) -> pl.DataFrame:
         """Rows that do not fit the event's layout: take fields by key, and
