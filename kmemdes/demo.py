@@ -232,7 +232,7 @@ def part1(seed: int = 0, out: Callable[[str], None] = print) -> dict:
     vma = p.find_vma(ptr)
     w("4. user program: malloc(1000000)")
     w(f"   -> {ptr:#010x}   user space, PAGE_OFFSET - {(lay.page_offset - ptr) / MB:.1f} MB")
-    w(f"      1000000 >= the mmap threshold (128 KiB), so glibc asked the kernel for an anonymous mmap:")
+    w("      1000000 >= the mmap threshold (128 KiB), so glibc asked the kernel for an anonymous mmap:")
     w(f"      VMA {vma.start:#010x}-{vma.end:#010x} ({vma.end - vma.start} bytes); the pointer is 8 bytes past its "
       "start (chunk header).")
     w(f"      physical: none.  The kernel only reserved address space: resident pages now "
@@ -341,7 +341,7 @@ def part2(out: Callable[[str], None] = print, seconds: int = 30, seed: int = 0) 
     w = out
     w("Part 2: the consequence over time")
     w("-" * 86)
-    w(f"Same machine, started fragmented (free memory scattered in small pieces between pinned pages),")
+    w("Same machine, started fragmented (free memory scattered in small pieces between pinned pages),")
     w("with short-lived processes, page cache and network buffers in the background.  A driver asks for")
     w(f"a 1 MB buffer every second for {seconds} simulated seconds and keeps each one 5 s; once with kmalloc")
     w("(one order-8 block: 256 physically contiguous pages), once with vmalloc (256 single pages).")

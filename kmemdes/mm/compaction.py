@@ -777,7 +777,6 @@ class Compaction:
         could be isolated (the rest is put back).
         """
         node = self.node
-        zone = cc.zone
         rmap = node.rmap
         alloc_order = node.alloc_order
         page_mt = node.page_mt

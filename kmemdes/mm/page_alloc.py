@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 from kmemdes.errors import KmemdesError

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from kmemdes.mm.frag import format_index, fragmentation_index, unusable_free_index
-from kmemdes.mm.gfp import MIGRATETYPE_NAMES, ZoneType
+from kmemdes.mm.gfp import MIGRATETYPE_NAMES
 
 __all__ = [
     "format_buddyinfo",
@@ -121,8 +121,8 @@ def zoneinfo(node) -> str:
         if z is None:
             wmin = 32 if name in ("Movable", "HighMem") else 0
             wm = (wmin, wmin, wmin, wmin)
-            out.append(f"  pages free     0\n")
-            out.append(f"        boost    0\n")
+            out.append("  pages free     0\n")
+            out.append("        boost    0\n")
             for label, v in zip(("min", "low", "high", "promo"), wm):
                 out.append(f"        {label:<8} {v}\n")
             for label in ("spanned", "present", "managed", "cma"):
@@ -136,7 +136,7 @@ def zoneinfo(node) -> str:
         out.append(f"        spanned  {z.spanned}\n")
         out.append(f"        present  {z.present}\n")
         out.append(f"        managed  {z.managed}\n")
-        out.append(f"        cma      0\n")
+        out.append("        cma      0\n")
         out.append(f"        protection: ({', '.join(str(v) for v in z.lowmem_reserve)})\n")
         out.append(f"      {'nr_free_pages':<12} {z.free_pages}\n")
         blocks = sum(n << o for o, n in enumerate(z.nr_free) if o >= PAGEBLOCK_ORDER)

@@ -9,7 +9,6 @@ through :func:`kmemdes.report.page.ptext` before it reaches a label.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import numpy as np

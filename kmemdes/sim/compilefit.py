@@ -39,7 +39,6 @@ import argparse
 import csv
 import json
 import sys
-from collections import deque
 from importlib import resources
 from pathlib import Path
 from typing import Optional
@@ -231,11 +230,8 @@ class CompileLoad(Workload):
         return out
 
     def process(self, env):
-        node = self.node
-        k = self.kernel
         free_at: dict[int, list] = {}
         t = self.start_ns
-        nclass = len(self.classes)
         next_burst = self.start_ns + self.cycle if self.spec.thp_bursts and self.cycle else None
         while t < self.stop_ns:
             if t > env.now:

@@ -42,15 +42,12 @@ from dataclasses import dataclass, fields
 
 from kmemdes.errors import KmemdesError
 from kmemdes.mm.page_alloc import (
-    PATH_BUDDY,
     PATH_CLAIM,
     PATH_COMPACT,
     PATH_FAILED,
-    PATH_HIGHATOMIC,
     PATH_NAMES,
     PATH_PCP,
     PATH_PCP_REFILL,
-    PATH_RECLAIM,
     PATH_SLOWPATH,
     PATH_STEAL,
 )

@@ -8,11 +8,10 @@ the two entry points the CLI calls.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import polars as pl
 import simpy
@@ -23,7 +22,7 @@ from kmemdes.errors import KmemdesError
 from kmemdes.mm import vmstat
 from kmemdes.mm.frag import unusable_free_index
 from kmemdes.mm.mm_init import build_node, node_from_snapshot, parse_size
-from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_CLAIM, PATH_FAILED, PATH_NAMES, PATH_STEAL, Node, Policy
+from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_NAMES, Node, Policy
 from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.monitor import Monitor
 from kmemdes.sim.replay import Replayer

@@ -57,7 +57,6 @@ slab_page_by_model                 (policy mode) a slab or large-kmalloc page of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import polars as pl
@@ -75,7 +74,6 @@ from kmemdes.mm.page_alloc import (
     PATH_BUDDY,
     PATH_CLAIM,
     PATH_FAILED,
-    PATH_NAMES,
     PATH_PCP,
     PATH_PCP_REFILL,
     PATH_STEAL,

@@ -14,13 +14,11 @@ untraced bulk allocations.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Optional
 
 from kmemdes.errors import KmemdesError
-from kmemdes.mm.gfp import MIGRATETYPE_NAMES
 from kmemdes.trace.snapshot import (
     parse_buddyinfo,
     parse_pagetypeinfo,

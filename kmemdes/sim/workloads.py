@@ -52,9 +52,7 @@ from kmemdes.mm.mm_init import parse_size
 from kmemdes.mm.page_alloc import (
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
-    PATH_COMPACT,
     PATH_FAILED,
-    PATH_RECLAIM,
     PATH_SLOWPATH,
 )
 

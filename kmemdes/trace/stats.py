@@ -267,7 +267,6 @@ def page_stats(events: pl.DataFrame) -> dict:
     ).filter(kind.is_in(page_kinds))
     pa = events.filter(kind == int(_K.MM_PAGE_ALLOC)).select("line", "pfn", "order", "migratetype", "gfp_flags")
     failed = pa.filter(pl.col("pfn") == -1)
-    ok = pa.filter(pl.col("pfn") != -1)
     mt_name = pl.col("migratetype").replace_strict(
         {i: n for i, n in enumerate(MIGRATETYPE_NAMES)}, default="mt" + pl.col("migratetype").cast(pl.String),
         return_dtype=pl.String,

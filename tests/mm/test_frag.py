@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-import pytest
 
 from kmemdes.mm.frag import (
     extfrag_for_order,

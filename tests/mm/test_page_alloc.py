@@ -25,7 +25,6 @@ from kmemdes.mm.page_alloc import (
     MIGRATE_UNMOVABLE,
     NR_PCP_LISTS,
     PAGEBLOCK_NR_PAGES,
-    PATH_CLAIM,
     PATH_FAILED,
     PATH_PCP,
     PATH_PCP_REFILL,

@@ -152,7 +152,8 @@ def test_dynamic_mmap_threshold():
 def test_heap_reuse_and_trim():
     p, pages = _proc()
     a = p.malloc(1000)
-    b = p.malloc(1000)
+    b = p.malloc(1000)  # keeps the chunk after a in use
+    assert b != a
     p.free(a)
     assert p.malloc(900) == a  # best fit reuses the freed chunk
     big = [p.malloc(100 << 10) for _ in range(5)]  # 500 KiB of heap

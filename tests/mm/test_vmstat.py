@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-import pytest
 
 from kmemdes.mm import vmstat
 from kmemdes.mm.mm_init import build_node, node_from_snapshot, parse_size

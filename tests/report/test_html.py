@@ -5,12 +5,9 @@ from __future__ import annotations
 import html as htmlmod
 import json
 import re
-import shutil
 from html.parser import HTMLParser
-from pathlib import Path
 
 import polars as pl
-import pytest
 
 from kmemdes.cli import main
 from kmemdes.report.figures import MAX_POINTS

@@ -105,7 +105,6 @@ def events(rows):
 def test_mirror_refill_then_alloc_then_free_then_drain_merges_back():
     node = small_node()
     zone = node.zones[0]
-    K = g.GFP_KERNEL
     rows = [("mm_page_alloc_zone_locked", 0, dict(pfn=p, order=0, migratetype=1, percpu_refill=1))
             for p in range(0, 4)]
     rows += [("mm_page_alloc", 0, dict(pfn=0, order=0, migratetype=1, gfp=g.GFP_HIGHUSER_MOVABLE))]
