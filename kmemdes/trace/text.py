@@ -321,6 +321,60 @@ def _first_lines(frame: pl.DataFrame, mask: pl.Expr | None = None) -> tuple[list
     return lines, example or "", n
 
 
+#: columns whose values repeat from row to row (per cache, call site, size class)
+_REPEATING = frozenset({"cache", "bytes_req", "bytes_alloc", "gfp_flags", "node", "accounted",
+                        "order", "migratetype", "percpu_refill"})
+
+
+_TAIL_MIN_ROWS = 16384
+
+
+def _tail_start(family: tuple, keys: tuple) -> int:
+    """Index of the first of the fields that all repeat to the end of the
+    layout, when there are at least three of them after at least one other
+    field (otherwise ``len(keys)``: no tail)."""
+    h = len(keys)
+    while h > 0 and _column_of(keys[h - 1], family) in _REPEATING:
+        h -= 1
+    return h if 0 < h <= len(keys) - 3 else len(keys)
+
+
+def _positional(family: tuple, keys: tuple, prefixes: tuple, f) -> tuple[list, list, list, list]:
+    """Expressions for fields ``field_0..`` of the struct ``f`` holding the
+    given keys: (typed columns, checks, not-null checks of converted columns,
+    pointer fields ``(column, field, key)`` whose NULL may print as
+    ``(nil)``/``(null)``).  Text fields and fields without a column must
+    start with their ``key=``; numeric and flag fields must convert."""
+    exprs: list = []
+    checks: list = []
+    converted: list = []
+    ptrs: list = []
+    for i, (key, prefix) in enumerate(zip(keys, prefixes)):
+        col = _column_of(key, family)
+        fi = f.field(f"field_{i}")
+        raw = fi.str.slice(len(prefix))
+        conv = _CONV.get(col or "", _INT) if col else None
+        if col is None:
+            checks.append(fi.str.starts_with(prefix))
+            continue
+        if conv == _STR:
+            val = raw
+            checks.append(fi.str.starts_with(prefix))
+        elif conv == _BOOL:
+            val = pl.when(fi == prefix + "true").then(True).when(fi == prefix + "false").then(False)
+        elif conv in (_PTR, _NUM):
+            base = 16 if (prefix.endswith("0x") or conv == _PTR) else 10
+            val = raw.str.to_integer(base=base, dtype=pl.UInt64, strict=False).cast(EVENT_SCHEMA[col], strict=False)
+            if conv == _PTR:
+                ptrs.append((col, f"field_{i}", key))
+        else:
+            val = raw.str.to_integer(dtype=EVENT_SCHEMA[col], strict=False)
+        exprs.append(val.alias(col))
+        if conv not in (_STR, _PTR):
+            converted.append(pl.col(col).is_not_null())
+    return exprs, checks, converted, ptrs
+
+
 # --------------------------------------------------------------------------- the parser
 
 
@@ -870,45 +924,58 @@ class TextParser:
     @staticmethod
     def _by_position(family: tuple, layout: tuple, part: pl.DataFrame) -> pl.DataFrame:
         """``line``, the typed columns and ``_ok`` of rows split at single
-        spaces, field *i* taken by position (see :meth:`_typed_fields`)."""
+        spaces, field *i* taken by position (see :meth:`_typed_fields`).
+
+        The fields after the pointers (``name= bytes_req= ... accounted=``,
+        ``order= migratetype= gfp_flags=``) repeat a lot: that tail of the
+        body is parsed once per distinct string (a few dozen per chunk) and
+        gathered back; splitting a string at its first spaces and the rest
+        at its spaces gives the same fields as splitting it at once.
+        """
         keys, prefixes = layout
         k = len(keys)
+        # (small groups: the second query costs more than it saves)
+        h = _tail_start(family, keys) if part.height >= _TAIL_MIN_ROWS else k
         f = pl.col("_f").struct
-        exprs = []
-        checks = [f.field(f"field_{k}").is_null()]
-        converted = []  # numeric and flag columns: null where the text does not convert
-        ptrs = []  # (column, field) of pointer fields: NULL may print as (nil)/(null)
-        for i, (key, prefix) in enumerate(zip(keys, prefixes)):
-            col = _column_of(key, family)
-            fi = f.field(f"field_{i}")
-            raw = fi.str.slice(len(prefix))
-            conv = _CONV.get(col or "", _INT) if col else None
-            if col is None:
-                checks.append(fi.str.starts_with(prefix))
-                continue
-            if conv == _STR:
-                val = raw
-                checks.append(fi.str.starts_with(prefix))
-            elif conv == _BOOL:
-                val = pl.when(fi == prefix + "true").then(True).when(fi == prefix + "false").then(False)
-            elif conv in (_PTR, _NUM):
-                base = 16 if (prefix.endswith("0x") or conv == _PTR) else 10
-                val = raw.str.to_integer(base=base, dtype=pl.UInt64, strict=False).cast(EVENT_SCHEMA[col], strict=False)
-                if conv == _PTR:
-                    ptrs.append((col, f"field_{i}", key))
-            else:
-                val = raw.str.to_integer(dtype=EVENT_SCHEMA[col], strict=False)
-            exprs.append(val.alias(col))
-            if conv not in (_STR, _PTR):
-                converted.append(pl.col(col).is_not_null())
-        # one query; each conversion is computed once and checked by its column
-        vals = (
-            part.lazy()
-            .select("line", _f=pl.col("body").str.split_exact(" ", k))
-            .select("line", *exprs, *[f.field(fn) for _, fn, _ in ptrs], _ok=pl.all_horizontal(checks))
-            .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
-            .collect()
-        )
+        exprs, checks, converted, ptrs = _positional(family, keys[:h], prefixes[:h], f)
+        if h == k:
+            checks.append(f.field(f"field_{k}").is_null())
+            vals = (
+                part.lazy()
+                .select("line", _f=pl.col("body").str.split_exact(" ", k))
+                .select("line", *exprs, *[f.field(fn) for _, fn, _ in ptrs], _ok=pl.all_horizontal(checks))
+                .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
+                .collect()
+            )
+        else:
+            # the body from field h on (null where it has fewer than h fields)
+            start = sum(f.field(f"field_{i}").str.len_chars() for i in range(h)) + h
+            head = (
+                part.lazy()
+                .select("line", "body", _f=pl.col("body").str.split_exact(" ", h - 1))
+                .select("line", *exprs, *[f.field(fn) for _, fn, _ in ptrs],
+                        _ok=pl.all_horizontal(checks) if checks else pl.lit(True),
+                        _tail=pl.when(f.field(f"field_{h - 1}").is_not_null()).then(pl.col("body").str.slice(start)))
+                .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]))
+                .collect()
+            )
+            tails = [t for t in head["_tail"].unique().to_list() if t is not None]
+            t_exprs, t_checks, t_converted, _ = _positional(family, keys[h:], prefixes[h:], f)
+            t_checks.append(f.field(f"field_{k - h}").is_null())
+            table = (
+                pl.LazyFrame({"body": tails + [None]}, schema={"body": pl.String})
+                .select(_f=pl.col("body").str.split_exact(" ", k - h))
+                .select(*t_exprs, _ok=pl.all_horizontal(t_checks))
+                .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *t_converted]).fill_null(False))
+                .collect()
+            )
+            codes = head["_tail"].cast(pl.Enum(tails)).to_physical().fill_null(len(tails))
+            tail = table.select(pl.all().gather(codes))
+            vals = pl.concat([head.drop("_tail", "_ok"), tail.drop("_ok")], how="horizontal").select(
+                "line", *[_column_of(key, family) for key in keys if _column_of(key, family) is not None],
+                *[fn for _, fn, _ in ptrs],
+                _ok=pl.all_horizontal(head["_ok"], tail["_ok"]).fill_null(False),
+            )
         fix = [
             pl.when(pl.col(f).is_in([key + "=" + z for z in _NULL_PTRS]))
             .then(pl.lit(0, EVENT_SCHEMA[c])).otherwise(pl.col(c)).alias(c)

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kmemdes.errors import KmemdesError
+from kmemdes.trace import text
 from kmemdes.trace.schema import EVENT_SCHEMA, EventKind
 from kmemdes.trace.text import DROPPING_PROBLEMS, TextParser, detect_text_format, parse_text
 
@@ -406,6 +407,50 @@ def test_corrupted_traces_account_for_every_line(snippets, which, ops):
         assert problems, "strict mode raised although lenient mode found no problem"
     else:
         assert not problems
+
+
+def _plain_parse(data: bytes) -> tuple:
+    """parse_text without the shortcuts: no constant-offset header query and
+    no per-distinct-tail body parse (both must give the same result)."""
+    saved = (text._TAIL_MIN_ROWS, TextParser._learn_ts_width)
+    text._TAIL_MIN_ROWS, TextParser._learn_ts_width = 1 << 62, lambda self, frame: None
+    try:
+        return parse_text([data], "c.txt")
+    finally:
+        text._TAIL_MIN_ROWS, TextParser._learn_ts_width = saved
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 2), ops=st.lists(_corruption, min_size=0, max_size=5))
+def test_shortcuts_do_not_change_the_result(snippets, which, ops):
+    data = _corrupt(snippets[which], ops)
+    saved = text._TAIL_MIN_ROWS
+    text._TAIL_MIN_ROWS = 0  # the tail path even for the few rows of a snippet
+    try:
+        ev, meta, problems = parse_text([data], "c.txt")
+    finally:
+        text._TAIL_MIN_ROWS = saved
+    ev0, meta0, problems0 = _plain_parse(data)
+    assert ev.equals(ev0) and meta == meta0 and problems == problems0
+
+
+def test_header_shortcut_falls_back_line_by_line():
+    # timestamps of another width, a comm with ": ", a body with ": ": the
+    # constant-offset query takes the usual lines, the general one the rest
+    good = "            bash-12948   [001] .....  1968.%06d: kfree: call_site=x+0x1/0x2 ptr=ffff888100000000\n"
+    lines = [good % i for i in range(40)]
+    lines[5] = "      evil: name-88      [000] .....  1968.000005: kfree: call_site=x+0x1/0x2 ptr=0\n"
+    lines[9] = "            bash-12948   [001] ..... 11968.000009: kfree: call_site=x+0x1/0x2 ptr=0\n"
+    lines[11] = "            bash-12948   [001] .....  1968.000011: tracing_mark_write: a: b: c\n"
+    lines[13] = "            bash-12948   [001] .....  1968.00013: kfree: call_site=x+0x1/0x2 ptr=0\n"
+    data = "".join(lines).encode()
+    ev, meta, problems = parse_text([data], "t.txt")
+    ev0, meta0, problems0 = _plain_parse(data)
+    assert ev.equals(ev0) and meta == meta0 and problems == problems0
+    assert meta["lines"]["slow_path"] == 1  # only the 5-digit fraction needs the regular expression
+    assert ev.filter(pl.col("line") == 6)["comm"].to_list() == ["evil: name"]
+    assert ev.filter(pl.col("line") == 10)["ts"].to_list() == [11968000009000]
+    assert ev.filter(pl.col("line") == 12)["args"].to_list() == ["a: b: c"]
 
 
 @pytest.mark.parametrize("path, fmt", [
