@@ -112,7 +112,7 @@ class _Field:
         self.unsigned = True
 
     def eval(self, ctx):
-        from kmemdes.trace.tracedat import _read_field, _read_strings
+        from kmemdes.trace._ringbuf import _read_field, _read_strings
 
         f = ctx.ev.fields.get(self.name) or ctx.ev.common.get(self.name)
         if f is None:
@@ -520,7 +520,7 @@ def _format_column(m, v, n, kallsyms):
 
 
 def _raw_fields(ctx) -> list:
-    from kmemdes.trace.tracedat import _read_field
+    from kmemdes.trace._ringbuf import _read_field
 
     parts = []
     for f in ctx.ev.fields.values():
