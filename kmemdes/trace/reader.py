@@ -246,7 +246,8 @@ def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> I
                                 # no newline in 4 chunks: not a text trace; hand it over
                                 # in pieces (they become problem lines) to keep memory bounded
                                 cut = chunk_bytes
-                            _put(bytes(buf[:cut]))
+                            with memoryview(buf) as mv:  # one copy (buf[:cut] would be a second)
+                                _put(bytes(mv[:cut]))
                             del buf[:cut]
                             if stop.is_set():
                                 return
