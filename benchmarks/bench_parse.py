@@ -14,12 +14,15 @@ than parsing the text.
 
     .venv/bin/python benchmarks/bench_parse.py [TRACE]
 
-Measured on the 2-vCPU reference VM (AMD EPYC, quiet moment), b_compile_nohash:
-one Polars thread 2.55 s wall = 1.06 M lines/s (155 MiB/s), 0.84 M lines per
-CPU second including zstd; default threads 3.4 s (the decompression thread
-and two Polars threads share two cores); peak RSS 1.13-1.18 GiB with an event
-table of ~0.78 GiB; .kmt 9.3 MiB, written in 0.6 s, loaded in 0.31 s (11x).
-The 2 M lines/s one-core target is not met.
+Measured on the 2-vCPU reference VM (AMD EPYC; another job running, so figures
+vary by +-10 %), b_compile_nohash, one Polars thread: 2.02-2.10 s wall = 1.28-1.33 M
+lines/s (188-195 MiB/s), 1.06-1.08 M lines per CPU second including zstd; old parser
+and chunk loop side by side in the same session: 2.43-2.67 s (1.01-1.11 M lines/s),
+so 1.17-1.20x.  Parsing alone (text already decompressed, no decompression thread):
+1.53-1.73 s (1.56-1.76 M lines/s) against 1.88-2.15 s before (1.2-1.3x); the
+decompression thread running next to it costs the parser ~0.3 s more.  Peak RSS
+(VmHWM) 1.07-1.09 GiB with an event table of ~0.78 GiB; .kmt 9.3 MiB, written in
+0.54 s, loaded in 0.25-0.26 s (8.2x).  The 2 M lines/s one-core target is not met.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ def frame_bytes(df) -> int:
 
 def _child(phase: str, path: str, kmt: str) -> None:
     """One measurement; prints a JSON line."""
+    from _machine import peak_rss_mb
+
     from kmemdes.trace.kmt import write_kmt
     from kmemdes.trace.reader import read_trace
 
@@ -76,7 +81,7 @@ def _child(phase: str, path: str, kmt: str) -> None:
     out = {
         "wall": wall,
         "cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
-        "rss_mb": r1.ru_maxrss / 1024,
+        "rss_mb": peak_rss_mb(),  # VmHWM: ru_maxrss would carry the parent's mark
         "rows": t.events.height,
         "lines": t.meta.get("lines", {}).get("total", t.events.height),
         "text_bytes": t.meta.get("text_bytes"),

@@ -15,16 +15,20 @@ Python loop over lines on the normal path):
    kernel/trace/trace_output.c), so that prefix is cut at a position learnt
    from the first lines and parsed once per *distinct* prefix (a few hundred
    per chunk: task, CPU, flags repeat); the timestamp, event name and body
-   come from literal ``find``/``slice`` passes.  Lines that do not fit (exotic
-   comms or layouts, headers, ``[LOST n EVENTS]`` markers, garbage) go through
-   a regular-expression path, then are classified.
+   come from literal ``find``/``slice`` passes -- at constant offsets in an
+   ASCII chunk whose timestamps have one width (``%5lu.%06lu``), the lines
+   where that does not hold taking the general passes.  Lines that do not fit
+   (exotic comms or layouts, headers, ``[LOST n EVENTS]`` markers, garbage)
+   go through a regular-expression path, then are classified.
 2. *body*: rows are grouped by event name; every event prints its fields in a
    fixed order (the ``print fmt`` of ``include/trace/events/kmem.h``,
    ``vmalloc.h``), so each group is split at single spaces and field *i* is
    taken by position, after checking that it carries the expected ``key=``.
    The key order of each event is learnt once per file from the first rows
    (older kernels lack ``node=``/``accounted=``/``name=``, have ``cold=``, ...).
-   Rows that deviate are parsed key by key and counted as problems.
+   The repeating fields after the pointers (``name= bytes_req= ...``) are
+   parsed once per distinct tail string.  Rows that deviate are parsed key
+   by key and counted as problems.
 3. GFP strings are decoded with :func:`kmemdes.mm.gfp.parse_gfp` once per
    distinct string.
 
