@@ -142,7 +142,10 @@ SLIM_COLUMNS = ("ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "perc
 def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, int]:
     """The columns a replay uses (strings dropped or categorical), the event counts by name, and the
     pages the kernel's compaction moved (migrations take free pages without allocation events)."""
-    by_type = dict(events.group_by("event", maintain_order=True).len().iter_rows())
+    # counted per (kind, name): grouping on the small integer first is several times faster
+    by_type: dict[str, int] = {}
+    for _, name, n in events.group_by("kind", "event").len().sort("event", "kind").iter_rows():
+        by_type[name] = by_type.get(name, 0) + n
     comp = events.filter(pl.col("event").is_in(["mm_compaction_migratepages", "mm_compaction_isolate_freepages"]))
     moved = 0
     if comp.height:

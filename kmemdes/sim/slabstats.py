@@ -19,7 +19,8 @@ Everything else is replayed: allocations (including failed ones, ptr NULL) and
 matched frees.  Live objects and bytes per cache are then cumulative sums,
 sampled at the monitor's times with an as-of join.
 
->>> import polars as pl
+>>> import numpy as np
+import polars as pl
 >>> from kmemdes.trace.schema import conform
 >>> ev = conform(pl.DataFrame({"line": [1, 2, 3, 4, 5], "ts": [0, 10, 20, 30, 40], "kind": [11, 11, 13, 13, 12],
 ...     "event": ["kmem_cache_alloc"] * 2 + ["kmem_cache_free"] * 2 + ["kfree"],
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from kmemdes.trace.schema import EventKind
@@ -63,15 +65,23 @@ class ObjectStats:
             return pl.DataFrame(schema={"t_ns": pl.Int64, "cache": pl.String, "active_objs": pl.Int64,
                                         "num_objs": pl.Int64, "slabs": pl.Int64, "pages": pl.Int64,
                                         "bytes_req": pl.Int64, "bytes_alloc": pl.Int64})
-        cum = (self.deltas.lazy().sort("t_ns", maintain_order=True)
-               .with_columns(pl.col("d_objs").cast(pl.Int64).cum_sum().over("cache"),
-                             pl.col("d_req").cast(pl.Int64).cum_sum().over("cache"),
-                             pl.col("d_alloc").cast(pl.Int64).cum_sum().over("cache"))
-               .group_by("cache", "t_ns", maintain_order=True).last()
+        # each delta counts from the first sample time at or after it: sum per (cache, sample), then a
+        # running sum over the samples (the value at T is every delta with t_ns <= T)
+        uniq = np.unique(np.asarray(times, dtype=np.int64))
+        d = self.deltas
+        j = np.searchsorted(uniq, d["t_ns"].to_numpy(), side="left")
+        per = (d.lazy().with_columns(j=pl.Series(j, dtype=pl.Int64)).filter(pl.col("j") < len(uniq))
+               .group_by("cache", "j").agg(pl.col("d_objs").cast(pl.Int64).sum(),
+                                           pl.col("d_req").cast(pl.Int64).sum(),
+                                           pl.col("d_alloc").cast(pl.Int64).sum())
                .with_columns(pl.col("cache").cast(pl.String)).collect())
-        caches = cum.select("cache").unique().sort("cache")
-        grid = caches.join(pl.DataFrame({"t_ns": times}, schema={"t_ns": pl.Int64}), how="cross").sort("cache", "t_ns")
-        out = grid.join_asof(cum.sort("t_ns"), on="t_ns", by="cache", strategy="backward", check_sortedness=False)
+        caches = d.select(pl.col("cache").cast(pl.String)).unique().sort("cache")
+        grid = caches.join(pl.DataFrame({"j": np.arange(len(uniq))}, schema={"j": pl.Int64}), how="cross")
+        cum = (grid.join(per, on=["cache", "j"], how="left").sort("cache", "j")
+               .with_columns(pl.col("d_objs", "d_req", "d_alloc").fill_null(0).cum_sum().over("cache")))
+        at = pl.DataFrame({"t_ns": times, "j": np.searchsorted(uniq, np.asarray(times, dtype=np.int64))},
+                          schema={"t_ns": pl.Int64, "j": pl.Int64})
+        out = caches.join(at, how="cross").join(cum, on=["cache", "j"], how="left")
         return out.select(
             "t_ns", "cache",
             pl.col("d_objs").fill_null(0).alias("active_objs"), pl.col("d_objs").fill_null(0).alias("num_objs"),
