@@ -17,10 +17,9 @@ free_of_untraced_object a free whose pointer has no open allocation (allocated b
 
 Everything else is replayed: allocations (including failed ones, ptr NULL) and
 matched frees.  Live objects and bytes per cache are then cumulative sums,
-sampled at the monitor's times with an as-of join.
+summed per sample time (each delta from the first sample at or after it).
 
->>> import numpy as np
-import polars as pl
+>>> import polars as pl
 >>> from kmemdes.trace.schema import conform
 >>> ev = conform(pl.DataFrame({"line": [1, 2, 3, 4, 5], "ts": [0, 10, 20, 30, 40], "kind": [11, 11, 13, 13, 12],
 ...     "event": ["kmem_cache_alloc"] * 2 + ["kmem_cache_free"] * 2 + ["kfree"],
