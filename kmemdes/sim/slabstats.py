@@ -16,8 +16,9 @@ free_of_untraced_object a free whose pointer has no open allocation (allocated b
 ======================  =================================================================
 
 Everything else is replayed: allocations (including failed ones, ptr NULL) and
-matched frees.  Live objects and bytes per cache are then cumulative sums,
-summed per sample time (each delta from the first sample at or after it).
+matched frees.  Live objects and bytes per cache at each of the monitor's sample
+times are then running sums of the deltas (each counted from the first sample at or
+after it).
 
 >>> import polars as pl
 >>> from kmemdes.trace.schema import conform
