@@ -177,6 +177,7 @@ def validate_capture(capture: str | Path, run_dir: Optional[str | Path] = None, 
             unknown.append({"what": why, "pages": qp[rule], "rule": rule})
     res["unknown"] = unknown
     res["notes"] = summary.get("notes", [])
+    res["targets"] = _targets(res)
     res["run_dir"] = str(out) if tmp is None else None
     if tmp is not None:
         tmp.cleanup()
@@ -185,7 +186,25 @@ def validate_capture(capture: str | Path, run_dir: Optional[str | Path] = None, 
         from kmemdes.sim.kpageflags import kpageflags_validation
 
         res.update(kpageflags_validation(cap))
+        la = res.get("layout_agreement") or {}
+        if la.get("touched_share") is not None:
+            res["targets"]["layout_99pct"] = {"share": la["touched_share"], "met": la["touched_share"] >= 0.99}
     return res
+
+
+def _targets(res: dict) -> dict:
+    """The issue's targets as measured: free blocks per (zone, order) within 10 % (orders where the
+    kernel has blocks), active objects of each touched cache within 5 %."""
+    orders = [r for r in res["per_order"] if r["kernel"] > 0]
+    miss = [r for r in orders if abs(r["rel_error"]) > 0.10]
+    out = {"per_order_10pct": {"met": len(orders) - len(miss), "of": len(orders),
+                               "missed": [{"zone": r["zone"], "order": r["order"], "rel_error": r["rel_error"]}
+                                          for r in miss]}}
+    caches = [r for r in res.get("slab", []) if r["kernel"] > 0]
+    smiss = [r for r in caches if abs(r["rel_error"]) > 0.05]
+    out["slab_5pct"] = {"met": len(caches) - len(smiss), "of": len(caches),
+                        "missed": [{"cache": r["cache"], "rel_error": r["rel_error"]} for r in smiss]}
+    return out
 
 
 def _vmstat_deltas(before: Path, after: Path) -> Optional[dict]:
@@ -263,6 +282,18 @@ def format_validation(res: dict) -> str:
         from kmemdes.sim.kpageflags import format_kpageflags
 
         lines.append(format_kpageflags(res).rstrip("\n"))
+    t = res.get("targets")
+    if t:
+        po, sl = t["per_order_10pct"], t["slab_5pct"]
+        missed = ", ".join(f"{m['zone']} {m['order']}: {_pct(m['rel_error'])}" for m in po["missed"])
+        lines += ["", "targets (issue 8):",
+                  f"  free blocks per zone and order within 10 %: {po['met']} of {po['of']}"
+                  + (f" (missed: {missed})" if missed else ""),
+                  f"  slab active objects per touched cache within 5 %: {sl['met']} of {sl['of']}"]
+        if "layout_99pct" in t:
+            la = t["layout_99pct"]
+            lines.append(f"  layout agreement on touched pfns >= 99 %: {100 * la['share']:.2f} % "
+                         f"({'met' if la['met'] else 'missed'})")
     return "\n".join(lines) + "\n"
 
 

@@ -67,3 +67,17 @@ def test_kernel_counters_against_the_trace(shipped):
     assert k["untraced_allocated"] == pgalloc - alloc and k["untraced_freed"] == a["pgfree"] - b["pgfree"] - freed
     text = format_validation(res)
     assert "kernel counters (/proc/vmstat)" in text
+
+
+def test_targets_summary(shipped):
+    """The target lines count every (zone, order) where the kernel's after/buddyinfo has blocks."""
+    cap = shipped / "a_idle_stream"
+    res = validate_capture(cap)
+    nonzero = sum(int(n) > 0 for line in (cap / "after" / "buddyinfo").read_text().splitlines()
+                  for n in line.split()[4:])
+    po = res["targets"]["per_order_10pct"]
+    assert po["of"] == nonzero and po["met"] + len(po["missed"]) == po["of"]
+    assert all(abs(m["rel_error"]) > 0.10 for m in po["missed"])
+    sl = res["targets"]["slab_5pct"]
+    assert sl["met"] + len(sl["missed"]) == sl["of"] > 0
+    assert "targets (issue 8):" in format_validation(res)
