@@ -293,7 +293,7 @@ def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> I
 def _read_text(path: Path, kind: str, strict: bool, columns: tuple[str, ...] | None = None) -> Trace:
     from kmemdes.trace.text import TextParser
 
-    parser = TextParser(path, strict=strict)
+    parser = TextParser(path, strict=strict, columns=columns)
     nbytes = 0
     for item in iter_text_chunks(path, kind):
         if isinstance(item, _Truncated):
@@ -302,10 +302,7 @@ def _read_text(path: Path, kind: str, strict: bool, columns: tuple[str, ...] | N
             parser.problems.check_strict()
             break
         nbytes += len(item)
-        done = len(parser._frames)
         parser.feed(item)
-        if columns is not None:  # keep only the columns asked, chunk by chunk (bounded memory)
-            parser._frames[done:] = [f.select(columns) for f in parser._frames[done:]]
     events, meta, problems = parser.finish()
     meta["text_bytes"] = nbytes
     if kind != "text":

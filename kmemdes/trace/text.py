@@ -386,14 +386,17 @@ class TextParser:
     """Incremental parser: :meth:`feed` chunks of text (bytes, whole lines),
     then :meth:`finish` returns ``(events, meta, problems)``.
 
-    Memory stays bounded by the chunk size plus the typed output frames.
+    Memory stays bounded by the chunk size plus the typed output frames;
+    ``columns`` keeps only those columns of each chunk's frame.
     """
 
-    def __init__(self, source: object, strict: bool = False, fmt: str | None = None):
+    def __init__(self, source: object, strict: bool = False, fmt: str | None = None,
+                 columns: tuple[str, ...] | None = None):
         if fmt is not None and fmt not in TEXT_FORMATS:
             raise ValueError(f"unknown text format {fmt!r}")
         self.source = source
         self.fmt = fmt
+        self.columns = columns
         self.problems = ProblemLog(source, strict)
         self.meta: dict = {}
         # rows + blank + header + dropped == total; slow_path: event lines that
@@ -539,7 +542,7 @@ class TextParser:
         chunk = conform(chunk)
         chunk = self._finish_chunk(chunk)
         self.line_counts["rows"] += chunk.height
-        self._frames.append(chunk)
+        self._frames.append(chunk if self.columns is None else chunk.select(self.columns))
 
     def _typed_chunk(self, events: pl.DataFrame) -> pl.DataFrame | None:
         """Parse each event type's bodies and scatter the typed columns back
@@ -1085,6 +1088,8 @@ class TextParser:
             events = pl.concat(self._frames, how="vertical", rechunk=False)
         else:
             events = pl.DataFrame(schema=EVENT_SCHEMA)
+            if self.columns is not None:
+                events = events.select(self.columns)
         self._frames = []
         meta = dict(self.meta)
         meta["format"] = self.fmt or "ftrace"
