@@ -68,7 +68,7 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
       kmemdes slab --slabinfo traces/a_idle_stream/before/slabinfo
     """
     from kmemdes.mm import gfp as gfp_mod
-    from kmemdes.mm import slub
+    from kmemdes.mm import slabinfo, slub
 
     if sizes and not kmalloc_sizes:
         raise KmemdesError(f"unexpected argument {sizes[0]!r} (sizes follow --kmalloc)")
@@ -89,21 +89,21 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
     except ValueError as e:
         raise KmemdesError(f"--gfp: {e}") from None
     if kmalloc_sizes:
-        values = [slub.parse_kmalloc_size(s) for s in sizes]
-        click.echo(slub.KMALLOC_CLASS_HEADER)
+        values = [slabinfo.parse_kmalloc_size(s) for s in sizes]
+        click.echo(slabinfo.KMALLOC_CLASS_HEADER)
         for v in values:
-            click.echo(slub.kmalloc_class(v, gfp_mask).format())
+            click.echo(slabinfo.kmalloc_class(v, gfp_mask).format())
     if slabinfo_file is not None or not kmalloc_sizes:
         if ncpus is None:
             raise KmemdesError("--cpus: required (the slab order depends on the CPU count)")
         if slabinfo_file is None:
-            click.echo(slub.format_slabinfo(slub.kmalloc_geometry(ncpus, slub.kmalloc_type(gfp_mask))), nl=False)
+            click.echo(slabinfo.format_slabinfo(slabinfo.kmalloc_geometry(ncpus, slub.kmalloc_type(gfp_mask))), nl=False)
             return
         from kmemdes.trace.snapshot import parse_slabinfo, read_text
 
         rows = parse_slabinfo(read_text(slabinfo_file), slabinfo_file)
-        model = slub.model_slabinfo(rows, ncpus)
-        click.echo(slub.format_slabinfo(model), nl=False)
+        model = slabinfo.model_slabinfo(rows, ncpus)
+        click.echo(slabinfo.format_slabinfo(model), nl=False)
         diff = [r.name for r, m in zip(rows, model) if (r.objperslab, r.pagesperslab) != (m.objperslab, m.pagesperslab)]
         if diff:
             click.echo(f"kmemdes: model geometry differs from {slabinfo_file} for {len(diff)} of {len(rows)} "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from kmemdes.errors import KmemdesError
-from kmemdes.mm.slub import SlabinfoRow
+from kmemdes.mm.slabinfo import SlabinfoRow
 
 __all__ = [
     "BuddyinfoLine",
@@ -260,7 +260,7 @@ def parse_zoneinfo(text: str, path: str = "zoneinfo") -> list[ZoneinfoZone]:
 
 
 def parse_slabinfo(text: str, path: str = "slabinfo") -> list[SlabinfoRow]:
-    """``/proc/slabinfo`` version 2.1 (``cache_show``) as :class:`kmemdes.mm.slub.SlabinfoRow` rows."""
+    """``/proc/slabinfo`` version 2.1 (``cache_show``) as :class:`kmemdes.mm.slabinfo.SlabinfoRow` rows."""
     lines = text.splitlines()
     if not lines or not lines[0].startswith("slabinfo - version:"):
         raise KmemdesError(f"{path}:1: not a /proc/slabinfo file (no 'slabinfo - version:' line)")
