@@ -505,14 +505,22 @@ def _run_local(plan: Plan, todo: list[SweepRun], workers: int, runner: Callable[
             broken = False
             try:
                 while (queue or suspects or inflight) and not broken:
-                    if suspects:
+                    try:
+                        if suspects:
+                            if not inflight:
+                                r = suspects[0]
+                                inflight[pool.submit(runner, r.config_text, str(plan.out / r.name))] = (r, True)
+                                suspects.popleft()
+                        else:
+                            while queue and len(inflight) < workers:
+                                r = queue[0]
+                                inflight[pool.submit(runner, r.config_text, str(plan.out / r.name))] = (r, False)
+                                queue.popleft()
+                    except BrokenProcessPool:
+                        # a worker died before its future said so: the run not submitted stays queued
+                        broken = True
                         if not inflight:
-                            r = suspects.popleft()
-                            inflight[pool.submit(runner, r.config_text, str(plan.out / r.name))] = (r, True)
-                    else:
-                        while queue and len(inflight) < workers:
-                            r = queue.popleft()
-                            inflight[pool.submit(runner, r.config_text, str(plan.out / r.name))] = (r, False)
+                            break
                     finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                     for f in finished:
                         r, alone = inflight.pop(f)

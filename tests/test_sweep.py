@@ -278,6 +278,42 @@ def test_a_worker_that_dies_fails_only_its_run(config, tmp_path, local_sweep):
         assert _summary(tmp_path / "c" / n) == local_sweep[4][n]
 
 
+
+def test_a_pool_that_breaks_between_submissions_loses_no_run(config, tmp_path, monkeypatch, local_sweep):
+    """A worker can die after an earlier run's result came back and before its own future says so:
+    the next ``submit`` then raises BrokenProcessPool.  That run stays queued and runs in a fresh pool."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import kmemdes.sweep as sw
+
+    calls = {"submit": 0}
+
+    class _Pool:  # runs each job at submit time; the third submit finds the pool broken
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            calls["submit"] += 1
+            if calls["submit"] == 3:
+                raise BrokenProcessPool("a child process terminated abruptly")
+            f = Future()
+            f.set_result(fn(*args))
+            return f
+
+    monkeypatch.setattr(sw, "ProcessPoolExecutor", _Pool)
+    plan = plan_sweep(config, ["policy.fallback=default,defrag_mode", "seed=1..2"], tmp_path / "c")
+    res = run_sweep(plan, workers=2, progress=False, compare=False)
+    assert (res.done, res.failed) == (4, 0) and calls["submit"] == 5
+    for n in NAMES:
+        assert _summary(tmp_path / "c" / n) == local_sweep[4][n]
+
 # ----------------------------------------------------------------------------------- Dask
 
 def test_dask_cluster_gives_the_local_results(config, tmp_path, capsys, local_sweep):
