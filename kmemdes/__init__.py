@@ -5,8 +5,16 @@ ingestion (``kmemdes.trace``), simulated time (``kmemdes.sim``) and reports
 (``kmemdes.report``).  See README.md for the command-line tour.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
 
-from kmemdes.errors import KmemdesError
+# Polars allocates through its own jemalloc, which by default keeps freed pages for 10 s; parsing a
+# big trace frees hundreds of MB of chunk buffers within a second or two.  Return them after 1 s
+# (from jemalloc's background thread) unless the user configured it.  Read when Polars loads, so it
+# takes effect when kmemdes is imported first (the CLI, the benchmarks).
+_os.environ.setdefault("_RJEM_MALLOC_CONF", "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0")
+
+from kmemdes.errors import KmemdesError  # noqa: E402
 
 __all__ = ["KmemdesError", "__version__"]
