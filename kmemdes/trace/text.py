@@ -347,8 +347,8 @@ def _positional(family: tuple, keys: tuple, prefixes: tuple, f) -> tuple[list, l
     """Expressions for fields ``field_0..`` of the struct ``f`` holding the
     given keys: (typed columns, checks, not-null checks of converted columns,
     pointer fields ``(column, field, key)`` whose NULL may print as
-    ``(nil)``/``(null)``).  Text fields and fields without a column must
-    start with their ``key=``; numeric and flag fields must convert."""
+    ``(nil)``/``(null)``).  Every field must start with its ``key=``; numeric
+    and flag fields must also convert."""
     exprs: list = []
     checks: list = []
     converted: list = []
@@ -358,12 +358,12 @@ def _positional(family: tuple, keys: tuple, prefixes: tuple, f) -> tuple[list, l
         fi = f.field(f"field_{i}")
         raw = fi.str.slice(len(prefix))
         conv = _CONV.get(col or "", _INT) if col else None
-        if col is None:
+        if conv != _BOOL:  # a flag field compares its whole text below
             checks.append(fi.str.starts_with(prefix))
+        if col is None:
             continue
         if conv == _STR:
             val = raw
-            checks.append(fi.str.starts_with(prefix))
         elif conv == _BOOL:
             val = pl.when(fi == prefix + "true").then(True).when(fi == prefix + "false").then(False)
         elif conv in (_PTR, _NUM):

@@ -475,3 +475,14 @@ def test_utf8_comm_and_marker_text():
     assert problems == {}
     assert ev["comm"].to_list() == ["café", "café"] and ev["pid"].to_list() == [4321, 4321]
     assert ev["args"][0] == "naïve ünicode: text" and ev["ptr"][1] == 0xFFFF888100000000
+
+
+def test_a_numeric_field_under_another_key_is_a_problem():
+    """Fields are taken by position, but each must still carry its key: ``xyz=`` where the layout has
+    ``pfn=`` is a bad field at its line, not a pfn."""
+    ok = ("            bash-12948   [001] .....  1968.174923: mm_page_alloc: page=ffffea00053e27c0 pfn=0x14f89f "
+          "order=0 migratetype=0 gfp_flags=GFP_KERNEL\n")
+    bad = ok.replace("pfn=0x14f89f", "xyz=0x14f89f")
+    ev, _, problems = parse_text([(ok * 300 + bad + ok * 10).encode()], "t.txt")
+    assert ev.height == 311 and ev["pfn"].null_count() == 1
+    assert problems["bad_field"]["count"] == 1 and problems["bad_field"]["lines"] == [301]
