@@ -86,3 +86,21 @@ def test_make_demo_runs_it():
 
 def test_pfn_runs():
     assert pfn_runs([]) == [] and pfn_runs([1, 2, 3]) == [(1, 3)]
+
+
+def test_part2_runs_are_byte_identical(tmp_path):
+    """The same config and seed give the same run, byte for byte, with processes, page cache and
+    network buffers expiring at the same instants (their order must not follow memory addresses)."""
+    from kmemdes.config import Config
+    from kmemdes.demo import part2_config
+    from kmemdes.sim.engine import run_config
+
+    cfg = Config.model_validate(part2_config("kmalloc", 12, 0))
+    runs = []
+    for i in range(3):
+        junk = [object() for _ in range(1000 * i)]  # shift the addresses the next objects get
+        out, summary = run_config(cfg, tmp_path / f"r{i}", progress=False)
+        del junk
+        summary.pop("wall_s"), summary.pop("events_per_s", None)
+        runs.append((summary, {p.name: p.read_bytes() for p in sorted((out / "metrics").glob("*.parquet"))}))
+    assert runs[0] == runs[1] == runs[2]

@@ -330,7 +330,8 @@ class AnonLoad(Workload):
                 self.thp_attempts += node.nr_alloc[9] - thp_before
                 self.thp_success += (node.nr_alloc[9] - thp_before) - (node.nr_alloc_fail[9] - fail9)
                 waited += self._slow_ns(before)
-                heapq.heappush(live, (env.now + self.lifetime, id(p), p))
+                # ties in expiry go by spawn order (an id() tie-break would follow memory addresses)
+                heapq.heappush(live, (env.now + self.lifetime, p.pid, p))
             t += self.interval
             if waited > TICK_NS:
                 yield env.timeout(waited)
