@@ -189,7 +189,6 @@ class CompileLoad(Workload):
         super().__init__(sim, spec, index)
         self.fit = fit or load_fit()
         self.kernel = sim.kernel()
-        self.np_rng = np.random.default_rng(abs(hash((sim.cfg.seed, index, "compile"))) % (2**32))
         self.np_rng = np.random.default_rng([sim.cfg.seed, index, 7])
         self.classes = self.fit["classes"]
         rate = np.array([c["rate"] for c in self.classes]) * spec.jobs * spec.scale
