@@ -196,32 +196,29 @@ def _snapshot_kpageflags(d: Path) -> dict:
     import zstandard
 
     t0 = time.monotonic()
+    # up to _KPAGEFLAGS_IN_MEMORY: read whole first, compress after (the read is the window in which
+    # the layout drifts); a bigger machine streams through the compressor
+    in_memory = os.sysconf("SC_PHYS_PAGES") * 8 <= _KPAGEFLAGS_IN_MEMORY
+    buf = bytearray()
     raw = 0
-    if os.sysconf("SC_PHYS_PAGES") * 8 <= _KPAGEFLAGS_IN_MEMORY:
-        # read whole first, compress after: the read is the window in which the layout drifts
-        buf = bytearray()
-        with open("/proc/kpageflags", "rb", buffering=0) as src:
-            while True:
-                b = src.read(1 << 22)
-                if not b:
-                    break
+    with open("/proc/kpageflags", "rb", buffering=0) as src, open(d / "kpageflags.zst", "wb") as dst:
+        z = zstandard.ZstdCompressor(level=3)
+        w = None if in_memory else z.stream_writer(dst, closefd=False)
+        while True:
+            b = src.read(1 << 22)
+            if not b:
+                break
+            raw += len(b)
+            if w is None:
                 buf += b
+            else:
+                w.write(b)
         read_s = time.monotonic() - t0
         _write(d / "buddyinfo_after_kpageflags", _read("/proc/buddyinfo"))
-        with open(d / "kpageflags.zst", "wb") as dst:
-            dst.write(zstandard.ZstdCompressor(level=3).compress(buf))
-        raw = len(buf)
-    else:  # a big machine: stream through the compressor
-        with open("/proc/kpageflags", "rb", buffering=0) as src, open(d / "kpageflags.zst", "wb") as dst:
-            with zstandard.ZstdCompressor(level=3).stream_writer(dst) as w:
-                while True:
-                    b = src.read(1 << 20)
-                    if not b:
-                        break
-                    w.write(b)
-                    raw += len(b)
-        read_s = time.monotonic() - t0
-        _write(d / "buddyinfo_after_kpageflags", _read("/proc/buddyinfo"))
+        if w is None:
+            dst.write(z.compress(buf))
+        else:
+            w.close()
     return {"bytes": raw, "pfns": raw // 8, "seconds": round(read_s, 3),
             "compress_seconds": round(time.monotonic() - t0 - read_s, 3)}
 
