@@ -260,16 +260,18 @@ class Replayer:
         outside = (pl.col("kind").is_in(page_kinds) & (pl.col("pfn") >= 0)
                    & ((pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64)))
                       > node.max_pfn))
-        n_out = int(base.select(outside.sum()).collect().item())
-        # pages the trace shows allocated and freed (validate compares them with /proc/vmstat's pgalloc_*
-        # and pgfree over the capture); a batched free after mm_page_free of the same pfn is one free
+        # in the same pass: pages the trace shows allocated and freed (validate compares them with
+        # /proc/vmstat's pgalloc_* and pgfree); a batched free after mm_page_free of the same pfn is one free
         pow2 = pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64))
-        k = pl.col("kind")
-        shown = base.filter(pl.col("pfn") >= 0).select(
-            allocated=pl.when(k == K_ALLOC).then(pow2).otherwise(0).sum(),
-            freed=pl.when(k == K_FREE).then(pow2).when(k == K_BATCHED).then(1).otherwise(0).sum()).collect()
-        self.trace_pages = {"allocated": int(shown["allocated"][0] or 0),
-                            "freed": int(shown["freed"][0] or 0) - self.n_batched_after_free}
+        k, has_pfn = pl.col("kind"), pl.col("pfn") >= 0
+        n_out, allocated, freed = base.select(
+            n_out=outside.sum(),
+            allocated=pl.when(has_pfn & (k == K_ALLOC)).then(pow2).otherwise(0).sum(),
+            freed=pl.when(has_pfn & (k == K_FREE)).then(pow2)
+            .when(has_pfn & (k == K_BATCHED)).then(1).otherwise(0).sum(),
+        ).collect().row(0)
+        n_out = int(n_out or 0)
+        self.trace_pages = {"allocated": int(allocated or 0), "freed": int(freed or 0) - self.n_batched_after_free}
         # one materialisation of the loop's rows, timestamps relative to the trace's first event
         keep = ~outside.fill_null(False)
         if self.n_batched_after_free:
