@@ -286,6 +286,20 @@ _NULL_PTRS = ("(nil)", "(null)")
 _HEADER_COLS = ["line", "ts", "cpu", "pid", "comm", "flags", "ev", "body"]
 
 
+#: rows of an event from which its layout is learnt
+_LAYOUT_SAMPLE = 256
+
+
+def _collapse(body: pl.Expr) -> pl.Expr:
+    """A body with runs of spaces (old ``(null)`` pointers, padded values)
+    collapsed to single spaces."""
+    return (
+        pl.when(body.str.contains("  ", literal=True))
+        .then(body.str.replace_all(r"= +", "=").str.replace_all(r" {2,}", " ").str.strip_chars(" "))
+        .otherwise(body)
+    )
+
+
 def _column_of(key: str, family: tuple) -> str | None:
     mapping = family[2]
     if key in mapping:
@@ -331,6 +345,9 @@ _REPEATING = frozenset({"cache", "bytes_req", "bytes_alloc", "gfp_flags", "node"
 
 
 _TAIL_MIN_ROWS = 16384
+
+#: parse the ordinary lines of known events in one pass (see :mod:`kmemdes.trace._express`)
+_EXPRESS = True
 
 
 def _tail_start(family: tuple, keys: tuple) -> int:
@@ -516,8 +533,27 @@ class TextParser:
     # ------------------------------------------------------------------ header
 
     def _parse_frame(self, frame: pl.DataFrame) -> None:
+        """The event rows of a chunk: the ordinary lines of events whose
+        layout is known in one pass (:mod:`kmemdes.trace._express`), the
+        other lines by :meth:`_parse_rows`, merged in line order."""
+        express = None
+        if self._layout is not None and self._ts_width is not None and self.fmt == "ftrace" and _EXPRESS:
+            from kmemdes.trace._express import express_rows, merge_rows
+
+            express, frame = express_rows(self, frame)
+        chunk = self._parse_rows(frame) if frame.height else None
+        if express is not None:
+            chunk = merge_rows(express, chunk)
+        if chunk is None:
+            return
+        chunk = self._finish_chunk(chunk)
+        self.line_counts["rows"] += chunk.height
+        self._frames.append(chunk if self.columns is None else chunk.select(self.columns))
+
+    def _parse_rows(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         """Header fields for every line, then the body of each event type;
-        the typed columns are put back in line order next to the header."""
+        the typed columns are put back in line order next to the header
+        (a conformed frame, None if no line is a row)."""
         fast = self._fast_header(frame) if self._layout is not None else None
         if fast is not None:
             n_ok = int(fast["_ok"].sum())
@@ -536,13 +572,10 @@ class TextParser:
                 events = slow if ok is None else pl.concat([ok, slow], how="vertical_relaxed").sort("line")
         chunk = self._typed_chunk(events) if events is not None and events.height else None
         if chunk is None and (lost is None or not lost.height):
-            return
+            return None
         if lost is not None and lost.height:
             chunk = lost if chunk is None else pl.concat([chunk, lost], how="diagonal_relaxed").sort("line")
-        chunk = conform(chunk)
-        chunk = self._finish_chunk(chunk)
-        self.line_counts["rows"] += chunk.height
-        self._frames.append(chunk if self.columns is None else chunk.select(self.columns))
+        return conform(chunk)
 
     def _typed_chunk(self, events: pl.DataFrame) -> pl.DataFrame | None:
         """Parse each event type's bodies and scatter the typed columns back
@@ -612,7 +645,16 @@ class TextParser:
             else:  # lines whose first ": " is elsewhere: the general query
                 rest = self._header_query(out.lazy().filter(~pl.col("_x").fill_null(False)).select("l", "line"), d0)
                 out = pl.concat([out.filter(x).drop("_x"), rest.collect()]).sort("line")
-        uniq = [u for u in out["_pre"].unique().to_list() if u is not None]
+        out = out.with_columns(self._prefix_fields(out["_pre"]))
+        return out.select("l", *_HEADER_COLS, _ok=pl.col("_ok0") & pl.col("_pok").fill_null(False))
+
+    def _prefix_fields(self, prefixes: pl.Series) -> list[pl.Series]:
+        """``comm, pid, cpu, flags, _pok`` of each line from its prefix (the
+        line up to the layout's timestamp column), parsed once per distinct
+        prefix with the layout's ``prefix_re`` and gathered back."""
+        lay = self._layout
+        assert lay is not None
+        uniq = [u for u in prefixes.unique().to_list() if u is not None]
         rows = []
         for pre in uniq + [None]:
             m = lay.prefix_re.match(pre) if pre is not None else None
@@ -631,10 +673,8 @@ class TextParser:
             orient="row",
         )
         # each line's prefix as an index into the table of distinct prefixes
-        codes = out["_pre"].cast(pl.Enum(uniq)).to_physical().fill_null(len(uniq))
-        cols = [table[c].gather(codes) for c in ("comm", "pid", "cpu", "flags", "_pok")]
-        out = out.with_columns(cols)
-        return out.select("l", *_HEADER_COLS, _ok=pl.col("_ok0") & pl.col("_pok").fill_null(False))
+        codes = prefixes.cast(pl.Enum(uniq)).to_physical().fill_null(len(uniq))
+        return [table[c].gather(codes) for c in ("comm", "pid", "cpu", "flags", "_pok")]
 
     @staticmethod
     def _header_query(lf: pl.LazyFrame, d0: int) -> pl.LazyFrame:
@@ -815,6 +855,11 @@ class TextParser:
             return name, int(kind), cols
         return name, int(kind), self._typed_fields(name, family, part)
 
+    def _learn_from(self, name: str, family: tuple, part: pl.DataFrame) -> None:
+        """Learn the layout of event ``name`` from its first rows (``body``)."""
+        sample = part.head(_LAYOUT_SAMPLE).select(_collapse(pl.col("body")))["body"].drop_nulls().to_list()
+        self._body_layouts[name] = self._learn_body_layout(name, family, sample)
+
     def _learn_body_layout(self, name: str, family: tuple, bodies: list[str]) -> tuple | None:
         """The key order of an event in this file (most common among sample
         bodies, a subsequence of the family's print order with all required
@@ -855,15 +900,9 @@ class TextParser:
         body = pl.col("body")
         if name == "alloc_vmap_area":
             part = part.with_columns(body.str.replace(r"^va_start: *", "va_start="))
-        # runs of spaces (old "(null)" pointers, padded values): collapse
-        collapse = (
-            pl.when(body.str.contains("  ", literal=True))
-            .then(body.str.replace_all(r"= +", "=").str.replace_all(r" {2,}", " ").str.strip_chars(" "))
-            .otherwise(body)
-        )
+        collapse = _collapse(body)
         if name not in self._body_layouts:
-            sample = part.head(256).select(collapse)["body"].drop_nulls().to_list()
-            self._body_layouts[name] = self._learn_body_layout(name, family, sample)
+            self._learn_from(name, family, part)
         layout = self._body_layouts[name]
         # A body with a run of spaces has an empty field, which fails every
         # positional check; so the positional pass can run on the raw bodies

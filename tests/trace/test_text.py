@@ -410,14 +410,15 @@ def test_corrupted_traces_account_for_every_line(snippets, which, ops):
 
 
 def _plain_parse(data: bytes) -> tuple:
-    """parse_text without the shortcuts: no constant-offset header query and
-    no per-distinct-tail body parse (both must give the same result)."""
-    saved = (text._TAIL_MIN_ROWS, TextParser._learn_ts_width)
-    text._TAIL_MIN_ROWS, TextParser._learn_ts_width = 1 << 62, lambda self, frame: None
+    """parse_text without the shortcuts: no express path, no constant-offset
+    header query and no per-distinct-tail body parse (all must give the same
+    result)."""
+    saved = (text._TAIL_MIN_ROWS, TextParser._learn_ts_width, text._EXPRESS)
+    text._TAIL_MIN_ROWS, TextParser._learn_ts_width, text._EXPRESS = 1 << 62, lambda self, frame: None, False
     try:
         return parse_text([data], "c.txt")
     finally:
-        text._TAIL_MIN_ROWS, TextParser._learn_ts_width = saved
+        text._TAIL_MIN_ROWS, TextParser._learn_ts_width, text._EXPRESS = saved
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,0 +1,273 @@
+"""The express path of the text parser: the ordinary lines of a chunk in one pass.
+
+Nearly every line of a kmem trace is one of a handful of events
+(``kmem_cache_alloc``, ``kmem_cache_free``, ``kfree``, ``kmalloc``,
+``mm_page_alloc``, ``mm_page_free``, ``mm_page_free_batched``, ...), and each
+of them prints two fields that change from line to line -- ``call_site= ptr=``
+(``TP_printk`` of ``kmem_cache_alloc``/``kfree`` in
+include/trace/events/kmem.h) or ``page= pfn=`` (``mm_page``) -- followed by a
+*tail* that repeats (``name= bytes_req= ... accounted=``, ``order=
+migratetype= gfp_flags=``).  So, for an ASCII ftrace chunk whose header
+layout and timestamp width are known (:class:`kmemdes.trace.text.TextParser`):
+
+1. every line is cut at constant offsets -- prefix, timestamp -- and the rest
+   is split at its first three spaces: event name, field 1, field 2, tail;
+2. fields 1 and 2 are converted for the whole chunk at once, once per pair of
+   learnt ``key=`` prefixes (a column of one conversion per kind of event,
+   not one query per event);
+3. each distinct (event, tail) pair is parsed once, with the event's learnt
+   key order, and gathered back.
+
+A line is taken only if everything checks: its header, its event (one whose
+layout the parser has learnt and whose every field has a column), each
+field's ``key=`` and value, the number of fields.  The rows stay in line
+order, so no scatter is needed.  Every other line -- and with it every
+problem -- goes to the general path (:meth:`TextParser._parse_rows`), which
+gives the same columns for the lines this path takes (a property test checks
+this on random corruptions of real traces).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+
+from kmemdes.trace.schema import EVENT_SCHEMA, EventKind, conform
+from kmemdes.trace.text import (
+    _CONV, _FAMILY, _HEADER_RE, _INT, _LAYOUT_SAMPLE, _PTR, _STR, _column_of, _positional,
+)
+
+__all__ = ["express_rows", "merge_rows"]
+
+#: the per-line fields of the events this path takes: (key of field 1, key of field 2)
+_HEADS = frozenset({("call_site", "ptr"), ("page", "pfn")})
+
+#: lines of the first chunk from which layouts are learnt ahead
+_AHEAD = 8192
+
+#: lines left in a chunk up to which the rows are merged as slices (more: a sort)
+_MAX_PIECES = 64
+
+
+class _Fields:
+    """A stand-in for a struct of ``field_0, field_1, ...`` (what
+    :func:`kmemdes.trace.text._positional` reads) over named columns."""
+
+    def __init__(self, *names: str):
+        self.names = names
+
+    def field(self, name: str) -> pl.Expr:
+        return pl.col(self.names[int(name.rsplit("_", 1)[1])])
+
+
+def _events(parser) -> list[tuple[str, tuple, tuple]]:
+    """``(name, family, layout)`` of the learnt events this path can take."""
+    out = []
+    for name, layout in parser._body_layouts.items():
+        family = _FAMILY.get(name)
+        if layout is None or family is None:
+            continue
+        keys = layout[0]
+        if len(keys) >= 2 and tuple(keys[:2]) in _HEADS and all(_column_of(k, family) for k in keys):
+            out.append((name, family, layout))
+    return out
+
+
+def _tail_table(parser, events: list, pairs: np.ndarray, tails: list, n_slots: int) -> pl.DataFrame:
+    """Typed tail columns and ``_ok`` of each (event, tail) pair, in the order of ``pairs``
+    (sorted codes ``event * n_slots + tail``; tail ``n_slots - 1`` is "no tail")."""
+    parts = []
+    for code in np.unique(pairs // n_slots).tolist():
+        name, family, (keys, prefixes) = events[code]
+        tids = (pairs[pairs // n_slots == code] % n_slots).tolist()
+        strings = [tails[t] if t < n_slots - 1 else None for t in tids]
+        k = len(keys) - 2
+        if k == 0:  # call_site= ptr= and nothing more
+            parts.append(pl.DataFrame({"_ok": [s is None for s in strings]}))
+            continue
+        f = pl.col("_f").struct
+        exprs, checks, converted, ptrs = _positional(family, keys[2:], prefixes[2:], f)
+        checks.append(f.field(f"field_{k}").is_null())
+        converted += [pl.col(c).is_not_null() for c, _, _ in ptrs]
+        table = (
+            pl.LazyFrame({"t": strings}, schema={"t": pl.String})
+            .select(_f=pl.col("t").str.split_exact(" ", k))
+            .select(*exprs, _ok=pl.all_horizontal(checks))
+            .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
+            .collect()
+        )
+        if "gfp_flags" in table.columns:
+            table = table.with_columns(gfp=parser._gfp_bits(table["gfp_flags"]))
+        parts.append(table)
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
+def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
+    """Stages of expressions (each a ``with_columns``) giving the typed
+    columns of fields 1 and 2 (``_f1``, ``_f2``) of every line by its event
+    (``_code``), and the expression that then checks them: each field starts
+    with the event's learnt ``key=`` prefix and, but for a call site,
+    converts (as :func:`kmemdes.trace.text._positional`).
+
+    Each field is cut after its per-line prefix and converted once per base
+    for the whole chunk; each column then takes the value on the lines of
+    the events that have it."""
+    code = pl.col("_code")
+    cut: list[pl.Expr] = []
+    convert: list[pl.Expr] = []
+    values: list[pl.Expr] = []
+    checks: list[pl.Expr] = []
+    for i, src in enumerate(("_f1", "_f2")):
+        prefix = pl.lit(pl.Series([e[2][1][i] for e in events], dtype=pl.String)).gather(code)
+        raw = f"_r{i}"
+        cut += [pl.col(src).str.starts_with(prefix).alias(f"_p{i}"), pl.col(src).str.strip_prefix(prefix).alias(raw)]
+        checks.append(pl.col(f"_p{i}"))
+        by_col: dict[str, list[int]] = {}
+        base_of: dict[int, int] = {}
+        for c, (_, family, (keys, prefixes)) in enumerate(events):
+            col = _column_of(keys[i], family)
+            by_col.setdefault(col, []).append(c)
+            if _CONV.get(col, _INT) != _STR:
+                base_of[c] = 16 if (prefixes[i].endswith("0x") or _CONV.get(col, _INT) == _PTR) else 10
+        for b in sorted(set(base_of.values())):
+            convert.append(pl.col(raw).str.to_integer(base=b, dtype=pl.UInt64, strict=False).alias(f"_v{i}_{b}"))
+        for col, codes in by_col.items():
+            if _CONV.get(col, _INT) == _STR:
+                values.append(pl.when(code.is_in(codes)).then(pl.col(raw)).alias(col))
+                continue
+            v = None
+            for b in sorted({base_of[c] for c in codes}):
+                inside = code.is_in([c for c in codes if base_of[c] == b])
+                v = (pl.when(inside) if v is None else v.when(inside)).then(pl.col(f"_v{i}_{b}"))
+            values.append(v.cast(EVENT_SCHEMA[col], strict=False).alias(col))
+            checks.append(pl.col(col).is_not_null() | ~code.is_in(codes))
+    return [cut, convert, values], pl.all_horizontal(checks)
+
+
+def _learn_ahead(parser, frame: pl.DataFrame) -> None:
+    """Learn, from the first lines of the file, the layouts of the events
+    that have a full sample there -- the same sample (their first rows) the
+    general path would learn them from -- so that the express path can take
+    the first chunk too.  Nothing is learnt if an event line there needs the
+    general path's header parse, which could change that sample."""
+    head = frame.head(_AHEAD)
+    fast = parser._fast_header(head)
+    rx = re.compile(_HEADER_RE[parser.fmt])
+    if any(s is not None and rx.match(s) for s in fast.filter(~pl.col("_ok"))["l"].to_list()):
+        return
+    whole = head.height == frame.height  # the head is the whole chunk: every sample is complete
+    for (raw,), part in fast.filter(pl.col("_ok")).partition_by("ev", as_dict=True, maintain_order=True).items():
+        name = parser._event_name(raw)
+        family = _FAMILY.get(name)
+        if (family is None or tuple(family[0][:2]) not in _HEADS or name in parser._body_layouts
+                or (part.height < _LAYOUT_SAMPLE and not whole)):
+            continue
+        parser._learn_from(name, family, part)
+
+
+def express_rows(parser, frame: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """``(rows, lines left)``: the conformed typed rows of every line of the
+    chunk (rows of the lines this path does not take hold anything) with a
+    boolean ``_ok`` marking those it takes, or None if it takes none; and
+    the ``l, line`` frame of the lines it does not take."""
+    if not parser._body_layouts:
+        _learn_ahead(parser, frame)
+    events = _events(parser)
+    if not events:
+        return None, frame
+    lay = parser._layout
+    d0, w = lay.ts_start, parser._ts_width
+    names = [e[0] for e in events]
+    l = pl.col("l")
+    f = pl.col("_f").struct
+    tsf = pl.col("_tsf")
+    sep = pl.col("_sep")  # ".usecs: " after the seconds
+    cut = (
+        frame.lazy()
+        .select(
+            "line",
+            _pre=l.str.slice(0, d0),
+            _tsf=l.str.slice(d0, w).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
+            _sep=l.str.slice(d0 + w - 7, 9),
+            _f=l.str.slice(d0 + w + 2).str.splitn(" ", 4),
+        )
+        .select(
+            "line", "_pre",
+            ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
+            _hok=(sep.str.starts_with(".") & sep.str.ends_with(": ") & (tsf >= 0)).fill_null(False),
+            _code=f.field("field_0").cast(pl.Enum([n + ":" for n in names]), strict=False).to_physical(),
+            _f1=f.field("field_1"), _f2=f.field("field_2"), _tail=f.field("field_3"),
+        )
+        .collect()
+    )
+    # the tail: one parse per distinct (event, tail) pair
+    tail = cut["_tail"]
+    tails = tail.drop_nulls().unique().to_list()
+    n_slots = len(tails) + 1
+    tid = tail.cast(pl.Enum(tails)).to_physical().cast(pl.Int64).fill_null(n_slots - 1).to_numpy()
+    codes_np = cut["_code"].cast(pl.Int64).fill_null(-1).to_numpy()
+    known = codes_np >= 0
+    pair = np.where(known, codes_np * n_slots + tid, 0)
+    pairs = np.flatnonzero(np.bincount(pair[known], minlength=len(events) * n_slots))
+    if not pairs.size:
+        return None, frame
+    table = _tail_table(parser, events, pairs, tails, n_slots)
+    lut = np.zeros(len(events) * n_slots, dtype=np.uint32)
+    lut[pairs] = np.arange(pairs.size, dtype=np.uint32)
+    at = pl.Series(lut[pair])
+    tail_cols = [table[c].gather(at) for c in table.columns if c != "_ok"]
+    tail_ok = table["_ok"].gather(at)
+
+    stages, head_ok = _head_values(events)
+    kinds = pl.Series([int(EventKind.from_name(n)) for n in names], dtype=pl.UInt8)
+    lf = cut.lazy().select("line", "ts", "_code", "_hok", "_f1", "_f2")
+    for stage in stages:
+        lf = lf.with_columns(stage)
+    out = (
+        lf.select(
+            "line", "ts", *[e.meta.output_name() for e in stages[-1]],
+            kind=pl.lit(kinds).gather(pl.col("_code")),
+            event=pl.lit(pl.Series(names, dtype=pl.String)).gather(pl.col("_code")),
+            _ok=(pl.col("_hok") & pl.col("_code").is_not_null() & head_ok).fill_null(False),
+        )
+        .collect()
+    )
+    out = out.with_columns(*parser._prefix_fields(cut["_pre"]), *tail_cols)
+    ok = (out["_ok"] & tail_ok & out["_pok"]).fill_null(False)
+    if not ok.any():
+        return None, frame
+    if "mm_page_alloc" in names and "pfn" in out.columns:
+        # a failed allocation prints page=NULL pfn=0: store -1 (as the general path)
+        is_alloc = pl.col("event") == "mm_page_alloc"
+        out = out.with_columns(pfn=pl.when(is_alloc & (pl.col("pfn") == 0)).then(-1).otherwise(pl.col("pfn")))
+    out = conform(out.drop("_ok", "_pok")).with_columns(_ok=ok)
+    return out, frame.filter(~ok) if not ok.all() else frame.clear()
+
+
+def merge_rows(express: pl.DataFrame, other: pl.DataFrame | None) -> pl.DataFrame:
+    """The rows ``express`` takes (``_ok``) and the rows of the lines it left
+    (``other``, parsed by the general path), in line order.
+
+    The lines left are usually few (events of other kinds, problems), so
+    the result is put together from slices of ``express`` around them,
+    without copying (the frame then holds a few more chunks)."""
+    ok = express["_ok"]
+    express = express.drop("_ok")
+    if other is None or not other.height:
+        return express if ok.all() else express.filter(ok)
+    bad = np.flatnonzero(~ok.to_numpy())
+    if bad.size > _MAX_PIECES:
+        return pl.concat([express.filter(ok), other]).sort("line")
+    lines = express["line"].to_numpy()
+    other_lines = other["line"].to_numpy()
+    at = np.searchsorted(other_lines, lines[bad])  # the row of ``other`` for each line left, if any
+    parts, start = [], 0
+    for i, j in zip(bad.tolist(), at.tolist()):
+        parts.append(express.slice(start, i - start))
+        if j < other_lines.size and other_lines[j] == lines[i]:
+            parts.append(other.slice(j, 1))
+        start = i + 1
+    parts.append(express.slice(start))
+    return pl.concat(parts, rechunk=False)
