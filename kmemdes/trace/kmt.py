@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -195,11 +194,12 @@ def _decode_column(name: str, dtype: pl.DataType, col: dict | None, n: int) -> p
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(file)`` to a temporary name, then rename."""
+    """Write through ``write(file)`` to a temporary name, then rename (the
+    file gets the mode the umask gives, as any other output)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             write(f)
         os.replace(tmp, path)
     except BaseException:

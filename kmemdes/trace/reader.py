@@ -304,6 +304,12 @@ def _read_text(path: Path, kind: str, strict: bool, columns: tuple[str, ...] | N
         nbytes += len(item)
         parser.feed(item)
     events, meta, problems = parser.finish()
+    counts = meta["lines"]
+    if not events.height and counts["dropped"] and counts["dropped"] == counts["total"] - counts["blank"] - counts["header"]:
+        first = min((p for p in problems.values() if p["lines"]), key=lambda p: p["lines"][0], default=None)
+        n = counts["dropped"]
+        where = f", the first at line {first['lines'][0]}: {first['example'][:60]!r}" if first else ""
+        raise KmemdesError(f"{path}: not a kernel trace: no event line, {n} unparsed line{'s' if n != 1 else ''}{where}")
     meta["text_bytes"] = nbytes
     if kind != "text":
         meta["compression"] = kind

@@ -504,12 +504,17 @@ def _table(headers: list[str], rows: list[list], align: str | None = None) -> li
     return out
 
 
+def _or_na(value, unit: str = "") -> str:
+    """A figure with its unit, or ``n/a`` where the trace has nothing to compute it from."""
+    return "n/a" if value is None else f"{value}{unit}"
+
+
 def format_stats(st: dict, slab: bool = False, page: bool = False, caller: bool = False) -> str:
     """Text report of :func:`trace_stats`; the flags add the detailed tables."""
     out: list[str] = []
     out.append(f"trace:   {st.get('source')}  ({st.get('format')})")
     out.append(
-        f"events:  {st['events_total']:,} records, span {st['span_s']} s"
+        f"events:  {st['events_total']:,} records, span {_or_na(st['span_s'], ' s')}"
         + (f"  [{st['first_ts']:.6f} .. {st['last_ts']:.6f}]" if st.get("first_ts") is not None else "")
     )
     lost = st["lost"]
@@ -531,7 +536,7 @@ def format_stats(st: dict, slab: bool = False, page: bool = False, caller: bool 
     out.append(
         f"slab:    {s['allocs']:,} allocs, {s['frees']:,} frees ({s['kfree_null']:,} of NULL); "
         f"{s['bytes_requested']:,} B requested / {s['bytes_allocated']:,} B allocated "
-        f"(frag {s['frag_pct']}%); matched frees {s['frees_matched_live']:,}, pre-trace {s['frees_pre_trace']:,}, "
+        f"(frag {_or_na(s['frag_pct'], '%')}); matched frees {s['frees_matched_live']:,}, pre-trace {s['frees_pre_trace']:,}, "
         f"already freed {s['frees_already_freed']:,}; re-allocated live pointers {s['alloc_of_live_ptr']:,}; "
         f"cross-CPU frees {s['cross_cpu_frees']:,}; live at end {s['live_at_end']:,}"
     )
@@ -547,8 +552,8 @@ def format_stats(st: dict, slab: bool = False, page: bool = False, caller: bool 
     v = st["vmalloc"]
     out.append(
         f"vmalloc: {v['allocs']:,} areas ({v['alloc_bytes']:,} B, {v['failed']} failed), {v['frees']:,} lazy frees "
-        f"({v['frees_matched']} matched), {v['purges']} purges ({v['areas_purged']:,} areas), "
-        f"nr_lazy peak {v['nr_lazy_peak']} of max {v['nr_lazy_max']}"
+        f"({v['frees_matched']} matched), {v['purges']} purges ({v['areas_purged']:,} areas)"
+        + (f", nr_lazy peak {v['nr_lazy_peak']:,} of max {v['nr_lazy_max']:,}" if v["nr_lazy_max"] is not None else "")
     )
     if slab:
         out.append("")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import msgpack
 import polars as pl
 import pytest
@@ -111,6 +114,16 @@ def test_write_is_atomic(tmp_path, idle, monkeypatch):
     with pytest.raises(KmemdesError, match="No space left"):
         K.write_kmt(idle, target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_umask_mode(tmp_path, idle):
+    old = os.umask(0o022)
+    try:
+        for name in ("a.kmt", "a.parquet"):
+            path = K.write_kmt(idle, tmp_path / name) if name.endswith(".kmt") else K.write_parquet(idle, tmp_path / name)
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    finally:
+        os.umask(old)
 
 
 def test_wrong_schema_is_refused(tmp_path, idle):

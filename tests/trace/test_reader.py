@@ -78,6 +78,18 @@ def test_empty_file(tmp_path):
     assert t.events.height == 0 and t.problems == {} and t.events.columns[0] == "line"
 
 
+def test_text_without_any_event_line_is_not_a_trace(tmp_path):
+    # a README, or a file of garbage, is refused (one line, naming the file
+    # and its first line); a trace file with only its header is an empty trace
+    readme = _write(tmp_path / "README.md", b"# kmemdes\n\nA simulator.\n")
+    with pytest.raises(KmemdesError, match=r"README.md: not a kernel trace: no event line, 1 unparsed line, the first at line 3: 'A simulator.'"):
+        read_trace(readme)
+    with pytest.raises(KmemdesError, match="not a kernel trace"):
+        read_trace(_write(tmp_path / "g.txt", b"\x00\x01\x02 binary\n"))
+    t = read_trace(_write(tmp_path / "h.txt", b"# tracer: nop\n#\n"))
+    assert t.events.height == 0 and t.meta["lines"]["header"] == 2
+
+
 def test_cut_zstd_stream_is_a_counted_problem(tmp_path, shipped, idle_text):
     comp = (shipped / "a_idle_stream" / "trace.txt.zst").read_bytes()
     cut = _write(tmp_path / "cut.zst", comp[: len(comp) // 2])

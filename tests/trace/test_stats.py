@@ -185,3 +185,10 @@ def test_corpus_vs_analysis_json(corpus, trace_results, name):
         assert (v["allocs"], v["frees"], v["frees_matched"]) == (10, 7, 6)
     else:
         _check_vs_analysis(trace_results(folder), a)
+
+
+def test_a_trace_with_no_events_says_n_a_not_none():
+    ev, meta, problems = parse_text([b"# tracer: nop\n#\n"], "h.txt")
+    text = format_stats(trace_stats(Trace(ev, meta, problems)), slab=True, page=True, caller=True)
+    assert "None" not in text
+    assert "span n/a" in text and "(frag n/a)" in text and "nr_lazy" not in text
