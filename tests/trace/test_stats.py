@@ -189,6 +189,6 @@ def test_corpus_vs_analysis_json(corpus, trace_results, name):
 
 def test_a_trace_with_no_events_says_n_a_not_none():
     ev, meta, problems = parse_text([b"# tracer: nop\n#\n"], "h.txt")
-    text = format_stats(trace_stats(Trace(ev, meta, problems)), slab=True, page=True, caller=True)
+    text = format_stats(trace_stats(Trace(ev, {**meta, "source": "h.txt"}, problems)), slab=True, page=True, caller=True)
     assert "None" not in text
     assert "span n/a" in text and "(frag n/a)" in text and "nr_lazy" not in text
