@@ -117,7 +117,9 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
               help="1: addresses of kmalloc/vmalloc/malloc; 2: failure rate and latency over time.")
 @click.option("--seconds", default="30", show_default=True, metavar="N",
               help="Simulated seconds of each part-2 run (one 1 MB request per second).")
-def demo_cmd(seed: str, part: str, seconds: str) -> None:
+@click.option("-o", "--output", "root", metavar="DIR", default="runs", show_default=True,
+              help="Folder for part 2's run directories DIR/demo-part2-kmalloc and DIR/demo-part2-vmalloc.")
+def demo_cmd(seed: str, part: str, seconds: str, root: str) -> None:
     """kmalloc vs vmalloc vs malloc on a 32-bit x86 machine with 160 MB of RAM.
 
     \b
@@ -126,7 +128,9 @@ def demo_cmd(seed: str, part: str, seconds: str) -> None:
     physical address (or why there is none) and the page frames behind it.
     Part 2: a 1 MB buffer every simulated second under a fragmenting background, with
     kmalloc and with vmalloc: failure rate and (estimated) latency.
-    Deterministic for a seed; prints to stdout and writes no files.
+    Deterministic for a seed; prints to stdout.  Part 1 writes no files; part 2 writes its
+    two runs to runs/demo-part2-kmalloc and runs/demo-part2-vmalloc (replacing earlier ones;
+    -o DIR puts them under DIR) for `kmemdes report`.
 
     \b
     Example:
@@ -145,7 +149,7 @@ def demo_cmd(seed: str, part: str, seconds: str) -> None:
             raise KmemdesError(f"{opt}: {text!r} is not a whole number") from None
     if values["--seconds"] < 1:
         raise KmemdesError(f"--seconds: must be at least 1, got {values['--seconds']}")
-    demo.run_demo(seed=values["--seed"], out=click.echo, part=part, seconds=values["--seconds"])
+    demo.run_demo(seed=values["--seed"], out=click.echo, part=part, seconds=values["--seconds"], root=root)
 
 
 # --- mm/page_alloc.py, mm/mm_init.py, mm/vmstat.py, mm/frag.py ---------------

@@ -312,14 +312,14 @@ def part2_config(api: str, seconds: int = 30, seed: int = 0) -> dict:
     }
 
 
-def _run_part2(api: str, seconds: int, seed: int) -> dict:
+def _run_part2(api: str, seconds: int, seed: int, root: str | Path = "runs") -> dict:
     import polars as pl
 
     from kmemdes.config import Config
     from kmemdes.sim.engine import run_config
 
     cfg = Config.model_validate(part2_config(api, seconds, seed))
-    out, summary = run_config(cfg, Path("runs") / f"demo-part2-{api}", progress=False)
+    out, summary = run_config(cfg, Path(root) / f"demo-part2-{api}", progress=False)
     req = pl.read_parquet(out / "metrics" / "requests.parquet").filter(pl.col("workload") == "driver")
     lat = summary["latency_ns"].get("8", {})  # the driver's 1 MB (order-8) requests
     return {"api": api, "requests": int(req["count"].sum()),
@@ -327,13 +327,15 @@ def _run_part2(api: str, seconds: int, seed: int) -> dict:
             "latency_ns": lat, "run_dir": str(out)}
 
 
-def part2(out: Callable[[str], None] = print, seconds: int = 30, seed: int = 0) -> Optional[dict]:
+def part2(out: Callable[[str], None] = print, seconds: int = 30, seed: int = 0,
+          root: str | Path = "runs") -> Optional[dict]:
     """kmalloc vs vmalloc of a 1 MB buffer every simulated second under a fragmenting background,
     on the simulation engine (:mod:`kmemdes.sim`): failure rate and latency of each.  Latencies
-    are the engine's cost-model estimates (KERNEL.md section 17), not measurements.  Returns
-    None (and says why) when the engine is not available."""
+    are the engine's cost-model estimates (KERNEL.md section 17), not measurements.  The two runs
+    are written to ``root/demo-part2-kmalloc`` and ``root/demo-part2-vmalloc`` (replacing earlier
+    ones).  Returns None (and says why) when the engine is not available."""
     try:
-        results = [_run_part2(api, seconds, seed) for api in ("kmalloc", "vmalloc")]
+        results = [_run_part2(api, seconds, seed, root) for api in ("kmalloc", "vmalloc")]
     except (ImportError, AttributeError, TypeError) as e:  # engine missing or its API changed
         out("Part 2 (kmalloc vs vmalloc of a 1 MB buffer every simulated second under a fragmenting load:")
         out(f"failure rate and latency) needs the simulation engine (kmemdes.sim): not available ({e}).")
@@ -369,10 +371,12 @@ def _ns(v: Optional[int]) -> str:
     return f"{v / 1000:.1f} us" if v >= 1000 else f"{v} ns"
 
 
-def run_demo(seed: int = 0, out: Callable[[str], None] = print, part: str = "all", seconds: int = 30) -> dict:
-    """``kmemdes demo``: part 1, then part 2 (``seconds`` simulated seconds per run)."""
+def run_demo(seed: int = 0, out: Callable[[str], None] = print, part: str = "all", seconds: int = 30,
+             root: str | Path = "runs") -> dict:
+    """``kmemdes demo``: part 1, then part 2 (``seconds`` simulated seconds per run; its two run
+    directories go under ``root``)."""
     res = part1(seed, out) if part in ("1", "all") else {}
     if part in ("2", "all"):
         out("")
-        res["part2"] = part2(out, seconds=seconds, seed=seed)
+        res["part2"] = part2(out, seconds=seconds, seed=seed, root=root)
     return res

@@ -59,25 +59,36 @@ def test_cli_demo(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--seed" in err
     assert main(["demo", "--help"]) == 0
-    assert "kmemdes demo" in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert "kmemdes demo" in help_text and "prints to stdout and writes no files" not in help_text
+    assert "runs/demo-part2-kmalloc" in help_text
 
 
-def test_part2_requests_and_failures():
+def test_part2_requests_and_failures(tmp_path, monkeypatch):
     """One 1 MB request per simulated second; kmalloc needs an order-8 block (get_order(1 MiB) = 8),
-    vmalloc single pages: under the fragmented start kmalloc cannot fail less often than vmalloc."""
+    vmalloc single pages: under the fragmented start kmalloc cannot fail less often than vmalloc.
+    The two run directories go under ``root`` (tmp_path here), nothing into the working directory."""
     from kmemdes.demo import part2, part2_config
 
     cfg = part2_config("kmalloc", 5)
     assert cfg["machine"] == {"arch": "x86_32", "mem": "160M", "cpus": 1}
     assert cfg["workloads"][0]["size"] == 1 << 20 and cfg["workloads"][0]["interval"] == "1s"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     lines = []
-    res = part2(lines.append, seconds=5, seed=0)
+    res = part2(lines.append, seconds=5, seed=0, root=tmp_path / "out")
     if res is None:  # engine unavailable: the hook says so
         assert "needs the simulation engine" in "\n".join(lines)
         return
     assert res["kmalloc"]["requests"] == res["vmalloc"]["requests"] == 5
     assert res["kmalloc"]["failures"] >= res["vmalloc"]["failures"]
     assert any(line.lstrip().startswith("kmalloc ") for line in lines)
+    for api in ("kmalloc", "vmalloc"):
+        d = tmp_path / "out" / f"demo-part2-{api}"
+        assert res[api]["run_dir"] == str(d) and (d / "summary.json").is_file()
+        assert f"  {d}" in lines
+    assert list(cwd.iterdir()) == []
 
 
 def test_make_demo_runs_it():
