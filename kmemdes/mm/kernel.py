@@ -26,7 +26,7 @@ from typing import Optional, Union
 
 from kmemdes.errors import KmemdesError
 from kmemdes.mm import gfp as G
-from kmemdes.mm.layout import Layout, build_layout
+from kmemdes.mm.layout import Layout, build_layout, x86_32_pae
 from kmemdes.mm.mm_init import build_node, parse_size
 from kmemdes.mm.page_alloc import MAX_PAGE_ORDER, PATH_NAMES, Node
 from kmemdes.mm.slub import KmemCache, SlabAllocator
@@ -52,11 +52,14 @@ class Kernel:
         self.cpus = cpus
         self.seed = seed
         self.thp = thp
-        self.node: Node = node if node is not None else build_node(arch, mem_bytes, cpus=cpus)
+        self.node: Node = node if node is not None else build_node(arch, mem_bytes, cpus=cpus,
+                                                                    nr_cpus_config=nr_cpus_config)
         highmem = [z.start_pfn for z in self.node.zones if z.name == "HighMem"]
-        # lowmem ends where the page allocator's HighMem zone begins (slab pages must have an address)
+        # lowmem ends where the page allocator's HighMem zone begins (slab pages must have an address).
+        # build_node and build_layout both take it from layout.x86_32_max_low_pfn, so this only
+        # matters for a node given from outside (e.g. built from a snapshot).
         self.layout: Layout = build_layout(arch, mem_bytes, nr_cpus=max(nr_cpus_config, cpus),
-                                           pae=arch == "x86_32" and mem_bytes > (4 << 30),
+                                           pae=arch == "x86_32" and x86_32_pae(mem_bytes),
                                            max_low_pfn=highmem[0] if highmem else None)
         self.events: Optional[list[tuple[str, dict]]] = [] if trace else None
         self.warnings: Counter[str] = Counter()

@@ -20,7 +20,12 @@ LAST_PKMAP 1024), KMAP_LOCAL with KM_MAX_IDX 16, local APIC and IO-APIC
 bitmaps, Intel debug store + 128 KiB BTS/PEBS buffers), FIXADDR_TOP
 0xfffff000, ``__VMALLOC_RESERVE`` 128 MiB.  That gives PKMAP_BASE 0xff000000,
 VMALLOC_END 0xfeffe000 and a lowmem limit (MAXMEM) of 0x36ffe000 (~880 MiB;
-"896 MiB" is the classic figure for older, smaller fixmaps).  ``mem_map``
+0x375fe000, ~886 MiB, with PAE).  "896 MiB" is the classic figure of the 2.4/2.6
+era, when ``MAXMEM`` was ``-PAGE_OFFSET - VMALLOC_RESERVE`` (4G - 3G - 128M) and the
+fixmap came out of the vmalloc reserve.  :func:`x86_32_max_low_pfn` is the one
+definition of the lowmem end: the direct map here *and* the Normal/HighMem zone
+boundary of :func:`kmemdes.mm.mm_init.build_node` (the kernel's ``zone_sizes_init``
+sets ``max_zone_pfns[ZONE_NORMAL] = max_low_pfn``).  ``mem_map``
 (FLATMEM) is placed at the top of lowmem with 32-byte ``struct page``.
 
 >>> lay = build_layout("x86_64", 24 << 30)
@@ -48,6 +53,9 @@ __all__ = [
     "Layout",
     "build_layout",
     "format_layout",
+    "x86_32_maxmem",
+    "x86_32_max_low_pfn",
+    "x86_32_pae",
     "ARCHES",
 ]
 
@@ -322,7 +330,27 @@ def _x64_layout(mem_bytes: int, nr_cpus: int) -> Layout:
     )
 
 
-def _x32_layout(mem_bytes: int, nr_cpus: int, pae: bool, low_limit: Optional[int] = None) -> Layout:
+def _config_nr_cpus(nr_cpus: int) -> int:
+    """CONFIG_NR_CPUS of the modelled x86-32 build: 8 (the 32-bit SMP default), or more if
+    the machine has more CPUs.  It sizes the fixmap and cpu_entry_area, hence MAXMEM."""
+    return max(8, nr_cpus)
+
+
+def x86_32_pae(mem_bytes: int) -> bool:
+    """Whether the modelled x86-32 kernel is built with X86_PAE (HIGHMEM64G): only when RAM
+    reaches above 4 GiB, which a non-PAE kernel cannot address (``MAX_NONPAE_PFN``); otherwise
+    HIGHMEM4G.  PAE halves the PMD (2 MiB) and LAST_PKMAP (512), which moves VMALLOC_END.
+
+    >>> x86_32_pae(4 << 30), x86_32_pae(6 << 30)
+    (False, True)
+    """
+    return mem_bytes > 4 * _GiB
+
+
+def _x32_areas(nr_cpus: int, pae: bool) -> tuple[int, int, int, int, int, int, int, int]:
+    """The top of the x86-32 address space (arch/x86/include/asm/pgtable_32_areas.h):
+    ``(pmd_mask, last_pkmap, fixaddr_start, cea_base, cea_end, ldt_base, pkmap_base, vmalloc_end)``
+    for CONFIG_NR_CPUS ``nr_cpus`` (already :func:`_config_nr_cpus`)."""
     pmd_mask = ~((2 * _MiB if pae else 4 * _MiB) - 1) & 0xFFFFFFFF
     last_pkmap = 512 if pae else 1024
     permanent, total = _x32_fixmap_pages(nr_cpus)
@@ -334,10 +362,50 @@ def _x32_layout(mem_bytes: int, nr_cpus: int, pae: bool, low_limit: Optional[int
     cea_end = cea_base + PAGE_SIZE + cea_pages * PAGE_SIZE  # CPU_ENTRY_AREA_MAP_SIZE
     ldt_base = (cea_base - PAGE_SIZE) & pmd_mask
     pkmap_base = (ldt_base - PAGE_SIZE) & pmd_mask
-    vmalloc_end = pkmap_base - 2 * PAGE_SIZE
-    maxmem = vmalloc_end - _X32_PAGE_OFFSET - _X32_VMALLOC_RESERVE  # MAXMEM
+    vmalloc_end = pkmap_base - 2 * PAGE_SIZE  # CONFIG_HIGHMEM: VMALLOC_END = PKMAP_BASE - 2 pages
+    return pmd_mask, last_pkmap, fixaddr_start, cea_base, cea_end, ldt_base, pkmap_base, vmalloc_end
+
+
+def x86_32_maxmem(nr_cpus: int = 8, pae: bool = False) -> int:
+    """``MAXMEM`` (arch/x86/include/asm/pgtable_32_areas.h), in bytes: the most RAM the 3G/1G
+    kernel maps directly, ``VMALLOC_END - PAGE_OFFSET - __VMALLOC_RESERVE`` with
+    ``__VMALLOC_RESERVE = 128 << 20`` (arch/x86/mm/pgtable_32.c; ``vmalloc=`` is not modelled).
+    VMALLOC_END sits below PKMAP, the LDT remap, the cpu_entry_area and the fixmap, so MAXMEM is a
+    little under the classic 896 MiB.  ``nr_cpus`` as for :func:`build_layout`.
+
+    >>> hex(x86_32_maxmem()), hex(x86_32_maxmem(pae=True))
+    ('0x36ffe000', '0x375fe000')
+    """
+    vmalloc_end = _x32_areas(_config_nr_cpus(nr_cpus), pae)[-1]
+    return vmalloc_end - _X32_PAGE_OFFSET - _X32_VMALLOC_RESERVE
+
+
+def x86_32_max_low_pfn(max_pfn: int, nr_cpus: int = 8, pae: bool = False) -> int:
+    """``max_low_pfn`` as ``find_low_pfn_range`` (arch/x86/mm/init_32.c) sets it without a
+    ``highmem=`` boot option: ``lowmem_pfn_init`` keeps ``max_pfn`` when ``max_pfn <= MAXMEM_PFN``,
+    else ``highmem_pfn_init`` sets ``MAXMEM_PFN`` (``PFN_DOWN(MAXMEM)``, asm/setup.h).
+
+    The one lowmem limit of the model: ``high_memory = __va(max_low_pfn << PAGE_SHIFT)`` in
+    :func:`build_layout`, and the end of ZONE_NORMAL / start of ZONE_HIGHMEM in
+    :func:`kmemdes.mm.mm_init.build_node` (``zone_sizes_init``: ``max_zone_pfns[ZONE_NORMAL] =
+    max_low_pfn``).  Not pageblock aligned: the two zones share one pageblock, as on real kernels.
+
+    >>> hex(x86_32_max_low_pfn((2 << 30) >> PAGE_SHIFT)), x86_32_max_low_pfn(40960)
+    ('0x36ffe', 40960)
+    """
+    maxmem_pfn = x86_32_maxmem(nr_cpus, pae) >> PAGE_SHIFT  # MAXMEM_PFN
+    return max_pfn if max_pfn <= maxmem_pfn else maxmem_pfn
+
+
+def _x32_layout(mem_bytes: int, nr_cpus: int, pae: bool, low_limit: Optional[int] = None) -> Layout:
+    pmd_mask, last_pkmap, fixaddr_start, cea_base, cea_end, ldt_base, pkmap_base, vmalloc_end = \
+        _x32_areas(nr_cpus, pae)
+    fixaddr_top = _X32_FIXADDR_TOP
     max_pfn = mem_bytes >> PAGE_SHIFT
-    max_low_pfn = min(max_pfn, maxmem >> PAGE_SHIFT if low_limit is None else low_limit)
+    if low_limit is None:
+        max_low_pfn = x86_32_max_low_pfn(max_pfn, nr_cpus, pae)
+    else:
+        max_low_pfn = min(max_pfn, low_limit)
     high_memory = _X32_PAGE_OFFSET + (max_low_pfn << PAGE_SHIFT)
     vmalloc_start = high_memory + _X32_VMALLOC_OFFSET
     if vmalloc_start >= vmalloc_end:
@@ -390,8 +458,9 @@ def build_layout(arch: str = "x86_64", mem_bytes: int = 1 << 30, nr_cpus: int = 
     CONFIG_NR_CPUS, which sizes the x86-32 fixmap and cpu_entry_area, is taken as
     ``max(8, nr_cpus)`` (the 32-bit SMP default, or more if the machine has more CPUs),
     so the layout does not change with the number of online CPUs below 8.
-    ``pae`` selects X86_PAE on x86-32.  ``max_low_pfn`` overrides the x86-32 lowmem limit
-    (MAXMEM) to agree with a page-allocator model that splits Normal/HighMem elsewhere.
+    ``pae`` selects X86_PAE on x86-32 (:func:`x86_32_pae` is the rule the composed kernel uses).
+    The x86-32 lowmem end is :func:`x86_32_max_low_pfn`; ``max_low_pfn`` overrides it for a
+    page-allocator model whose Normal/HighMem split comes from elsewhere (a snapshot).
     A 160 MiB x86-32 machine is all lowmem:
 
     >>> l = build_layout("x86_32", 160 << 20); l.max_low_pfn == l.max_pfn
@@ -403,7 +472,7 @@ def build_layout(arch: str = "x86_64", mem_bytes: int = 1 << 30, nr_cpus: int = 
         raise KmemdesError(f"--arch: unknown architecture {arch!r} (choose from {', '.join(ARCHES)})")
     if mem_bytes < 16 * _MiB:
         raise KmemdesError(f"--mem: {mem_bytes} bytes is too small (at least 16M)")
-    nr_cpus = max(8, nr_cpus)  # CONFIG_NR_CPUS
+    nr_cpus = _config_nr_cpus(nr_cpus)
     if arch == "x86_64":
         if mem_bytes > 64 * _TiB:
             raise KmemdesError("--mem: x86_64 4-level paging maps at most 64T")

@@ -20,6 +20,7 @@ from array import array
 
 from kmemdes.errors import KmemdesError
 from kmemdes.mm.gfp import ZoneType
+from kmemdes.mm.layout import x86_32_max_low_pfn, x86_32_pae
 from kmemdes.mm.page_alloc import (
     MAX_PAGE_ORDER,
     MIGRATE_TYPES,
@@ -82,16 +83,20 @@ def add_zone(node: Node, name: str, zt: ZoneType, idx: int, start: int, end: int
 #: struct page size per architecture (vmemmap cost of each 4 KiB page)
 STRUCT_PAGE_SIZE = {"x86_64": 64, "x86_32": 32}
 KERNEL_IMAGE_BYTES = {"x86_64": 48 << 20, "x86_32": 8 << 20}
-MAX_LOWMEM_32 = 896 << 20
 
 
 def build_node(arch: str = "x86_64", mem_bytes: int = 1 << 30, cpus: int = 2,
-               policy: Policy | None = None, debug: bool = False) -> Node:
+               policy: Policy | None = None, debug: bool = False, nr_cpus_config: int = 8) -> Node:
     """A freshly booted machine: zones laid out as the kernel does for ``arch``, memory freed at boot.
 
     x86_64: RAM at 4 KiB-640 KiB, 1 MiB-min(mem, 3 GiB), and above 4 GiB for the rest (the PCI hole);
-    zones DMA (< 16 MiB), DMA32 (< 4 GiB), Normal.  x86_32 (PAE, 3G/1G): DMA (< 16 MiB),
-    Normal (lowmem, < 896 MiB), HighMem.  Reserved before the buddy allocator starts: the first MiB,
+    zones DMA (< 16 MiB), DMA32 (< 4 GiB), Normal.  x86_32 (3G/1G; PAE only above 4 GiB,
+    :func:`~kmemdes.mm.layout.x86_32_pae`): DMA (< 16 MiB), Normal (lowmem) up to ``max_low_pfn``,
+    HighMem above.  ``max_low_pfn`` is :func:`~kmemdes.mm.layout.x86_32_max_low_pfn` (the kernel's
+    ``find_low_pfn_range``: ``MAXMEM_PFN`` ~880 MiB, not the classic 896 MiB; ``zone_sizes_init``
+    ends ZONE_NORMAL there), the same limit the address layout maps; CONFIG_NR_CPUS, which moves
+    MAXMEM, is ``max(nr_cpus_config, cpus)`` as in :class:`kmemdes.mm.kernel.Kernel`.
+    Reserved before the buddy allocator starts: the first MiB,
     the kernel image at 16 MiB, and the memmap (struct pages) at the top of lowmem, as memblock
     allocates top-down.  Everything else is freed in max-order blocks to list tails
     (``memblock_free_all`` -> ``__free_pages_core``), so allocation starts at low addresses.
@@ -118,7 +123,7 @@ def build_node(arch: str = "x86_64", mem_bytes: int = 1 << 30, cpus: int = 2,
         bounds = [("DMA", ZoneType.DMA, 0, 0, 0x1000), ("DMA32", ZoneType.DMA32, 1, 0x1000, 0x100000),
                   ("Normal", ZoneType.NORMAL, 2, 0x100000, 1 << 40)]
     else:
-        lowmem_end = min(max_pfn, MAX_LOWMEM_32 >> PAGE_SHIFT)
+        lowmem_end = x86_32_max_low_pfn(max_pfn, nr_cpus=max(nr_cpus_config, cpus), pae=x86_32_pae(mem_bytes))
         bounds = [("DMA", ZoneType.DMA, 0, 0, 0x1000), ("Normal", ZoneType.NORMAL, 1, 0x1000, lowmem_end),
                   ("HighMem", ZoneType.HIGHMEM, 2, lowmem_end, 1 << 40)]
     node_start = ranges[0][0]
@@ -138,7 +143,7 @@ def build_node(arch: str = "x86_64", mem_bytes: int = 1 << 30, cpus: int = 2,
     k1 = min(max_pfn, k0 + (KERNEL_IMAGE_BYTES[arch] >> PAGE_SHIFT))
     reserved[k0:k1] = b"\x01" * (k1 - k0)
     memmap_pages = -(-max_pfn * STRUCT_PAGE_SIZE[arch] // PAGE_SIZE)
-    top = max_pfn if arch == "x86_64" else min(max_pfn, MAX_LOWMEM_32 >> PAGE_SHIFT)
+    top = max_pfn if arch == "x86_64" else lowmem_end
     # memblock allocates top-down, below 4 GiB only for early users; keep the memmap at the top of RAM
     mm0 = max(k1, top - memmap_pages)
     reserved[mm0:top] = b"\x01" * (top - mm0)

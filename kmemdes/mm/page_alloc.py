@@ -486,9 +486,16 @@ class Node:
 
     # ----------------------------------------------------------------- zones
     def zone_of(self, pfn: int) -> Zone:
-        """``page_zone`` (zones start and end on pageblock boundaries on x86, except DMA's pfn 0)."""
+        """``page_zone``.  ``pb_zone`` names the lowest zone of each pageblock; zones start and end
+        on pageblock boundaries on x86-64 (except DMA's pfn 0), but the x86-32 Normal/HighMem
+        boundary (``max_low_pfn`` = MAXMEM_PFN, e.g. 0x36ffe) splits a pageblock between two zones."""
         z = self.pb_zone[pfn >> PAGEBLOCK_ORDER] if 0 <= pfn < self.max_pfn else None
         if z is None:
+            raise KmemdesError(f"pfn {pfn:#x} is outside every zone")
+        if pfn - z.start_pfn >= z.spanned:  # past the end of the pageblock's first zone
+            for z2 in self.zones:
+                if z2.start_pfn <= pfn < z2.start_pfn + z2.spanned:
+                    return z2
             raise KmemdesError(f"pfn {pfn:#x} is outside every zone")
         return z
 

@@ -9,7 +9,7 @@ import pytest
 import zstandard
 
 from kmemdes.mm import gfp as G
-from kmemdes.mm.layout import AddressError, build_layout, format_layout
+from kmemdes.mm.layout import AddressError, build_layout, format_layout, x86_32_max_low_pfn, x86_32_maxmem
 
 MiB = 1 << 20
 
@@ -63,11 +63,34 @@ def test_x86_32_small_machine_is_all_lowmem():
     assert lay.region_of(lay.high_memory + MiB) == "vmalloc gap"
 
 
+# MAXMEM = VMALLOC_END - PAGE_OFFSET - __VMALLOC_RESERVE (pgtable_32_areas.h, KERNEL.md section 12), with
+# VMALLOC_END = PKMAP_BASE - 2 pages and PKMAP_BASE PMD-aligned below the LDT remap, the cpu_entry_area
+# and the fixmap: MAXMEM = 896 MiB - (4 GiB - PKMAP_BASE) - 8 KiB.  For NR_CPUS 8 (the layout module's
+# config) the fixmap + 321-page cpu_entry_area end below 0xff800000 (non-PAE, 4 MiB PMD: LDT 0xff400000,
+# PKMAP 0xff000000) or 0xffa00000 (PAE, 2 MiB PMD: LDT 0xff800000, PKMAP 0xff600000).  Real dmesg of
+# older kernels with a smaller fixmap shows PKMAP 0xff800000 -> MAXMEM 0x377fe000, also a bit below 896 MiB.
+_PAGE_OFFSET, _VMALLOC_RESERVE = 0xC0000000, 128 * MiB
+_MAXMEM = {False: (0xFF000000 - 2 * 4096) - _PAGE_OFFSET - _VMALLOC_RESERVE,  # 0x36ffe000, ~880 MiB
+           True: (0xFF600000 - 2 * 4096) - _PAGE_OFFSET - _VMALLOC_RESERVE}  # 0x375fe000, ~886 MiB
+
+
+def test_x86_32_maxmem_follows_the_kernel_formula():
+    assert _MAXMEM[False] == 0x36FFE000 and _MAXMEM[True] == 0x375FE000
+    for pae in (False, True):
+        assert x86_32_maxmem(8, pae) == _MAXMEM[pae]
+        maxmem_pfn = _MAXMEM[pae] >> 12  # MAXMEM_PFN = PFN_DOWN(MAXMEM)
+        # find_low_pfn_range: lowmem_pfn_init keeps max_pfn up to MAXMEM_PFN, highmem_pfn_init caps it there
+        assert x86_32_max_low_pfn(maxmem_pfn, 8, pae) == maxmem_pfn
+        assert x86_32_max_low_pfn(maxmem_pfn + 1, 8, pae) == maxmem_pfn
+        assert x86_32_max_low_pfn(40960, 8, pae) == 40960
+        assert x86_32_max_low_pfn((896 * MiB) >> 12, 8, pae) == maxmem_pfn  # 896 MiB already has HighMem
+
+
 def test_x86_32_big_machine_has_highmem():
     for pae, last_pkmap, pmd in ((False, 1024, 4 * MiB), (True, 512, 2 * MiB)):
         lay = build_layout("x86_32", 2 << 30, pae=pae)
-        lowmem = lay.max_low_pfn << 12
-        assert 860 * MiB < lowmem <= 896 * MiB  # KERNEL.md: "~896 MiB"
+        assert lay.max_low_pfn == _MAXMEM[pae] >> 12 and lay.high_memory == _PAGE_OFFSET + _MAXMEM[pae]
+        assert lay.pkmap_base == (0xFF600000 if pae else 0xFF000000)
         assert lay.max_pfn > lay.max_low_pfn
         assert lay.vmalloc_start == lay.high_memory + 8 * MiB
         assert lay.vmalloc_end == lay.pkmap_base - 2 * 4096  # VMALLOC_END = PKMAP_BASE - 2 pages
