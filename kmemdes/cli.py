@@ -642,6 +642,35 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
             click.echo(f"report: {out}")
 
 
+def _param_name(param: click.Parameter) -> str:
+    """How the user writes ``param``: its long option name, or an argument's metavar."""
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return param.metavar or (param.name or "").upper()
+
+
+def usage_error_line(e: click.exceptions.UsageError) -> str:
+    """One line for a command-line usage error, in the form of the other errors: ``WHERE: what``.
+
+    >>> opt = click.Option(["-c", "--cpus"], type=click.IntRange(1))
+    >>> usage_error_line(click.BadParameter("0 is not in the range x>=1.", param=opt))
+    '--cpus: 0 is not in the range x>=1'
+    >>> usage_error_line(click.UsageError("No such option '--cpu'.\\nDid you mean '--cpus'?"))
+    "no such option '--cpu'. Did you mean '--cpus'?"
+    """
+    param = getattr(e, "param", None)
+    if isinstance(e, click.exceptions.MissingParameter) and param is not None:
+        usage = e.ctx.get_usage().replace("Usage: ", "usage: ", 1) if e.ctx is not None else ""
+        what = "required option" if isinstance(param, click.Option) else "missing argument"
+        text = f"{_param_name(param)}: {what}" + (f" ({usage})" if usage else "")
+    elif isinstance(e, click.BadParameter) and param is not None:
+        text = f"{_param_name(param)}: {e.message}"
+    else:
+        text = e.format_message()
+        text = text[:1].lower() + text[1:]
+    return " ".join(text.split()).rstrip(".")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the CLI; return the exit status (used by the console script)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -656,6 +685,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except click.exceptions.NoArgsIsHelpError as e:
         e.show()
         return 0
+    except click.exceptions.UsageError as e:
+        print(f"kmemdes: error: {usage_error_line(e)}", file=sys.stderr)
+        return e.exit_code
     except click.exceptions.ClickException as e:
         e.show()
         return e.exit_code
