@@ -41,7 +41,8 @@ def app() -> None:
 # --- mm/slub.py -------------------------------------------------------------
 @app.command("slab", context_settings={"ignore_unknown_options": True})
 @click.option("--cpus", "cpus", metavar="N", default=None,
-              help="CPU count the slab order depends on (default: the nproc file next to --slabinfo).")
+              help="CPU count the slab order depends on (default: the nproc file next to --slabinfo; "
+                   "without --slabinfo, or with --slabinfo /proc/slabinfo, this machine's CPUs).")
 @click.option("--slabinfo", "slabinfo_file", metavar="FILE", default=None,
               help="A real /proc/slabinfo: reprint it with the model's objperslab/pagesperslab.")
 @click.option("--kmalloc", "kmalloc_sizes", is_flag=True,
@@ -58,7 +59,7 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
     the file's.  Caches whose real geometry differs are listed on stderr.
     --kmalloc SIZE...: for each size, the cache kmalloc() uses and the bytes_alloc a kmalloc
     trace event reports (sizes above 8 KiB go to the page allocator).
-    Neither: the kmalloc caches' geometry for --cpus.
+    Neither: the kmalloc caches' geometry for --cpus (default: this machine's CPUs).
 
     \b
     Example:
@@ -74,8 +75,18 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
         raise KmemdesError(f"unexpected argument {sizes[0]!r} (sizes follow --kmalloc)")
     if kmalloc_sizes and not sizes:
         raise KmemdesError("--kmalloc: give at least one size, e.g. --kmalloc 100 4000 9000")
-    if cpus is None and slabinfo_file is not None and (Path(slabinfo_file).parent / "nproc").is_file():
+    slab_text = None
+    if slabinfo_file is not None:
+        from kmemdes.trace.snapshot import read_text
+
+        slab_text = read_text(slabinfo_file)  # a missing or unreadable file is the first thing to report
+    live = slabinfo_file is None or Path(slabinfo_file).resolve() == Path("/proc/slabinfo")
+    if cpus is None and not live and (Path(slabinfo_file).parent / "nproc").is_file():
         cpus = (Path(slabinfo_file).parent / "nproc").read_text().strip()
+    if cpus is None and live:
+        import os
+
+        cpus = str(len(os.sched_getaffinity(0)))  # what `kmemdes capture` stores as nproc
     ncpus = None
     if cpus is not None:
         try:
@@ -94,14 +105,15 @@ def slab_cmd(cpus: Optional[str], slabinfo_file: Optional[str], kmalloc_sizes: b
         for v in values:
             click.echo(slabinfo.kmalloc_class(v, gfp_mask).format())
     if slabinfo_file is not None or not kmalloc_sizes:
-        if ncpus is None:
-            raise KmemdesError("--cpus: required (the slab order depends on the CPU count)")
         if slabinfo_file is None:
             click.echo(slabinfo.format_slabinfo(slabinfo.kmalloc_geometry(ncpus, slub.kmalloc_type(gfp_mask))), nl=False)
             return
-        from kmemdes.trace.snapshot import parse_slabinfo, read_text
+        if ncpus is None:
+            raise KmemdesError(f"--cpus: required: {slabinfo_file} has no nproc file next to it "
+                               "(the slab order depends on the CPU count of the machine it came from)")
+        from kmemdes.trace.snapshot import parse_slabinfo
 
-        rows = parse_slabinfo(read_text(slabinfo_file), slabinfo_file)
+        rows = parse_slabinfo(slab_text, slabinfo_file)
         model = slabinfo.model_slabinfo(rows, ncpus)
         click.echo(slabinfo.format_slabinfo(model), nl=False)
         diff = [r.name for r, m in zip(rows, model) if (r.objperslab, r.pagesperslab) != (m.objperslab, m.pagesperslab)]
@@ -494,7 +506,7 @@ def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baselin
 
     \b
       kmemdes compare runs/thp-default runs/thp-strict
-      kmemdes compare runs/sweep/* --baseline runs/sweep/fallback=default-seed1 --format md
+      kmemdes compare sweeps/thp-decay/*/ --baseline sweeps/thp-decay/policy.fallback=default,seed=1 --format md
     """
     from kmemdes.report.compare import render_comparison, write_comparison
     from kmemdes.report.html import atomic_write

@@ -154,7 +154,7 @@ def test_kmalloc_events_of_corpus(corpus, capsys):
         (["slab", "--cpus", "2", "100"], "unexpected argument '100'"),
         (["slab", "--cpus", "2", "--gfp", "GFP_BOGUS", "--kmalloc", "8"], "--gfp: unknown GFP flag"),
         (["slab", "--cpus", "2", "--slabinfo", "/nonexistent/slabinfo"], "/nonexistent/slabinfo: no such file"),
-        (["slab"], "--cpus: required"),
+        (["slab", "--slabinfo", "/nonexistent/slabinfo"], "/nonexistent/slabinfo: no such file"),
     ],
 )
 def test_bad_arguments_one_line_exit_2(args, message, capsys):
@@ -177,3 +177,19 @@ def test_help_ends_with_example(capsys):
     assert main(["slab", "--help"]) == 0
     out = capsys.readouterr().out
     assert "kmemdes slab --cpus 2 --kmalloc 100 4000 9000" in out
+
+
+def test_without_cpus(tmp_path, capsys):
+    """No --cpus: this machine's CPUs without --slabinfo; a slabinfo file with no nproc next to it needs --cpus."""
+    import os
+
+    ncpus = len(os.sched_getaffinity(0))
+    assert main(["slab", "--cpus", str(ncpus)]) == 0
+    expected = capsys.readouterr().out
+    assert main(["slab"]) == 0
+    assert capsys.readouterr().out == expected
+    f = tmp_path / "slabinfo"
+    f.write_text("slabinfo - version: 2.1\n")
+    assert main(["slab", "--slabinfo", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--cpus: required: {f} has no nproc file next to it" in err

@@ -33,3 +33,11 @@ def test_help_still_works(capsys, args):
     assert main(args) == 0
     out, err = capsys.readouterr()
     assert out.startswith("Usage: kmemdes") and err == ""
+
+
+def test_compare_help_example_names_a_real_sweep_run(capsys):
+    from kmemdes.sweep import run_name
+
+    assert main(["compare", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"sweeps/thp-decay/{run_name({'policy.fallback': 'default', 'seed': 1})}" in out
