@@ -337,9 +337,25 @@ def parse_config(text: str, source: str = "<config>") -> Config:
 
 def config_from_dict(data: dict, source: str = "<config>") -> Config:
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         raise KmemdesError(_format_error(e.errors()[0], source, data)) from None
+    _check_costs(cfg.cost.model_extra or {}, source)
+    return cfg
+
+
+def _check_costs(overrides: dict, source: str) -> None:
+    """``[cost]`` keys are the fields of :class:`kmemdes.sim.cost.CostModel`, in whole ns >= 0."""
+    from dataclasses import fields
+
+    from kmemdes.sim.cost import CostModel
+
+    names = sorted(f.name for f in fields(CostModel))
+    for k, v in overrides.items():
+        if k not in names:
+            raise KmemdesError(f"{source}: cost.{k}: unknown key (allowed: {', '.join(names)})")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise KmemdesError(f"{source}: cost.{k}: must be a whole number of ns >= 0, got {v!r}")
 
 
 def load_config(path: str | Path) -> Config:

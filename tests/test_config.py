@@ -19,6 +19,8 @@ from kmemdes.errors import KmemdesError
     ('[[workloads]]\nkind = "replay"\n', "e.toml: workloads[0].trace: Field required"),
     ('[[workloads]]\nkind = "driver"\ngfp = "GFP_KERNAL"\n', "e.toml: workloads[0].gfp: unknown GFP flag 'GFP_KERNAL'"),
     ('seed = \n', "e.toml: not valid TOML"),
+    ('[cost]\nbogus_ns = 5\n', "e.toml: cost.bogus_ns: unknown key (allowed: buddy_base, "),
+    ('[cost]\npcp_hit = -1\n', "e.toml: cost.pcp_hit: must be a whole number of ns >= 0, got -1"),
 ])
 def test_errors_name_the_key_path(text, message):
     with pytest.raises(KmemdesError) as e:
