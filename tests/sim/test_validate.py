@@ -80,4 +80,19 @@ def test_targets_summary(shipped):
     assert all(abs(m["rel_error"]) > 0.10 for m in po["missed"])
     sl = res["targets"]["slab_5pct"]
     assert sl["met"] + len(sl["missed"]) == sl["of"] > 0
-    assert "targets (issue 8):" in format_validation(res)
+    assert "\ntargets:\n" in format_validation(res)
+
+
+def test_text_output_says_how_many_slab_rows_are_left_out(shipped):
+    """The slab table shows the caches the trace changed most and says how many it leaves out;
+    the target lines carry no tracker reference."""
+    res = validate_capture(shipped / "a_idle_stream")
+    res["slab"] = [{"cache": f"cache{i}", "before": 100, "trace_net": i, "model": 100 + i, "kernel": 100 + i,
+                    "rel_error": 0.0} for i in range(30)]
+    text = format_validation(res)
+    shown = [line for line in text.splitlines() if line.startswith("  cache")]
+    assert len(shown) == 25 and shown[0].split()[0] == "cache29"  # largest |trace_net| first
+    assert "... 5 more caches not shown" in text and "--json lists all 30" in text
+    assert "\ntargets:\n" in text and "issue" not in text
+    res["slab"] = res["slab"][:3]
+    assert "not shown" not in format_validation(res)
