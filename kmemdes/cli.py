@@ -260,7 +260,7 @@ def frag_cmd(buddyinfo: Optional[str], index: str) -> None:
 @click.option("--name", default=None, help="Capture name in markers and meta.txt (default: DIR's name).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND...")
 def capture_cmd(output: str, raw_pointers: bool, buffer_kb: int, events: str, kpageflags: bool,
-                keep_partial: bool, name: Optional[str], command: tuple[str, ...]) -> None:
+                keep_partial: bool, name: Optional[str], command: tuple[str, ...]) -> int:
     """Record the local kernel's kmem/vmalloc/compaction events while COMMAND runs.
 
     \b
@@ -269,6 +269,11 @@ def capture_cmd(output: str, raw_pointers: bool, buffer_kb: int, events: str, kp
     capture_start/capture_end markers, snapshots /proc and debugfs allocator state into
     DIR/before and DIR/after, and writes meta.txt and manifest.json.  The instance and mounts
     are removed and the global tracing state is left unchanged, also on Ctrl-C or failure.
+
+    \b
+    Exit status (like time and perf stat): COMMAND's own when the capture was written, so a
+    failing command fails the script that captured it (128+N when a signal N killed it; the
+    capture is kept either way); 2 when the capture itself could not be made.
 
     \b
     Example:
@@ -289,6 +294,21 @@ def capture_cmd(output: str, raw_pointers: bool, buffer_kb: int, events: str, kp
     click.echo(f"{output}: {meta['traced_seconds']} s traced, {m['trace_bytes_uncompressed']} bytes of trace text, "
                f"workload rc={meta['workload_rc']}, lost {meta['lost_total']}, "
                f"global tracing state restored: {meta['global_tracing_state_restored']}")
+    return workload_exit_status(meta["workload_rc"])
+
+
+def workload_exit_status(rc: object) -> int:
+    """The exit status of ``kmemdes capture`` for the workload's return code (``Popen.returncode``):
+    the command's own status, 128+N for a command killed by signal N (as a shell reports it).
+
+    >>> workload_exit_status("0"), workload_exit_status("3"), workload_exit_status(-9)
+    (0, 3, 137)
+    """
+    try:
+        n = int(str(rc))
+    except ValueError:
+        return 1
+    return 128 - n if n < 0 else min(n, 255)
 
 
 # --- trace/reader.py, kmt.py, stats.py ---------------------------------------
