@@ -580,11 +580,11 @@ def _connect(address: str):
     return client
 
 
-def _run_dask(plan: Plan, todo: list[SweepRun], address: str, record: Callable[[SweepRun, dict], None]) -> None:
-    """Submit ``todo`` to the Dask cluster at ``address``; unpack each run directory as it comes back."""
+def _run_dask(plan: Plan, todo: list[SweepRun], client, record: Callable[[SweepRun, dict], None]) -> None:
+    """Submit ``todo`` to the Dask cluster of ``client`` (from :func:`_connect`); unpack each run
+    directory as it comes back.  The caller closes the client."""
     from distributed import as_completed
 
-    client = _connect(address)
     tag = uuid.uuid4().hex[:8]
     futures: dict = {}
     try:
@@ -607,7 +607,6 @@ def _run_dask(plan: Plan, todo: list[SweepRun], address: str, record: Callable[[
     finally:
         for f in futures:
             f.cancel()
-        client.close()
 
 
 def run_sweep(plan: Plan, workers: Optional[int] = None, scheduler: Optional[str] = None,
@@ -626,6 +625,20 @@ def run_sweep(plan: Plan, workers: Optional[int] = None, scheduler: Optional[str
         raise KmemdesError(f"--workers {workers}: must be at least 1")
     if scheduler is not None and not _ADDRESS.match(scheduler):
         raise KmemdesError(f"--scheduler {scheduler}: expected a scheduler address such as tcp://HOST:8786")
+    out = plan.out
+    client = None
+    if scheduler is not None and not all(_complete(r, out) for r in plan.runs):
+        # connect before creating anything: a sweep that cannot start leaves no folder, sweep.json or lock behind
+        client = _connect(scheduler)
+    try:
+        return _run_sweep(plan, workers, scheduler, client, progress, runner, compare, t0)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run_sweep(plan: Plan, workers: Optional[int], scheduler: Optional[str], client, progress: Optional[bool],
+               runner: Callable[[str, str], dict], compare: bool, t0: float) -> SweepResult:
     out = plan.out
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -653,7 +666,14 @@ def run_sweep(plan: Plan, workers: Optional[int] = None, scheduler: Optional[str
                 _record(plan, r, res, report, result)
 
             if todo and scheduler:
-                _run_dask(plan, todo, scheduler, record)
+                own = client is None  # runs became incomplete since run_sweep looked
+                if own:
+                    client = _connect(scheduler)
+                try:
+                    _run_dask(plan, todo, client, record)
+                finally:
+                    if own:
+                        client.close()
             elif todo:
                 _run_local(plan, todo, min(workers or default_workers(), len(todo)), runner, record)
         finally:

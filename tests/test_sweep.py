@@ -372,3 +372,17 @@ def test_one_sweep_at_a_time_per_folder(config, tmp_path):
     with _locked(tmp_path / "l"):
         with pytest.raises(KmemdesError, match="another sweep is running in this folder"):
             run_sweep(plan, workers=1, progress=False)
+
+
+def test_unreachable_scheduler_leaves_nothing_behind(config, tmp_path, capsys, monkeypatch):
+    """A sweep that cannot reach its scheduler fails before it creates the folder, sweep.json or the lock."""
+    import kmemdes.sweep as sweep_mod
+
+    def refuse(address):
+        raise KmemdesError(f"--scheduler {address}: cannot connect (refused)")
+
+    monkeypatch.setattr(sweep_mod, "_connect", refuse)
+    out = tmp_path / "x"
+    assert main(["sweep", str(config), "--set", "seed=1", "--scheduler", "tcp://127.0.0.1:1", "-o", str(out)]) == 2
+    assert "--scheduler tcp://127.0.0.1:1: cannot connect" in capsys.readouterr().err
+    assert not out.exists()
