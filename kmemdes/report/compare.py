@@ -151,8 +151,9 @@ def _config_diff(groups: list[Group]) -> list[tuple[str, list[str]]]:
         vals = [_fmt_value(g.config.get(k)) if k in g.config else "(absent)" for g in groups]
         if len(set(vals)) > 1:
             out.append((k, vals))
+    # seed, like every key, only when it differs: between the columns, or within the one column of replicas
     seeds = [", ".join(_fmt_value(s) for s in g.seeds) for g in groups]
-    if len(groups) > 1 or any(len(g.runs) > 1 for g in groups):
+    if len(set(seeds)) > 1 or (len(groups) == 1 and len(set(map(str, groups[0].seeds))) > 1):
         out.append(("seed", seeds))
     return out
 

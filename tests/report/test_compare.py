@@ -132,3 +132,16 @@ def test_identical_runs_compare_as_equal(small_run):
     assert "(the configs are identical)" in text
     with pytest.raises(Exception, match="at least one run directory"):
         render_comparison([], "text")
+
+
+def test_config_differences_list_only_keys_that_differ(replica_runs):
+    """Two single runs with the same seed and different policies: the seed is not a difference."""
+    base, strict = replica_runs["base"][0], replica_runs["strict"][0]   # both seed 1
+    diff = dict(build_comparison([load_run_dir(base), load_run_dir(strict)]).config_diff)
+    assert diff["policy.fallback"] == ["default", "defrag_mode"] and "seed" not in diff
+    # replicas of one configuration differ only in seed: that is listed
+    diff = dict(build_comparison([load_run_dir(d) for d in replica_runs["base"]]).config_diff)
+    assert diff == {"seed": ["1, 2, 3"]}
+    # two configurations with the same replica seeds: the seeds do not differ between the columns
+    diff = dict(build_comparison([load_run_dir(d) for d in replica_runs["base"] + replica_runs["strict"]]).config_diff)
+    assert "seed" not in diff and "policy.fallback" in diff
