@@ -36,6 +36,7 @@ import polars as pl
 
 from kmemdes.trace.schema import EVENT_SCHEMA, EventKind, conform
 from kmemdes.trace.text import (
+    _Interned,
     _CONV, _FAMILY, _HEADER_RE, _INT, _LAYOUT_SAMPLE, _PTR, _STR, _column_of, _positional,
 )
 
@@ -75,33 +76,59 @@ def _events(parser) -> list[tuple[str, tuple, tuple]]:
     return out
 
 
-def _tail_table(parser, events: list, pairs: np.ndarray, tails: list, n_slots: int) -> pl.DataFrame:
-    """Typed tail columns and ``_ok`` of each (event, tail) pair, in the order of ``pairs``
-    (sorted codes ``event * n_slots + tail``; tail ``n_slots - 1`` is "no tail")."""
-    parts = []
-    for code in np.unique(pairs // n_slots).tolist():
-        name, family, (keys, prefixes) = events[code]
-        tids = (pairs[pairs // n_slots == code] % n_slots).tolist()
-        strings = [tails[t] if t < n_slots - 1 else None for t in tids]
-        k = len(keys) - 2
-        if k == 0:  # call_site= ptr= and nothing more
-            parts.append(pl.DataFrame({"_ok": [s is None for s in strings]}))
-            continue
-        f = pl.col("_f").struct
-        exprs, checks, converted, ptrs = _positional(family, keys[2:], prefixes[2:], f)
-        checks.append(f.field(f"field_{k}").is_null())
-        converted += [pl.col(c).is_not_null() for c, _, _ in ptrs]
-        table = (
-            pl.LazyFrame({"t": strings}, schema={"t": pl.String})
-            .select(_f=pl.col("t").str.split_exact(" ", k))
-            .select(*exprs, _ok=pl.all_horizontal(checks))
-            .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
-            .collect()
-        )
-        if "gfp_flags" in table.columns:
-            table = table.with_columns(gfp=parser._gfp_bits(table["gfp_flags"]))
-        parts.append(table)
-    return pl.concat(parts, how="diagonal_relaxed")
+def _parse_tails(parser, event: tuple, strings: list) -> pl.DataFrame:
+    """Typed tail columns and ``_ok`` of tails of one event (None: no tail)."""
+    name, family, (keys, prefixes) = event
+    k = len(keys) - 2
+    if k == 0:  # call_site= ptr= and nothing more
+        return pl.DataFrame({"_ok": [s is None for s in strings]})
+    f = pl.col("_f").struct
+    exprs, checks, converted, ptrs = _positional(family, keys[2:], prefixes[2:], f)
+    checks.append(f.field(f"field_{k}").is_null())
+    converted += [pl.col(c).is_not_null() for c, _, _ in ptrs]
+    table = (
+        pl.LazyFrame({"t": strings}, schema={"t": pl.String})
+        .select(_f=pl.col("t").str.split_exact(" ", k))
+        .select(*exprs, _ok=pl.all_horizontal(checks))
+        .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
+        .collect()
+    )
+    if "gfp_flags" in table.columns:
+        table = table.with_columns(gfp=parser._gfp_bits(table["gfp_flags"]))
+    return table
+
+
+class _Tails:
+    """The distinct tails of a file and their parse per event, kept from
+    chunk to chunk (a trace has a few hundred: caches, sizes, flags)."""
+
+    def __init__(self) -> None:
+        self.interned = _Interned()  # tail id -> text
+        self.strings = self.interned.strings
+        self.rows: dict[tuple[str, int], int] = {}  # (event, tail id; -1: none) -> row of ``table``
+        self.table = pl.DataFrame({"_ok": []}, schema={"_ok": pl.Boolean})
+
+    def ids(self, tail: pl.Series) -> np.ndarray:
+        """The tail id of each line (-1 where it has no tail)."""
+        return self.interned.ids(tail).cast(pl.Int64).fill_null(-1).to_numpy()
+
+    def lookup(self, parser, events: list, pairs: np.ndarray, width: int) -> np.ndarray:
+        """Row of ``table`` of each pair ``code * width + tail id + 1``,
+        parsing the pairs not met before."""
+        codes, tids = (pairs // width).tolist(), (pairs % width - 1).tolist()
+        missing: dict[int, list[int]] = {}
+        for c, t in zip(codes, tids):
+            if (events[c][0], t) not in self.rows:
+                missing.setdefault(c, []).append(t)
+        if missing:
+            parts, n = [self.table], self.table.height
+            for c, ts in missing.items():
+                parts.append(_parse_tails(parser, events[c], [self.strings[t] if t >= 0 else None for t in ts]))
+                for t in ts:
+                    self.rows[(events[c][0], t)] = n
+                    n += 1
+            self.table = pl.concat(parts, how="diagonal_relaxed", rechunk=True)
+        return np.array([self.rows[(events[c][0], t)] for c, t in zip(codes, tids)], dtype=np.uint32)
 
 
 def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
@@ -202,21 +229,22 @@ def express_rows(parser, frame: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.D
         )
         .collect()
     )
-    # the tail: one parse per distinct (event, tail) pair
-    tail = cut["_tail"]
-    tails = tail.drop_nulls().unique().to_list()
-    n_slots = len(tails) + 1
-    tid = tail.cast(pl.Enum(tails)).to_physical().cast(pl.Int64).fill_null(n_slots - 1).to_numpy()
+    # the tail: one parse per distinct (event, tail) pair of the file
+    if parser._express_tails is None:
+        parser._express_tails = _Tails()
+    tails = parser._express_tails
+    tid = tails.ids(cut["_tail"])
+    width = len(tails.strings) + 1
     codes_np = cut["_code"].cast(pl.Int64).fill_null(-1).to_numpy()
     known = codes_np >= 0
-    pair = np.where(known, codes_np * n_slots + tid, 0)
-    pairs = np.flatnonzero(np.bincount(pair[known], minlength=len(events) * n_slots))
+    pair = np.where(known, codes_np * width + tid + 1, 0)
+    pairs = np.flatnonzero(np.bincount(pair[known], minlength=len(events) * width))
     if not pairs.size:
         return None, frame
-    table = _tail_table(parser, events, pairs, tails, n_slots)
-    lut = np.zeros(len(events) * n_slots, dtype=np.uint32)
-    lut[pairs] = np.arange(pairs.size, dtype=np.uint32)
+    lut = np.zeros(len(events) * width, dtype=np.uint32)
+    lut[pairs] = tails.lookup(parser, events, pairs, width)
     at = pl.Series(lut[pair])
+    table = tails.table
     tail_cols = [table[c].gather(at) for c in table.columns if c != "_ok"]
     tail_ok = table["_ok"].gather(at)
 

@@ -79,15 +79,17 @@ class ProblemLog:
     raised as ``KmemdesError("FILE:LINE: what")``.
 
     >>> log = ProblemLog("t.txt")
-    >>> log.add("bad_field", [7, 3], "order=abc", "mm_page_alloc: order=abc is not a number")
+    >>> log.add("bad_field", [7, 9], "order=abc", "mm_page_alloc: order=abc is not a number")
+    >>> log.add("bad_field", [3], "pfn=0xzz", "mm_page_free: pfn=0xzz is not a number")
     >>> log.as_dict()
-    {'bad_field': {'count': 2, 'lines': [3, 7], 'example': 'order=abc'}}
+    {'bad_field': {'count': 3, 'lines': [3, 7, 9], 'example': 'pfn=0xzz'}}
     """
 
     def __init__(self, source: object, strict: bool = False):
         self.source = source
         self.strict = strict
         self.kinds: dict[str, dict] = {}
+        self._example_line: dict[str, int] = {}  # kind -> line of its example
         self._first: tuple[int, str] | None = None
 
     def add(self, kind: str, lines: list[int], example: str, message: str, count: int | None = None) -> None:
@@ -96,10 +98,12 @@ class ProblemLog:
         if n <= 0:
             return
         lines = sorted(int(x) for x in lines if x is not None)
+        first = lines[0] if lines else 0
         entry = self.kinds.setdefault(kind, {"count": 0, "lines": [], "example": example[:300]})
+        if first < self._example_line.setdefault(kind, first):  # the example is of the first line
+            entry["example"], self._example_line[kind] = example[:300], first
         entry["count"] += n
         entry["lines"] = sorted(set(entry["lines"]) | set(lines[:_MAX_LINES]))[:_MAX_LINES]
-        first = lines[0] if lines else 0
         if self._first is None or first < self._first[0]:
             self._first = (first, message)
 
@@ -284,6 +288,30 @@ _SLAB_EVENTS = {"kmalloc", "kmalloc_node", "kmem_cache_alloc", "kmem_cache_alloc
 _NULL_PTRS = ("(nil)", "(null)")
 
 _HEADER_COLS = ["line", "ts", "cpu", "pid", "comm", "flags", "ev", "body"]
+_PREFIX_SCHEMA = {"comm": pl.String, "pid": pl.Int32, "cpu": pl.Int16, "flags": pl.String, "_pok": pl.Boolean}
+
+
+class _Interned:
+    """The distinct strings of a column met so far in a file, each with an
+    id (its index in :attr:`strings`), kept from chunk to chunk: what
+    repeats (line prefixes, field tails) is parsed once per file.
+
+    >>> i = _Interned()
+    >>> i.ids(pl.Series(["b", "a", None, "b"])).to_list(), i.ids(pl.Series(["c", "a"])).to_list(), i.strings
+    ([0, 1, None, 0], [2, 1], ['b', 'a', 'c'])
+    """
+
+    def __init__(self) -> None:
+        self.strings: list[str] = []
+
+    def ids(self, column: pl.Series) -> pl.Series:
+        """The id of each value (UInt32, null where the value is null)."""
+        ids = column.cast(pl.Enum(self.strings), strict=False).to_physical()
+        new = column.filter(ids.is_null() & column.is_not_null()).unique(maintain_order=True)
+        if new.len():
+            self.strings += new.to_list()
+            ids = column.cast(pl.Enum(self.strings)).to_physical()
+        return ids.cast(pl.UInt32)
 
 
 #: rows of an event from which its layout is learnt
@@ -429,6 +457,9 @@ class TextParser:
         self._cmp: np.ndarray | None = None
         self._ascii = False  # the chunk being parsed is pure ASCII (bytes are characters)
         self._ts_width: int | None = None  # timestamp width in this chunk, for _express_query
+        self._express_tails = None  # the express path's parsed tails (kmemdes.trace._express._Tails)
+        self._prefixes = _Interned()  # distinct line prefixes (comm, pid, cpu, flags) of the file
+        self._prefix_table = pl.DataFrame(schema=_PREFIX_SCHEMA)  # their fields, one row per id
 
     # ------------------------------------------------------------------ input
 
@@ -651,30 +682,29 @@ class TextParser:
     def _prefix_fields(self, prefixes: pl.Series) -> list[pl.Series]:
         """``comm, pid, cpu, flags, _pok`` of each line from its prefix (the
         line up to the layout's timestamp column), parsed once per distinct
-        prefix with the layout's ``prefix_re`` and gathered back."""
+        prefix of the file with the layout's ``prefix_re`` and gathered back."""
         lay = self._layout
         assert lay is not None
-        uniq = [u for u in prefixes.unique().to_list() if u is not None]
+        ids = self._prefixes.ids(prefixes)
         rows = []
-        for pre in uniq + [None]:
-            m = lay.prefix_re.match(pre) if pre is not None else None
+        for pre in self._prefixes.strings[self._prefix_table.height:]:
+            m = lay.prefix_re.match(pre)
             if m is None:
-                rows.append((pre, None, None, None, None, False))
+                rows.append((None, None, None, None, False))
                 continue
             pid, cpu = int(m.group("pid")), int(m.group("cpu"))
             fl = m.groupdict().get("flags")
             ok = -(2**31) <= pid < 2**31 and cpu < 2**15
-            rows.append((pre, m.group("comm").lstrip(" ") if ok else None, pid if ok else None,
+            rows.append((m.group("comm").lstrip(" ") if ok else None, pid if ok else None,
                          cpu if ok else None, fl, ok))
-        table = pl.DataFrame(
-            rows,
-            schema={"_pre": pl.String, "comm": pl.String, "pid": pl.Int32, "cpu": pl.Int16, "flags": pl.String,
-                    "_pok": pl.Boolean},
-            orient="row",
-        )
-        # each line's prefix as an index into the table of distinct prefixes
-        codes = prefixes.cast(pl.Enum(uniq)).to_physical().fill_null(len(uniq))
-        return [table[c].gather(codes) for c in ("comm", "pid", "cpu", "flags", "_pok")]
+        if rows:
+            self._prefix_table = pl.concat([self._prefix_table, pl.DataFrame(rows, schema=_PREFIX_SCHEMA, orient="row")])
+        # each line's prefix as a row of the table of distinct prefixes (null: the last row)
+        n = self._prefix_table.height
+        table = pl.concat([self._prefix_table, pl.DataFrame([(None, None, None, None, False)], schema=_PREFIX_SCHEMA,
+                                                            orient="row")], rechunk=True)
+        codes = ids.fill_null(n)
+        return [table[c].gather(codes) for c in _PREFIX_SCHEMA]
 
     @staticmethod
     def _header_query(lf: pl.LazyFrame, d0: int) -> pl.LazyFrame:

@@ -168,7 +168,8 @@ def test_capture_raw_pointers_head(tmp_path, kstate):
 @kernel
 def test_failing_command_recorded(tmp_path, kstate, capsys):
     out = tmp_path / "c_fail"
-    assert main(["capture", "-o", str(out), "--buffer-kb", "512", "--", "sh", "-c", "echo hi; exit 3"]) == 0
+    # the capture is written, and kmemdes exits with the command's status (as time and perf stat do)
+    assert main(["capture", "-o", str(out), "--buffer-kb", "512", "--", "sh", "-c", "echo hi; exit 3"]) == 3
     assert "workload rc=3" in capsys.readouterr().out
     meta = _meta(out)
     assert meta["workload_rc"] == "3" and (out / "workload.log").read_text() == "hi\n"
