@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -35,7 +35,7 @@ import polars as pl
 from kmemdes.errors import KmemdesError
 from kmemdes.report import figures as F
 from kmemdes.report.load import RunData, flatten_config, load_run_dir
-from kmemdes.report.metrics import Metric, downsample, headline_metrics, main_zone, requests_table
+from kmemdes.report.metrics import Metric, downsample, headline_metrics, main_zone, request_labels, requests_table
 from kmemdes.report.page import Page, Raw, esc, ptext, table_html
 from kmemdes.report.stats import Summary, summarize, welch_p
 
@@ -158,6 +158,19 @@ def _config_diff(groups: list[Group]) -> list[tuple[str, list[str]]]:
     return out
 
 
+def _merge_labels(labels: list[str]) -> str:
+    """One row label for a metric the runs name differently, their common words said once.
+
+    >>> _merge_labels(["failure rate order 8", "failure rate vmalloc 1 MiB"])
+    'failure rate order 8 / vmalloc 1 MiB'
+    """
+    words = [lb.split(" ") for lb in labels]
+    n = 0
+    while all(len(w) > n + 1 and w[n] == words[0][n] for w in words):
+        n += 1
+    return " ".join(words[0][:n] + [" / ".join(" ".join(w[n:]) for w in words)])
+
+
 def build_comparison(runs: list[RunData], baseline: Optional[RunData] = None) -> Comparison:
     """Group ``runs`` into configurations and compute every comparison row."""
     groups = _group(runs, baseline)
@@ -178,6 +191,9 @@ def build_comparison(runs: list[RunData], baseline: Optional[RunData] = None) ->
     keys.sort(key=lambda k: (group_rank[first[k].group], order[k]))
     rows = []
     for k in keys:
+        labels = list(dict.fromkeys(per_run[id(r)][k].label for g in groups for r in g.runs if k in per_run[id(r)]))
+        if len(labels) > 1:  # e.g. order 8 of a kmalloc run, vmalloc 1 MiB of a vmalloc run: say both
+            first[k] = replace(first[k], label=_merge_labels(labels))
         values = [[float(per_run[id(r)][k].value) for r in g.runs
                    if k in per_run[id(r)] and per_run[id(r)][k].value is not None] for g in groups]
         sums = [summarize(v) for v in values]
@@ -402,9 +418,17 @@ def _fail_rate_bars(c: Comparison):
     orders = [o for o in orders if any(max(v.get(o, [0])) > 0 for v in per_group)]
     if not orders:
         return None
+    names: dict[int, list[str]] = {}
+    for g in c.groups:
+        for r in g.runs:
+            for o, lb in request_labels(r).items():
+                names.setdefault(o, [])
+                if lb not in names[o]:
+                    names[o].append(lb)
+    xs = [" / ".join(names.get(o) or [f"order {o}"]) for o in orders]
     for gi, (g, vals) in enumerate(zip(c.groups, per_group)):
         sums = [summarize(vals.get(o, [])) for o in orders]
-        fig.add_trace(go.Bar(x=[f"order {o}" for o in orders], y=F._f8([s.mean if s else np.nan for s in sums]),
+        fig.add_trace(go.Bar(x=xs, y=F._f8([s.mean if s else np.nan for s in sums]),
                              name=ptext(g.label), marker_color=_GROUP_COLORS[gi % len(_GROUP_COLORS)],
                              error_y=dict(type="data", array=F._f8([s.half_width if s else 0 for s in sums]),
                                           visible=any(s is not None and s.n > 1 for s in sums)),

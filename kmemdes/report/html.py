@@ -22,7 +22,7 @@ from kmemdes.mm.frag import format_index
 from kmemdes.report import figures as F
 from kmemdes.report.load import RunData, load_run_dir
 from kmemdes.report.metrics import (compaction, fallback_matrix, final_counters, final_frag, latency_table,
-                                    main_zone, requests_table, workload_table, zone_order)
+                                    main_zone, request_labels, requests_table, workload_table, zone_order)
 from kmemdes.report.page import Page, Raw, esc, fmt_num, table_html
 
 __all__ = ["render_report", "write_report", "atomic_write"]
@@ -66,15 +66,21 @@ def _headline(page: Page, run: RunData) -> None:
                      + (f" ({fmt_num(s['events_per_s'])} events/s)" if s.get("events_per_s") else "")))
     rt = requests_table(run.requests)
     nreq, nfail = int(rt["requests"].sum()) if rt.height else 0, int(rt["failures"].sum()) if rt.height else 0
-    failing = [str(o) for o, f in zip(rt["order"].to_list(), rt["failures"].to_list()) if f]
+    what = request_labels(run)
+    failing = [what.get(o, f"order {o}") for o, f in zip(rt["order"].to_list(), rt["failures"].to_list()) if f]
     fb = fallback_matrix(run.fallbacks)
     cp = compaction(run)
     key = [("page allocator requests", fmt_num(nreq)),
            ("failed", f"{fmt_num(nfail)} ({_pct(nfail / nreq) if nreq else '–'})"
-                      + (f", orders {', '.join(failing)}" if failing else "")),
+                      + (f": {', '.join(failing)}" if failing else "")),
            ("fallbacks", f"{fmt_num(fb['claim_total'])} claims, {fmt_num(fb['steal_total'])} steals, "
                          f"{fmt_num(fb['pollute'])} pollutions"),
            ("direct compaction", f"{fmt_num(cp['attempts'])} attempts, success rate {_pct(cp['success_rate'])}")]
+    if cp["kcompactd_wakeups"] is not None or cp["proactive_runs"] is not None:
+        key.append(("kcompactd (background)",
+                    ", ".join(f"{fmt_num(v)} {what_}" for v, what_ in ((cp["kcompactd_wakeups"], "wakeups"),
+                                                                      (cp["proactive_runs"], "proactive runs"))
+                              if v is not None)))
     ff = final_frag(run.frag)
     z = main_zone(run)
     if ff.height and z is not None:
@@ -95,7 +101,7 @@ def _headline(page: Page, run: RunData) -> None:
     page.html(table_html(
         ["order", "requests", "failures", "failure rate", "may reclaim: requests", "failure rate",
          "atomic: requests", "failure rate"],
-        [(f"{r['order']} ({F.size_label(4096 << r['order'])})", r["requests"], r["failures"], _pct(r["failure_rate"]),
+        [(_order_cell(r["order"], what), r["requests"], r["failures"], _pct(r["failure_rate"]),
           r["reclaim_requests"], _pct(r["reclaim_failure_rate"]), r["atomic_requests"], _pct(r["atomic_failure_rate"]))
          for r in rt.iter_rows(named=True)]))
     page.text("\"May reclaim\" requests carry __GFP_DIRECT_RECLAIM (GFP_KERNEL, GFP_HIGHUSER_MOVABLE...): they can "
@@ -154,8 +160,21 @@ def _paths(page: Page, run: RunData) -> None:
     fc = final_counters(run.counters)
     rows = [("direct compaction attempts", fmt_num(cp["attempts"])), ("successes", fmt_num(cp["success"])),
             ("success rate", _pct(cp["success_rate"]))]
+    if cp["kcompactd_wakeups"] is not None:
+        rows.append(("kcompactd wakeups", fmt_num(cp["kcompactd_wakeups"])))
+    if cp["proactive_runs"] is not None:
+        rows.append(("proactive compaction runs", fmt_num(cp["proactive_runs"])))
     rows += [(f"{k} (final counter)", fmt_num(v)) for k, v in fc.items()]
     page.html(_kv(rows))
+
+
+def _order_cell(order: int, what: dict) -> str:
+    """``8 (1 MiB)`` for a page allocator order; vmalloc calls recorded under get_order(size) are
+    named as such (``vmalloc 1 MiB (recorded as order 8)``)."""
+    label = what.get(order, f"order {order}")
+    if label == f"order {order}":
+        return f"{order} ({F.size_label(4096 << order)})"
+    return f"{label} (recorded as order {order})"
 
 
 def render_report(run: RunData) -> str:

@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 import polars as pl
 
+from kmemdes.errors import KmemdesError
 from kmemdes.mm.gfp import MIGRATETYPE_NAMES
 from kmemdes.report.load import RunData
 
@@ -38,6 +39,8 @@ __all__ = [
     "workload_table",
     "fallback_matrix",
     "compaction",
+    "vmalloc_workloads",
+    "request_labels",
     "final_frag",
     "final_counters",
     "zone_order",
@@ -177,18 +180,82 @@ def final_counters(counters: pl.DataFrame) -> dict[str, int]:
 
 
 def compaction(run: RunData) -> dict:
-    """Compaction attempts (direct compaction stalls), successes and success rate.
+    """Direct compaction attempts (compaction stalls), successes and success rate; and what
+    kcompactd did (``compact_daemon_wake``, ``compact_proactive_runs``: None when the run has
+    no such counter).
 
-    From ``summary.json``'s ``compaction`` when present, else from the final
+    Direct compaction from ``summary.json``'s ``compaction`` when present, else from the final
     ``compact_stall`` / ``compact_success`` counters (/proc/vmstat semantics).
     """
     c = run.summary.get("compaction") or {}
+    fc = final_counters(run.counters)
     if "attempts" in c:
         att, suc = int(c.get("attempts") or 0), int(c.get("success") or 0)
     else:
-        fc = final_counters(run.counters)
         att, suc = fc.get("compact_stall", 0), fc.get("compact_success", 0)
-    return {"attempts": att, "success": suc, "success_rate": (suc / att) if att else None}
+    return {"attempts": att, "success": suc, "success_rate": (suc / att) if att else None,
+            "kcompactd_wakeups": fc.get("compact_daemon_wake"), "proactive_runs": fc.get("compact_proactive_runs")}
+
+
+def vmalloc_workloads(config: dict) -> dict[str, int]:
+    """The workloads of a run config whose requests are vmalloc calls, by the name the run records
+    them under (``name``, else kind and index), with their size in bytes.  The engine records a
+    vmalloc of SIZE under get_order(SIZE), although it is no page allocator request of that order.
+
+    >>> vmalloc_workloads({"workloads": [{"kind": "driver", "api": "vmalloc", "size": 1 << 20},
+    ...                                  {"kind": "vmalloc_churn", "size": "16K"}, {"kind": "anon"}]})
+    {'driver0': 1048576, 'vmalloc_churn1': 16384}
+    """
+    from kmemdes.mm.mm_init import parse_size
+
+    out: dict[str, int] = {}
+    for i, w in enumerate(config.get("workloads") or []):
+        if not isinstance(w, dict):
+            continue
+        kind = w.get("kind")
+        try:
+            if kind == "driver" and w.get("api") == "vmalloc":
+                size = int(w.get("size") or 0) or 4096 << int(w.get("order", 4))
+            elif kind == "vmalloc_churn":
+                size = parse_size(str(w.get("size", "16K")))
+            else:
+                continue
+        except (TypeError, ValueError, KmemdesError):
+            continue
+        out[str(w.get("name") or f"{kind}{i}")] = size
+    return out
+
+
+def _bytes(b: int) -> str:
+    """>>> _bytes(1 << 20), _bytes(1000000)
+    ('1 MiB', '1,000,000 B')"""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if b >= (1 << shift) and b % (1 << shift) == 0:
+            return f"{b >> shift} {unit}"
+    return f"{b:,} B"
+
+
+def request_labels(run: RunData) -> dict[int, str]:
+    """What to call the requests recorded under each order: ``order N`` for the page allocator,
+    ``vmalloc 1 MiB`` for an order whose requests all come from vmalloc workloads, ``order N +
+    vmalloc 1 MiB`` when both share it."""
+    labels: dict[int, str] = {}
+    vm = vmalloc_workloads(run.config or {})
+    req = run.requests
+    if vm and req.height:
+        for o, names in req.group_by("order").agg(pl.col("workload").unique()).iter_rows():
+            ours = sorted(n for n in names if n in vm)
+            if not ours:
+                continue
+            v = "vmalloc " + ", ".join(_bytes(b) for b in sorted({vm[n] for n in ours}))
+            labels[int(o)] = v if len(ours) == len(names) else f"order {o} + {v}"
+    if req.height:
+        for o in req["order"].unique().to_list():
+            labels.setdefault(int(o), f"order {o}")
+    if run.latency.height:
+        for o in run.latency["order"].unique().to_list():
+            labels.setdefault(int(o), f"order {o}")
+    return labels
 
 
 def zone_order(zones) -> list[str]:
@@ -290,32 +357,39 @@ def headline_metrics(run: RunData) -> list[Metric]:
                       None, "Run"))
     out.append(Metric("events_per_s", "simulation speed (wall clock)", "events/s", s.get("events_per_s"), "higher", "Run"))
     rt = requests_table(run.requests)
+    what = request_labels(run)  # "order 8", or "vmalloc 1 MiB" for vmalloc calls recorded under get_order(size)
     for row in rt.iter_rows(named=True):
         o = row["order"]
         fr = row["failure_rate"]
-        out.append(Metric(f"fail.o{o}", f"failure rate order {o}", "%", None if fr is None else 100.0 * fr,
+        out.append(Metric(f"fail.o{o}", f"failure rate {what[o]}", "%", None if fr is None else 100.0 * fr,
                           "lower", "Failures"))
     for row in rt.iter_rows(named=True):
         o = row["order"]
         for cls in ("reclaim", "atomic"):
             fr = row[f"{cls}_failure_rate"]
             if fr is not None and row["failures"]:
-                out.append(Metric(f"fail.o{o}.{cls}", f"failure rate order {o} ({cls})", "%", 100.0 * fr,
+                out.append(Metric(f"fail.o{o}.{cls}", f"failure rate {what[o]} ({cls})", "%", 100.0 * fr,
                                   "lower", "Failures"))
     lt = latency_table(run.latency).filter(pl.col("path") == "all")
     for row in lt.iter_rows(named=True):
         o = row["order"]
-        out.append(Metric(f"lat.o{o}.p50", f"latency p50 order {o}", "ns", row["p50"], "lower", "Latency"))
-        out.append(Metric(f"lat.o{o}.p99", f"latency p99 order {o}", "ns", row["p99"], "lower", "Latency"))
+        out.append(Metric(f"lat.o{o}.p50", f"latency p50 {what[o]}", "ns", row["p50"], "lower", "Latency"))
+        out.append(Metric(f"lat.o{o}.p99", f"latency p99 {what[o]}", "ns", row["p99"], "lower", "Latency"))
     fb = fallback_matrix(run.fallbacks)
     out.append(Metric("fb.claim", "fallback claims", "", fb["claim_total"], "lower", "Fallbacks"))
     out.append(Metric("fb.steal", "fallback steals", "", fb["steal_total"], "lower", "Fallbacks"))
     out.append(Metric("fb.pollute", "pollutions (non-movable steal)", "", fb["pollute"], "lower", "Fallbacks"))
     cp = compaction(run)
-    out.append(Metric("compact.attempts", "compaction attempts", "", cp["attempts"], None, "Compaction"))
+    out.append(Metric("compact.attempts", "direct compaction attempts", "", cp["attempts"], None, "Compaction"))
     sr = cp["success_rate"]
-    out.append(Metric("compact.success_rate", "compaction success rate", "%", None if sr is None else 100.0 * sr,
-                      "higher", "Compaction"))
+    out.append(Metric("compact.success_rate", "direct compaction success rate", "%",
+                      None if sr is None else 100.0 * sr, "higher", "Compaction"))
+    if cp["kcompactd_wakeups"] is not None:
+        out.append(Metric("compact.kcompactd_wake", "kcompactd wakeups (compact_daemon_wake)", "",
+                          cp["kcompactd_wakeups"], None, "Compaction"))
+    if cp["proactive_runs"] is not None:
+        out.append(Metric("compact.proactive_runs", "proactive compaction runs (kcompactd)", "",
+                          cp["proactive_runs"], None, "Compaction"))
     ff = final_frag(run.frag)
     for z in zone_order(ff["zone"].unique().to_list()) if ff.height else []:
         for o in HEADLINE_ORDERS:

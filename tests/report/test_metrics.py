@@ -130,3 +130,33 @@ def test_downsample_equal_width_bins(n, max_points, how):
         assert abs(row["v"] - ref) < 1e-9
         assert row["v_min"] == vals.min() and row["v_max"] == vals.max()
         assert abs(row["t_s"] - (t[0] + b * width) / 1e9) < 1e-12
+
+
+def test_vmalloc_requests_are_labelled_vmalloc_and_compaction_split(tmp_path):
+    """A vmalloc driver's calls are recorded under get_order(size) but named as vmalloc calls in the
+    headline rows and the HTML report; compaction rows say direct compaction and show kcompactd."""
+    from kmemdes.config import Config
+    from kmemdes.demo import part2_config
+    from kmemdes.report.html import render_report
+    from kmemdes.report.metrics import request_labels
+    from kmemdes.sim.engine import run_config
+
+    cfg = part2_config("vmalloc", 3, 0)
+    size = cfg["workloads"][0]["size"]
+    assert size == 1 << 20
+    order = (size - 1).bit_length() - 12  # get_order(1 MiB) = 8
+    out, _ = run_config(Config.model_validate(cfg), tmp_path / "vm", progress=False)
+    run = load_run_dir(out)
+    assert request_labels(run)[order] == "vmalloc 1 MiB" and request_labels(run)[0] == "order 0"
+    m = {x.key: x for x in headline_metrics(run)}
+    assert m[f"fail.o{order}"].label == "failure rate vmalloc 1 MiB"
+    assert m[f"lat.o{order}.p50"].label == "latency p50 vmalloc 1 MiB"
+    assert not any(x.label.endswith(f"order {order}") for x in m.values())
+    counters = pl.read_parquet(out / "metrics" / "counters.parquet").sort("t_ns")
+    last = {n: v for n, v in counters.group_by("name").agg(pl.col("value").last()).iter_rows()}
+    assert m["compact.attempts"].label == "direct compaction attempts"
+    assert m["compact.attempts"].value == last["compact_stall"]
+    assert m["compact.kcompactd_wake"].value == last["compact_daemon_wake"]
+    assert m["compact.proactive_runs"].value == last["compact_proactive_runs"]
+    html = render_report(run)
+    assert f"vmalloc 1 MiB (recorded as order {order})" in html and "kcompactd wakeups" in html
