@@ -37,7 +37,7 @@ free_after_untraced_bulk_alloc     free of a block the model holds on a pcp list
                                    bulk allocator took it without an event (applied: off the list, freed)
 zone_growth                        a pfn in memory that deferred init handed over silently: its
                                    163,840-page step is onlined (applied; pages counted in notes)
-pfn_outside_memory                 a page event beyond the simulated machine's memory (counted only)
+pfn_outside_memory                 (mirror mode) a page event beyond the simulated machine's memory (counted only)
 kfree_null                         ``kfree(NULL)`` / ``kfree(ZERO_SIZE_PTR)``: no-op (skipped)
 free_of_untraced_object            slab free of an object allocated before the trace (skipped)
 alloc_of_live_pointer              allocation of a still-live pointer: an untraced free first (applied)
@@ -255,11 +255,18 @@ class Replayer:
                  .filter((pl.col("kind") == K_BATCHED) & (pl.col("kind").shift(1) == K_FREE)
                          & (pl.col("pfn").shift(1) == pl.col("pfn"))).select("seq").collect()["seq"])
         self.n_batched_after_free = after.len()
-        # page events outside the machine's memory (a trace replayed on a smaller machine): counted, not applied
-        page_kinds = [K_ALLOC, K_FREE, K_BATCHED, K_ZONE_LOCKED, K_DRAIN, K_EXTFRAG]
-        outside = (pl.col("kind").is_in(page_kinds) & (pl.col("pfn") >= 0)
-                   & ((pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64)))
-                      > node.max_pfn))
+        is_after = pl.col("seq").is_in(after.implode()) if self.n_batched_after_free else pl.lit(False)
+        # mirror mode places pages at the trace's pfns: page events beyond the machine's memory (a trace
+        # replayed on a smaller machine) are counted, not applied.  Policy mode places pages itself (the
+        # trace's pfns only match frees to allocations), so no pfn is outside its memory there.  Every event
+        # is counted by one rule: a batched free already counted as batched_after_free is not also outside.
+        if mode == "mirror":
+            page_kinds = [K_ALLOC, K_FREE, K_BATCHED, K_ZONE_LOCKED, K_DRAIN, K_EXTFRAG]
+            outside = (pl.col("kind").is_in(page_kinds) & (pl.col("pfn") >= 0)
+                       & ((pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64)))
+                          > node.max_pfn)).fill_null(False) & ~is_after
+        else:
+            outside = pl.lit(False)
         # in the same pass: pages the trace shows allocated and freed (validate compares them with
         # /proc/vmstat's pgalloc_* and pgfree); a batched free after mm_page_free of the same pfn is one free
         pow2 = pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64))
@@ -273,9 +280,7 @@ class Replayer:
         n_out = int(n_out or 0)
         self.trace_pages = {"allocated": int(allocated or 0), "freed": int(freed or 0) - self.n_batched_after_free}
         # one materialisation of the loop's rows, timestamps relative to the trace's first event
-        keep = ~outside.fill_null(False)
-        if self.n_batched_after_free:
-            keep = keep & ~pl.col("seq").is_in(after.implode())
+        keep = ~outside & ~is_after
         ev = base.filter(keep).drop("seq").with_columns(ts=(pl.col("ts") - self.t0).fill_null(0)).collect()
         self.n = ev.height
         self._ts = ev["ts"].to_numpy()  # for the SimPy driver
