@@ -1123,8 +1123,9 @@ class TextParser:
 
     def _finish_chunk(self, chunk: pl.DataFrame) -> pl.DataFrame:
         """GFP decoding, LOST timestamps, and the time-order check."""
-        unknown = chunk.filter(pl.col("gfp").is_null() & pl.col("gfp_flags").is_not_null())
-        if unknown.height:
+        mask = chunk.select(pl.col("gfp").is_null() & pl.col("gfp_flags").is_not_null()).to_series()
+        if mask.any():
+            unknown = chunk.filter(mask)
             lines = unknown.head(_MAX_LINES)["line"].to_list()
             g0 = unknown["gfp_flags"][0]
             self.problems.add("unknown_gfp", lines, g0, f"unknown GFP flag in gfp_flags={g0!r}", unknown.height)
