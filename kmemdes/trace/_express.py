@@ -280,10 +280,17 @@ def merge_rows(express: pl.DataFrame, other: pl.DataFrame | None) -> pl.DataFram
     express = express.drop("_ok")
     if other is None or not other.height:
         return express if ok.all() else express.filter(ok)
-    bad = np.flatnonzero(~ok.to_numpy())
-    if bad.size > _MAX_PIECES:
-        return pl.concat([express.filter(ok), other]).sort("line")
+    ok_np = ok.to_numpy()
     lines = express["line"].to_numpy()
+    bad = np.flatnonzero(~ok_np)
+    if bad.size > _MAX_PIECES:  # one gather of the rows taken and the others, in line order
+        taken = np.flatnonzero(ok_np)
+        at = np.searchsorted(lines[taken], other["line"].to_numpy()) + np.arange(other.height)
+        order = np.empty(taken.size + other.height, dtype=np.int64)
+        slot = np.ones(order.size, dtype=bool)
+        slot[at] = False
+        order[slot], order[at] = taken, express.height + np.arange(other.height)
+        return pl.concat([express, other], rechunk=False)[pl.Series(order)]
     other_lines = other["line"].to_numpy()
     at = np.searchsorted(other_lines, lines[bad])  # the row of ``other`` for each line left, if any
     parts, start = [], 0

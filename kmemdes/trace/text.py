@@ -306,12 +306,13 @@ class _Interned:
 
     def ids(self, column: pl.Series) -> pl.Series:
         """The id of each value (UInt32, null where the value is null)."""
-        ids = column.cast(pl.Enum(self.strings), strict=False).to_physical()
-        new = column.filter(ids.is_null() & column.is_not_null()).unique(maintain_order=True)
-        if new.len():
-            self.strings += new.to_list()
-            ids = column.cast(pl.Enum(self.strings)).to_physical()
-        return ids.cast(pl.UInt32)
+        ids = column.cast(pl.Enum(self.strings), strict=False).to_physical().cast(pl.UInt32)
+        missing = ids.is_null() & column.is_not_null()
+        if missing.any():  # new strings: appended, and the ids of their rows filled in
+            rows = column.filter(missing)
+            self.strings += rows.unique(maintain_order=True).to_list()
+            ids = ids.scatter(missing.arg_true(), rows.cast(pl.Enum(self.strings)).to_physical().cast(pl.UInt32))
+        return ids
 
 
 #: rows of an event from which its layout is learnt
