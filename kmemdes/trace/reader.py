@@ -234,28 +234,35 @@ def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> I
     def produce() -> None:
         try:
             with open(path, "rb") as f:
-                buf = bytearray()
+                blocks: list[bytes] = []  # decompressed, not handed over yet
+                size = 0
                 try:
                     for block in _decompressed_blocks(f, kind):
-                        buf += block
-                        if len(buf) >= chunk_bytes:
-                            cut = buf.rfind(b"\n") + 1
-                            if cut == 0:
-                                if len(buf) < 4 * chunk_bytes:
-                                    continue
-                                # no newline in 4 chunks: not a text trace; hand it over
-                                # in pieces (they become problem lines) to keep memory bounded
-                                cut = chunk_bytes
-                            with memoryview(buf) as mv:  # one copy (buf[:cut] would be a second)
-                                _put(bytes(mv[:cut]))
-                            del buf[:cut]
-                            if stop.is_set():
-                                return
-                    if buf:
-                        _put(bytes(buf))
+                        blocks.append(block)
+                        size += len(block)
+                        if size < chunk_bytes:
+                            continue
+                        # cut after the last newline; each byte is copied once, by the join
+                        i = len(blocks) - 1
+                        while i >= 0 and (j := blocks[i].rfind(b"\n")) < 0:
+                            i -= 1
+                        if i < 0:
+                            if size < 4 * chunk_bytes:
+                                continue
+                            # no newline in 4 chunks: not a text trace; hand it over
+                            # in pieces (they become problem lines) to keep memory bounded
+                            data = b"".join(blocks)
+                            i, j, blocks = 0, chunk_bytes - 1, [data]
+                        _put(b"".join([*blocks[:i], memoryview(blocks[i])[: j + 1]]))
+                        blocks = [blocks[i][j + 1:], *blocks[i + 1:]]
+                        size = sum(map(len, blocks))
+                        if stop.is_set():
+                            return
+                    if size:
+                        _put(b"".join(blocks))
                 except _Truncated as e:
-                    if buf:
-                        _put(bytes(buf))
+                    if size:
+                        _put(b"".join(blocks))
                     _put(e)
         except OSError as e:
             _put(KmemdesError(f"{path}: cannot read: {e.strerror or e}"))
