@@ -351,6 +351,7 @@ class Sim:
                         "unusable_index": vmstat.unusable_index(node), "extfrag_index": vmstat.extfrag_index(node)}
         out["final_unusable_by_order"] = {z: [unusable_free_index(nr, o) for o in range(NR_PAGE_ORDERS)]
                                           for _, z, nr in rows}
+        out["final_unusable_unit"] = "thousandths (debugfs extfrag/unusable_index x 1000)"
         out["notes"] = notes
         out["wall_s"] = round(wall_s, 3)
         total_events = out.get("events", requests)
