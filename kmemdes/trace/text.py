@@ -40,7 +40,6 @@ up as a row, as a blank/header line, or as a *dropping* problem
 
 from __future__ import annotations
 
-import io
 import re
 from collections import Counter
 from typing import Iterable
@@ -529,7 +528,7 @@ class TextParser:
         if clean:
             try:
                 frame = pl.read_csv(
-                    io.BytesIO(chunk),
+                    chunk,
                     has_header=False,
                     separator="\x01",
                     quote_char=None,
