@@ -573,7 +573,10 @@ class TextParser:
 
             express, frame = express_rows(self, frame)
         chunk = self._parse_rows(frame) if frame.height else None
+        if chunk is not None:
+            self._unknown_gfp(chunk)
         if express is not None:
+            self._unknown_gfp(express, pl.col("_ok"))  # before the merge: cheaper on one piece
             chunk = merge_rows(express, chunk)
         if chunk is None:
             return
@@ -1121,14 +1124,18 @@ class TextParser:
 
     # ------------------------------------------------------------------ chunk end
 
-    def _finish_chunk(self, chunk: pl.DataFrame) -> pl.DataFrame:
-        """GFP decoding, LOST timestamps, and the time-order check."""
-        mask = chunk.select(pl.col("gfp").is_null() & pl.col("gfp_flags").is_not_null()).to_series()
+    def _unknown_gfp(self, rows: pl.DataFrame, among: pl.Expr | None = None) -> None:
+        """Count the rows (``among`` those selected) whose GFP string did not decode."""
+        unknown = pl.col("gfp").is_null() & pl.col("gfp_flags").is_not_null()
+        mask = rows.select(unknown if among is None else unknown & among).to_series()
         if mask.any():
-            unknown = chunk.filter(mask)
-            lines = unknown.head(_MAX_LINES)["line"].to_list()
-            g0 = unknown["gfp_flags"][0]
-            self.problems.add("unknown_gfp", lines, g0, f"unknown GFP flag in gfp_flags={g0!r}", unknown.height)
+            bad = rows.filter(mask)
+            lines = bad.head(_MAX_LINES)["line"].to_list()
+            g0 = bad["gfp_flags"][0]
+            self.problems.add("unknown_gfp", lines, g0, f"unknown GFP flag in gfp_flags={g0!r}", bad.height)
+
+    def _finish_chunk(self, chunk: pl.DataFrame) -> pl.DataFrame:
+        """LOST timestamps and the time-order check."""
         lost = chunk["kind"] == int(EventKind.LOST)
         if lost.any():
             first = pl.lit(self._last_ts, pl.Int64) if self._last_ts is not None else pl.lit(None, pl.Int64)
