@@ -139,6 +139,7 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
     for the whole chunk; each column then takes the value on the lines of
     the events that have it."""
     code = pl.col("_code")
+    names = [e[0] for e in events]
     cut: list[pl.Expr] = []
     convert: list[pl.Expr] = []
     values: list[pl.Expr] = []
@@ -165,7 +166,11 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
             for b in sorted({base_of[c] for c in codes}):
                 inside = code.is_in([c for c in codes if base_of[c] == b])
                 v = (pl.when(inside) if v is None else v.when(inside)).then(pl.col(f"_v{i}_{b}"))
-            values.append(v.cast(EVENT_SCHEMA[col], strict=False).alias(col))
+            v = v.cast(EVENT_SCHEMA[col], strict=False)
+            if col == "pfn" and "mm_page_alloc" in names:
+                # a failed allocation prints page=NULL pfn=0: stored as -1 (as the general path does)
+                v = pl.when((code == names.index("mm_page_alloc")) & (v == 0)).then(-1).otherwise(v)
+            values.append(v.alias(col))
             checks.append(pl.col(col).is_not_null() | ~code.is_in(codes))
     return [cut, convert, values], pl.all_horizontal(checks)
 
@@ -261,10 +266,6 @@ def express_rows(parser, frame: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.D
     ok = (out["_ok"] & tail_ok & out["_pok"]).fill_null(False)
     if not ok.any():
         return None, frame
-    if "mm_page_alloc" in names and "pfn" in out.columns:
-        # a failed allocation prints page=NULL pfn=0: store -1 (as the general path)
-        is_alloc = pl.col("event") == "mm_page_alloc"
-        out = out.with_columns(pfn=pl.when(is_alloc & (pl.col("pfn") == 0)).then(-1).otherwise(pl.col("pfn")))
     out = conform(out.drop("_ok", "_pok")).with_columns(_ok=ok)
     return out, frame.filter(~ok) if not ok.all() else frame.clear()
 
