@@ -5,8 +5,12 @@ text, zstd-compressed); skips with a message when the corpus is absent.  Each
 measurement runs in a fresh child process so that its peak RSS is its own:
 
 1. ``read_trace`` of the capture with the default thread pool (wall clock);
-2. the same with ``POLARS_MAX_THREADS=1`` (one core: lines per CPU second);
-3. loading the ``.kmt`` written from it (and checking the round trip).
+2. the same with ``POLARS_MAX_THREADS=1`` (decompression in its own thread);
+3. the same pinned to one core (``sched_setaffinity``: decompression shares it);
+4. parsing alone, one thread: the text decompressed first, then fed to
+   :class:`kmemdes.trace.text.TextParser` -- the "text to event table" figure;
+5. the same with the express path switched off (the general path alone);
+6. loading the ``.kmt`` written from it (and checking the round trip).
 
 Targets (issue 4): >= 2 M lines/s on one core, bounded memory (a 400 MB text
 must not need its size in RAM on top of the event table), .kmt >= 5x faster
@@ -14,15 +18,19 @@ than parsing the text.
 
     .venv/bin/python benchmarks/bench_parse.py [TRACE]
 
-Measured on the 2-vCPU reference VM (AMD EPYC; another job running, so figures
-vary by +-10 %), b_compile_nohash, one Polars thread: 2.02-2.10 s wall = 1.28-1.33 M
-lines/s (188-195 MiB/s), 1.06-1.08 M lines per CPU second including zstd; old parser
-and chunk loop side by side in the same session: 2.43-2.67 s (1.01-1.11 M lines/s),
-so 1.17-1.20x.  Parsing alone (text already decompressed, no decompression thread):
-1.53-1.73 s (1.56-1.76 M lines/s) against 1.88-2.15 s before (1.2-1.3x); the
-decompression thread running next to it costs the parser ~0.3 s more.  Peak RSS
-(VmHWM) 1.07-1.09 GiB with an event table of ~0.78 GiB; .kmt 9.3 MiB, written in
-0.54 s, loaded in 0.25-0.26 s (8.2x).  The 2 M lines/s one-core target is not met.
+Measured on the 2-vCPU reference VM (AMD EPYC, quiet), b_compile_nohash:
+parsing alone 1.54 s = 1.74 M lines/s (256 MiB/s) on one thread, the general
+path alone 1.81 s (1.49 M lines/s; the express path 1.17x); from the .zst,
+one Polars thread 1.75 s (1.54 M lines/s), pinned to one core 2.16 s
+(1.25 M lines/s: zstd and chunking cost ~0.6 s of CPU), default threads
+1.66 s.  Before the express path and the reader's single-copy chunks, the
+same read took 2.02-2.30 s from the .zst with one Polars thread (1.17-1.33 M
+lines/s).  Peak RSS (VmHWM)
+0.93-0.97 GiB reading the .zst, for an event table of 0.76 GiB; .kmt 9.3 MiB,
+written in 0.56 s, loaded in 0.26 s (6.3x).  The 2 M lines/s target is not
+met: what is left is ~100 ms of Polars string kernels per 215 k-line chunk
+(cutting the line, converting the fields, gathering repeated values), about
+a third of it page faults and cache misses on fresh buffers.
 """
 
 from __future__ import annotations

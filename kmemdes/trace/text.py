@@ -32,6 +32,13 @@ Python loop over lines on the normal path):
 3. GFP strings are decoded with :func:`kmemdes.mm.gfp.parse_gfp` once per
    distinct string.
 
+In an ASCII ftrace chunk, the ordinary lines of the common events (whose
+layout is learnt) skip steps 1-2: :mod:`kmemdes.trace._express` parses them
+in one query per chunk, in line order, and hands every other line to the
+path above, which gives the same row for any line both can take.  Line
+prefixes and repeating tails are kept from chunk to chunk (:class:`_Interned`),
+so each is parsed once per file.
+
 Problems (bad input) never stop the parse unless ``strict``; each is counted by
 kind with its first line numbers (:class:`ProblemLog`).  Every input line ends
 up as a row, as a blank/header line, or as a *dropping* problem
