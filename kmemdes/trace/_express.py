@@ -45,6 +45,9 @@ __all__ = ["express_rows", "merge_rows"]
 #: the per-line fields of the events this path takes: (key of field 1, key of field 2)
 _HEADS = frozenset({("call_site", "ptr"), ("page", "pfn")})
 
+#: lines at the start of the first chunk from which layouts are learnt ahead
+_AHEAD = 65536
+
 #: lines left in a chunk up to which the rows are merged as slices (more: a sort)
 _MAX_PIECES = 64
 
@@ -176,12 +179,15 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
 
 
 def _learn_ahead(parser, frame: pl.DataFrame) -> None:
-    """Learn, from the first chunk, the layouts of its events from the same
-    sample (their first rows in the chunk) the general path would learn them
-    from, so that the express path can take the first chunk too.  Nothing is
-    learnt if an event line of the chunk needs the general path's header
-    parse by regular expression, which would join that sample."""
-    fast = parser._fast_header(frame)
+    """Learn, from the first lines of the first chunk, the layouts of the
+    events that have a whole sample there -- their first rows in the chunk,
+    the sample the general path would learn them from -- so that the express
+    path can take the first chunk too.  Nothing is learnt if an event line
+    there needs the general path's header parse by regular expression, which
+    would join that sample."""
+    head = frame.head(_AHEAD)
+    whole = head.height == frame.height  # every event's sample is in the head
+    fast = parser._fast_header(head)
     rx = re.compile(_HEADER_RE[parser.fmt])
     if any(s is not None and rx.match(s) for s in fast.filter(~pl.col("_ok"))["l"].to_list()):
         return
@@ -189,7 +195,8 @@ def _learn_ahead(parser, frame: pl.DataFrame) -> None:
     for (raw,), part in firsts.partition_by("ev", as_dict=True, maintain_order=True).items():
         name = parser._event_name(raw)
         family = _FAMILY.get(name)
-        if family is None or tuple(family[0][:2]) not in _HEADS or name in parser._body_layouts:
+        if (family is None or tuple(family[0][:2]) not in _HEADS or name in parser._body_layouts
+                or (part.height < _LAYOUT_SAMPLE and not whole)):
             continue
         parser._learn_from(name, family, part)
 

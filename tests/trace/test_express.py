@@ -114,3 +114,15 @@ def test_layouts_are_not_learnt_ahead_when_an_event_line_needs_the_general_heade
     assert meta["lines"]["slow_path"] == 1 and taken["taken"] == 0
     ev, meta, problems = parse_text([data[data.index(b"\n") + 1:]], "t.txt")
     assert ev["comm"][0] == "evil: name" and taken["taken"] == 299
+
+
+def test_only_whole_samples_are_learnt_ahead(taken, monkeypatch):
+    # with a head of 100 lines, no event has its 256-row sample there: nothing
+    # is learnt ahead, the first chunk goes the general way and teaches the
+    # layouts, and the second chunk is taken
+    monkeypatch.setattr(_express, "_AHEAD", 100)
+    lines = [(LINE % i) + (ALLOC % i if i % 2 else PAGE % (i % 256)) for i in range(1200)]
+    chunks = [("\n".join(lines[:600]) + "\n").encode(), ("\n".join(lines[600:]) + "\n").encode()]
+    ev, meta, problems = parse_text(chunks, "t.txt")
+    assert ev.equals(_plain(chunks)[0]) and problems == {}
+    assert taken["taken"] == 600
