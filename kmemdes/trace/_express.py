@@ -136,7 +136,8 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
     columns of fields 1 and 2 (``_f1``, ``_f2``) of every line by its event
     (``_code``), and the expression that then checks them: each field starts
     with the event's learnt ``key=`` prefix and, but for a call site,
-    converts (as :func:`kmemdes.trace.text._positional`).
+    converts (as :func:`kmemdes.trace.text._positional`; a number field that
+    lacks its prefix keeps its ``key=`` and so does not convert).
 
     Each field is cut after its per-line prefix and converted once per base
     for the whole chunk; each column then takes the value on the lines of
@@ -150,8 +151,7 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
     for i, src in enumerate(("_f1", "_f2")):
         prefix = pl.lit(pl.Series([e[2][1][i] for e in events], dtype=pl.String)).gather(code)
         raw = f"_r{i}"
-        cut += [pl.col(src).str.starts_with(prefix).alias(f"_p{i}"), pl.col(src).str.strip_prefix(prefix).alias(raw)]
-        checks.append(pl.col(f"_p{i}"))
+        cut.append(pl.col(src).str.strip_prefix(prefix).alias(raw))
         by_col: dict[str, list[int]] = {}
         base_of: dict[int, int] = {}
         for c, (_, family, (keys, prefixes)) in enumerate(events):
@@ -159,6 +159,10 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
             by_col.setdefault(col, []).append(c)
             if _CONV.get(col, _INT) != _STR:
                 base_of[c] = 16 if (prefixes[i].endswith("0x") or _CONV.get(col, _INT) == _PTR) else 10
+        texts = [c for c in range(len(events)) if c not in base_of]
+        if texts:  # a number converts only once its key= is cut off ('=' is no digit): text fields need the check
+            cut.append(pl.col(src).str.starts_with(prefix).alias(f"_p{i}"))
+            checks.append(pl.col(f"_p{i}") | ~code.is_in(texts))
         for b in sorted(set(base_of.values())):
             convert.append(pl.col(raw).str.to_integer(base=b, dtype=pl.UInt64, strict=False).alias(f"_v{i}_{b}"))
         for col, codes in by_col.items():
