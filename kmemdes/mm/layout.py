@@ -119,11 +119,16 @@ _X32_VMALLOC_RESERVE = 128 * _MiB
 _X32_FIXADDR_TOP = 0xFFFFF000
 
 
-def _x32_fixmap_pages(nr_cpus: int) -> tuple[int, int]:
+def _x32_fixmap_pages(nr_cpus: int, pae: bool = False) -> tuple[int, int]:
     """``__end_of_permanent_fixed_addresses`` and ``__end_of_fixed_addresses``.
 
     Walks ``enum fixed_addresses`` (arch/x86/include/asm/fixmap.h) for the
-    assumed configuration (module docstring).
+    assumed configuration (module docstring).  The boot-time btmap slots are
+    moved up to a 512-slot boundary when they would cross a page table
+    (``& -PTRS_PER_PTE``: 1024 entries without PAE, 512 with).
+
+    >>> _x32_fixmap_pages(8), _x32_fixmap_pages(26), _x32_fixmap_pages(26, pae=True)
+    ((197, 710), (485, 998), (485, 1025))
     """
     idx = 1  # FIX_HOLE
     idx += 1  # FIX_DBGP_BASE
@@ -134,7 +139,7 @@ def _x32_fixmap_pages(nr_cpus: int) -> tuple[int, int]:
     idx += 1  # FIX_PCIE_MCFG
     permanent = idx
     total_btmaps = 64 * 8  # NR_FIX_BTMAPS * FIX_BTMAPS_SLOTS
-    if (permanent ^ (permanent + total_btmaps - 1)) & -512:  # -PTRS_PER_PTE (1024 non-PAE: same test)
+    if (permanent ^ (permanent + total_btmaps - 1)) & -(512 if pae else 1024):  # -PTRS_PER_PTE
         btmap_end = permanent + total_btmaps - (permanent & (total_btmaps - 1))
     else:
         btmap_end = permanent
@@ -356,7 +361,7 @@ def _x32_areas(nr_cpus: int, pae: bool) -> tuple[int, int, int, int, int, int, i
     for CONFIG_NR_CPUS ``nr_cpus`` (already :func:`_config_nr_cpus`)."""
     pmd_mask = ~((2 * _MiB if pae else 4 * _MiB) - 1) & 0xFFFFFFFF
     last_pkmap = 512 if pae else 1024
-    permanent, total = _x32_fixmap_pages(nr_cpus)
+    permanent, total = _x32_fixmap_pages(nr_cpus, pae)
     fixaddr_top = _X32_FIXADDR_TOP
     fixaddr_start = fixaddr_top - (permanent << PAGE_SHIFT)
     fixaddr_tot_start = fixaddr_top - (total << PAGE_SHIFT)
