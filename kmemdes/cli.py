@@ -392,14 +392,16 @@ def _print_run(out: Path, summary: dict) -> None:
         click.echo(f"events: {summary['events']:,} ({summary['events_replayed']:,} replayed + {q:,} handled by "
                    f"named rules, see summary.json quirks)")
     else:
-        click.echo(f"requests: {summary['requests']:,}")
+        click.echo(f"requests: {summary['requests']:,}" if summary["requests"] else
+                   "requests: none (no workload asked for pages: the initial state and the kernel daemons only)")
     fails = {o: v for o, v in summary["requests_by_order"].items() if v["failures"]}
     if fails:
         click.echo("failures: " + ", ".join(f"order {o}: {v['failures']}/{v['attempts']}" for o, v in fails.items()))
     fb = summary["fallbacks"]
     click.echo(f"fallbacks: {fb['claim']} claims, {fb['steal']} steals ({fb['pollute']} polluting)")
     if summary.get("wall_s"):
-        click.echo(f"wall time: {summary['wall_s']:.2f} s ({summary['events_per_s'] or 0:,} events/s)")
+        rate = f" ({summary['events_per_s']:,} events/s)" if summary.get("events_per_s") else ""
+        click.echo(f"wall time: {summary['wall_s']:.2f} s{rate}")
     click.echo(f"report: kmemdes report {out}")
 
 
