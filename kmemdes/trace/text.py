@@ -309,15 +309,17 @@ class _Interned:
 
     def __init__(self) -> None:
         self.strings: list[str] = []
+        self._enum = pl.Enum([])
 
     def ids(self, column: pl.Series) -> pl.Series:
         """The id of each value (UInt32, null where the value is null)."""
-        ids = column.cast(pl.Enum(self.strings), strict=False).to_physical().cast(pl.UInt32)
+        ids = column.cast(self._enum, strict=False).to_physical().cast(pl.UInt32)
         missing = ids.is_null() & column.is_not_null()
         if missing.any():  # new strings: appended, and the ids of their rows filled in
             rows = column.filter(missing)
             self.strings += rows.unique(maintain_order=True).to_list()
-            ids = ids.scatter(missing.arg_true(), rows.cast(pl.Enum(self.strings)).to_physical().cast(pl.UInt32))
+            self._enum = pl.Enum(self.strings)
+            ids = ids.scatter(missing.arg_true(), rows.cast(self._enum).to_physical().cast(pl.UInt32))
         return ids
 
 
@@ -697,7 +699,7 @@ class TextParser:
         assert lay is not None
         ids = self._prefixes.ids(prefixes)
         rows = []
-        for pre in self._prefixes.strings[self._prefix_table.height:]:
+        for pre in self._prefixes.strings[max(self._prefix_table.height - 1, 0):]:
             m = lay.prefix_re.match(pre)
             if m is None:
                 rows.append((None, None, None, None, False))
@@ -707,14 +709,12 @@ class TextParser:
             ok = -(2**31) <= pid < 2**31 and cpu < 2**15
             rows.append((m.group("comm").lstrip(" ") if ok else None, pid if ok else None,
                          cpu if ok else None, fl, ok))
-        if rows:
-            self._prefix_table = pl.concat([self._prefix_table, pl.DataFrame(rows, schema=_PREFIX_SCHEMA, orient="row")])
-        # each line's prefix as a row of the table of distinct prefixes (null: the last row)
-        n = self._prefix_table.height
-        table = pl.concat([self._prefix_table, pl.DataFrame([(None, None, None, None, False)], schema=_PREFIX_SCHEMA,
-                                                            orient="row")], rechunk=True)
-        codes = ids.fill_null(n)
-        return [table[c].gather(codes) for c in _PREFIX_SCHEMA]
+        if rows or self._prefix_table.height == 0:
+            # the table of distinct prefixes, and a last row (null fields) for lines without one
+            new = pl.DataFrame(rows + [(None, None, None, None, False)], schema=_PREFIX_SCHEMA, orient="row")
+            self._prefix_table = pl.concat([self._prefix_table.head(-1), new], rechunk=True)
+        codes = ids.fill_null(self._prefix_table.height - 1)
+        return [self._prefix_table[c].gather(codes) for c in _PREFIX_SCHEMA]
 
     @staticmethod
     def _header_query(lf: pl.LazyFrame, d0: int) -> pl.LazyFrame:
