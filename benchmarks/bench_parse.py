@@ -19,16 +19,16 @@ than parsing the text.
     .venv/bin/python benchmarks/bench_parse.py [TRACE]
 
 Measured on the 2-vCPU reference VM (AMD EPYC, quiet), b_compile_nohash:
-parsing alone 1.54 s = 1.74 M lines/s (256 MiB/s) on one thread, the general
-path alone 1.81 s (1.49 M lines/s; the express path 1.17x); from the .zst,
-one Polars thread 1.75 s (1.54 M lines/s), pinned to one core 2.16 s
-(1.25 M lines/s: zstd and chunking cost ~0.6 s of CPU), default threads
-1.66 s.  Side by side with a worktree of the code before the express path
+parsing alone 1.54 s = 1.75 M lines/s (256 MiB/s) on one thread, the general
+path alone 1.80 s (1.50 M lines/s; the express path 1.17x); from the .zst,
+one Polars thread 1.69 s (1.59 M lines/s), pinned to one core 2.12 s
+(1.27 M lines/s: zstd and chunking cost ~0.6 s of CPU), default threads
+1.68 s.  Side by side with a worktree of the code before the express path
 and the reader's single-copy chunks (2d58db8): parsing alone 1.83-1.95 s
-against 1.54-1.60 s now (1.2x), from the .zst with one Polars thread
-2.09-2.16 s against 1.75-1.79 s, pinned 2.48 s against 2.16-2.18 s.  Peak RSS (VmHWM)
-0.93-0.97 GiB reading the .zst, for an event table of 0.76 GiB; .kmt 9.3 MiB,
-written in 0.56 s, loaded in 0.26 s (6.3x).  The 2 M lines/s target is not
+against 1.54-1.60 s (1.2x), from the .zst with one Polars thread 2.09-2.16 s
+against 1.69-1.79 s, pinned 2.48 s against 2.12-2.18 s.  Peak RSS (VmHWM)
+0.95-0.97 GiB reading the .zst, for an event table of 0.76 GiB; .kmt 9.3 MiB,
+written in 0.55 s, loaded in 0.25 s (6.6x).  The 2 M lines/s target is not
 met: what is left is ~100 ms of Polars string kernels per 215 k-line chunk
 (cutting the line, converting the fields, gathering repeated values), about
 a third of it page faults and cache misses on fresh buffers.
