@@ -15,8 +15,9 @@ layout and timestamp width are known (:class:`kmemdes.trace.text.TextParser`):
 2. fields 1 and 2 are converted for the whole chunk at once, once per pair of
    learnt ``key=`` prefixes (a column of one conversion per kind of event,
    not one query per event);
-3. each distinct (event, tail) pair is parsed once, with the event's learnt
-   key order, and gathered back.
+3. each distinct (event, tail) pair is parsed once per file, with the
+   event's learnt key order, and gathered back (so is each distinct line
+   prefix: comm, pid, CPU, flags).
 
 A line is taken only if everything checks: its header, its event (one whose
 layout the parser has learnt and whose every field has a column), each
@@ -36,8 +37,7 @@ import polars as pl
 
 from kmemdes.trace.schema import EVENT_SCHEMA, EventKind, conform
 from kmemdes.trace.text import (
-    _Interned,
-    _CONV, _FAMILY, _HEADER_RE, _INT, _LAYOUT_SAMPLE, _PTR, _STR, _column_of, _positional,
+    _CONV, _FAMILY, _HEADER_RE, _INT, _LAYOUT_SAMPLE, _PTR, _STR, _column_of, _Interned, _positional,
 )
 
 __all__ = ["express_rows", "merge_rows"]
@@ -48,7 +48,7 @@ _HEADS = frozenset({("call_site", "ptr"), ("page", "pfn")})
 #: lines at the start of the first chunk from which layouts are learnt ahead
 _AHEAD = 65536
 
-#: lines left in a chunk up to which the rows are merged as slices (more: a sort)
+#: lines left in a chunk up to which the rows are merged as slices (more: one gather)
 _MAX_PIECES = 64
 
 
