@@ -464,9 +464,21 @@ def dump_toml(cfg: Config) -> str:
         lines.append("[[workloads]]")
         kind = w.pop("kind")
         lines.append(f"kind = {_toml_value(kind)}")
+        unused = _unused_driver_key(w) if kind == "driver" else None
         for kk, vv in w.items():
-            lines.append(f"{kk} = {_toml_value(vv)}")
+            note = f"  # not used: {unused[1]}" if unused and kk == unused[0] else ""
+            lines.append(f"{kk} = {_toml_value(vv)}{note}")
     return "\n".join(lines) + "\n"
+
+
+def _unused_driver_key(w: dict) -> tuple[str, str] | None:
+    """The driver key its request does not read, and why: ``order`` when a
+    kmalloc/vmalloc/kvmalloc driver has a ``size``, ``size`` for alloc_pages."""
+    if w.get("api") == "alloc_pages":
+        return ("size", "alloc_pages asks for order") if w.get("size") else None
+    if w.get("size"):
+        return "order", f"{w['api']} asks for size bytes"
+    return None
 
 
 def parse_value(text: str) -> Any:

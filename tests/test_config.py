@@ -36,6 +36,19 @@ def test_resolved_config_round_trips_with_every_default():
     assert parse_config(text) == cfg
 
 
+@pytest.mark.parametrize("driver, note", [
+    ('api = "vmalloc"\nsize = 1048576', 'order = 4  # not used: vmalloc asks for size bytes'),
+    ('api = "kmalloc"\nsize = 20000', 'order = 4  # not used: kmalloc asks for size bytes'),
+    ('api = "alloc_pages"\norder = 9\nsize = 4096', 'size = 4096  # not used: alloc_pages asks for order'),
+    ('api = "vmalloc"\norder = 3', None),  # no size: 4096 << order bytes
+])
+def test_resolved_config_marks_the_driver_key_the_request_does_not_read(driver, note):
+    cfg = parse_config(f'[[workloads]]\nkind = "driver"\n{driver}\n')
+    text = dump_toml(cfg)
+    assert (note in text) if note else ("not used" not in text)
+    assert parse_config(text) == cfg
+
+
 def test_set_dotted_revalidates():
     cfg = parse_config('[[workloads]]\nkind = "driver"\n')
     cfg2 = set_dotted(cfg, "policy.fallback", "defrag_mode")
