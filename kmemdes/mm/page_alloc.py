@@ -499,6 +499,18 @@ class Node:
             raise KmemdesError(f"pfn {pfn:#x} is outside every zone")
         return z
 
+    def split_pageblocks(self) -> frozenset[int]:
+        """Pageblocks that two zones share (the x86-32 Normal/HighMem boundary,
+        ``max_low_pfn``, is not pageblock aligned); empty on x86-64.  For hot
+        loops that take a page's zone from ``pb_zone`` and must ask
+        :meth:`zone_of` only there."""
+        out = set()
+        for z in self.zones:
+            end = z.start_pfn + z.spanned
+            if end % (1 << PAGEBLOCK_ORDER) and end < self.max_pfn:
+                out.add(end >> PAGEBLOCK_ORDER)
+        return frozenset(out)
+
     def pageblock_migratetype(self, pfn: int) -> int:
         """``get_pageblock_migratetype``."""
         return self.pb_mt[pfn >> PAGEBLOCK_ORDER]

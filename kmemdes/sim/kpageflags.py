@@ -835,6 +835,8 @@ def _resync_pcp(node, cpu: int, order: int, mt: int, kernel_pfn: int, refill: bo
     if not (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER) or not 0 <= kernel_pfn < node.max_pfn:
         return 0
     zone = node.pb_zone[kernel_pfn >> _PB_ORDER]
+    if zone is not None and kernel_pfn - zone.start_pfn >= zone.spanned:  # a pageblock of two zones (x86-32)
+        zone = node.zone_of(kernel_pfn)
     if zone is None or not zone.pcp:
         return 0
     pcp = zone.pcp[cpu % node.cpus]

@@ -406,6 +406,7 @@ class Replayer:
         nxt, prv, lhead, ltail, lcount = node.nxt, node.prv, node.lhead, node.ltail, node.lcount
         l_order = node.l_order
         pb_mt, pb_zone = node.pb_mt, node.pb_zone
+        split_pbs = node.split_pageblocks()  # pageblocks of two zones (x86-32 lowmem end): ask zone_of
         max_pfn = node.max_pfn
         ncpu = node.cpus
         has_drains = self.has_drains
@@ -491,7 +492,10 @@ class Replayer:
                     mt = pb_mt[pfn >> PAGEBLOCK_ORDER]
                     if mt >= MIGRATE_PCPTYPES:
                         mt = MIGRATE_MOVABLE
-                    pcp = pb_zone[pfn >> PAGEBLOCK_ORDER].pcp[c_cpu[i] % ncpu]
+                    zone = pb_zone[pfn >> PAGEBLOCK_ORDER]
+                    if split_pbs and pfn >> PAGEBLOCK_ORDER in split_pbs:
+                        zone = node.zone_of(pfn)
+                    pcp = zone.pcp[c_cpu[i] % ncpu]
                     li = pcp.lid0 + MIGRATE_PCPTYPES * order + mt
                     h = lhead[li]
                     nxt[pfn] = h

@@ -303,3 +303,26 @@ def test_every_event_is_counted_exactly_once(tmp_path, shipped, name, mode):
         # policy mode: the pfns are labels, the machine's size does not change what is replayed
         assert "pfn_outside_memory" not in small["quirks"]
         assert small["events_replayed"] == own["events_replayed"] and small["quirks"] == own["quirks"]
+
+
+def test_mirror_free_in_the_pageblock_shared_by_normal_and_highmem_goes_to_highmem():
+    # x86-32 with 1 GiB: lowmem ends at MAXMEM_PFN 0x36ffe (arch/x86/mm/init_32.c), inside a
+    # pageblock; page_zone() of pfn 0x36ffe is HighMem, so its free goes to HighMem's pcp list
+    from kmemdes.mm.kernel import Kernel
+    from kmemdes.mm.layout import x86_32_max_low_pfn
+
+    node = Kernel("x86_32", "1G", cpus=1, seed=1).node
+    low = x86_32_max_low_pfn((1 << 30) >> 12)
+    assert low == 0x36FFE and node.split_pageblocks() == {low >> 9}
+    rows = [("mm_page_alloc", 0, dict(pfn=low, order=0, migratetype=1, gfp=g.GFP_HIGHUSER_MOVABLE)),
+            ("mm_page_free", 0, dict(pfn=low, order=0)),
+            # a drain in the trace: frees go to the pcp lists inline, as the trace shows them
+            ("mm_page_alloc", 0, dict(pfn=0x10000, order=0, migratetype=1, gfp=g.GFP_HIGHUSER_MOVABLE)),
+            ("mm_page_free", 0, dict(pfn=0x10000, order=0)),
+            ("mm_page_pcpu_drain", 0, dict(pfn=0x10000, order=0, migratetype=1))]
+    r = Replayer(node, events(rows))
+    r.run_until(10**9)
+    assert r.stats.replayed == len(rows)
+    counts = {z.name: sum(p.count for p in z.pcp) for z in node.zones}
+    assert counts == {"DMA": 0, "Normal": 0, "HighMem": 1}
+    node.check()
