@@ -1081,9 +1081,11 @@ class TextParser:
         for g in uniq:
             if g not in self._gfp:
                 try:
-                    self._gfp[g] = parse_gfp(g)
+                    bits = parse_gfp(g)
                 except ValueError:
-                    self._gfp[g] = None
+                    bits = None
+                # gfp_t is 32 bits: a wider number is not a mask (an unknown_gfp problem)
+                self._gfp[g] = bits if bits is not None and 0 <= bits < 1 << 32 else None
         # each row's mask as an index into the distinct masks (null rows: the last entry, null)
         codes = flags.cast(pl.Enum(uniq)).to_physical().fill_null(len(uniq))
         table = pl.Series(flags.name, [self._gfp[g] for g in uniq] + [None], dtype=pl.UInt32)

@@ -478,6 +478,14 @@ def test_utf8_comm_and_marker_text():
     assert ev["args"][0] == "naïve ünicode: text" and ev["ptr"][1] == 0xFFFF888100000000
 
 
+def test_a_gfp_number_wider_than_gfp_t_is_an_unknown_gfp_problem():
+    # gfp_t is an unsigned int: 0x1_0000_0000 and beyond are no mask (this raised a TypeError)
+    line = "            bash-12948   [001] .....  1968.000001: mm_page_alloc: page=ffffea00053e27c0 pfn=0x14f89f order=0 migratetype=0 gfp_flags=%s"
+    ev, meta, problems = parse_text([(line % "0x100000000" + "\n" + line % "0xcc0" + "\n").encode()], "t.txt")
+    assert ev["gfp"].to_list() == [None, GFP_KERNEL] and ev["gfp_flags"][0] == "0x100000000"
+    assert problems["unknown_gfp"]["lines"] == [1]
+
+
 def test_a_numeric_field_under_another_key_is_a_problem():
     """Fields are taken by position, but each must still carry its key: ``xyz=`` where the layout has
     ``pfn=`` is a bad field at its line, not a pfn."""
