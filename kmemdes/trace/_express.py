@@ -136,8 +136,7 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
     columns of fields 1 and 2 (``_f1``, ``_f2``) of every line by its event
     (``_code``), and the expression that then checks them: each field starts
     with the event's learnt ``key=`` prefix and, but for a call site,
-    converts (as :func:`kmemdes.trace.text._positional`; a number field that
-    lacks its prefix keeps its ``key=`` and so does not convert).
+    converts (as :func:`kmemdes.trace.text._positional`).
 
     Each field is cut after its per-line prefix and converted once per base
     for the whole chunk; each column then takes the value on the lines of
@@ -159,10 +158,9 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
             by_col.setdefault(col, []).append(c)
             if _CONV.get(col, _INT) != _STR:
                 base_of[c] = 16 if (prefixes[i].endswith("0x") or _CONV.get(col, _INT) == _PTR) else 10
-        texts = [c for c in range(len(events)) if c not in base_of]
-        if texts:  # a number converts only once its key= is cut off ('=' is no digit): text fields need the check
-            cut.append(pl.col(src).str.starts_with(prefix).alias(f"_p{i}"))
-            checks.append(pl.col(f"_p{i}") | ~code.is_in(texts))
+        # every field must start with its key= (a bare number would convert without it)
+        cut.append(pl.col(src).str.starts_with(prefix).alias(f"_p{i}"))
+        checks.append(pl.col(f"_p{i}"))
         for b in sorted(set(base_of.values())):
             convert.append(pl.col(raw).str.to_integer(base=b, dtype=pl.UInt64, strict=False).alias(f"_v{i}_{b}"))
         for col, codes in by_col.items():
@@ -196,8 +194,14 @@ def _learn_ahead(parser, frame: pl.DataFrame) -> None:
     if any(s is not None and rx.match(s) for s in fast.filter(~pl.col("_ok"))["l"].to_list()):
         return
     firsts = fast.filter(pl.col("_ok")).select("ev", "body").filter(pl.int_range(pl.len()).over("ev") < _LAYOUT_SAMPLE)
+    seen = set()
     for (raw,), part in firsts.partition_by("ev", as_dict=True, maintain_order=True).items():
+        # the general path learns an event from the first of its printed names to appear
+        # ("kmem:kfree", "kfree"): that group's sample, or nothing ahead
         name = parser._event_name(raw)
+        if name in seen:
+            continue
+        seen.add(name)
         family = _FAMILY.get(name)
         if (family is None or tuple(family[0][:2]) not in _HEADS or name in parser._body_layouts
                 or (part.height < _LAYOUT_SAMPLE and not whole)):
@@ -241,7 +245,7 @@ def express_rows(parser, frame: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.D
         .collect()
     )
     # the tail: one parse per distinct (event, tail) pair of the file
-    if parser._express_tails is None:
+    if parser._express_tails is None or parser._express_tails.interned.full:
         parser._express_tails = _Tails()
     tails = parser._express_tails
     tid = tails.ids(cut["_tail"])

@@ -297,10 +297,16 @@ _HEADER_COLS = ["line", "ts", "cpu", "pid", "comm", "flags", "ev", "body"]
 _PREFIX_SCHEMA = {"comm": pl.String, "pid": pl.Int32, "cpu": pl.Int16, "flags": pl.String, "_pok": pl.Boolean}
 
 
+#: distinct strings an interned column keeps; past it, it starts again (a trace
+#: whose "repeating" values do not repeat must not cost more per chunk as it goes)
+_INTERN_MAX = 1 << 14
+
+
 class _Interned:
     """The distinct strings of a column met so far in a file, each with an
     id (its index in :attr:`strings`), kept from chunk to chunk: what
-    repeats (line prefixes, field tails) is parsed once per file.
+    repeats (line prefixes, field tails) is parsed once per file.  Its
+    owner starts a new one when :attr:`full`.
 
     >>> i = _Interned()
     >>> i.ids(pl.Series(["b", "a", None, "b"])).to_list(), i.ids(pl.Series(["c", "a"])).to_list(), i.strings
@@ -310,6 +316,10 @@ class _Interned:
     def __init__(self) -> None:
         self.strings: list[str] = []
         self._enum = pl.Enum([])
+
+    @property
+    def full(self) -> bool:
+        return len(self.strings) > _INTERN_MAX
 
     def ids(self, column: pl.Series) -> pl.Series:
         """The id of each value (UInt32, null where the value is null)."""
@@ -697,6 +707,8 @@ class TextParser:
         prefix of the file with the layout's ``prefix_re`` and gathered back."""
         lay = self._layout
         assert lay is not None
+        if self._prefixes.full:
+            self._prefixes, self._prefix_table = _Interned(), pl.DataFrame(schema=_PREFIX_SCHEMA)
         ids = self._prefixes.ids(prefixes)
         rows = []
         for pre in self._prefixes.strings[max(self._prefix_table.height - 1, 0):]:

@@ -126,3 +126,42 @@ def test_only_whole_samples_are_learnt_ahead(taken, monkeypatch):
     ev, meta, problems = parse_text(chunks, "t.txt")
     assert ev.equals(_plain(chunks)[0]) and problems == {}
     assert taken["taken"] == 600
+
+
+@pytest.mark.parametrize("bad", [
+    "kfree: call_site=x+0x1/0x2 1234",  # a bare number where ptr= belongs
+    "mm_page_alloc: page=ffffea00053e27c0 0 order=0 migratetype=0 gfp_flags=GFP_KERNEL",  # bare pfn
+    "mm_page_alloc: page=ffffea00053e27c0 pfn=12345 order=0 migratetype=0 gfp_flags=GFP_KERNEL",  # decimal under 0x
+    "mm_page_alloc: page=ffffea00053e27c0 pfn=0x1 order=0 migratetype=0 gfp_flags=0x100000000",  # wider than gfp_t
+])
+def test_fields_without_their_key_or_out_of_range_are_the_general_paths(bad):
+    # found by a differential fuzzer: the express path must check every key= (a bare number
+    # converts without one) and leave every problem to the general path
+    kfree = "kfree: call_site=x+0x1/0x2 ptr=ffff8881%08x"
+    lines = [(LINE % i) + (PAGE % (i % 256) if i % 3 == 0 else kfree % i if i % 3 == 1 else ALLOC % i)
+             for i in range(300)]
+    lines[150] = (LINE % 150) + bad
+    data = ("\n".join(lines) + "\n").encode()
+    ev, meta, problems = parse_text([data], "t.txt")
+    ev0, meta0, problems0 = _plain([data])
+    assert ev.equals(ev0) and meta == meta0 and problems == problems0
+
+
+def test_the_first_printed_name_of_an_event_decides_its_sample(monkeypatch):
+    # "kmem:kfree" (1 row) comes before "kfree" (many): the general path learns kfree from the
+    # first group, whose sample is not whole in the head, so nothing is learnt ahead
+    monkeypatch.setattr(_express, "_AHEAD", 300)
+    lines = [(LINE % 0) + "kmem:kfree: call_site=x ptr=1"]
+    lines += [(LINE % i) + "kfree: call_site=x ptr=1 name=foo" for i in range(1, 600)]
+    data = ("\n".join(lines) + "\n").encode()
+    ev, meta, problems = parse_text([data], "t.txt")
+    assert ev.equals(_plain([data])[0]) and problems == _plain([data])[2]
+
+
+def test_interned_strings_start_again_past_their_bound(monkeypatch):
+    # tails that never repeat (a new bytes_req on every line) must not make each chunk dearer
+    monkeypatch.setattr(text, "_INTERN_MAX", 50)
+    lines = [(LINE % i) + (ALLOC % i).replace("bytes_req=4096", f"bytes_req={i}") for i in range(400)]
+    chunks = [("\n".join(lines[i:i + 40]) + "\n").encode() for i in range(0, 400, 40)]
+    ev, meta, problems = parse_text(chunks, "t.txt")
+    assert ev.equals(_plain(chunks)[0]) and ev["bytes_req"].to_list() == list(range(400))
