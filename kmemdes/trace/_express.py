@@ -37,7 +37,8 @@ import polars as pl
 
 from kmemdes.trace.schema import EVENT_SCHEMA, EventKind, conform
 from kmemdes.trace.text import (
-    _CONV, _FAMILY, _HEADER_RE, _INT, _LAYOUT_SAMPLE, _PTR, _STR, _column_of, _Interned, _positional,
+    _CONV, _FAMILY, _HEADER_RE, _INT, _LAYOUT_SAMPLE, _STR, _base, _column_of, _failed_alloc_pfn, _fields_table,
+    _Interned, _ts_ns, _ts_seconds,
 )
 
 __all__ = ["express_rows", "merge_rows"]
@@ -50,17 +51,6 @@ _AHEAD = 65536
 
 #: lines left in a chunk up to which the rows are merged as slices (more: one gather)
 _MAX_PIECES = 64
-
-
-class _Fields:
-    """A stand-in for a struct of ``field_0, field_1, ...`` (what
-    :func:`kmemdes.trace.text._positional` reads) over named columns."""
-
-    def __init__(self, *names: str):
-        self.names = names
-
-    def field(self, name: str) -> pl.Expr:
-        return pl.col(self.names[int(name.rsplit("_", 1)[1])])
 
 
 def _events(parser) -> list[tuple[str, tuple, tuple]]:
@@ -79,20 +69,9 @@ def _events(parser) -> list[tuple[str, tuple, tuple]]:
 def _parse_tails(parser, event: tuple, strings: list) -> pl.DataFrame:
     """Typed tail columns and ``_ok`` of tails of one event (None: no tail)."""
     name, family, (keys, prefixes) = event
-    k = len(keys) - 2
-    if k == 0:  # call_site= ptr= and nothing more
+    if len(keys) == 2:  # call_site= ptr= and nothing more
         return pl.DataFrame({"_ok": [s is None for s in strings]})
-    f = pl.col("_f").struct
-    exprs, checks, converted, ptrs = _positional(family, keys[2:], prefixes[2:], f)
-    checks.append(f.field(f"field_{k}").is_null())
-    converted += [pl.col(c).is_not_null() for c, _, _ in ptrs]
-    table = (
-        pl.LazyFrame({"t": strings}, schema={"t": pl.String})
-        .select(_f=pl.col("t").str.split_exact(" ", k))
-        .select(*exprs, _ok=pl.all_horizontal(checks))
-        .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
-        .collect()
-    )
+    table = _fields_table(family, keys[2:], prefixes[2:], strings)
     if "gfp_flags" in table.columns:
         table = table.with_columns(gfp=parser._gfp_bits(table["gfp_flags"]))
     return table
@@ -104,7 +83,6 @@ class _Tails:
 
     def __init__(self) -> None:
         self.interned = _Interned()  # tail id -> text
-        self.strings = self.interned.strings
         self.rows: dict[tuple[str, int], int] = {}  # (event, tail id; -1: none) -> row of ``table``
         self.table = pl.DataFrame({"_ok": []}, schema={"_ok": pl.Boolean})
 
@@ -123,7 +101,7 @@ class _Tails:
         if missing:
             parts, n = [self.table], self.table.height
             for c, ts in missing.items():
-                parts.append(_parse_tails(parser, events[c], [self.strings[t] if t >= 0 else None for t in ts]))
+                parts.append(_parse_tails(parser, events[c], [self.interned.strings[t] if t >= 0 else None for t in ts]))
                 for t in ts:
                     self.rows[(events[c][0], t)] = n
                     n += 1
@@ -157,7 +135,7 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
             col = _column_of(keys[i], family)
             by_col.setdefault(col, []).append(c)
             if _CONV.get(col, _INT) != _STR:
-                base_of[c] = 16 if (prefixes[i].endswith("0x") or _CONV.get(col, _INT) == _PTR) else 10
+                base_of[c] = _base(prefixes[i], _CONV.get(col, _INT))
         # every field must start with its key= (a bare number would convert without it)
         cut.append(pl.col(src).str.starts_with(prefix).alias(f"_p{i}"))
         checks.append(pl.col(f"_p{i}"))
@@ -173,8 +151,7 @@ def _head_values(events: list) -> tuple[list[list[pl.Expr]], pl.Expr]:
                 v = (pl.when(inside) if v is None else v.when(inside)).then(pl.col(f"_v{i}_{b}"))
             v = v.cast(EVENT_SCHEMA[col], strict=False)
             if col == "pfn" and "mm_page_alloc" in names:
-                # a failed allocation prints page=NULL pfn=0: stored as -1 (as the general path does)
-                v = pl.when((code == names.index("mm_page_alloc")) & (v == 0)).then(-1).otherwise(v)
+                v = _failed_alloc_pfn(v, code == names.index("mm_page_alloc"))
             values.append(v.alias(col))
             checks.append(pl.col(col).is_not_null() | ~code.is_in(codes))
     return [cut, convert, values], pl.all_horizontal(checks)
@@ -231,13 +208,13 @@ def express_rows(parser, frame: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.D
         .select(
             "line",
             _pre=l.str.slice(0, d0),
-            _tsf=l.str.slice(d0, w).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
+            _tsf=_ts_seconds(l.str.slice(d0, w)),
             _sep=l.str.slice(d0 + w - 7, 9),
             _f=l.str.slice(d0 + w + 2).str.splitn(" ", 4),
         )
         .select(
             "line", "_pre",
-            ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
+            ts=_ts_ns(tsf),
             _hok=(sep.str.starts_with(".") & sep.str.ends_with(": ") & (tsf >= 0)).fill_null(False),
             _code=f.field("field_0").cast(pl.Enum([n + ":" for n in names]), strict=False).to_physical(),
             _f1=f.field("field_1"), _f2=f.field("field_2"), _tail=f.field("field_3"),
@@ -249,7 +226,7 @@ def express_rows(parser, frame: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.D
         parser._express_tails = _Tails()
     tails = parser._express_tails
     tid = tails.ids(cut["_tail"])
-    width = len(tails.strings) + 1
+    width = len(tails.interned.strings) + 1
     codes_np = cut["_code"].cast(pl.Int64).fill_null(-1).to_numpy()
     known = codes_np >= 0
     pair = np.where(known, codes_np * width + tid + 1, 0)

@@ -407,6 +407,44 @@ def _tail_start(family: tuple, keys: tuple) -> int:
     return h if 0 < h <= len(keys) - 3 else len(keys)
 
 
+def _ts_seconds(field: pl.Expr) -> pl.Expr:
+    """The timestamp text ``secs.usecs`` (right-aligned, ``%5lu.%06lu``) as float seconds."""
+    return field.str.strip_chars_start(" ").cast(pl.Float64, strict=False)
+
+
+def _ts_ns(secs: pl.Expr) -> pl.Expr:
+    """Float seconds to integer ns, rounded to whole microseconds (exact below 10^9 s)."""
+    return (secs * 1e6).round().cast(pl.Int64, strict=False) * 1000
+
+
+def _base(prefix: str, conv: str) -> int:
+    """The base of a number field: hex for pointers and ``key=0x`` prefixes, else decimal."""
+    return 16 if (prefix.endswith("0x") or conv == _PTR) else 10
+
+
+def _failed_alloc_pfn(pfn: pl.Expr, is_alloc: pl.Expr | None = None) -> pl.Expr:
+    """``mm_page_alloc`` prints ``page=NULL pfn=0`` for a failed allocation: stored as -1."""
+    zero = pfn == 0 if is_alloc is None else is_alloc & (pfn == 0)
+    return pl.when(zero).then(-1).otherwise(pfn)
+
+
+def _fields_table(family: tuple, keys: tuple, prefixes: tuple, strings: list) -> pl.DataFrame:
+    """Typed columns and ``_ok`` of strings that each hold exactly the fields
+    ``keys`` (a None string: no row, ``_ok`` False): repeating field tails,
+    parsed once per distinct string."""
+    f = pl.col("_f").struct
+    exprs, checks, converted, ptrs = _positional(family, keys, prefixes, f)
+    checks.append(f.field(f"field_{len(keys)}").is_null())
+    converted += [pl.col(c).is_not_null() for c, _, _ in ptrs]  # a NULL pointer: the row-wise path
+    return (
+        pl.LazyFrame({"t": strings}, schema={"t": pl.String})
+        .select(_f=pl.col("t").str.split_exact(" ", len(keys)))
+        .select(*exprs, _ok=pl.all_horizontal(checks))
+        .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *converted]).fill_null(False))
+        .collect()
+    )
+
+
 def _positional(family: tuple, keys: tuple, prefixes: tuple, f) -> tuple[list, list, list, list]:
     """Expressions for fields ``field_0..`` of the struct ``f`` holding the
     given keys: (typed columns, checks, not-null checks of converted columns,
@@ -431,8 +469,7 @@ def _positional(family: tuple, keys: tuple, prefixes: tuple, f) -> tuple[list, l
         elif conv == _BOOL:
             val = pl.when(fi == prefix + "true").then(True).when(fi == prefix + "false").then(False)
         elif conv in (_PTR, _NUM):
-            base = 16 if (prefix.endswith("0x") or conv == _PTR) else 10
-            val = raw.str.to_integer(base=base, dtype=pl.UInt64, strict=False).cast(EVENT_SCHEMA[col], strict=False)
+            val = raw.str.to_integer(base=_base(prefix, conv), dtype=pl.UInt64, strict=False).cast(EVENT_SCHEMA[col], strict=False)
             if conv == _PTR:
                 ptrs.append((col, f"field_{i}", key))
         else:
@@ -740,7 +777,7 @@ class TextParser:
             lf.with_columns(_pre=l.str.slice(0, d0), _t=l.str.slice(d0))
             .with_columns(_p=t.str.find(": ", literal=True))
             .with_columns(
-                _tsf=t.str.slice(0, p).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
+                _tsf=_ts_seconds(t.str.slice(0, p)),
                 _dot=t.str.slice(p - 7, 1) == ".",
                 _r=t.str.slice(p + 2),
             )
@@ -748,7 +785,7 @@ class TextParser:
             .with_columns(
                 ev=r.str.slice(0, q),
                 body=r.str.slice(q + 2),
-                ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
+                ts=_ts_ns(tsf),
             )
             .select("l", "line", "ts", "ev", "body", "_pre",
                     _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0) & (p >= 7)).fill_null(False))
@@ -769,12 +806,12 @@ class TextParser:
             lf.with_columns(
                 _x=l.str.find(": ", literal=True) == d0 + w,
                 _pre=l.str.slice(0, d0),
-                _tsf=l.str.slice(d0, w).str.strip_chars_start(" ").cast(pl.Float64, strict=False),
+                _tsf=_ts_seconds(l.str.slice(d0, w)),
                 _dot=l.str.slice(d0 + w - 7, 1) == ".",
                 _r=l.str.slice(d0 + w + 2),
             )
             .with_columns(_q=r.str.find(": ", literal=True))
-            .select("l", "line", ts=(tsf * 1e6).round().cast(pl.Int64, strict=False) * 1000,
+            .select("l", "line", ts=_ts_ns(tsf),
                     ev=r.str.slice(0, q), body=r.str.slice(q + 2), _pre=pl.col("_pre"),
                     _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0)).fill_null(False), _x=pl.col("_x"))
         )
@@ -1012,7 +1049,7 @@ class TextParser:
             out = good
         if name == "mm_page_alloc" and "pfn" in out.columns:
             # a failed allocation prints page=NULL pfn=0: store -1
-            out = out.with_columns(pfn=pl.when(pl.col("pfn") == 0).then(-1).otherwise(pl.col("pfn")))
+            out = out.with_columns(pfn=_failed_alloc_pfn(pl.col("pfn")))
         if "gfp_flags" in out.columns:
             out = out.with_columns(gfp=self._gfp_bits(out["gfp_flags"]))
         if any(_column_of(k, family) is None for k in (layout[0] if layout else ())):
@@ -1058,15 +1095,7 @@ class TextParser:
                 .collect()
             )
             tails = [t for t in head["_tail"].unique().to_list() if t is not None]
-            t_exprs, t_checks, t_converted, _ = _positional(family, keys[h:], prefixes[h:], f)
-            t_checks.append(f.field(f"field_{k - h}").is_null())
-            table = (
-                pl.LazyFrame({"body": tails + [None]}, schema={"body": pl.String})
-                .select(_f=pl.col("body").str.split_exact(" ", k - h))
-                .select(*t_exprs, _ok=pl.all_horizontal(t_checks))
-                .with_columns(_ok=pl.all_horizontal([pl.col("_ok"), *t_converted]).fill_null(False))
-                .collect()
-            )
+            table = _fields_table(family, keys[h:], prefixes[h:], tails + [None])
             codes = head["_tail"].cast(pl.Enum(tails)).to_physical().fill_null(len(tails))
             tail = table.select(pl.all().gather(codes))
             vals = pl.concat([head.drop("_tail", "_ok"), tail.drop("_ok")], how="horizontal").select(
