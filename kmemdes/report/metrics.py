@@ -206,8 +206,11 @@ def vmalloc_workloads(config: dict) -> dict[str, int]:
     ...                                  {"kind": "vmalloc_churn", "size": "16K"}, {"kind": "anon"}]})
     {'driver0': 1048576, 'vmalloc_churn1': 16384}
     """
+    from kmemdes.config import DriverWorkload, VmallocWorkload
     from kmemdes.mm.mm_init import parse_size
 
+    order0 = DriverWorkload.model_fields["order"].default  # the config's defaults, for keys a run left out
+    size0 = VmallocWorkload.model_fields["size"].default
     out: dict[str, int] = {}
     for i, w in enumerate(config.get("workloads") or []):
         if not isinstance(w, dict):
@@ -215,9 +218,9 @@ def vmalloc_workloads(config: dict) -> dict[str, int]:
         kind = w.get("kind")
         try:
             if kind == "driver" and w.get("api") == "vmalloc":
-                size = int(w.get("size") or 0) or 4096 << int(w.get("order", 4))
+                size = int(w.get("size") or 0) or 4096 << int(w.get("order", order0))
             elif kind == "vmalloc_churn":
-                size = parse_size(str(w.get("size", "16K")))
+                size = parse_size(str(w.get("size", size0)))
             else:
                 continue
         except (TypeError, ValueError, KmemdesError):
