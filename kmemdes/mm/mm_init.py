@@ -37,7 +37,10 @@ from kmemdes.mm.page_alloc import (
     setup_per_zone_wmarks,
 )
 
-__all__ = ["build_node", "parse_size", "add_zone", "STRUCT_PAGE_SIZE", "node_from_page_layout"]
+__all__ = ["build_node", "parse_size", "add_zone", "STRUCT_PAGE_SIZE", "node_from_page_layout", "mem_for_pfns"]
+
+# x86-64 RAM above 3 GiB is remapped above 4 GiB (the PCI hole): pfns
+_X64_HOLE_START, _X64_HIGH_RAM = 0xC0000, 0x100000
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -85,6 +88,18 @@ STRUCT_PAGE_SIZE = {"x86_64": 64, "x86_32": 32}
 KERNEL_IMAGE_BYTES = {"x86_64": 48 << 20, "x86_32": 8 << 20}
 
 
+def mem_for_pfns(arch: str, top_pfn: int) -> int:
+    """Bytes of RAM a fresh :func:`build_node` machine of ``arch`` needs so that every pfn below
+    ``top_pfn`` exists (on x86-64 the RAM above 3 GiB sits above 4 GiB).
+
+    >>> mem_for_pfns("x86_64", 0x40000) >> 20, mem_for_pfns("x86_64", 0x140000) >> 30
+    (1024, 4)
+    """
+    if arch == "x86_64" and top_pfn > _X64_HOLE_START:
+        return (max(top_pfn, _X64_HIGH_RAM) - _X64_HIGH_RAM + _X64_HOLE_START) << PAGE_SHIFT
+    return top_pfn << PAGE_SHIFT
+
+
 def build_node(arch: str = "x86_64", mem_bytes: int = 1 << 30, cpus: int = 2,
                policy: Policy | None = None, debug: bool = False, nr_cpus_config: int = 8) -> Node:
     """A freshly booted machine: zones laid out as the kernel does for ``arch``, memory freed at boot.
@@ -110,10 +125,10 @@ def build_node(arch: str = "x86_64", mem_bytes: int = 1 << 30, cpus: int = 2,
     pages = mem_bytes >> PAGE_SHIFT
     ranges: list[tuple[int, int]] = []  # RAM pfn ranges [start, end)
     if arch == "x86_64":
-        low_end = min(pages, 0xC0000)  # 3 GiB
+        low_end = min(pages, _X64_HOLE_START)  # 3 GiB
         ranges = [(1, 0x9F), (0x100, low_end)]
-        if pages > 0xC0000:
-            ranges.append((0x100000, 0x100000 + pages - 0xC0000))
+        if pages > _X64_HOLE_START:
+            ranges.append((_X64_HIGH_RAM, _X64_HIGH_RAM + pages - _X64_HOLE_START))
     else:
         ranges = [(1, 0x9F), (0x100, pages)]
     max_pfn = ranges[-1][1]

@@ -21,7 +21,7 @@ from kmemdes.config import Config, ReplayWorkload, dump_toml
 from kmemdes.errors import KmemdesError
 from kmemdes.mm import vmstat
 from kmemdes.mm.frag import unusable_free_index
-from kmemdes.mm.mm_init import build_node, node_from_snapshot, parse_size
+from kmemdes.mm.mm_init import build_node, mem_for_pfns, node_from_snapshot, parse_size
 from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_NAMES, Node, Policy
 from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.monitor import Monitor
@@ -359,14 +359,6 @@ class Sim:
         return out
 
 
-def _mem_for_pfn(top_pfn: int, arch: str) -> int:
-    """Bytes of RAM a fresh machine of ``arch`` needs so that pfns below ``top_pfn`` exist
-    (x86-64 remaps RAM above 3 GiB to 4 GiB and up: see :func:`kmemdes.mm.mm_init.build_node`)."""
-    if arch == "x86_64" and top_pfn > 0xC0000:
-        return (max(top_pfn, 0x100000) - 0x100000 + 0xC0000) << 12
-    return top_pfn << 12
-
-
 def _log_text(summary: dict) -> str:
     lines = [f"kmemdes {summary['kmemdes_version']} {summary['kind']} {summary['name']} ({summary['mode']})"]
     for n in summary.get("notes", []):
@@ -430,7 +422,7 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
         # no snapshot: a fresh machine, large enough for every pfn the trace names
         top = events.filter(pl.col("pfn") >= 0).select(
             (pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64))).max()).item()
-        need = _mem_for_pfn(int(top or 0), cfg.machine.arch)
+        need = mem_for_pfns(cfg.machine.arch, int(top or 0))
         if need > parse_size(cfg.machine.mem):
             gib = -(-need // (1 << 30))
             cfg = cfg.model_copy(update={"machine": cfg.machine.model_copy(update={"mem": f"{gib}G"})})
