@@ -65,6 +65,7 @@ class PolicyPages:
         self.counts = {"thp_fault_alloc": 0, "thp_fault_fallback": 0, "fallback_pages": 0}
         self.attempts = [0] * NR_PAGE_ORDERS
         self.failures = [0] * NR_PAGE_ORDERS
+        self.exact_start = False  # the start state is the kernel's layout (kpageflags): pfns are identities
 
     # ----------------------------------------------------------- ownership
     def adopt(self, pfns, orders, file) -> None:
@@ -73,6 +74,7 @@ class PolicyPages:
         node = self.node
         reclaim = node.reclaim
         ao = node.alloc_order
+        self.exact_start = True
         for pfn, order, f in zip(pfns, orders, file):
             ao[pfn] = order
             if f and reclaim is not None:
@@ -253,7 +255,7 @@ class PolicyPages:
 
     def _pretrace(self, tpfn: int, order: int) -> bool:
         node = self.node
-        if tpfn < 0 or tpfn >= node.max_pfn or tpfn in self.m2t:
+        if not self.exact_start or tpfn < 0 or tpfn >= node.max_pfn or tpfn in self.m2t:
             return False
         mt = node.page_mt[tpfn]
         if mt == PAGE_FREE or mt >= PAGE_RESERVED:
