@@ -126,6 +126,8 @@ class TracedCompaction:
             li = lid[pfn]
             if li != NOLIST and lbo[li] >= 0:
                 order = lbo[li]
+                while pfn + (1 << order) > end and order:  # the kernel's block ended inside the range
+                    order -= 1
                 node.take_block(pfn, order)
                 self._hold(run, pfn, order)
                 taken += 1 << order
