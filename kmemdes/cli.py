@@ -678,7 +678,9 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
         res = predict_capture(capture, sets, progress=True)
         if as_json:
             click.echo(_json.dumps({"predicted": res["predicted"], "kernel": res["kernel"],
-                                    "targets": res["targets"], "policy": res["policy"], "sets": res["sets"]},
+                                    "targets": res["targets"], "policy": res["policy"], "sets": res["sets"],
+                                    "replay": {k: res[k] for k in ("events", "events_replayed", "wall_s",
+                                                                   "events_per_s")}},
                                    indent=1))
         else:
             click.echo(format_prediction(res), nl=False)
