@@ -422,7 +422,10 @@ def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[
 
     \b
     TRACE is anything `kmemdes stats` reads: a capture folder, ftrace / trace-cmd / perf
-    text (plain or compressed), trace.dat, .kmt or Parquet.  Every event is accounted for:
+    text (plain or compressed), trace.dat, .kmt or Parquet.  A capture folder with
+    before/kpageflags.zst starts from the kernel's exact free-page layout; in policy mode
+    the models then re-decide reclaim and compaction too, under the policy the capture
+    recorded (its vm sysctls and THP settings) unless --config sets another.  Every event is accounted for:
     replayed, or handled by a named rule (pre-trace objects, batched frees, zone growth...)
     counted in summary.json.
 
@@ -436,8 +439,13 @@ def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[
     from kmemdes.config import load_config
     from kmemdes.sim.engine import replay_trace
 
+    from kmemdes.sim.kpageflags import kpageflags_pair
+
     cfg = load_config(config_path) if config_path else None
-    path, summary = replay_trace(trace, out, mode=mode, cfg=cfg, snapshot=snapshot, strict=strict)
+    # a capture with before/kpageflags.zst starts from the kernel's exact free-page layout
+    kpf = kpageflags_pair(trace) if snapshot is None and Path(trace).is_dir() else None
+    path, summary = replay_trace(trace, out, mode=mode, cfg=cfg, snapshot=snapshot, strict=strict,
+                                 kpageflags=kpf[0] if kpf else None)
     _print_run(path, summary)
 
 
