@@ -83,7 +83,7 @@ class PolicyPages:
                 node.rmap[pfn] = self
 
     def _own(self, pfn: int, order: int, gfp: int) -> None:
-        if not gfp & _MOVABLE:
+        if not gfp & _MOVABLE or self.node.alloc_order[pfn] != order:
             return
         reclaim = self.node.reclaim
         if reclaim is not None and reclaim.is_page_cache(pfn):
@@ -277,12 +277,18 @@ class PolicyPages:
             return
         pfn, o = ent
         pages = [(pfn, o)] if pfn >= 0 else [(p, 0) for p in o]
-        reclaim = self.node.reclaim
+        node = self.node
+        reclaim = node.reclaim
         for p, po in pages:
+            if node.page_mt[p] == PAGE_FREE:  # the model already gave it back
+                continue
             self.m2t[p] = -1
+            if node.alloc_order[p] != po:  # the kernel freed it at another order than the model holds
+                po = node.alloc_order[p] if node.alloc_order[p] != NO_ORDER else po
+                node.alloc_order[p] = po
             if decided == BY_COMPACTION:
                 self.migrating[po].append(p)
             elif reclaim is not None and not reclaim.is_page_cache(p):
-                self.node.rmap.pop(p, None)
+                node.rmap.pop(p, None)
                 reclaim.add_file_pages((p,), po, owner=self)
         self.quirk("redecided_by_policy")
