@@ -98,9 +98,12 @@ class PolicyPages:
         """Free a model page (out of the page cache or the rmap first)."""
         node = self.node
         self.m2t.pop(pfn, None)
-        if node.page_mt[pfn] == PAGE_FREE:  # defensive: never free twice
-            self.quirk("free_of_page_free_in_model", 1 << order)
+        if node.page_mt[pfn] >= PAGE_RESERVED:  # free already, or isolated by the model's compaction
+            self.quirk("free_of_page_not_held_by_model", 1 << order)
             return
+        ao = node.alloc_order[pfn]
+        if ao != NO_ORDER:
+            order = ao  # the model's block (the kernel's may have been split or merged otherwise)
         reclaim = node.reclaim
         if reclaim is not None and reclaim.is_page_cache(pfn):
             reclaim.remove_file_pages((pfn,), free=False)
