@@ -43,6 +43,7 @@ _THISNODE = G.__GFP_THISNODE
 _NORETRY = G.__GFP_NORETRY
 _NOMEMALLOC = G.__GFP_NOMEMALLOC
 _COMP = G.__GFP_COMP
+_IN_USE = bytes(0 if b in (PAGE_FREE, PAGE_RESERVED) else 1 for b in range(256))  # page_mt -> in use
 _THP_BITS = _COMP | _NOMEMALLOC | _MOVABLE
 
 
@@ -66,6 +67,7 @@ class PolicyPages:
         self.attempts = [0] * NR_PAGE_ORDERS
         self.failures = [0] * NR_PAGE_ORDERS
         self.exact_start = False  # the start state is the kernel's layout (kpageflags): pfns are identities
+        self.start_busy = bytearray()
 
     # ----------------------------------------------------------- ownership
     def adopt(self, pfns, orders, file) -> None:
@@ -75,6 +77,8 @@ class PolicyPages:
         reclaim = node.reclaim
         ao = node.alloc_order
         self.exact_start = True
+        # pages in use at the start: a trace free may name them once (model decisions clear them)
+        self.start_busy = bytearray(node.page_mt.translate(_IN_USE))
         for pfn, order, f in zip(pfns, orders, file):
             ao[pfn] = order
             if f and reclaim is not None:
@@ -98,12 +102,13 @@ class PolicyPages:
         """Free a model page (out of the page cache or the rmap first)."""
         node = self.node
         self.m2t.pop(pfn, None)
-        if node.page_mt[pfn] >= PAGE_RESERVED:  # free already, or isolated by the model's compaction
-            self.quirk("free_of_page_not_held_by_model", 1 << order)
+        order = node.alloc_order[pfn]  # the model's block (the kernel's may have been split otherwise)
+        n = 1 << order
+        if (order == NO_ORDER or node.page_mt.count(PAGE_FREE, pfn, pfn + n)
+                or node.page_mt.count(PAGE_RESERVED, pfn, pfn + n)):
+            # free already, isolated by the model's compaction, or no block the model placed
+            self.quirk("free_of_page_not_held_by_model")
             return
-        ao = node.alloc_order[pfn]
-        if ao != NO_ORDER:
-            order = ao  # the model's block (the kernel's may have been split or merged otherwise)
         reclaim = node.reclaim
         if reclaim is not None and reclaim.is_page_cache(pfn):
             reclaim.remove_file_pages((pfn,), free=False)
@@ -117,6 +122,8 @@ class PolicyPages:
         if t is None:  # a page from before the trace: its identity is its pfn
             t = old
             self.t2m.setdefault(old, (old, order))
+            if self.exact_start:
+                self.start_busy[old:old + (1 << order)] = bytes(1 << order)
         self.m2t[new] = t
         ent = self.t2m.get(t) if t >= 0 else None
         if ent is not None:
@@ -136,6 +143,8 @@ class PolicyPages:
         t = self.m2t.pop(pfn, None)
         if t is None:
             t = pfn  # a page from before the trace
+            if self.exact_start:
+                self.start_busy[pfn:pfn + (1 << order)] = bytes(1 << order)
         if t >= 0:
             ent = self.t2m.get(t)
             if ent is not None and ent[0] < 0:  # one of the base pages of a fallback
@@ -257,16 +266,20 @@ class PolicyPages:
         return 0
 
     def _pretrace(self, tpfn: int, order: int) -> bool:
+        """``tpfn`` names a block in use since the start that no model decision has touched: it is
+        still the kernel's own page at its own pfn (claimed once; its order set)."""
         node = self.node
-        if not self.exact_start or tpfn < 0 or tpfn >= node.max_pfn or tpfn in self.m2t:
-            return False
-        mt = node.page_mt[tpfn]
-        if mt == PAGE_FREE or mt >= PAGE_RESERVED:
+        n = 1 << order
+        if (not self.exact_start or tpfn < 0 or tpfn + n > node.max_pfn or tpfn in self.m2t
+                or self.start_busy.count(1, tpfn, tpfn + n) != n):
             return False
         ao = node.alloc_order[tpfn]
-        if ao == NO_ORDER:
-            node.alloc_order[tpfn] = order
-        return ao in (NO_ORDER, order)
+        if ao not in (NO_ORDER, order) or node.page_mt.count(PAGE_FREE, tpfn, tpfn + n) or \
+                node.page_mt.count(PAGE_RESERVED, tpfn, tpfn + n):
+            return False
+        self.start_busy[tpfn:tpfn + n] = bytes(n)
+        node.alloc_order[tpfn] = order
+        return True
 
     def _kernel_free(self, tpfn: int, ent, order: int, decided: int) -> None:
         """A free the kernel's reclaim or compaction made: the model keeps its page."""
@@ -282,13 +295,11 @@ class PolicyPages:
         pages = [(pfn, o)] if pfn >= 0 else [(p, 0) for p in o]
         node = self.node
         reclaim = node.reclaim
-        for p, po in pages:
-            if node.page_mt[p] == PAGE_FREE:  # the model already gave it back
+        for p, _ in pages:
+            po = node.alloc_order[p]
+            if node.page_mt[p] >= PAGE_RESERVED or po == NO_ORDER:  # not a block the model holds
                 continue
             self.m2t[p] = -1
-            if node.alloc_order[p] != po:  # the kernel freed it at another order than the model holds
-                po = node.alloc_order[p] if node.alloc_order[p] != NO_ORDER else po
-                node.alloc_order[p] = po
             if decided == BY_COMPACTION:
                 self.migrating[po].append(p)
             elif reclaim is not None and not reclaim.is_page_cache(p):
