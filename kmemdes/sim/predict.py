@@ -103,13 +103,13 @@ def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: b
     cap = Path(capture)
     if not cap.is_dir():
         raise KmemdesError(f"{cap}: not a capture folder (expected trace + before/ + after/)")
-    for need in ("before/buddyinfo", "after/buddyinfo", "before/vmstat", "after/vmstat"):
-        if not (cap / need).exists():
-            raise KmemdesError(f"{cap}: no {need} (--predict compares with the capture's before and after snapshots)")
     kpf = kpageflags_pair(cap)
     if kpf is None:
         raise KmemdesError(f"{cap}: --predict needs the exact start state: before/kpageflags.zst "
                            "(capture with kmemdes capture --kpageflags)")
+    for need in ("before/buddyinfo", "after/buddyinfo", "before/vmstat", "after/vmstat"):
+        if not (cap / need).exists():
+            raise KmemdesError(f"{cap}: no {need} (--predict compares with the capture's before and after snapshots)")
     notes: list[str] = []
     cfg = capture_policy(Config(name=cap.name), cap, notes)  # the policy the kernel ran under, then the what-if
     for item in sets:
