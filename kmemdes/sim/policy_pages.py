@@ -187,6 +187,9 @@ class PolicyPages:
         if tpfn >= 0 and gfp & _MOVABLE and order > 0:
             if thp and gfp & _THISNODE:  # alloc_pages_mpol: retry without __GFP_THISNODE / __GFP_NORETRY
                 pfn = node.alloc_pages(gfp & ~(_THISNODE | _NORETRY), order, cpu)
+                self.attempts[order] += 1  # an mm_page_alloc of its own in the kernel
+                if pfn < 0:
+                    self.failures[order] += 1
                 if pfn >= 0:
                     self.thp_fault[pid] = True
                     self._map(tpfn, pfn, order, gfp)
