@@ -505,7 +505,7 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
                           notes: list) -> tuple[Node, Optional[tuple]]:
     """The initial state of a replay from the capture's ``before/`` snapshot and a kpageflags file, and
     (policy mode) the movable folios in use then (:func:`kmemdes.sim.kpageflags.movable_folios`)."""
-    from kmemdes.sim.hints import start_hints
+    from kmemdes.sim.hints import StartHints, start_hints
     from kmemdes.sim.kpageflags import movable_folios, node_from_kpageflags, read_kpageflags, trace_pageblock_types
     from kmemdes.trace.snapshot import snapshot_from_texts
 
@@ -513,7 +513,9 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
         raise KmemdesError(f"{kpageflags}: a kpageflags layout needs the capture's before/ snapshot "
                            "(zoneinfo, pagetypeinfo) beside the trace")
     snap = snapshot_from_texts(trace.meta["before"], Path(trace.meta.get("capture_dir", ".")) / "before")
-    hints = start_hints(events) if mode == "mirror" else None
+    hints = start_hints(events)
+    if mode != "mirror":  # the models place pages themselves: only which pages were in use counts
+        hints = StartHints(busy=hints.busy)
     evidence = trace_pageblock_types(events) if mode == "mirror" else None
     kpf = read_kpageflags(kpageflags)
     node, kp_notes, _ = node_from_kpageflags(snap, kpf, policy=policy_from_config(cfg), hints=hints,

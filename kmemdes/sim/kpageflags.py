@@ -541,6 +541,17 @@ def node_from_kpageflags(snap, kpf: np.ndarray, policy=None, hints=None, cpus: O
     """
     from kmemdes.mm.mm_init import node_from_page_layout
 
+    notes_busy = []
+    if hints is not None and len(hints.busy):
+        # kpageflags is read while tracing runs: a page it shows free that the trace frees before
+        # anything allocates it was in use when the trace started
+        busy = hints.busy[hints.busy < len(kpf)]
+        busy = busy[kpf_bit(kpf[busy], KPF_BUDDY)]
+        if len(busy):
+            kpf = kpf.copy()
+            kpf[busy] &= ~np.uint64(1 << KPF_BUDDY)
+            notes_busy.append(f"{len(busy):,} pages free in kpageflags that the trace frees first: in use at its "
+                              "start (kpageflags is read while tracing runs)")
     cls = page_classes(kpf)
     blocks = zone_free_blocks(kpf, snap)
     ev = dict(hints.pageblock_types) if hints is not None else {}
@@ -552,7 +563,7 @@ def node_from_kpageflags(snap, kpf: np.ndarray, policy=None, hints=None, cpus: O
     pcp = hints.pcp_blocks if hints is not None else ()
     node, more = node_from_page_layout(snap, fp.tolist(), fo.tolist(), page_mt, pb_mt, cpus=cpus, policy=policy,
                                        pcp_blocks=pcp)
-    notes = notes + more
+    notes = notes_busy + notes + more
     info = {"nr_free": {z: _nr_free(o) for z, (_, o) in blocks.items()},
             "page_classes": {PC_NAMES[c]: int(n) for c, n in enumerate(np.bincount(cls, minlength=len(PC_NAMES)))}}
     notes.append("initial free-page layout from /proc/kpageflags (exact); order inside each free list unknown: "
