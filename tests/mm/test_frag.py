@@ -73,9 +73,10 @@ def _check_pairs(folders):
                 if r_line == o_line:
                     exact += 1
                 else:
-                    # buddyinfo and the debugfs file were read a moment apart: only the busy
-                    # Normal zone may have moved, by a few blocks, so values stay close
-                    assert "Normal" in r_line, (d, fname, r_line, o_line)
+                    # buddyinfo and the debugfs file were read a moment apart: only a zone that
+                    # serves allocations may have moved (Normal; DMA32 too when Normal is short, as in
+                    # the pressure captures j and k), by a few blocks, so values stay close
+                    assert "Normal" in r_line or "DMA32" in r_line, (d, fname, r_line, o_line)
                     rv = [float(x) for x in r_line.split()[4:]]
                     ov = [float(x) for x in o_line.split()[4:]]
                     assert max(abs(a - b) for a, b in zip(rv, ov)) <= 0.02, (d, fname, r_line, o_line)

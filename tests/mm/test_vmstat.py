@@ -34,7 +34,9 @@ def _roundtrip(folder: Path):
                   "start_pfn"):
             assert getattr(z, f) == getattr(r, f), (folder, name, f)
         if consistent:
-            assert z.free == r.free or name == "Normal"  # 'pages free' is read at another instant
+            # 'pages free' is read at another instant: a zone serving allocations may have moved
+            # (Normal; DMA32 too when Normal is short, as in the pressure captures j and k)
+            assert z.free == r.free or name in ("Normal", "DMA32")
         for ours_p, real_p in zip(z.pagesets, r.pagesets):
             assert {k: ours_p[k] for k in ("batch", "high_min", "high_max", "high")} == \
                    {k: real_p[k] for k in ("batch", "high_min", "high_max", "high")}
