@@ -32,6 +32,17 @@ def read_vmstat() -> dict[str, int]:
     return out
 
 
+def die_with_parent() -> None:
+    """PR_SET_PDEATHSIG(SIGKILL): this process dies when the thread that started it does (a lab
+    run killed with SIGKILL then leaves no workload running)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_one(w: dict, cycle: int, res: dict, stop: threading.Event) -> None:
     time.sleep(max(0.0, w["start_s"]))
     if stop.is_set():
@@ -39,7 +50,9 @@ def _run_one(w: dict, cycle: int, res: dict, stop: threading.Event) -> None:
         return
     argv = w["argv"] if w["argv"] else ["/bin/sh", "-c", w["command"].replace("{cycle}", str(cycle))]
     t0 = time.monotonic()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    env = dict(os.environ, KMEMDES_LAB_WORKDIR=w.get("workdir", ""))
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
+                         preexec_fn=die_with_parent)
     try:
         out, _ = p.communicate(timeout=w["timeout_s"])
         res["timed_out"] = False
@@ -81,6 +94,7 @@ def run_plan(plan: dict) -> dict:
 
 def main(argv: list[str]) -> int:
     plan_path, result_path = argv
+    die_with_parent()
     try:
         os.setpgid(0, 0)
     except OSError:

@@ -38,7 +38,7 @@ from kmemdes import __version__
 from kmemdes.config import Config, PolicyConfig, dump_toml, parse_duration
 from kmemdes.errors import KmemdesError
 from kmemdes.lab.ktrace import LatencyTrace, intervals, parse_lines
-from kmemdes.lab.state import KernelState, read_knob, recover_leftovers, sync_and_drop_caches
+from kmemdes.lab.state import KernelState, kill_tree, read_knob, recover_leftovers, starttime, sync_and_drop_caches
 from kmemdes.mm.frag import fragmentation_index, fragmentation_score_zone, unusable_free_index
 from kmemdes.mm.gfp import MIGRATETYPE_NAMES
 from kmemdes.mm.mm_init import parse_size
@@ -105,36 +105,6 @@ def meminfo() -> dict[str, int]:
         if p and p[0].isdigit():
             out[k] = int(p[0])
     return out
-
-
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (from /proc/*/stat ppid)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        st = _read(f"/proc/{d}/stat")
-        if not st:
-            continue
-        try:
-            ppid = int(st.rsplit(")", 1)[1].split()[1])
-        except (IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def kill_tree(pid: int) -> None:
-    for p in reversed(_descendants(pid)):
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class Watchdog(threading.Thread):
@@ -425,6 +395,7 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
     state = KernelState()
     state.record(sorted(set(knobs) | {"vm.nr_hugepages"}))
     work = Path(tempfile.mkdtemp(prefix="kmemdes_lab."))
+    state.note("workdir", str(work))
     watchdog = Watchdog(min_kb, log)
     sampler: Optional[Sampler] = None
     tracer: Optional[LatencyTrace] = None
@@ -470,6 +441,8 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
             warnings.append(f"event {m} not available: its latency is not measured")
         plan_path, res_path = work / "plan.json", work / "result.json"
         plan["pid_file"] = str(work / "driver.pid")
+        for w in plan["workloads"]:
+            w["workdir"] = str(work)
         watchdog.pid_file = work / "driver.pid"
         plan_path.write_text(json.dumps(plan))
         argv = [sys.executable, "-m", "kmemdes.lab.driver", str(plan_path), str(res_path)]
@@ -491,6 +464,7 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
         else:
             driver = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             watchdog.driver_pid = driver.pid
+            state.note("driver", {"pid": driver.pid, "starttime": starttime(driver.pid)})
             try:
                 _, err = driver.communicate(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -528,6 +502,8 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
                 tracer.reader.join(10)
             watchdog.stop()
             restored = state.restore()
+            if result is None:
+                shutil.rmtree(work, ignore_errors=True)
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 from kmemdes.errors import KmemdesError
 from kmemdes.trace.capture import _mount, _read, _umount, _write
 
-__all__ = ["KernelState", "recover_leftovers", "knob_path", "read_knob", "STATE_DIR"]
+__all__ = ["KernelState", "recover_leftovers", "knob_path", "read_knob", "kill_tree", "starttime", "STATE_DIR"]
+
 
 STATE_DIR = Path(os.environ.get("KMEMDES_LAB_STATE_DIR", "/run"))
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
@@ -53,12 +57,15 @@ def _state_file(pid: int) -> Path:
     return STATE_DIR / f"kmemdes-lab.{pid}.json"
 
 
-def _starttime(pid: int) -> str | None:
+def starttime(pid: int) -> str | None:
     """Field 22 of /proc/PID/stat: tells a recycled pid from the process that wrote a state file."""
     text = _read(f"/proc/{pid}/stat", None)
     if not text:
         return None
-    return text.rsplit(")", 1)[1].split()[19]
+    fields = text.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # killed, not yet reaped: as good as gone
+        return None
+    return fields[19]
 
 
 class KernelState:
@@ -67,7 +74,7 @@ class KernelState:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.path = _state_file(self.pid)
-        self.data = {"pid": self.pid, "starttime": _starttime(self.pid), "started_epoch": time.time(),
+        self.data = {"pid": self.pid, "starttime": starttime(self.pid), "started_epoch": time.time(),
                      "original": {}, "mounts": [], "instances": []}
 
     def _save(self) -> None:
@@ -90,6 +97,11 @@ class KernelState:
         except OSError as e:
             raise KmemdesError(f"{key}={value}: the kernel refused it ({e.strerror})") from None
         return read_knob(key)
+
+    def note(self, key: str, value) -> None:
+        """Record something else the run made (``workdir``, ``driver`` pid) for a later recovery."""
+        self.data[key] = value
+        self._save()
 
     def mount(self, fstype: str) -> str | None:
         mnt = _mount(fstype, f"kmemdes_lab_{fstype}.")
@@ -185,11 +197,41 @@ def _remove_instances(names: list[str], mounts: list[str]) -> list[str]:
     return problems
 
 
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (from /proc/*/stat ppid)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        st = _read(f"/proc/{d}/stat")
+        try:
+            ppid = int(st.rsplit(")", 1)[1].split()[1])
+        except (IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and its descendants (leaves first)."""
+    for p in reversed(_descendants(pid)):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def recover_leftovers() -> list[str]:
     """Undo what lab runs that were killed (SIGKILL, power cut of the process) left changed.
 
     Only state files whose process is gone (or whose pid now belongs to another process) are
-    used; returns one note per recovered run.  Raises when a leftover cannot be undone.
+    used; returns one note per recovered run.  Raises when a leftover cannot be undone, and when
+    another lab run is alive (its changed values would be taken for the originals).
     """
     notes = []
     for f in sorted(STATE_DIR.glob("kmemdes-lab.*.json")):
@@ -198,8 +240,15 @@ def recover_leftovers() -> list[str]:
             pid = int(data["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if pid == os.getpid() or (_starttime(pid) is not None and _starttime(pid) == data.get("starttime")):
-            continue  # that run is alive
+        if pid == os.getpid():
+            continue
+        if starttime(pid) is not None and starttime(pid) == data.get("starttime"):
+            raise KmemdesError(f"another kmemdes lab run (pid {pid}) is running; its state file is {f}")
+        drv = data.get("driver") or {}
+        if drv.get("pid") and starttime(drv["pid"]) == drv.get("starttime"):
+            kill_tree(drv["pid"])  # its workloads outlived it
+        if data.get("workdir", "").startswith(tempfile.gettempdir() + "/kmemdes_lab."):
+            shutil.rmtree(data["workdir"], ignore_errors=True)
         problems = _restore(data, f)
         if problems:
             raise KmemdesError(f"{f}: a killed lab run (pid {pid}) left changes that could not be undone: "

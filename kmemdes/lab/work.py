@@ -160,7 +160,7 @@ def compile_loop(seconds: float, jobs: int) -> dict:
     cc = shutil.which("gcc") or shutil.which("cc")
     if not cc or not any(f.endswith(".c") for f in files):
         return {"workload": "compile", "error": "needs gcc and the zlib1g-dev/libpng-dev examples"}
-    work = tempfile.mkdtemp(prefix="kmemdes_lab_cc.")
+    work = tempfile.mkdtemp(prefix="cc.", dir=os.environ.get("KMEMDES_LAB_WORKDIR") or None)
     try:
         for f in files:
             shutil.copy(f, work)
