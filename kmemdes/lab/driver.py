@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from kmemdes.lab.state import kill_tree
 from kmemdes.lab.work import MARK
 
 
@@ -51,13 +52,14 @@ def _run_one(w: dict, cycle: int, res: dict, stop: threading.Event) -> None:
     argv = w["argv"] if w["argv"] else ["/bin/sh", "-c", w["command"].replace("{cycle}", str(cycle))]
     t0 = time.monotonic()
     env = dict(os.environ, KMEMDES_LAB_WORKDIR=w.get("workdir", ""))
-    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
+    # in the driver's own process group: a killed lab's next run ends them all with one killpg
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          preexec_fn=die_with_parent)
     try:
         out, _ = p.communicate(timeout=w["timeout_s"])
         res["timed_out"] = False
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
+        kill_tree(p.pid)
         out, _ = p.communicate()
         res["timed_out"] = True
     res["rc"] = p.returncode

@@ -245,8 +245,13 @@ def recover_leftovers() -> list[str]:
         if starttime(pid) is not None and starttime(pid) == data.get("starttime"):
             raise KmemdesError(f"another kmemdes lab run (pid {pid}) is running; its state file is {f}")
         drv = data.get("driver") or {}
-        if drv.get("pid") and starttime(drv["pid"]) == drv.get("starttime"):
-            kill_tree(drv["pid"])  # its workloads outlived it
+        if drv.get("pid"):
+            if starttime(drv["pid"]) == drv.get("starttime"):
+                kill_tree(drv["pid"])
+            try:  # workloads outliving the driver keep its process group (a pgid in use is never a new pid)
+                os.killpg(drv["pid"], signal.SIGKILL)
+            except OSError:
+                pass
         if data.get("workdir", "").startswith(tempfile.gettempdir() + "/kmemdes_lab."):
             shutil.rmtree(data["workdir"], ignore_errors=True)
         problems = _restore(data, f)
