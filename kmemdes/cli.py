@@ -607,9 +607,11 @@ def sweep_cmd(config_path: str, sets: tuple[str, ...], out: Optional[str], worke
 @click.option("--capture", is_flag=True, help="Also record a full kmemdes capture (with kpageflags) for validate.")
 @click.option("--calibrate", is_flag=True, help="Measure the cost model's paths on this kernel and print a [cost] table.")
 @click.option("--write-cost", metavar="FILE.toml", default=None, help="With --calibrate: write the [cost] table there.")
+@click.option("--from", "from_runs", multiple=True, metavar="RUN_DIR",
+              help="With --calibrate: also fit direct compaction/reclaim from these lab runs' traced intervals.")
 @click.option("--force", is_flag=True, help="Replace an existing RUN_DIR / FILE.")
 def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...], replicas: Optional[int],
-            capture: bool, calibrate: bool, write_cost: Optional[str], force: bool) -> None:
+            capture: bool, calibrate: bool, write_cost: Optional[str], from_runs: tuple[str, ...], force: bool) -> None:
     """Run an experiment's [lab] recipe on this machine's real kernel (root) into a run directory.
 
     \b
@@ -640,7 +642,10 @@ def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...
             raise KmemdesError("--calibrate takes no CONFIG.toml, --set, --replicas or --capture")
         if write_cost and Path(write_cost).exists() and not force:
             raise KmemdesError(f"{write_cost}: already exists (use --force to replace it)")
-        res = do_calibrate(log=lambda msg: click.echo(f"kmemdes lab: {msg}", err=True))
+        for d in from_runs:
+            if not (Path(d) / "summary.json").is_file():
+                raise KmemdesError(f"--from {d}: not a run directory (no summary.json)")
+        res = do_calibrate(from_runs, log=lambda msg: click.echo(f"kmemdes lab: {msg}", err=True))
         click.echo(format_calibration(res), nl=False)
         if write_cost:
             from kmemdes.report.html import atomic_write
@@ -648,8 +653,8 @@ def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...
             atomic_write(Path(write_cost), cost_toml(res))
             click.echo(f"{write_cost}: written")
         return
-    if write_cost:
-        raise KmemdesError("--write-cost goes with --calibrate")
+    if write_cost or from_runs:
+        raise KmemdesError("--write-cost and --from go with --calibrate")
     if not config_path:
         raise KmemdesError("give CONFIG.toml (an experiment with a [lab] table), or --calibrate")
     from kmemdes.config import load_config, parse_value, set_dotted

@@ -36,6 +36,9 @@ LAB_EVENTS = (
     "compaction/mm_compaction_end", "compaction/mm_compaction_migratepages",
     "kmem/mm_page_alloc_extfrag",
 )
+#: memcg limit reclaim (``try_to_free_mem_cgroup_pages``, in the charging task): what ``--calibrate`` prices
+#: reclaim with, since it needs no machine-wide memory pressure
+MEMCG_EVENTS = ("vmscan/mm_vmscan_memcg_reclaim_begin", "vmscan/mm_vmscan_memcg_reclaim_end")
 
 _LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[(\d+)\][^:]*?\s(\d+)\.(\d+):\s+(\w+):\s?(.*)$")
 _KV = re.compile(r"(\w+)=(\S+)")
@@ -44,7 +47,7 @@ _KV = re.compile(r"(\w+)=(\S+)")
 class LatencyTrace:
     """Start/stop the lab's events in ``instances/<name>`` of a tracefs mount ``tracefs``."""
 
-    def __init__(self, state, tracefs: str, out: Path, buffer_kb: int = 4096):
+    def __init__(self, state, tracefs: str, out: Path, buffer_kb: int = 4096, events=LAB_EVENTS):
         self.name = f"kmemdes_{os.getpid()}_lab"
         self.inst = state.add_instance(tracefs, self.name)
         _write(os.path.join(self.inst, "tracing_on"), "0")
@@ -53,7 +56,7 @@ class LatencyTrace:
         self.enabled: list[str] = []
         self.missing: list[str] = []
         evroot = os.path.join(self.inst, "events")
-        for spec in LAB_EVENTS:
+        for spec in events:
             found = _glob_events(evroot, spec)
             if not found:
                 self.missing.append(spec)
@@ -124,7 +127,7 @@ def intervals(events) -> dict[str, list[dict]]:
     (400, 3, 'success')
     """
     out: dict[str, list[dict]] = {"direct_reclaim": [], "direct_compaction": [], "compact_zone": [],
-                                  "kswapd_awake": [], "extfrag": []}
+                                  "kswapd_awake": [], "extfrag": [], "memcg_reclaim": []}
     reclaim: dict[int, tuple] = {}
     zone: dict[int, tuple] = {}
     attempt: dict[int, dict] = {}
@@ -144,28 +147,32 @@ def intervals(events) -> dict[str, list[dict]]:
             return default
 
     for t, pid, comm, ev, f in events:
-        if ev == "mm_vmscan_direct_reclaim_begin":
-            close_attempt(pid)
+        if ev in ("mm_vmscan_direct_reclaim_begin", "mm_vmscan_memcg_reclaim_begin"):
+            if ev == "mm_vmscan_direct_reclaim_begin":
+                close_attempt(pid)
             reclaim[pid] = (t, num(f, "order"))
-        elif ev == "mm_vmscan_direct_reclaim_end" and pid in reclaim:
+        elif ev in ("mm_vmscan_direct_reclaim_end", "mm_vmscan_memcg_reclaim_end") and pid in reclaim:
             t0, order = reclaim.pop(pid)
-            out["direct_reclaim"].append({"t_ns": t0, "dur_ns": t - t0, "order": order,
-                                          "pages": num(f, "nr_reclaimed"), "pid": pid})
+            kind = "direct_reclaim" if ev == "mm_vmscan_direct_reclaim_end" else "memcg_reclaim"
+            out[kind].append({"t_ns": t0, "dur_ns": t - t0, "order": order, "pages": num(f, "nr_reclaimed"),
+                              "pid": pid})
         elif ev == "mm_compaction_try_to_compact_pages":
             close_attempt(pid)
             attempt[pid] = {"t0": t, "order": num(f, "order"), "migrated": 0, "failed": 0, "end": None,
                             "status": ""}
         elif ev == "mm_compaction_begin":
-            zone[pid] = (t, comm)
+            zone[pid] = (t, comm, 0)
         elif ev == "mm_compaction_migratepages":
+            if pid in zone:
+                zone[pid] = (zone[pid][0], zone[pid][1], zone[pid][2] + num(f, "nr_migrated"))
             if pid in attempt:
                 attempt[pid]["migrated"] += num(f, "nr_migrated")
                 attempt[pid]["failed"] += num(f, "nr_failed")
         elif ev == "mm_compaction_end":
             if pid in zone:
-                t0, c = zone.pop(pid)
+                t0, c, migrated = zone.pop(pid)
                 out["compact_zone"].append({"t_ns": t0, "dur_ns": t - t0, "kcompactd": c.startswith("kcompactd"),
-                                            "status": f.get("status", ""), "pid": pid})
+                                            "migrated": migrated, "status": f.get("status", ""), "pid": pid})
             if pid in attempt:
                 attempt[pid]["end"] = t
                 attempt[pid]["status"] = f.get("status", "")

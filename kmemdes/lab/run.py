@@ -278,7 +278,8 @@ def _frames(samples, ivs: dict, user: list[dict]) -> dict[str, pl.DataFrame]:
         schema={"alloc_mt": i8, "fallback_mt": i8, "kind": s, "fragmenting": pl.Boolean, "count": i64})
     iv_rows = [(kind, r["t_ns"], r["dur_ns"], r.get("order", -1), r.get("pages", r.get("migrated", 0)),
                 str(r.get("status", "")), int(r["pid"])) for kind in ("direct_reclaim", "direct_compaction",
-                                                                       "compact_zone", "kswapd_awake")
+                                                                       "compact_zone", "kswapd_awake",
+                                                                       "memcg_reclaim")
                for r in ivs.get(kind, [])]
     frames["lab_intervals"] = pl.DataFrame(
         iv_rows, orient="row", schema={"kind": s, "t_ns": i64, "dur_ns": i64, "order": i8, "pages": i64,

@@ -11,7 +11,8 @@ then prints one line ``KMEMDES_LAB {json}`` that ``kmemdes lab`` collects into t
   ``AnonHugePages`` total of ``/proc/self/smaps_rollup`` is known.
 - ``touch SIZE``: the same with ``MADV_NOHUGEPAGE``: every 4 KiB first-touch fault timed, then every
   page touched again (no fault) to measure what the timing itself costs (``overhead_ns``).
-- ``stream SIZE PATH``: reads the file PATH (``prepare_stream`` writes it) through the page cache.
+- ``stream SIZE PATH [small]``: reads the file PATH (``prepare_stream`` writes it) through the page cache
+  (``small``: 4 KiB reads without readahead, so the cache holds 4 KiB folios).
 - ``compile SECONDS JOBS``: JOBS loops of ``gcc -O2 -c`` over the C examples Debian ships with
   zlib1g-dev and libpng-dev (the corpus' compile workload), for SECONDS.
 - ``sleep SECONDS``.
@@ -139,12 +140,16 @@ def prepare_stream(size: int, path: str) -> None:
     os.rename(tmp, path)
 
 
-def stream(size: int, path: str) -> dict:
+def stream(size: int, path: str, small: bool = False) -> dict:
+    """Read ``path`` through the page cache; ``small``: 4 KiB reads with readahead off
+    (``POSIX_FADV_RANDOM``), so the page cache holds order-0 folios instead of large ones."""
     t0 = time.perf_counter_ns()
     n = 0
     with open(path, "rb", buffering=0) as f:
+        if small:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
         while True:
-            b = f.read(1 << 20)
+            b = f.read(4096 if small else 1 << 20)
             if not b:
                 break
             n += len(b)
@@ -200,7 +205,7 @@ def main(argv: list[str]) -> int:
     elif name == "touch":
         _emit(touch(int(args[0])))
     elif name == "stream":
-        _emit(stream(int(args[0]), args[1]))
+        _emit(stream(int(args[0]), args[1], small=args[2:3] == ["small"]))
     elif name == "compile":
         _emit(compile_loop(float(args[0]), int(args[1])))
     elif name == "sleep":

@@ -89,7 +89,7 @@ def test_cli_refusals(tmp_path, capsys, monkeypatch):
     assert main(["lab"]) == 2
     assert "give CONFIG.toml" in capsys.readouterr().err
     assert main(["lab", "--write-cost", str(tmp_path / "c.toml")]) == 2
-    assert "--write-cost goes with --calibrate" in capsys.readouterr().err
+    assert "--write-cost and --from go with --calibrate" in capsys.readouterr().err
     recipe = tmp_path / "r.toml"
     recipe.write_text(RECIPE.format(pro=20, free="0", min_available="1G", ext=500, sleep=0.1))
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
