@@ -464,10 +464,52 @@ def load_config(path: str | Path) -> Config:
         raise KmemdesError(f"{path}: no such file") from None
     except (IsADirectoryError, UnicodeDecodeError):
         raise KmemdesError(f"{path}: not a TOML text file") from None
-    cfg = parse_config(text, str(path))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise KmemdesError(f"{path}: not valid TOML: {e}") from None
     base = p.resolve().parent
+    data = _with_includes(data, base, str(path))
+    cfg = config_from_dict(data, str(path))
     _resolve_paths(cfg, base)
     return cfg
+
+
+def _with_includes(data: dict, base: Path, source: str) -> dict:
+    """``include = ["cost-this-machine.toml", ...]``: tables of other TOML files (relative to the config)
+    merged under the config's own values (the config wins, table by table); one level, no nesting.
+    ``kmemdes lab --calibrate --write-cost FILE`` writes such a file."""
+    inc = data.pop("include", None)
+    if inc is None:
+        return data
+    if isinstance(inc, str):
+        inc = [inc]
+    if not isinstance(inc, list) or not all(isinstance(x, str) for x in inc):
+        raise KmemdesError(f"{source}: include: expected a list of file names")
+    merged: dict = {}
+    for name in inc:
+        f = Path(name) if Path(name).is_absolute() else base / name
+        try:
+            extra = tomllib.loads(f.read_text())
+        except FileNotFoundError:
+            raise KmemdesError(f"{source}: include: {name}: no such file") from None
+        except (OSError, UnicodeDecodeError):
+            raise KmemdesError(f"{source}: include: {name}: not a TOML text file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise KmemdesError(f"{source}: include: {name}: not valid TOML: {e}") from None
+        if "include" in extra:
+            raise KmemdesError(f"{source}: include: {name}: includes cannot be nested")
+        _merge(merged, extra)
+    _merge(merged, data)
+    return merged
+
+
+def _merge(into: dict, new: dict) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
 
 
 def _resolve_paths(cfg: Config, base: Path) -> None:

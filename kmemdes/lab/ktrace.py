@@ -13,6 +13,8 @@ pair                                                     what it measures
 ``mm_vmscan_kswapd_wake`` / ``mm_vmscan_kswapd_sleep``   kswapd awake
 ``mm_page_alloc_extfrag``                                fallbacks: claim (``change_ownership=1``) or
                                                          steal, fragmenting or not
+``mm_page_alloc`` (filter ``order > 0``)                 every high-order request and whether it failed
+                                                         (``pfn=0x0``), with its GFP flags
 =======================================================  ==============================================
 
 The instance is recorded in the lab's state file before it is created (so a killed run's
@@ -34,8 +36,10 @@ LAB_EVENTS = (
     "vmscan/mm_vmscan_kswapd_wake", "vmscan/mm_vmscan_kswapd_sleep",
     "compaction/mm_compaction_try_to_compact_pages", "compaction/mm_compaction_begin",
     "compaction/mm_compaction_end", "compaction/mm_compaction_migratepages",
-    "kmem/mm_page_alloc_extfrag",
+    "kmem/mm_page_alloc_extfrag", "kmem/mm_page_alloc",
 )
+#: in-kernel event filters: only high-order page allocations are traced (order-0 ones would be millions)
+LAB_FILTERS = {"kmem/mm_page_alloc": "order > 0"}
 #: memcg limit reclaim (``try_to_free_mem_cgroup_pages``, in the charging task): what ``--calibrate`` prices
 #: reclaim with, since it needs no machine-wide memory pressure
 MEMCG_EVENTS = ("vmscan/mm_vmscan_memcg_reclaim_begin", "vmscan/mm_vmscan_memcg_reclaim_end")
@@ -62,6 +66,8 @@ class LatencyTrace:
                 self.missing.append(spec)
             for e in found:
                 try:
+                    if e in LAB_FILTERS:
+                        _write(os.path.join(evroot, e, "filter"), LAB_FILTERS[e])
                     _write(os.path.join(evroot, e, "enable"), "1")
                     self.enabled.append(e)
                 except OSError:
@@ -127,7 +133,7 @@ def intervals(events) -> dict[str, list[dict]]:
     (400, 3, 'success')
     """
     out: dict[str, list[dict]] = {"direct_reclaim": [], "direct_compaction": [], "compact_zone": [],
-                                  "kswapd_awake": [], "extfrag": [], "memcg_reclaim": []}
+                                  "kswapd_awake": [], "extfrag": [], "memcg_reclaim": [], "high_order": []}
     reclaim: dict[int, tuple] = {}
     zone: dict[int, tuple] = {}
     attempt: dict[int, dict] = {}
@@ -181,6 +187,9 @@ def intervals(events) -> dict[str, list[dict]]:
         elif ev == "mm_vmscan_kswapd_sleep" and pid in kswapd:
             t0 = kswapd.pop(pid)
             out["kswapd_awake"].append({"t_ns": t0, "dur_ns": t - t0, "pid": pid})
+        elif ev == "mm_page_alloc":
+            out["high_order"].append({"t_ns": t, "order": num(f, "order"), "failed": f.get("pfn") == "0x0",
+                                      "gfp_flags": f.get("gfp_flags", ""), "comm": comm})
         elif ev == "mm_page_alloc_extfrag":
             out["extfrag"].append({"t_ns": t, "alloc_order": num(f, "alloc_order"),
                                    "fallback_order": num(f, "fallback_order"),

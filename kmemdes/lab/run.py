@@ -40,7 +40,7 @@ from kmemdes.errors import KmemdesError
 from kmemdes.lab.ktrace import LatencyTrace, intervals, parse_lines
 from kmemdes.lab.state import KernelState, kill_tree, read_knob, recover_leftovers, starttime, sync_and_drop_caches
 from kmemdes.mm.frag import fragmentation_index, fragmentation_score_zone, unusable_free_index
-from kmemdes.mm.gfp import MIGRATETYPE_NAMES
+from kmemdes.mm.gfp import MIGRATETYPE_NAMES, gfp_class, parse_gfp
 from kmemdes.mm.mm_init import parse_size
 from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_BUDDY, PATH_FAILED
 from kmemdes.mm.vmstat import format_index_file
@@ -192,7 +192,7 @@ def _counter(name: str) -> bool:
     return name.startswith(COUNTER_PREFIXES)
 
 
-def _frames(samples, ivs: dict, user: list[dict]) -> dict[str, pl.DataFrame]:
+def _frames(samples, ivs: dict, user: list[dict], t0_ns: int = 0) -> dict[str, pl.DataFrame]:
     """The run directory's metrics frames from the /proc samples, the traced intervals and the user timings."""
     buddy = {k: [] for k in ("t_ns", "zone", "order", "migratetype", "nr_free")}
     frag = {k: [] for k in ("t_ns", "zone", "order", "unusable", "extfrag")}
@@ -276,7 +276,7 @@ def _frames(samples, ivs: dict, user: list[dict]) -> dict[str, pl.DataFrame]:
         {"alloc_mt": [k[0] for k, _ in rows], "fallback_mt": [k[1] for k, _ in rows], "kind": [k[2] for k, _ in rows],
          "fragmenting": [k[3] for k, _ in rows], "count": [c for _, c in rows]},
         schema={"alloc_mt": i8, "fallback_mt": i8, "kind": s, "fragmenting": pl.Boolean, "count": i64})
-    iv_rows = [(kind, r["t_ns"], r["dur_ns"], r.get("order", -1), r.get("pages", r.get("migrated", 0)),
+    iv_rows = [(kind, r["t_ns"] - t0_ns, r["dur_ns"], r.get("order", -1), r.get("pages", r.get("migrated", 0)),
                 str(r.get("status", "")), int(r["pid"])) for kind in ("direct_reclaim", "direct_compaction",
                                                                        "compact_zone", "kswapd_awake",
                                                                        "memcg_reclaim")
@@ -517,7 +517,8 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
         cap_dir = work / "capture"
         wall_s = time.perf_counter() - t_wall
         summary, frames = _summarize(cfg, result, sampler.samples, ivs, machine, reservation, applied, lost,
-                                     watchdog, warnings, notes, wall_s, seed)
+                                     watchdog, warnings, notes, wall_s, seed, tuple(tracer.enabled),
+                                     t0_ns)
         summary["lab"]["restored"] = "yes" if not restored else restored
         config_text = dump_toml(cfg) + _lab_run_table(machine)
         path = write_run(out, config_text, summary, _log_text(summary), frames)
@@ -557,10 +558,10 @@ def _log_text(summary: dict) -> str:
 
 def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, reservation: dict, applied: dict,
                lost: dict, watchdog: Watchdog, warnings: list, notes: list, wall_s: float,
-               seed: Optional[int]) -> tuple[dict, dict]:
+               seed: Optional[int], enabled: tuple = (), t0_trace_ns: int = 0) -> tuple[dict, dict]:
     cycles = result["cycles"]
     user = _user_rows(cycles)
-    frames = _frames(samples, ivs, user)
+    frames = _frames(samples, ivs, user, t0_trace_ns)
     total: dict[str, int] = {}
     for c in cycles:
         for k, v in c["vmstat_delta"].items():
@@ -576,14 +577,33 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
                                      schema={"order": pl.Int8, "path": pl.String, "bucket_ns": pl.Int64,
                                              "count": pl.Int64})
     alloc, fallback = total.get("thp_fault_alloc", 0), total.get("thp_fault_fallback", 0)
-    req = [(9, "reclaim", "buddy", "thp faults (vmstat)", alloc), (9, "reclaim", "failed", "thp faults (vmstat)", fallback)]
-    req = [r for r in req if r[4]]
+    traced = "kmem/mm_page_alloc" in enabled
+    failures = []
+    if traced:  # every high-order request, traced (order-0 ones are not)
+        counts: dict[tuple, int] = {}
+        for e in ivs.get("high_order", []):
+            try:
+                cls = gfp_class(parse_gfp(e["gfp_flags"]))
+            except ValueError:
+                cls = "reclaim"
+            key = (e["order"], cls, "failed" if e["failed"] else "buddy", "traced (order > 0)")
+            counts[key] = counts.get(key, 0) + 1
+            if e["failed"]:
+                failures.append((e["t_ns"] - t0_trace_ns, e["order"], e["gfp_flags"], e["comm"]))
+        req = [k + (c,) for k, c in sorted(counts.items())]
+    else:
+        req = [(9, "reclaim", "buddy", "thp faults (vmstat)", alloc), (9, "reclaim", "failed", "thp faults (vmstat)", fallback)]
+        req = [r for r in req if r[4]]
     frames["requests"] = pl.DataFrame({"order": [r[0] for r in req], "gfp_class": [r[1] for r in req],
                                        "path": [r[2] for r in req], "workload": [r[3] for r in req],
                                        "count": [r[4] for r in req]},
                                       schema={"order": pl.Int8, "gfp_class": pl.String, "path": pl.String,
                                               "workload": pl.String, "count": pl.Int64})
-    by_order = {"9": {"attempts": alloc + fallback, "failures": fallback, "fallbacks": 0}} if alloc + fallback else {}
+    by_order: dict[str, dict] = {}
+    for o, _, path, _, c in req:
+        d = by_order.setdefault(str(o), {"attempts": 0, "failures": 0, "fallbacks": 0})
+        d["attempts"] += c
+        d["failures"] += c if path == "failed" else 0
     fb = frames["fallbacks"]
     claims = int(fb.filter(pl.col("kind") == "claim")["count"].sum()) if fb.height else 0
     steals = int(fb.filter(pl.col("kind") == "steal")["count"].sum()) if fb.height else 0
@@ -629,21 +649,26 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
     frames["lab_cycles"] = pl.DataFrame(
         [(r["cycle"], k, v) for r in per_cycle for k, v in r["vmstat"].items()], orient="row",
         schema={"cycle": pl.Int32, "name": pl.String, "delta": pl.Int64})
-    frames["failures"] = pl.DataFrame(schema={"t_ns": pl.Int64, "order": pl.Int8, "gfp_flags": pl.String,
+    failures.sort()
+    frames["failures"] = pl.DataFrame(failures[:100_000], orient="row",
+                                      schema={"t_ns": pl.Int64, "order": pl.Int8, "gfp_flags": pl.String,
                                               "workload": pl.String})
     for name in ("slab", "vmalloc", "sizes", "pagemap"):
         frames.pop(name, None)
     sim_ns = samples[-1][0] if samples else 0
     all_notes = list(notes) + warnings + [
-        "kind lab: measured on the local kernel; requests are THP faults counted by /proc/vmstat "
-        "(thp_fault_alloc served, thp_fault_fallback failed), order-9 latency is the user-space time of each "
-        "2 MiB first touch (THP fault incl. clearing; a fallback range's is its 4 KiB fault)",
+        "kind lab: measured on the local kernel, system-wide (other processes' allocations count too); "
+        + ("requests are the high-order (order > 0) page allocations traced by mm_page_alloc (order-0 ones are "
+           "not traced)" if traced else "requests are THP faults by /proc/vmstat (thp_fault_alloc served, "
+                                        "thp_fault_fallback failed)")
+        + "; order-9 latency is the user-space time of each 2 MiB first touch of the THP burst (THP fault incl. "
+          "clearing; a fallback range's is its 4 KiB fault)",
         "mixed pageblocks are not measurable from /proc (page_owner would be needed): reported as 0",
         f"machine: {machine['uname']}; MemTotal {machine['mem_total_kb']} kB; config machine.mem ignored"]
     summary = {
         "kmemdes_version": __version__, "kind": "lab", "name": cfg.name, "mode": "lab",
         "seed": cfg.seed if seed is None else seed, "sim_ns": sim_ns,
-        "requests": alloc + fallback, "requests_by_order": by_order,
+        "requests": sum(r[4] for r in req), "requests_by_order": dict(sorted(by_order.items(), key=lambda x: int(x[0]))),
         "failure_rate_by_order": {o: (v["failures"] / v["attempts"] if v["attempts"] else None)
                                   for o, v in by_order.items()},
         "latency_ns": latency,
