@@ -245,7 +245,7 @@ class ReplayWorkload(_Workload):
     mode: Literal["mirror", "policy"] = "mirror"
 
 
-LAB_BUILTINS = ("thp_burst", "touch", "stream", "compile", "sleep")
+LAB_BUILTINS = ("thp_burst", "touch", "stream", "compile", "net", "sleep")
 
 
 class LabWorkload(_Strict):
@@ -256,12 +256,13 @@ class LabWorkload(_Strict):
     ``thp_burst`` (map ``size`` with MADV_HUGEPAGE, touch it, time each 2 MiB first touch, count huge
     pages), ``touch`` (map ``size`` with MADV_NOHUGEPAGE, time each 4 KiB first-touch fault), ``stream``
     (read a ``size`` file through the page cache), ``compile`` (``jobs`` loops of gcc -O2 over real C
-    files for ``seconds``), ``sleep``.
+    files for ``seconds``), ``net`` (TCP over loopback for ``seconds`` with ``jobs`` connections: order-3
+    non-blocking page-frag allocations), ``sleep``.
     """
 
     name: str = ""
     command: str = ""
-    builtin: Literal["", "thp_burst", "touch", "stream", "compile", "sleep"] = ""
+    builtin: Literal["", "thp_burst", "touch", "stream", "compile", "net", "sleep"] = ""
     size: str = "256M"
     seconds: Any = "6s"
     jobs: int = Field(2, ge=1, le=64)

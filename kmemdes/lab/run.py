@@ -342,6 +342,8 @@ def _plan(cfg: Config) -> tuple[dict, list[tuple[int, str]]]:
             argv = py + ["stream", str(size), path]
         elif w.builtin == "compile":
             argv = py + ["compile", str(parse_duration(w.seconds) / 1e9), str(w.jobs)]
+        elif w.builtin == "net":
+            argv = py + ["net", str(parse_duration(w.seconds) / 1e9), str(w.jobs)]
         elif w.builtin == "sleep":
             argv = py + ["sleep", str(parse_duration(w.seconds) / 1e9)]
         ws.append({"name": name, "argv": argv, "command": w.command, "start_s": parse_duration(w.start) / 1e9,

@@ -15,6 +15,7 @@ then prints one line ``KMEMDES_LAB {json}`` that ``kmemdes lab`` collects into t
   (``small``: 4 KiB reads without readahead, so the cache holds 4 KiB folios).
 - ``compile SECONDS JOBS``: JOBS loops of ``gcc -O2 -c`` over the C examples Debian ships with
   zlib1g-dev and libpng-dev (the corpus' compile workload), for SECONDS.
+- ``net SECONDS [CONNS]``: TCP over loopback, 64 KiB writes (order-3 non-blocking page-frag allocations).
 - ``sleep SECONDS``.
 
 No imports beyond the standard library: these run under memory pressure and start fast.
@@ -157,6 +158,54 @@ def stream(size: int, path: str, small: bool = False) -> dict:
     return {"workload": "stream", "bytes": n, "ns": dt}
 
 
+def net(seconds: float, conns: int = 2) -> dict:
+    """TCP over 127.0.0.1 for ``seconds``: ``conns`` connections each sending 64 KiB writes to a
+    draining reader.  The sender's skb data comes from ``skb_page_frag_refill``: order-3 pages asked
+    with ``GFP_NOWAIT|__GFP_NORETRY`` (no direct reclaim: the non-blocking high-order load the
+    corpus loopback capture shows 57 k of), falling back to order 0 when they fail."""
+    import socket
+    import threading
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(conns)
+    port = srv.getsockname()[1]
+    received = [0]
+
+    def drain(c):
+        with c:
+            while True:
+                b = c.recv(1 << 16)
+                if not b:
+                    return
+                received[0] += len(b)
+
+    def accept():
+        for _ in range(conns):
+            c, _ = srv.accept()
+            threading.Thread(target=drain, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    end = time.monotonic() + seconds
+    payload = os.urandom(1 << 16)
+    sent = [0]
+
+    def send():
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            while time.monotonic() < end:
+                c.sendall(payload)
+                sent[0] += len(payload)
+
+    ts = [threading.Thread(target=send) for _ in range(conns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    srv.close()
+    return {"workload": "net", "bytes": sent[0], "seconds": seconds}
+
+
 COMPILE_SOURCES = ("/usr/share/doc/zlib1g-dev/examples/*.[ch]", "/usr/share/doc/libpng-dev/examples/pngtest.c")
 
 
@@ -208,6 +257,8 @@ def main(argv: list[str]) -> int:
         _emit(stream(int(args[0]), args[1], small=args[2:3] == ["small"]))
     elif name == "compile":
         _emit(compile_loop(float(args[0]), int(args[1])))
+    elif name == "net":
+        _emit(net(float(args[0]), int(args[1]) if len(args) > 1 else 2))
     elif name == "sleep":
         time.sleep(float(args[0]))
         _emit({"workload": "sleep", "seconds": float(args[0])})
