@@ -141,15 +141,16 @@ class Watchdog(threading.Thread):
                 continue
             if self.lowest_kb is None or avail < self.lowest_kb:
                 self.lowest_kb = avail
-            if avail < self.min_kb and not self.fired:
-                self.fired = f"MemAvailable fell to {avail // 1024} MiB (< {self.min_kb // 1024} MiB)"
-                try:
-                    with open("/proc/sys/vm/nr_hugepages", "w") as f:
-                        f.write("0\n")
-                except OSError:
-                    pass
-                self.kill_workload()
-                self.log(f"watchdog: {self.fired}: hugetlb reservation released, workload killed")
+            if avail < self.min_kb or self.fired:
+                if not self.fired:
+                    self.fired = f"MemAvailable fell to {avail // 1024} MiB (< {self.min_kb // 1024} MiB)"
+                    try:
+                        with open("/proc/sys/vm/nr_hugepages", "w") as f:
+                            f.write("0\n")
+                    except OSError:
+                        pass
+                    self.log(f"watchdog: {self.fired}: hugetlb reservation released, workload killed")
+                self.kill_workload()  # and whatever the run still starts, until it stops
 
 
 class Sampler(threading.Thread):
@@ -450,6 +451,8 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
         plan_path.write_text(json.dumps(plan))
         argv = [sys.executable, "-m", "kmemdes.lab.driver", str(plan_path), str(res_path)]
         t0_ns = time.monotonic_ns()
+        if watchdog.fired:
+            raise KmemdesError(f"lab: watchdog: {watchdog.fired}; hugetlb reservation released, nothing run")
         sampler = Sampler(sample_s, t0_ns)
         sampler.start()
         log(f"running {lab.cycles} cycle(s) of {len(plan['workloads'])} workload(s)")
