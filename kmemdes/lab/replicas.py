@@ -30,7 +30,15 @@ def lab_metrics(summary: dict) -> dict[str, float | None]:
     cp = summary.get("compaction", {})
     ft = (lab.get("user_ns") or {}).get("thp_first_touch") or {}
     pct = lambda x: None if x is None else 100.0 * x  # noqa: E731
+    ho = lab.get("high_order") or {}
+
+    def fail(order: str, cls: str):
+        d = (ho.get(order) or {}).get(cls) or {}
+        return 100.0 * d["failures"] / d["attempts"] if d.get("attempts") else None
+
     return {
+        "fail_o3_atomic_pct": fail("3", "atomic"),
+        "fail_o9_reclaim_pct": fail("9", "reclaim"),
         "thp_success_pct": pct(lab.get("thp_success")),
         "compact_success_pct": pct(cp.get("success_rate")),
         "compact_stall": vm.get("compact_stall"),

@@ -561,6 +561,21 @@ def _log_text(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _high_order_table(req) -> dict:
+    """{order: {gfp_class: {"attempts", "failures"}}} of the traced high-order requests.
+
+    >>> _high_order_table([(3, "atomic", "buddy", "w", 9), (3, "atomic", "failed", "w", 1)])
+    {'3': {'atomic': {'attempts': 10, 'failures': 1}}}
+    """
+    out: dict = {}
+    for o, cls, path, _, c in req:
+        d = out.setdefault(str(o), {}).setdefault(cls, {"attempts": 0, "failures": 0})
+        d["attempts"] += c
+        if path == "failed":
+            d["failures"] += c
+    return out
+
+
 def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, reservation: dict, applied: dict,
                lost: dict, watchdog: Watchdog, warnings: list, notes: list, wall_s: float,
                seed: Optional[int], enabled: tuple = (), t0_trace_ns: int = 0) -> tuple[dict, dict]:
@@ -695,6 +710,7 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
             "trace_lost": lost,
             "vmstat_total": {k: total.get(k, 0) for k in HEADLINE_COUNTERS},
             "thp_success": alloc / (alloc + fallback) if alloc + fallback else None,
+            "high_order": _high_order_table(req),
             "thp_ranges_huge": (sum(huge_known), len(huge_known)) if huge_known else None,
             "kernel_latency_ns": kernel_lat, "user_ns": user_t, "cycles": per_cycle,
         },
