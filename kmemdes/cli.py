@@ -441,6 +441,19 @@ def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[
     _print_run(path, summary)
 
 
+def _config_with_sets(config_path: str, sets: tuple[str, ...]):
+    """The config file with each ``--set KEY=VALUE`` applied (run, lab)."""
+    from kmemdes.config import load_config, parse_value, set_dotted
+
+    cfg = load_config(config_path)
+    for item in sets:
+        if "=" not in item:
+            raise KmemdesError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        cfg = set_dotted(cfg, key.strip(), parse_value(value.strip()), f"--set {key.strip()}")
+    return cfg
+
+
 @app.command("run")
 @click.argument("config_path", metavar="CONFIG.toml")
 @click.option("-o", "--output", "out", metavar="RUN_DIR", default=None,
@@ -459,15 +472,10 @@ def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_c
       kmemdes run experiments/thp-decay.toml --set policy.fallback=defrag_mode -o runs/thp-strict
       kmemdes run experiments/thp-decay.toml --print-config
     """
-    from kmemdes.config import dump_toml, load_config, parse_value, set_dotted
+    from kmemdes.config import dump_toml
     from kmemdes.sim.engine import run_config
 
-    cfg = load_config(config_path)
-    for item in sets:
-        if "=" not in item:
-            raise KmemdesError(f"--set {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        cfg = set_dotted(cfg, key.strip(), parse_value(value.strip()), f"--set {key.strip()}")
+    cfg = _config_with_sets(config_path, sets)
     if print_config:
         click.echo(dump_toml(cfg), nl=False)
         return
@@ -657,15 +665,9 @@ def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...
         raise KmemdesError("--write-cost and --from go with --calibrate")
     if not config_path:
         raise KmemdesError("give CONFIG.toml (an experiment with a [lab] table), or --calibrate")
-    from kmemdes.config import load_config, parse_value, set_dotted
     from kmemdes.lab.run import lab_preflight, run_lab
 
-    cfg = load_config(config_path)
-    for item in sets:
-        if "=" not in item:
-            raise KmemdesError(f"--set {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        cfg = set_dotted(cfg, key.strip(), parse_value(value.strip()), f"--set {key.strip()}")
+    cfg = _config_with_sets(config_path, sets)
     if cfg.lab is None:
         raise KmemdesError(f"{config_path}: no [lab] table (the recipe for the real kernel)")
     lab_preflight()

@@ -38,7 +38,6 @@ import ctypes
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -53,7 +52,8 @@ from kmemdes.lab.ktrace import LAB_EVENTS, MEMCG_EVENTS, LatencyTrace, intervals
 from kmemdes.lab.state import KernelState, recover_leftovers
 from kmemdes.lab.work import MARK, prepare_stream
 from kmemdes.sim.cost import CostModel
-from kmemdes.trace.capture import _Interrupted, _read, _signals_blocked, _uname, _write
+from kmemdes.trace.capture import (_install_interrupt_handlers, _Interrupted, _read, _restore_handlers, _rmdir_retry,
+                                    _signals_blocked, _uname, _write)
 
 __all__ = ["calibrate", "cost_toml", "format_calibration", "fit_line"]
 
@@ -168,18 +168,7 @@ def _reclaim(state: KernelState, work: Path, log) -> dict:
             os.unlink(path)
         return out
     finally:
-        _rmdir_cgroup(cg)
-
-
-def _rmdir_cgroup(cg: str) -> None:
-    for _ in range(50):
-        try:
-            os.rmdir(cg)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.1)
+        _rmdir_retry(cg)
 
 
 def _compact(log) -> dict:
@@ -203,14 +192,7 @@ def calibrate(run_dirs=(), log=None) -> dict:
     state.note("workdir", str(work))
     res: dict = {"machine": {"uname": _uname(), "kernel": os.uname().release,
                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
-    old = {}
-
-    def on_signal(signum, frame):
-        raise _Interrupted(signum)
-
-    if threading.current_thread() is threading.main_thread():
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            old[s] = signal.signal(s, on_signal)
+    old = _install_interrupt_handlers()
     tracer = None
     problems: list[str] = []
     try:
@@ -242,8 +224,7 @@ def calibrate(run_dirs=(), log=None) -> dict:
                 tracer.stop()
             problems = state.restore()
         finally:
-            for s, h in old.items():
-                signal.signal(s, h)
+            _restore_handlers(old)
             _signals_blocked(False)
     try:
         from kmemdes.lab.run import _trace_lines

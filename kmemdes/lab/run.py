@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,8 @@ from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_BUDDY, PATH_FAILED
 from kmemdes.mm.vmstat import format_index_file
 from kmemdes.sim.cost import LatencyHistogram
 from kmemdes.sim.rundir import write_run
-from kmemdes.trace.capture import _Interrupted, _read, _signals_blocked, _tracefs_available, _umount, _uname
+from kmemdes.trace.capture import (_install_interrupt_handlers, _Interrupted, _read, _restore_handlers, _signals_blocked,
+                                    _tracefs_available, _uname)
 from kmemdes.trace.snapshot import parse_buddyinfo, parse_pagetypeinfo, parse_zoneinfo
 
 __all__ = ["run_lab", "lab_preflight", "policy_knobs", "COUNTER_PREFIXES", "GIB"]
@@ -404,7 +404,6 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
     sampler: Optional[Sampler] = None
     tracer: Optional[LatencyTrace] = None
     driver: Optional[subprocess.Popen] = None
-    old_handlers = {}
     warnings: list[str] = []
     result = None
     reservation: dict = {}
@@ -413,12 +412,7 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
     machine = {"kernel": os.uname().release, "uname": _uname(), "nproc": len(os.sched_getaffinity(0)),
                "mem_total_kb": meminfo().get("MemTotal"), "hostname": os.uname().nodename}
 
-    def on_signal(signum, frame):
-        raise _Interrupted(signum)
-
-    if threading.current_thread() is threading.main_thread():
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            old_handlers[s] = signal.signal(s, on_signal)
+    old_handlers = _install_interrupt_handlers()
     restored: list[str] = ["not run"]
     lost = {}
     try:
@@ -511,8 +505,7 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
             if result is None:
                 shutil.rmtree(work, ignore_errors=True)
         finally:
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
+            _restore_handlers(old_handlers)
             _signals_blocked(False)
         if restored:
             log("could not restore: " + "; ".join(restored))

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from kmemdes.errors import KmemdesError
-from kmemdes.trace.capture import _mount, _read, _umount, _write
+from kmemdes.trace.capture import _mount, _read, _rmdir_retry, _umount, _write
 
 __all__ = ["KernelState", "recover_leftovers", "knob_path", "read_knob", "kill_tree", "starttime", "STATE_DIR"]
 
@@ -181,13 +181,7 @@ def _remove_instances(names: list[str], mounts: list[str]) -> list[str]:
                 _write(os.path.join(inst, "tracing_on"), "0")
             except OSError:
                 pass
-            for _ in range(50):  # EBUSY while a reader still holds trace_pipe
-                try:
-                    os.rmdir(inst)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
+            if not _rmdir_retry(inst):
                 problems.append(f"cannot remove tracing instance instances/{name}")
     finally:
         if own:

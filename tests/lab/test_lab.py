@@ -272,3 +272,46 @@ def test_live_sigkill_leftovers_undone_by_next_run(tmp_path):
     assert _kernel_state() == before
     time.sleep(0.2)
     assert not subprocess.run(["pgrep", "-f", "sleep 20"], capture_output=True).stdout  # no workload left
+
+
+def test_config_include_merges_a_cost_table(tmp_path):
+    """``include = [FILE]``: what ``kmemdes lab --calibrate --write-cost FILE`` writes, under the config's own values."""
+    from kmemdes.config import load_config
+
+    (tmp_path / "cost.toml").write_text("# kmemdes lab --calibrate\n[cost]\npage_fault = 1270  # measured\n"
+                                        "zero_per_page = 510\n")
+    (tmp_path / "x.toml").write_text('include = ["cost.toml"]\nname = "x"\n[cost]\nzero_per_page = 400\n')
+    cfg = load_config(tmp_path / "x.toml")
+    assert cfg.cost.model_extra == {"page_fault": 1270, "zero_per_page": 400}
+    (tmp_path / "bad.toml").write_text('include = ["missing.toml"]\n')
+    with pytest.raises(KmemdesError, match=r"bad.toml: include: missing.toml: no such file"):
+        load_config(tmp_path / "bad.toml")
+    (tmp_path / "bad2.toml").write_text('include = ["cost2.toml"]\n')
+    (tmp_path / "cost2.toml").write_text("[cost]\nbogus = 1\n")
+    with pytest.raises(KmemdesError, match=r"bad2.toml: cost.bogus: unknown key"):
+        load_config(tmp_path / "bad2.toml")
+
+
+def test_trace_lines_to_intervals_and_requests():
+    """Tracepoint text as the kernel prints it (6.18 formats) to the lab's intervals."""
+    from kmemdes.lab.ktrace import intervals, parse_lines
+
+    text = """\
+             cat-20284   [001] .....  1138.436000: mm_page_alloc: page=0000000000000000 pfn=0x0 order=9 migratetype=1 gfp_flags=GFP_NOFS|__GFP_NORETRY|__GFP_COMP
+           cc1-7   [000] .....  10.000000000: mm_vmscan_direct_reclaim_begin: order=9 gfp_flags=GFP_TRANSHUGE
+           cc1-7   [000] .....  10.000100000: mm_vmscan_direct_reclaim_end: nr_reclaimed=64
+           cc1-7   [000] .....  10.000200000: mm_compaction_try_to_compact_pages: order=9 gfp_mask=GFP_TRANSHUGE priority=1
+           cc1-7   [000] .....  10.000210000: mm_compaction_begin: zone_start=0x100000 migrate_pfn=0x100000 free_pfn=0x5ffe00 zone_end=0x640000, mode=async
+           cc1-7   [000] .....  10.000300000: mm_compaction_migratepages: nr_migrated=31 nr_failed=1
+           cc1-7   [000] .....  10.000700000: mm_compaction_end: zone_start=0x100000 migrate_pfn=0x101000 free_pfn=0x5ffe00 zone_end=0x640000, mode=async status=success
+         kswapd0-80    [001] .....  11.000000000: mm_vmscan_kswapd_wake: nid=0 order=0
+         kswapd0-80    [001] .....  11.002000000: mm_vmscan_kswapd_sleep: nid=0
+"""
+    iv = intervals(parse_lines(text.splitlines()))
+    assert iv["high_order"] == [{"t_ns": 1138436000000, "order": 9, "failed": True,
+                                 "gfp_flags": "GFP_NOFS|__GFP_NORETRY|__GFP_COMP", "comm": "cat"}]
+    assert iv["direct_reclaim"][0]["dur_ns"] == 100_000 and iv["direct_reclaim"][0]["pages"] == 64
+    dc = iv["direct_compaction"][0]
+    assert (dc["dur_ns"], dc["migrated"], dc["failed"], dc["status"]) == (500_000, 31, 1, "success")
+    assert iv["compact_zone"][0]["migrated"] == 31 and not iv["compact_zone"][0]["kcompactd"]
+    assert iv["kswapd_awake"][0]["dur_ns"] == 2_000_000
