@@ -151,7 +151,8 @@ def _kernel_state() -> dict:
     mnt = tempfile.mkdtemp(prefix="test_tracefs.")
     subprocess.run(["mount", "-t", "tracefs", "nodev", mnt], check=True)
     try:
-        inst = sorted(i for i in os.listdir(os.path.join(mnt, "instances")) if i.startswith("kmemdes_"))
+        # lab instances only (kmemdes_<pid>_lab): other sessions' captures may come and go meanwhile
+        inst = sorted(i for i in os.listdir(os.path.join(mnt, "instances")) if i.startswith("kmemdes_") and i.endswith("_lab"))
     finally:
         subprocess.run(["umount", mnt], check=True)
         os.rmdir(mnt)
@@ -161,7 +162,8 @@ def _kernel_state() -> dict:
             knobs[k] = read_knob(k)
         except KmemdesError:
             pass
-    mounts = [ln for ln in Path("/proc/mounts").read_text().splitlines() if ln.split()[2] in ("tracefs", "debugfs")]
+    mounts = [ln for ln in Path("/proc/mounts").read_text().splitlines()
+              if ln.split()[2] in ("tracefs", "debugfs") and "/kmemdes_lab_" in ln.split()[1]]
     return {"knobs": knobs, "instances": inst, "mounts": mounts,
             "state_files": sorted(str(p) for p in Path("/run").glob("kmemdes-lab.*.json")),
             "work_dirs": sorted(str(p) for p in Path(tempfile.gettempdir()).glob("kmemdes_lab.*"))}
