@@ -48,6 +48,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from kmemdes.errors import KmemdesError
+from kmemdes.lab.driver import die_with_parent
 from kmemdes.lab.ktrace import LAB_EVENTS, MEMCG_EVENTS, LatencyTrace, intervals, parse_lines
 from kmemdes.lab.state import KernelState, recover_leftovers
 from kmemdes.lab.work import MARK, prepare_stream
@@ -82,8 +83,13 @@ def _median(v):
 
 def _work(args: list[str], preexec=None, timeout: float = 120) -> dict:
     """Run a built-in workload; its ``KMEMDES_LAB`` dict, with ``pid`` added (the tracepoints' pid)."""
+    def setup():
+        die_with_parent()
+        if preexec is not None:
+            preexec()
+
     p = subprocess.Popen([sys.executable, "-m", "kmemdes.lab.work"] + args, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+                         stderr=subprocess.PIPE, text=True, preexec_fn=setup)
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -248,6 +248,12 @@ def recover_leftovers() -> list[str]:
                 pass
         if data.get("workdir", "").startswith(tempfile.gettempdir() + "/kmemdes_lab."):
             shutil.rmtree(data["workdir"], ignore_errors=True)
+        cg = data.get("cgroup", "")
+        if os.path.basename(cg).startswith("kmemdes_lab_") and os.path.isdir(cg):  # --calibrate's memory cgroup
+            for p in _read(os.path.join(cg, "cgroup.procs")).split():
+                kill_tree(int(p))
+            if not _rmdir_retry(cg):
+                raise KmemdesError(f"{f}: cannot remove the memory cgroup {cg} of a killed calibration")
         problems = _restore(data, f)
         if problems:
             raise KmemdesError(f"{f}: a killed lab run (pid {pid}) left changes that could not be undone: "
