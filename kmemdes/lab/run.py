@@ -668,8 +668,24 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
                                               "workload": pl.String})
     for name in ("slab", "vmalloc", "sizes", "pagemap"):
         frames.pop(name, None)
+    lab_notes: list[str] = []
+    for kind, d in kernel_lat.items():  # the lab's own numbers, in the notes every report shows
+        if d.get("n"):
+            extra = "".join(f", {k} {d[k]:,}" for k in ("pages", "migrated", "success") if k in d)
+            lab_notes.append(f"kernel latency {kind} (tracepoints): n={d['n']:,}, p50 {d['p50'] / 1e3:,.1f} us, "
+                         f"p99 {d['p99'] / 1e3:,.1f} us, max {d['max'] / 1e3:,.1f} us{extra}")
+        else:
+            lab_notes.append(f"kernel latency {kind} (tracepoints): none happened")
+    for what, d in user_t.items():
+        lab_notes.append(f"user-space {what}: n={d['n']:,}, p50 {d['p50'] / 1e3:,.1f} us, p99 {d['p99'] / 1e3:,.1f} us")
+    for c in per_cycle:
+        v = c["vmstat"]
+        lab_notes.append(f"cycle {c['cycle']}: thp_fault_alloc {v['thp_fault_alloc']}, thp_fault_fallback "
+                     f"{v['thp_fault_fallback']}, compact_stall {v['compact_stall']}, compact_success "
+                     f"{v['compact_success']}, pgsteal_direct {v['pgsteal_direct']}, pgsteal_kswapd {v['pgsteal_kswapd']}"
+                     + (f", burst {c['burst_huge']}/{c['burst_ranges']} huge" if "burst_huge" in c else ""))
     sim_ns = samples[-1][0] if samples else 0
-    all_notes = list(notes) + warnings + [
+    all_notes = list(notes) + list(warnings) + [
         "kind lab: measured on the local kernel, system-wide (other processes' allocations count too); "
         + ("requests are the high-order (order > 0) page allocations traced by mm_page_alloc (order-0 ones are "
            "not traced)" if traced else "requests are THP faults by /proc/vmstat (thp_fault_alloc served, "
@@ -677,7 +693,7 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
         + "; order-9 latency is the user-space time of each 2 MiB first touch of the THP burst (THP fault incl. "
           "clearing; a fallback range's is its 4 KiB fault)",
         "mixed pageblocks are not measurable from /proc (page_owner would be needed): reported as 0",
-        f"machine: {machine['uname']}; MemTotal {machine['mem_total_kb']} kB; config machine.mem ignored"]
+        f"machine: {machine['uname']}; MemTotal {machine['mem_total_kb']} kB; config machine.mem ignored"] + lab_notes
     summary = {
         "kmemdes_version": __version__, "kind": "lab", "name": cfg.name, "mode": "lab",
         "seed": cfg.seed if seed is None else seed, "sim_ns": sim_ns,
