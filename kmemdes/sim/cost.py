@@ -1,6 +1,6 @@
 """Latency of each allocation path, in nanoseconds (KERNEL.md section 17).
 
-Seven defaults are **measured on the reference machine** (Linux 6.18.44, 2-vCPU AMD EPYC VM, 24 GiB;
+Five defaults are **measured on the reference machine** (Linux 6.18.44, 2-vCPU AMD EPYC VM, 24 GiB;
 ``kmemdes lab --calibrate``, median of four calibrations on 2026-12-04, the spread in brackets; how
 each is measured: :mod:`kmemdes.lab.calibrate`); the others are **estimates derived from published
 figures** (sources below), which stay as the cross-check column.  Every value can be overridden in a
