@@ -1,7 +1,8 @@
 """Latency of each allocation path, in nanoseconds (KERNEL.md section 17).
 
 Five defaults are **measured on the reference machine** (Linux 6.18.44, 2-vCPU AMD EPYC VM, 24 GiB;
-``kmemdes lab --calibrate``, median of four calibrations on 2026-12-04, the spread in brackets; how
+``kmemdes lab --calibrate``, median of four calibrations on 2026-12-04, of the last three for
+``reclaim_per_page`` and ``vmalloc_per_page`` whose method was refined after the first, the spread in brackets; how
 each is measured: :mod:`kmemdes.lab.calibrate`); the others are **estimates derived from published
 figures** (sources below), which stay as the cross-check column.  Every value can be overridden in a
 config's ``[cost]`` table by its field name, or with ``include = ["cost.toml"]`` of a file that
