@@ -24,6 +24,8 @@ from kmemdes.config import dump_toml, parse_config
 from kmemdes.errors import KmemdesError
 
 KMEMDES = [sys.executable, "-m", "kmemdes.cli"]
+#: the test workloads' sleep: a duration nothing else on a shared machine sleeps for, so pgrep finds only ours
+SLEEP = 19.731
 KNOBS = ("vm.nr_hugepages", "vm.defrag_mode", "vm.compaction_proactiveness", "vm.extfrag_threshold",
          "vm.watermark_scale_factor", "vm.watermark_boost_factor", "vm.min_free_kbytes", "thp.enabled", "thp.defrag")
 
@@ -227,7 +229,7 @@ def test_live_watchdog_releases_and_stops(tmp_path):
     recipe = tmp_path / "r.toml"
     pro = int(before["knobs"]["vm.compaction_proactiveness"])
     recipe.write_text(RECIPE.format(pro=pro, free="0", min_available="100T",
-                                    ext=before["knobs"]["vm.extfrag_threshold"], sleep=20))
+                                    ext=before["knobs"]["vm.extfrag_threshold"], sleep=SLEEP))
     t0 = time.monotonic()
     r = subprocess.run(KMEMDES + ["lab", str(recipe), "-o", str(tmp_path / "run")], capture_output=True, text=True,
                        timeout=60)
@@ -235,7 +237,7 @@ def test_live_watchdog_releases_and_stops(tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith("kmemdes: error: lab: watchdog: MemAvailable fell to")
     assert not (tmp_path / "run").exists()
     assert _kernel_state() == before
-    assert not subprocess.run(["pgrep", "-f", "sleep 20"], capture_output=True).stdout
+    assert not subprocess.run(["pgrep", "-f", f"sleep {SLEEP}"], capture_output=True).stdout
 
 
 @kernel
@@ -248,7 +250,7 @@ def test_live_sigkill_leftovers_undone_by_next_run(tmp_path):
     pro = int(before["knobs"]["vm.compaction_proactiveness"])
     recipe = tmp_path / "r.toml"
     recipe.write_text(RECIPE.format(pro=(pro + 1) % 100, free=_mild_free(), min_available="1G",
-                                    ext=before["knobs"]["vm.extfrag_threshold"], sleep=20))
+                                    ext=before["knobs"]["vm.extfrag_threshold"], sleep=SLEEP))
     p = subprocess.Popen(KMEMDES + ["lab", str(recipe), "-o", str(tmp_path / "run")], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
     state_file = Path(f"/run/kmemdes-lab.{p.pid}.json")
@@ -273,7 +275,7 @@ def test_live_sigkill_leftovers_undone_by_next_run(tmp_path):
     assert len(notes) == 1 and f"pid {p.pid}" in notes[0]
     assert _kernel_state() == before
     time.sleep(0.2)
-    assert not subprocess.run(["pgrep", "-f", "sleep 20"], capture_output=True).stdout  # no workload left
+    assert not subprocess.run(["pgrep", "-f", f"sleep {SLEEP}"], capture_output=True).stdout  # no workload left
 
 
 def test_config_include_merges_a_cost_table(tmp_path):
