@@ -319,3 +319,27 @@ def test_trace_lines_to_intervals_and_requests():
     assert (dc["dur_ns"], dc["migrated"], dc["failed"], dc["status"]) == (500_000, 31, 1, "success")
     assert iv["compact_zone"][0]["migrated"] == 31 and not iv["compact_zone"][0]["kcompactd"]
     assert iv["kswapd_awake"][0]["dur_ns"] == 2_000_000
+
+
+@kernel
+@pytest.mark.kernel
+def test_live_watchdog_kills_a_running_workload_tree():
+    """Mid-run: below the threshold the watchdog releases the pool and kills the driver and its children."""
+    from kmemdes.lab.run import Watchdog
+    from kmemdes.lab.state import read_knob
+
+    if read_knob("vm.nr_hugepages") != "0":
+        pytest.skip("a hugetlb pool is reserved by someone else: the watchdog would release it")
+    drv = subprocess.Popen(["sh", "-c", f"sleep {SLEEP} & sleep {SLEEP}; wait"])
+    time.sleep(0.2)
+    wd = Watchdog(min_kb=1 << 50, log=lambda m: None)
+    wd.driver_pid = drv.pid
+    wd.start()
+    try:
+        drv.wait(timeout=5)
+        assert wd.fired and wd.fired.startswith("MemAvailable fell to")
+        time.sleep(0.3)
+        assert not subprocess.run(["pgrep", "-f", f"sleep {SLEEP}"], capture_output=True).stdout
+    finally:
+        wd.stop()
+        wd.join()
