@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench reports clean validate
+.PHONY: demo test bench reports clean validate lab
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,3 +68,25 @@ validate: $(STAMP)
 	tmp=$$(mktemp -d); printf 'int f(int x){return x*x;}\n' > $$tmp/x.c; \
 	$(VENV)/bin/kmemdes validate --live -- sh -c "for i in 1 2 3 4 5; do cc -O2 -c $$tmp/x.c -o $$tmp/x.o; done"; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
+
+# Lab runs on this machine's real kernel (root): every experiments/*.toml with a [lab] table, its
+# lab.compare variants alternated LAB_REPLICAS times (A B A B ...), written to runs/lab/<name>/ and
+# compared (beside the simulated runs of `make reports` when runs/reports/<name>/ exists) into
+# reports/lab-<name>.html and .md (else beside one simulated run of the config as it is).  The shipped recipes leave 1.5 GiB available; on a shared machine
+# leave more: make lab LAB_SET="--set lab.free=8G --set lab.min_available=6G"
+RUNS_LAB    := runs/lab
+LAB_REPLICAS ?= 1
+LAB_SET     ?=
+lab: $(STAMP)
+	@if [ "$$(id -u)" != 0 ] || ! grep -qw tracefs /proc/filesystems; then \
+		echo "make lab: skipped (needs root and a kernel with tracefs)"; exit 0; fi; \
+	mkdir -p $(RUNS_LAB) reports; \
+	for cfg in experiments/*.toml; do \
+	  grep -q '^\[lab\]' "$$cfg" || continue; \
+	  name=$$(basename "$$cfg" .toml); echo "lab $$name"; \
+	  $(VENV)/bin/kmemdes lab "$$cfg" $(LAB_SET) --replicas $(LAB_REPLICAS) -o $(RUNS_LAB)/$$name --force || exit 1; \
+	  if [ -d $(RUNS_REPORTS)/$$name ]; then sim=$$(find $(RUNS_REPORTS)/$$name -name summary.json -printf '%h\n' | sort); \
+	  else $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_LAB)/$$name-sim >/dev/null || exit 1; sim=$(RUNS_LAB)/$$name-sim; fi; \
+	  $(VENV)/bin/kmemdes compare $(RUNS_LAB)/$$name/*/ $$sim -o reports/lab-$$name.html >/dev/null || exit 1; \
+	  $(VENV)/bin/kmemdes compare $(RUNS_LAB)/$$name/*/ $$sim --format md -o reports/lab-$$name.md || exit 1; \
+	done

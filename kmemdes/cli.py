@@ -449,6 +449,19 @@ def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[
     _print_run(path, summary)
 
 
+def _config_with_sets(config_path: str, sets: tuple[str, ...]):
+    """The config file with each ``--set KEY=VALUE`` applied (run, lab)."""
+    from kmemdes.config import load_config, parse_value, set_dotted
+
+    cfg = load_config(config_path)
+    for item in sets:
+        if "=" not in item:
+            raise KmemdesError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        cfg = set_dotted(cfg, key.strip(), parse_value(value.strip()), f"--set {key.strip()}")
+    return cfg
+
+
 @app.command("run")
 @click.argument("config_path", metavar="CONFIG.toml")
 @click.option("-o", "--output", "out", metavar="RUN_DIR", default=None,
@@ -467,15 +480,10 @@ def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_c
       kmemdes run experiments/thp-decay.toml --set policy.fallback=defrag_mode -o runs/thp-strict
       kmemdes run experiments/thp-decay.toml --print-config
     """
-    from kmemdes.config import dump_toml, load_config, parse_value, set_dotted
+    from kmemdes.config import dump_toml
     from kmemdes.sim.engine import run_config
 
-    cfg = load_config(config_path)
-    for item in sets:
-        if "=" not in item:
-            raise KmemdesError(f"--set {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        cfg = set_dotted(cfg, key.strip(), parse_value(value.strip()), f"--set {key.strip()}")
+    cfg = _config_with_sets(config_path, sets)
     if print_config:
         click.echo(dump_toml(cfg), nl=False)
         return
@@ -601,6 +609,100 @@ def sweep_cmd(config_path: str, sets: tuple[str, ...], out: Optional[str], worke
         click.echo(f"kmemdes: error: compare: {result.compare_error}", err=True)
     click.echo(result.line())
     return 0 if result.ok else 1
+
+
+# --- lab/ -------------------------------------------------------------------------
+@app.command("lab")
+@click.argument("config_path", metavar="CONFIG.toml", required=False)
+@click.option("-o", "--output", "out", metavar="RUN_DIR", default=None,
+              help="Run directory to write (default runs/<name>-lab; with --replicas a folder of runs).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value by its dotted key (repeatable), e.g. --set policy.fallback=defrag_mode.")
+@click.option("--replicas", type=click.IntRange(1, 100), default=None, metavar="N",
+              help="N replicas of each lab.compare variant, alternated A B A B; prints the difference with its 95% CI.")
+@click.option("--capture", is_flag=True, help="Also record a full kmemdes capture (with kpageflags) for validate.")
+@click.option("--calibrate", is_flag=True, help="Measure the cost model's paths on this kernel and print a [cost] table.")
+@click.option("--write-cost", metavar="FILE.toml", default=None, help="With --calibrate: write the [cost] table there.")
+@click.option("--from", "from_runs", multiple=True, metavar="RUN_DIR",
+              help="With --calibrate: also fit direct compaction/reclaim from these lab runs' traced intervals.")
+@click.option("--force", is_flag=True, help="Replace an existing RUN_DIR / FILE.")
+def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...], replicas: Optional[int],
+            capture: bool, calibrate: bool, write_cost: Optional[str], from_runs: tuple[str, ...], force: bool) -> None:
+    """Run an experiment's [lab] recipe on this machine's real kernel (root) into a run directory.
+
+    \b
+    The config's [policy] is applied to the kernel (vm.defrag_mode, THP enabled/defrag,
+    compaction_proactiveness, watermarks...), lab.free of memory is left available by a
+    hugetlb reservation, and lab.workloads run lab.cycles times.  Recorded: /proc/vmstat
+    deltas per cycle, buddyinfo/pagetypeinfo/zoneinfo every sample_interval, the kernel's
+    direct reclaim / direct compaction / kswapd latencies from tracepoints (private ftrace
+    instance), the workloads' own timings.  The run directory has the simulator's format
+    (kind "lab"): kmemdes report and kmemdes compare read it beside simulated runs.
+    Every setting is restored on exit (Ctrl-C and SIGTERM too); a killed run's leftovers
+    (state file /run/kmemdes-lab.PID.json) are undone by the next lab run.  A watchdog
+    releases the reservation and kills the workload if MemAvailable falls below
+    lab.min_available (never below 1 GiB).
+
+    \b
+    Example:
+
+    \b
+      kmemdes lab experiments/thp-decay.toml -o runs/thp-decay-lab
+      kmemdes lab experiments/thp-decay.toml --replicas 3 -o runs/thp-decay-ab
+      kmemdes lab --calibrate --write-cost cost-this-machine.toml
+    """
+    if calibrate:
+        from kmemdes.lab.calibrate import calibrate as do_calibrate, cost_toml, format_calibration
+
+        if config_path or replicas or capture or sets:
+            raise KmemdesError("--calibrate takes no CONFIG.toml, --set, --replicas or --capture")
+        if write_cost and Path(write_cost).exists() and not force:
+            raise KmemdesError(f"{write_cost}: already exists (use --force to replace it)")
+        for d in from_runs:
+            if not (Path(d) / "summary.json").is_file():
+                raise KmemdesError(f"--from {d}: not a run directory (no summary.json)")
+        res = do_calibrate(from_runs, log=lambda msg: click.echo(f"kmemdes lab: {msg}", err=True))
+        click.echo(format_calibration(res), nl=False)
+        if write_cost:
+            from kmemdes.report.html import atomic_write
+
+            atomic_write(Path(write_cost), cost_toml(res))
+            click.echo(f"{write_cost}: written")
+        return
+    if write_cost or from_runs:
+        raise KmemdesError("--write-cost and --from go with --calibrate")
+    if not config_path:
+        raise KmemdesError("give CONFIG.toml (an experiment with a [lab] table), or --calibrate")
+    from kmemdes.lab.run import lab_preflight, run_lab
+
+    cfg = _config_with_sets(config_path, sets)
+    if cfg.lab is None:
+        raise KmemdesError(f"{config_path}: no [lab] table (the recipe for the real kernel)")
+    lab_preflight()
+    log = lambda msg: click.echo(f"kmemdes lab: {msg}", err=True)  # noqa: E731
+    target = Path(out) if out else Path("runs") / f"{cfg.name}-lab"
+    if replicas:
+        from kmemdes.lab.replicas import format_replicas, run_replicas
+
+        res = run_replicas(cfg, target, replicas, force=force, capture=capture, log=log)
+        click.echo(format_replicas(res), nl=False)
+        click.echo(f"runs: {target}/*/ (kmemdes compare {target}/*/); numbers: {target}/lab.json")
+        return
+    path, summary = run_lab(cfg, target, force=force, capture=capture, log=log)
+    lab = summary["lab"]
+    click.echo(f"run directory: {path}")
+    for c in lab["cycles"]:
+        v = c["vmstat"]
+        burst = f", burst {c['burst_huge']}/{c['burst_ranges']} huge" if "burst_huge" in c else ""
+        click.echo(f"cycle {c['cycle']} ({c['seconds']} s): thp {v['thp_fault_alloc']}/{v['thp_fault_fallback']} "
+                   f"alloc/fallback{burst}; compact {v['compact_success']}/{v['compact_stall']} success/stall; "
+                   f"direct reclaim {v['pgsteal_direct']} pages")
+    kl = lab["kernel_latency_ns"]
+    for k in ("direct_reclaim", "direct_compaction", "kswapd_awake"):
+        if kl[k].get("n"):
+            click.echo(f"{k}: n={kl[k]['n']} p50 {kl[k]['p50'] / 1e3:.1f} us, p99 {kl[k]['p99'] / 1e3:.1f} us")
+    click.echo(f"restored: {lab['restored']}")
+    click.echo(f"report: kmemdes report {path}")
 
 
 # --- sim/validate.py ----------------------------------------------------------

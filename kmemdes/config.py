@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kmemdes.errors import KmemdesError
 
@@ -31,6 +31,9 @@ __all__ = [
     "PolicyConfig",
     "Initial",
     "CostConfig",
+    "LabConfig",
+    "LabWorkload",
+    "LAB_BUILTINS",
     "WORKLOAD_KINDS",
     "load_config",
     "parse_config",
@@ -242,6 +245,88 @@ class ReplayWorkload(_Workload):
     mode: Literal["mirror", "policy"] = "mirror"
 
 
+LAB_BUILTINS = ("thp_burst", "touch", "stream", "compile", "net", "sleep")
+
+
+class LabWorkload(_Strict):
+    """One command of a ``[lab]`` recipe, started ``start`` into every cycle (``kmemdes lab``).
+
+    Either ``command`` (a shell command line, run with ``/bin/sh -c``; ``{cycle}`` is replaced by the
+    cycle number) or ``builtin``, one of kmemdes's own measured workloads (``python -m kmemdes.lab.work``):
+    ``thp_burst`` (map ``size`` with MADV_HUGEPAGE, touch it, time each 2 MiB first touch, count huge
+    pages), ``touch`` (map ``size`` with MADV_NOHUGEPAGE, time each 4 KiB first-touch fault), ``stream``
+    (read a ``size`` file through the page cache), ``compile`` (``jobs`` loops of gcc -O2 over real C
+    files for ``seconds``), ``net`` (TCP over loopback for ``seconds`` with ``jobs`` connections: order-3
+    non-blocking page-frag allocations), ``sleep``.
+    """
+
+    name: str = ""
+    command: str = ""
+    builtin: Literal["", "thp_burst", "touch", "stream", "compile", "net", "sleep"] = ""
+    size: str = "256M"
+    seconds: Any = "6s"
+    jobs: int = Field(2, ge=1, le=64)
+    start: Any = 0
+    timeout: Any = "120s"
+
+    _size = field_validator("size")(_check_size)
+    _d = field_validator("seconds", "start", "timeout")(_check_duration)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "LabWorkload":
+        if bool(self.builtin) == bool(self.command.strip()):
+            raise ValueError("give exactly one of command (a shell command) and builtin "
+                             f"({', '.join(LAB_BUILTINS)})")
+        return self
+
+
+class LabConfig(_Strict):
+    """``[lab]``: how ``kmemdes lab`` runs the experiment on the local kernel (root).
+
+    The config's ``[policy]`` is applied to the kernel (``fallback`` -> ``vm.defrag_mode``,
+    ``thp_enabled``/``thp_defrag`` -> transparent_hugepage, ``compaction_proactiveness``,
+    ``extfrag_threshold``, ``watermark_scale_factor``, ``watermark_boost_factor``, ``min_free_kbytes``
+    -> ``vm.*``); ``sysctls`` sets further ``vm.*`` values.  ``free``: the memory to leave available
+    (``MemAvailable``) by reserving the rest as hugetlb pages ("0": no reservation); never less than
+    ``min_available`` (1 GiB at least), which a watchdog also enforces during the run.
+    """
+
+    free: str = "1536M"
+    min_available: str = "1G"
+    cycles: int = Field(1, ge=1, le=1000)
+    settle: Any = "1s"
+    drop_caches: bool = True
+    timeout: Any = "10min"
+    sysctls: dict[str, int] = Field(default_factory=dict)
+    compare: list[str] = Field(default_factory=list, description="--set KEY=V items that --replicas alternates")
+    workloads: list[LabWorkload] = Field(default_factory=list)
+
+    _size = field_validator("min_available")(_check_size)
+    _d = field_validator("settle", "timeout")(_check_duration)
+
+    @field_validator("free")
+    @classmethod
+    def _free(cls, v: str) -> str:
+        return v if str(v).strip() == "0" else _check_size(v)
+
+    @field_validator("sysctls")
+    @classmethod
+    def _vm_only(cls, v: dict) -> dict:
+        for k in v:
+            name = k[3:] if k.startswith("vm.") else ""
+            if not name or not all(c.isalnum() or c == "_" for c in name):
+                raise ValueError(f"{k!r}: only vm.* sysctls (e.g. vm.defrag_mode)")
+        return v
+
+    @field_validator("compare")
+    @classmethod
+    def _sets(cls, v: list) -> list:
+        for item in v:
+            if "=" not in item:
+                raise ValueError(f"{item!r}: expected KEY=VALUE (as for --set)")
+        return v
+
+
 Workload = Annotated[
     Union[DriverWorkload, AnonWorkload, FileCacheWorkload, NetworkWorkload, VmallocWorkload,
           CompileWorkload, ReplayWorkload],
@@ -263,6 +348,7 @@ class Config(_Strict):
     initial: Initial = Field(default_factory=Initial)
     cost: CostConfig = Field(default_factory=CostConfig)
     workloads: list[Workload] = Field(default_factory=list)
+    lab: Optional[LabConfig] = None
 
     _d = field_validator("duration", "sample_interval")(_check_duration)
 
@@ -313,10 +399,22 @@ def _allowed_keys(loc: list, data: dict) -> list[str]:
             model = _WORKLOAD_LIST
             continue
         f = model.model_fields.get(part)
-        model = f.annotation if f is not None else None
+        model = _model_of(f.annotation) if f is not None else None
         if model is None or not hasattr(model, "model_fields"):
             return []
     return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _model_of(annotation: Any) -> Any:
+    """The pydantic model inside ``Optional[M]`` or ``list[M]`` (or ``annotation`` itself)."""
+    import typing
+
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if hasattr(arg, "model_fields"):
+            return arg
+    return annotation
 
 
 _WORKLOAD_LIST = object()
@@ -367,10 +465,52 @@ def load_config(path: str | Path) -> Config:
         raise KmemdesError(f"{path}: no such file") from None
     except (IsADirectoryError, UnicodeDecodeError):
         raise KmemdesError(f"{path}: not a TOML text file") from None
-    cfg = parse_config(text, str(path))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise KmemdesError(f"{path}: not valid TOML: {e}") from None
     base = p.resolve().parent
+    data = _with_includes(data, base, str(path))
+    cfg = config_from_dict(data, str(path))
     _resolve_paths(cfg, base)
     return cfg
+
+
+def _with_includes(data: dict, base: Path, source: str) -> dict:
+    """``include = ["cost-this-machine.toml", ...]``: tables of other TOML files (relative to the config)
+    merged under the config's own values (the config wins, table by table); one level, no nesting.
+    ``kmemdes lab --calibrate --write-cost FILE`` writes such a file."""
+    inc = data.pop("include", None)
+    if inc is None:
+        return data
+    if isinstance(inc, str):
+        inc = [inc]
+    if not isinstance(inc, list) or not all(isinstance(x, str) for x in inc):
+        raise KmemdesError(f"{source}: include: expected a list of file names")
+    merged: dict = {}
+    for name in inc:
+        f = Path(name) if Path(name).is_absolute() else base / name
+        try:
+            extra = tomllib.loads(f.read_text())
+        except FileNotFoundError:
+            raise KmemdesError(f"{source}: include: {name}: no such file") from None
+        except (OSError, UnicodeDecodeError):
+            raise KmemdesError(f"{source}: include: {name}: not a TOML text file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise KmemdesError(f"{source}: include: {name}: not valid TOML: {e}") from None
+        if "include" in extra:
+            raise KmemdesError(f"{source}: include: {name}: includes cannot be nested")
+        _merge(merged, extra)
+    _merge(merged, data)
+    return merged
+
+
+def _merge(into: dict, new: dict) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
 
 
 def _resolve_paths(cfg: Config, base: Path) -> None:
@@ -450,15 +590,16 @@ def dump_toml(cfg: Config) -> str:
     """The resolved config as TOML, every default written out, keys in schema order."""
     data = cfg.model_dump(mode="python")
     lines: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, (dict, list)) or (isinstance(v, list) and k != "workloads")}
+    scalars = {k: v for k, v in data.items() if k != "lab" and (not isinstance(v, (dict, list)) or (isinstance(v, list) and k != "workloads"))}
     for k, v in scalars.items():
         lines.append(f"{k} = {_toml_value(v)}")
     for k, v in data.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and k != "lab":
             lines.append("")
             lines.append(f"[{k}]")
             for kk, vv in v.items():
                 lines.append(f"{kk} = {_toml_value(vv)}")
+    lab = data.pop("lab", None)
     for w in data.get("workloads", []):
         lines.append("")
         lines.append("[[workloads]]")
@@ -468,6 +609,12 @@ def dump_toml(cfg: Config) -> str:
         for kk, vv in w.items():
             note = f"  # not used: {unused[1]}" if unused and kk == unused[0] else ""
             lines.append(f"{kk} = {_toml_value(vv)}{note}")
+    if lab is not None:
+        lines += ["", "[lab]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in lab.items() if k not in ("sysctls", "workloads")]
+        lines.append("sysctls = {" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in lab["sysctls"].items()) + "}")
+        for w in lab["workloads"]:
+            lines += ["", "[[lab.workloads]]"] + [f"{k} = {_toml_value(v)}" for k, v in w.items()]
     return "\n".join(lines) + "\n"
 
 

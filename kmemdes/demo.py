@@ -331,9 +331,11 @@ def part2(out: Callable[[str], None] = print, seconds: int = 30, seed: int = 0,
           root: str | Path = "runs") -> Optional[dict]:
     """kmalloc vs vmalloc of a 1 MB buffer every simulated second under a fragmenting background,
     on the simulation engine (:mod:`kmemdes.sim`): failure rate and latency of each.  Latencies
-    are the engine's cost-model estimates (KERNEL.md section 17), not measurements.  The two runs
-    are written to ``root/demo-part2-kmalloc`` and ``root/demo-part2-vmalloc`` (replacing earlier
-    ones).  Returns None (and says why) when the engine is not available."""
+    are priced by the engine's cost model (kmemdes.sim.cost: vmalloc's per-page cost measured on
+    the reference machine by ``kmemdes lab --calibrate``, the rest estimates from KERNEL.md
+    section 17).  The two runs are written to ``root/demo-part2-kmalloc`` and
+    ``root/demo-part2-vmalloc`` (replacing earlier ones).  Returns None (and says why) when the
+    engine is not available."""
     try:
         results = [_run_part2(api, seconds, seed, root) for api in ("kmalloc", "vmalloc")]
     except (ImportError, AttributeError, TypeError) as e:  # engine missing or its API changed
@@ -348,7 +350,7 @@ def part2(out: Callable[[str], None] = print, seconds: int = 30, seed: int = 0,
     w(f"a 1 MB buffer every second for {seconds} simulated seconds and keeps each one 5 s; once with kmalloc")
     w("(one order-8 block: 256 physically contiguous pages), once with vmalloc (256 single pages).")
     w("")
-    w(f"  {'api':<8} {'requests':>8} {'failed':>7} {'failure rate':>13}   latency p50 / p99 / max (estimated)")
+    w(f"  {'api':<8} {'requests':>8} {'failed':>7} {'failure rate':>13}   latency p50 / p99 / max (cost model)")
     for r in results:
         q = r["latency_ns"]
         lat = " / ".join(_ns(q.get(k)) for k in ("p50", "p99", "max")) if q else "-"
@@ -357,7 +359,8 @@ def part2(out: Callable[[str], None] = print, seconds: int = 30, seed: int = 0,
     w("")
     w("kmalloc needs 256 free pages in one aligned block, which a fragmented machine rarely has;")
     w("vmalloc only needs 256 free pages anywhere, at the price of page-table work on every call.")
-    w("(Latencies are the engine's cost-model estimates, kmemdes.sim.cost, not measurements.)")
+    w("(Latencies are priced by the cost model, kmemdes.sim.cost: vmalloc's per-page cost measured on the "
+      "reference machine, the rest estimates.)")
     w("")
     w("Run directories (time series, memory maps; `kmemdes report DIR` turns one into an HTML page):")
     for r in results:

@@ -377,14 +377,7 @@ def capture(
     warnings: list[str] = []
     meta: list[tuple[str, str]] = []
     manifest: dict = {"name": name, "warnings": warnings}
-    old_handlers = {}
-
-    def on_signal(signum, frame):
-        raise _Interrupted(signum)
-
-    if threading.current_thread() is threading.main_thread():
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            old_handlers[s] = signal.signal(s, on_signal)
+    old_handlers = _install_interrupt_handlers()
     ok = False
     try:
         tmp.mkdir()
@@ -533,8 +526,7 @@ def capture(
                 err = _umount(st[mnt])
                 if err:
                     warnings.append(err)
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
+            _restore_handlers(old_handlers)
             _signals_blocked(False)
         if ok:
             manifest["meta"] = dict(meta)
@@ -544,6 +536,38 @@ def capture(
         elif tmp.exists() and not keep_partial:
             shutil.rmtree(tmp, ignore_errors=True)
     return manifest
+
+
+def _install_interrupt_handlers() -> dict:
+    """SIGINT/SIGTERM/SIGHUP raise :class:`_Interrupted` in the main thread (so ``finally`` blocks clean
+    up); returns the previous handlers for :func:`_restore_handlers` (none outside the main thread)."""
+    def on_signal(signum, frame):
+        raise _Interrupted(signum)
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            old[s] = signal.signal(s, on_signal)
+    return old
+
+
+def _restore_handlers(old: dict) -> None:
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+def _rmdir_retry(path: str, tries: int = 50) -> bool:
+    """rmdir, retried for 5 s while it fails (EBUSY: a tracing instance whose trace_pipe a reader still
+    holds, a cgroup whose last task is still exiting); True once the directory is gone."""
+    for _ in range(tries):
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
 
 
 def _signals_blocked(block: bool) -> None:
@@ -619,13 +643,7 @@ def _cleanup(st: dict, warnings: list) -> None:
             _write(os.path.join(inst, "trace"), "")
         except OSError:
             pass
-        for _ in range(50):  # rmdir fails with EBUSY while a reader still holds trace_pipe
-            try:
-                os.rmdir(inst)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
+        if not _rmdir_retry(inst):
             warnings.append(f"could not remove instance {inst}")
 
 
