@@ -113,7 +113,7 @@ def parse_chunks(parser: TextParser, chunks: Iterable, workers: int | None = Non
                     base = parser.line_counts["total"]
                     continue
                 pending.append((chunk, base, pool.submit(parse, chunk, base, dict(parser._body_layouts))))
-                while len(pending) > workers:
+                while len(pending) >= workers:  # (one more in flight costs a chunk's memory, not time)
                     take(*pending.popleft())
                 base += _lines_in(chunk)
             while pending:

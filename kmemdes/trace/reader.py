@@ -332,7 +332,9 @@ def _read_text(path: Path, kind: str, strict: bool, columns: tuple[str, ...] | N
             parser._frames.clear()
 
     workers = default_workers()
-    chunks = iter_text_chunks(path, kind, depth=max(1, min(workers, 2)), offsets=offsets)
+    # (chunks of one size whatever the workers: what the parser learns comes from the first chunk
+    # where it can, so the chunk boundaries must not move)
+    chunks = iter_text_chunks(path, kind, offsets=offsets)
     end = parse_chunks(parser, chunks, workers, done)
     if isinstance(end, _Truncated):
         line = parser.line_counts["total"]

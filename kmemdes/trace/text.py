@@ -704,10 +704,15 @@ class TextParser:
 
             express, frame = express_rows(self, frame)
         chunk = self._parse_rows(frame) if frame.height else None
+        keep = None if self.columns is None else list(dict.fromkeys((*self.columns, "line", "ts", "kind", "event")))
         if chunk is not None:
             self._unknown_gfp(chunk)
+            if keep is not None:  # the columns kept and those accept needs, and no more
+                chunk = chunk.select(keep)
         if express is not None:
             self._unknown_gfp(express, pl.col("_ok"))  # before the merge: cheaper on one piece
+            if keep is not None:
+                express = express.select(*keep, "_ok")
             chunk = merge_rows(express, chunk)
         return chunk
 
