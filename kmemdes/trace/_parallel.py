@@ -53,14 +53,14 @@ def _lines_in(chunk: bytes) -> int:
 
 
 def parse_chunks(parser: TextParser, chunks: Iterable, workers: int | None = None,
-                 done: Callable[[object], None] | None = None) -> object:
+                 done: Callable[[int], None] | None = None) -> object:
     """Feed ``chunks`` (bytes, whole lines) to ``parser`` on ``workers``
     threads (default :func:`default_workers`); one worker, or a strict
     parser (which stops at the first problem), parses on this thread.
 
     An item of ``chunks`` that is not bytes ends the parse: it is returned
     after every chunk before it has been taken (None at the end of input).
-    ``done(chunk)`` is called after each chunk is taken, in file order.
+    ``done(nbytes)`` is called after each chunk is taken, in file order.
     """
     workers = default_workers() if workers is None else workers
     if workers <= 1 or parser.problems.strict:
@@ -69,7 +69,7 @@ def parse_chunks(parser: TextParser, chunks: Iterable, workers: int | None = Non
                 return chunk
             parser.feed(chunk)
             if done is not None:
-                done(chunk)
+                done(len(chunk))
         return None
     local = threading.local()
 
@@ -80,20 +80,21 @@ def parse_chunks(parser: TextParser, chunks: Iterable, workers: int | None = Non
         fork._body_layouts = dict(layouts)
         rows = fork.parse_chunk(chunk, base)
         learnt = {k: v for k, v in fork._body_layouts.items() if k not in layouts}
-        return rows, fork.tallies(), learnt
+        # the text is kept only for a chunk that may have to be parsed again
+        return rows, fork.tallies(), learnt, chunk if learnt else None
 
-    def take(chunk: bytes, base: int, future) -> None:
-        rows, tallies, learnt = future.result()
+    def take(nbytes: int, base: int, nlines: int, future) -> None:
+        rows, tallies, learnt, chunk = future.result()
         if any(k in parser._body_layouts for k in learnt):  # an earlier chunk taught it: parse again
             rows = parser.parse_chunk(chunk, base)
         else:
             parser.absorb(tallies, learnt)
-        if parser.line_counts["total"] != base + _lines_in(chunk):  # pragma: no cover - a bug, not bad input
+        if parser.line_counts["total"] != base + nlines:  # pragma: no cover - a bug, not bad input
             raise RuntimeError(f"parallel parse: line count {parser.line_counts['total']} after the chunk "
-                               f"of lines {base + 1}.., expected {base + _lines_in(chunk)}")
+                               f"of lines {base + 1}.., expected {base + nlines}")
         parser.accept(rows)
         if done is not None:
-            done(chunk)
+            done(nbytes)
 
     pending: deque = deque()
     base = parser.line_counts["total"]
@@ -109,16 +110,18 @@ def parse_chunks(parser: TextParser, chunks: Iterable, workers: int | None = Non
                 if not (parser.fmt and parser._layout_tried and parser._body_layouts):
                     parser.feed(chunk)  # still learning: on this thread (nothing is pending yet)
                     if done is not None:
-                        done(chunk)
+                        done(len(chunk))
                     base = parser.line_counts["total"]
                     continue
-                pending.append((chunk, base, pool.submit(parse, chunk, base, dict(parser._body_layouts))))
+                nlines = _lines_in(chunk)
+                pending.append((len(chunk), base, nlines, pool.submit(parse, chunk, base, dict(parser._body_layouts))))
+                base += nlines
+                chunk = None
                 while len(pending) >= workers:  # (one more in flight costs a chunk's memory, not time)
                     take(*pending.popleft())
-                base += _lines_in(chunk)
             while pending:
                 take(*pending.popleft())
         finally:
-            for _, _, f in pending:
+            for *_, f in pending:
                 f.cancel()
     return end

@@ -322,9 +322,9 @@ def _read_text(path: Path, kind: str, strict: bool, columns: tuple[str, ...] | N
     progress = progress or NO_PROGRESS
     progress.stage(f"reading {path.name}", path.stat().st_size)
 
-    def done(chunk: bytes) -> None:
+    def done(size: int) -> None:
         nonlocal nbytes
-        nbytes += len(chunk)
+        nbytes += size
         progress.update(offsets.popleft())
         if sink is not None:
             for frame in parser._frames:
