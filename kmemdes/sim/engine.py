@@ -8,7 +8,6 @@ the two entry points the CLI calls.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Optional
