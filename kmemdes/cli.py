@@ -253,7 +253,7 @@ def frag_cmd(buddyinfo: Optional[str], index: str) -> None:
               help="Capture folder to create (must not exist; written as DIR.tmp-PID, then renamed).")
 @click.option("--raw-pointers", is_flag=True, help="nohash-ptr in the instance: real addresses instead of hashed ids.")
 @click.option("--buffer-kb", type=int, default=65536, show_default=True, help="Ring buffer per CPU, in KiB.")
-@click.option("--events", default="kmem,vmalloc,compaction", show_default=True,
+@click.option("--events", default="kmem,vmalloc,compaction,vmscan", show_default=True,
               help="Event groups or group/event names, comma separated (kmem = the allocator events).")
 @click.option("--kpageflags", is_flag=True, help="Also store /proc/kpageflags (zstd) in before/ and after/.")
 @click.option("--keep-partial", is_flag=True, help="Keep DIR.tmp-PID when the capture fails or is interrupted.")
@@ -426,7 +426,10 @@ def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[
 
     \b
     TRACE is anything `kmemdes stats` reads: a capture folder, ftrace / trace-cmd / perf
-    text (plain or compressed), trace.dat, .kmt or Parquet.  Every event is accounted for:
+    text (plain or compressed), trace.dat, .kmt or Parquet.  A capture folder with
+    before/kpageflags.zst starts from the kernel's exact free-page layout; in policy mode
+    the models then re-decide reclaim and compaction too, under the policy the capture
+    recorded (its vm sysctls and THP settings) unless --config sets another.  Every event is accounted for:
     replayed, or handled by a named rule (pre-trace objects, batched frees, zone growth...)
     counted in summary.json.
 
@@ -440,8 +443,13 @@ def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[
     from kmemdes.config import load_config
     from kmemdes.sim.engine import replay_trace
 
+    from kmemdes.sim.kpageflags import kpageflags_pair
+
     cfg = load_config(config_path) if config_path else None
-    path, summary = replay_trace(trace, out, mode=mode, cfg=cfg, snapshot=snapshot, strict=strict)
+    # a capture with before/kpageflags.zst starts from the kernel's exact free-page layout
+    kpf = kpageflags_pair(trace) if snapshot is None and Path(trace).is_dir() else None
+    path, summary = replay_trace(trace, out, mode=mode, cfg=cfg, snapshot=snapshot, strict=strict,
+                                 kpageflags=kpf[0] if kpf else None)
     _print_run(path, summary)
 
 
@@ -613,9 +621,14 @@ def sweep_cmd(config_path: str, sets: tuple[str, ...], out: Optional[str], worke
               help="With --live: also snapshot /proc/kpageflags (exact start layout; layout and placement "
                    "agreement). Without --live: require the capture's kpageflags snapshots.")
 @click.option("--keep", "keep", metavar="DIR", default=None, help="With --live: keep the capture in DIR.")
+@click.option("--predict", is_flag=True,
+              help="Replay in policy mode from the exact start state (kpageflags) and print the models' "
+                   "outcomes beside the kernel's: failures per order, THP, compaction, reclaim, fallbacks, end state.")
+@click.option("--set", "sets", multiple=True, metavar="policy.KEY=VALUE",
+              help="With --predict: predict under another policy (the what-if), e.g. --set policy.fallback=defrag_mode.")
 @click.argument("command", nargs=-1, metavar="[-- COMMAND...]")
 def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live: bool, kpageflags: bool,
-                 keep: Optional[str], command: tuple[str, ...]) -> None:
+                 keep: Optional[str], predict: bool, sets: tuple[str, ...], command: tuple[str, ...]) -> None:
     """How closely the models follow the real kernel: replay a capture, compare with its after/ snapshot.
 
     \b
@@ -640,6 +653,8 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
       kmemdes validate traces/a_idle_stream --json
       kmemdes validate --live -- sh -c 'for i in 1 2 3; do cc -O2 -c x.c; done'
       kmemdes validate --live --kpageflags -- sh -c 'head -c 2000000 /dev/zero | cat > /dev/null'
+      kmemdes validate ../shared/traces/j_pressure_stock --predict
+      kmemdes validate ../shared/traces/j_pressure_stock --predict --set policy.fallback=defrag_mode --json
     """
     import json as _json
     import tempfile
@@ -670,6 +685,25 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
         if Path(capture).is_dir() and kpageflags_pair(capture) is None:
             raise KmemdesError(f"--kpageflags: {capture} has no before/kpageflags.zst and after/kpageflags.zst "
                                "(capture with --kpageflags)")
+    if sets and not predict:
+        raise KmemdesError("--set applies to --predict (the policy the capture is replayed under)")
+    if predict:
+        from kmemdes.sim.predict import format_prediction, predict_capture, write_prediction_html
+
+        res = predict_capture(capture, sets, progress=True)
+        if as_json:
+            click.echo(_json.dumps({"predicted": res["predicted"], "kernel": res["kernel"],
+                                    "targets": res["targets"], "policy": res["policy"], "sets": res["sets"],
+                                    "replay": {k: res[k] for k in ("events", "events_replayed", "wall_s",
+                                                                   "events_per_s")}},
+                                   indent=1))
+        else:
+            click.echo(format_prediction(res), nl=False)
+        if out:
+            write_prediction_html(res, Path(out))
+            if not as_json:
+                click.echo(f"report: {out}")
+        return
     from kmemdes.progress import progress_for
 
     with progress_for(True) as progress:

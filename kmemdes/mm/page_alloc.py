@@ -1308,8 +1308,10 @@ class Node:
         flags = self.gfp_to_alloc_flags(gfp, order)
         can_reclaim = bool(gfp & _GFP_DIRECT_RECLAIM)
         costly = order > PAGE_ALLOC_COSTLY_ORDER
+        # wake_all_kswapds: with defrag_mode kswapd and kcompactd work toward whole free pageblocks
+        reclaim_order = max(order, PAGEBLOCK_ORDER) if self.policy.defrag_mode else order
         if flags & ALLOC_KSWAPD:
-            self.wakeup_kswapd(zonelist[0], order, hz, gfp)
+            self.wakeup_kswapd(zonelist[0], reclaim_order, hz, gfp)
         if gfp & _GFP_MEMALLOC:
             flags |= ALLOC_NO_WATERMARKS
         pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
@@ -1330,7 +1332,7 @@ class Node:
         compaction_retries = 0
         while True:
             if flags & ALLOC_KSWAPD:
-                self.wakeup_kswapd(zonelist[0], order, hz, gfp)
+                self.wakeup_kswapd(zonelist[0], reclaim_order, hz, gfp)
             pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
             if pfn >= 0:
                 self._note_path(PATH_SLOWPATH)

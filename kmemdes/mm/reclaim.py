@@ -70,6 +70,7 @@ from math import isqrt
 from typing import Callable, Generator, Iterable, NamedTuple, Optional
 
 from kmemdes.errors import KmemdesError
+from kmemdes.mm import gfp as G
 from kmemdes.mm.compaction import compact_gap, compaction_suitable
 from kmemdes.mm.page_alloc import (
     MAX_RECLAIM_RETRIES,
@@ -97,6 +98,7 @@ __all__ = [
 SWAP_CLUSTER_MAX = 32
 DEF_PRIORITY = 12
 DEFAULT_SEEKS = 2
+_GFP_IO = G.__GFP_IO
 
 # per-page LRU flags
 _PG_LRU = 1
@@ -467,7 +469,38 @@ class Reclaim:
         return freed
 
     def _shrink_node_steps(self, zones: list[Zone], sc: ScanControl) -> Generator[ReclaimWork, None, None]:
-        """``shrink_node`` / ``shrink_lruvec``: each list scanned ``size >> priority`` in 32-page batches."""
+        """``shrink_node``: passes over the lists while ``should_continue_reclaim`` says so."""
+        while True:
+            before = sc.nr_reclaimed
+            yield from self._shrink_node_pass(zones, sc)
+            if not self._should_continue_reclaim(zones, sc, sc.nr_reclaimed - before):
+                return
+
+    def _should_continue_reclaim(self, zones: list[Zone], sc: ScanControl, nr_reclaimed: int) -> bool:
+        """``should_continue_reclaim``: in reclaim/compaction mode (a costly order, or priority below
+        DEF_PRIORITY - 2, with ``__GFP_IO``), go on while the last pass reclaimed something, no zone
+        can serve the order or start compaction at the min watermark, and the inactive lists still
+        hold more than ``compact_gap(order)`` pages."""
+        node = self.node
+        if not (sc.order and sc.gfp & _GFP_IO and node.compaction is not None
+                and (sc.order > PAGE_ALLOC_COSTLY_ORDER or sc.priority < DEF_PRIORITY - 2)):
+            return False
+        if not nr_reclaimed:
+            return False
+        threshold = node.compaction.extfrag_threshold
+        for z in zones:
+            if not z.managed:
+                continue
+            if node.zone_watermark_ok(z, sc.order, z.wmark(0), sc.reclaim_idx, 0):
+                return False
+            if compaction_suitable(node, z, sc.order, sc.reclaim_idx, threshold):
+                return False
+        inactive = sum(self._pages[2 * self.zones.index(z)] for z in zones)
+        return inactive > compact_gap(sc.order)
+
+    def _shrink_node_pass(self, zones: list[Zone], sc: ScanControl) -> Generator[ReclaimWork, None, None]:
+        """One ``shrink_node`` pass (``shrink_lruvec``): each list scanned ``size >> priority`` in
+        32-page batches until ``nr_to_reclaim``, then the shrinkers."""
         zidx = [self.zones.index(z) for z in zones if z.managed]
         if self._nxt is not None:
             targets = {}
@@ -591,7 +624,7 @@ class Reclaim:
         zone_boosts = {id(z): z.watermark_boost for z in eligible}
         nr_boost_reclaim = sum(zone_boosts.values())
         boosted = nr_boost_reclaim
-        sc = ScanControl(0, order, highest_zoneidx, True, 0)
+        sc = ScanControl(0, order, highest_zoneidx, True, G.GFP_KERNEL)  # balance_pgdat: .gfp_mask = GFP_KERNEL
         balanced_out = False
         while True:  # restart:
             for z in eligible:

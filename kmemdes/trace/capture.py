@@ -48,7 +48,7 @@ KMEM_EVENTS = (
     "kmem/kmalloc kmem/kfree kmem/kmem_cache_alloc kmem/kmem_cache_free kmem/mm_page_alloc kmem/mm_page_free "
     "kmem/mm_page_free_batched kmem/mm_page_pcpu_drain kmem/mm_page_alloc_extfrag kmem/mm_page_alloc_zone_locked"
 ).split()
-DEFAULT_EVENTS = ("kmem", "vmalloc", "compaction")
+DEFAULT_EVENTS = ("kmem", "vmalloc", "compaction", "vmscan")
 _PROC_SNAPSHOTS = ("buddyinfo", "pagetypeinfo", "zoneinfo", "slabinfo", "vmallocinfo", "meminfo", "vmstat")
 _STATE_KEYS = ("tracing_on", "buffer_size_kb", "buffer_total_size_kb", "current_tracer", "trace_clock", "events_enable", "set_event", "instances", "trace_options")
 #: keys whose change means we disturbed global tracing (instances of other users may come and go)
@@ -168,8 +168,21 @@ def _uname() -> str:
     return f"{u.sysname} {u.nodename} {u.release} {u.version} {u.machine}"
 
 
+def _vm_sysctls() -> str:
+    """Every /proc/sys/vm value as ``name = value`` lines (the policy the kernel ran under)."""
+    lines = []
+    base = Path("/proc/sys/vm")
+    for p in sorted(base.iterdir()) if base.is_dir() else ():
+        try:
+            value = p.read_text(errors="replace").strip()
+        except OSError:  # write-only (drop_caches, compact_memory) or not readable
+            continue
+        lines.append(f"{p.name} = {value}")
+    return "\n".join(lines) + "\n"
+
+
 def _snapshot(d: Path, debugfs: str | None) -> None:
-    """``snap`` of capture.sh: /proc, debugfs extfrag, THP, uname, nproc, uptime, epoch."""
+    """``snap`` of capture.sh: /proc, debugfs extfrag, THP, every vm sysctl, uname, nproc, uptime, epoch."""
     d.mkdir(parents=True, exist_ok=True)
     for f in _PROC_SNAPSHOTS:
         text = _read(f"/proc/{f}", None)
@@ -184,6 +197,7 @@ def _snapshot(d: Path, debugfs: str | None) -> None:
         text = _read(f"/sys/kernel/mm/transparent_hugepage/{f}", None)
         if text is not None:
             _write(d / f"thp_{f}", text)
+    _write(d / "vm_sysctls", _vm_sysctls())
     _write(d / "uname", _uname() + "\n")
     _write(d / "nproc", f"{len(os.sched_getaffinity(0))}\n")
     _write(d / "uptime", _read("/proc/uptime"))

@@ -1,0 +1,128 @@
+"""Policy-mode page requests: outcomes re-decided by the models, the kernel's own frees left to them."""
+
+from __future__ import annotations
+
+from kmemdes.mm import gfp as g
+from kmemdes.mm.compaction import Compaction
+from kmemdes.mm.gfp import ZoneType
+from kmemdes.mm.mm_init import add_zone
+from kmemdes.mm.page_alloc import NO_ORDER, PAGE_FREE, Node, Policy, setup_per_zone_wmarks
+from kmemdes.mm.reclaim import Reclaim
+from kmemdes.sim.policy_pages import PolicyPages, is_thp_fault
+from kmemdes.trace.pressure import BY_COMPACTION, BY_RECLAIM, BY_WORKLOAD
+
+# GFP masks as the j_pressure_stock trace prints them
+THP_FIRST = g.parse_gfp("GFP_TRANSHUGE|__GFP_NORETRY|__GFP_THISNODE")
+THP_RETRY = g.parse_gfp("GFP_TRANSHUGE")
+READAHEAD = g.parse_gfp("GFP_NOFS|__GFP_HIGHMEM|__GFP_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_HARDWALL")
+ANON = g.parse_gfp("GFP_HIGHUSER_MOVABLE|__GFP_ZERO")
+
+
+def node(pages: int = 8192):
+    n = Node("x86_64", pages, cpus=2, policy=Policy(min_free_kbytes=128))
+    zone = add_zone(n, "Normal", ZoneType.NORMAL, 2, 0, pages, pages)
+    for pb in range(pages >> 9):
+        n.pb_valid[pb] = 1
+        n.pb_mt[pb] = 1
+    for pfn in range(0, pages, 1024):
+        n.page_mt[pfn:pfn + 1024] = bytes([PAGE_FREE]) * 1024
+        zone.managed += 1024
+        n.free_one_page(zone, pfn, 10, to_tail=True)
+    setup_per_zone_wmarks(n)
+    Reclaim(n)
+    Compaction(n)
+    return n, zone
+
+
+def quirks():
+    seen = {}
+
+    def quirk(rule, pages=0):
+        seen[rule] = seen.get(rule, 0) + 1
+
+    return seen, quirk
+
+
+def test_thp_faults_are_recognised_by_their_gfp_mask():
+    assert is_thp_fault(THP_FIRST, 9) and is_thp_fault(THP_RETRY, 9)
+    assert not is_thp_fault(READAHEAD, 9) and not is_thp_fault(THP_FIRST, 0)
+
+
+def test_a_thp_fault_the_model_cannot_serve_falls_back_to_base_pages():
+    n, zone = node()
+    seen, quirk = quirks()
+    pp = PolicyPages(n, quirk)
+    # fragment: an order-0 page in use in every pageblock, so no order-9 block can form
+    pinned = [pp.alloc(0x100000 + i, 0, ANON, 0, 1) for i in range(16)]
+    for pfn in range(0, 8192, 512):
+        if n.page_mt[pfn] == PAGE_FREE:
+            n.take_block(pfn, 0)
+            n.page_mt[pfn] = 1
+    assert all(p >= 0 for p in pinned)
+    free_before = zone.free_pages + sum(p.count for p in zone.pcp)
+    # the kernel served this fault (tpfn 0x200000): the model retries without THISNODE, then maps 512 base pages
+    assert pp.alloc(0x200000, 9, THP_FIRST, 0, 7) < 0
+    assert pp.t2m[0x200000][0] == -1 and len(pp.t2m[0x200000][1]) == 512
+    # two failed mm_page_alloc as the kernel would print them: the first attempt and the retry
+    assert pp.attempts[9] == pp.failures[9] == 2 and seen["fallback_to_base_pages_in_model"] == 1
+    pp.finish()
+    assert pp.counts["thp_fault_fallback"] == 1 and pp.counts["thp_fault_alloc"] == 0
+    # the workload frees the THP: the model frees its 512 base pages
+    assert pp.free(0x200000, 9, 0, BY_WORKLOAD) == 1
+    assert zone.free_pages + sum(p.count for p in zone.pcp) == free_before
+    n.check()
+
+
+def test_the_kernels_retry_is_not_replayed_when_the_models_first_attempt_served_the_fault():
+    n, _ = node()
+    seen, quirk = quirks()
+    pp = PolicyPages(n, quirk)
+    assert pp.alloc(-1, 9, THP_FIRST, 0, 7) >= 0  # the kernel's first attempt failed, the model's did not
+    assert pp.alloc(0x200000, 9, THP_RETRY, 0, 7) == -1  # so the kernel's retry is not the model's
+    assert seen["thp_retry_not_needed_in_model"] == 1
+    pp.finish()
+    assert pp.counts == {"thp_fault_alloc": 1, "thp_fault_fallback": 0, "fallback_pages": 0}
+    n.check()
+
+
+def test_a_page_the_kernels_reclaim_freed_stays_for_the_models_reclaim():
+    n, zone = node()
+    seen, quirk = quirks()
+    pp = PolicyPages(n, quirk)
+    m = pp.alloc(0x300000, 0, READAHEAD & ~g.__GFP_COMP, 0, 1)
+    assert m >= 0 and n.reclaim.is_page_cache(m)  # not zeroed, movable: page cache
+    assert pp.free(0x300000, 0, 0, BY_RECLAIM) == 0  # kswapd freed it in the kernel
+    assert n.page_mt[m] != PAGE_FREE and pp.m2t[m] == -1 and seen["redecided_by_policy"] == 1
+    # the model's reclaim takes it when it decides to
+    assert n.reclaim.shrink_node(n.zones, 32, priority=0) == 1
+    assert n.page_mt[m] == PAGE_FREE and m not in pp.m2t
+    n.check()
+
+
+def test_a_source_the_kernels_compaction_moved_is_freed_with_its_target():
+    n, _ = node()
+    seen, quirk = quirks()
+    pp = PolicyPages(n, quirk)
+    m = pp.alloc(0x1a70df, 0, ANON, 0, 1)
+    assert pp.free(0x1a70df, 0, 0, BY_COMPACTION) == 0  # migrated away in the kernel
+    assert n.page_mt[m] != PAGE_FREE
+    # the workload frees the target (a pfn the trace never showed allocated): the model frees its page
+    pp.free(0x5f5900, 0, 0, BY_WORKLOAD)
+    assert n.page_mt[m] == PAGE_FREE and seen["free_of_page_moved_by_kernel_compaction"] == 1
+    n.check()
+
+
+def test_pages_from_before_the_trace_are_their_own_pfns_only_with_the_kernels_layout():
+    n, _ = node()
+    seen, quirk = quirks()
+    pp = PolicyPages(n, quirk)
+    n.take_block(4096, 0)
+    n.page_mt[4096] = 1
+    pp.free(4096, 0, 0, BY_WORKLOAD)  # no exact start: the pfn is no identity
+    assert n.page_mt[4096] != PAGE_FREE and seen["free_of_untraced_page"] == 1
+    pp.adopt([4096], [0], [True])  # the kernel's layout: a page-cache page in use at the start
+    assert n.alloc_order[4096] == 0 and n.reclaim.is_page_cache(4096)
+    pp.free(4096, 0, 0, BY_WORKLOAD)
+    assert n.page_mt[4096] == PAGE_FREE and n.alloc_order[4096] == NO_ORDER
+    assert seen["free_of_page_from_before_trace"] == 1
+    n.check()

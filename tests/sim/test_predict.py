@@ -1,0 +1,75 @@
+"""validate --predict: the models' outcomes beside the kernel's, on the real pressure capture."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from kmemdes.sim.predict import KEYS, prediction_targets
+from kmemdes.sim.validate import read_vmstat
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "kmemdes.cli", *args], capture_output=True, text=True)
+
+
+def test_predict_needs_the_kernels_exact_start_state(shipped):
+    r = _cli("validate", str(shipped / "a_idle_stream"), "--predict")
+    assert r.returncode == 2 and "kpageflags" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_set_without_predict_is_a_usage_error(shipped):
+    r = _cli("validate", str(shipped / "a_idle_stream"), "--set", "policy.fallback=defrag_mode")
+    assert r.returncode == 2 and "--predict" in r.stderr
+
+
+def test_the_targets_use_the_issues_tolerances():
+    res = {"predicted": {"failures_by_order": {"9": 159, "0": 0}, "attempts_by_order": {"0": 1000},
+                         "thp_fault_fallback": 95, "compact_stall": 485, "compact_success": 131, "pgsteal_direct": 10},
+           "kernel": {"failures_by_order": {"9": 211, "0": 0}, "thp_fault_fallback": 77, "compact_stall": 460,
+                      "compact_success": 133, "pgsteal_direct": 45}}
+    t = prediction_targets(res)
+    assert t["order9_failures"]["met"] and t["thp_fault_fallback"]["met"]  # -25 %, +23 %
+    assert not t["pgsteal_direct"]["met"]  # 35 below a kernel count under 60: more than 20 off
+    res["predicted"]["pgsteal_direct"] = 10
+    res["kernel"]["pgsteal_direct"] = 30
+    assert prediction_targets(res)["pgsteal_direct"]["met"]
+    res["kernel"]["pgsteal_direct"] = 31
+    assert not prediction_targets(res)["pgsteal_direct"]["met"]
+    res["predicted"]["failures_by_order"]["0"] = 2
+    assert not prediction_targets(res)["order0_failures"]["met"]
+
+
+@pytest.fixture(scope="module")
+def stock(corpus):
+    from kmemdes.sim.predict import predict_capture
+
+    return predict_capture(corpus / "j_pressure_stock")
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_kernel_figures_are_the_captures_own(stock, corpus):
+    cap = corpus / "j_pressure_stock"
+    b, a = read_vmstat(cap / "before" / "vmstat"), read_vmstat(cap / "after" / "vmstat")
+    k = stock["kernel"]
+    assert set(stock["predicted"]) == set(k) == set(KEYS)
+    for key in ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "pgsteal_direct",
+                "pgsteal_kswapd", "pgmigrate_success"):
+        assert k[key] == a[key] - b[key]
+    # traces/README.md section 8: order-9 mm_page_alloc 1,646 attempts, 211 failed; THP 307 / 77
+    assert (k["attempts_by_order"]["9"], k["failures_by_order"]["9"]) == (1646, 211)
+    assert (k["thp_fault_alloc"], k["thp_fault_fallback"]) == (307, 77)
+    assert stock["policy"]["fallback"] == "default"  # the capture's vm.defrag_mode=0
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_same_policy_prediction_meets_the_targets_on_the_stock_capture(stock):
+    missed = {k: v for k, v in stock["targets"].items() if not v["met"]}
+    assert not missed, missed
+    # the same requests were replayed (order 9 differs by the THP retries: the kernel's, the model's)
+    p, k = stock["predicted"]["attempts_by_order"], stock["kernel"]["attempts_by_order"]
+    assert all(p[o] == k[o] for o in k if o != "9")

@@ -1,0 +1,78 @@
+"""Mirror replay of the kernel's compaction: the isolated blocks and carved targets leave exactly the
+leftovers the kernel released (j_pressure_stock, cat-20284 at 1138.433630-1138.435871)."""
+
+from __future__ import annotations
+
+from kmemdes.mm.gfp import ZoneType
+from kmemdes.mm.mm_init import add_zone
+from kmemdes.mm.page_alloc import NO_ORDER, PAGE_FREE, Node, Policy, setup_per_zone_wmarks
+from kmemdes.sim.traced_compaction import TracedCompaction
+from kmemdes.trace.pressure import OP_BEGIN, OP_END, OP_FAST_FREE, OP_ISO_FREE, OP_ISO_MIGRATE, OP_MIGRATE
+
+BASE = 0x5f5800  # a 1024-page region holding the kernel's order-8 block 0x5f5900
+
+
+def node_with_free_region():
+    """pfns [BASE, BASE + 1024) free (one order-10 block), the rest of the small zone in use."""
+    node = Node("x86_64", BASE + 1024, cpus=2, policy=Policy(min_free_kbytes=128))
+    zone = add_zone(node, "Normal", ZoneType.NORMAL, 2, 0, BASE + 1024, BASE + 1024)
+    for pb in range(len(node.pb_valid)):
+        node.pb_valid[pb] = 1
+        node.pb_mt[pb] = 1
+    zone.managed = BASE + 1024
+    node.page_mt[BASE:BASE + 1024] = bytes([PAGE_FREE]) * 1024
+    node.free_one_page(zone, BASE, 10, to_tail=True)
+    setup_per_zone_wmarks(node)
+    node.debug = True
+    return node, zone
+
+
+def test_fast_isolation_and_migration_leave_the_kernels_leftovers():
+    node, zone = node_with_free_region()
+    # split the model's order-10 block so that the kernel's block 0x5f5900 is a free order-8 block of its
+    # own, as it was on the kernel's lists
+    assert node.take_block(BASE, 8) == 0 and node.take_block(BASE + 0x200, 9) == 0
+    node.page_mt[BASE:BASE + 0x100] = b"\x01" * 0x100
+    node.page_mt[BASE + 0x200:BASE + 0x400] = b"\x01" * 0x200
+    assert zone.free_list(8, 1) == [0x5f5900]
+    tc = TracedCompaction(node)
+    tc.apply(OP_BEGIN, 0x101a00, 0x63ffff, 0x100000, 0, 20284)
+    tc.apply(OP_ISO_MIGRATE, 0x1a7000, 0x1a70e0, 224, 32, 20284)
+    # range=(0x3f3800 ~ 0x63ffff) nr_taken=256: one order-8 block at or above low_pfn, from the list tail
+    assert tc.apply(OP_FAST_FREE, 0x3f3800, 0x63ffff, 262, 256, 20284) == 0
+    run = tc.runs[20284]
+    assert list(run.freepages[8]) == [0x5f5900]
+    # nr_migrated=32 order-0 sources: 32 targets carved from the lowest pages of the block
+    assert tc.apply(OP_MIGRATE, 0, 0, 32, 0, 20284, sources=[0] * 32) == 0
+    left = {o: list(q) for o, q in enumerate(run.freepages) if q}
+    # the kernel's release frees before mm_compaction_end: 0x5f5920 order 5, 0x5f5940 order 6, 0x5f5980 order 7
+    assert left == {5: [0x5f5920], 6: [0x5f5940], 7: [0x5f5980]}
+    assert all(node.alloc_order[p] == o for o, ps in left.items() for p in ps)
+    assert all(node.page_mt[p] != PAGE_FREE for p in range(0x5f5900, 0x5f5a00))  # held by compaction
+    assert tc.targets == 32 and tc.isolated == 256 and tc.not_free == 0
+    tc.apply(OP_END, 0x229400, 0x63ffff, 0x100000, 7, 20284)
+    assert 20284 not in tc.runs
+    node.check()
+
+
+def test_linear_isolation_takes_the_free_blocks_of_exactly_the_traced_range():
+    node, zone = node_with_free_region()
+    tc = TracedCompaction(node)
+    tc.apply(OP_BEGIN, 0, 0, 0, 0, 1)
+    # range=(0x5f5800 ~ 0x5f5900) nr_taken=224 (a made-up count below the range's 256 free pages)
+    missing = tc.apply(OP_ISO_FREE, BASE, BASE + 0x100, 256, 224, 1)
+    assert missing == 0
+    run = tc.runs[1]
+    taken = sum(len(q) << o for o, q in enumerate(run.freepages))
+    assert taken >= 224 and all(BASE <= p < BASE + 0x100 for q in run.freepages for p in q)
+    assert all(node.page_mt[p] == PAGE_FREE for p in range(BASE + 0x100, BASE + 1024))  # nothing outside
+    node.check()
+
+
+def test_pages_the_model_does_not_hold_free_are_counted_not_invented():
+    node, zone = node_with_free_region()
+    node.take_block(BASE, 10)  # all in use in the model
+    node.page_mt[BASE:BASE + 1024] = b"\x01" * 1024
+    tc = TracedCompaction(node)
+    assert tc.apply(OP_ISO_FREE, BASE, BASE + 0x200, 512, 64, 1) == 64
+    assert tc.not_free == 64 and all(node.alloc_order[p] == NO_ORDER for p in range(BASE + 1, BASE + 64))
