@@ -333,16 +333,16 @@ def convert_cmd(trace: str, output: str, strict: bool) -> None:
       kmemdes convert traces/a_idle_stream -o /tmp/a.kmt
       kmemdes convert traces/h_perf_sample -o /tmp/h.parquet
     """
-    from kmemdes.trace.kmt import write_kmt, write_parquet
-    from kmemdes.trace.reader import read_trace
+    from kmemdes.progress import progress_for
+    from kmemdes.trace.kmt import convert_trace
 
     suffix = Path(output).suffix.lower()
     if suffix not in (".kmt", ".parquet", ".pq"):
         raise KmemdesError(f"{output}: unknown output format (use a .kmt or .parquet name)")
-    t = read_trace(trace, strict=strict)
-    path = write_kmt(t, output) if suffix == ".kmt" else write_parquet(t, output)
+    with progress_for(True) as progress:
+        path, t, rows = convert_trace(trace, output, strict=strict, progress=progress)
     nprob = sum(p["count"] for p in t.problems.values())
-    click.echo(f"{path}: {t.events.height:,} events from {t.meta.get('source')} ({t.meta.get('format')}), "
+    click.echo(f"{path}: {rows:,} events from {t.meta.get('source')} ({t.meta.get('format')}), "
                f"{nprob:,} problems, {path.stat().st_size:,} bytes")
 
 
@@ -373,10 +373,14 @@ def stats_cmd(trace: str, as_json: bool, slab: bool, page: bool, caller: bool, s
       kmemdes stats traces/b_compile_head --slab --page --caller
       kmemdes stats traces/h_perf_sample --json
     """
+    from kmemdes.progress import progress_for
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.stats import format_stats, stats_json, trace_stats
 
-    st = trace_stats(read_trace(trace, strict=strict))
+    with progress_for(True) as progress:
+        t = read_trace(trace, strict=strict, progress=progress)
+        progress.stage("statistics")
+        st = trace_stats(t)
     if as_json:
         click.echo(stats_json(st))
     else:
@@ -513,9 +517,12 @@ def report_cmd(run_dir: str, out: Optional[str]) -> None:
       kmemdes report runs/compile-mirror
       kmemdes report runs/thp-decay -o reports/thp-decay.html
     """
+    from kmemdes.progress import progress_for
     from kmemdes.report.html import write_report
 
-    path = write_report(run_dir, out)
+    with progress_for(True) as progress:
+        progress.stage(f"report of {run_dir}")
+        path = write_report(run_dir, out)
     click.echo(f"{path}: {path.stat().st_size / 1e6:.1f} MB, self-contained (open it in a browser; works offline)")
 
 
@@ -799,7 +806,10 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
             if not as_json:
                 click.echo(f"report: {out}")
         return
-    res = validate_capture(capture)
+    from kmemdes.progress import progress_for
+
+    with progress_for(True) as progress:
+        res = validate_capture(capture, progress=progress)
     if as_json:
         click.echo(_json.dumps(res, indent=1, default=str))
     else:

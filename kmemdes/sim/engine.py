@@ -8,7 +8,6 @@ the two entry points the CLI calls.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,7 @@ from kmemdes.mm import vmstat
 from kmemdes.mm.frag import unusable_free_index
 from kmemdes.mm.mm_init import build_node, mem_for_pfns, node_from_snapshot, parse_size
 from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_NAMES, Node, Policy
+from kmemdes.progress import Progress, progress_for
 from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.monitor import Monitor
 from kmemdes.sim.replay import Replayer
@@ -96,28 +96,6 @@ def make_node(cfg: Config, snapshot: Optional[str | Path] = None, notes: Optiona
             notes.extend(snap_notes)
         return node
     return build_node(cfg.machine.arch, parse_size(cfg.machine.mem), cpus=cfg.machine.cpus, policy=policy)
-
-
-class _Progress:
-    """A rich progress bar on stderr for long runs (nothing when stderr is not a terminal)."""
-
-    def __init__(self, total: int, label: str, enabled: bool):
-        self.bar = None
-        if enabled and sys.stderr.isatty() and total > 0:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                                TimeRemainingColumn(), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(label, total=total)
-
-    def update(self, done: int) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 class Sim:
@@ -202,11 +180,14 @@ class Sim:
                 tot[i] += v
         return tuple(tot)
 
-    def run(self, until_ns: int, progress: bool = True, label: str = "simulating") -> None:
+    def run(self, until_ns: int, progress: bool | Progress = True, label: str = "simulating") -> None:
+        """Run to ``until_ns``; ``progress``: a :class:`~kmemdes.progress.Progress`, or True for a bar
+        on a terminal's stderr (closed at the end)."""
         sample_ns = self.cfg.sample_ns
         self.monitor = Monitor(self.node, duration_ns=until_ns, slab_sampler=self._slab_rows,
                                vmalloc_sampler=self._vmalloc_row, counter_sampler=self._counters)
-        bar = _Progress(until_ns, label, progress)
+        bar = progress_for(progress)
+        bar.stage(label, until_ns)
 
         def monitor_proc(env):
             self.monitor.sample(0)
@@ -221,7 +202,8 @@ class Sim:
         try:
             self.env.run(until=until_ns)
         finally:
-            bar.close()
+            if bar is not progress:
+                bar.close()
         self.monitor.sample(until_ns, final=True)
         for r in self.replayers:
             r.finalize()
@@ -421,23 +403,37 @@ def _default_out(name: str, mode: str) -> Path:
 
 
 def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode: str = "mirror",
-                 cfg: Optional[Config] = None, snapshot: Optional[str | Path] = None, progress: bool = True,
-                 strict: bool = False, kpageflags: Optional[str | Path] = None) -> tuple[Path, dict]:
+                 cfg: Optional[Config] = None, snapshot: Optional[str | Path] = None,
+                 progress: bool | Progress = True, strict: bool = False,
+                 kpageflags: Optional[str | Path] = None) -> tuple[Path, dict]:
     """``kmemdes replay``: replay a trace (any format ``read_trace`` reads) and write a run directory.
+
+    ``progress``: a :class:`~kmemdes.progress.Progress` (reading, replaying, writing), or True for a
+    bar on a terminal's stderr.
 
     ``kpageflags``: a ``kpageflags.zst`` taken with the capture's ``before/``
     snapshot; the initial state then has its exact free-page layout
     (:func:`kmemdes.sim.kpageflags.node_from_kpageflags`).
     """
+    t_start = time.perf_counter()
+    bar = progress_for(progress)
+    try:
+        return _replay_trace(trace_path, out, mode, cfg, snapshot, bar, strict, kpageflags, t_start)
+    finally:
+        if bar is not progress:
+            bar.close()
+
+
+def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, strict, kpageflags, t_start):
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.snapshot import snapshot_from_texts
 
     from kmemdes.sim.replay import READ_COLUMNS, slim_events
 
-    t_start = time.perf_counter()
     # only the columns a replay reads (a .kmt or Parquet decodes no others): the strings of a big trace
     # are hundreds of MB
-    trace = read_trace(trace_path, strict=strict, columns=READ_COLUMNS)
+    trace = read_trace(trace_path, strict=strict, columns=READ_COLUMNS, progress=progress)
+    progress.stage("preparing the replay")
     events, by_type, ops = slim_events(trace.events)
     trace.events = None
     name = Path(str(trace_path).rstrip("/")).name
@@ -493,6 +489,7 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
                      "adopted by the models' reclaim and compaction")
     end = (r.t_max // 1_000_000 + 1) * 1_000_000
     sim.run(end, progress=progress, label=f"replaying {name}")
+    progress.stage("writing the run directory")
     frames = sim.metrics()
     wall = time.perf_counter() - t_start
     summary = sim.summary(frames, "replay", mode, name, end, wall)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,10 +49,12 @@ import polars as pl
 
 from kmemdes import __version__
 from kmemdes.errors import KmemdesError
+from kmemdes.progress import Progress
 from kmemdes.trace.reader import KMT_MAGIC, Trace
 from kmemdes.trace.schema import EVENT_SCHEMA, SCHEMA_VERSION
 
-__all__ = ["KMT_VERSION", "write_kmt", "read_kmt", "write_parquet", "read_parquet", "header_of"]
+__all__ = ["KMT_VERSION", "KmtWriter", "write_kmt", "convert_trace", "read_kmt", "write_parquet", "read_parquet",
+           "header_of"]
 
 KMT_VERSION = 2
 _CHUNK_ROWS = 1 << 19
@@ -210,6 +213,99 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def _encode_chunk(part: pl.DataFrame, cctx) -> bytes:
+    """One chunk of rows as its msgpack map (``rows``, ``z``)."""
+    cols = {}
+    for name in EVENT_SCHEMA:
+        enc = _encode_column(part[name])
+        if enc is not None:
+            cols[name] = enc
+    blob = cctx.compress(msgpack.packb(cols, use_bin_type=True))
+    return msgpack.packb({"rows": part.height, "z": blob}, use_bin_type=True)
+
+
+class KmtWriter:
+    """A ``.kmt`` file written from the event table's rows as they come:
+    :meth:`add` frames in row order (any sizes), :meth:`close` with the
+    trace's header.  Each chunk of ``chunk_rows`` rows is encoded on a thread
+    as soon as its rows are there (zstd and most of the encoding run without
+    the GIL); only the compressed chunks are kept, and the file is written at
+    :meth:`close`, to a temporary name renamed when complete, so the bytes are
+    those :func:`write_kmt` of the whole table gives.  A writer that is not
+    closed (an error, an interrupt) writes nothing."""
+
+    def __init__(self, path, chunk_rows: int = _CHUNK_ROWS, workers: int = 2):
+        import zstandard
+
+        self.path = Path(path)
+        self.rows = 0
+        self._chunk_rows = chunk_rows
+        self._cctx = threading.local()
+        self._zstd = zstandard
+        self._pending: list[pl.DataFrame] = []  # rows not encoded yet
+        self._npending = 0
+        self._blobs: list = []  # futures of encoded chunks, in order
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="kmemdes-kmt")
+
+    def _encode(self, part: pl.DataFrame) -> bytes:
+        cctx = getattr(self._cctx, "c", None)
+        if cctx is None:
+            cctx = self._cctx.c = self._zstd.ZstdCompressor(level=_ZSTD_LEVEL)
+        return _encode_chunk(part, cctx)
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """The next rows of the table (the canonical schema)."""
+        _check_schema(frame, self.path)
+        if not frame.height:
+            return
+        self.rows += frame.height
+        self._pending.append(frame)
+        self._npending += frame.height
+        while self._npending >= self._chunk_rows:
+            self._submit(self._chunk_rows)
+
+    def _submit(self, n: int) -> None:
+        part = pl.concat(self._pending, how="vertical", rechunk=False) if len(self._pending) > 1 else self._pending[0]
+        self._blobs.append(self._pool.submit(self._encode, part.slice(0, n)))
+        rest = part.slice(n)
+        self._pending = [rest] if rest.height else []
+        self._npending = rest.height
+
+    def close(self, header: dict) -> Path:
+        """Encode the last rows, write the file (``header``: :func:`header_of`
+        of the trace, whose row count is set here) and return its path."""
+        try:
+            if self._npending:
+                self._submit(self._npending)
+            header = dict(header, rows=self.rows, chunks=len(self._blobs))
+
+            def write(f) -> None:
+                crc = 0
+                for blob in (KMT_MAGIC, msgpack.packb(header, use_bin_type=True)):
+                    f.write(blob)
+                    crc = zlib.crc32(blob, crc)
+                for fut in self._blobs:
+                    blob = fut.result()
+                    f.write(blob)
+                    crc = zlib.crc32(blob, crc)
+                f.write(msgpack.packb({"end": True, "rows": self.rows, "crc32": crc}, use_bin_type=True))
+
+            try:
+                _atomic_write(self.path, write)
+            except OSError as e:
+                raise KmemdesError(f"{self.path}: cannot write: {e.strerror or e}") from None
+            return self.path
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop what was encoded; nothing is written."""
+        for fut in self._blobs:
+            fut.cancel()
+        self._pool.shutdown(wait=True)
+        self._blobs, self._pending = [], []
+
+
 def write_kmt(trace: Trace, path, chunk_rows: int = _CHUNK_ROWS) -> Path:
     """Write a trace as ``.kmt`` (atomically).  Returns the path.
 
@@ -221,43 +317,36 @@ def write_kmt(trace: Trace, path, chunk_rows: int = _CHUNK_ROWS) -> Path:
     >>> u.events.equals(t.events), u.meta["format"], u.meta["source_format"], u.meta["capture"]["name"]
     (True, 'kmt', 'ftrace', 'a_idle_stream')
     """
-    import zstandard
+    writer = KmtWriter(path, chunk_rows)
+    try:
+        writer.add(trace.events)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close(header_of(trace))
+
+
+def convert_trace(source, path, strict: bool = False, progress: Progress | None = None) -> tuple[Path, Trace, int]:
+    """``kmemdes convert``: any trace :func:`~kmemdes.trace.reader.read_trace`
+    reads, written as ``.kmt`` or Parquet (by ``path``'s extension).  Returns
+    ``(path, trace, rows)``; a text trace is written as it is parsed (its
+    rows are not kept: the trace's table is then empty)."""
+    from kmemdes.trace.reader import read_trace
 
     path = Path(path)
-    events = trace.events
-    _check_schema(events, path)
-    header = header_of(trace)
-    n = events.height
-    nchunks = (n + chunk_rows - 1) // chunk_rows
-    header["chunks"] = nchunks
-    cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-
-    def encode(i: int) -> bytes:
-        part = events.slice(i * chunk_rows, chunk_rows)
-        cols = {}
-        for name in EVENT_SCHEMA:
-            enc = _encode_column(part[name])
-            if enc is not None:
-                cols[name] = enc
-        blob = cctx.compress(msgpack.packb(cols, use_bin_type=True))
-        return msgpack.packb({"rows": part.height, "z": blob}, use_bin_type=True)
-
-    def write(f) -> None:
-        crc = 0
-        for blob in (KMT_MAGIC, msgpack.packb(header, use_bin_type=True)):
-            f.write(blob)
-            crc = zlib.crc32(blob, crc)
-        for i in range(nchunks):
-            blob = encode(i)
-            f.write(blob)
-            crc = zlib.crc32(blob, crc)
-        f.write(msgpack.packb({"end": True, "rows": n, "crc32": crc}, use_bin_type=True))
-
+    if path.suffix.lower() != ".kmt":
+        t = read_trace(source, strict=strict, progress=progress)
+        return write_parquet(t, path), t, t.events.height
+    writer = KmtWriter(path)
     try:
-        _atomic_write(path, write)
-    except OSError as e:
-        raise KmemdesError(f"{path}: cannot write: {e.strerror or e}") from None
-    return path
+        t = read_trace(source, strict=strict, progress=progress, sink=writer.add)
+        writer.add(t.events)  # formats read whole (empty for text, handed over chunk by chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    if progress is not None:
+        progress.stage(f"writing {path.name}")
+    return writer.close(header_of(t)), t, writer.rows
 
 
 def read_kmt(path, columns: tuple[str, ...] | None = None) -> Trace:

@@ -28,13 +28,15 @@ import lzma
 import queue
 import threading
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import polars as pl
 
 from kmemdes.errors import KmemdesError
+from kmemdes.progress import NO_PROGRESS, Progress
 from kmemdes.trace.schema import EVENT_SCHEMA
 
 __all__ = [
@@ -225,10 +227,13 @@ def _decompressed_blocks(f: BinaryIO, kind: str) -> Iterator[bytes]:
                 pending = nxt
 
 
-def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes | _Truncated]:
+def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES, depth: int = 1,
+                     offsets: list | None = None) -> Iterator[bytes | _Truncated]:
     """Whole-line chunks of a (possibly compressed) text file, produced by a
-    background thread; a :class:`_Truncated` item reports a cut stream."""
-    q: queue.Queue = queue.Queue(maxsize=1)
+    background thread up to ``depth`` chunks ahead; a :class:`_Truncated`
+    item reports a cut stream.  ``offsets``: the file offset read up to is
+    appended for each chunk before it is handed over (for a progress bar)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def produce() -> None:
@@ -253,15 +258,21 @@ def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> I
                             # in pieces (they become problem lines) to keep memory bounded
                             data = b"".join(blocks)
                             i, j, blocks = 0, chunk_bytes - 1, [data]
+                        if offsets is not None:
+                            offsets.append(f.tell())
                         _put(b"".join([*blocks[:i], memoryview(blocks[i])[: j + 1]]))
                         blocks = [blocks[i][j + 1:], *blocks[i + 1:]]
                         size = sum(map(len, blocks))
                         if stop.is_set():
                             return
                     if size:
+                        if offsets is not None:
+                            offsets.append(f.tell())
                         _put(b"".join(blocks))
                 except _Truncated as e:
                     if size:
+                        if offsets is not None:
+                            offsets.append(f.tell())
                         _put(b"".join(blocks))
                     _put(e)
         except OSError as e:
@@ -297,19 +308,38 @@ def iter_text_chunks(path: Path, kind: str, chunk_bytes: int = CHUNK_BYTES) -> I
 # --------------------------------------------------------------------------- readers
 
 
-def _read_text(path: Path, kind: str, strict: bool, columns: tuple[str, ...] | None = None) -> Trace:
+def _read_text(path: Path, kind: str, strict: bool, columns: tuple[str, ...] | None = None,
+               progress: Progress | None = None, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
+    """A text trace on the parsing threads (:mod:`kmemdes.trace._parallel`);
+    ``sink``: each chunk's rows are handed to it, in file order, instead of
+    being kept (the trace's table is then empty)."""
+    from kmemdes.trace._parallel import default_workers, parse_chunks
     from kmemdes.trace.text import TextParser
 
     parser = TextParser(path, strict=strict, columns=columns)
     nbytes = 0
-    for item in iter_text_chunks(path, kind):
-        if isinstance(item, _Truncated):
-            line = parser.line_counts["total"]
-            parser.problems.add("truncated_file", [line], str(item), f"truncated file: {item}", 1)
-            parser.problems.check_strict()
-            break
-        nbytes += len(item)
-        parser.feed(item)
+    offsets: deque = deque()
+    progress = progress or NO_PROGRESS
+    progress.stage(f"reading {path.name}", path.stat().st_size)
+
+    def done(size: int) -> None:
+        nonlocal nbytes
+        nbytes += size
+        progress.update(offsets.popleft())
+        if sink is not None:
+            for frame in parser._frames:
+                sink(frame)
+            parser._frames.clear()
+
+    workers = default_workers()
+    # (chunks of one size whatever the workers: what the parser learns comes from the first chunk
+    # where it can, so the chunk boundaries must not move)
+    chunks = iter_text_chunks(path, kind, offsets=offsets)
+    end = parse_chunks(parser, chunks, workers, done)
+    if isinstance(end, _Truncated):
+        line = parser.line_counts["total"]
+        parser.problems.add("truncated_file", [line], str(end), f"truncated file: {end}", 1)
+        parser.problems.check_strict()
     events, meta, problems = parser.finish()
     counts = meta["lines"]
     if not events.height and counts["dropped"] and counts["dropped"] == counts["total"] - counts["blank"] - counts["header"]:
@@ -336,7 +366,8 @@ def _decompressed_head(path: Path, kind: str, n: int = 16) -> bytes:
     return out[:n]
 
 
-def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None) -> Trace:
+def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None,
+               progress: Progress | None = None, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
     kind = detect_file(path)
     if kind in ("zstd", "gzip", "xz"):
         head = _decompressed_head(path, kind)
@@ -348,7 +379,7 @@ def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None)
             kind_inner = "text"
         if kind_inner == "trace.dat":
             return _read_tracedat(path, strict)
-        return _read_text(path, kind, strict, columns)
+        return _read_text(path, kind, strict, columns, progress, sink)
     if kind == "trace.dat":
         return _read_tracedat(path, strict)
     if kind == "kmt":
@@ -359,7 +390,7 @@ def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None)
         from kmemdes.trace.kmt import read_parquet
 
         return read_parquet(path, columns)
-    return _read_text(path, "text", strict, columns)
+    return _read_text(path, "text", strict, columns, progress, sink)
 
 
 def _read_tracedat(path: Path, strict: bool) -> Trace:
@@ -370,7 +401,8 @@ def _read_tracedat(path: Path, strict: bool) -> Trace:
     return read_tracedat(path, strict)
 
 
-def read_trace(path, strict: bool = False, columns: Iterable[str] | None = None) -> Trace:
+def read_trace(path, strict: bool = False, columns: Iterable[str] | None = None,
+               progress: Progress | None = None, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
     """Read any trace: a file (plain or zstd/gzip/xz-compressed text, trace.dat,
     .kmt, Parquet) or a capture folder.
 
@@ -379,7 +411,10 @@ def read_trace(path, strict: bool = False, columns: Iterable[str] | None = None)
     ``strict`` raises :class:`KmemdesError` (``FILE:LINE: what``) at the first
     problem instead of counting it.  ``columns``: keep only these columns of
     the event table (a .kmt or Parquet file then decodes no others, which
-    keeps a big trace's string columns out of memory).
+    keeps a big trace's string columns out of memory).  ``progress``: where
+    the reading is (:mod:`kmemdes.progress`).  ``sink``: a text trace's rows
+    are handed to it chunk by chunk, in file order, instead of being kept (the
+    returned table is then empty; other formats are read whole, as without).
 
     >>> from pathlib import Path
     >>> t = read_trace(Path(__file__).resolve().parents[2] / "traces" / "a_idle_stream")
@@ -401,7 +436,7 @@ def read_trace(path, strict: bool = False, columns: Iterable[str] | None = None)
         unknown = [c for c in cols if c not in EVENT_SCHEMA]
         if unknown:
             raise ValueError(f"not event table columns: {', '.join(unknown)}")
-    trace = _read_file(path, strict, cols)
+    trace = _read_file(path, strict, cols, progress, sink)
     if cols is not None and trace.events.columns != list(cols):
         trace.events = trace.events.select(cols)
     meta = dict(trace.meta)

@@ -113,6 +113,25 @@ class ProblemLog:
         if self._first is None or first < self._first[0]:
             self._first = (first, message)
 
+    def merge(self, later: "ProblemLog") -> None:
+        """Add the problems of ``later`` (a log of later lines), as if each had
+        been added here.
+
+        >>> a, b = ProblemLog("t"), ProblemLog("t")
+        >>> a.add("bad_field", [3], "x", "m3"); b.add("bad_field", [9, 7], "y", "m7", 5)
+        >>> a.merge(b); a.as_dict()
+        {'bad_field': {'count': 6, 'lines': [3, 7, 9], 'example': 'x'}}
+        """
+        for kind, theirs in later.kinds.items():
+            line = later._example_line[kind]
+            entry = self.kinds.setdefault(kind, {"count": 0, "lines": [], "example": theirs["example"]})
+            if line < self._example_line.setdefault(kind, line):
+                entry["example"], self._example_line[kind] = theirs["example"], line
+            entry["count"] += theirs["count"]
+            entry["lines"] = sorted(set(entry["lines"]) | set(theirs["lines"]))[:_MAX_LINES]
+        if later._first is not None and (self._first is None or later._first[0] < self._first[0]):
+            self._first = later._first
+
     def check_strict(self) -> None:
         """Raise the first recorded problem when strict."""
         if self.strict and self._first is not None:
@@ -523,7 +542,17 @@ class TextParser:
         """Parse a chunk of whole lines (the last may lack its newline)."""
         if not chunk:
             return
-        base = self.line_counts["total"]
+        self.accept(self.parse_chunk(chunk, self.line_counts["total"]))
+
+    def parse_chunk(self, chunk: bytes, base: int) -> pl.DataFrame | None:
+        """The rows of a non-empty chunk whose first line is line ``base + 1``
+        (None if no line is a row), before :meth:`accept` -- which takes
+        chunks in file order -- checks them against the chunk before.
+
+        What this learns (the format, the header layout, each event's field
+        layout) is learnt from the first chunk where it can be, as
+        :meth:`feed` does; :mod:`kmemdes.trace._parallel` runs this on forks
+        of the parser (:meth:`fork`), one chunk each."""
         frame, garbage = self._lines(chunk)
         n = frame.height
         self.line_counts["total"] += n
@@ -547,8 +576,54 @@ class TextParser:
                 self._layout = _learn_layout(sample, self.fmt)
                 self._layout_tried = True
         self._ts_width = self._learn_ts_width(frame) if self._layout is not None and self._ascii else None
-        self._parse_frame(frame)
+        return self._parse_frame(frame)
+
+    def accept(self, chunk: pl.DataFrame | None) -> None:
+        """Take the rows of the next chunk of the file (:meth:`parse_chunk`):
+        LOST timestamps and the time-order check against the chunk before,
+        then the strict check."""
+        if chunk is not None:
+            chunk = self._finish_chunk(chunk)
+            self.line_counts["rows"] += chunk.height
+            self._frames.append(chunk if self.columns is None else chunk.select(self.columns))
         self.problems.check_strict()
+
+    # ------------------------------------------------------------------ forks
+
+    def fork(self) -> "TextParser":
+        """A parser for :meth:`parse_chunk` on another thread, once this one
+        has learnt the file's format and header layout: it shares them and
+        what never changes (parsed GFP strings, event names), and has its own
+        problems, line counts, meta and caches.  Its event layouts are set
+        per chunk (:attr:`_body_layouts`); :meth:`absorb` takes its results."""
+        fork = TextParser(self.source, self.problems.strict, self.fmt, self.columns)
+        fork._layout, fork._layout_tried = self._layout, self._layout_tried
+        fork._gfp, fork._event_names = self._gfp, self._event_names
+        return fork
+
+    def tallies(self) -> tuple:
+        """What this parser found since the last call -- problems, line counts,
+        meta -- for :meth:`absorb`; its tallies then start again."""
+        out = (self.problems, self.line_counts, self.meta)
+        self.problems = ProblemLog(self.source, self.problems.strict)
+        self.line_counts = dict.fromkeys(self.line_counts, 0)
+        self.meta = {}
+        return out
+
+    def absorb(self, tallies: tuple, learnt: dict) -> None:
+        """Take a fork's :meth:`tallies` of one chunk and the event layouts it
+        ``learnt`` there, as if this parser had parsed that chunk (the chunk
+        after the last one it took)."""
+        problems, line_counts, meta = tallies
+        self.problems.merge(problems)
+        for k, v in line_counts.items():
+            self.line_counts[k] += v
+        for k, v in meta.items():
+            if k == "cpus":  # the first header that gives it
+                self.meta.setdefault(k, v)
+            else:
+                self.meta[k] = v
+        self._body_layouts.update(learnt)
 
     def _learn_ts_width(self, frame: pl.DataFrame) -> int | None:
         """Width of the timestamp field (``%5lu.%06lu`` and the like: up to the
@@ -619,7 +694,7 @@ class TextParser:
 
     # ------------------------------------------------------------------ header
 
-    def _parse_frame(self, frame: pl.DataFrame) -> None:
+    def _parse_frame(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         """The event rows of a chunk: the ordinary lines of events whose
         layout is known in one pass (:mod:`kmemdes.trace._express`), the
         other lines by :meth:`_parse_rows`, merged in line order."""
@@ -629,16 +704,17 @@ class TextParser:
 
             express, frame = express_rows(self, frame)
         chunk = self._parse_rows(frame) if frame.height else None
+        keep = None if self.columns is None else list(dict.fromkeys((*self.columns, "line", "ts", "kind", "event")))
         if chunk is not None:
             self._unknown_gfp(chunk)
+            if keep is not None:  # the columns kept and those accept needs, and no more
+                chunk = chunk.select(keep)
         if express is not None:
             self._unknown_gfp(express, pl.col("_ok"))  # before the merge: cheaper on one piece
+            if keep is not None:
+                express = express.select(*keep, "_ok")
             chunk = merge_rows(express, chunk)
-        if chunk is None:
-            return
-        chunk = self._finish_chunk(chunk)
-        self.line_counts["rows"] += chunk.height
-        self._frames.append(chunk if self.columns is None else chunk.select(self.columns))
+        return chunk
 
     def _parse_rows(self, frame: pl.DataFrame) -> pl.DataFrame | None:
         """Header fields for every line, then the body of each event type;
