@@ -38,6 +38,8 @@ free_after_untraced_bulk_alloc     free of a block the model holds on a pcp list
 zone_growth                        a pfn in memory that deferred init handed over silently: its
                                    163,840-page step is onlined (applied; pages counted in notes)
 pfn_outside_memory                 (mirror mode) a page event beyond the simulated machine's memory (counted only)
+bad_page_field                     a page event with an order, pfn or migratetype no kernel prints (skipped;
+                                   timestamps out of place are repaired and counted apart: kmemdes.sim.sanitize)
 kfree_null                         ``kfree(NULL)`` / ``kfree(ZERO_SIZE_PTR)``: no-op (skipped)
 free_of_untraced_object            slab free of an object allocated before the trace (skipped)
 alloc_of_live_pointer              allocation of a still-live pointer: an untraced free first (applied)
@@ -80,6 +82,7 @@ from kmemdes.mm.page_alloc import (
     Node,
 )
 from kmemdes.sim.cost import CostModel, LatencyHistogram
+from kmemdes.sim.sanitize import Sanitized, sanitize_events
 from kmemdes.sim.slabstats import OBJECT_KINDS, object_stats
 from kmemdes.trace.schema import EventKind
 
@@ -220,7 +223,7 @@ class Replayer:
     def __init__(self, node: Node, events: pl.DataFrame, mode: str = "mirror", cost: CostModel | None = None,
                  hist: LatencyHistogram | None = None, tick_ns: int = 1_000_000, workload: str = "replay",
                  events_by_type: dict | None = None, compaction_pages: int | None = None, kernel=None,
-                 window: int | None = 1 << 16):
+                 window: int | None = 1 << 16, sanitized: Sanitized | None = None):
         if mode not in ("mirror", "policy"):
             raise ValueError(mode)
         self.kernel = kernel  # policy mode: the SLUB model makes the slab pages (kmemdes.mm.kernel.Kernel)
@@ -233,8 +236,11 @@ class Replayer:
         self.stats = ReplayStats()
         if events_by_type is None or compaction_pages is None:
             events, events_by_type, compaction_pages = slim_events(events)
+        if sanitized is None:  # fields no kernel prints, timestamps out of place (kmemdes.sim.sanitize)
+            events, sanitized = sanitize_events(events)
+        self.sanitized = sanitized
         self.events_by_type = events_by_type
-        self.n_total = events.height
+        self.n_total = events.height + sanitized.dropped
         self.t0 = int(events["ts"].min()) if events.height else 0
         # object events: matched per pointer, vectorised (kmemdes.sim.slabstats)
         self.objects = object_stats(events, self.t0)
@@ -263,13 +269,13 @@ class Replayer:
         if mode == "mirror":
             page_kinds = [K_ALLOC, K_FREE, K_BATCHED, K_ZONE_LOCKED, K_DRAIN, K_EXTFRAG]
             outside = (pl.col("kind").is_in(page_kinds) & (pl.col("pfn") >= 0)
-                       & ((pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64)))
+                       & ((pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).clip(0).cast(pl.Int64)))
                           > node.max_pfn)).fill_null(False) & ~is_after
         else:
             outside = pl.lit(False)
         # in the same pass: pages the trace shows allocated and freed (validate compares them with
         # /proc/vmstat's pgalloc_* and pgfree); a batched free after mm_page_free of the same pfn is one free
-        pow2 = pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64))
+        pow2 = pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).clip(0).cast(pl.Int64))  # compaction: -1
         k, has_pfn = pl.col("kind"), pl.col("pfn") >= 0
         n_out, allocated, freed = base.select(
             n_out=outside.sum(),
@@ -302,6 +308,8 @@ class Replayer:
             st.replayed = self.objects.replayed
             for k, v in self.objects.quirks.items():
                 st.quirks[k] = st.quirks.get(k, 0) + v
+        st.quirks.update(sanitized.quirks)
+        st.notes.extend(sanitized.notes)
         if self.n_batched_after_free:
             st.quirks["batched_after_free"] = self.n_batched_after_free
         if n_out:

@@ -64,7 +64,10 @@ import enum
 
 import polars as pl
 
-__all__ = ["EVENT_SCHEMA", "EventKind", "KIND_BY_NAME", "conform", "empty_events", "SCHEMA_VERSION"]
+from kmemdes.mm.page_alloc import MAX_PAGE_ORDER
+
+__all__ = ["EVENT_SCHEMA", "EventKind", "KIND_BY_NAME", "conform", "empty_events", "SCHEMA_VERSION", "PAGE_KINDS",
+           "bad_page_event"]
 
 SCHEMA_VERSION = 1
 
@@ -192,3 +195,36 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         else:
             cols.append(pl.lit(None, dtype=dtype).alias(name))
     return frame.select(cols)
+
+
+PAGE_KINDS = tuple(int(k) for k in (EventKind.MM_PAGE_ALLOC, EventKind.MM_PAGE_FREE, EventKind.MM_PAGE_FREE_BATCHED,
+                                    EventKind.MM_PAGE_ALLOC_ZONE_LOCKED, EventKind.MM_PAGE_PCPU_DRAIN,
+                                    EventKind.MM_PAGE_ALLOC_EXTFRAG))
+
+
+def _valid_order(name: str) -> pl.Expr:
+    return pl.col(name).is_not_null() & (pl.col(name) >= 0) & (pl.col(name) <= MAX_PAGE_ORDER)
+
+
+def bad_page_event(columns) -> pl.Expr:
+    """True for a page event with a field no kernel prints: ``order`` (or an extfrag's
+    ``fallback_order``) outside 0..MAX_PAGE_ORDER, a missing or negative pfn (-1 is a failed
+    ``mm_page_alloc`` only), a negative migratetype.  ``columns``: the frame's columns (``kind``,
+    ``pfn`` and ``order`` are needed, the others are checked when present).  Compaction events are
+    not page events: their ``order=-1`` (proactive compaction) is the kernel's.
+
+    >>> ev = pl.DataFrame({"kind": [20, 20, 21, 40, 20], "pfn": [5, -1, -1, None, 9], "order": [0, 0, 0, -1, 11]})
+    >>> ev.select(bad_page_event(ev.columns))["kind"].to_list()
+    [False, False, True, False, True]
+    """
+    kind = pl.col("kind")
+    alloc, extfrag = int(EventKind.MM_PAGE_ALLOC), int(EventKind.MM_PAGE_ALLOC_EXTFRAG)
+    ok = _valid_order("order")
+    ok &= pl.col("pfn").is_not_null() & ((pl.col("pfn") >= 0) | ((pl.col("pfn") == -1) & (kind == alloc)))
+    if "migratetype" in columns:
+        ok &= pl.col("migratetype").fill_null(0) >= 0
+    if "fallback_order" in columns:
+        ok &= (kind != extfrag) | _valid_order("fallback_order")
+    if "fallback_migratetype" in columns:
+        ok &= pl.col("fallback_migratetype").fill_null(0) >= 0
+    return (kind.is_in(list(PAGE_KINDS)) & ~ok).fill_null(False)

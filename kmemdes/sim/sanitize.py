@@ -1,0 +1,95 @@
+"""Fields no kernel prints, and timestamps out of place: found before a replay, counted by name.
+
+A corrupted or hand-edited trace can name values the models cannot index
+(``order=99``, ``order=-1`` on a page event, ``pfn=-5``, ``migratetype=-3``) or
+timestamps that jump thousands of seconds (a stray ``0.000000``, a flipped
+digit).  :func:`sanitize_events` finds them in one vectorised pass over the
+replay's columns, before anything is simulated:
+
+======================  =====================================================================
+rule                    what happened and what the replay does
+======================  =====================================================================
+bad_page_field          a page event (``mm_page_alloc`` ... ``mm_page_alloc_extfrag``) whose
+                        ``order`` / ``fallback_order`` is not 0..MAX_PAGE_ORDER, whose pfn is
+                        missing or negative (a free, or below the -1 of a failed allocation),
+                        or whose migratetype is negative: no kernel prints it (skipped)
+timestamp_out_of_order  one event more than a second away from both neighbours, which agree
+                        (or a timestamp that could not be read): replayed at the previous
+                        event's time
+timestamp_step_back     the clock steps back by more than a second and stays there: the events
+                        after it are replayed in file order at the time already reached
+======================  =====================================================================
+
+``bad_page_field`` is a rule of the replay (the event is not replayed; it counts
+in ``summary.json`` ``quirks``).  The two timestamp rules repair an event's time
+and the event itself is still replayed (and counted by the replay's own rules),
+so they are counted apart, in ``summary.json`` ``time_repairs``.
+
+Compaction events keep their ``order``: the kernel prints ``order=-1`` for
+proactive compaction (a whole zone, no requested order), and only page events
+are checked.
+
+>>> ev = pl.DataFrame({"ts": [1, 2, 3, 3_000_000_000_000, 5, 6], "kind": [20, 21, 20, 20, 40, 20],
+...                    "pfn": [10, 10, 12, 14, None, -5], "order": [0, 0, 11, 0, -1, 0]})
+>>> clean, fix = sanitize_events(ev)
+>>> clean["ts"].to_list(), clean["order"].to_list(), fix.quirks, fix.time_repairs
+([1, 2, 2, 5], [0, 0, 0, -1], {'bad_page_field': 2}, {'timestamp_out_of_order': 1})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from kmemdes.trace.schema import bad_page_event
+
+__all__ = ["Sanitized", "sanitize_events", "JUMP_NS"]
+
+JUMP_NS = 1_000_000_000  # a timestamp this far from its neighbours is out of place (real inversions: < 100 us)
+
+@dataclass
+class Sanitized:
+    """What :func:`sanitize_events` found: per-event rules (skipped events), time repairs, notes."""
+
+    quirks: dict = field(default_factory=dict)
+    time_repairs: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    dropped: int = 0
+
+
+def sanitize_events(events: pl.DataFrame) -> tuple[pl.DataFrame, Sanitized]:
+    """``events`` without the page events of rule ``bad_page_field`` and with out-of-place timestamps
+    repaired, and what was found (see the module docstring)."""
+    out = Sanitized()
+    if events.height == 0:
+        return events, out
+    bad = bad_page_event(events.columns)
+    nbad = int(events.select(bad.sum()).item() or 0)
+    if nbad:
+        first = events.with_row_index("_i").filter(bad).row(0, named=True)
+        events = events.filter(~bad)
+        out.dropped = nbad
+        out.quirks["bad_page_field"] = nbad
+        what = ", ".join(f"{k}={first[k]}" for k in ("order", "pfn") if k in first)
+        out.notes.append(f"{nbad} page events with fields no kernel prints skipped (bad_page_field; "
+                         f"the first is event {first['_i']}: {what})")
+    ts = pl.col("ts")
+    prev, nxt = ts.shift(1), ts.shift(-1)
+    # one event far from both neighbours, which are close to each other: a corrupted timestamp
+    spike = (((ts - prev).abs() > JUMP_NS) & ((nxt - ts).abs() > JUMP_NS)
+             & ((nxt - prev).abs() <= JUMP_NS)).fill_null(False) | (ts.is_null() & (pl.len() > 1))
+    flags = events.select(spike=spike)["spike"]
+    nspike = int(flags.sum())
+    if nspike:
+        events = events.with_columns(ts=pl.when(flags).then(None).otherwise(ts)).with_columns(
+            ts=pl.col("ts").forward_fill().backward_fill())
+        out.time_repairs["timestamp_out_of_order"] = nspike
+        out.notes.append(f"{nspike} events with a timestamp out of place (more than 1 s from both neighbours, "
+                         "or unreadable) replayed at the previous event's time (timestamp_out_of_order)")
+    nback = int(events.select(((ts - ts.shift(1)) < -JUMP_NS).sum()).item() or 0)
+    if nback:
+        out.time_repairs["timestamp_step_back"] = nback
+        out.notes.append(f"the clock steps back by more than 1 s {nback} times: the events after each step are "
+                         "replayed in file order at the time already reached (timestamp_step_back)")
+    return events, out
