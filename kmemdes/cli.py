@@ -17,6 +17,7 @@ import click
 
 from kmemdes import __version__
 from kmemdes.errors import KmemdesError
+from kmemdes.outpath import check_file_output
 
 __all__ = ["app", "main"]
 
@@ -317,7 +318,8 @@ def workload_exit_status(rc: object) -> int:
 @click.option("-o", "--output", "output", required=True, metavar="OUT.kmt|OUT.parquet",
               help="Output file; the extension chooses the container (.kmt, or .parquet/.pq).")
 @click.option("--strict", is_flag=True, help="Stop at the first bad line (FILE:LINE: what) instead of counting it.")
-def convert_cmd(trace: str, output: str, strict: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def convert_cmd(trace: str, output: str, strict: bool, force: bool) -> None:
     """Convert a trace into kmemdes's .kmt container (fast to load) or Parquet.
 
     \b
@@ -339,6 +341,7 @@ def convert_cmd(trace: str, output: str, strict: bool) -> None:
     suffix = Path(output).suffix.lower()
     if suffix not in (".kmt", ".parquet", ".pq"):
         raise KmemdesError(f"{output}: unknown output format (use a .kmt or .parquet name)")
+    check_file_output(output, force=force)
     t = read_trace(trace, strict=strict)
     path = write_kmt(t, output) if suffix == ".kmt" else write_parquet(t, output)
     nprob = sum(p["count"] for p in t.problems.values())
@@ -416,8 +419,9 @@ def _print_run(out: Path, summary: dict) -> None:
 @click.option("--from-snapshot", "snapshot", metavar="DIR", default=None,
               help="Initial state (default: the capture's before/ folder when the trace is in one).")
 @click.option("--strict", is_flag=True, help="Stop at the first malformed trace line.")
+@click.option("--force", is_flag=True, help="Replace an existing output (a run directory only if it is a kmemdes one).")
 def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[str], snapshot: Optional[str],
-               strict: bool) -> None:
+               strict: bool, force: bool) -> None:
     """Replay a captured trace through the models and write a run directory.
 
     \b
@@ -437,7 +441,7 @@ def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[
     from kmemdes.sim.engine import replay_trace
 
     cfg = load_config(config_path) if config_path else None
-    path, summary = replay_trace(trace, out, mode=mode, cfg=cfg, snapshot=snapshot, strict=strict)
+    path, summary = replay_trace(trace, out, mode=mode, cfg=cfg, snapshot=snapshot, strict=strict, force=force)
     _print_run(path, summary)
 
 
@@ -448,7 +452,8 @@ def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config value by its dotted key (repeatable), e.g. --set policy.fallback=defrag_mode.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config with every default, and exit.")
-def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_config: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing output (a run directory only if it is a kmemdes one).")
+def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_config: bool, force: bool) -> None:
     """Run an experiment config: synthetic workloads and/or trace replays over simulated time.
 
     \b
@@ -471,7 +476,7 @@ def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_c
     if print_config:
         click.echo(dump_toml(cfg), nl=False)
         return
-    path, summary = run_config(cfg, out)
+    path, summary = run_config(cfg, out, force=force)
     _print_run(path, summary)
 
 
@@ -479,8 +484,9 @@ def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_c
 @app.command("report")
 @click.argument("run_dir", metavar="RUN_DIR")
 @click.option("-o", "--output", "out", metavar="FILE", default=None,
-              help="HTML file to write (default: RUN_DIR/report.html).")
-def report_cmd(run_dir: str, out: Optional[str]) -> None:
+              help="HTML file to write (default: RUN_DIR/report.html, replaced if there).")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def report_cmd(run_dir: str, out: Optional[str], force: bool) -> None:
     """Write a self-contained HTML report of a run directory.
 
     \b
@@ -499,6 +505,8 @@ def report_cmd(run_dir: str, out: Optional[str]) -> None:
     """
     from kmemdes.report.html import write_report
 
+    if out is not None:
+        check_file_output(out, force=force)
     path = write_report(run_dir, out)
     click.echo(f"{path}: {path.stat().st_size / 1e6:.1f} MB, self-contained (open it in a browser; works offline)")
 
@@ -512,7 +520,9 @@ def report_cmd(run_dir: str, out: Optional[str]) -> None:
                    "text: fixed-width tables (mailing lists).")
 @click.option("--baseline", metavar="RUN_DIR", default=None,
               help="The run whose configuration is the reference column (default: the first RUN_DIR).")
-def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baseline: Optional[str]) -> None:
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baseline: Optional[str],
+                force: bool) -> None:
     """Compare runs side by side (mmtests compare-kernels.sh style).
 
     \b
@@ -533,6 +543,8 @@ def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baselin
     from kmemdes.report.compare import render_comparison, write_comparison
     from kmemdes.report.html import atomic_write
 
+    if fmt == "html" or out:
+        check_file_output(out or "compare.html", force=force)
     if fmt == "html":
         path = write_comparison(run_dirs, out or "compare.html", "html", baseline)
         click.echo(f"{path}: {path.stat().st_size / 1e6:.1f} MB, self-contained (open it in a browser; works offline)")
@@ -606,9 +618,10 @@ def sweep_cmd(config_path: str, sets: tuple[str, ...], out: Optional[str], worke
               help="With --live: also snapshot /proc/kpageflags (exact start layout; layout and placement "
                    "agreement). Without --live: require the capture's kpageflags snapshots.")
 @click.option("--keep", "keep", metavar="DIR", default=None, help="With --live: keep the capture in DIR.")
+@click.option("--force", is_flag=True, help="Replace REPORT.html if it exists.")
 @click.argument("command", nargs=-1, metavar="[-- COMMAND...]")
 def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live: bool, kpageflags: bool,
-                 keep: Optional[str], command: tuple[str, ...]) -> None:
+                 keep: Optional[str], force: bool, command: tuple[str, ...]) -> None:
     """How closely the models follow the real kernel: replay a capture, compare with its after/ snapshot.
 
     \b
@@ -639,6 +652,8 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
 
     from kmemdes.sim.validate import format_validation, validate_capture
 
+    if out:
+        check_file_output(out, force=force)
     if live:
         if capture is not None:
             command = (capture,) + command
@@ -735,8 +750,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
-    except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
-        if debug:
+    except BaseException as e:  # noqa: BLE001 - last line of defence (a Rust panic is a BaseException)
+        if debug or isinstance(e, (SystemExit, GeneratorExit)):
             raise
         print(
             f"kmemdes: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",

@@ -23,6 +23,7 @@ from kmemdes.mm import vmstat
 from kmemdes.mm.frag import unusable_free_index
 from kmemdes.mm.mm_init import build_node, mem_for_pfns, node_from_snapshot, parse_size
 from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_NAMES, Node, Policy
+from kmemdes.outpath import check_run_dir_output
 from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.monitor import Monitor
 from kmemdes.sim.replay import Replayer
@@ -31,6 +32,7 @@ from kmemdes.sim.rundir import write_run
 __all__ = ["policy_from_config", "make_node", "replay_trace", "run_config", "Sim"]
 
 MAX_FAILURE_ROWS = 100_000
+AUTO_MEM_MAX = 256 << 30  # a replay without snapshot sizes its machine to the trace's pfns, up to this (~0.9 GB RSS)
 
 
 def policy_from_config(cfg: Config) -> Policy:
@@ -143,9 +145,9 @@ class Sim:
         return r.vmstat["pgsteal_direct"] + r.vmstat["pgsteal_kswapd"]
 
     def add_replay(self, events: pl.DataFrame, mode: str, name: str, events_by_type: dict | None = None,
-                   compaction_pages: int | None = None) -> Replayer:
+                   compaction_pages: int | None = None, sanitized=None) -> Replayer:
         r = Replayer(self.node, events, mode=mode, cost=self.cost, hist=self.hist, workload=name,
-                     events_by_type=events_by_type, compaction_pages=compaction_pages,
+                     events_by_type=events_by_type, compaction_pages=compaction_pages, sanitized=sanitized,
                      kernel=self.kernel() if mode == "policy" else None)
         self.replayers.append(r)
         self.env.process(r.process(self.env))
@@ -174,7 +176,11 @@ class Sim:
         def monitor_proc(env):
             self.monitor.sample(0)
             while True:
-                yield env.timeout(sample_ns)
+                # nothing changes before the next thing another process does: an idle gap (a trace whose
+                # timestamps jump by hours) is skipped to its last sample time in one step
+                nxt = env.peek()
+                gap = sample_ns if nxt == simpy.core.Infinity else nxt - env.now
+                yield env.timeout(max(sample_ns, min(gap, until_ns - env.now) // sample_ns * sample_ns))
                 if env.now >= until_ns:
                     return
                 self.monitor.sample(env.now)
@@ -338,6 +344,11 @@ class Sim:
                 for k, v in r.stats.quirk_pages.items():
                     qp[k] = qp.get(k, 0) + v
             out["quirk_pages"] = dict(sorted(qp.items()))
+            tr: dict[str, int] = {}
+            for r in self.replayers:
+                for k, v in r.sanitized.time_repairs.items():
+                    tr[k] = tr.get(k, 0) + v
+            out["time_repairs"] = dict(sorted(tr.items()))
             out["trace_pages"] = {k: sum(r.trace_pages[k] for r in self.replayers) for k in ("allocated", "freed")}
         out["requests"] = requests
         out["requests_by_order"] = by_order
@@ -365,6 +376,8 @@ def _log_text(summary: dict) -> str:
         lines.append(f"note: {n}")
     for k, v in summary.get("quirks", {}).items():
         lines.append(f"quirk {k}: {v}")
+    for k, v in summary.get("time_repairs", {}).items():
+        lines.append(f"time repair {k}: {v}")
     return "\n".join(lines) + "\n"
 
 
@@ -375,7 +388,8 @@ def _default_out(name: str, mode: str) -> Path:
 
 def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode: str = "mirror",
                  cfg: Optional[Config] = None, snapshot: Optional[str | Path] = None, progress: bool = True,
-                 strict: bool = False, kpageflags: Optional[str | Path] = None) -> tuple[Path, dict]:
+                 strict: bool = False, kpageflags: Optional[str | Path] = None,
+                 force: bool = False) -> tuple[Path, dict]:
     """``kmemdes replay``: replay a trace (any format ``read_trace`` reads) and write a run directory.
 
     ``kpageflags``: a ``kpageflags.zst`` taken with the capture's ``before/``
@@ -386,17 +400,21 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     from kmemdes.trace.snapshot import snapshot_from_texts
 
     from kmemdes.sim.replay import SLIM_COLUMNS, slim_events
+    from kmemdes.sim.sanitize import sanitize_events
 
     t_start = time.perf_counter()
+    name = Path(str(trace_path).rstrip("/")).name
+    for ext in (".zst", ".gz", ".xz", ".kmt", ".parquet", ".dat", ".txt"):  # trace.txt.zst -> trace
+        if name.endswith(ext) and len(name) > len(ext):
+            name = name[: -len(ext)]
+    # refused before any work: an existing file or folder that is not a run directory, a missing parent
+    out = check_run_dir_output(out if out else _default_out(name, mode), force=force, make_parents=out is None)
     # only the columns a replay reads (a .kmt or Parquet decodes no others): the strings of a big trace
     # are hundreds of MB
     trace = read_trace(trace_path, strict=strict, columns=SLIM_COLUMNS + ("event", "args"))
     events, by_type, comp_pages = slim_events(trace.events)
     trace.events = None
-    name = Path(str(trace_path).rstrip("/")).name
-    for ext in (".zst", ".gz", ".xz", ".kmt", ".parquet", ".dat", ".txt"):  # trace.txt.zst -> trace
-        if name.endswith(ext) and len(name) > len(ext):
-            name = name[: -len(ext)]
+    events, fix = sanitize_events(events)  # before the start hints: they index by order too
     cfg = cfg or Config(name=name)
     if cfg.name == Config.model_fields["name"].default:  # a --config without its own name: the trace's
         cfg = cfg.model_copy(update={"name": name})
@@ -423,6 +441,11 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
         top = events.filter(pl.col("pfn") >= 0).select(
             (pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64))).max()).item()
         need = mem_for_pfns(cfg.machine.arch, int(top or 0))
+        if need > max(AUTO_MEM_MAX, parse_size(cfg.machine.mem)):
+            notes.append(f"the trace names pfns up to {int(top) - 1:#x}: the machine is capped at "
+                         f"{AUTO_MEM_MAX >> 30} GiB (set machine.mem for a larger one); page events beyond it "
+                         "are counted as pfn_outside_memory")
+            need = AUTO_MEM_MAX
         if need > parse_size(cfg.machine.mem):
             gib = -(-need // (1 << 30))
             cfg = cfg.model_copy(update={"machine": cfg.machine.model_copy(update={"mem": f"{gib}G"})})
@@ -431,7 +454,7 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     for kind, p in trace.problems.items():
         notes.append(f"trace problem {kind}: {p.get('count')} (first at line {(p.get('lines') or ['?'])[0]})")
     sim = Sim(cfg, node, notes)
-    sim.add_replay(events, mode, name, by_type, comp_pages)
+    sim.add_replay(events, mode, name, by_type, comp_pages, sanitized=fix)
     del events
     r = sim.replayers[0]
     end = (r.t_max // 1_000_000 + 1) * 1_000_000
@@ -439,8 +462,7 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     frames = sim.metrics()
     wall = time.perf_counter() - t_start
     summary = sim.summary(frames, "replay", mode, name, end, wall)
-    out = Path(out) if out else _default_out(name, mode)
-    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames)
+    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames, force=force, make_parents=True)
     return out, summary
 
 
@@ -464,10 +486,13 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
     return node
 
 
-def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True) -> tuple[Path, dict]:
-    """``kmemdes run``: simulate a config's workloads over its duration and write a run directory."""
+def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,
+               force: bool = False) -> tuple[Path, dict]:
+    """``kmemdes run``: simulate a config's workloads over its duration and write a run directory
+    (an existing one is replaced only with ``force``, :func:`kmemdes.outpath.check_run_dir_output`)."""
     from kmemdes.sim.workloads import make_workloads, prepare_initial_state
 
+    out = check_run_dir_output(out if out else _default_out(cfg.name, "run"), force=force, make_parents=out is None)
     t_start = time.perf_counter()
     notes: list[str] = []
     node = make_node(cfg, None, notes)
@@ -482,6 +507,5 @@ def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = T
     kind_mode = "mirror" if any(r.mode == "mirror" for r in sim.replayers) else (
         "policy" if sim.replayers else "synthetic")
     summary = sim.summary(frames, "run", kind_mode, cfg.name, duration, wall)
-    out = Path(out) if out else _default_out(cfg.name, "run")
-    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames)
+    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames, force=force, make_parents=True)
     return out, summary

@@ -48,6 +48,7 @@ import polars as pl
 
 from kmemdes import __version__
 from kmemdes.errors import KmemdesError
+from kmemdes.outpath import atomic_write
 from kmemdes.trace.reader import KMT_MAGIC, Trace
 from kmemdes.trace.schema import EVENT_SCHEMA, SCHEMA_VERSION
 
@@ -193,23 +194,6 @@ def _decode_column(name: str, dtype: pl.DataType, col: dict | None, n: int) -> p
 # --------------------------------------------------------------------------- .kmt
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(file)`` to a temporary name, then rename (the
-    file gets the mode the umask gives, as any other output)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_kmt(trace: Trace, path, chunk_rows: int = _CHUNK_ROWS) -> Path:
     """Write a trace as ``.kmt`` (atomically).  Returns the path.
 
@@ -253,10 +237,7 @@ def write_kmt(trace: Trace, path, chunk_rows: int = _CHUNK_ROWS) -> Path:
             crc = zlib.crc32(blob, crc)
         f.write(msgpack.packb({"end": True, "rows": n, "crc32": crc}, use_bin_type=True))
 
-    try:
-        _atomic_write(path, write)
-    except OSError as e:
-        raise KmemdesError(f"{path}: cannot write: {e.strerror or e}") from None
+    atomic_write(path, write)  # an OSError is a one-line KmemdesError naming the path
     return path
 
 
@@ -351,10 +332,7 @@ def write_parquet(trace: Trace, path) -> Path:
     def write(f) -> None:
         trace.events.write_parquet(f, compression="zstd", metadata={"kmemdes": text})
 
-    try:
-        _atomic_write(path, write)
-    except OSError as e:
-        raise KmemdesError(f"{path}: cannot write: {e.strerror or e}") from None
+    atomic_write(path, write)  # an OSError is a one-line KmemdesError naming the path
     return path
 
 
