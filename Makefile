@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench reports clean validate
+.PHONY: demo test bench reports clean validate fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@$(PY) -m pytest kmemdes tests
+
+# 10,000 corrupted versions of the shipped traces through `kmemdes replay` (tests/_fuzz.py);
+# fails on any internal error, traceback or hang (README: "Reliability")
+fuzz: $(STAMP)
+	@$(PY) -m tests._fuzz --count $(or $(FUZZ_COUNT),10000) --seed $(or $(FUZZ_SEED),1)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

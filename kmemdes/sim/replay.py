@@ -38,8 +38,9 @@ free_after_untraced_bulk_alloc     free of a block the model holds on a pcp list
 zone_growth                        a pfn in memory that deferred init handed over silently: its
                                    163,840-page step is onlined (applied; pages counted in notes)
 pfn_outside_memory                 (mirror mode) a page event beyond the simulated machine's memory (counted only)
-bad_page_field                     a page event with an order, pfn or migratetype no kernel prints (skipped;
-                                   timestamps out of place are repaired and counted apart: kmemdes.sim.sanitize)
+bad_page_field, bad_object_field   a page event with an order, pfn or migratetype, a slab allocation with a size,
+                                   that no kernel prints (skipped; timestamps out of place are repaired and
+                                   counted apart: kmemdes.sim.sanitize)
 kfree_null                         ``kfree(NULL)`` / ``kfree(ZERO_SIZE_PTR)``: no-op (skipped)
 free_of_untraced_object            slab free of an object allocated before the trace (skipped)
 alloc_of_live_pointer              allocation of a still-live pointer: an untraced free first (applied)

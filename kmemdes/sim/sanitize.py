@@ -13,6 +13,8 @@ bad_page_field          a page event (``mm_page_alloc`` ... ``mm_page_alloc_extf
                         ``order`` / ``fallback_order`` is not 0..MAX_PAGE_ORDER, whose pfn is
                         missing or negative (a free, or below the -1 of a failed allocation),
                         or whose migratetype is negative: no kernel prints it (skipped)
+bad_object_field        a slab allocation that succeeded with ``bytes_req`` or ``bytes_alloc``
+                        outside 0..KMALLOC_MAX_SIZE (skipped; a failed one keeps no size)
 timestamp_out_of_order  one event more than a second away from both neighbours, which agree
                         (or a timestamp that could not be read): replayed at the previous
                         event's time
@@ -20,7 +22,7 @@ timestamp_step_back     the clock steps back by more than a second and stays the
                         after it are replayed in file order at the time already reached
 ======================  =====================================================================
 
-``bad_page_field`` is a rule of the replay (the event is not replayed; it counts
+``bad_page_field`` and ``bad_object_field`` are rules of the replay (the event is not replayed; it counts
 in ``summary.json`` ``quirks``).  The two timestamp rules repair an event's time
 and the event itself is still replayed (and counted by the replay's own rules),
 so they are counted apart, in ``summary.json`` ``time_repairs``.
@@ -42,7 +44,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from kmemdes.trace.schema import bad_page_event
+from kmemdes.trace.schema import KMALLOC_MAX_SIZE, bad_object_event, bad_page_event
 
 __all__ = ["Sanitized", "sanitize_events", "JUMP_NS"]
 
@@ -64,16 +66,23 @@ def sanitize_events(events: pl.DataFrame) -> tuple[pl.DataFrame, Sanitized]:
     out = Sanitized()
     if events.height == 0:
         return events, out
-    bad = bad_page_event(events.columns)
-    nbad = int(events.select(bad.sum()).item() or 0)
-    if nbad:
+    for rule, bad, keys in (("bad_page_field", bad_page_event(events.columns), ("order", "pfn")),
+                            ("bad_object_field", bad_object_event(events.columns), ("bytes_req", "bytes_alloc"))):
+        nbad = int(events.select(bad.sum()).item() or 0)
+        if not nbad:
+            continue
         first = events.with_row_index("_i").filter(bad).row(0, named=True)
         events = events.filter(~bad)
-        out.dropped = nbad
-        out.quirks["bad_page_field"] = nbad
-        what = ", ".join(f"{k}={first[k]}" for k in ("order", "pfn") if k in first)
-        out.notes.append(f"{nbad} page events with fields no kernel prints skipped (bad_page_field; "
-                         f"the first is event {first['_i']}: {what})")
+        out.dropped += nbad
+        out.quirks[rule] = nbad
+        what = ", ".join(f"{k}={first[k]}" for k in keys if k in first)
+        out.notes.append(f"{nbad} events with fields no kernel prints skipped ({rule}; the first is event "
+                         f"{first['_i']}: {what})")
+    # a failed slab allocation (ptr 0) may print any size: it holds nothing, its size is dropped
+    for c in ("bytes_req", "bytes_alloc"):
+        if c in events.columns:
+            events = events.with_columns(pl.when((pl.col(c) < 0) | (pl.col(c) > KMALLOC_MAX_SIZE))
+                                         .then(None).otherwise(pl.col(c)).alias(c))
     ts = pl.col("ts")
     prev, nxt = ts.shift(1), ts.shift(-1)
     # one event far from both neighbours, which are close to each other: a corrupted timestamp

@@ -259,7 +259,7 @@ def read_kmt(path, columns: tuple[str, ...] | None = None) -> Trace:
     unpacker.feed(memoryview(data)[len(KMT_MAGIC):])
     try:
         header = next(unpacker)
-    except (StopIteration, ValueError, msgpack.UnpackException) as e:
+    except (StopIteration, ValueError, TypeError, msgpack.UnpackException) as e:
         raise KmemdesError(f"{path}: cannot read the .kmt header ({e or 'file cut short'})") from None
     blobs = []
     end = None

@@ -67,7 +67,7 @@ import polars as pl
 from kmemdes.mm.page_alloc import MAX_PAGE_ORDER
 
 __all__ = ["EVENT_SCHEMA", "EventKind", "KIND_BY_NAME", "conform", "empty_events", "SCHEMA_VERSION", "PAGE_KINDS",
-           "bad_page_event"]
+           "bad_page_event", "bad_object_event", "KMALLOC_MAX_SIZE"]
 
 SCHEMA_VERSION = 1
 
@@ -228,3 +228,24 @@ def bad_page_event(columns) -> pl.Expr:
     if "fallback_migratetype" in columns:
         ok &= pl.col("fallback_migratetype").fill_null(0) >= 0
     return (kind.is_in(list(PAGE_KINDS)) & ~ok).fill_null(False)
+
+
+KMALLOC_MAX_SIZE = 1 << (MAX_PAGE_ORDER + 12)  # include/linux/slab.h: the largest kmalloc (4 MiB)
+OBJECT_KINDS = tuple(int(k) for k in (EventKind.KMALLOC, EventKind.KMEM_CACHE_ALLOC))
+
+
+def bad_object_event(columns) -> pl.Expr:
+    """True for a slab allocation (``kmalloc`` / ``kmem_cache_alloc``) that succeeded with a
+    ``bytes_req`` or ``bytes_alloc`` outside 0..KMALLOC_MAX_SIZE: no kernel prints it (a failed
+    allocation, ``ptr=0``, may print any requested size).
+
+    >>> ev = pl.DataFrame({"kind": [10, 10, 11, 12], "ptr": [8, 0, 8, 8], "bytes_req": [64, 1 << 40, -1, None],
+    ...                    "bytes_alloc": [64, 0, 64, None]})
+    >>> ev.select(bad_object_event(ev.columns))["kind"].to_list()
+    [False, False, True, False]
+    """
+    def bad(c: str) -> pl.Expr:
+        return (pl.col(c) < 0) | (pl.col(c) > KMALLOC_MAX_SIZE) if c in columns else pl.lit(False)
+
+    ok_ptr = pl.col("ptr").fill_null(0) != 0 if "ptr" in columns else pl.lit(True)
+    return (pl.col("kind").is_in(list(OBJECT_KINDS)) & ok_ptr & (bad("bytes_req") | bad("bytes_alloc"))).fill_null(False)
