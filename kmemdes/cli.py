@@ -16,7 +16,7 @@ from typing import List, Optional
 import click
 
 from kmemdes import __version__
-from kmemdes.errors import KmemdesError
+from kmemdes.errors import Interrupted, KmemdesError
 from kmemdes.outpath import check_file_output
 
 __all__ = ["app", "main"]
@@ -743,6 +743,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("kmemdes: interrupted", file=sys.stderr)
         return 130
+    except Interrupted as e:
+        print("kmemdes: interrupted" + (f" by {e}" if e.signum != 2 else ""), file=sys.stderr)
+        return 128 + e.signum
     except KmemdesError as e:
         if debug:
             raise

@@ -206,9 +206,19 @@ def _worker(conn) -> None:
             return
         path, mode, out = msg
         t = time.perf_counter()
-        rc, err = run_cli(["replay", path, "--mode", mode, "-o", out])
+        # what native code writes to file descriptor 2 (a Rust panic) is part of the output judged
+        with tempfile.TemporaryFile() as fd2:
+            saved = os.dup(2)
+            os.dup2(fd2.fileno(), 2)
+            try:
+                rc, err = run_cli(["replay", path, "--mode", mode, "-o", out])
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            fd2.seek(0)
+            native = fd2.read().decode("utf-8", "replace")
         shutil.rmtree(out, ignore_errors=True)
-        conn.send((rc, err, time.perf_counter() - t))
+        conn.send((rc, native + err, time.perf_counter() - t))
 
 
 class _Pool:

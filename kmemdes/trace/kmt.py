@@ -36,8 +36,11 @@ file's key-value metadata.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -328,6 +331,33 @@ def _first_line(e: BaseException) -> str:
     return " ".join(str(e).split("\n")[0].split())[:200]
 
 
+@contextlib.contextmanager
+def _native_stderr_captured():
+    """Send what native code writes to file descriptor 2 (a Rust panic message and backtrace of the
+    Parquet reader, which Python then sees as a ``PanicException``) to a temporary file for the
+    duration, so an error stays one line; what was written there is kept only on success."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if ok:  # not a failure: pass on what native code wrote (warnings)
+                tmp.seek(0)
+                text = tmp.read()
+                if text:
+                    os.write(2, text)
+
+
 _DIGEST_SEED = 0x6B6D656D64657331
 
 
@@ -368,8 +398,9 @@ def read_parquet(path, columns: tuple[str, ...] | None = None) -> Trace:
     Parquet file with the canonical columns); ``columns``: read only these."""
     path = Path(path)
     try:
-        kv = pl.read_parquet_metadata(path)
-        names = pl.read_parquet_schema(path)
+        with _native_stderr_captured():
+            kv = pl.read_parquet_metadata(path)
+            names = pl.read_parquet_schema(path)
     except BaseException as e:  # noqa: BLE001 - polars raises several types for bad files, and Rust panics
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
@@ -378,7 +409,8 @@ def read_parquet(path, columns: tuple[str, ...] | None = None) -> Trace:
     if missing:
         raise KmemdesError(f"{path}: not a kmemdes event table (missing columns: {', '.join(missing[:5])})")
     try:
-        events = pl.read_parquet(path, columns=list(columns) if columns is not None else None)
+        with _native_stderr_captured():
+            events = pl.read_parquet(path, columns=list(columns) if columns is not None else None)
     except BaseException as e:  # noqa: BLE001 - a damaged page can make the reader panic
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
