@@ -68,3 +68,26 @@ def test_durations_and_values():
 def test_load_config_missing_file():
     with pytest.raises(KmemdesError, match="nope.toml: no such file"):
         load_config("nope.toml")
+
+
+@pytest.mark.parametrize("text, error", [
+    ("", "x.toml: empty config"),
+    ("\n# only a comment\n", "x.toml: empty config"),
+    ('[[workloads]]\nkind = "driver"\napi = "kmalloc"\n', "x.toml: workloads[0].size: required for api = 'kmalloc'"),
+    ('[[workloads]]\nkind = "driver"\ninterval = "0s"\n', "x.toml: workloads[0].interval: must be longer than 0"),
+    ('sample_interval = "0s"\n[[workloads]]\nkind = "anon"\n', "x.toml: sample_interval: must be longer than 0"),
+    ('duration = "1s"\nsample_interval = "5s"\n[[workloads]]\nkind = "anon"\n',
+     "x.toml: sample_interval: '5s' is longer than duration '1s'"),
+    ('[machine]\nmem = "4K"\n', "x.toml: machine.mem: '4K' is too small: at least 16M"),
+    ('[machine]\narch = "x86_32"\nmem = "128G"\n', "x.toml: machine.mem: '128G': x86_32 (PAE) supports at most 64G"),
+])
+def test_config_gaps_are_errors_naming_file_and_key(text, error):
+    with pytest.raises(KmemdesError) as e:
+        parse_config(text, "x.toml")
+    assert str(e.value).startswith(error)
+
+
+def test_mem_as_a_plain_number_of_bytes():
+    cfg = parse_config('[machine]\nmem = 268435456\n', "x.toml")
+    assert cfg.machine.mem == 268435456
+    assert parse_config(dump_toml(cfg)) == cfg
