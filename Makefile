@@ -44,16 +44,16 @@ reports: $(STAMP)
 	    echo "experiment $$name: sweep$$sets"; \
 	    $(VENV)/bin/kmemdes sweep "$$cfg" $$sets -o $(RUNS_REPORTS)/$$name >/dev/null || exit 1; \
 	    cp $(RUNS_REPORTS)/$$name/compare.html reports/$$name.html; \
-	    $(VENV)/bin/kmemdes compare $$(ls -d $(RUNS_REPORTS)/$$name/*/) --format md -o reports/$$name.md || exit 1; \
+	    $(VENV)/bin/kmemdes compare $$(ls -d $(RUNS_REPORTS)/$$name/*/) --format md -o reports/$$name.md --force || exit 1; \
 	  else \
 	    echo "experiment $$name: run"; \
-	    $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_REPORTS)/$$name >/dev/null || exit 1; \
-	    $(VENV)/bin/kmemdes report $(RUNS_REPORTS)/$$name -o reports/$$name.html || exit 1; \
-	    $(VENV)/bin/kmemdes compare $(RUNS_REPORTS)/$$name --format md -o reports/$$name.md || exit 1; \
+	    $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_REPORTS)/$$name --force >/dev/null || exit 1; \
+	    $(VENV)/bin/kmemdes report $(RUNS_REPORTS)/$$name -o reports/$$name.html --force || exit 1; \
+	    $(VENV)/bin/kmemdes compare $(RUNS_REPORTS)/$$name --format md -o reports/$$name.md --force || exit 1; \
 	  fi; \
 	done
-	@$(VENV)/bin/kmemdes replay traces/b_compile_head -o $(RUNS_REPORTS)/compile-mirror >/dev/null
-	@$(VENV)/bin/kmemdes report $(RUNS_REPORTS)/compile-mirror -o reports/compile-mirror.html
+	@$(VENV)/bin/kmemdes replay traces/b_compile_head -o $(RUNS_REPORTS)/compile-mirror --force >/dev/null
+	@$(VENV)/bin/kmemdes report $(RUNS_REPORTS)/compile-mirror -o reports/compile-mirror.html --force
 	@shot=reports/compile-mirror.html; \
 	if [ -n "$(BROWSER)" ]; then \
 	  tmp=$$(mktemp -d); \
