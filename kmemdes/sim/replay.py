@@ -35,8 +35,9 @@ drain_of_untraced_pcp_page         drain of a block that sat on a pcp list befor
 drain_of_page_not_on_pcp           drain of a block the model holds free elsewhere (skipped)
 free_after_untraced_bulk_alloc     free of a block the model holds on a pcp list since a refill: the
                                    bulk allocator took it without an event (applied: off the list, freed)
-zone_growth                        a pfn in memory that deferred init handed over silently: its
-                                   163,840-page step is onlined (applied; pages counted in notes)
+zone_growth                        deferred init handing memory over: an ``mm_page_free`` of a block in
+                                   offline pageblocks onlines that block free (sim/growth.py); another
+                                   event on an offline pfn onlines its 163,840-page step (applied)
 pfn_outside_memory                 (mirror mode) a page event beyond the simulated machine's memory (counted only)
 bad_page_field, bad_object_field   a page event with an order, pfn or migratetype, a slab allocation with a size,
                                    that no kernel prints (skipped; timestamps out of place are repaired and
@@ -83,6 +84,7 @@ from kmemdes.mm.page_alloc import (
     Node,
 )
 from kmemdes.sim.cost import CostModel, LatencyHistogram
+from kmemdes.sim.growth import online_freed_block
 from kmemdes.sim.sanitize import Sanitized, sanitize_events
 from kmemdes.sim.slabstats import OBJECT_KINDS, object_stats
 from kmemdes.trace.schema import EventKind
@@ -589,6 +591,10 @@ class Replayer:
             self._quirk("free_of_page_free_in_model", n)
             return 0
         if not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
+            if online_freed_block(node, pfn, order):  # deferred init hands this block over (sim/growth.py)
+                self.stats.online_pages += n
+                self._quirk("zone_growth", n)
+                return 0
             self._zone_growth(pfn)
         li = node.lid[pfn]
         bulk = li != NOLIST and node.l_pcp[li] is not None and node.l_order[li] == order
