@@ -34,7 +34,9 @@ zone_locked_of_page_not_free_in_model   idem for a zone_locked take (applied)
 drain_of_untraced_pcp_page         drain of a block that sat on a pcp list before the trace (applied)
 drain_of_page_not_on_pcp           drain of a block the model holds free elsewhere (skipped)
 free_after_untraced_bulk_alloc     free of a block the model holds on a pcp list since a refill: the
-                                   bulk allocator took it without an event (applied: off the list, freed)
+                                   bulk allocator took it without an event (applied: off the list, freed);
+                                   vmalloc's bulk allocations are taken at their alloc_vmap_area instead
+                                   (sim/bulk.py; pages in quirk_pages bulk_alloc_untraced)
 zone_growth                        deferred init handing memory over: an ``mm_page_free`` of a block in
                                    offline pageblocks onlines that block free (sim/growth.py); another
                                    event on an offline pfn onlines its 163,840-page step (applied)
@@ -84,6 +86,7 @@ from kmemdes.mm.page_alloc import (
     Node,
 )
 from kmemdes.sim.cost import CostModel, LatencyHistogram
+from kmemdes.sim.bulk import bulk_areas, take_pcp_pages
 from kmemdes.sim.growth import online_freed_block
 from kmemdes.sim.sanitize import Sanitized, sanitize_events
 from kmemdes.sim.slabstats import OBJECT_KINDS, object_stats
@@ -295,6 +298,9 @@ class Replayer:
         self._ts = ev["ts"].to_numpy()  # for the SimPy driver
         self.t_max = int(self._ts.max()) if self.n else 0
         self._ev = ev
+        # vmalloc areas whose pages alloc_pages_bulk takes off a pcp list without events (sim/bulk.py)
+        self.bulk = bulk_areas(ev) if mode == "mirror" and self.n else {}
+        self.bulk_pending: dict[int, int] = {}  # cpu -> pages a refill has still to bring
         # the loop reads Python lists (plain ints are its fastest path), made ``window`` rows at a time:
         # a whole trace as lists of ints costs tens of bytes per value
         self.window = max(1, self.n if window is None else window)
@@ -421,6 +427,7 @@ class Replayer:
         max_pfn = node.max_pfn
         ncpu = node.cpus
         has_drains = self.has_drains
+        bulk_pending = self.bulk_pending
         replayed = 0
         for i in range(i0, i1):
             k = c_kind[i]
@@ -544,6 +551,8 @@ class Replayer:
                     node._list_add_tail(pcp.lid0 + node.order_to_pindex(mt if mt < 3 else MIGRATE_MOVABLE, order), pfn)
                     pcp.count += n
                     refill_pending[cpu] += 1
+                    if bulk_pending and cpu in bulk_pending:
+                        self._bulk_take(i, refill=True)
                 else:
                     page_mt[pfn:pfn + n] = bytes((c_mt[i] if c_mt[i] < 3 else 0,)) * n
                     pending[pfn] = order
@@ -719,6 +728,8 @@ class Replayer:
         if k == K_VMAP:
             if failed:
                 return 1
+            if self.bulk:
+                self._bulk_take(i)
             st.vm_live[va] = size
             _inc(st.sizes, ("vmalloc", 1 << max(size - 1, 0).bit_length()))
             return 1
@@ -734,6 +745,20 @@ class Replayer:
             del st.vm_lazy[va]
         st.vm_purges += 1
         return 1
+
+    def _bulk_take(self, i: int, refill: bool = False) -> None:
+        """vmalloc's untraced ``alloc_pages_bulk`` (sim/bulk.py): the area's pages off the CPU's pcp
+        list at its ``alloc_vmap_area``; what the list lacks, after the CPU's next refills."""
+        cpu = self.c_cpu[i]
+        n = self.bulk_pending.pop(cpu, 0) if refill else self.bulk.pop(self.base + i, 0)
+        if not refill:
+            self.bulk_pending.pop(cpu, None)
+        if n:
+            got = len(take_pcp_pages(self.node, cpu, n))
+            if got < n:
+                self.bulk_pending[cpu] = n - got
+            qp = self.stats.quirk_pages
+            qp["bulk_alloc_untraced"] = qp.get("bulk_alloc_untraced", 0) + got
 
     # ------------------------------------------------------------- policy
     def _policy(self, i0: int, i1: int) -> None:
