@@ -197,6 +197,7 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(cols)
 
 
+PFN_LIMIT = 1 << (52 - 12)  # MAX_PHYSMEM_BITS (x86-64, 5-level paging) over 4 KiB pages
 PAGE_KINDS = tuple(int(k) for k in (EventKind.MM_PAGE_ALLOC, EventKind.MM_PAGE_FREE, EventKind.MM_PAGE_FREE_BATCHED,
                                     EventKind.MM_PAGE_ALLOC_ZONE_LOCKED, EventKind.MM_PAGE_PCPU_DRAIN,
                                     EventKind.MM_PAGE_ALLOC_EXTFRAG))
@@ -209,18 +210,20 @@ def _valid_order(name: str) -> pl.Expr:
 def bad_page_event(columns) -> pl.Expr:
     """True for a page event with a field no kernel prints: ``order`` (or an extfrag's
     ``fallback_order``) outside 0..MAX_PAGE_ORDER, a missing or negative pfn (-1 is a failed
-    ``mm_page_alloc`` only), a negative migratetype.  ``columns``: the frame's columns (``kind``,
+    ``mm_page_alloc`` only) or one beyond 52-bit physical addresses, a negative migratetype.  ``columns``: the frame's columns (``kind``,
     ``pfn`` and ``order`` are needed, the others are checked when present).  Compaction events are
     not page events: their ``order=-1`` (proactive compaction) is the kernel's.
 
-    >>> ev = pl.DataFrame({"kind": [20, 20, 21, 40, 20], "pfn": [5, -1, -1, None, 9], "order": [0, 0, 0, -1, 11]})
+    >>> ev = pl.DataFrame({"kind": [20, 20, 21, 40, 20, 20], "pfn": [5, -1, -1, None, 9, 2**63 - 1],
+    ...                    "order": [0, 0, 0, -1, 11, 0]})
     >>> ev.select(bad_page_event(ev.columns))["kind"].to_list()
-    [False, False, True, False, True]
+    [False, False, True, False, True, True]
     """
     kind = pl.col("kind")
     alloc, extfrag = int(EventKind.MM_PAGE_ALLOC), int(EventKind.MM_PAGE_ALLOC_EXTFRAG)
     ok = _valid_order("order")
     ok &= pl.col("pfn").is_not_null() & ((pl.col("pfn") >= 0) | ((pl.col("pfn") == -1) & (kind == alloc)))
+    ok &= pl.col("pfn") < PFN_LIMIT
     if "migratetype" in columns:
         ok &= pl.col("migratetype").fill_null(0) >= 0
     if "fallback_order" in columns:
