@@ -543,15 +543,13 @@ def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baselin
     from kmemdes.report.compare import render_comparison, write_comparison
     from kmemdes.report.html import atomic_write
 
-    if fmt == "html" or out:
-        check_file_output(out or "compare.html", force=force)
     if fmt == "html":
-        path = write_comparison(run_dirs, out or "compare.html", "html", baseline)
+        path = write_comparison(run_dirs, out or "compare.html", "html", baseline, force=force)
         click.echo(f"{path}: {path.stat().st_size / 1e6:.1f} MB, self-contained (open it in a browser; works offline)")
         return
     text = render_comparison(run_dirs, fmt, baseline)
     if out:
-        atomic_write(Path(out), text)
+        atomic_write(check_file_output(out, force=force), text)
         click.echo(f"{out}: written")
     else:
         click.echo(text, nl=False)

@@ -121,7 +121,7 @@ def check_file_output(path: str | Path, force: bool = False, make_parents: bool 
     ``make_parents``: create missing folders (only for the commands' default locations)."""
     p = Path(path)
     if p.is_dir():
-        raise KmemdesError(f"{p}: is a folder (give a file name)")
+        raise KmemdesError(f"{p}: is a directory (give a file name)")
     if (p.exists() or p.is_symlink()) and not force:
         raise KmemdesError(f"{p}: exists (use --force to replace it)")
     _check_parent(p, make_parents)

@@ -659,7 +659,7 @@ def _run_sweep(plan: Plan, workers: Optional[int], scheduler: Optional[str], cli
     if out.exists() or out.is_symlink():
         if not out.is_dir():
             raise KmemdesError(f"{out}: exists and is not a folder (a sweep folder is created there)")
-        if any(out.iterdir()) and not (out / PLAN_FILE).is_file():
+        if any(p.name not in (PLAN_FILE, _LOCK_FILE) for p in out.iterdir()) and not (out / PLAN_FILE).is_file():
             raise KmemdesError(f"{out}: exists and is not a kmemdes sweep folder (no {PLAN_FILE}): not used")
     else:
         # only the last component is created (and the default sweeps/ folder)

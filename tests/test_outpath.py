@@ -33,7 +33,7 @@ def test_file_outputs(tmp_path):
     with pytest.raises(KmemdesError, match="a.kmt: exists \\(use --force"):
         check_file_output(f)
     assert check_file_output(f, force=True) == f
-    with pytest.raises(KmemdesError, match="is a folder"):
+    with pytest.raises(KmemdesError, match="is a directory"):
         check_file_output(tmp_path, force=True)
     with pytest.raises(KmemdesError, match="folder .*/x/y does not exist"):
         check_file_output(tmp_path / "x" / "y" / "a.html")

@@ -139,7 +139,7 @@ def test_plan_is_the_cartesian_product_in_set_order(config, tmp_path):
 def test_run_one_reports_internal_errors_without_raising(config, tmp_path, monkeypatch):
     import kmemdes.sim.engine as engine
 
-    def boom(cfg, out, progress=False):
+    def boom(cfg, out, progress=False, force=False):
         raise ZeroDivisionError("boom\nsecond line")
 
     monkeypatch.setattr(engine, "run_config", boom)
