@@ -112,8 +112,15 @@ def _check_parent(path: Path, make_parents: bool) -> None:
             raise KmemdesError(f"{parent}: cannot create folder ({e.strerror})") from None
     elif not parent.is_dir():
         raise KmemdesError(f"{path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise KmemdesError(f"{path}: cannot write in {parent} (permission denied or read-only)")
+    # a probe: permissions, a read-only file system and /proc answer only to a real attempt
+    probe = parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except FileExistsError:
+        pass  # our own leftover: clean_stale removes it before writing
+    except OSError as e:
+        raise KmemdesError(f"{path}: cannot write in {parent} ({e.strerror or e})") from None
 
 
 def check_file_output(path: str | Path, force: bool = False, make_parents: bool = False) -> Path:

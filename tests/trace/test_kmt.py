@@ -207,3 +207,16 @@ def test_column_projection_reads_only_the_columns_asked(tmp_path, idle):
         assert u.events.columns == list(cols) and u.events.equals(want), path
     with pytest.raises(ValueError, match="nope"):
         read_trace(tmp_path / "a.kmt", columns=("ts", "nope"))
+
+
+def test_proactive_compaction_order_minus_one_survives_every_container(tmp_path):
+    # kcompactd's proactive compaction prints order=-1 (no requested order): a legitimate value
+    line = (b"      kcompactd0-36      [001] .....  1947.455422: mm_compaction_finished: node=0 zone=Normal   "
+            b"order=-1 ret=complete\n"
+            b"      kcompactd0-36      [001] .....  1947.455423: mm_compaction_suitable: node=0 zone=Normal   "
+            b"order=9 ret=continue\n")
+    ev, meta, problems = parse_text([line], "c.txt")
+    assert ev["order"].to_list() == [-1, 9] and not problems
+    t = Trace(ev, meta, problems)
+    for back in (read_trace(K.write_kmt(t, tmp_path / "c.kmt")), read_trace(K.write_parquet(t, tmp_path / "c.parquet"))):
+        assert back.events.equals(ev)
