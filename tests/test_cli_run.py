@@ -72,6 +72,7 @@ def test_replay_of_fields_no_kernel_prints(tmp_path, capsys, edit, rule, mode):
     assert main(["replay", str(src), "--mode", mode, "-o", str(tmp_path / "r")]) == 0, capsys.readouterr().err
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["events_replayed"] + sum(s["quirks"].values()) == s["events"] == len(lines)
+    assert sum(s["events_by_type"].values()) == s["events"]
     if rule:
         assert s["quirks"][rule] == 1
     else:

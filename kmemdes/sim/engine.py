@@ -412,9 +412,13 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     # only the columns a replay reads (a .kmt or Parquet decodes no others): the strings of a big trace
     # are hundreds of MB
     trace = read_trace(trace_path, strict=strict, columns=SLIM_COLUMNS + ("event", "args"))
-    events, by_type, comp_pages = slim_events(trace.events)
+    # fields no kernel prints and timestamps out of place, before anything indexes rows or orders
+    # (the start hints, per-row tables of the slimmed frame)
+    events, fix = sanitize_events(trace.events)
     trace.events = None
-    events, fix = sanitize_events(events)  # before the start hints: they index by order too
+    events, by_type, comp_pages = slim_events(events)
+    for ev_name, n in fix.dropped_by_event.items():  # the skipped rows are events of the trace too
+        by_type[ev_name] = by_type.get(ev_name, 0) + n
     cfg = cfg or Config(name=name)
     if cfg.name == Config.model_fields["name"].default:  # a --config without its own name: the trace's
         cfg = cfg.model_copy(update={"name": name})

@@ -241,8 +241,14 @@ class Replayer:
         self.workload = workload
         self.stats = ReplayStats()
         if events_by_type is None or compaction_pages is None:
+            # fields no kernel prints, timestamps out of place (kmemdes.sim.sanitize): before the rows
+            # are slimmed and numbered
+            if sanitized is None:
+                events, sanitized = sanitize_events(events)
             events, events_by_type, compaction_pages = slim_events(events)
-        if sanitized is None:  # fields no kernel prints, timestamps out of place (kmemdes.sim.sanitize)
+            for name, n in sanitized.dropped_by_event.items():
+                events_by_type[name] = events_by_type.get(name, 0) + n
+        if sanitized is None:  # a caller that slimmed the rows itself
             events, sanitized = sanitize_events(events)
         self.sanitized = sanitized
         self.events_by_type = events_by_type

@@ -58,6 +58,7 @@ class Sanitized:
     time_repairs: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     dropped: int = 0
+    dropped_by_event: dict = field(default_factory=dict)  # event name -> skipped rows (frames with ``event``)
 
 
 def sanitize_events(events: pl.DataFrame) -> tuple[pl.DataFrame, Sanitized]:
@@ -72,6 +73,9 @@ def sanitize_events(events: pl.DataFrame) -> tuple[pl.DataFrame, Sanitized]:
         if not nbad:
             continue
         first = events.with_row_index("_i").filter(bad).row(0, named=True)
+        if "event" in events.columns:
+            for name, c in events.filter(bad).group_by("event").len().iter_rows():
+                out.dropped_by_event[name] = out.dropped_by_event.get(name, 0) + c
         events = events.filter(~bad)
         out.dropped += nbad
         out.quirks[rule] = nbad
