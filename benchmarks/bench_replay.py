@@ -45,16 +45,16 @@ def _child(phase: str, capture: str, kmt: str, out: str) -> None:
     else:  # loop only
         from kmemdes.mm.mm_init import node_from_snapshot
         from kmemdes.sim.hints import start_hints
-        from kmemdes.sim.replay import SLIM_COLUMNS, Replayer, slim_events
+        from kmemdes.sim.replay import READ_COLUMNS, Replayer, slim_events
         from kmemdes.trace.reader import read_trace
         from kmemdes.trace.snapshot import snapshot_from_texts
 
-        tr = read_trace(kmt, columns=SLIM_COLUMNS + ("event", "args"))
+        tr = read_trace(kmt, columns=READ_COLUMNS)
         events, by_type, comp = slim_events(tr.events)
         tr.events = None
         node, _ = node_from_snapshot(snapshot_from_texts(tr.meta["before"]), hints=start_hints(events))
         t0 = time.perf_counter()
-        r = Replayer(node, events, events_by_type=by_type, compaction_pages=comp)
+        r = Replayer(node, events, events_by_type=by_type, kernel_ops=comp)
         t1 = time.perf_counter()
         r.run_until(1 << 62)
         s = {"events": r.n_total, "loop_events": r.n, "prep_s": t1 - t0, "loop_s": time.perf_counter() - t1}

@@ -617,9 +617,15 @@ def sweep_cmd(config_path: str, sets: tuple[str, ...], out: Optional[str], worke
                    "agreement). Without --live: require the capture's kpageflags snapshots.")
 @click.option("--keep", "keep", metavar="DIR", default=None, help="With --live: keep the capture in DIR.")
 @click.option("--force", is_flag=True, help="Replace REPORT.html if it exists.")
+@click.option("--predict", is_flag=True,
+              help="Replay in policy mode from the exact start state (kpageflags) and print the models' "
+                   "outcomes beside the kernel's: failures per order, THP, compaction, reclaim, fallbacks, end state.")
+@click.option("--set", "sets", multiple=True, metavar="policy.KEY=VALUE",
+              help="With --predict: predict under another policy (the what-if), e.g. --set policy.fallback=defrag_mode.")
 @click.argument("command", nargs=-1, metavar="[-- COMMAND...]")
 def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live: bool, kpageflags: bool,
-                 keep: Optional[str], force: bool, command: tuple[str, ...]) -> None:
+                 keep: Optional[str], force: bool, predict: bool, sets: tuple[str, ...],
+                 command: tuple[str, ...]) -> None:
     """How closely the models follow the real kernel: replay a capture, compare with its after/ snapshot.
 
     \b
@@ -644,6 +650,8 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
       kmemdes validate traces/a_idle_stream --json
       kmemdes validate --live -- sh -c 'for i in 1 2 3; do cc -O2 -c x.c; done'
       kmemdes validate --live --kpageflags -- sh -c 'head -c 2000000 /dev/zero | cat > /dev/null'
+      kmemdes validate ../shared/traces/j_pressure_stock --predict
+      kmemdes validate ../shared/traces/j_pressure_stock --predict --set policy.fallback=defrag_mode --json
     """
     import json as _json
     import tempfile
@@ -676,6 +684,23 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
         if Path(capture).is_dir() and kpageflags_pair(capture) is None:
             raise KmemdesError(f"--kpageflags: {capture} has no before/kpageflags.zst and after/kpageflags.zst "
                                "(capture with --kpageflags)")
+    if sets and not predict:
+        raise KmemdesError("--set applies to --predict (the policy the capture is replayed under)")
+    if predict:
+        from kmemdes.sim.predict import format_prediction, predict_capture, write_prediction_html
+
+        res = predict_capture(capture, sets, progress=True)
+        if as_json:
+            click.echo(_json.dumps({"predicted": res["predicted"], "kernel": res["kernel"],
+                                    "targets": res["targets"], "policy": res["policy"], "sets": res["sets"]},
+                                   indent=1))
+        else:
+            click.echo(format_prediction(res), nl=False)
+        if out:
+            write_prediction_html(res, Path(out))
+            if not as_json:
+                click.echo(f"report: {out}")
+        return
     res = validate_capture(capture)
     if as_json:
         click.echo(_json.dumps(res, indent=1, default=str))

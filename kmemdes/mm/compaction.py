@@ -131,6 +131,7 @@ __all__ = [
     "HPAGE_FRAG_CHECK_INTERVAL_MSEC",
     "COMPACT_VMSTAT",
     "CompactControl",
+    "split_isolated_freepage",
     "CompactWork",
     "Compaction",
     "compact_gap",
@@ -212,6 +213,25 @@ def _block_end_pfn(pfn: int, order: int) -> int:
 
 
 # ---------------------------------------------------------------- deferral
+def split_isolated_freepage(freepages: list, start: int, order: int) -> int:
+    """The ``compaction_alloc`` split (6.10+): take the first isolated block of order ``start``, keep
+    its lowest ``2^order`` pages as the target and put the upper halves at the heads of the
+    lower orders' lists of ``freepages`` (one deque per order).  Returns the target pfn.
+
+    >>> from collections import deque
+    >>> fp = [deque() for _ in range(11)]; fp[8].append(0x5f5900)
+    >>> hex(split_isolated_freepage(fp, 8, 0)), [hex(fp[o][0]) for o in range(8)]
+    ('0x5f5900', ['0x5f5901', '0x5f5902', '0x5f5904', '0x5f5908', '0x5f5910', '0x5f5920', '0x5f5940', '0x5f5980'])
+    """
+    pfn = freepages[start].popleft()
+    size = 1 << start
+    while start > order:
+        start -= 1
+        size >>= 1
+        freepages[start].appendleft(pfn + size)
+    return pfn
+
+
 def defer_compaction(zone: Zone, order: int) -> None:
     """``defer_compaction``: after a failure, skip the next 1 << defer_shift attempts at >= order_failed.
 
@@ -731,12 +751,7 @@ class Compaction:
                     self._isolate_freepages(cc)
                     continue
                 return -1
-            pfn = freepages[start].popleft()
-            size = 1 << start
-            while start > order:
-                start -= 1
-                size >>= 1
-                freepages[start].appendleft(pfn + size)
+            pfn = split_isolated_freepage(freepages, start, order)
             cc.nr_freepages -= 1 << order
             return pfn
         return -1

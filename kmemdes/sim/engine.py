@@ -49,6 +49,43 @@ def policy_from_config(cfg: Config) -> Policy:
     )
 
 
+#: the capture's /proc/sys/vm values a policy replay starts from (config key -> sysctl)
+CAPTURE_SYSCTLS = {"watermark_scale_factor": "watermark_scale_factor",
+                   "watermark_boost_factor": "watermark_boost_factor",
+                   "compaction_proactiveness": "compaction_proactiveness",
+                   "extfrag_threshold": "extfrag_threshold", "min_free_kbytes": "min_free_kbytes"}
+
+
+def capture_policy(cfg: Config, cap: Path, notes: list) -> Config:
+    """``cfg`` with every ``[policy]`` knob it does not set itself taken from the capture: the vm
+    sysctls (``before/vm_sysctls``, or the corpus' ``vm_sysctls_during``) and the THP settings
+    (``before/thp_enabled``, ``before/thp_defrag``) the kernel ran under."""
+    from kmemdes.trace.snapshot import parse_thp_setting, parse_vm_sysctls
+
+    src = next((p for p in (cap / "before" / "vm_sysctls", cap / "vm_sysctls_during") if p.exists()), None)
+    vm = parse_vm_sysctls(src.read_text()) if src else {}
+    given = cfg.policy.model_fields_set
+    upd: dict = {}
+    if "fallback" not in given and vm.get("defrag_mode", "").isdigit():
+        upd["fallback"] = "defrag_mode" if int(vm["defrag_mode"]) else "default"
+    for key, name in CAPTURE_SYSCTLS.items():
+        if key not in given and vm.get(name, "").isdigit():
+            upd[key] = int(vm[name])
+    for key in ("thp_enabled", "thp_defrag"):
+        f = cap / "before" / key
+        if key not in given and f.exists():
+            upd[key] = parse_thp_setting(f.read_text())
+    if not upd:
+        return cfg
+    try:
+        policy = type(cfg.policy).model_validate({**cfg.policy.model_dump(exclude_unset=True), **upd})
+    except Exception as e:  # noqa: BLE001 - a value the schema refuses
+        raise KmemdesError(f"{src or cap}: a policy value the config cannot hold: {e}") from None
+    notes.append(f"policy from the capture ({src.name if src else 'before/'}): "
+                 + ", ".join(f"{k}={v}" for k, v in sorted(upd.items())))
+    return cfg.model_copy(update={"policy": policy})
+
+
 def make_node(cfg: Config, snapshot: Optional[str | Path] = None, notes: Optional[list] = None) -> Node:
     """The initial machine of a run: a fresh boot, or a state consistent with a snapshot folder."""
     policy = policy_from_config(cfg)
@@ -145,9 +182,9 @@ class Sim:
         return r.vmstat["pgsteal_direct"] + r.vmstat["pgsteal_kswapd"]
 
     def add_replay(self, events: pl.DataFrame, mode: str, name: str, events_by_type: dict | None = None,
-                   compaction_pages: int | None = None, sanitized=None) -> Replayer:
+                   kernel_ops: pl.DataFrame | None = None, sanitized=None) -> Replayer:
         r = Replayer(self.node, events, mode=mode, cost=self.cost, hist=self.hist, workload=name,
-                     events_by_type=events_by_type, compaction_pages=compaction_pages, sanitized=sanitized,
+                     events_by_type=events_by_type, kernel_ops=kernel_ops, sanitized=sanitized,
                      kernel=self.kernel() if mode == "policy" else None)
         self.replayers.append(r)
         self.env.process(r.process(self.env))
@@ -358,6 +395,16 @@ class Sim:
         out["compaction"] = {"attempts": attempts, "success": success,
                              "success_rate": (success / attempts) if attempts else None}
         out["fallbacks"] = {"claim": claims, "steal": steals, "pollute": pollute}
+        if counters:
+            out["vmstat"] = {k: int(v) for k, v in sorted(counters.items())}
+        pages = [r.pages for r in self.replayers if r.pages is not None]
+        if pages:
+            p = pages[0]
+            out["policy_requests"] = {
+                "attempts_by_order": {str(o): n for o, n in enumerate(p.attempts) if n},
+                "failures_by_order": {str(o): n for o, n in enumerate(p.failures) if p.attempts[o]},
+                **p.counts}
+            out["trace_requests"] = self.replayers[0].trace_requests
         out["final"] = {"buddyinfo": vmstat.buddyinfo(node), "pagetypeinfo": vmstat.pagetypeinfo(node),
                         "unusable_index": vmstat.unusable_index(node), "extfrag_index": vmstat.extfrag_index(node)}
         out["final_unusable_by_order"] = {z: [unusable_free_index(nr, o) for o in range(NR_PAGE_ORDERS)]
@@ -399,7 +446,7 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.snapshot import snapshot_from_texts
 
-    from kmemdes.sim.replay import SLIM_COLUMNS, slim_events
+    from kmemdes.sim.replay import READ_COLUMNS, slim_events
     from kmemdes.sim.sanitize import sanitize_events
 
     t_start = time.perf_counter()
@@ -411,12 +458,12 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     out = check_run_dir_output(out if out else _default_out(name, mode), force=force, make_parents=out is None)
     # only the columns a replay reads (a .kmt or Parquet decodes no others): the strings of a big trace
     # are hundreds of MB
-    trace = read_trace(trace_path, strict=strict, columns=SLIM_COLUMNS + ("event", "args"))
+    trace = read_trace(trace_path, strict=strict, columns=READ_COLUMNS)
     # fields no kernel prints and timestamps out of place, before anything indexes rows or orders
-    # (the start hints, per-row tables of the slimmed frame)
+    # (the start hints, the kernel ops keyed by the slimmed frame's rows)
     events, fix = sanitize_events(trace.events)
     trace.events = None
-    events, by_type, comp_pages = slim_events(events)
+    events, by_type, ops = slim_events(events)
     for ev_name, n in fix.dropped_by_event.items():  # the skipped rows are events of the trace too
         by_type[ev_name] = by_type.get(ev_name, 0) + n
     cfg = cfg or Config(name=name)
@@ -427,8 +474,12 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
                                                                                         trace=str(trace_path),
                                                                                         mode=mode)]})
     notes: list[str] = []
+    cap_dir = trace.meta.get("capture_dir")
+    if mode == "policy" and cap_dir:
+        cfg = capture_policy(cfg, Path(cap_dir), notes)
+    adopt = None
     if kpageflags is not None:
-        node = _node_from_kpageflags(trace, events, cfg, mode, kpageflags, notes)
+        node, adopt = _node_from_kpageflags(trace, events, cfg, mode, kpageflags, notes)
     elif snapshot is not None:
         node = make_node(cfg, snapshot, notes)
         notes.append(f"initial state from {snapshot}")
@@ -458,9 +509,15 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     for kind, p in trace.problems.items():
         notes.append(f"trace problem {kind}: {p.get('count')} (first at line {(p.get('lines') or ['?'])[0]})")
     sim = Sim(cfg, node, notes)
-    sim.add_replay(events, mode, name, by_type, comp_pages, sanitized=fix)
+    if mode == "policy":
+        sim.attach_daemons()  # the kernel's reclaim and compaction are the models' to decide
+    sim.add_replay(events, mode, name, by_type, ops, sanitized=fix)
     del events
     r = sim.replayers[0]
+    if adopt is not None and r.pages is not None:
+        r.pages.adopt(*adopt)
+        notes.append(f"{len(adopt[0]):,} movable pages in use at the start ({int(sum(adopt[2])):,} page cache) "
+                     "adopted by the models' reclaim and compaction")
     end = (r.t_max // 1_000_000 + 1) * 1_000_000
     sim.run(end, progress=progress, label=f"replaying {name}")
     frames = sim.metrics()
@@ -471,10 +528,11 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
 
 
 def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, kpageflags: str | Path,
-                          notes: list) -> Node:
-    """The initial state of a replay from the capture's ``before/`` snapshot and a kpageflags file."""
+                          notes: list) -> tuple[Node, Optional[tuple]]:
+    """The initial state of a replay from the capture's ``before/`` snapshot and a kpageflags file, and
+    (policy mode) the movable folios in use then (:func:`kmemdes.sim.kpageflags.movable_folios`)."""
     from kmemdes.sim.hints import start_hints
-    from kmemdes.sim.kpageflags import node_from_kpageflags, read_kpageflags, trace_pageblock_types
+    from kmemdes.sim.kpageflags import movable_folios, node_from_kpageflags, read_kpageflags, trace_pageblock_types
     from kmemdes.trace.snapshot import snapshot_from_texts
 
     if not trace.meta.get("before"):
@@ -483,11 +541,12 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
     snap = snapshot_from_texts(trace.meta["before"], Path(trace.meta.get("capture_dir", ".")) / "before")
     hints = start_hints(events) if mode == "mirror" else None
     evidence = trace_pageblock_types(events) if mode == "mirror" else None
-    node, kp_notes, _ = node_from_kpageflags(snap, read_kpageflags(kpageflags), policy=policy_from_config(cfg),
-                                             hints=hints, evidence=evidence)
+    kpf = read_kpageflags(kpageflags)
+    node, kp_notes, _ = node_from_kpageflags(snap, kpf, policy=policy_from_config(cfg), hints=hints,
+                                             evidence=evidence)
     notes.extend(kp_notes)
     notes.append(f"initial state from the capture's before/ snapshot and {kpageflags}")
-    return node
+    return node, (movable_folios(kpf, node.max_pfn) if mode == "policy" else None)
 
 
 def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,

@@ -75,6 +75,7 @@ import numpy as np
 from kmemdes.errors import KmemdesError
 
 __all__ = [
+    "movable_folios",
     "KPF_NAMES", "KPF_LOCKED", "KPF_ERROR", "KPF_REFERENCED", "KPF_UPTODATE", "KPF_DIRTY", "KPF_LRU", "KPF_ACTIVE",
     "KPF_SLAB", "KPF_WRITEBACK", "KPF_RECLAIM", "KPF_BUDDY", "KPF_MMAP", "KPF_ANON", "KPF_SWAPCACHE",
     "KPF_SWAPBACKED", "KPF_COMPOUND_HEAD", "KPF_COMPOUND_TAIL", "KPF_HUGE", "KPF_UNEVICTABLE", "KPF_HWPOISON",
@@ -220,6 +221,31 @@ def page_classes(kpf: np.ndarray) -> np.ndarray:
     cls[anyof(KPF_BUDDY)] = PC_FREE
     cls[anyof(KPF_NOPAGE)] = PC_HOLE
     return cls
+
+
+def movable_folios(kpf: np.ndarray, max_pfn: int) -> tuple[list, list, list]:
+    """The movable folios in use (``PC_MOVABLE``, not hugetlb): head pfns, orders (from the
+    compound head/tail flags) and whether each is page cache (on the LRU and not anonymous or
+    swap-backed), for a policy replay's reclaim and compaction models.
+
+    >>> f = np.array([1 << KPF_LRU, (1 << KPF_ANON) | (1 << KPF_COMPOUND_HEAD), 1 << KPF_COMPOUND_TAIL,
+    ...               1 << KPF_BUDDY], dtype=np.uint64)
+    >>> movable_folios(f, 4)
+    ([0, 1], [0, 1], [True, False])
+    """
+    kpf = kpf[:max_pfn]
+    mov = (page_classes(kpf) == PC_MOVABLE) & ~kpf_bit(kpf, KPF_HUGE)
+    tail = kpf_bit(kpf, KPF_COMPOUND_TAIL)
+    heads = np.flatnonzero(mov & ~tail)
+    not_tail = np.flatnonzero(~tail)
+    nxt = np.searchsorted(not_tail, heads + 1)
+    ends = np.where(nxt < len(not_tail), not_tail[np.minimum(nxt, len(not_tail) - 1)], len(kpf))
+    size = np.where(kpf_bit(kpf[heads], KPF_COMPOUND_HEAD), ends - heads, 1)
+    orders = np.minimum(np.log2(np.maximum(size, 1)).astype(np.int64), _MAX_ORDER)
+    ok = (1 << orders) == size  # a run of tails that is no power of two: not a folio the model can hold
+    f = kpf[heads]
+    file = kpf_bit(f, KPF_LRU) & ~kpf_bit(f, KPF_ANON) & ~kpf_bit(f, KPF_SWAPBACKED)
+    return heads[ok].tolist(), orders[ok].tolist(), file[ok].tolist()
 
 
 # ------------------------------------------------------------------------------------- free blocks
@@ -874,6 +900,7 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     """
     from kmemdes.sim.hints import start_hints
     from kmemdes.sim.replay import Replayer, slim_events
+    from kmemdes.sim.sanitize import sanitize_events
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.schema import EventKind as E
     from kmemdes.trace.snapshot import snapshot_from_texts
@@ -885,8 +912,11 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     trace = read_trace(cap)
     if not trace.meta.get("before"):
         raise KmemdesError(f"{cap}: no before/ snapshot")
-    events, by_type, comp = slim_events(trace.events)
+    events, fix = sanitize_events(trace.events)  # before the rows are numbered (kernel_ops are keyed by them)
     trace.events = None
+    events, by_type, comp = slim_events(events)
+    for name, n in fix.dropped_by_event.items():
+        by_type[name] = by_type.get(name, 0) + n
     snap = snapshot_from_texts(trace.meta["before"], cap / "before")
     hints = start_hints(events)
     node, notes, info = node_from_kpageflags(snap, read_kpageflags(kpath), policy=policy, hints=hints,
@@ -896,7 +926,7 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
         if nmoved:
             notes.append(f"{nmoved} batched frees applied at their mm_page_free_batched line (where "
                          "free_unref_folios puts the page on the per-CPU list)")
-    r = Replayer(node, events, mode="mirror", events_by_type=by_type, compaction_pages=comp, window=None)
+    r = Replayer(node, events, mode="mirror", events_by_type=by_type, kernel_ops=comp, window=None, sanitized=fix)
     kind = np.asarray(r.c_kind, dtype=np.int64)
     cpu = np.asarray(r.c_cpu, dtype=np.int64)
     pfn = np.asarray(r.c_pfn, dtype=np.int64)

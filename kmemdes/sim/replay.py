@@ -50,7 +50,11 @@ alloc_of_live_pointer              allocation of a still-live pointer: an untrac
 vfree_of_untraced_area             ``free_vmap_area_noflush`` of an area allocated before the trace
 lost_events                        ``[LOST n EVENTS]`` marker: state after it is unreliable (noted)
 not_an_allocator_event             markers, rss_stat, other groups (counted only)
-compaction_event                   compaction/vmscan events: the kernel's own daemons (counted only)
+compaction_event                   (mirror) compaction events other than isolations and migrations (begin and
+                                   end bound a run; suitable, finished, deferral, kcompactd: counted only)
+compaction_isolate_not_free_in_model   (mirror) pages compaction isolated (free scanner) or needed as targets
+                                   that the model did not hold free (counted, pages noted)
+reclaim_event                      vmscan events (reclaim's frees are mm_page_free events of their own)
 redecided_by_policy                (policy mode) zone_locked, pcpu_drain and extfrag lines: the model
                                    re-decides these itself
 slab_page_by_model                 (policy mode) a slab or large-kmalloc page of the trace (and its free):
@@ -90,9 +94,20 @@ from kmemdes.sim.bulk import bulk_areas, take_pcp_pages
 from kmemdes.sim.growth import online_freed_block
 from kmemdes.sim.sanitize import Sanitized, sanitize_events
 from kmemdes.sim.slabstats import OBJECT_KINDS, object_stats
+from kmemdes.sim.traced_compaction import TracedCompaction
+from kmemdes.sim.policy_pages import PolicyPages
+from kmemdes.trace.pressure import (
+    BY_WORKLOAD,
+    OP_FAST_FREE,
+    OP_ISO_FREE,
+    OP_ISO_MIGRATE,
+    OP_MIGRATE,
+    decided_by_kernel,
+    kernel_ops,
+)
 from kmemdes.trace.schema import EventKind
 
-__all__ = ["ReplayStats", "Replayer", "DEFERRED_INIT_STEP", "slim_events"]
+__all__ = ["ReplayStats", "Replayer", "DEFERRED_INIT_STEP", "READ_COLUMNS", "slim_events"]
 
 DEFERRED_INIT_STEP = 163840  # pages handed over per deferred-init step on the reference machine
 _ZERO_SIZE_PTR = 0x10
@@ -117,6 +132,7 @@ K_VFREE = int(EventKind.FREE_VMAP_AREA_NOFLUSH)
 K_PURGE = int(EventKind.PURGE_VMAP_AREA_LAZY)
 K_LOST = int(EventKind.LOST)
 K_COMPACTION = (int(EventKind.COMPACTION), int(EventKind.VMSCAN))
+K_VMSCAN = int(EventKind.VMSCAN)
 
 
 @dataclass
@@ -146,28 +162,29 @@ def _inc(d: dict, k, n: int = 1) -> None:
 SLIM_COLUMNS = ("ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order",
                 "fallback_migratetype", "change_ownership", "ptr", "bytes_req", "bytes_alloc", "cache", "va_start",
                 "va_end", "size", "failed", "npurged")
+#: the columns :func:`slim_events` reads (a .kmt or Parquet decodes no others)
+READ_COLUMNS = SLIM_COLUMNS + ("event", "args", "pid")
 
 
-def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, int]:
+def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
     """The columns a replay uses (strings dropped or categorical), the event counts by name, and the
-    pages the kernel's compaction moved (migrations take free pages without allocation events)."""
+    typed compaction / vmscan ops (:func:`kmemdes.trace.pressure.kernel_ops`, keyed by row ``seq``):
+    compaction moves pages without allocation events, its tracepoints say where."""
     # counted per (kind, name): grouping on the small integer first is several times faster
     by_type: dict[str, int] = {}
     for _, name, n in events.group_by("kind", "event").len().sort("event", "kind").iter_rows():
         by_type[name] = by_type.get(name, 0) + n
-    comp = events.filter(pl.col("event").is_in(["mm_compaction_migratepages", "mm_compaction_isolate_freepages"]))
-    moved = 0
-    if comp.height:
-        moved = int(comp.select(pl.col("args").str.extract(r"nr_migrated=(\d+)").cast(pl.Int64).fill_null(0).sum()
-                                + pl.col("args").str.extract(r"nr_taken=(\d+)").cast(pl.Int64).fill_null(0).sum()).item())
+    ops = kernel_ops(events.lazy().with_row_index("seq").filter(pl.col("kind").is_in(K_COMPACTION)), "seq")
     # narrower than the canonical schema where this trace's values allow (kmalloc sizes below 2 GiB)
     wide = ("bytes_req", "bytes_alloc", "npurged")
     lo_hi = events.select(*[pl.col(c).min().alias(c + "_lo") for c in wide],
                           *[pl.col(c).max().alias(c + "_hi") for c in wide]).row(0, named=True)
     narrow = [c for c in wide if -(2**31) <= (lo_hi[c + "_lo"] or 0) and (lo_hi[c + "_hi"] or 0) < 2**31]
+    decided = (decided_by_kernel(events.lazy().with_row_index("seq"), ops) if "pid" in events.columns
+               else pl.lit(BY_WORKLOAD, pl.Int8))
     slim = events.select(*SLIM_COLUMNS).with_columns(pl.col("cache").cast(pl.Categorical),
-                                                     pl.col(narrow).cast(pl.Int32))
-    return slim, by_type, moved
+                                                     pl.col(narrow).cast(pl.Int32), decided=decided)
+    return slim, by_type, ops
 
 
 def slab_page_mask(events: pl.DataFrame) -> pl.Series:
@@ -191,6 +208,28 @@ def slab_page_mask(events: pl.DataFrame) -> pl.Series:
     slab_gfp = G.__GFP_COMP | G.__GFP_NOWARN | G.__GFP_NORETRY
     return events.select((is_alloc & ((pl.col("gfp") & slab_gfp) == slab_gfp) & (pl.col("order") <= 3)
                           & ((pl.col("gfp") & G.__GFP_MOVABLE) == 0)).fill_null(False).alias("slab_page"))["slab_page"]
+
+
+def _next_page_event(ev: pl.DataFrame):
+    """``(pfn, pos) -> 1 | 0 | -1``: whether the next page event naming ``pfn`` after loop position
+    ``pos`` frees it (1), takes or drains it (0), or there is none (-1).  Evidence for where the
+    kernel's compaction took free pages without events (:mod:`kmemdes.sim.traced_compaction`)."""
+    pe = (ev.lazy().select("pfn", "kind").with_row_index("pos")
+          .filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED, K_ZONE_LOCKED, K_DRAIN]) & (pl.col("pfn") >= 0))
+          .select(key=pl.col("pfn").cast(pl.UInt64) * (1 << 32) + pl.col("pos").cast(pl.UInt64),
+                  free=pl.col("kind").is_in([K_FREE, K_BATCHED]))
+          .sort("key").collect())
+    keys = pe["key"].to_numpy()
+    free = pe["free"].to_numpy()
+    n = len(keys)
+
+    def next_event(pfn: int, pos: int) -> int:
+        j = int(np.searchsorted(keys, (pfn << 32) | pos, side="right"))
+        if j < n and int(keys[j]) >> 32 == pfn:
+            return 1 if free[j] else 0
+        return -1
+
+    return next_event
 
 
 _REF_CACHES: dict | None = None
@@ -228,7 +267,7 @@ class Replayer:
 
     def __init__(self, node: Node, events: pl.DataFrame, mode: str = "mirror", cost: CostModel | None = None,
                  hist: LatencyHistogram | None = None, tick_ns: int = 1_000_000, workload: str = "replay",
-                 events_by_type: dict | None = None, compaction_pages: int | None = None, kernel=None,
+                 events_by_type: dict | None = None, kernel_ops: pl.DataFrame | None = None, kernel=None,
                  window: int | None = 1 << 16, sanitized: Sanitized | None = None):
         if mode not in ("mirror", "policy"):
             raise ValueError(mode)
@@ -240,15 +279,15 @@ class Replayer:
         self.tick_ns = tick_ns
         self.workload = workload
         self.stats = ReplayStats()
-        if events_by_type is None or compaction_pages is None:
+        if events_by_type is None or kernel_ops is None:
             # fields no kernel prints, timestamps out of place (kmemdes.sim.sanitize): before the rows
-            # are slimmed and numbered
+            # are slimmed and numbered (kernel_ops are keyed by row)
             if sanitized is None:
                 events, sanitized = sanitize_events(events)
-            events, events_by_type, compaction_pages = slim_events(events)
+            events, events_by_type, kernel_ops = slim_events(events)
             for name, n in sanitized.dropped_by_event.items():
                 events_by_type[name] = events_by_type.get(name, 0) + n
-        if sanitized is None:  # a caller that slimmed the rows itself
+        if sanitized is None:  # a caller that slimmed the rows itself (its kernel_ops must come from them)
             events, sanitized = sanitize_events(events)
         self.sanitized = sanitized
         self.events_by_type = events_by_type
@@ -259,14 +298,16 @@ class Replayer:
         # only the columns the loop reads (the string columns of a big trace are hundreds of MB)
         cols = ["ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order",
                 "fallback_migratetype", "change_ownership", "va_start", "va_end", "size", "failed", "npurged"]
+        if mode == "policy":
+            cols.append("decided")  # frees the kernel's reclaim or compaction made (trace.pressure)
         self.slab_driven = mode == "policy" and kernel is not None
         if self.slab_driven:
             # object events drive the SLUB model; the trace's own slab pages are left to it
             base = events.lazy().select(*cols, "ptr", "bytes_req", "bytes_alloc", "cache",
-                                        slab_page=slab_page_mask(events))
+                                        slab_page=slab_page_mask(events)).with_row_index("seq")
         else:
-            base = events.lazy().select(*cols).filter(~pl.col("kind").is_in(OBJECT_KINDS))
-        base = base.with_row_index("seq")
+            # ``seq``: the row of ``events`` (kernel_ops are keyed by it)
+            base = events.lazy().select(*cols).with_row_index("seq").filter(~pl.col("kind").is_in(OBJECT_KINDS))
         # mm_page_free_batched after mm_page_free of the same pfn: one free (quirk 1 of KERNEL.md 15)
         after = (base.filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED]) & (pl.col("pfn") >= 0))
                  .select("seq", "kind", "pfn").sort("pfn", "seq")
@@ -299,7 +340,17 @@ class Replayer:
         self.trace_pages = {"allocated": int(allocated or 0), "freed": int(freed or 0) - self.n_batched_after_free}
         # one materialisation of the loop's rows, timestamps relative to the trace's first event
         keep = ~outside & ~is_after
-        ev = base.filter(keep).drop("seq").with_columns(ts=(pl.col("ts") - self.t0).fill_null(0)).collect()
+        ev = base.filter(keep).with_columns(ts=(pl.col("ts") - self.t0).fill_null(0)).collect()
+        # the compaction / vmscan ops by loop position: (op, a, b, n1, n2, pid, cpu)
+        self.ops = {r[0]: r[1:] for r in ev.select("seq").with_row_index("pos").join(
+            kernel_ops.rename({"cpu": "op_cpu"}), on="seq").select(
+            "pos", "op", "a", "b", "n1", "n2", "pid", "op_cpu").iter_rows()}
+        ev = ev.drop("seq")
+        self.traced_compaction = None
+        if mode == "mirror":
+            fast = any(op[0] == OP_FAST_FREE for op in self.ops.values())
+            self.traced_compaction = TracedCompaction(node, _next_page_event(ev) if fast else None)
+        self._mig_pos: dict[int, int] = {}  # pid -> loop position of its last isolate_migratepages
         self.n = ev.height
         self._ts = ev["ts"].to_numpy()  # for the SimPy driver
         self.t_max = int(self._ts.max()) if self.n else 0
@@ -307,6 +358,14 @@ class Replayer:
         # vmalloc areas whose pages alloc_pages_bulk takes off a pcp list without events (sim/bulk.py)
         self.bulk = bulk_areas(ev) if mode == "mirror" and self.n else {}
         self.bulk_pending: dict[int, int] = {}  # cpu -> pages a refill has still to bring
+        if mode == "policy":
+            # what the kernel did with the same requests (the trace's page allocations the models replay)
+            req = ev.filter(pl.col("kind") == K_ALLOC)
+            if self.slab_driven:
+                req = req.filter(~pl.col("slab_page").fill_null(False))
+            by = req.group_by("order").agg(n=pl.len(), failed=(pl.col("pfn") < 0).sum()).sort("order")
+            self.trace_requests = {"attempts_by_order": {str(o): int(n) for o, n, _ in by.iter_rows()},
+                                   "failures_by_order": {str(o): int(f) for o, _, f in by.iter_rows()}}
         # the loop reads Python lists (plain ints are its fastest path), made ``window`` rows at a time:
         # a whole trace as lists of ints costs tens of bytes per value
         self.window = max(1, self.n if window is None else window)
@@ -331,14 +390,12 @@ class Replayer:
             st.quirks["pfn_outside_memory"] = n_out
             st.notes.append(f"{n_out} page events name pfns beyond this machine's memory (max pfn {node.max_pfn:#x})")
         st.sizes.update(self.objects.sizes)
-        if compaction_pages:
-            st.quirk_pages["compaction_event"] = compaction_pages
         self.pos = 0
         nc = max(node.cpus, (int(ev["cpu"].max() or 0) + 1) if self.n else 1)
         self.refill_pending = [0] * nc
         self.fallback_pending = [0] * nc
         self.pending: dict[int, int] = {}  # zone_locked non-refill takes awaiting mm_page_alloc
-        self.pfn_map: dict[int, tuple[int, int]] = {}  # policy: trace pfn -> (model pfn, order)
+        self.pages = PolicyPages(node, self._quirk) if mode == "policy" else None
         if not self.has_drains and mode == "mirror":
             self.stats.notes.append("the trace has no mm_page_pcpu_drain events: pcp drains decided by the model")
 
@@ -354,6 +411,8 @@ class Replayer:
         self.c_order = w["order"].fill_null(0).to_list()
         self.c_mt = w["migratetype"].fill_null(0).to_list()
         self.c_gfp = w["gfp"].fill_null(0).to_list()
+        if self.mode == "policy":
+            self.c_dec = w["decided"].to_list()
         # columns only a few event kinds use: per-row tuples keyed by position
         rare = w.with_row_index("i").filter(pl.col("kind").is_in([K_ZONE_LOCKED, K_EXTFRAG, K_VMAP, K_VFREE,
                                                                    K_PURGE, K_LOST]))
@@ -591,11 +650,45 @@ class Replayer:
                 st.notes.append(f"event {self.base + i}: {rare[i][8]} events lost on CPU {c_cpu[i]}: state after it is "
                                 "unreliable")
             elif k in K_COMPACTION:
-                quirk("compaction_event")
+                replayed += self._mirror_kernel_op(i, k)
             else:
                 quirk("not_an_allocator_event")
         st.replayed += replayed
         st.events += i1 - i0
+
+    def _mirror_kernel_op(self, i: int, k: int) -> int:
+        """A compaction or vmscan event: compaction's isolations and migrations applied
+        (:mod:`kmemdes.sim.traced_compaction`), everything else counted."""
+        pos = self.base + i
+        op = self.ops.get(pos)
+        if op is None or k == K_VMSCAN:
+            self._quirk("reclaim_event" if k == K_VMSCAN else "compaction_event")
+            return 0
+        code, a, b, n1, n2, pid, cpu = op
+        self.traced_compaction.pos = pos
+        sources = ()
+        if code == OP_ISO_MIGRATE:
+            self._mig_pos[pid] = pos
+        elif code == OP_MIGRATE:
+            sources = self._migrated_sources(i, pid, cpu)
+        elif code not in (OP_ISO_FREE, OP_FAST_FREE):
+            self.traced_compaction.apply(code, a, b, n1, n2, pid)
+            self._quirk("compaction_event")
+            return 0
+        missing = self.traced_compaction.apply(code, a, b, n1, n2, pid, sources)
+        if missing:
+            self._quirk("compaction_isolate_not_free_in_model", missing)
+            return 0
+        return 1
+
+    def _migrated_sources(self, i: int, pid: int, cpu: int) -> list[int]:
+        """Orders of the folios a ``migrate_pages`` call freed, in migration order: the frees on the
+        compacting CPU since its last ``isolate_migratepages``, inside that scan's range."""
+        lo, hi = self.traced_compaction.migrate_range(pid)
+        start = max(self._mig_pos.get(pid, self.base + i) - self.base, 0)
+        c_kind, c_pfn, c_order, c_cpu = self.c_kind, self.c_pfn, self.c_order, self.c_cpu
+        return [c_order[j] if c_kind[j] == K_FREE else 0 for j in range(start + 1, i)
+                if c_cpu[j] == cpu and (c_kind[j] == K_FREE or c_kind[j] == K_BATCHED) and lo <= c_pfn[j] < hi]
 
     def _mirror_free(self, pfn: int, order: int, cpu: int) -> int:
         """``mm_page_free``: pcp orders to the CPU's list head (or the model's pcp logic), others merge."""
@@ -772,7 +865,8 @@ class Replayer:
         st = self.stats
         quirk = self._quirk
         c_kind, c_pfn, c_order, c_cpu, c_gfp = self.c_kind, self.c_pfn, self.c_order, self.c_cpu, self.c_gfp
-        pfn_map = self.pfn_map
+        c_dec = self.c_dec
+        pages = self.pages
         requests = st.requests
         slab_rows = self.slab_rows if self.slab_driven else None
         slab_tpfns = self.slab_tpfns if self.slab_driven else None
@@ -792,12 +886,9 @@ class Replayer:
                     slab_tpfns.add(tpfn)  # a slab (or large kmalloc) page: the SLUB model makes its own
                     quirk("slab_page_by_model", 1 << order)
                     continue
-                pfn = node.alloc_pages(gfp, order, c_cpu[i])
+                node.last_path = PATH_FAILED
+                pfn = pages.alloc(tpfn, order, gfp, c_cpu[i], c_cpu[i])
                 path = node.last_path
-                if pfn >= 0 and tpfn >= 0:
-                    pfn_map[tpfn] = (pfn, order)
-                elif pfn >= 0:
-                    node.free_pages(pfn, order, c_cpu[i])  # the kernel failed it: keep the outcome comparable
                 if pfn < 0:
                     st.failures.append((self.c_t[i], order, G.format_gfp(gfp)))
                 key = (order, gfp & _GFP_DIRECT_RECLAIM, path, gfp & _GFP_ZERO, 0)
@@ -808,12 +899,7 @@ class Replayer:
                     slab_tpfns.discard(c_pfn[i])
                     quirk("slab_page_by_model", 1 << c_order[i])
                     continue
-                ent = pfn_map.pop(c_pfn[i], None)
-                if ent is None:
-                    quirk("free_of_untraced_page", 1 << c_order[i])
-                    continue
-                node.free_pages(ent[0], ent[1], c_cpu[i])
-                replayed += 1
+                replayed += pages.free(c_pfn[i], c_order[i] if k == K_FREE else 0, c_cpu[i], c_dec[i])
             elif k == K_ZONE_LOCKED or k == K_DRAIN or k == K_EXTFRAG:
                 quirk("redecided_by_policy")
             elif k == K_KCACHE_ALLOC and obj_map is not None:
@@ -846,7 +932,7 @@ class Replayer:
             elif k == K_LOST:
                 quirk("lost_events")
             elif k in K_COMPACTION:
-                quirk("compaction_event")
+                quirk("redecided_by_policy")
             else:
                 quirk("not_an_allocator_event")
         st.replayed += replayed
@@ -922,6 +1008,8 @@ class Replayer:
 
     def finalize(self) -> None:
         """Price the aggregated requests with the cost model into the latency histogram."""
+        if self.pages is not None:
+            self.pages.finish()
         agg: dict = {}
         for (order, reclaim, path, zero, refill), c in self.stats.requests.items():
             ns = self.cost.page_alloc(order, path, bool(zero), refill)

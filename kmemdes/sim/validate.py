@@ -27,7 +27,7 @@ from kmemdes.trace.snapshot import (
     parse_zoneinfo,
 )
 
-__all__ = ["validate_capture", "format_validation"]
+__all__ = ["validate_capture", "format_validation", "read_vmstat"]
 
 
 def _rel(model: int, kernel: int) -> Optional[float]:
@@ -171,8 +171,8 @@ def validate_capture(capture: str | Path, run_dir: Optional[str | Path] = None, 
                       ("alloc_of_page_not_free_in_model", "allocations of pages the model held in use"),
                       ("zone_locked_of_page_not_free_in_model", "buddy takes of pages the model held in use"),
                       ("zone_growth", "pages onlined when the trace touched offline memory"),
-                      ("compaction_event", "pages the kernel's compaction migrated or isolated (no allocation "
-                                           "events: mirror replay cannot follow them)")):
+                      ("compaction_isolate_not_free_in_model", "pages the kernel's compaction isolated or used as "
+                                                               "migration targets that the model did not hold free")):
         if qp.get(rule):
             unknown.append({"what": why, "pages": qp[rule], "rule": rule})
     res["unknown"] = unknown
@@ -207,21 +207,22 @@ def _targets(res: dict) -> dict:
     return out
 
 
+def read_vmstat(path: Path) -> dict[str, int]:
+    """``/proc/vmstat`` as ``{name: value}``."""
+    out = {}
+    for line in path.read_text().splitlines():
+        k, _, v = line.partition(" ")
+        if v.strip().lstrip("-").isdigit():
+            out[k] = int(v)
+    return out
+
+
 def _vmstat_deltas(before: Path, after: Path) -> Optional[dict]:
     """Pages allocated (``pgalloc_*``, every zone) and freed (``pgfree``) between two /proc/vmstat
     readings (mm/vmstat.c; counted per page in ``rmqueue``, the bulk allocator and every free path)."""
     if not (before.exists() and after.exists()):
         return None
-
-    def read(p: Path) -> dict:
-        out = {}
-        for line in p.read_text().splitlines():
-            k, _, v = line.partition(" ")
-            if v.strip().lstrip("-").isdigit():
-                out[k] = int(v)
-        return out
-
-    b, a = read(before), read(after)
+    b, a = read_vmstat(before), read_vmstat(after)
     if "pgfree" not in a or "pgfree" not in b:
         return None
     pgalloc = sum(a[k] - b.get(k, 0) for k in a if k.startswith("pgalloc_"))

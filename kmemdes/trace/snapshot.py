@@ -20,6 +20,8 @@ from kmemdes.errors import KmemdesError
 from kmemdes.mm.slabinfo import SlabinfoRow
 
 __all__ = [
+    "parse_vm_sysctls",
+    "parse_thp_setting",
     "BuddyinfoLine",
     "Pagetypeinfo",
     "ZoneinfoZone",
@@ -362,3 +364,29 @@ def snapshot_from_texts(texts: dict[str, str], path: str | Path = "before") -> S
     if texts.get("nproc", "").strip().isdigit():
         nproc = int(texts["nproc"].strip())
     return Snapshot(path, bi, pti, zi, nproc, dict(texts))
+
+
+def parse_vm_sysctls(text: str) -> dict[str, str]:
+    """``sysctl vm`` / ``/proc/sys/vm/*`` as ``name = value`` lines (a capture's ``vm_sysctls``).
+
+    >>> parse_vm_sysctls("defrag_mode = 1\\nlowmem_reserve_ratio = 256\\t256\\t32\\t0\\t0\\n")["defrag_mode"]
+    '1'
+    """
+    out = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep:
+            out[name.strip().removeprefix("vm.")] = value.strip()
+    return out
+
+
+def parse_thp_setting(text: str) -> str:
+    """The selected value of a ``/sys/kernel/mm/transparent_hugepage`` file (the one in brackets).
+
+    >>> parse_thp_setting("always defer defer+madvise [madvise] never")
+    'madvise'
+    """
+    for word in text.split():
+        if word.startswith("[") and word.endswith("]"):
+            return word[1:-1]
+    return text.strip()

@@ -241,7 +241,7 @@ def test_policy_replay_places_page_events_whose_pfns_lie_beyond_memory():
     assert r.stats.replayed == 4  # two allocations placed by the model, two frees of them
     assert sum(r.stats.requests.values()) == 2 and not r.stats.failures
     zone = node.zones[0]
-    assert not r.pfn_map and zone.free_pages + sum(p.count for p in zone.pcp) == 4096  # both blocks given back
+    assert not r.pages.t2m and zone.free_pages + sum(p.count for p in zone.pcp) == 4096  # both blocks given back
     node.check()
 
 

@@ -1,0 +1,288 @@
+"""Policy-mode page requests: the trace's requests placed by the models, the kernel's own decisions re-made.
+
+In policy mode (DESIGN.md "Replay modes") the trace keeps what the *workload*
+asked for and gave back: each ``mm_page_alloc`` (order, GFP, CPU) and the frees
+that end them.  Everything the kernel decided by itself is left to the models:
+placement, pcp refills and drains, fallbacks, watermarks, kswapd and direct
+reclaim, compaction.  So:
+
+- a free the kernel made while reclaiming (kswapd, a direct-reclaim window) or
+  compacting (kcompactd, a compaction run) is not the workload's: the model keeps
+  the page (reclaim is the model's to decide; a page the kernel reclaimed stays
+  on the model's page-cache LRU), and a page the kernel's compaction migrated keeps
+  its model page, whose trace identity moves to the migration target (learnt when
+  the workload frees a target the trace never showed allocated);
+- a page the model's reclaim frees (``reclaim_page``) or its compaction moves
+  (``migrate_page``) is followed in the trace-pfn map;
+- an outcome may differ: a request the kernel served but the model fails falls back
+  as the kernel's callers do (a THP fault retries without ``__GFP_THISNODE``, then
+  takes base pages; a page-cache large folio falls back to order-0 folios, as
+  readahead does); a request the kernel failed but the model served is freed at once
+  (the trace goes on as after a failure);
+- pages that were in use before the trace have their own pfn as trace identity
+  (the start state is the kernel's exact layout): their frees free them.
+
+Movable allocations become page cache (on the reclaim LRU) when they are not
+zeroed (anonymous and THP faults are ``__GFP_ZERO``), and are otherwise registered
+in ``node.rmap`` so compaction can migrate them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from kmemdes.mm import gfp as G
+from kmemdes.mm.page_alloc import NO_ORDER, NR_PAGE_ORDERS, PAGE_FREE, PAGE_RESERVED, Node
+from kmemdes.trace.pressure import BY_COMPACTION, BY_RECLAIM
+
+__all__ = ["PolicyPages", "is_thp_fault"]
+
+_MOVABLE = G.__GFP_MOVABLE
+_ZERO = G.__GFP_ZERO
+_THISNODE = G.__GFP_THISNODE
+_NORETRY = G.__GFP_NORETRY
+_NOMEMALLOC = G.__GFP_NOMEMALLOC
+_COMP = G.__GFP_COMP
+_THP_BITS = _COMP | _NOMEMALLOC | _MOVABLE
+
+
+def is_thp_fault(gfp: int, order: int) -> bool:
+    """A THP fault's allocation (``GFP_TRANSHUGE[_LIGHT]``: compound, movable, ``__GFP_NOMEMALLOC``)."""
+    return order >= 9 and gfp & _THP_BITS == _THP_BITS
+
+
+class PolicyPages:
+    """The trace's page requests through the models (see the module docstring)."""
+
+    def __init__(self, node: Node, quirk):
+        self.node = node
+        self.quirk = quirk
+        self.t2m: dict[int, tuple] = {}  # trace pfn -> (model pfn, order) or (-1, [(pfn, 0), ...]) after a fallback
+        self.m2t: dict[int, int] = {}  # model pfn -> trace pfn; -1: kept after the kernel reclaimed or moved it
+        self.migrating = [deque() for _ in range(NR_PAGE_ORDERS)]  # model pages the kernel's compaction moved
+        self.reclaimed_t: set[int] = set()  # trace pfns whose model page the model's reclaim freed
+        self.thp_fault: dict[int, bool] = {}  # pid -> the model served its open THP fault
+        self.counts = {"thp_fault_alloc": 0, "thp_fault_fallback": 0, "fallback_pages": 0}
+        self.attempts = [0] * NR_PAGE_ORDERS
+        self.failures = [0] * NR_PAGE_ORDERS
+        self.exact_start = False  # the start state is the kernel's layout (kpageflags): pfns are identities
+
+    # ----------------------------------------------------------- ownership
+    def adopt(self, pfns, orders, file) -> None:
+        """Pages in use before the trace (identity: their own pfn): movable ones become page cache
+        (``file``) or migratable (``node.rmap``)."""
+        node = self.node
+        reclaim = node.reclaim
+        ao = node.alloc_order
+        self.exact_start = True
+        for pfn, order, f in zip(pfns, orders, file):
+            ao[pfn] = order
+            if f and reclaim is not None:
+                reclaim.add_file_pages((pfn,), order, owner=self)
+            else:
+                node.rmap[pfn] = self
+
+    def _own(self, pfn: int, order: int, gfp: int) -> None:
+        if not gfp & _MOVABLE:
+            return
+        reclaim = self.node.reclaim
+        if reclaim is not None and reclaim.is_page_cache(pfn):
+            self.quirk("model_page_cache_state_reused")  # defensive: a stale LRU mark
+            reclaim.remove_file_pages((pfn,), free=False)
+        if not gfp & _ZERO and reclaim is not None and not is_thp_fault(gfp, order):
+            reclaim.add_file_pages((pfn,), order, owner=self)
+        else:
+            self.node.rmap[pfn] = self
+
+    def _release(self, pfn: int, order: int, cpu: int) -> None:
+        """Free a model page (out of the page cache or the rmap first)."""
+        node = self.node
+        self.m2t.pop(pfn, None)
+        if node.page_mt[pfn] == PAGE_FREE:  # defensive: never free twice
+            self.quirk("free_of_page_free_in_model", 1 << order)
+            return
+        reclaim = node.reclaim
+        if reclaim is not None and reclaim.is_page_cache(pfn):
+            reclaim.remove_file_pages((pfn,), free=False)
+        else:
+            node.rmap.pop(pfn, None)
+        node.free_pages(pfn, order, cpu)
+
+    def migrate_page(self, old: int, new: int, order: int) -> None:
+        """The model's compaction moved a page: its trace identity follows."""
+        t = self.m2t.pop(old, None)
+        if t is None:  # a page from before the trace: its identity is its pfn
+            t = old
+            self.t2m.setdefault(old, (old, order))
+        self.m2t[new] = t
+        ent = self.t2m.get(t) if t >= 0 else None
+        if ent is not None:
+            if ent[0] == old:
+                self.t2m[t] = (new, order)
+            elif ent[0] < 0:  # one of the base pages of a fallback
+                ent[1][ent[1].index(old)] = new
+        if t == -1:
+            for q in self.migrating[order]:
+                if q == old:
+                    self.migrating[order].remove(old)
+                    self.migrating[order].append(new)
+                    break
+
+    def reclaim_page(self, pfn: int, order: int) -> None:
+        """The model's reclaim freed a page-cache page: a later free of it in the trace is void."""
+        t = self.m2t.pop(pfn, None)
+        if t is None:
+            t = pfn  # a page from before the trace
+        if t >= 0:
+            ent = self.t2m.get(t)
+            if ent is not None and ent[0] < 0:  # one of the base pages of a fallback
+                ent[1].remove(pfn)
+                if ent[1]:
+                    return
+            self.t2m.pop(t, None)
+            self.reclaimed_t.add(t)
+        elif t == -1:
+            for q in self.migrating:
+                if pfn in q:
+                    q.remove(pfn)
+                    break
+
+    # -------------------------------------------------------------- events
+    def alloc(self, tpfn: int, order: int, gfp: int, cpu: int, pid: int) -> int:
+        """``mm_page_alloc`` of the trace (``tpfn`` < 0: the kernel failed it); returns the model's pfn."""
+        node = self.node
+        thp = is_thp_fault(gfp, order)
+        retry = thp and not gfp & _THISNODE and pid in self.thp_fault
+        if retry and self.thp_fault[pid]:
+            # the kernel retried without __GFP_THISNODE because its first attempt failed; the model's did not
+            self.end_thp_fault(pid)
+            self.quirk("thp_retry_not_needed_in_model")
+            return -1
+        pfn = node.alloc_pages(gfp, order, cpu)
+        self.attempts[order] += 1
+        if pfn < 0:
+            self.failures[order] += 1
+        if thp:
+            if not retry:
+                self.end_thp_fault(pid)  # a new fault
+            self.thp_fault[pid] = pfn >= 0
+        if pfn >= 0:
+            if tpfn < 0:
+                node.free_pages(pfn, order, cpu)  # the kernel failed it: the trace goes on without it
+            else:
+                self._map(tpfn, pfn, order, gfp)
+            return pfn
+        if tpfn >= 0 and gfp & _MOVABLE and order > 0:
+            if thp and gfp & _THISNODE:  # alloc_pages_mpol: retry without __GFP_THISNODE / __GFP_NORETRY
+                pfn = node.alloc_pages(gfp & ~(_THISNODE | _NORETRY), order, cpu)
+                if pfn >= 0:
+                    self.thp_fault[pid] = True
+                    self._map(tpfn, pfn, order, gfp)
+                    return pfn
+            self._fallback(tpfn, order, gfp, cpu)
+        return -1
+
+    def end_thp_fault(self, pid: int) -> None:
+        ok = self.thp_fault.pop(pid, None)
+        if ok is not None:
+            self.counts["thp_fault_alloc" if ok else "thp_fault_fallback"] += 1
+
+    def finish(self) -> None:
+        for pid in list(self.thp_fault):
+            self.end_thp_fault(pid)
+
+    def _fallback(self, tpfn: int, order: int, gfp: int, cpu: int) -> None:
+        """The kernel's caller falls back to base pages: a THP fault maps 4 KiB pages, readahead
+        allocates order-0 folios (``page_cache_ra_order`` -> ``do_page_cache_ra``)."""
+        node = self.node
+        base = gfp & ~(_COMP | _THISNODE | _NORETRY | _NOMEMALLOC)
+        pages = []
+        for _ in range(1 << order):
+            p = node.alloc_pages(base, 0, cpu)
+            if p < 0:
+                break
+            pages.append(p)
+            self.m2t[p] = tpfn
+            self._own(p, 0, base | (_ZERO if is_thp_fault(gfp, order) else 0))  # a THP fault's base pages are anonymous
+        self.counts["fallback_pages"] += len(pages)
+        self.t2m[tpfn] = (-1, pages)
+        self.quirk("fallback_to_base_pages_in_model", 1 << order)
+
+    def _map(self, tpfn: int, pfn: int, order: int, gfp: int) -> None:
+        old = self.t2m.get(tpfn)
+        if old is not None:  # the kernel freed it without an event: the model frees it now
+            self._drop(old, 0)
+            self.quirk("alloc_of_mapped_pfn")
+        self.t2m[tpfn] = (pfn, order)
+        self.m2t[pfn] = tpfn
+        self.reclaimed_t.discard(tpfn)
+        self._own(pfn, order, gfp)
+
+    def _drop(self, ent: tuple, cpu: int) -> None:
+        pfn, order = ent
+        if pfn >= 0:
+            self._release(pfn, order, cpu)
+        else:
+            for p in order:
+                self._release(p, 0, cpu)
+
+    def free(self, tpfn: int, order: int, cpu: int, decided: int) -> int:
+        """A trace free; ``decided``: :data:`~kmemdes.trace.pressure.BY_RECLAIM` /
+        ``BY_COMPACTION`` when the kernel made it while reclaiming or compacting.  Returns 1 if the
+        model applied the workload's free, else 0 (counted under a rule)."""
+        ent = self.t2m.pop(tpfn, None)
+        if decided == BY_RECLAIM or decided == BY_COMPACTION:
+            self._kernel_free(tpfn, ent, order, decided)
+            return 0
+        if ent is not None:
+            self._drop(ent, cpu)
+            return 1
+        if tpfn in self.reclaimed_t:
+            self.reclaimed_t.discard(tpfn)
+            self.quirk("free_of_page_reclaimed_by_model", 1 << order)
+            return 0
+        if self._pretrace(tpfn, order):
+            self._release(tpfn, order, cpu)
+            self.quirk("free_of_page_from_before_trace", 1 << order)
+            return 0
+        q = self.migrating[order]
+        if q:  # a target of the kernel's compaction: the model page of its source
+            self._release(q.popleft(), order, cpu)
+            self.quirk("free_of_page_moved_by_kernel_compaction", 1 << order)
+            return 0
+        self.quirk("free_of_untraced_page", 1 << order)
+        return 0
+
+    def _pretrace(self, tpfn: int, order: int) -> bool:
+        node = self.node
+        if not self.exact_start or tpfn < 0 or tpfn >= node.max_pfn or tpfn in self.m2t:
+            return False
+        mt = node.page_mt[tpfn]
+        if mt == PAGE_FREE or mt >= PAGE_RESERVED:
+            return False
+        ao = node.alloc_order[tpfn]
+        if ao == NO_ORDER:
+            node.alloc_order[tpfn] = order
+        return ao in (NO_ORDER, order)
+
+    def _kernel_free(self, tpfn: int, ent, order: int, decided: int) -> None:
+        """A free the kernel's reclaim or compaction made: the model keeps its page."""
+        if ent is None and self._pretrace(tpfn, order):
+            ent = (tpfn, order)
+        elif ent is None and decided == BY_RECLAIM and self.migrating[order]:
+            ent = (self.migrating[order].popleft(), order)
+        if ent is None:
+            # compaction releasing isolated free pages, or a page the model never had
+            self.quirk("compaction_free" if decided == BY_COMPACTION else "reclaim_free", 1 << order)
+            return
+        pfn, o = ent
+        pages = [(pfn, o)] if pfn >= 0 else [(p, 0) for p in o]
+        reclaim = self.node.reclaim
+        for p, po in pages:
+            self.m2t[p] = -1
+            if decided == BY_COMPACTION:
+                self.migrating[po].append(p)
+            elif reclaim is not None and not reclaim.is_page_cache(p):
+                self.node.rmap.pop(p, None)
+                reclaim.add_file_pages((p,), po, owner=self)
+        self.quirk("redecided_by_policy")

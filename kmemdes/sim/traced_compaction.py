@@ -1,0 +1,243 @@
+"""Mirror replay of the kernel's own compaction, from what its tracepoints report.
+
+Compaction moves pages without allocation events (traces/README.md §8): the free
+scanners take free blocks off the buddy lists (``isolate_freepages_block``,
+``fast_isolate_freepages``), ``migrate_pages`` copies each isolated folio into a
+target carved from them (``compaction_alloc``) and frees the source, and
+``release_free_list`` gives the unused isolated blocks back with ``__free_pages``.
+The sources' and the leftovers' frees are ``mm_page_free`` events; the isolation
+and the targets are not.  This module applies them to a mirrored node:
+
+- ``mm_compaction_isolate_freepages range=(a ~ b) nr_taken=k``: the scan ran over
+  exactly ``[a, b)`` and took every free buddy block it met, in pfn order, until
+  ``k`` pages; the model takes its buddy blocks there the same way;
+- ``mm_compaction_fast_isolate_freepages range=(min ~ free_pfn) nr_taken=2^o``: one
+  block of order ``o`` from the MOVABLE free list, searched from the tail for the
+  first pfn at or above ``low_pfn`` (the upper quarter between the scanners), else
+  the highest candidate at or above ``min``; the list is rotated so the search
+  starts after it next time (``move_freelist_head``);
+- ``mm_compaction_migratepages nr_migrated=m``: ``m`` pages of targets are carved
+  from the isolated blocks as ``compaction_alloc`` does (6.10+: the smallest
+  sufficient order, first in its list, split with the upper halves kept), one per
+  source folio in migration order (the sources' frees just before, on the same CPU,
+  within the migrate scanner's range, give their orders);
+- the leftovers stay allocated in the model until their ``mm_page_free`` events.
+
+Isolated pages are held allocated (MOVABLE, ``alloc_order`` = their block's
+order), so the later frees of targets and leftovers apply as ordinary frees.
+Pages the kernel isolated that the model does not hold free are counted
+(``compaction_isolate_not_free_in_model``), never invented.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from kmemdes.mm.compaction import split_isolated_freepage
+from kmemdes.mm.page_alloc import (
+    MIGRATE_MOVABLE,
+    MIGRATE_TYPES,
+    NOLIST,
+    NR_PAGE_ORDERS,
+    PAGE_FREE,
+    PAGEBLOCK_NR_PAGES,
+    Node,
+)
+from kmemdes.trace.pressure import OP_BEGIN, OP_END, OP_FAST_FREE, OP_ISO_FREE, OP_ISO_MIGRATE, OP_MIGRATE
+
+__all__ = ["TracedCompaction"]
+
+_MOVABLE = bytes((MIGRATE_MOVABLE,))
+
+
+class _Run:
+    """One compaction run of one task (``struct compact_control`` as its events show it)."""
+
+    __slots__ = ("freepages", "migrate_pfn", "mig_lo", "mig_hi")
+
+    def __init__(self, migrate_pfn: int = 0):
+        self.freepages = [deque() for _ in range(NR_PAGE_ORDERS)]
+        self.migrate_pfn = migrate_pfn
+        self.mig_lo = self.mig_hi = 0
+
+
+class TracedCompaction:
+    """The compaction runs of a trace, applied to a mirrored :class:`Node`, keyed by task pid."""
+
+    def __init__(self, node: Node, next_event=None):
+        self.node = node
+        self.next_event = next_event  # (pfn, pos) -> the next page event on pfn: 1 a free, 0 another, -1 none
+        self.pos = 0  # the loop position of the op being applied (for next_event)
+        self.runs: dict[int, _Run] = {}
+        self.isolated = 0  # free pages the free scanners took
+        self.targets = 0  # pages carved as migration targets
+        self.not_free = 0  # pages the kernel isolated that the model did not hold free
+
+    def _run(self, pid: int) -> _Run:
+        r = self.runs.get(pid)
+        if r is None:
+            r = self.runs[pid] = _Run()
+        return r
+
+    def apply(self, op: int, a: int, b: int, n1: int, n2: int, pid: int, sources=()) -> int:
+        """Apply one op of :func:`kmemdes.trace.pressure.kernel_ops`; returns pages isolated (or
+        carved) that the model could not find free.  ``sources``: the orders of the folios the
+        migration freed, in migration order (for ``OP_MIGRATE``)."""
+        if op == OP_ISO_FREE:
+            return self._isolate_freepages_block(self._run(pid), a, b, n2)
+        if op == OP_FAST_FREE:
+            return self._fast_isolate_freepages(self._run(pid), a, b, n2)
+        if op == OP_MIGRATE:
+            return self._carve_targets(self._run(pid), n1, sources)
+        if op == OP_ISO_MIGRATE:
+            r = self._run(pid)
+            r.migrate_pfn, r.mig_lo, r.mig_hi = b, a, b
+        elif op == OP_BEGIN:
+            self.runs[pid] = _Run(a)
+        elif op == OP_END:
+            self.runs.pop(pid, None)
+        return 0
+
+    def migrate_range(self, pid: int) -> tuple[int, int]:
+        """The pfn range the task's migrate scanner last isolated from (where its sources are)."""
+        r = self.runs.get(pid)
+        return (r.mig_lo, r.mig_hi) if r is not None else (0, 0)
+
+    # ------------------------------------------------------------ isolation
+    def _hold(self, run: _Run, pfn: int, order: int) -> None:
+        """An isolated block: off the free lists (done by the caller), held allocated by compaction."""
+        node = self.node
+        n = 1 << order
+        node.page_mt[pfn:pfn + n] = _MOVABLE * n
+        node.alloc_order[pfn] = order
+        run.freepages[order].append(pfn)
+        self.isolated += n
+
+    def _isolate_freepages_block(self, run: _Run, start: int, end: int, nr_taken: int) -> int:
+        """``isolate_freepages_block`` over exactly ``[start, end)`` (the traced range)."""
+        if nr_taken <= 0:
+            return 0
+        node = self.node
+        lid, lbo, alloc_order = node.lid, node.l_buddy_order, node.alloc_order
+        end = min(end, node.max_pfn)
+        taken = 0
+        pfn = start
+        while pfn < end and taken < nr_taken:
+            li = lid[pfn]
+            if li != NOLIST and lbo[li] >= 0:
+                order = lbo[li]
+                node.take_block(pfn, order)
+                self._hold(run, pfn, order)
+                taken += 1 << order
+                pfn += 1 << order
+                continue
+            ao = alloc_order[pfn]
+            pfn += (1 << ao) if 0 < ao < NR_PAGE_ORDERS else 1
+        if taken < nr_taken:
+            # the kernel found free blocks the model holds merged into a larger block (or on a
+            # per-CPU list): take the model's free pages in the range page by page
+            page_mt = node.page_mt
+            pfn = start
+            while pfn < end and taken < nr_taken:
+                if page_mt[pfn] == PAGE_FREE and node.take_block(pfn, 0) >= 0:
+                    self._hold(run, pfn, 0)
+                    taken += 1
+                pfn += 1
+        missing = max(0, nr_taken - taken)
+        self.not_free += missing
+        return missing
+
+    def _fast_isolate_freepages(self, run: _Run, min_pfn: int, free_pfn: int, nr_taken: int) -> int:
+        """``fast_isolate_freepages``: one block of order log2(nr_taken) from the MOVABLE free list."""
+        if nr_taken <= 0:
+            return 0
+        node = self.node
+        order = nr_taken.bit_length() - 1
+        if 1 << order != nr_taken or order >= NR_PAGE_ORDERS:
+            self.not_free += nr_taken
+            return nr_taken
+        zone = node.zone_of(min(free_pfn, node.max_pfn - 1))
+        distance = free_pfn - run.migrate_pfn if run.migrate_pfn else 0
+        low_pfn = (free_pfn - (distance >> 2)) & ~(PAGEBLOCK_NR_PAGES - 1) if distance > 0 else min_pfn
+        lid = zone.lid0 + order * MIGRATE_TYPES + MIGRATE_MOVABLE
+        prv = node.prv
+        page = high = -1
+        pfn = node.ltail[lid]
+        while pfn >= 0:  # list_for_each_entry_reverse
+            if pfn >= low_pfn:
+                page = pfn
+                break
+            if pfn >= min_pfn and pfn > high:
+                high = pfn
+            pfn = prv[pfn]
+        if page < 0:
+            page = high
+        nxt_ev = self.next_event
+        if nxt_ev is not None and (page < 0 or nxt_ev(page, self.pos) != 1):
+            # the trace tells which block it was: the kernel's isolated block is freed next (a
+            # target's or a leftover's free), a block left on the free lists is allocated next
+            for cand in self._candidates(zone, order, min_pfn, free_pfn, low_pfn):
+                if nxt_ev(cand, self.pos) == 1:
+                    page = cand
+                    break
+        if page < 0:
+            # no MOVABLE candidate in the model: any free block of that order in the range
+            for mt in range(MIGRATE_TYPES):
+                for p in zone.free_list(order, mt):
+                    if min_pfn <= p < free_pfn:
+                        page = p
+                        break
+                if page >= 0:
+                    break
+        if page < 0:
+            self.not_free += nr_taken
+            return nr_taken
+        # move_freelist_head: it becomes the head (the entries after it come first next time)
+        if node.lid[page] == lid:
+            while node.ltail[lid] != page:
+                t = node.ltail[lid]
+                node._list_del(t)
+                node._list_add(lid, t)
+        node.take_block(page, order)
+        self._hold(run, page, order)
+        return 0
+
+    def _candidates(self, zone, order: int, min_pfn: int, free_pfn: int, low_pfn: int):
+        """Free blocks of ``order`` between the scanners, in the order the fast search would prefer
+        them: the MOVABLE list from its tail at or above ``low_pfn``, then the rest of the range."""
+        node = self.node
+        movable = [p for p in reversed(zone.free_list(order, MIGRATE_MOVABLE)) if min_pfn <= p < free_pfn]
+        yield from (p for p in movable if p >= low_pfn)
+        yield from (p for p in movable if p < low_pfn)
+        for mt in range(MIGRATE_TYPES):
+            if mt != MIGRATE_MOVABLE and node.lcount[zone.lid0 + order * MIGRATE_TYPES + mt]:
+                yield from (p for p in zone.free_list(order, mt) if min_pfn <= p < free_pfn)
+
+    # ------------------------------------------------------------ migration
+    def _carve_targets(self, run: _Run, nr_migrated: int, sources) -> int:
+        """``compaction_alloc`` for each migrated folio: targets carved from the isolated blocks."""
+        node = self.node
+        freepages = run.freepages
+        alloc_order = node.alloc_order
+        orders = list(sources)
+        left = nr_migrated - sum(1 << o for o in orders)
+        orders.extend([0] * max(0, left))
+        missing = 0
+        done = 0
+        for order in orders:
+            if done >= nr_migrated:
+                break
+            for start in range(order, NR_PAGE_ORDERS):
+                if freepages[start]:
+                    break
+            else:
+                missing += (1 << order)
+                continue
+            pfn = split_isolated_freepage(freepages, start, order)
+            for o in range(order, start):  # the split-off halves, one at the head of each lower order
+                alloc_order[freepages[o][0]] = o
+            alloc_order[pfn] = order
+            done += 1 << order
+            self.targets += 1 << order
+        self.not_free += missing
+        return missing

@@ -1,0 +1,145 @@
+"""The compaction and vmscan events of a trace, typed: what the kernel did when memory was short.
+
+The event table keeps these events' fields as raw ``args`` text
+(:mod:`kmemdes.trace.schema`); :func:`kernel_ops` turns the ones a replay or a
+comparison needs into integers, in one vectorised pass over the (few) rows of
+the two groups.  Formats follow include/trace/events/compaction.h and
+include/trace/events/vmscan.h (6.18; KERNEL.md §13):
+
+=========================================  ======  ================================================
+event                                      op      a, b, n1, n2
+=========================================  ======  ================================================
+``mm_compaction_begin``                    BEGIN   migrate_pfn, free_pfn, zone_start, sync (0/1)
+``mm_compaction_end``                      END     migrate_pfn, free_pfn, zone_start, status code
+``mm_compaction_isolate_migratepages``     ISO_MIGRATE  range start, end, nr_scanned, nr_taken
+``mm_compaction_isolate_freepages``        ISO_FREE     range start, end, nr_scanned, nr_taken
+``mm_compaction_fast_isolate_freepages``   FAST_FREE    min_pfn, free_pfn, nr_scanned, nr_taken
+``mm_compaction_migratepages``             MIGRATE      -, -, nr_migrated, nr_failed
+``mm_compaction_try_to_compact_pages``     TRY          -, -, order, priority
+``mm_compaction_kcompactd_wake``           KCOMPACTD    -, -, order, -
+``mm_vmscan_direct_reclaim_begin``         DR_BEGIN     -, -, order, -
+``mm_vmscan_direct_reclaim_end``           DR_END       -, -, nr_reclaimed, -
+``mm_vmscan_kswapd_wake``                  KSWAPD_WAKE  -, -, order, -
+``mm_vmscan_lru_shrink_inactive``          SHRINK       -, -, nr_scanned, nr_reclaimed
+=========================================  ======  ================================================
+
+>>> import polars as pl
+>>> ev = pl.DataFrame({"pid": [7, 7], "cpu": [0, 0], "event": ["mm_compaction_isolate_freepages",
+...     "mm_compaction_migratepages"], "args": ["range=(0x3f3800 ~ 0x3f3a00) nr_scanned=512 nr_taken=32",
+...     "nr_migrated=32 nr_failed=0"]}, schema_overrides={"pid": pl.Int32, "cpu": pl.Int16})
+>>> kernel_ops(ev).select("op", "a", "b", "n1", "n2").rows()
+[(4, 4143104, 4143616, 512, 32), (6, 0, 0, 32, 0)]
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+__all__ = ["kernel_ops", "decided_by_kernel", "OP", "COMPACT_STATUS", "BY_WORKLOAD", "BY_RECLAIM", "BY_COMPACTION"]
+
+#: op codes of :func:`kernel_ops`
+OP = {
+    "mm_compaction_begin": 1,
+    "mm_compaction_end": 2,
+    "mm_compaction_isolate_migratepages": 3,
+    "mm_compaction_isolate_freepages": 4,
+    "mm_compaction_fast_isolate_freepages": 5,
+    "mm_compaction_migratepages": 6,
+    "mm_compaction_try_to_compact_pages": 7,
+    "mm_compaction_kcompactd_wake": 8,
+    "mm_vmscan_direct_reclaim_begin": 10,
+    "mm_vmscan_direct_reclaim_end": 11,
+    "mm_vmscan_kswapd_wake": 12,
+    "mm_vmscan_lru_shrink_inactive": 13,
+}
+OP_BEGIN, OP_END, OP_ISO_MIGRATE, OP_ISO_FREE, OP_FAST_FREE, OP_MIGRATE, OP_TRY, OP_KCOMPACTD = 1, 2, 3, 4, 5, 6, 7, 8
+OP_DR_BEGIN, OP_DR_END, OP_KSWAPD_WAKE, OP_SHRINK = 10, 11, 12, 13
+
+#: ``compaction_status_string`` (include/trace/events/compaction.h, 6.18)
+COMPACT_STATUS = {"not_suitable_zone": 0, "skipped": 1, "deferred": 2, "no_suitable_page": 3, "continue": 4,
+                  "complete": 5, "partial_skipped": 6, "contended": 7, "success": 8}
+
+
+def _hex(pattern: str) -> pl.Expr:
+    return pl.col("args").str.extract(pattern).str.to_integer(base=16, strict=False)
+
+
+def _dec(pattern: str) -> pl.Expr:
+    return pl.col("args").str.extract(pattern).str.to_integer(strict=False)
+
+
+def kernel_ops(events: pl.DataFrame | pl.LazyFrame, index: str | None = None) -> pl.DataFrame:
+    """The rows of ``events`` that are compaction / vmscan ops, typed (op, a, b, n1, n2, pid, cpu).
+
+    ``index``: a column of ``events`` to keep as the row's key (a replay's row index).
+    Events whose fields do not parse keep nulls as 0 (a damaged line is not an op the
+    replay could apply; the parsers already counted it as a problem).
+    """
+    lf = events.lazy() if isinstance(events, pl.DataFrame) else events
+    names = list(OP)
+    ev = pl.col("event")
+    keep = [index] if index else []
+    rng_a = _hex(r"range=\(0x([0-9a-fA-F]+) ~")
+    rng_b = _hex(r"~ 0x([0-9a-fA-F]+)\)")
+    is_begin_end = ev.is_in(["mm_compaction_begin", "mm_compaction_end"])
+    status = pl.col("args").str.extract(r"status=(\w+)").replace_strict(COMPACT_STATUS, default=-1,
+                                                                          return_dtype=pl.Int64)
+    out = (lf.filter(ev.is_in(names))
+           .select(*keep,
+                   op=ev.replace_strict(OP, return_dtype=pl.Int8),
+                   a=pl.when(is_begin_end).then(_hex(r"migrate_pfn=0x([0-9a-fA-F]+)")).otherwise(rng_a),
+                   b=pl.when(is_begin_end).then(_hex(r"free_pfn=0x([0-9a-fA-F]+)")).otherwise(rng_b),
+                   n1=pl.when(is_begin_end).then(_hex(r"zone_start=0x([0-9a-fA-F]+)"))
+                   .when(ev == "mm_compaction_migratepages").then(_dec(r"nr_migrated=(\d+)"))
+                   .when(ev == "mm_vmscan_direct_reclaim_end").then(_dec(r"nr_reclaimed=(\d+)"))
+                   .when(ev.is_in(["mm_compaction_try_to_compact_pages", "mm_compaction_kcompactd_wake",
+                                   "mm_vmscan_direct_reclaim_begin", "mm_vmscan_kswapd_wake"]))
+                   .then(_dec(r"order=(-?\d+)"))
+                   .otherwise(_dec(r"nr_scanned=(\d+)")),
+                   n2=pl.when(ev == "mm_compaction_begin").then(pl.col("args").str.contains("mode=sync").cast(pl.Int64))
+                   .when(ev == "mm_compaction_end").then(status)
+                   .when(ev == "mm_compaction_migratepages").then(_dec(r"nr_failed=(\d+)"))
+                   .when(ev == "mm_compaction_try_to_compact_pages").then(_dec(r"priority=(-?\d+)"))
+                   .when(ev == "mm_vmscan_lru_shrink_inactive").then(_dec(r"nr_reclaimed=(\d+)"))
+                   .otherwise(_dec(r"nr_taken=(\d+)")),
+                   pid=pl.col("pid"), cpu=pl.col("cpu"))
+           .with_columns(pl.col("a", "b", "n1", "n2").fill_null(0).cast(pl.Int64)))
+    return out.collect()
+
+
+
+#: :func:`decided_by_kernel` values
+BY_WORKLOAD, BY_RECLAIM, BY_COMPACTION = 0, 1, 2
+
+
+def decided_by_kernel(events: pl.DataFrame | pl.LazyFrame, ops: pl.DataFrame) -> pl.Series:
+    """Per row of ``events`` (with ``seq`` and ``pid``): whether the task was inside the kernel's
+    reclaim (1) or compaction (2) when the event happened, else 0.
+
+    A free there is the kernel's own decision, not the workload's: reclaim frees page cache
+    (kswapd's every event; a task between ``mm_vmscan_direct_reclaim_begin`` and ``_end``),
+    compaction frees migrated sources and releases unused isolated pages (kcompactd's every
+    event; a task between ``mm_compaction_begin`` and ``_end``).  kswapd and kcompactd are
+    known by the pids that print ``mm_vmscan_kswapd_wake`` / ``mm_compaction_kcompactd_wake``.
+
+    >>> ev = pl.DataFrame({"seq": [0, 1, 2, 3, 4], "pid": [5, 5, 5, 5, 9]})
+    >>> ops = pl.DataFrame({"seq": [1, 3], "op": [OP_DR_BEGIN, OP_DR_END], "pid": [5, 5]},
+    ...                    schema_overrides={"op": pl.Int8, "seq": pl.UInt32, "pid": pl.Int32})
+    >>> decided_by_kernel(ev.with_columns(pl.col("seq").cast(pl.UInt32), pl.col("pid").cast(pl.Int32)), ops).to_list()
+    [0, 1, 1, 0, 0]
+    """
+    lf = events.lazy() if isinstance(events, pl.DataFrame) else events
+    kswapd = ops.filter(pl.col("op") == OP_KSWAPD_WAKE)["pid"].unique().implode()
+    kcompactd = ops.filter(pl.col("op") == OP_KCOMPACTD)["pid"].unique().implode()
+    marks = (ops.lazy().filter(pl.col("op").is_in([OP_DR_BEGIN, OP_DR_END, OP_BEGIN, OP_END]))
+             .select("seq", "pid", state=pl.col("op").replace_strict(
+                 {OP_DR_BEGIN: BY_RECLAIM, OP_DR_END: BY_WORKLOAD, OP_BEGIN: BY_COMPACTION, OP_END: BY_WORKLOAD},
+                 return_dtype=pl.Int8))
+             .sort("seq"))
+    out = (lf.select(pl.col("seq").set_sorted(), "pid")
+           .join_asof(marks, on="seq", by="pid", strategy="backward", check_sortedness=False)
+           .select(pl.when(pl.col("pid").is_in(kswapd)).then(pl.lit(BY_RECLAIM, pl.Int8))
+                   .when(pl.col("pid").is_in(kcompactd)).then(pl.lit(BY_COMPACTION, pl.Int8))
+                   .otherwise(pl.col("state").fill_null(BY_WORKLOAD)).alias("decided"))
+           .collect())
+    return out["decided"]
