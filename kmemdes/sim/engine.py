@@ -213,9 +213,9 @@ class Sim:
         def monitor_proc(env):
             self.monitor.sample(0)
             while True:
-                # nothing changes before the next thing another process does: an idle gap (a trace whose
-                # timestamps jump by hours) is skipped to its last sample time in one step
-                nxt = env.peek()
+                # an idle gap (a trace whose timestamps jump by hours) is skipped to its last sample time
+                # in one step: nothing but the daemons acts before the next event of the workloads
+                nxt = self._next_activity(env)
                 gap = sample_ns if nxt == simpy.core.Infinity else nxt - env.now
                 yield env.timeout(max(sample_ns, min(gap, until_ns - env.now) // sample_ns * sample_ns))
                 if env.now >= until_ns:
@@ -231,6 +231,18 @@ class Sim:
         self.monitor.sample(until_ns, final=True)
         for r in self.replayers:
             r.finalize()
+
+    def _next_activity(self, env) -> float:
+        """When the workloads act next: the next tick of a replay with events left (synthetic workloads and,
+        without replays, anything scheduled: ``env.peek()``).  kswapd and kcompactd wake on timers through
+        an idle gap of a trace; what they do there is sampled at the gap's end."""
+        if self.workloads or not self.replayers:
+            return env.peek()
+        t = simpy.core.Infinity
+        for r in self.replayers:
+            if r.pos < r.n:
+                t = min(t, int(r._ts[r.pos]) // r.tick_ns * r.tick_ns)
+        return max(t, env.now)
 
     def _counters(self) -> dict:
         out = {}
