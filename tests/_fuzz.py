@@ -58,6 +58,7 @@ class Result:
     failures: list = field(default_factory=list)
     seconds: float = 0.0
     slowest: float = 0.0
+    workdir: str = ""
 
     def line(self) -> str:
         out = ", ".join(f"{k}: {v}" for k, v in sorted(self.outcomes.items()))
@@ -96,6 +97,8 @@ def make_seeds(workdir: Path) -> dict[str, Path]:
     seeds["tracedat"] = workdir / "seed.dat"
     shutil.copyfile(SHIPPED / "tracedat_small" / "trace.dat", seeds["tracedat"])
     t = read_trace(seeds["ftrace"])
+    # the same bytes in every work folder (the header names its source): a seed gives the same inputs
+    t.meta = {k: ("seed_ftrace.txt" if isinstance(v, str) and str(workdir) in v else v) for k, v in t.meta.items()}
     seeds["kmt"] = write_kmt(t, workdir / "seed.kmt")
     seeds["parquet"] = write_parquet(t, workdir / "seed.parquet")
     return seeds
@@ -265,7 +268,7 @@ def fuzz(count: int, seed: int = 0, limit: float = 30.0, workdir: Path | None = 
     """Run ``count`` mutated inputs (formats in turn, modes alternating); return the counts."""
     own = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="kmemdes_fuzz_")) if own else workdir
-    res = Result()
+    res = Result(workdir=str(workdir))
     pool = _Pool()
     t0 = time.perf_counter()
     try:
@@ -284,6 +287,7 @@ def fuzz(count: int, seed: int = 0, limit: float = 30.0, workdir: Path | None = 
             if got is None:
                 res.outcomes["time-out"] = res.outcomes.get("time-out", 0) + 1
                 res.failures.append((n, fmt, mode, what, f"no answer within {limit:.0f} s"))
+                shutil.copyfile(path, workdir / f"failure{n}{suffix[fmt]}")
                 continue
             rc, err, secs = got
             res.slowest = max(res.slowest, secs)
@@ -313,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     res = fuzz(a.count, a.seed, a.limit, log=lambda m: print(m, file=sys.stderr, flush=True))
     for f in res.failures[:50]:
         print("FAIL input %d (%s, %s): %s -> %s" % f)
+    if res.failures:
+        print(f"failing inputs kept in {res.workdir}")
     print(res.line())
     return 1 if res.failures else 0
 
