@@ -20,6 +20,9 @@ timestamp_out_of_order  one event more than a second away from both neighbours, 
                         event's time
 timestamp_step_back     the clock steps back by more than a second and stays there: the events
                         after it are replayed in file order at the time already reached
+idle_gap_shortened      the clock jumps forward by more than MAX_GAP_NS (a damaged trace.dat page,
+                        a flipped digit that persists): the gap is shortened to MAX_GAP_NS, so the
+                        daemons' timers (kswapd, kcompactd every 500 ms) do not tick through years
 ======================  =====================================================================
 
 ``bad_page_field`` and ``bad_object_field`` are rules of the replay (the event is not replayed; it counts
@@ -46,9 +49,10 @@ import polars as pl
 
 from kmemdes.trace.schema import KMALLOC_MAX_SIZE, bad_object_event, bad_page_event
 
-__all__ = ["Sanitized", "sanitize_events", "JUMP_NS"]
+__all__ = ["Sanitized", "sanitize_events", "JUMP_NS", "MAX_GAP_NS"]
 
 JUMP_NS = 1_000_000_000  # a timestamp this far from its neighbours is out of place (real inversions: < 100 us)
+MAX_GAP_NS = 60_000_000_000  # longer idle gaps are shortened to this (no capture of the corpus has one)
 
 @dataclass
 class Sanitized:
@@ -102,7 +106,17 @@ def sanitize_events(events: pl.DataFrame) -> tuple[pl.DataFrame, Sanitized]:
                          "or unreadable) replayed at the previous event's time (timestamp_out_of_order)")
     nback = int(events.select(((ts - ts.shift(1)) < -JUMP_NS).sum()).item() or 0)
     if nback:
+        # the replay applies an event that steps back at the time already reached: so does its clock
+        events = events.with_columns(ts=ts.cum_max())
         out.time_repairs["timestamp_step_back"] = nback
         out.notes.append(f"the clock steps back by more than 1 s {nback} times: the events after each step are "
                          "replayed in file order at the time already reached (timestamp_step_back)")
+    gap = (ts - ts.shift(1)).fill_null(0)
+    ngap = int(events.select((gap > MAX_GAP_NS).sum()).item() or 0)
+    if ngap:
+        excess = pl.when(gap > MAX_GAP_NS).then(gap - MAX_GAP_NS).otherwise(0)
+        events = events.with_columns(ts=ts - excess.cum_sum())
+        out.time_repairs["idle_gap_shortened"] = ngap
+        out.notes.append(f"{ngap} gaps of more than {MAX_GAP_NS // 10**9} s between events shortened to "
+                         f"{MAX_GAP_NS // 10**9} s (idle_gap_shortened)")
     return events, out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from kmemdes.sim.sanitize import JUMP_NS, sanitize_events
+from kmemdes.sim.sanitize import JUMP_NS, MAX_GAP_NS, sanitize_events
 from kmemdes.trace.schema import EventKind
 
 A, F, C, KM = (int(EventKind.MM_PAGE_ALLOC), int(EventKind.MM_PAGE_FREE), int(EventKind.COMPACTION),
@@ -41,10 +41,16 @@ def test_timestamps_out_of_place():
     clean, fix = sanitize_events(_ev([(x, A, i, 0, 0, None, None, None) for i, x in enumerate(ts)]))
     assert clean["ts"].to_list() == [t, t + 1000, t + 1000, t + 3000, t + 4000, t + 4000, t + 6000, t + 6000, t + 8000]
     assert fix.time_repairs == {"timestamp_out_of_order": 3} and not fix.quirks
-    # a lasting step back is counted, not rewritten (the replay applies those events at the time reached)
+    # a lasting step back: those events are replayed at the time already reached
     ts = [t, t + 1000, t - 2 * JUMP_NS, t - 2 * JUMP_NS + 10, t - 2 * JUMP_NS + 20]
     clean, fix = sanitize_events(_ev([(x, A, i, 0, 0, None, None, None) for i, x in enumerate(ts)]))
-    assert clean["ts"].to_list() == ts and fix.time_repairs == {"timestamp_step_back": 1}
+    assert clean["ts"].to_list() == [t, t + 1000, t + 1000, t + 1000, t + 1000]
+    assert fix.time_repairs == {"timestamp_step_back": 1}
+    # a gap of a year (a damaged trace.dat page) is shortened to MAX_GAP_NS
+    ts = [t, t + 1000, t + 365 * 86400 * 10**9, t + 365 * 86400 * 10**9 + 10]
+    clean, fix = sanitize_events(_ev([(x, A, i, 0, 0, None, None, None) for i, x in enumerate(ts)]))
+    assert clean["ts"].to_list() == [t, t + 1000, t + 1000 + MAX_GAP_NS, t + 1010 + MAX_GAP_NS]
+    assert fix.time_repairs == {"idle_gap_shortened": 1}
     # small inversions (trace_pipe merging per-CPU buffers: tens of us) are the kernel's
     ts = [t, t + 50_000, t + 10_000, t + 60_000]
     assert sanitize_events(_ev([(x, A, i, 0, 0, None, None, None) for i, x in enumerate(ts)]))[1].time_repairs == {}
