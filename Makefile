@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench reports clean validate lab
+.PHONY: demo test bench reports clean validate lab fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@$(PY) -m pytest kmemdes tests
+
+# 10,000 corrupted versions of the shipped traces through `kmemdes replay` (tests/_fuzz.py);
+# fails on any internal error, traceback or hang (README: "Reliability")
+fuzz: $(STAMP)
+	@$(PY) -m tests._fuzz --count $(or $(FUZZ_COUNT),10000) --seed $(or $(FUZZ_SEED),1)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
@@ -39,16 +44,16 @@ reports: $(STAMP)
 	    echo "experiment $$name: sweep$$sets"; \
 	    $(VENV)/bin/kmemdes sweep "$$cfg" $$sets -o $(RUNS_REPORTS)/$$name >/dev/null || exit 1; \
 	    cp $(RUNS_REPORTS)/$$name/compare.html reports/$$name.html; \
-	    $(VENV)/bin/kmemdes compare $$(ls -d $(RUNS_REPORTS)/$$name/*/) --format md -o reports/$$name.md || exit 1; \
+	    $(VENV)/bin/kmemdes compare $$(ls -d $(RUNS_REPORTS)/$$name/*/) --format md -o reports/$$name.md --force || exit 1; \
 	  else \
 	    echo "experiment $$name: run"; \
-	    $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_REPORTS)/$$name >/dev/null || exit 1; \
-	    $(VENV)/bin/kmemdes report $(RUNS_REPORTS)/$$name -o reports/$$name.html || exit 1; \
-	    $(VENV)/bin/kmemdes compare $(RUNS_REPORTS)/$$name --format md -o reports/$$name.md || exit 1; \
+	    $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_REPORTS)/$$name --force >/dev/null || exit 1; \
+	    $(VENV)/bin/kmemdes report $(RUNS_REPORTS)/$$name -o reports/$$name.html --force || exit 1; \
+	    $(VENV)/bin/kmemdes compare $(RUNS_REPORTS)/$$name --format md -o reports/$$name.md --force || exit 1; \
 	  fi; \
 	done
-	@$(VENV)/bin/kmemdes replay traces/b_compile_head -o $(RUNS_REPORTS)/compile-mirror >/dev/null
-	@$(VENV)/bin/kmemdes report $(RUNS_REPORTS)/compile-mirror -o reports/compile-mirror.html
+	@$(VENV)/bin/kmemdes replay traces/b_compile_head -o $(RUNS_REPORTS)/compile-mirror --force >/dev/null
+	@$(VENV)/bin/kmemdes report $(RUNS_REPORTS)/compile-mirror -o reports/compile-mirror.html --force
 	@shot=reports/compile-mirror.html; \
 	if [ -n "$(BROWSER)" ]; then \
 	  tmp=$$(mktemp -d); \
@@ -86,7 +91,7 @@ lab: $(STAMP)
 	  name=$$(basename "$$cfg" .toml); echo "lab $$name"; \
 	  $(VENV)/bin/kmemdes lab "$$cfg" $(LAB_SET) --replicas $(LAB_REPLICAS) -o $(RUNS_LAB)/$$name --force || exit 1; \
 	  if [ -d $(RUNS_REPORTS)/$$name ]; then sim=$$(find $(RUNS_REPORTS)/$$name -name summary.json -printf '%h\n' | sort); \
-	  else $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_LAB)/$$name-sim >/dev/null || exit 1; sim=$(RUNS_LAB)/$$name-sim; fi; \
-	  $(VENV)/bin/kmemdes compare $(RUNS_LAB)/$$name/*/ $$sim -o reports/lab-$$name.html >/dev/null || exit 1; \
-	  $(VENV)/bin/kmemdes compare $(RUNS_LAB)/$$name/*/ $$sim --format md -o reports/lab-$$name.md || exit 1; \
+	  else $(VENV)/bin/kmemdes run "$$cfg" -o $(RUNS_LAB)/$$name-sim --force >/dev/null || exit 1; sim=$(RUNS_LAB)/$$name-sim; fi; \
+	  $(VENV)/bin/kmemdes compare $(RUNS_LAB)/$$name/*/ $$sim -o reports/lab-$$name.html --force >/dev/null || exit 1; \
+	  $(VENV)/bin/kmemdes compare $(RUNS_LAB)/$$name/*/ $$sim --format md -o reports/lab-$$name.md --force || exit 1; \
 	done

@@ -16,7 +16,8 @@ from typing import List, Optional
 import click
 
 from kmemdes import __version__
-from kmemdes.errors import KmemdesError
+from kmemdes.errors import Interrupted, KmemdesError
+from kmemdes.outpath import check_file_output
 
 __all__ = ["app", "main"]
 
@@ -317,7 +318,8 @@ def workload_exit_status(rc: object) -> int:
 @click.option("-o", "--output", "output", required=True, metavar="OUT.kmt|OUT.parquet",
               help="Output file; the extension chooses the container (.kmt, or .parquet/.pq).")
 @click.option("--strict", is_flag=True, help="Stop at the first bad line (FILE:LINE: what) instead of counting it.")
-def convert_cmd(trace: str, output: str, strict: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def convert_cmd(trace: str, output: str, strict: bool, force: bool) -> None:
     """Convert a trace into kmemdes's .kmt container (fast to load) or Parquet.
 
     \b
@@ -339,6 +341,7 @@ def convert_cmd(trace: str, output: str, strict: bool) -> None:
     suffix = Path(output).suffix.lower()
     if suffix not in (".kmt", ".parquet", ".pq"):
         raise KmemdesError(f"{output}: unknown output format (use a .kmt or .parquet name)")
+    check_file_output(output, force=force)
     with progress_for(True) as progress:
         path, t, rows = convert_trace(trace, output, strict=strict, progress=progress)
     nprob = sum(p["count"] for p in t.problems.values())
@@ -420,8 +423,9 @@ def _print_run(out: Path, summary: dict) -> None:
 @click.option("--from-snapshot", "snapshot", metavar="DIR", default=None,
               help="Initial state (default: the capture's before/ folder when the trace is in one).")
 @click.option("--strict", is_flag=True, help="Stop at the first malformed trace line.")
+@click.option("--force", is_flag=True, help="Replace an existing output (a run directory only if it is a kmemdes one).")
 def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[str], snapshot: Optional[str],
-               strict: bool) -> None:
+               strict: bool, force: bool) -> None:
     """Replay a captured trace through the models and write a run directory.
 
     \b
@@ -449,7 +453,7 @@ def replay_cmd(trace: str, out: Optional[str], mode: str, config_path: Optional[
     # a capture with before/kpageflags.zst starts from the kernel's exact free-page layout
     kpf = kpageflags_pair(trace) if snapshot is None and Path(trace).is_dir() else None
     path, summary = replay_trace(trace, out, mode=mode, cfg=cfg, snapshot=snapshot, strict=strict,
-                                 kpageflags=kpf[0] if kpf else None)
+                                 kpageflags=kpf[0] if kpf else None, force=force)
     _print_run(path, summary)
 
 
@@ -473,7 +477,8 @@ def _config_with_sets(config_path: str, sets: tuple[str, ...]):
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config value by its dotted key (repeatable), e.g. --set policy.fallback=defrag_mode.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config with every default, and exit.")
-def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_config: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing output (a run directory only if it is a kmemdes one).")
+def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_config: bool, force: bool) -> None:
     """Run an experiment config: synthetic workloads and/or trace replays over simulated time.
 
     \b
@@ -491,7 +496,7 @@ def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_c
     if print_config:
         click.echo(dump_toml(cfg), nl=False)
         return
-    path, summary = run_config(cfg, out)
+    path, summary = run_config(cfg, out, force=force)
     _print_run(path, summary)
 
 
@@ -499,8 +504,9 @@ def run_cmd(config_path: str, out: Optional[str], sets: tuple[str, ...], print_c
 @app.command("report")
 @click.argument("run_dir", metavar="RUN_DIR")
 @click.option("-o", "--output", "out", metavar="FILE", default=None,
-              help="HTML file to write (default: RUN_DIR/report.html).")
-def report_cmd(run_dir: str, out: Optional[str]) -> None:
+              help="HTML file to write (default: RUN_DIR/report.html, replaced if there).")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def report_cmd(run_dir: str, out: Optional[str], force: bool) -> None:
     """Write a self-contained HTML report of a run directory.
 
     \b
@@ -520,6 +526,8 @@ def report_cmd(run_dir: str, out: Optional[str]) -> None:
     from kmemdes.progress import progress_for
     from kmemdes.report.html import write_report
 
+    if out is not None:
+        check_file_output(out, force=force)
     with progress_for(True) as progress:
         progress.stage(f"report of {run_dir}")
         path = write_report(run_dir, out)
@@ -535,7 +543,9 @@ def report_cmd(run_dir: str, out: Optional[str]) -> None:
                    "text: fixed-width tables (mailing lists).")
 @click.option("--baseline", metavar="RUN_DIR", default=None,
               help="The run whose configuration is the reference column (default: the first RUN_DIR).")
-def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baseline: Optional[str]) -> None:
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baseline: Optional[str],
+                force: bool) -> None:
     """Compare runs side by side (mmtests compare-kernels.sh style).
 
     \b
@@ -557,12 +567,12 @@ def compare_cmd(run_dirs: tuple[str, ...], out: Optional[str], fmt: str, baselin
     from kmemdes.report.html import atomic_write
 
     if fmt == "html":
-        path = write_comparison(run_dirs, out or "compare.html", "html", baseline)
+        path = write_comparison(run_dirs, out or "compare.html", "html", baseline, force=force)
         click.echo(f"{path}: {path.stat().st_size / 1e6:.1f} MB, self-contained (open it in a browser; works offline)")
         return
     text = render_comparison(run_dirs, fmt, baseline)
     if out:
-        atomic_write(Path(out), text)
+        atomic_write(check_file_output(out, force=force), text)
         click.echo(f"{out}: written")
     else:
         click.echo(text, nl=False)
@@ -723,6 +733,7 @@ def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...
               help="With --live: also snapshot /proc/kpageflags (exact start layout; layout and placement "
                    "agreement). Without --live: require the capture's kpageflags snapshots.")
 @click.option("--keep", "keep", metavar="DIR", default=None, help="With --live: keep the capture in DIR.")
+@click.option("--force", is_flag=True, help="Replace REPORT.html if it exists.")
 @click.option("--predict", is_flag=True,
               help="Replay in policy mode from the exact start state (kpageflags) and print the models' "
                    "outcomes beside the kernel's: failures per order, THP, compaction, reclaim, fallbacks, end state.")
@@ -730,7 +741,8 @@ def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...
               help="With --predict: predict under another policy (the what-if), e.g. --set policy.fallback=defrag_mode.")
 @click.argument("command", nargs=-1, metavar="[-- COMMAND...]")
 def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live: bool, kpageflags: bool,
-                 keep: Optional[str], predict: bool, sets: tuple[str, ...], command: tuple[str, ...]) -> None:
+                 keep: Optional[str], force: bool, predict: bool, sets: tuple[str, ...],
+                 command: tuple[str, ...]) -> None:
     """How closely the models follow the real kernel: replay a capture, compare with its after/ snapshot.
 
     \b
@@ -763,6 +775,8 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
 
     from kmemdes.sim.validate import format_validation, validate_capture
 
+    if out:
+        check_file_output(out, force=force)
     if live:
         if capture is not None:
             command = (capture,) + command
@@ -874,6 +888,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("kmemdes: interrupted", file=sys.stderr)
         return 130
+    except Interrupted as e:
+        print("kmemdes: interrupted" + (f" by {e}" if e.signum != 2 else ""), file=sys.stderr)
+        return 128 + e.signum
     except KmemdesError as e:
         if debug:
             raise
@@ -881,8 +898,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
-    except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
-        if debug:
+    except BaseException as e:  # noqa: BLE001 - last line of defence (a Rust panic is a BaseException)
+        if debug or isinstance(e, (SystemExit, GeneratorExit)):
             raise
         print(
             f"kmemdes: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",

@@ -17,6 +17,7 @@ kmemdes.errors.KmemdesError: x.toml: machine.memory: unknown key (allowed: arch,
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -93,6 +94,27 @@ def _check_duration(v: Any) -> Any:
     return v
 
 
+def _check_positive_duration(v: Any) -> Any:
+    if parse_duration(v) <= 0:
+        raise ValueError(f"must be longer than 0 (got {v!r})")
+    return v
+
+
+def _check_mem(v: Any) -> Any:
+    """``machine.mem``: a size text (``"4G"``) or a plain number of bytes (``268435456``), at least 16 MiB."""
+    from kmemdes.mm.mm_init import MIN_MEM, parse_size
+
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise ValueError(f"a size such as \"4G\" or a number of bytes, got {v!r}")
+    try:
+        n = parse_size(str(v))
+    except KmemdesError as e:
+        raise ValueError(str(e)) from None
+    if n < MIN_MEM:
+        raise ValueError(f"{v!r} is too small: at least 16M")
+    return v
+
+
 def _check_gfp(v: str) -> str:
     from kmemdes.mm.gfp import parse_gfp
 
@@ -104,11 +126,19 @@ class Machine(_Strict):
     """The simulated machine (or, with ``initial.state = "snapshot"``, the snapshot's)."""
 
     arch: Literal["x86_64", "x86_32"] = "x86_64"
-    mem: str = "4G"
+    mem: Union[int, str] = Field("4G", description="a size (160M, 4G) or a number of bytes")
     cpus: int = Field(2, ge=1, le=1024)
     kernel: Literal["6.18"] = "6.18"
 
-    _mem = field_validator("mem")(_check_size)
+    _mem = field_validator("mem", mode="before")(_check_mem)
+
+    @model_validator(mode="after")
+    def _pae_limit(self):
+        from kmemdes.mm.mm_init import parse_size
+
+        if self.arch == "x86_32" and parse_size(str(self.mem)) > (64 << 30):
+            raise ValueError(f"mem: {self.mem!r}: x86_32 (PAE) supports at most 64G")
+        return self
 
 
 class PolicyConfig(_Strict):
@@ -170,7 +200,15 @@ class DriverWorkload(_Workload):
     hold: Any = "100ms"
 
     _gfp = field_validator("gfp")(_check_gfp)
-    _d = field_validator("interval", "hold")(_check_duration)
+    _d = field_validator("hold")(_check_duration)
+    _i = field_validator("interval")(_check_positive_duration)
+
+    @model_validator(mode="after")
+    def _size_for_api(self):
+        if self.api != "alloc_pages" and not self.size and "order" not in self.model_fields_set:
+            raise ValueError(f"size: required for api = {self.api!r}: the bytes of each request "
+                             "(or an order for 4096 << order bytes)")
+        return self
 
 
 class AnonWorkload(_Workload):
@@ -185,7 +223,8 @@ class AnonWorkload(_Workload):
     interval: Any = "500ms"
 
     _size = field_validator("size")(_check_size)
-    _d = field_validator("lifetime", "interval")(_check_duration)
+    _d = field_validator("lifetime")(_check_duration)
+    _i = field_validator("interval")(_check_positive_duration)
 
 
 class FileCacheWorkload(_Workload):
@@ -350,7 +389,16 @@ class Config(_Strict):
     workloads: list[Workload] = Field(default_factory=list)
     lab: Optional[LabConfig] = None
 
-    _d = field_validator("duration", "sample_interval")(_check_duration)
+    _d = field_validator("duration")(_check_duration)
+    _s = field_validator("sample_interval")(_check_positive_duration)
+
+    @model_validator(mode="after")
+    def _sample_within_duration(self):
+        if self.workloads and not all(w.kind == "replay" for w in self.workloads) \
+                and parse_duration(self.sample_interval) > parse_duration(self.duration):
+            raise ValueError(f"sample_interval: {self.sample_interval!r} is longer than duration "
+                             f"{self.duration!r} (no sample would be taken between start and end)")
+        return self
 
     @property
     def duration_ns(self) -> int:
@@ -381,6 +429,9 @@ def _format_error(err: dict, source: str, data: dict) -> str:
         return f"{source}: {path}.kind: missing (allowed: {', '.join(WORKLOAD_KINDS)})"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
+        key = re.match(r"^([a-z_]+): (.*)$", msg)
+        if key and (not clean or clean[-1] != key.group(1)):  # a check across keys names its key first
+            path, msg = (f"{path}.{key.group(1)}" if path else key.group(1)), key.group(2)
     return f"{source}: {path}: {msg}"
 
 
@@ -430,6 +481,9 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise KmemdesError(f"{source}: not valid TOML: {e}") from None
+    if not data:
+        raise KmemdesError(f"{source}: empty config (nothing to run: give at least [[workloads]]; "
+                           "`kmemdes run CONFIG --print-config` shows every key)")
     return config_from_dict(data, source)
 
 

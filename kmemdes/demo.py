@@ -20,10 +20,11 @@ in a few seconds (two 30-second simulations).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import random
+from pathlib import Path
 from typing import Callable, Iterable, Optional
+
+from kmemdes.errors import KmemdesError
 
 from kmemdes.mm import gfp as G
 from kmemdes.mm.kernel import Kernel
@@ -319,7 +320,8 @@ def _run_part2(api: str, seconds: int, seed: int, root: str | Path = "runs") -> 
     from kmemdes.sim.engine import run_config
 
     cfg = Config.model_validate(part2_config(api, seconds, seed))
-    out, summary = run_config(cfg, Path(root) / f"demo-part2-{api}", progress=False)
+    # replaces an earlier demo run (a kmemdes run directory), never anything else
+    out, summary = run_config(cfg, Path(root) / f"demo-part2-{api}", progress=False, force=True)
     req = pl.read_parquet(out / "metrics" / "requests.parquet").filter(pl.col("workload") == "driver")
     lat = summary["latency_ns"].get("8", {})  # the driver's 1 MB (order-8) requests
     return {"api": api, "requests": int(req["count"].sum()),
@@ -337,6 +339,10 @@ def part2(out: Callable[[str], None] = print, seconds: int = 30, seed: int = 0,
     ``root/demo-part2-vmalloc`` (replacing earlier ones).  Returns None (and says why) when the
     engine is not available."""
     try:
+        try:
+            Path(root).mkdir(exist_ok=True)  # the last component only, as every output
+        except OSError as e:
+            raise KmemdesError(f"{root}: cannot create folder ({e.strerror})") from None
         results = [_run_part2(api, seconds, seed, root) for api in ("kmalloc", "vmalloc")]
     except (ImportError, AttributeError, TypeError) as e:  # engine missing or its API changed
         out("Part 2 (kmalloc vs vmalloc of a 1 MB buffer every simulated second under a fragmenting load:")

@@ -9,7 +9,7 @@ unless ``--debug`` is given.
 
 from __future__ import annotations
 
-__all__ = ["KmemdesError", "where"]
+__all__ = ["KmemdesError", "Interrupted", "where"]
 
 
 class KmemdesError(Exception):
@@ -18,6 +18,15 @@ class KmemdesError(Exception):
     >>> str(KmemdesError("buddyinfo:3: expected 11 counts, got 4"))
     'buddyinfo:3: expected 11 counts, got 4'
     """
+
+
+class Interrupted(Exception):
+    """A command stopped by a signal after cleaning up; the CLI exits with 128 + ``signum``
+    (130 for SIGINT, 143 for SIGTERM, as a shell reports a process killed by it)."""
+
+    def __init__(self, signum: int, name: str = ""):
+        super().__init__(name or f"signal {signum}")
+        self.signum = signum
 
 
 def where(path: object, line: int | None = None) -> str:

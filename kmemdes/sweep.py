@@ -298,7 +298,7 @@ def run_one(config_text: str, out: str) -> dict:
     t0 = time.perf_counter()
     try:
         cfg = parse_config(config_text, f"{out}/config.toml")
-        run_config(cfg, out, progress=False)
+        run_config(cfg, out, progress=False, force=True)  # the sweep's own run directory (an older config)
     except Exception as e:  # noqa: BLE001 - a failing run is reported, the sweep goes on
         tb = None if isinstance(e, KmemdesError) else traceback.format_exc()
         return {"ok": False, "error": _one_line(e), "traceback": tb, "wall_s": time.perf_counter() - t0}
@@ -488,6 +488,21 @@ def _record(plan: Plan, run: SweepRun, res: dict, report: _Reporter, result: Swe
     _write_plan(plan)
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Pool worker initializer: the worker is killed when the sweep process dies (``prctl(PR_SET_PDEATHSIG,
+    SIGKILL)`` on Linux), and exits at once if its parent is already gone (the race before the prctl)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent-pid check below still runs
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 def _run_local(plan: Plan, todo: list[SweepRun], workers: int, runner: Callable[[str, str], dict],
                record: Callable[[SweepRun, dict], None]) -> None:
     """Run ``todo`` on a spawn-context process pool, at most ``workers`` at a time.
@@ -500,7 +515,8 @@ def _run_local(plan: Plan, todo: list[SweepRun], workers: int, runner: Callable[
     queue: deque[SweepRun] = deque(todo)
     suspects: deque[SweepRun] = deque()
     while queue or suspects:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             inflight: dict = {}
             broken = False
             try:
@@ -640,10 +656,19 @@ def run_sweep(plan: Plan, workers: Optional[int] = None, scheduler: Optional[str
 def _run_sweep(plan: Plan, workers: Optional[int], scheduler: Optional[str], client, progress: Optional[bool],
                runner: Callable[[str, str], dict], compare: bool, t0: float) -> SweepResult:
     out = plan.out
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise KmemdesError(f"{out}: cannot create the sweep folder ({e.strerror})") from None
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise KmemdesError(f"{out}: exists and is not a folder (a sweep folder is created there)")
+        if any(p.name not in (PLAN_FILE, _LOCK_FILE) for p in out.iterdir()) and not (out / PLAN_FILE).is_file():
+            raise KmemdesError(f"{out}: exists and is not a kmemdes sweep folder (no {PLAN_FILE}): not used")
+    else:
+        # only the last component is created (and the default sweeps/ folder)
+        if not out.parent.is_dir() and out.parent != Path("sweeps"):
+            raise KmemdesError(f"{out}: folder {out.parent} does not exist")
+        try:
+            out.mkdir(parents=out.parent == Path("sweeps"))
+        except OSError as e:
+            raise KmemdesError(f"{out}: cannot create the sweep folder ({e.strerror})") from None
     result = SweepResult(plan)
     with _locked(out):
         _clean_leftovers(plan)

@@ -84,7 +84,7 @@ def test_errors_are_one_line(tmp_path, shipped, capsys):
     cases = [
         (["stats", str(tmp_path / "missing")], "no such file"),
         (["convert", str(shipped / "a_idle_stream"), "-o", str(tmp_path / "a.csv")], "unknown output format"),
-        (["convert", str(shipped / "a_idle_stream"), "-o", str(tmp_path / "nodir" / "a.kmt")], "cannot write"),
+        (["convert", str(shipped / "a_idle_stream"), "-o", str(tmp_path / "nodir" / "a.kmt")], "nodir does not exist"),
     ]
     for argv, needle in cases:
         assert main(argv) == 2

@@ -21,6 +21,16 @@ from kmemdes.errors import KmemdesError
     ('seed = \n', "e.toml: not valid TOML"),
     ('[cost]\nbogus_ns = 5\n', "e.toml: cost.bogus_ns: unknown key (allowed: buddy_base, "),
     ('[cost]\npcp_hit = -1\n', "e.toml: cost.pcp_hit: must be a whole number of ns >= 0, got -1"),
+    # gaps found by issue 15: each names the file and the key
+    ("", "e.toml: empty config"),
+    ("\n# only a comment\n", "e.toml: empty config"),
+    ('[[workloads]]\nkind = "driver"\napi = "kmalloc"\n', "e.toml: workloads[0].size: required for api = 'kmalloc'"),
+    ('[[workloads]]\nkind = "driver"\ninterval = "0s"\n', "e.toml: workloads[0].interval: must be longer than 0"),
+    ('sample_interval = "0s"\n[[workloads]]\nkind = "anon"\n', "e.toml: sample_interval: must be longer than 0"),
+    ('duration = "1s"\nsample_interval = "5s"\n[[workloads]]\nkind = "anon"\n',
+     "e.toml: sample_interval: '5s' is longer than duration '1s'"),
+    ('[machine]\nmem = "4K"\n', "e.toml: machine.mem: '4K' is too small: at least 16M"),
+    ('[machine]\narch = "x86_32"\nmem = "128G"\n', "e.toml: machine.mem: '128G': x86_32 (PAE) supports at most 64G"),
 ])
 def test_errors_name_the_key_path(text, message):
     with pytest.raises(KmemdesError) as e:
@@ -68,3 +78,9 @@ def test_durations_and_values():
 def test_load_config_missing_file():
     with pytest.raises(KmemdesError, match="nope.toml: no such file"):
         load_config("nope.toml")
+
+
+def test_mem_as_a_plain_number_of_bytes():
+    cfg = parse_config('[machine]\nmem = 268435456\n', "x.toml")
+    assert cfg.machine.mem == 268435456
+    assert parse_config(dump_toml(cfg)) == cfg

@@ -139,7 +139,7 @@ def test_plan_is_the_cartesian_product_in_set_order(config, tmp_path):
 def test_run_one_reports_internal_errors_without_raising(config, tmp_path, monkeypatch):
     import kmemdes.sim.engine as engine
 
-    def boom(cfg, out, progress=False):
+    def boom(cfg, out, progress=False, force=False):
         raise ZeroDivisionError("boom\nsecond line")
 
     monkeypatch.setattr(engine, "run_config", boom)
@@ -386,3 +386,30 @@ def test_unreachable_scheduler_leaves_nothing_behind(config, tmp_path, capsys, m
     assert main(["sweep", str(config), "--set", "seed=1", "--scheduler", "tcp://127.0.0.1:1", "-o", str(out)]) == 2
     assert "--scheduler tcp://127.0.0.1:1: cannot connect" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_pool_workers_die_with_their_parent():
+    # a middle process starts a worker that calls die_with_parent (the pool initializer), then is
+    # SIGKILLed: the worker must not live on (it would go on writing run directories)
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import subprocess, sys, time\n"
+            "w = subprocess.Popen([sys.executable, '-c', 'import os, sys, time; from kmemdes.sweep import "
+            "die_with_parent; die_with_parent(int(sys.argv[1])); print(os.getpid(), flush=True); time.sleep(120)', "
+            "str(__import__('os').getpid())], stdout=subprocess.PIPE, text=True)\n"
+            "print(w.stdout.readline().strip(), flush=True)\n"
+            "time.sleep(120)\n")
+    mid = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    worker = int(mid.stdout.readline())
+    assert Path(f"/proc/{worker}").exists()
+    mid.send_signal(signal.SIGKILL)
+    mid.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{worker}").exists() and \
+            "Z" not in Path(f"/proc/{worker}/stat").read_text().split()[2]:
+        time.sleep(0.05)
+    alive = Path(f"/proc/{worker}").exists() and "Z" not in Path(f"/proc/{worker}/stat").read_text().split()[2]
+    assert not alive

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from kmemdes.config import Config, parse_value, set_dotted
-from kmemdes.errors import KmemdesError
+from kmemdes.outpath import check_folder_output
 from kmemdes.report.stats import summarize, t_ppf
 
 __all__ = ["run_replicas", "lab_metrics", "paired_difference"]
@@ -70,9 +70,7 @@ def run_replicas(cfg: Config, out, replicas: int, *, force: bool = False, captur
     from kmemdes.lab.run import run_lab
 
     log = log or (lambda msg: None)
-    out = Path(out)
-    if out.exists() and not force:
-        raise KmemdesError(f"{out}: already exists (use --force to replace it)")
+    out = check_folder_output(out, "lab.json", force=force)
     variants = list(cfg.lab.compare) if cfg.lab and cfg.lab.compare else [""]
     cfgs = {}
     for v in variants:
@@ -81,7 +79,8 @@ def run_replicas(cfg: Config, out, replicas: int, *, force: bool = False, captur
             key, value = item.split("=", 1)
             c = set_dotted(c, key.strip(), parse_value(value.strip()), f"lab.compare {item}")
         cfgs[v] = c
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
+    _write_json(out, {"config": cfg.name, "replicas": replicas, "variants": variants, "complete": False})
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for i in range(1, replicas + 1):
         for v in variants:  # A B A B ...
@@ -101,10 +100,15 @@ def run_replicas(cfg: Config, out, replicas: int, *, force: bool = False, captur
         if len(variants) == 2:
             row["difference"] = paired_difference([r[k] for r in runs[variants[0]]], [r[k] for r in runs[variants[1]]])
         res["metrics"][k] = row
+    _write_json(out, res)
+    return res
+
+
+def _write_json(out: Path, res: dict) -> None:
+    """``lab.json`` (it also marks the folder as a lab folder for a later ``--force``)."""
     tmp = out / f".lab.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(res, indent=1) + "\n")
     os.replace(tmp, out / "lab.json")
-    return res
 
 
 def format_replicas(res: dict) -> str:

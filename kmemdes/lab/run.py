@@ -44,6 +44,7 @@ from kmemdes.mm.mm_init import parse_size
 from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_BUDDY, PATH_FAILED
 from kmemdes.mm.vmstat import format_index_file
 from kmemdes.sim.cost import LatencyHistogram
+from kmemdes.outpath import check_run_dir_output
 from kmemdes.sim.rundir import write_run
 from kmemdes.trace.capture import (_install_interrupt_handlers, _Interrupted, _read, _restore_handlers, _signals_blocked,
                                     _tracefs_available, _uname)
@@ -378,9 +379,7 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
     lab = cfg.lab
     if not lab.workloads:
         raise KmemdesError(f"{cfg.name}: lab.workloads: the recipe runs no workload")
-    out = Path(out)
-    if out.exists() and not force:
-        raise KmemdesError(f"{out}: already exists (use --force to replace it)")
+    out = check_run_dir_output(out, force=force)  # refused before the kernel is touched
     knobs = policy_knobs(cfg.policy)
     knobs.update({k: str(v) for k, v in lab.sysctls.items()})
     free = 0 if lab.free.strip() == "0" else parse_size(lab.free)
@@ -519,7 +518,7 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
                                      t0_ns)
         summary["lab"]["restored"] = "yes" if not restored else restored
         config_text = dump_toml(cfg) + _lab_run_table(machine)
-        path = write_run(out, config_text, summary, _log_text(summary), frames)
+        path = write_run(out, config_text, summary, _log_text(summary), frames, force=force)
         if capture and cap_dir.exists():
             shutil.move(str(cap_dir), str(path / "capture"))
         return path, summary

@@ -37,12 +37,15 @@ from kmemdes.mm.page_alloc import (
     setup_per_zone_wmarks,
 )
 
-__all__ = ["build_node", "parse_size", "add_zone", "STRUCT_PAGE_SIZE", "node_from_page_layout", "mem_for_pfns"]
+__all__ = ["build_node", "parse_size", "MIN_MEM", "add_zone", "STRUCT_PAGE_SIZE", "node_from_page_layout", "mem_for_pfns"]
 
 # x86-64 RAM above 3 GiB is remapped above 4 GiB (the PCI hole): pfns
 _X64_HOLE_START, _X64_HIGH_RAM = 0xC0000, 0x100000
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+MIN_MEM = 16 << 20  # the smallest machine build_node lays out (DMA zone, kernel image at 16 MiB)
 
 
 def parse_size(text: str) -> int:
@@ -118,7 +121,7 @@ def build_node(arch: str = "x86_64", mem_bytes: int = 1 << 30, cpus: int = 2,
     """
     if arch not in ("x86_64", "x86_32"):
         raise KmemdesError(f"unknown arch {arch!r}: use x86_64 or x86_32")
-    if mem_bytes < (16 << 20):
+    if mem_bytes < MIN_MEM:
         raise KmemdesError(f"memory size {mem_bytes} too small: at least 16M")
     if arch == "x86_32" and mem_bytes > (64 << 30):
         raise KmemdesError("x86_32 (PAE) supports at most 64G")

@@ -33,6 +33,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from kmemdes.errors import KmemdesError
+from kmemdes.outpath import check_file_output
 from kmemdes.report import figures as F
 from kmemdes.report.load import RunData, flatten_config, load_run_dir
 from kmemdes.report.metrics import Metric, downsample, headline_metrics, main_zone, request_labels, requests_table
@@ -573,14 +574,12 @@ def render_comparison(run_dirs: Sequence[str | Path], fmt: str = "html", baselin
 
 
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, fmt: str = "html",
-                     baseline: Optional[str | Path] = None) -> Path:
+                     baseline: Optional[str | Path] = None, force: bool = True) -> Path:
     """Write the comparison of ``run_dirs`` to ``out`` (atomically); replicas (configs differing only in
     seed) are shown as mean and 95% confidence interval.  Returns the path written."""
     from kmemdes.report.html import atomic_write
 
     text = render_comparison(run_dirs, fmt, baseline)
-    dest = Path(out)
-    if dest.is_dir():
-        raise KmemdesError(f"{dest}: is a directory (give a file name)")
+    dest = check_file_output(out, force=force)  # after the inputs were read: their errors come first
     atomic_write(dest, text)
     return dest

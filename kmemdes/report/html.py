@@ -11,7 +11,6 @@ log in collapsible sections.  Every figure has a title and a one-line "how to re
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +18,7 @@ import polars as pl
 
 from kmemdes.errors import KmemdesError
 from kmemdes.mm.frag import format_index
+from kmemdes.outpath import atomic_write as write_atomically
 from kmemdes.report import figures as F
 from kmemdes.report.load import RunData, load_run_dir
 from kmemdes.report.metrics import (compaction, fallback_matrix, final_counters, final_frag, latency_table,
@@ -286,15 +286,9 @@ def render_report(run: RunData) -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary name next to ``path``, then rename it into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise KmemdesError(f"{path}: cannot write ({e.strerror})") from None
+    """Write ``text`` to a temporary name next to ``path``, then rename it into place
+    (:func:`kmemdes.outpath.atomic_write`)."""
+    write_atomically(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

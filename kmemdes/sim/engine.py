@@ -23,6 +23,7 @@ from kmemdes.mm.frag import unusable_free_index
 from kmemdes.mm.mm_init import build_node, mem_for_pfns, node_from_snapshot, parse_size
 from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_NAMES, Node, Policy
 from kmemdes.progress import Progress, progress_for
+from kmemdes.outpath import check_run_dir_output
 from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.monitor import Monitor
 from kmemdes.sim.replay import Replayer
@@ -31,6 +32,7 @@ from kmemdes.sim.rundir import write_run
 __all__ = ["policy_from_config", "make_node", "replay_trace", "run_config", "Sim"]
 
 MAX_FAILURE_ROWS = 100_000
+AUTO_MEM_MAX = 256 << 30  # a replay without snapshot sizes its machine to the trace's pfns, up to this (~0.9 GB RSS)
 
 
 def policy_from_config(cfg: Config) -> Policy:
@@ -158,9 +160,9 @@ class Sim:
         return r.vmstat["pgsteal_direct"] + r.vmstat["pgsteal_kswapd"]
 
     def add_replay(self, events: pl.DataFrame, mode: str, name: str, events_by_type: dict | None = None,
-                   kernel_ops: pl.DataFrame | None = None) -> Replayer:
+                   kernel_ops: pl.DataFrame | None = None, sanitized=None) -> Replayer:
         r = Replayer(self.node, events, mode=mode, cost=self.cost, hist=self.hist, workload=name,
-                     events_by_type=events_by_type, kernel_ops=kernel_ops,
+                     events_by_type=events_by_type, kernel_ops=kernel_ops, sanitized=sanitized,
                      kernel=self.kernel() if mode == "policy" else None)
         self.replayers.append(r)
         self.env.process(r.process(self.env))
@@ -192,7 +194,11 @@ class Sim:
         def monitor_proc(env):
             self.monitor.sample(0)
             while True:
-                yield env.timeout(sample_ns)
+                # an idle gap (a trace whose timestamps jump by hours) is skipped to its last sample time
+                # in one step: nothing but the daemons acts before the next event of the workloads
+                nxt = self._next_activity(env)
+                gap = sample_ns if nxt == simpy.core.Infinity else nxt - env.now
+                yield env.timeout(max(sample_ns, min(gap, until_ns - env.now) // sample_ns * sample_ns))
                 if env.now >= until_ns:
                     return
                 self.monitor.sample(env.now)
@@ -207,6 +213,18 @@ class Sim:
         self.monitor.sample(until_ns, final=True)
         for r in self.replayers:
             r.finalize()
+
+    def _next_activity(self, env) -> float:
+        """When the workloads act next: the next tick of a replay with events left (synthetic workloads and,
+        without replays, anything scheduled: ``env.peek()``).  kswapd and kcompactd wake on timers through
+        an idle gap of a trace; what they do there is sampled at the gap's end."""
+        if self.workloads or not self.replayers:
+            return env.peek()
+        t = simpy.core.Infinity
+        for r in self.replayers:
+            if r.pos < r.n:
+                t = min(t, int(r._ts[r.pos]) // r.tick_ns * r.tick_ns)
+        return max(t, env.now)
 
     def _counters(self) -> dict:
         out = {}
@@ -357,6 +375,11 @@ class Sim:
                 for k, v in r.stats.quirk_pages.items():
                     qp[k] = qp.get(k, 0) + v
             out["quirk_pages"] = dict(sorted(qp.items()))
+            tr: dict[str, int] = {}
+            for r in self.replayers:
+                for k, v in r.sanitized.time_repairs.items():
+                    tr[k] = tr.get(k, 0) + v
+            out["time_repairs"] = dict(sorted(tr.items()))
             out["trace_pages"] = {k: sum(r.trace_pages[k] for r in self.replayers) for k in ("allocated", "freed")}
         out["requests"] = requests
         out["requests_by_order"] = by_order
@@ -394,6 +417,8 @@ def _log_text(summary: dict) -> str:
         lines.append(f"note: {n}")
     for k, v in summary.get("quirks", {}).items():
         lines.append(f"quirk {k}: {v}")
+    for k, v in summary.get("time_repairs", {}).items():
+        lines.append(f"time repair {k}: {v}")
     return "\n".join(lines) + "\n"
 
 
@@ -405,7 +430,7 @@ def _default_out(name: str, mode: str) -> Path:
 def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode: str = "mirror",
                  cfg: Optional[Config] = None, snapshot: Optional[str | Path] = None,
                  progress: bool | Progress = True, strict: bool = False,
-                 kpageflags: Optional[str | Path] = None) -> tuple[Path, dict]:
+                 kpageflags: Optional[str | Path] = None, force: bool = False) -> tuple[Path, dict]:
     """``kmemdes replay``: replay a trace (any format ``read_trace`` reads) and write a run directory.
 
     ``progress``: a :class:`~kmemdes.progress.Progress` (reading, replaying, writing), or True for a
@@ -418,28 +443,36 @@ def replay_trace(trace_path: str | Path, out: Optional[str | Path] = None, mode:
     t_start = time.perf_counter()
     bar = progress_for(progress)
     try:
-        return _replay_trace(trace_path, out, mode, cfg, snapshot, bar, strict, kpageflags, t_start)
+        return _replay_trace(trace_path, out, mode, cfg, snapshot, bar, strict, kpageflags, t_start, force)
     finally:
         if bar is not progress:
             bar.close()
 
 
-def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, strict, kpageflags, t_start):
+def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, strict, kpageflags, t_start, force):
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.snapshot import snapshot_from_texts
 
     from kmemdes.sim.replay import READ_COLUMNS, slim_events
+    from kmemdes.sim.sanitize import sanitize_events
 
-    # only the columns a replay reads (a .kmt or Parquet decodes no others): the strings of a big trace
-    # are hundreds of MB
-    trace = read_trace(trace_path, strict=strict, columns=READ_COLUMNS, progress=progress)
-    progress.stage("preparing the replay")
-    events, by_type, ops = slim_events(trace.events)
-    trace.events = None
     name = Path(str(trace_path).rstrip("/")).name
     for ext in (".zst", ".gz", ".xz", ".kmt", ".parquet", ".dat", ".txt"):  # trace.txt.zst -> trace
         if name.endswith(ext) and len(name) > len(ext):
             name = name[: -len(ext)]
+    # refused before any work: an existing file or folder that is not a run directory, a missing parent
+    out = check_run_dir_output(out if out else _default_out(name, mode), force=force, make_parents=out is None)
+    # only the columns a replay reads (a .kmt or Parquet decodes no others): the strings of a big trace
+    # are hundreds of MB
+    trace = read_trace(trace_path, strict=strict, columns=READ_COLUMNS, progress=progress)
+    progress.stage("preparing the replay")
+    # fields no kernel prints and timestamps out of place, before anything indexes rows or orders
+    # (the start hints, the kernel ops keyed by the slimmed frame's rows)
+    events, fix = sanitize_events(trace.events)
+    trace.events = None
+    events, by_type, ops = slim_events(events)
+    for ev_name, n in fix.dropped_by_event.items():  # the skipped rows are events of the trace too
+        by_type[ev_name] = by_type.get(ev_name, 0) + n
     cfg = cfg or Config(name=name)
     if cfg.name == Config.model_fields["name"].default:  # a --config without its own name: the trace's
         cfg = cfg.model_copy(update={"name": name})
@@ -470,6 +503,11 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
         top = events.filter(pl.col("pfn") >= 0).select(
             (pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64))).max()).item()
         need = mem_for_pfns(cfg.machine.arch, int(top or 0))
+        if need > max(AUTO_MEM_MAX, parse_size(cfg.machine.mem)):
+            notes.append(f"the trace names pfns up to {int(top) - 1:#x}: the machine is capped at "
+                         f"{AUTO_MEM_MAX >> 30} GiB (set machine.mem for a larger one); page events beyond it "
+                         "are counted as pfn_outside_memory")
+            need = AUTO_MEM_MAX
         if need > parse_size(cfg.machine.mem):
             gib = -(-need // (1 << 30))
             cfg = cfg.model_copy(update={"machine": cfg.machine.model_copy(update={"mem": f"{gib}G"})})
@@ -480,7 +518,7 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     sim = Sim(cfg, node, notes)
     if mode == "policy":
         sim.attach_daemons()  # the kernel's reclaim and compaction are the models' to decide
-    sim.add_replay(events, mode, name, by_type, ops)
+    sim.add_replay(events, mode, name, by_type, ops, sanitized=fix)
     del events
     r = sim.replayers[0]
     if adopt is not None and r.pages is not None:
@@ -493,8 +531,7 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     frames = sim.metrics()
     wall = time.perf_counter() - t_start
     summary = sim.summary(frames, "replay", mode, name, end, wall)
-    out = Path(out) if out else _default_out(name, mode)
-    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames)
+    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames, force=force, make_parents=True)
     return out, summary
 
 
@@ -522,10 +559,13 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
     return node, (movable_folios(kpf, node.max_pfn) if mode == "policy" else None)
 
 
-def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True) -> tuple[Path, dict]:
-    """``kmemdes run``: simulate a config's workloads over its duration and write a run directory."""
+def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,
+               force: bool = False) -> tuple[Path, dict]:
+    """``kmemdes run``: simulate a config's workloads over its duration and write a run directory
+    (an existing one is replaced only with ``force``, :func:`kmemdes.outpath.check_run_dir_output`)."""
     from kmemdes.sim.workloads import make_workloads, prepare_initial_state
 
+    out = check_run_dir_output(out if out else _default_out(cfg.name, "run"), force=force, make_parents=out is None)
     t_start = time.perf_counter()
     notes: list[str] = []
     node = make_node(cfg, None, notes)
@@ -540,6 +580,5 @@ def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = T
     kind_mode = "mirror" if any(r.mode == "mirror" for r in sim.replayers) else (
         "policy" if sim.replayers else "synthetic")
     summary = sim.summary(frames, "run", kind_mode, cfg.name, duration, wall)
-    out = Path(out) if out else _default_out(cfg.name, "run")
-    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames)
+    write_run(out, dump_toml(cfg), summary, _log_text(summary), frames, force=force, make_parents=True)
     return out, summary

@@ -911,6 +911,7 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     """
     from kmemdes.sim.hints import start_hints
     from kmemdes.sim.replay import Replayer, slim_events
+    from kmemdes.sim.sanitize import sanitize_events
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.schema import EventKind as E
     from kmemdes.trace.snapshot import snapshot_from_texts
@@ -922,8 +923,11 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     trace = read_trace(cap)
     if not trace.meta.get("before"):
         raise KmemdesError(f"{cap}: no before/ snapshot")
-    events, by_type, comp = slim_events(trace.events)
+    events, fix = sanitize_events(trace.events)  # before the rows are numbered (kernel_ops are keyed by them)
     trace.events = None
+    events, by_type, comp = slim_events(events)
+    for name, n in fix.dropped_by_event.items():
+        by_type[name] = by_type.get(name, 0) + n
     snap = snapshot_from_texts(trace.meta["before"], cap / "before")
     hints = start_hints(events)
     node, notes, info = node_from_kpageflags(snap, read_kpageflags(kpath), policy=policy, hints=hints,
@@ -933,7 +937,7 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
         if nmoved:
             notes.append(f"{nmoved} batched frees applied at their mm_page_free_batched line (where "
                          "free_unref_folios puts the page on the per-CPU list)")
-    r = Replayer(node, events, mode="mirror", events_by_type=by_type, kernel_ops=comp, window=None)
+    r = Replayer(node, events, mode="mirror", events_by_type=by_type, kernel_ops=comp, window=None, sanitized=fix)
     kind = np.asarray(r.c_kind, dtype=np.int64)
     cpu = np.asarray(r.c_cpu, dtype=np.int64)
     pfn = np.asarray(r.c_pfn, dtype=np.int64)

@@ -188,7 +188,8 @@ def format_prediction(res: dict) -> str:
 def write_prediction_html(res: dict, path: Path) -> Path:
     """The prediction tables as one self-contained HTML page (escaped, no scripts), written atomically."""
     import html
-    import os
+
+    from kmemdes.outpath import atomic_write
 
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>kmemdes predict: {html.escape(res['capture'])}"
             "</title><style>body{font-family:sans-serif;margin:2em} pre{background:#f6f6f6;padding:1em}</style>"
@@ -196,7 +197,5 @@ def write_prediction_html(res: dict, path: Path) -> Path:
             f"<pre>{html.escape(format_prediction(res))}</pre>"
             f"<h2>JSON</h2><pre>{html.escape(json.dumps({'predicted': res['predicted'], 'kernel': res['kernel']}, indent=1))}"
             "</pre></body></html>\n")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(page)
-    tmp.replace(path)
+    atomic_write(path, lambda f: f.write(page.encode("utf-8")))
     return path

@@ -34,10 +34,16 @@ zone_locked_of_page_not_free_in_model   idem for a zone_locked take (applied)
 drain_of_untraced_pcp_page         drain of a block that sat on a pcp list before the trace (applied)
 drain_of_page_not_on_pcp           drain of a block the model holds free elsewhere (skipped)
 free_after_untraced_bulk_alloc     free of a block the model holds on a pcp list since a refill: the
-                                   bulk allocator took it without an event (applied: off the list, freed)
-zone_growth                        a pfn in memory that deferred init handed over silently: its
-                                   163,840-page step is onlined (applied; pages counted in notes)
+                                   bulk allocator took it without an event (applied: off the list, freed);
+                                   vmalloc's bulk allocations are taken at their alloc_vmap_area instead
+                                   (sim/bulk.py; pages in quirk_pages bulk_alloc_untraced)
+zone_growth                        deferred init handing memory over: an ``mm_page_free`` of a block in
+                                   offline pageblocks onlines that block free (sim/growth.py); another
+                                   event on an offline pfn onlines its 163,840-page step (applied)
 pfn_outside_memory                 (mirror mode) a page event beyond the simulated machine's memory (counted only)
+bad_page_field, bad_object_field   a page event with an order, pfn or migratetype, a slab allocation with a size,
+                                   that no kernel prints (skipped; timestamps out of place are repaired and
+                                   counted apart: kmemdes.sim.sanitize)
 kfree_null                         ``kfree(NULL)`` / ``kfree(ZERO_SIZE_PTR)``: no-op (skipped)
 free_of_untraced_object            slab free of an object allocated before the trace (skipped)
 alloc_of_live_pointer              allocation of a still-live pointer: an untraced free first (applied)
@@ -84,6 +90,9 @@ from kmemdes.mm.page_alloc import (
     Node,
 )
 from kmemdes.sim.cost import CostModel, LatencyHistogram
+from kmemdes.sim.bulk import bulk_areas, take_pcp_pages
+from kmemdes.sim.growth import online_freed_block
+from kmemdes.sim.sanitize import Sanitized, sanitize_events
 from kmemdes.sim.slabstats import OBJECT_KINDS, object_stats
 from kmemdes.sim.traced_compaction import TracedCompaction
 from kmemdes.sim.policy_pages import PolicyPages
@@ -259,7 +268,7 @@ class Replayer:
     def __init__(self, node: Node, events: pl.DataFrame, mode: str = "mirror", cost: CostModel | None = None,
                  hist: LatencyHistogram | None = None, tick_ns: int = 1_000_000, workload: str = "replay",
                  events_by_type: dict | None = None, kernel_ops: pl.DataFrame | None = None, kernel=None,
-                 window: int | None = 1 << 16):
+                 window: int | None = 1 << 16, sanitized: Sanitized | None = None):
         if mode not in ("mirror", "policy"):
             raise ValueError(mode)
         self.kernel = kernel  # policy mode: the SLUB model makes the slab pages (kmemdes.mm.kernel.Kernel)
@@ -271,9 +280,18 @@ class Replayer:
         self.workload = workload
         self.stats = ReplayStats()
         if events_by_type is None or kernel_ops is None:
+            # fields no kernel prints, timestamps out of place (kmemdes.sim.sanitize): before the rows
+            # are slimmed and numbered (kernel_ops are keyed by row)
+            if sanitized is None:
+                events, sanitized = sanitize_events(events)
             events, events_by_type, kernel_ops = slim_events(events)
+            for name, n in sanitized.dropped_by_event.items():
+                events_by_type[name] = events_by_type.get(name, 0) + n
+        if sanitized is None:  # a caller that slimmed the rows itself (its kernel_ops must come from them)
+            events, sanitized = sanitize_events(events)
+        self.sanitized = sanitized
         self.events_by_type = events_by_type
-        self.n_total = events.height
+        self.n_total = events.height + sanitized.dropped
         self.t0 = int(events["ts"].min()) if events.height else 0
         # object events: matched per pointer, vectorised (kmemdes.sim.slabstats)
         self.objects = object_stats(events, self.t0)
@@ -304,13 +322,13 @@ class Replayer:
         if mode == "mirror":
             page_kinds = [K_ALLOC, K_FREE, K_BATCHED, K_ZONE_LOCKED, K_DRAIN, K_EXTFRAG]
             outside = (pl.col("kind").is_in(page_kinds) & (pl.col("pfn") >= 0)
-                       & ((pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64)))
+                       & ((pl.col("pfn") + pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).clip(0).cast(pl.Int64)))
                           > node.max_pfn)).fill_null(False) & ~is_after
         else:
             outside = pl.lit(False)
         # in the same pass: pages the trace shows allocated and freed (validate compares them with
         # /proc/vmstat's pgalloc_* and pgfree); a batched free after mm_page_free of the same pfn is one free
-        pow2 = pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).cast(pl.Int64))
+        pow2 = pl.lit(2, pl.Int64).pow(pl.col("order").fill_null(0).clip(0).cast(pl.Int64))  # compaction: -1
         k, has_pfn = pl.col("kind"), pl.col("pfn") >= 0
         n_out, allocated, freed = base.select(
             n_out=outside.sum(),
@@ -337,6 +355,9 @@ class Replayer:
         self._ts = ev["ts"].to_numpy()  # for the SimPy driver
         self.t_max = int(self._ts.max()) if self.n else 0
         self._ev = ev
+        # vmalloc areas whose pages alloc_pages_bulk takes off a pcp list without events (sim/bulk.py)
+        self.bulk = bulk_areas(ev) if mode == "mirror" and self.n else {}
+        self.bulk_pending: dict[int, int] = {}  # cpu -> pages a refill has still to bring
         if mode == "policy":
             # what the kernel did with the same requests (the trace's page allocations the models replay)
             req = ev.filter(pl.col("kind") == K_ALLOC)
@@ -361,6 +382,8 @@ class Replayer:
             st.replayed = self.objects.replayed
             for k, v in self.objects.quirks.items():
                 st.quirks[k] = st.quirks.get(k, 0) + v
+        st.quirks.update(sanitized.quirks)
+        st.notes.extend(sanitized.notes)
         if self.n_batched_after_free:
             st.quirks["batched_after_free"] = self.n_batched_after_free
         if n_out:
@@ -469,6 +492,7 @@ class Replayer:
         max_pfn = node.max_pfn
         ncpu = node.cpus
         has_drains = self.has_drains
+        bulk_pending = self.bulk_pending
         replayed = 0
         for i in range(i0, i1):
             k = c_kind[i]
@@ -592,6 +616,8 @@ class Replayer:
                     node._list_add_tail(pcp.lid0 + node.order_to_pindex(mt if mt < 3 else MIGRATE_MOVABLE, order), pfn)
                     pcp.count += n
                     refill_pending[cpu] += 1
+                    if bulk_pending and cpu in bulk_pending:
+                        self._bulk_take(i, refill=True)
                 else:
                     page_mt[pfn:pfn + n] = bytes((c_mt[i] if c_mt[i] < 3 else 0,)) * n
                     pending[pfn] = order
@@ -673,6 +699,10 @@ class Replayer:
             self._quirk("free_of_page_free_in_model", n)
             return 0
         if not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
+            if online_freed_block(node, pfn, order):  # deferred init hands this block over (sim/growth.py)
+                self.stats.online_pages += n
+                self._quirk("zone_growth", n)
+                return 0
             self._zone_growth(pfn)
         li = node.lid[pfn]
         bulk = li != NOLIST and node.l_pcp[li] is not None and node.l_order[li] == order
@@ -797,6 +827,8 @@ class Replayer:
         if k == K_VMAP:
             if failed:
                 return 1
+            if self.bulk:
+                self._bulk_take(i)
             st.vm_live[va] = size
             _inc(st.sizes, ("vmalloc", 1 << max(size - 1, 0).bit_length()))
             return 1
@@ -812,6 +844,20 @@ class Replayer:
             del st.vm_lazy[va]
         st.vm_purges += 1
         return 1
+
+    def _bulk_take(self, i: int, refill: bool = False) -> None:
+        """vmalloc's untraced ``alloc_pages_bulk`` (sim/bulk.py): the area's pages off the CPU's pcp
+        list at its ``alloc_vmap_area``; what the list lacks, after the CPU's next refills."""
+        cpu = self.c_cpu[i]
+        n = self.bulk_pending.pop(cpu, 0) if refill else self.bulk.pop(self.base + i, 0)
+        if not refill:
+            self.bulk_pending.pop(cpu, None)
+        if n:
+            got = len(take_pcp_pages(self.node, cpu, n))
+            if got < n:
+                self.bulk_pending[cpu] = n - got
+            qp = self.stats.quirk_pages
+            qp["bulk_alloc_untraced"] = qp.get("bulk_alloc_untraced", 0) + got
 
     # ------------------------------------------------------------- policy
     def _policy(self, i0: int, i1: int) -> None:

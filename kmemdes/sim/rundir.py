@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -26,6 +25,7 @@ from typing import Optional
 import polars as pl
 
 from kmemdes.errors import KmemdesError
+from kmemdes.outpath import check_run_dir_output, clean_stale, tmp_name
 
 __all__ = ["Run", "write_run", "load_run", "METRICS"]
 
@@ -50,16 +50,20 @@ class Run:
         raise AttributeError(name)
 
 
-def write_run(out: Path, config_text: str, summary: dict, log: str, metrics: dict[str, pl.DataFrame]) -> Path:
-    """Write a complete run directory at ``out`` atomically (temporary name, then rename)."""
+def write_run(out: Path, config_text: str, summary: dict, log: str, metrics: dict[str, pl.DataFrame],
+              force: bool = False, make_parents: bool = False) -> Path:
+    """Write a complete run directory at ``out`` atomically (``.NAME.tmp-PID``, then rename).
+
+    An existing ``out`` is replaced only with ``force`` and only when it is a kmemdes run
+    directory (:func:`kmemdes.outpath.check_run_dir_output`); temporary names left by killed
+    runs next to it are removed (:func:`kmemdes.outpath.clean_stale`)."""
     out = Path(out)
-    parent = out.parent if str(out.parent) else Path(".")
+    check_run_dir_output(out, force=force, make_parents=make_parents)
+    parent = out.parent
+    clean_stale(out)
+    tmp = tmp_name(out)
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise KmemdesError(f"{parent}: cannot create output folder: {e.strerror}") from None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
+        tmp.mkdir()
         (tmp / "config.toml").write_text(config_text)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=False) + "\n")
         (tmp / "log").write_text(log)
@@ -68,14 +72,17 @@ def write_run(out: Path, config_text: str, summary: dict, log: str, metrics: dic
             frame.write_parquet(tmp / "metrics" / f"{name}.parquet", compression="zstd", statistics=False)
         os.chmod(tmp, 0o755)
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.rename(out, old / "run")
+            check_run_dir_output(out, force=force)  # still what it was when the run started
+            old = parent / f".{out.name}.old-{os.getpid()}"
+            os.rename(out, old)
             os.rename(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise KmemdesError(f"{out}: cannot write the run directory ({e.strerror or e})") from None
         raise
     return out
 

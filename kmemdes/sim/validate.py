@@ -307,7 +307,8 @@ def format_validation(res: dict) -> str:
 def write_validation_html(res: dict, path: Path) -> Path:
     """The validation tables as one self-contained HTML page (escaped, no scripts), written atomically."""
     import html
-    import os
+
+    from kmemdes.outpath import atomic_write
 
     esc = html.escape
     text = format_validation(res)
@@ -327,7 +328,5 @@ compared with <code>after/</code>. Red: more than 10 % off (the target).</p>
 <table><tr><th>zone</th><th>order</th><th>model</th><th>kernel</th><th>error</th></tr>{''.join(rows)}</table>
 <h2>All tables</h2><pre>{esc(text)}</pre></body></html>
 """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(page)
-    tmp.replace(path)
+    atomic_write(path, lambda f: f.write(page.encode("utf-8")))
     return path

@@ -38,7 +38,7 @@ import polars as pl
 from kmemdes.trace.schema import EVENT_SCHEMA, EventKind, conform
 from kmemdes.trace.text import (
     _CONV, _FAMILY, _HEADER_RE, _INT, _LAYOUT_SAMPLE, _STR, _base, _column_of, _failed_alloc_pfn, _fields_table,
-    _Interned, _ts_ns, _ts_seconds,
+    _TS_MAX_S, _Interned, _ts_ns, _ts_seconds,
 )
 
 __all__ = ["express_rows", "merge_rows"]
@@ -215,7 +215,7 @@ def express_rows(parser, frame: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.D
         .select(
             "line", "_pre",
             ts=_ts_ns(tsf),
-            _hok=(sep.str.starts_with(".") & sep.str.ends_with(": ") & (tsf >= 0)).fill_null(False),
+            _hok=(sep.str.starts_with(".") & sep.str.ends_with(": ") & (tsf >= 0) & (tsf < _TS_MAX_S)).fill_null(False),
             _code=f.field("field_0").cast(pl.Enum([n + ":" for n in names]), strict=False).to_physical(),
             _f1=f.field("field_1"), _f2=f.field("field_2"), _tail=f.field("field_3"),
         )

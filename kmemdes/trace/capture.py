@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -36,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from kmemdes.errors import KmemdesError
+from kmemdes.errors import Interrupted, KmemdesError
 
 __all__ = ["capture", "DEFAULT_EVENTS", "KMEM_EVENTS", "event_specs"]
 
@@ -60,6 +61,7 @@ class _Interrupted(BaseException):
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
+        self.signum = signum
         self.signum = signum
 
 
@@ -108,8 +110,13 @@ def _tracefs_available() -> bool:
     return "tracefs" in _read("/proc/filesystems")
 
 
+_MOUNT_RE = re.compile(r"^kmemdes_(?:tracefs|debugfs)\.(\d+)\.")
+
+
 def _mount(fstype: str, prefix: str) -> str | None:
-    mnt = tempfile.mkdtemp(prefix=prefix)
+    """Mount ``fstype`` on a private temporary folder whose name carries our pid
+    (``kmemdes_tracefs.PID.XXXX``), so a later capture can tell an orphan from a live one."""
+    mnt = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.")
     r = subprocess.run(["mount", "-t", fstype, "nodev", mnt], capture_output=True, text=True)
     if r.returncode != 0:
         os.rmdir(mnt)
@@ -380,6 +387,8 @@ def capture(
     old_handlers = _install_interrupt_handlers()
     ok = False
     try:
+        _remove_orphan_mounts(warnings)
+        _remove_orphan_outputs(out, warnings)
         tmp.mkdir()
         for sub in ("before", "after", "percpu_stats"):
             (tmp / sub).mkdir()
@@ -512,7 +521,7 @@ def capture(
     except _Interrupted as e:
         warnings.append(f"interrupted by {e}")
         log(f"interrupted by {e}; cleaning up")
-        raise KeyboardInterrupt(str(e)) from None
+        raise Interrupted(e.signum, str(e)) from None
     finally:
         _signals_blocked(True)
         try:
@@ -590,6 +599,45 @@ def _glob_events(evroot: str, spec: str) -> list[str]:
 
 def _tracing_mounts() -> list[str]:
     return [ln for ln in _read("/proc/mounts").splitlines() if ln.split()[2:3] in (["tracefs"], ["debugfs"])]
+
+
+def _remove_orphan_mounts(warnings: list) -> None:
+    """Unmount and remove the private tracefs/debugfs mount points of captures that were killed
+    (SIGKILL leaves them: no handler runs); a mount point whose pid is alive is left alone."""
+    tmp = os.path.realpath(tempfile.gettempdir())
+    points = [ln.split()[1] for ln in _read("/proc/mounts").splitlines() if len(ln.split()) > 2]
+    seen = set()
+    for mnt in points + [os.path.join(tmp, n) for n in os.listdir(tmp)]:
+        mnt = mnt.replace("\\040", " ")
+        m = _MOUNT_RE.match(os.path.basename(mnt))
+        if mnt in seen or os.path.dirname(mnt) != tmp or not m or os.path.exists(f"/proc/{m.group(1)}"):
+            continue
+        seen.add(mnt)
+        if mnt in points:
+            err = _umount(mnt)
+            warnings.append(err or f"removed the mount {mnt} of a capture that was killed")
+        else:
+            try:
+                os.rmdir(mnt)
+            except OSError:
+                pass
+
+
+def _remove_orphan_outputs(out: Path, warnings: list) -> None:
+    """Remove ``NAME.tmp-PID`` capture folders next to ``out`` whose capture was killed (the pid is
+    gone): only folders with a capture's own layout (before/, after/, percpu_stats/)."""
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return
+    for e in entries:
+        m = re.match(r"^.+\.tmp-(\d+)$", e.name)
+        if not m or not e.is_dir() or e.is_symlink() or os.path.exists(f"/proc/{m.group(1)}"):
+            continue
+        if not all((e / sub).is_dir() for sub in ("before", "after", "percpu_stats")):
+            continue
+        shutil.rmtree(e, ignore_errors=True)
+        warnings.append(f"removed {e}, left by a capture that was killed")
 
 
 def _remove_orphan_instances(instances: str, warnings: list) -> None:

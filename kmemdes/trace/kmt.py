@@ -36,9 +36,12 @@ file's key-value metadata.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+import sys
+import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +53,7 @@ import polars as pl
 from kmemdes import __version__
 from kmemdes.errors import KmemdesError
 from kmemdes.progress import Progress
+from kmemdes.outpath import atomic_write
 from kmemdes.trace.reader import KMT_MAGIC, Trace
 from kmemdes.trace.schema import EVENT_SCHEMA, SCHEMA_VERSION
 
@@ -196,23 +200,6 @@ def _decode_column(name: str, dtype: pl.DataType, col: dict | None, n: int) -> p
 # --------------------------------------------------------------------------- .kmt
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(file)`` to a temporary name, then rename (the
-    file gets the mode the umask gives, as any other output)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _encode_chunk(part: pl.DataFrame, cctx) -> bytes:
     """One chunk of rows as its msgpack map (``rows``, ``z``)."""
     cols = {}
@@ -290,10 +277,7 @@ class KmtWriter:
                     crc = zlib.crc32(blob, crc)
                 f.write(msgpack.packb({"end": True, "rows": self.rows, "crc32": crc}, use_bin_type=True))
 
-            try:
-                _atomic_write(self.path, write)
-            except OSError as e:
-                raise KmemdesError(f"{self.path}: cannot write: {e.strerror or e}") from None
+            atomic_write(self.path, write)  # an OSError is a one-line KmemdesError naming the path
             return self.path
         finally:
             self.abort()
@@ -367,17 +351,8 @@ def read_kmt(path, columns: tuple[str, ...] | None = None) -> Trace:
     unpacker.feed(memoryview(data)[len(KMT_MAGIC):])
     try:
         header = next(unpacker)
-    except (StopIteration, ValueError, msgpack.UnpackException) as e:
+    except (StopIteration, ValueError, TypeError, msgpack.UnpackException) as e:
         raise KmemdesError(f"{path}: cannot read the .kmt header ({e or 'file cut short'})") from None
-    if not isinstance(header, dict) or "kmt" not in header:
-        raise KmemdesError(f"{path}: bad .kmt header")
-    if header["kmt"] > KMT_VERSION:
-        raise KmemdesError(f"{path}: .kmt version {header['kmt']} is newer than this kmemdes reads ({KMT_VERSION})")
-    if header.get("schema") != SCHEMA_VERSION:
-        raise KmemdesError(f"{path}: event schema version {header.get('schema')} (this kmemdes: {SCHEMA_VERSION})")
-    want = [[name, str(dtype)] for name, dtype in EVENT_SCHEMA.items()]
-    if header.get("columns") != want:
-        raise KmemdesError(f"{path}: .kmt columns differ from this kmemdes's event schema")
     blobs = []
     end = None
     end_at = 0
@@ -397,6 +372,18 @@ def read_kmt(path, columns: tuple[str, ...] | None = None) -> Trace:
         raise KmemdesError(f"{path}: .kmt file cut short after {len(blobs)} of {header.get('chunks')} chunks")
     if end.get("crc32") != zlib.crc32(memoryview(data)[:end_at]):
         raise KmemdesError(f"{path}: .kmt file damaged (CRC-32 mismatch)")
+    # the header is read only once the CRC (which covers it) says it is what was written
+    if not isinstance(header, dict) or not isinstance(header.get("kmt"), int):
+        raise KmemdesError(f"{path}: bad .kmt header")
+    if header["kmt"] > KMT_VERSION:
+        raise KmemdesError(f"{path}: .kmt version {header['kmt']} is newer than this kmemdes reads ({KMT_VERSION})")
+    if header.get("schema") != SCHEMA_VERSION:
+        raise KmemdesError(f"{path}: event schema version {header.get('schema')} (this kmemdes: {SCHEMA_VERSION})")
+    want = [[name, str(dtype)] for name, dtype in EVENT_SCHEMA.items()]
+    if header.get("columns") != want:
+        raise KmemdesError(f"{path}: .kmt columns differ from this kmemdes's event schema")
+    if not isinstance(header.get("meta") or {}, dict) or not isinstance(header.get("problems") or {}, dict):
+        raise KmemdesError(f"{path}: bad .kmt header")
     total = sum(r for r, _ in blobs)
     if total != end.get("rows") or total != header.get("rows"):
         raise KmemdesError(f"{path}: .kmt row count mismatch ({total} rows in chunks, {end.get('rows')} expected)")
@@ -409,8 +396,8 @@ def read_kmt(path, columns: tuple[str, ...] | None = None) -> Trace:
             cols = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(blob), raw=False, strict_map_key=False)
             return pl.DataFrame([_decode_column(name, dtype, cols.get(name), rows) for name, dtype in schema.items()],
                                 schema=schema)
-        except (zstandard.ZstdError, ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
-            raise KmemdesError(f"{path}: corrupt .kmt chunk ({e})") from None
+        except Exception as e:  # noqa: BLE001 - any decoding failure of a chunk the CRC accepted
+            raise KmemdesError(f"{path}: corrupt .kmt chunk ({type(e).__name__}: {e})") from None
 
     if len(blobs) > 1:
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
@@ -429,21 +416,69 @@ def read_kmt(path, columns: tuple[str, ...] | None = None) -> Trace:
 # --------------------------------------------------------------------------- Parquet
 
 
+def _first_line(e: BaseException) -> str:
+    return " ".join(str(e).split("\n")[0].split())[:200]
+
+
+@contextlib.contextmanager
+def _native_stderr_captured():
+    """Send what native code writes to file descriptor 2 (a Rust panic message and backtrace of the
+    Parquet reader, which Python then sees as a ``PanicException``) to a temporary file for the
+    duration, so an error stays one line; what was written there is kept only on success."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if ok:  # not a failure: pass on what native code wrote (warnings)
+                tmp.seek(0)
+                text = tmp.read()
+                if text:
+                    os.write(2, text)
+
+
+_DIGEST_SEED = 0x6B6D656D64657331
+
+
+def column_digests(events: pl.DataFrame) -> dict[str, str]:
+    """Per column, the XOR of Polars' hash of every value (nulls included): what ``read_parquet``
+    compares to find flipped bytes Parquet itself does not check.  Polars' hash is stable within a
+    Polars version only, so the digests are compared only when the reader's version is the writer's.
+
+    >>> column_digests(pl.DataFrame({"a": [1, 2]})) == column_digests(pl.DataFrame({"a": [2, 1]}))
+    True
+    >>> column_digests(pl.DataFrame({"a": [1, 2]})) == column_digests(pl.DataFrame({"a": [1, 3]}))
+    False
+    """
+    h = events.select(pl.all().hash(seed=_DIGEST_SEED))
+    return {c: f"{int(np.bitwise_xor.reduce(h[c].to_numpy())) if h.height else 0:016x}" for c in h.columns}
+
+
 def write_parquet(trace: Trace, path) -> Path:
     """Write the event table as Parquet (atomically), the header as JSON in
-    the key-value metadata under ``kmemdes``."""
+    the key-value metadata under ``kmemdes``, and :func:`column_digests` with the
+    Polars version under ``kmemdes_digest``."""
     path = Path(path)
     _check_schema(trace.events, path)
     header = header_of(trace)
     text = json.dumps(header, sort_keys=True)
+    digest = json.dumps({"polars": pl.__version__, "rows": trace.events.height,
+                         "columns": column_digests(trace.events)}, sort_keys=True)
 
     def write(f) -> None:
-        trace.events.write_parquet(f, compression="zstd", metadata={"kmemdes": text})
+        trace.events.write_parquet(f, compression="zstd", metadata={"kmemdes": text, "kmemdes_digest": digest})
 
-    try:
-        _atomic_write(path, write)
-    except OSError as e:
-        raise KmemdesError(f"{path}: cannot write: {e.strerror or e}") from None
+    atomic_write(path, write)  # an OSError is a one-line KmemdesError naming the path
     return path
 
 
@@ -452,23 +487,38 @@ def read_parquet(path, columns: tuple[str, ...] | None = None) -> Trace:
     Parquet file with the canonical columns); ``columns``: read only these."""
     path = Path(path)
     try:
-        kv = pl.read_parquet_metadata(path)
-        names = pl.read_parquet_schema(path)
-    except Exception as e:  # noqa: BLE001 - polars raises several types for bad files
-        raise KmemdesError(f"{path}: cannot read Parquet ({type(e).__name__}: {e})") from None
+        with _native_stderr_captured():
+            kv = pl.read_parquet_metadata(path)
+            names = pl.read_parquet_schema(path)
+    except BaseException as e:  # noqa: BLE001 - polars raises several types for bad files, and Rust panics
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise KmemdesError(f"{path}: cannot read Parquet ({type(e).__name__}: {_first_line(e)})") from None
     missing = [c for c in EVENT_SCHEMA if c not in names]
     if missing:
         raise KmemdesError(f"{path}: not a kmemdes event table (missing columns: {', '.join(missing[:5])})")
     try:
-        events = pl.read_parquet(path, columns=list(columns) if columns is not None else None)
-    except Exception as e:  # noqa: BLE001
-        raise KmemdesError(f"{path}: cannot read Parquet ({type(e).__name__}: {e})") from None
+        with _native_stderr_captured():
+            events = pl.read_parquet(path, columns=list(columns) if columns is not None else None)
+    except BaseException as e:  # noqa: BLE001 - a damaged page can make the reader panic
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise KmemdesError(f"{path}: cannot read Parquet ({type(e).__name__}: {_first_line(e)})") from None
     header = {}
-    if "kmemdes" in kv:
-        try:
+    try:
+        if "kmemdes" in kv:
             header = json.loads(kv["kmemdes"])
-        except ValueError:
-            raise KmemdesError(f"{path}: bad kmemdes metadata in the Parquet file") from None
+        digest = json.loads(kv["kmemdes_digest"]) if "kmemdes_digest" in kv else None
+        if not isinstance(header, dict) or not isinstance(digest, (dict, type(None))):
+            raise ValueError
+    except ValueError:
+        raise KmemdesError(f"{path}: bad kmemdes metadata in the Parquet file") from None
+    if digest is not None and digest.get("polars") == pl.__version__:
+        want = digest.get("columns") or {}
+        if digest.get("rows") != events.height or any(
+                want.get(c) != v for c, v in column_digests(events).items()):
+            raise KmemdesError(f"{path}: Parquet file damaged (its values differ from the digest written "
+                               "with them)")
     schema = EVENT_SCHEMA if columns is None else {c: EVENT_SCHEMA[c] for c in columns}
     if events.schema != pl.Schema(schema):
         events = events.select([pl.col(c).cast(t) for c, t in schema.items()])

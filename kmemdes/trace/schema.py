@@ -64,7 +64,10 @@ import enum
 
 import polars as pl
 
-__all__ = ["EVENT_SCHEMA", "EventKind", "KIND_BY_NAME", "conform", "empty_events", "SCHEMA_VERSION"]
+from kmemdes.mm.page_alloc import MAX_PAGE_ORDER
+
+__all__ = ["EVENT_SCHEMA", "EventKind", "KIND_BY_NAME", "conform", "empty_events", "SCHEMA_VERSION", "PAGE_KINDS",
+           "bad_page_event", "bad_object_event", "KMALLOC_MAX_SIZE"]
 
 SCHEMA_VERSION = 1
 
@@ -192,3 +195,60 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         else:
             cols.append(pl.lit(None, dtype=dtype).alias(name))
     return frame.select(cols)
+
+
+PFN_LIMIT = 1 << (52 - 12)  # MAX_PHYSMEM_BITS (x86-64, 5-level paging) over 4 KiB pages
+PAGE_KINDS = tuple(int(k) for k in (EventKind.MM_PAGE_ALLOC, EventKind.MM_PAGE_FREE, EventKind.MM_PAGE_FREE_BATCHED,
+                                    EventKind.MM_PAGE_ALLOC_ZONE_LOCKED, EventKind.MM_PAGE_PCPU_DRAIN,
+                                    EventKind.MM_PAGE_ALLOC_EXTFRAG))
+
+
+def _valid_order(name: str) -> pl.Expr:
+    return pl.col(name).is_not_null() & (pl.col(name) >= 0) & (pl.col(name) <= MAX_PAGE_ORDER)
+
+
+def bad_page_event(columns) -> pl.Expr:
+    """True for a page event with a field no kernel prints: ``order`` (or an extfrag's
+    ``fallback_order``) outside 0..MAX_PAGE_ORDER, a missing or negative pfn (-1 is a failed
+    ``mm_page_alloc`` only) or one beyond 52-bit physical addresses, a negative migratetype.  ``columns``: the frame's columns (``kind``,
+    ``pfn`` and ``order`` are needed, the others are checked when present).  Compaction events are
+    not page events: their ``order=-1`` (proactive compaction) is the kernel's.
+
+    >>> ev = pl.DataFrame({"kind": [20, 20, 21, 40, 20, 20], "pfn": [5, -1, -1, None, 9, 2**63 - 1],
+    ...                    "order": [0, 0, 0, -1, 11, 0]})
+    >>> ev.select(bad_page_event(ev.columns))["kind"].to_list()
+    [False, False, True, False, True, True]
+    """
+    kind = pl.col("kind")
+    alloc, extfrag = int(EventKind.MM_PAGE_ALLOC), int(EventKind.MM_PAGE_ALLOC_EXTFRAG)
+    ok = _valid_order("order")
+    ok &= pl.col("pfn").is_not_null() & ((pl.col("pfn") >= 0) | ((pl.col("pfn") == -1) & (kind == alloc)))
+    ok &= pl.col("pfn") < PFN_LIMIT
+    if "migratetype" in columns:
+        ok &= pl.col("migratetype").fill_null(0) >= 0
+    if "fallback_order" in columns:
+        ok &= (kind != extfrag) | _valid_order("fallback_order")
+    if "fallback_migratetype" in columns:
+        ok &= pl.col("fallback_migratetype").fill_null(0) >= 0
+    return (kind.is_in(list(PAGE_KINDS)) & ~ok).fill_null(False)
+
+
+KMALLOC_MAX_SIZE = 1 << (MAX_PAGE_ORDER + 12)  # include/linux/slab.h: the largest kmalloc (4 MiB)
+OBJECT_KINDS = tuple(int(k) for k in (EventKind.KMALLOC, EventKind.KMEM_CACHE_ALLOC))
+
+
+def bad_object_event(columns) -> pl.Expr:
+    """True for a slab allocation (``kmalloc`` / ``kmem_cache_alloc``) that succeeded with a
+    ``bytes_req`` or ``bytes_alloc`` outside 0..KMALLOC_MAX_SIZE: no kernel prints it (a failed
+    allocation, ``ptr=0``, may print any requested size).
+
+    >>> ev = pl.DataFrame({"kind": [10, 10, 11, 12], "ptr": [8, 0, 8, 8], "bytes_req": [64, 1 << 40, -1, None],
+    ...                    "bytes_alloc": [64, 0, 64, None]})
+    >>> ev.select(bad_object_event(ev.columns))["kind"].to_list()
+    [False, False, True, False]
+    """
+    def bad(c: str) -> pl.Expr:
+        return (pl.col(c) < 0) | (pl.col(c) > KMALLOC_MAX_SIZE) if c in columns else pl.lit(False)
+
+    ok_ptr = pl.col("ptr").fill_null(0) != 0 if "ptr" in columns else pl.lit(True)
+    return (pl.col("kind").is_in(list(OBJECT_KINDS)) & ok_ptr & (bad("bytes_req") | bad("bytes_alloc"))).fill_null(False)

@@ -36,7 +36,7 @@ import polars as pl
 
 from kmemdes.mm.gfp import MIGRATETYPE_NAMES
 from kmemdes.trace.reader import Trace
-from kmemdes.trace.schema import EventKind
+from kmemdes.trace.schema import EventKind, bad_page_event
 
 __all__ = ["trace_stats", "slab_stats", "page_stats", "vmalloc_stats", "format_stats", "kmalloc_cache_names"]
 
@@ -449,6 +449,15 @@ def trace_stats(trace: Trace, top: int = _TOP) -> dict:
     (1233, 232, 5.006)
     """
     ev = trace.events
+    problems = trace.problems
+    bad = bad_page_event(ev.columns)
+    nbad = int(ev.select(bad.sum()).item() or 0)
+    rows = ev.filter(bad & pl.col("pfn").is_not_null())  # an unreadable pfn is the parser's bad_field already
+    if rows.height:  # page events no kernel prints: a problem, left out of the page tables
+        first = rows.row(0, named=True)
+        problems = dict(problems, bad_page_field={
+            "count": rows.height, "lines": rows.head(10)["line"].to_list(),
+            "example": f"{first['event']}: pfn={first['pfn']} order={first['order']}"})
     is_lost = pl.col("kind") == int(_K.LOST)
     recs = ev.select("kind", "event", "ts").filter(~is_lost)
     counts = dict(
@@ -470,9 +479,9 @@ def trace_stats(trace: Trace, top: int = _TOP) -> dict:
             "events": int(lost["npurged"].sum() or 0),
             "by_cpu": {str(c): int(n) for c, n in lost.group_by("cpu").agg(pl.col("npurged").sum()).sort("cpu").iter_rows()},
         },
-        "problems": trace.problems,
+        "problems": problems,
         "slab": slab_stats(ev, top=top),
-        "page": page_stats(ev),
+        "page": page_stats(ev.filter(~bad) if nbad else ev),
         "vmalloc": vmalloc_stats(ev),
     }
     if out["span_s"] is not None:

@@ -426,6 +426,9 @@ def _tail_start(family: tuple, keys: tuple) -> int:
     return h if 0 < h <= len(keys) - 3 else len(keys)
 
 
+_TS_MAX_S = 9_000_000_000  # timestamps in ns must fit an Int64 (9.2e18 ns): later ones are bad fields
+
+
 def _ts_seconds(field: pl.Expr) -> pl.Expr:
     """The timestamp text ``secs.usecs`` (right-aligned, ``%5lu.%06lu``) as float seconds."""
     return field.str.strip_chars_start(" ").cast(pl.Float64, strict=False)
@@ -864,7 +867,7 @@ class TextParser:
                 ts=_ts_ns(tsf),
             )
             .select("l", "line", "ts", "ev", "body", "_pre",
-                    _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0) & (p >= 7)).fill_null(False))
+                    _ok0=(pl.col("_dot") & (tsf >= 0) & (tsf < _TS_MAX_S) & (q > 0) & (p >= 7)).fill_null(False))
         )
 
     @staticmethod
@@ -889,7 +892,8 @@ class TextParser:
             .with_columns(_q=r.str.find(": ", literal=True))
             .select("l", "line", ts=_ts_ns(tsf),
                     ev=r.str.slice(0, q), body=r.str.slice(q + 2), _pre=pl.col("_pre"),
-                    _ok0=(pl.col("_dot") & (tsf >= 0) & (q > 0)).fill_null(False), _x=pl.col("_x"))
+                    _ok0=(pl.col("_dot") & (tsf >= 0) & (tsf < _TS_MAX_S) & (q > 0)).fill_null(False),
+                    _x=pl.col("_x"))
         )
 
     def _slow_header(self, rest: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
@@ -952,8 +956,9 @@ class TextParser:
         scale = pl.lit(10, pl.Int64).pow(9 - frac.str.len_chars().clip(1, 9).cast(pl.Int64))
         slow = good.select(
             "line",
-            ts=h.field("secs").str.to_integer(strict=False) * 1_000_000_000
-            + frac.str.slice(0, 9).str.to_integer(strict=False) * scale,
+            ts=pl.when(h.field("secs").str.to_integer(strict=False) < _TS_MAX_S).then(
+                h.field("secs").str.to_integer(strict=False) * 1_000_000_000
+                + frac.str.slice(0, 9).str.to_integer(strict=False) * scale),
             cpu=h.field("cpu").str.to_integer(dtype=pl.Int16, strict=False),
             pid=h.field("pid").str.to_integer(dtype=pl.Int32, strict=False),
             comm=h.field("comm").str.strip_chars_start(" "),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import zlib
 
 import msgpack
 import polars as pl
@@ -94,9 +95,58 @@ def test_newer_kmt_version_is_refused(tmp_path, idle):
     head = K.header_of(idle)
     head["kmt"] = K.KMT_VERSION + 1
     p = tmp_path / "new.kmt"
-    p.write_bytes(KMT_MAGIC + msgpack.packb(head) + msgpack.packb({"end": True, "rows": 0}))
+    body = KMT_MAGIC + msgpack.packb(head)
+    p.write_bytes(body + msgpack.packb({"end": True, "rows": 0, "crc32": zlib.crc32(body)}))
     with pytest.raises(KmemdesError, match="newer"):
         read_trace(p)
+
+
+def test_every_flipped_header_byte_is_a_one_line_error(tmp_path, idle):
+    # the CRC covers the header and is checked before the header is read (a flipped byte once gave
+    # "TypeError: unhashable type: 'list'")
+    data = K.write_kmt(idle, tmp_path / "a.kmt").read_bytes()
+    head_end = len(KMT_MAGIC) + len(msgpack.packb(K.header_of(idle)))
+    bad = tmp_path / "bad.kmt"
+    for pos in range(len(KMT_MAGIC), min(head_end, len(KMT_MAGIC) + 400)):
+        for bit in (0, 5):
+            b = bytearray(data)
+            b[pos] ^= 1 << bit
+            bad.write_bytes(bytes(b))
+            with pytest.raises(KmemdesError, match="bad.kmt: "):
+                read_trace(bad)
+
+
+def test_parquet_values_are_checked_against_their_digest(tmp_path, idle):
+    p = K.write_parquet(idle, tmp_path / "a.parquet")
+    kv = pl.read_parquet_metadata(p)
+    # the same file with one value changed and the kmemdes metadata kept: what a flipped byte can do
+    changed = idle.events.with_columns(pfn=pl.when(pl.int_range(pl.len()) == 7).then(123).otherwise(pl.col("pfn")))
+    q = tmp_path / "b.parquet"
+    changed.write_parquet(q, metadata=kv)
+    with pytest.raises(KmemdesError, match="b.parquet: Parquet file damaged"):
+        read_trace(q)
+    assert read_trace(p).events.equals(idle.events)
+    # a foreign Parquet file (no digest) is read as it is: what cannot be checked
+    r = tmp_path / "c.parquet"
+    changed.write_parquet(r)
+    assert read_trace(r).events.height == idle.events.height
+
+
+def test_a_parquet_reader_panic_is_a_one_line_error(tmp_path, idle, capfd):
+    data = bytearray(K.write_parquet(idle, tmp_path / "a.parquet").read_bytes())
+    bad = tmp_path / "bad.parquet"
+    seen = 0
+    for pos in range(200, len(data) - 2000, 997):  # flips in data pages: decoder errors and panics
+        b = bytearray(data)
+        b[pos] ^= 0x40
+        bad.write_bytes(bytes(b))
+        try:
+            read_trace(bad)
+        except KmemdesError as e:
+            assert str(e).startswith(f"{bad}: ") and "\n" not in str(e)
+            seen += 1
+    assert seen
+    assert "panicked" not in capfd.readouterr().err
 
 
 def test_write_is_atomic(tmp_path, idle, monkeypatch):
@@ -157,3 +207,16 @@ def test_column_projection_reads_only_the_columns_asked(tmp_path, idle):
         assert u.events.columns == list(cols) and u.events.equals(want), path
     with pytest.raises(ValueError, match="nope"):
         read_trace(tmp_path / "a.kmt", columns=("ts", "nope"))
+
+
+def test_proactive_compaction_order_minus_one_survives_every_container(tmp_path):
+    # kcompactd's proactive compaction prints order=-1 (no requested order): a legitimate value
+    line = (b"      kcompactd0-36      [001] .....  1947.455422: mm_compaction_finished: node=0 zone=Normal   "
+            b"order=-1 ret=complete\n"
+            b"      kcompactd0-36      [001] .....  1947.455423: mm_compaction_suitable: node=0 zone=Normal   "
+            b"order=9 ret=continue\n")
+    ev, meta, problems = parse_text([line], "c.txt")
+    assert ev["order"].to_list() == [-1, 9] and not problems
+    t = Trace(ev, meta, problems)
+    for back in (read_trace(K.write_kmt(t, tmp_path / "c.kmt")), read_trace(K.write_parquet(t, tmp_path / "c.parquet"))):
+        assert back.events.equals(ev)

@@ -1,0 +1,78 @@
+"""kmemdes/outpath.py: no file or folder of the user's replaced without --force, leftovers removed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kmemdes.errors import KmemdesError
+from kmemdes.outpath import (atomic_write, check_file_output, check_run_dir_output, clean_stale, is_run_dir,
+                             pid_alive)
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _run_dir(path):
+    path.mkdir()
+    (path / "summary.json").write_text("{}")
+    (path / "config.toml").write_text("")
+    return path
+
+
+def test_file_outputs(tmp_path):
+    f = tmp_path / "a.kmt"
+    assert check_file_output(f) == f
+    f.write_text("mine")
+    with pytest.raises(KmemdesError, match="a.kmt: exists \\(use --force"):
+        check_file_output(f)
+    assert check_file_output(f, force=True) == f
+    with pytest.raises(KmemdesError, match="is a directory"):
+        check_file_output(tmp_path, force=True)
+    with pytest.raises(KmemdesError, match="folder .*/x/y does not exist"):
+        check_file_output(tmp_path / "x" / "y" / "a.html")
+    assert not (tmp_path / "x").exists()
+    assert check_file_output(tmp_path / "x" / "a.html", make_parents=True).parent.is_dir()
+
+
+def test_run_dir_outputs(tmp_path):
+    assert check_run_dir_output(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    assert check_run_dir_output(tmp_path / "empty")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "thesis.tex").write_text("x")
+    for force in (False, True):
+        with pytest.raises(KmemdesError, match="not a kmemdes run directory"):
+            check_run_dir_output(user, force=force)
+    run = _run_dir(tmp_path / "run")
+    assert is_run_dir(run)
+    with pytest.raises(KmemdesError, match="run directory exists \\(use --force"):
+        check_run_dir_output(run)
+    assert check_run_dir_output(run, force=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(KmemdesError, match="exists and is not a folder"):
+        check_run_dir_output(tmp_path / "file", force=True)
+    with pytest.raises(KmemdesError, match="/nonexistent/a does not exist"):
+        check_run_dir_output("/nonexistent/a/b")
+
+
+def test_atomic_write_and_stale_leftovers(tmp_path):
+    target = tmp_path / "r"
+    dead, live = _dead_pid(), os.getppid()
+    (tmp_path / f".r.tmp-{dead}").mkdir()
+    (tmp_path / f".r.tmp-{live}").mkdir()
+    (tmp_path / f".other.tmp-{dead}").mkdir()
+    assert not pid_alive(dead) and pid_alive(live)
+    assert [p.name for p in clean_stale(target)] == [f".r.tmp-{dead}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".r.tmp-{live}", f".other.tmp-{dead}"])
+    atomic_write(tmp_path / "f.txt", lambda f: f.write(b"ok"))
+    assert (tmp_path / "f.txt").read_bytes() == b"ok"
+    with pytest.raises(KmemdesError, match="/proc/x.kmt: cannot write"):
+        atomic_write("/proc/x.kmt", lambda f: f.write(b"x"))
