@@ -481,10 +481,14 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise KmemdesError(f"{source}: not valid TOML: {e}") from None
+    _check_not_empty(data, source)
+    return config_from_dict(data, source)
+
+
+def _check_not_empty(data: dict, source: str) -> None:
     if not data:
         raise KmemdesError(f"{source}: empty config (nothing to run: give at least [[workloads]]; "
                            "`kmemdes run CONFIG --print-config` shows every key)")
-    return config_from_dict(data, source)
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> Config:
@@ -523,6 +527,7 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise KmemdesError(f"{path}: not valid TOML: {e}") from None
+    _check_not_empty(data, str(path))
     base = p.resolve().parent
     data = _with_includes(data, base, str(path))
     cfg = config_from_dict(data, str(path))

@@ -32,11 +32,17 @@ from kmemdes.errors import KmemdesError
     ('[machine]\nmem = "4K"\n', "e.toml: machine.mem: '4K' is too small: at least 16M"),
     ('[machine]\narch = "x86_32"\nmem = "128G"\n', "e.toml: machine.mem: '128G': x86_32 (PAE) supports at most 64G"),
 ])
-def test_errors_name_the_key_path(text, message):
+def test_errors_name_the_key_path(text, message, tmp_path, monkeypatch):
     with pytest.raises(KmemdesError) as e:
         parse_config(text, "e.toml")
     assert str(e.value).startswith(message)
     assert "\n" not in str(e.value)
+    # the same through a file, as `kmemdes run e.toml` reads it (includes, relative paths)
+    (tmp_path / "e.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KmemdesError) as e:
+        load_config("e.toml")
+    assert str(e.value).startswith(message)
 
 
 def test_resolved_config_round_trips_with_every_default():
