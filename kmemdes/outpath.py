@@ -136,26 +136,29 @@ def check_file_output(path: str | Path, force: bool = False, make_parents: bool 
     return p
 
 
-def check_run_dir_output(path: str | Path, force: bool = False, make_parents: bool = False) -> Path:
-    """A run directory may be written at ``path``: it does not exist, is an empty folder, or (with
-    ``force``) is a kmemdes run directory.  Raise :class:`KmemdesError` otherwise."""
-    p = Path(path)
+def _check_folder(p: Path, ours: bool, what: str, no: str, force: bool, make_parents: bool) -> Path:
+    """An output folder at ``p``: absent, empty, or (with ``force``) ``ours`` (else ``no`` says why not)."""
     if p.exists() or p.is_symlink():
         if not p.is_dir() or p.is_symlink():
-            raise KmemdesError(f"{p}: exists and is not a folder (a run directory is created there; "
-                               "give a new name)")
+            raise KmemdesError(f"{p}: exists and is not a folder (a {what} is created there; give a new name)")
         try:
             empty = not any(p.iterdir())
         except OSError as e:
             raise KmemdesError(f"{p}: cannot read ({e.strerror})") from None
         if not empty:
-            if not is_run_dir(p):
-                raise KmemdesError(f"{p}: exists and is not a kmemdes run directory (no summary.json and "
-                                   "config.toml): not replaced, even with --force")
+            if not ours:
+                raise KmemdesError(f"{p}: exists and is not a kmemdes {what} ({no}): not replaced, even with --force")
             if not force:
-                raise KmemdesError(f"{p}: run directory exists (use --force to replace it)")
+                raise KmemdesError(f"{p}: {what} exists (use --force to replace it)")
     _check_parent(p, make_parents)
     return p
+
+
+def check_run_dir_output(path: str | Path, force: bool = False, make_parents: bool = False) -> Path:
+    """A run directory may be written at ``path``: it does not exist, is an empty folder, or (with
+    ``force``) is a kmemdes run directory.  Raise :class:`KmemdesError` otherwise."""
+    p = Path(path)
+    return _check_folder(p, is_run_dir(p), "run directory", "no summary.json and config.toml", force, make_parents)
 
 
 def check_folder_output(path: str | Path, marker: str, force: bool = False, make_parents: bool = False) -> Path:
@@ -163,21 +166,7 @@ def check_folder_output(path: str | Path, marker: str, force: bool = False, make
     exist, is empty, or (with ``force``) is one such folder, recognised by its ``marker`` file.
     Raise :class:`KmemdesError` otherwise."""
     p = Path(path)
-    if p.exists() or p.is_symlink():
-        if not p.is_dir() or p.is_symlink():
-            raise KmemdesError(f"{p}: exists and is not a folder (a folder of runs is created there; give a new name)")
-        try:
-            empty = not any(p.iterdir())
-        except OSError as e:
-            raise KmemdesError(f"{p}: cannot read ({e.strerror})") from None
-        if not empty:
-            if not (p / marker).is_file():
-                raise KmemdesError(f"{p}: exists and is not a kmemdes folder of runs (no {marker}): not replaced, "
-                                   "even with --force")
-            if not force:
-                raise KmemdesError(f"{p}: exists (use --force to replace it)")
-    _check_parent(p, make_parents)
-    return p
+    return _check_folder(p, (p / marker).is_file(), "folder of runs", f"no {marker}", force, make_parents)
 
 
 def atomic_write(path: str | Path, write: Callable) -> None:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from kmemdes.errors import KmemdesError
-from kmemdes.outpath import (atomic_write, check_file_output, check_run_dir_output, clean_stale, is_run_dir,
+from kmemdes.outpath import (atomic_write, check_file_output, check_folder_output, check_run_dir_output, clean_stale, is_run_dir,
                              pid_alive)
 
 
@@ -76,3 +76,19 @@ def test_atomic_write_and_stale_leftovers(tmp_path):
     assert (tmp_path / "f.txt").read_bytes() == b"ok"
     with pytest.raises(KmemdesError, match="/proc/x.kmt: cannot write"):
         atomic_write("/proc/x.kmt", lambda f: f.write(b"x"))
+
+
+def test_a_folder_of_runs_is_replaced_only_when_it_is_one(tmp_path):
+    """``kmemdes lab --replicas -o DIR``: DIR holds run directories and ``lab.json``."""
+    d = tmp_path / "lab"
+    assert check_folder_output(d, "lab.json") == d  # absent
+    d.mkdir()
+    assert check_folder_output(d, "lab.json") == d  # empty
+    (d / "mine.txt").write_text("x")
+    with pytest.raises(KmemdesError, match="not a kmemdes folder of runs \\(no lab.json\\): not replaced, even with"):
+        check_folder_output(d, "lab.json", force=True)
+    (d / "mine.txt").unlink()
+    (d / "lab.json").write_text("{}")
+    with pytest.raises(KmemdesError, match="folder of runs exists \\(use --force"):
+        check_folder_output(d, "lab.json")
+    assert check_folder_output(d, "lab.json", force=True) == d
