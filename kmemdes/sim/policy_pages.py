@@ -61,6 +61,7 @@ class PolicyPages:
         self.t2m: dict[int, tuple] = {}  # trace pfn -> (model pfn, order) or (-1, [(pfn, 0), ...]) after a fallback
         self.m2t: dict[int, int] = {}  # model pfn -> trace pfn; -1: kept after the kernel reclaimed or moved it
         self.migrating = [deque() for _ in range(NR_PAGE_ORDERS)]  # model pages the kernel's compaction moved
+        self.migrating_pfns: set[int] = set()  # the same pfns, for membership
         self.reclaimed_t: set[int] = set()  # trace pfns whose model page the model's reclaim freed
         self.thp_fault: dict[int, bool] = {}  # pid -> the model served its open THP fault
         self.counts = {"thp_fault_alloc": 0, "thp_fault_fallback": 0, "fallback_pages": 0}
@@ -131,11 +132,13 @@ class PolicyPages:
                 self.t2m[t] = (new, order)
             elif ent[0] < 0:  # one of the base pages of a fallback
                 ent[1][ent[1].index(old)] = new
-        if t == -1:
-            for q in self.migrating[order]:
-                if q == old:
-                    self.migrating[order].remove(old)
-                    self.migrating[order].append(new)
+        if t == -1 and old in self.migrating_pfns:
+            for q in (self.migrating[order], *self.migrating):
+                if old in q:
+                    q.remove(old)
+                    q.append(new)
+                    self.migrating_pfns.discard(old)
+                    self.migrating_pfns.add(new)
                     break
 
     def reclaim_page(self, pfn: int, order: int) -> None:
@@ -153,7 +156,8 @@ class PolicyPages:
                     return
             self.t2m.pop(t, None)
             self.reclaimed_t.add(t)
-        elif t == -1:
+        elif t == -1 and pfn in self.migrating_pfns:
+            self.migrating_pfns.discard(pfn)
             for q in self.migrating:
                 if pfn in q:
                     q.remove(pfn)
@@ -262,7 +266,9 @@ class PolicyPages:
             return 0
         q = self.migrating[order]
         if q:  # a target of the kernel's compaction: the model page of its source
-            self._release(q.popleft(), order, cpu)
+            p = q.popleft()
+            self.migrating_pfns.discard(p)
+            self._release(p, order, cpu)
             self.quirk("free_of_page_moved_by_kernel_compaction", 1 << order)
             return 0
         self.quirk("free_of_untraced_page", 1 << order)
@@ -290,6 +296,7 @@ class PolicyPages:
             ent = (tpfn, order)
         elif ent is None and decided == BY_RECLAIM and self.migrating[order]:
             ent = (self.migrating[order].popleft(), order)
+            self.migrating_pfns.discard(ent[0])
         if ent is None:
             # compaction releasing isolated free pages, or a page the model never had
             self.quirk("compaction_free" if decided == BY_COMPACTION else "reclaim_free", 1 << order)
@@ -305,6 +312,7 @@ class PolicyPages:
             self.m2t[p] = -1
             if decided == BY_COMPACTION:
                 self.migrating[po].append(p)
+                self.migrating_pfns.add(p)
             elif reclaim is not None and not reclaim.is_page_cache(p):
                 node.rmap.pop(p, None)
                 reclaim.add_file_pages((p,), po, owner=self)

@@ -211,25 +211,26 @@ def slab_page_mask(events: pl.DataFrame) -> pl.Series:
 
 
 def _next_page_event(ev: pl.DataFrame):
-    """``(pfn, pos) -> 1 | 0 | -1``: whether the next page event naming ``pfn`` after loop position
-    ``pos`` frees it (1), takes or drains it (0), or there is none (-1).  Evidence for where the
-    kernel's compaction took free pages without events (:mod:`kmemdes.sim.traced_compaction`)."""
+    """``(pfns, pos) -> array of 1 | 0 | -1``: for each pfn, whether the next page event naming it
+    after loop position ``pos`` frees it (1), takes or drains it (0), or there is none (-1); one
+    vectorised search for all of them.  Evidence for where the kernel's compaction took free pages
+    without events (:mod:`kmemdes.sim.traced_compaction`)."""
     pe = (ev.lazy().select("pfn", "kind").with_row_index("pos")
           .filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED, K_ZONE_LOCKED, K_DRAIN]) & (pl.col("pfn") >= 0))
           .select(key=pl.col("pfn").cast(pl.UInt64) * (1 << 32) + pl.col("pos").cast(pl.UInt64),
                   free=pl.col("kind").is_in([K_FREE, K_BATCHED]))
           .sort("key").collect())
     keys = pe["key"].to_numpy()
-    free = pe["free"].to_numpy()
+    free = np.append(pe["free"].to_numpy().astype(np.int8), np.int8(0))
     n = len(keys)
+    top = np.append(keys >> np.uint64(32), np.uint64(1) << np.uint64(63))  # a sentinel that matches no pfn
 
-    def next_event(pfn: int, pos: int) -> int:
-        j = int(np.searchsorted(keys, (pfn << 32) | pos, side="right"))
-        if j < n and int(keys[j]) >> 32 == pfn:
-            return 1 if free[j] else 0
-        return -1
+    def next_events(pfns, pos: int) -> np.ndarray:
+        p = np.asarray(pfns, dtype=np.uint64)
+        j = np.searchsorted(keys, (p << np.uint64(32)) | np.uint64(pos), side="right")
+        return np.where(top[j] == p, free[j], np.int8(-1))
 
-    return next_event
+    return next_events
 
 
 _REF_CACHES: dict | None = None

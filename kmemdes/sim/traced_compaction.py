@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
+
 from kmemdes.mm.compaction import split_isolated_freepage
 from kmemdes.mm.page_alloc import (
     MIGRATE_MOVABLE,
@@ -66,7 +68,7 @@ class TracedCompaction:
 
     def __init__(self, node: Node, next_event=None):
         self.node = node
-        self.next_event = next_event  # (pfn, pos) -> the next page event on pfn: 1 a free, 0 another, -1 none
+        self.next_event = next_event  # (pfns, pos) -> per pfn the next page event: 1 a free, 0 another, -1 none
         self.pos = 0  # the loop position of the op being applied (for next_event)
         self.runs: dict[int, _Run] = {}
         self.isolated = 0  # free pages the free scanners took
@@ -175,13 +177,14 @@ class TracedCompaction:
         if page < 0:
             page = high
         nxt_ev = self.next_event
-        if nxt_ev is not None and (page < 0 or nxt_ev(page, self.pos) != 1):
+        if nxt_ev is not None and (page < 0 or nxt_ev((page,), self.pos)[0] != 1):
             # the trace tells which block it was: the kernel's isolated block is freed next (a
             # target's or a leftover's free), a block left on the free lists is allocated next
-            for cand in self._candidates(zone, order, min_pfn, free_pfn, low_pfn):
-                if nxt_ev(cand, self.pos) == 1:
-                    page = cand
-                    break
+            cands = self._candidates(zone, order, min_pfn, free_pfn, low_pfn)
+            if cands:
+                hit = np.flatnonzero(nxt_ev(cands, self.pos) == 1)
+                if len(hit):
+                    page = cands[int(hit[0])]
         if page < 0:
             # no MOVABLE candidate in the model: any free block of that order in the range
             for mt in range(MIGRATE_TYPES):
@@ -204,16 +207,16 @@ class TracedCompaction:
         self._hold(run, page, order)
         return 0
 
-    def _candidates(self, zone, order: int, min_pfn: int, free_pfn: int, low_pfn: int):
+    def _candidates(self, zone, order: int, min_pfn: int, free_pfn: int, low_pfn: int) -> list[int]:
         """Free blocks of ``order`` between the scanners, in the order the fast search would prefer
         them: the MOVABLE list from its tail at or above ``low_pfn``, then the rest of the range."""
         node = self.node
         movable = [p for p in reversed(zone.free_list(order, MIGRATE_MOVABLE)) if min_pfn <= p < free_pfn]
-        yield from (p for p in movable if p >= low_pfn)
-        yield from (p for p in movable if p < low_pfn)
+        out = [p for p in movable if p >= low_pfn] + [p for p in movable if p < low_pfn]
         for mt in range(MIGRATE_TYPES):
             if mt != MIGRATE_MOVABLE and node.lcount[zone.lid0 + order * MIGRATE_TYPES + mt]:
-                yield from (p for p in zone.free_list(order, mt) if min_pfn <= p < free_pfn)
+                out.extend(p for p in zone.free_list(order, mt) if min_pfn <= p < free_pfn)
+        return out
 
     # ------------------------------------------------------------ migration
     def _carve_targets(self, run: _Run, nr_migrated: int, sources) -> int:
