@@ -83,7 +83,7 @@ __all__ = [
     "PC_FREE", "PC_RESERVED", "PC_SLAB", "PC_PGTABLE", "PC_MOVABLE", "PC_OTHER", "PC_HOLE", "PC_NAMES",
     "read_kpageflags", "decode_flags", "kpf_bit", "page_classes", "buddy_blocks", "zone_free_blocks",
     "assign_pageblock_types", "trace_pageblock_types", "allocated_migratetypes", "node_from_kpageflags",
-    "touched_pfns", "model_buddy_mask", "layout_agreement", "PlacementPeek", "frees_at_batched_line",
+    "touched_pfns", "model_buddy_mask", "layout_agreement", "PlacementPeek", "frees_at_batched_line", "prepared_events",
     "placement_replay", "placement_agreement", "kpageflags_pair", "kpageflags_validation", "format_kpageflags",
 ]
 
@@ -897,6 +897,26 @@ def _resync_pcp(node, cpu: int, order: int, mt: int, kernel_pfn: int, refill: bo
     return len(drop) * size
 
 
+def prepared_events(events, batched_line: bool = True):
+    """The trace's rows as the mirror replay takes them: sanitized, frees moved to their batched line
+    (:func:`frees_at_batched_line`), then slimmed and numbered, in that order, because the kernel ops
+    (compaction, vmscan) are keyed by the final row numbers.  Returns ``(events, by_type, ops,
+    sanitized, frees_moved)``."""
+    from kmemdes.sim.replay import slim_events
+    from kmemdes.sim.sanitize import sanitize_events
+
+    events, fix = sanitize_events(events)
+    nmoved = 0
+    if batched_line:
+        events, nmoved = frees_at_batched_line(events)
+    events, by_type, ops = slim_events(events)
+    for name, n in fix.dropped_by_event.items():
+        by_type[name] = by_type.get(name, 0) + n
+    if nmoved:  # the mm_page_free lines merged into their batched line are events of the trace too
+        by_type["mm_page_free"] = by_type.get("mm_page_free", 0) + nmoved
+    return events, by_type, ops, fix, nmoved
+
+
 def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = None, policy=None,
                      peek: bool = True):
     """Mirror replay of a capture from its exact ``before/kpageflags`` layout, asking the model before
@@ -910,8 +930,7 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     trace itself shows).
     """
     from kmemdes.sim.hints import start_hints
-    from kmemdes.sim.replay import Replayer, slim_events
-    from kmemdes.sim.sanitize import sanitize_events
+    from kmemdes.sim.replay import Replayer
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.schema import EventKind as E
     from kmemdes.trace.snapshot import snapshot_from_texts
@@ -923,20 +942,15 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     trace = read_trace(cap)
     if not trace.meta.get("before"):
         raise KmemdesError(f"{cap}: no before/ snapshot")
-    events, fix = sanitize_events(trace.events)  # before the rows are numbered (kernel_ops are keyed by them)
+    events, by_type, comp, fix, nmoved = prepared_events(trace.events, batched_line=peek)
     trace.events = None
-    events, by_type, comp = slim_events(events)
-    for name, n in fix.dropped_by_event.items():
-        by_type[name] = by_type.get(name, 0) + n
     snap = snapshot_from_texts(trace.meta["before"], cap / "before")
     hints = start_hints(events)
     node, notes, info = node_from_kpageflags(snap, read_kpageflags(kpath), policy=policy, hints=hints,
                                              evidence=trace_pageblock_types(events))
-    if peek:
-        events, nmoved = frees_at_batched_line(events)
-        if nmoved:
-            notes.append(f"{nmoved} batched frees applied at their mm_page_free_batched line (where "
-                         "free_unref_folios puts the page on the per-CPU list)")
+    if nmoved:
+        notes.append(f"{nmoved} batched frees applied at their mm_page_free_batched line (where "
+                     "free_unref_folios puts the page on the per-CPU list)")
     r = Replayer(node, events, mode="mirror", events_by_type=by_type, kernel_ops=comp, window=None, sanitized=fix)
     kind = np.asarray(r.c_kind, dtype=np.int64)
     cpu = np.asarray(r.c_cpu, dtype=np.int64)

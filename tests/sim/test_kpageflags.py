@@ -505,3 +505,28 @@ def test_mirror_from_the_exact_start_layout_matches_every_order(live_validation)
     bad = [r for r in normal if abs(r["rel_error"]) > 0.10]
     assert not bad, format_validation(live_validation)
     assert abs(live_validation["total_free_pages_rel_error"]) < 0.01
+
+
+def test_kernel_ops_stay_on_their_rows_when_frees_move_to_the_batched_line():
+    """The batched-line rule removes rows: it must run before the rows are numbered, or every
+    compaction op after a batched free is applied at the wrong event (j_pressure_stock's first lines)."""
+    from kmemdes.sim.replay import K_COMPACTION
+    from kmemdes.trace.text import parse_text
+
+    lines = [
+        "kmemdes-20254 [000] ...2.  1135.651500: mm_page_free: page=ffffea00085a7300 pfn=0x2169cc order=0",
+        "kmemdes-20254 [000] ...4.  1135.651501: mm_page_free_batched: page=ffffea00085a7300 pfn=0x2169cc order=0",
+        "cat-20284 [001] .....  1138.433568: mm_compaction_begin: zone_start=0x100000 migrate_pfn=0x101a00 "
+        "free_pfn=0x63ffff zone_end=0x640000, mode=async",
+        "cat-20284 [001] .....  1138.434269: mm_compaction_migratepages: nr_migrated=32 nr_failed=0",
+        "cat-20284 [001] .....  1138.435872: mm_compaction_end: zone_start=0x100000 migrate_pfn=0x229400 "
+        "free_pfn=0x63ffff zone_end=0x640000, mode=async status=contended",
+    ]
+    ev, _, problems = parse_text([("\n".join(lines) + "\n").encode()], "t.txt")
+    assert not problems and ev.height == 5
+    events, by_type, ops, _, moved = K.prepared_events(ev)
+    assert moved == 1 and events.height == 4
+    assert by_type["mm_page_free"] == 1 and by_type["mm_page_free_batched"] == 1  # every line still counted
+    kinds = events["kind"].to_list()
+    assert ops.height == 3
+    assert all(kinds[s] in K_COMPACTION for s in ops["seq"].to_list())
