@@ -130,6 +130,7 @@ def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: b
     res = {"capture": str(cap), "sets": list(sets), "predicted": predicted_figures(summary),
            "kernel": kernel_figures(cap, summary), "events": summary.get("events"),
            "events_replayed": summary.get("events_replayed"), "quirks": summary.get("quirks", {}),
+           "quirk_pages": summary.get("quirk_pages", {}),
            "policy": _policy_lines(resolved), "notes": notes + summary.get("notes", []),
            "wall_s": summary.get("wall_s"), "events_per_s": summary.get("events_per_s")}
     res["targets"] = prediction_targets(res)
@@ -141,6 +142,20 @@ def _policy_lines(config_toml: str) -> dict:
     import tomllib
 
     return tomllib.loads(config_toml).get("policy", {})
+
+
+_RULES = {
+    "fallback_to_base_pages_in_model": "THP faults and readahead folios the model failed, served with base pages",
+    "reclaim_free": "frees by the kernel's reclaim of pages the model does not hold (its own reclaim decides)",
+    "compaction_free": "frees by the kernel's compaction (released free pages, migration sources) of pages the "
+                       "model does not hold",
+    "slab_page_by_model": "slab pages the SLUB model makes itself instead of the trace's",
+    "free_of_untraced_page": "frees of pages the model never gave out (untraced or pre-trace allocations)",
+    "free_of_page_moved_by_kernel_compaction": "frees of the kernel's migration targets: the model frees the "
+                                               "page it had for the source",
+    "free_of_page_from_before_trace": "frees of pages in use since the start, at their own pfn",
+    "free_of_page_reclaimed_by_model": "frees of pages the model's reclaim had already taken",
+}
 
 
 def _err(p: int, k: int) -> str:
@@ -160,12 +175,12 @@ def format_prediction(res: dict) -> str:
                                     if key in pol)
              + (f"  (what-if: {' '.join(res['sets'])}; the kernel column is still the capture's)" if res["sets"] else ""),
              f"events: {res['events']:,} ({res['events_replayed']:,} replayed), {res['wall_s']} s", "",
-             f"{'':<34}{'predicted':>12}{'kernel':>12}{'error':>9}"]
+             f"{'':<34}{'predicted':>20}{'kernel':>20}{'error':>9}"]
     orders = sorted({int(o) for o in k["attempts_by_order"]} | {int(o) for o in p["attempts_by_order"]})
     for o in orders:
         pa, ka = int(p["attempts_by_order"].get(str(o), 0)), int(k["attempts_by_order"].get(str(o), 0))
         pf, kf = int(p["failures_by_order"].get(str(o), 0)), int(k["failures_by_order"].get(str(o), 0))
-        lines.append(f"{f'order {o}: failures / attempts':<34}{f'{pf:,} / {pa:,}':>12}{f'{kf:,} / {ka:,}':>12}"
+        lines.append(f"{f'order {o}: failures / attempts':<34}{f'{pf:,} / {pa:,}':>20}{f'{kf:,} / {ka:,}':>20}"
                      f"{_err(pf, kf):>9}")
     labels = {"thp_fault_alloc": "THP faults served", "thp_fault_fallback": "THP faults fallen back",
               "compact_stall": "direct compaction stalls", "compact_success": "  successes",
@@ -173,11 +188,16 @@ def format_prediction(res: dict) -> str:
               "allocstall": "direct reclaim stalls", "pgsteal_direct": "  pages reclaimed directly",
               "pgsteal_kswapd": "kswapd pages reclaimed", "extfrag_fallbacks": "fragmenting fallbacks (extfrag)"}
     for key, label in labels.items():
-        lines.append(f"{label:<34}{p[key]:>12,}{k[key]:>12,}{_err(p[key], k[key]):>9}")
+        lines.append(f"{label:<34}{p[key]:>20,}{k[key]:>20,}{_err(p[key], k[key]):>9}")
     lines += ["", "end state, free blocks per order: predicted / kernel"]
     for zone, kc in k["buddyinfo"].items():
         pc = p["buddyinfo"].get(zone, [0] * 11)
         lines.append(f"  {zone:<8}" + " ".join(f"{a}/{b}" for a, b in zip(pc, kc)))
+    qp, q = res.get("quirk_pages", {}), res.get("quirks", {})
+    if qp:
+        lines += ["", "what the prediction could not follow, or decided apart from the trace (pages, events):"]
+        for rule, pages in sorted(qp.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {pages:>10,} {q.get(rule, 0):>10,}  {rule}: {_RULES.get(rule, '')}".rstrip())
     t = res["targets"]
     lines += ["", "targets (same policy: within 30 %, or 20 when the kernel's count is below 60):"]
     for key, v in t.items():
