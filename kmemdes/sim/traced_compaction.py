@@ -63,6 +63,9 @@ class _Run:
         self.mig_lo = self.mig_hi = 0
 
 
+_STRIDES = (1, 2, 4, 8, 16, 32)  # isolate_freepages: COMPACT_CLUSTER_MAX (32) for async, 1 after a hit
+
+
 class TracedCompaction:
     """The compaction runs of a trace, applied to a mirrored :class:`Node`, keyed by task pid."""
 
@@ -86,7 +89,7 @@ class TracedCompaction:
         carved) that the model could not find free.  ``sources``: the orders of the folios the
         migration freed, in migration order (for ``OP_MIGRATE``)."""
         if op == OP_ISO_FREE:
-            return self._isolate_freepages_block(self._run(pid), a, b, n2)
+            return self._isolate_freepages_block(self._run(pid), a, b, n2, n1)
         if op == OP_FAST_FREE:
             return self._fast_isolate_freepages(self._run(pid), a, b, n2)
         if op == OP_MIGRATE:
@@ -115,28 +118,30 @@ class TracedCompaction:
         run.freepages[order].append(pfn)
         self.isolated += n
 
-    def _isolate_freepages_block(self, run: _Run, start: int, end: int, nr_taken: int) -> int:
-        """``isolate_freepages_block`` over exactly ``[start, end)`` (the traced range)."""
+    def _isolate_freepages_block(self, run: _Run, start: int, end: int, nr_taken: int, nr_scanned: int = -1) -> int:
+        """``isolate_freepages_block`` over exactly ``[start, end)`` (the traced range).
+
+        The kernel's free scanner looks at every ``stride``-th pfn (``isolate_freepages``: 32 for
+        async compaction, back to 1 after a pageblock where it isolated something, doubling again
+        after each where it did not) and isolates the free block whose head it lands on, whole.
+        The stride is not traced: the one whose scan of the model's range gives the traced
+        ``nr_scanned`` and ``nr_taken`` best is used (:meth:`_scan`)."""
         if nr_taken <= 0:
             return 0
         node = self.node
-        lid, lbo, alloc_order = node.lid, node.l_buddy_order, node.alloc_order
         end = min(end, node.max_pfn)
+        best = None
+        for stride in (_STRIDES if nr_scanned >= 0 else (1,)):
+            heads, scanned = self._scan(start, end, stride)
+            taken = sum(1 << o for _, o in heads)
+            miss = abs(taken - nr_taken) + (4 * abs(scanned - nr_scanned) if nr_scanned >= 0 else 0)
+            if best is None or miss < best[0]:
+                best = (miss, heads)
         taken = 0
-        pfn = start
-        while pfn < end and taken < nr_taken:
-            li = lid[pfn]
-            if li != NOLIST and lbo[li] >= 0:
-                order = lbo[li]
-                while pfn + (1 << order) > end and order:  # the kernel's block ended inside the range
-                    order -= 1
-                node.take_block(pfn, order)
-                self._hold(run, pfn, order)
-                taken += 1 << order
-                pfn += 1 << order
-                continue
-            ao = alloc_order[pfn]
-            pfn += (1 << ao) if 0 < ao < NR_PAGE_ORDERS else 1
+        for pfn, order in best[1]:
+            node.take_block(pfn, order)
+            self._hold(run, pfn, order)
+            taken += 1 << order
         if taken < nr_taken:
             # the kernel found free blocks the model holds merged into a larger block (or on a
             # per-CPU list): take the model's free pages in the range page by page
@@ -150,6 +155,31 @@ class TracedCompaction:
         missing = max(0, nr_taken - taken)
         self.not_free += missing
         return missing
+
+    def _scan(self, start: int, end: int, stride: int) -> tuple[list, int]:
+        """The free blocks ``isolate_freepages_block`` with ``stride`` would isolate from the model's
+        ``[start, end)``, and its ``nr_scanned``.  The scan stops where the trace says it did (``end``:
+        the kernel had enough pages, or the pageblock ended), so every free block it meets before is
+        taken, even beyond the traced ``nr_taken`` (pages the model holds free there that the kernel
+        did not: counted by the caller)."""
+        node = self.node
+        lid, lbo = node.lid, node.l_buddy_order
+        heads = []
+        scanned = 0
+        pfn = start
+        while pfn < end:
+            scanned += 1
+            li = lid[pfn]
+            if li != NOLIST and lbo[li] >= 0:
+                order = lbo[li]
+                while pfn + (1 << order) > end and order:  # the kernel's block ended inside the range
+                    order -= 1
+                heads.append((pfn, order))
+                n = 1 << order
+                scanned += n - 1
+                pfn += n - 1
+            pfn += stride
+        return heads, scanned
 
     def _fast_isolate_freepages(self, run: _Run, min_pfn: int, free_pfn: int, nr_taken: int) -> int:
         """``fast_isolate_freepages``: one block of order log2(nr_taken) from the MOVABLE free list."""

@@ -537,12 +537,12 @@ def test_kernel_ops_stay_on_their_rows_when_frees_move_to_the_batched_line():
 def test_mirror_replay_under_pressure_follows_the_kernels_layout(corpus):
     """j_pressure_stock: the kernel's compaction and reclaim in the trace, mirrored from the exact start
     layout; the end state against the kernel's own after/kpageflags (README, "Mirror replay under
-    pressure": 98.81 %)."""
+    pressure": 99.02 %)."""
     cap = corpus / "j_pressure_stock"
     res = K.placement_replay(cap, peek=False)
     kb = K.read_kpageflags(cap / "before" / "kpageflags.zst")
     ka = K.read_kpageflags(cap / "after" / "kpageflags.zst")
     la = K.layout_agreement(res["node"], kb, ka, res["touched"])
-    assert la["touched_share"] >= 0.985, la
+    assert la["touched_share"] >= 0.99, la
     assert la["touched_baseline_share"] < 0.25  # a model that did nothing: 19.7 %
     res["node"].check()

@@ -76,3 +76,39 @@ def test_pages_the_model_does_not_hold_free_are_counted_not_invented():
     tc = TracedCompaction(node)
     assert tc.apply(OP_ISO_FREE, BASE, BASE + 0x200, 512, 64, 1) == 64
     assert tc.not_free == 64 and all(node.alloc_order[p] == NO_ORDER for p in range(BASE + 1, BASE + 64))
+
+
+def _split_to_order0(node, zone, lo, hi):
+    """Free pages [lo, hi) as separate order-0 blocks (each with its buddy held in use)."""
+    node.take_block(BASE, 10)
+    node.page_mt[BASE:BASE + 1024] = b"\x01" * 1024
+    for p in range(lo, hi, 2):  # even pfns free, odd ones in use: no two free buddies
+        node.alloc_order[p] = NO_ORDER
+        node.page_mt[p] = PAGE_FREE
+        node.free_one_page(zone, p, 0)
+
+
+def test_async_free_scanner_looks_at_every_32nd_pfn():
+    """isolate_freepages scans with stride COMPACT_CLUSTER_MAX (32) in async mode: over 512 pfns it
+    looks at 16 and isolates the free pages it lands on; the traced nr_scanned says which stride."""
+    node, zone = node_with_free_region()
+    _split_to_order0(node, zone, BASE, BASE + 0x200)
+    tc = TracedCompaction(node)
+    tc.apply(OP_BEGIN, 0, 0, 0, 0, 1)
+    # range=(BASE ~ BASE+0x200) nr_scanned=16 nr_taken=16: the pages at BASE + 32 k
+    assert tc.apply(OP_ISO_FREE, BASE, BASE + 0x200, 16, 16, 1) == 0
+    assert sorted(tc.runs[1].freepages[0]) == list(range(BASE, BASE + 0x200, 32))
+    assert node.page_mt[BASE + 2] == PAGE_FREE  # not on the stride: left free
+    node.check()
+
+
+def test_the_scan_takes_every_free_page_before_where_it_stopped():
+    """With stride 1 the kernel's scan isolates every free page up to where the trace says it stopped:
+    the model takes them all, also when it holds more free there than the kernel isolated."""
+    node, zone = node_with_free_region()
+    _split_to_order0(node, zone, BASE, BASE + 0x40)
+    tc = TracedCompaction(node)
+    tc.apply(OP_BEGIN, 0, 0, 0, 0, 1)
+    assert tc.apply(OP_ISO_FREE, BASE, BASE + 0x40, 0x40, 24, 1) == 0  # 32 free in the model, 24 in the kernel
+    assert sorted(tc.runs[1].freepages[0]) == list(range(BASE, BASE + 0x40, 2))
+    node.check()
