@@ -208,9 +208,18 @@ class PolicyPages:
 
     def _fallback(self, tpfn: int, order: int, gfp: int, cpu: int) -> None:
         """The kernel's caller falls back to base pages: a THP fault maps 4 KiB pages, readahead
-        allocates order-0 folios (``page_cache_ra_order`` -> ``do_page_cache_ra``)."""
+        allocates order-0 folios (``page_cache_ra_order`` -> ``do_page_cache_ra``).
+
+        Readahead keeps its mask: ``readahead_gfp_mask`` is the mapping's mask with
+        ``__GFP_NORETRY | __GFP_NOWARN`` and ``filemap_alloc_folio`` adds ``__GFP_COMP``, so
+        the order-0 folios are tried once (one direct reclaim round, no retry loop) and
+        readahead stops at the first that fails (the traces show these order-0 requests with
+        the same flags).  A THP fault's base pages are plain anonymous faults."""
         node = self.node
-        base = gfp & ~(_COMP | _THISNODE | _NORETRY | _NOMEMALLOC)
+        if is_thp_fault(gfp, order):
+            base = gfp & ~(_COMP | _THISNODE | _NORETRY | _NOMEMALLOC)
+        else:
+            base = gfp & ~_THISNODE
         pages = []
         for _ in range(1 << order):
             p = node.alloc_pages(base, 0, cpu)
