@@ -570,14 +570,15 @@ class Reclaim:
 
     # ---------------------------------------------------- direct reclaim
     def _compaction_ready(self, zone: Zone, sc: ScanControl) -> bool:
-        """``compaction_ready``: enough free memory for compaction of a costly order; stop reclaiming."""
+        """``compaction_ready``: enough free memory for compaction of a costly order; stop reclaiming.
+
+        6.15+: the order already passes min, or ``compaction_suitable`` passes at the high
+        watermark (high + compact_gap + (low - min), fragmentation index included)."""
         node = self.node
         if node.zone_watermark_ok(zone, sc.order, zone.wmark(0), sc.reclaim_idx, 0):
             return True
         threshold = getattr(node.compaction, "extfrag_threshold", 500)
-        if not compaction_suitable(node, zone, sc.order, sc.reclaim_idx, threshold):
-            return False
-        return node.zone_watermark_ok(zone, 0, zone.wmark(2) + compact_gap(sc.order), sc.reclaim_idx, 0)
+        return compaction_suitable(node, zone, sc.order, sc.reclaim_idx, threshold, zone.wmark(2))
 
     def direct_reclaim(self, node: Node, zonelist: list[Zone], order: int, gfp: int) -> int:
         """``try_to_free_pages`` / ``do_try_to_free_pages``: SWAP_CLUSTER_MAX pages, priority 12 down to 0.
