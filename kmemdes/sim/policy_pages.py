@@ -129,7 +129,7 @@ class PolicyPages:
         if ent is not None:
             if ent[0] == old:
                 self.t2m[t] = (new, order)
-            elif ent[0] < 0:  # one of the base pages of a fallback
+            elif ent[0] < 0 and old in ent[1]:  # one of the base pages of a fallback
                 ent[1][ent[1].index(old)] = new
         if t == -1:
             for q in self.migrating[order]:
@@ -148,7 +148,8 @@ class PolicyPages:
         if t >= 0:
             ent = self.t2m.get(t)
             if ent is not None and ent[0] < 0:  # one of the base pages of a fallback
-                ent[1].remove(pfn)
+                if pfn in ent[1]:
+                    ent[1].remove(pfn)
                 if ent[1]:
                     return
             self.t2m.pop(t, None)
@@ -221,6 +222,9 @@ class PolicyPages:
         else:
             base = gfp & ~_THISNODE
         pages = []
+        # mapped before the loop: a base page's own direct reclaim may reclaim the earlier ones
+        # (reclaim_page then takes them out of this list)
+        self.t2m[tpfn] = (-1, pages)
         for _ in range(1 << order):
             p = node.alloc_pages(base, 0, cpu)
             if p < 0:
@@ -230,6 +234,7 @@ class PolicyPages:
             self._own(p, 0, base | (_ZERO if is_thp_fault(gfp, order) else 0))  # a THP fault's base pages are anonymous
         self.counts["fallback_pages"] += len(pages)
         self.t2m[tpfn] = (-1, pages)
+        self.reclaimed_t.discard(tpfn)
         self.quirk("fallback_to_base_pages_in_model", 1 << order)
 
     def _map(self, tpfn: int, pfn: int, order: int, gfp: int) -> None:
