@@ -47,9 +47,8 @@ What is modelled
       ``fragmentation_score_wmark(low)``).
 
 What is simplified (say so when quoting results)
-    * ``fast_isolate_freepages`` (5.1+ free-list search of the free
-      scanner) is not modelled: the free scanner is linear.  The migrate
-      scanner's ``fast_find_migrateblock`` is.
+    * ``fast_find_migrateblock`` and ``fast_isolate_freepages`` (5.1+
+      free-list searches) are not modelled: both scanners are linear.
     * ``__reset_isolation_suitable`` clears every skip bit of the zone and
       restarts the scanners at the zone ends (the kernel samples each block
       for an LRU or buddy page first).
@@ -372,7 +371,7 @@ class CompactControl:
         "no_set_skip_hint", "proactive_compaction", "finish_pageblock",
         "migrate_pfn", "free_pfn", "migratepages", "nr_migratepages", "freepages", "nr_freepages",
         "total_migrate_scanned", "total_free_scanned", "nr_isolated", "nr_migrated", "nr_failed",
-        "pending_free", "fast_search_fail", "fast_start_pfn",
+        "pending_free",
     )
 
     def __init__(self, zone: Zone, order: int, gfp: int = GFP_KERNEL, mode: int = MIGRATE_SYNC_LIGHT,
@@ -393,8 +392,6 @@ class CompactControl:
         self.no_set_skip_hint = False
         self.proactive_compaction = proactive_compaction
         self.finish_pageblock = False
-        self.fast_search_fail = 0
-        self.fast_start_pfn = 0  # 0: none yet; -1: used (ULONG_MAX)
         self.migrate_pfn = 0
         self.free_pfn = 0
         self.migratepages: list[int] = []  # head pfns isolated for migration
@@ -579,84 +576,16 @@ class Compaction:
                 and self.node.pb_valid[start >> PAGEBLOCK_ORDER] == 1)
 
     # --------------------------------------------------- migrate scanner
-    def _fast_find_migrateblock(self, cc: CompactControl) -> int:
-        """``fast_find_migrateblock`` (5.1+): for a costly order (kcompactd, or a movable direct
-        request) at a pageblock start, take as the next source the pageblock of a free MOVABLE
-        block of order cc.order - 1 down to PAGE_ALLOC_COSTLY_ORDER that lies in the first half
-        of the search space (an eighth once the scanner has moved): such a block is already
-        largely free, so migrating the rest frees the whole pageblock.  At most
-        ``freelist_scan_limit`` entries are looked at; a block taken (or the entry where the
-        limit hit) moves to its list's tail, and blocks whose skip bit is set are passed over.
-        Without a find: ``reinit_migrate_pfn`` (the lowest find of this run, if any)."""
-        pfn = cc.migrate_pfn
-        zone = cc.zone
-        if cc.ignore_skip_hint or cc.finish_pageblock:
-            return pfn
-        if pfn != zone.start_pfn and pfn != _pageblock_start(pfn):
-            return pfn
-        if cc.order <= PAGE_ALLOC_COSTLY_ORDER:
-            return pfn
-        if cc.direct_compaction and cc.migratetype != MIGRATE_MOVABLE:
-            return pfn
-        node = self.node
-        limit = (COMPACT_CLUSTER_MAX >> min(63, cc.fast_search_fail)) + 1  # freelist_scan_limit
-        distance = (cc.free_pfn - cc.migrate_pfn) >> 1
-        if cc.migrate_pfn != zone.start_pfn:
-            distance >>= 2
-        high_pfn = _pageblock_start(cc.migrate_pfn + distance)
-        nr_scanned = 0
-        found = False
-        lhead, nxt, lcount = node.lhead, node.nxt, node.lcount
-        pb_skip = self.pb_skip
-        order = cc.order - 1
-        while order >= PAGE_ALLOC_COSTLY_ORDER and not found and nr_scanned < limit:
-            lid = zone.lid0 + order * MIGRATE_TYPES + MIGRATE_MOVABLE
-            order -= 1
-            if not lcount[lid]:
-                continue
-            fp = lhead[lid]
-            while fp >= 0:
-                n = nxt[fp]
-                nr_scanned += 1
-                if nr_scanned > limit:
-                    node._list_del(fp)  # move_freelist_tail
-                    node._list_add_tail(lid, fp)
-                    break
-                if fp < high_pfn:
-                    if pb_skip[fp >> PAGEBLOCK_ORDER]:
-                        fp = n
-                        continue
-                    node._list_del(fp)  # reorder so that a future search skips recent pages
-                    node._list_add_tail(lid, fp)
-                    if cc.fast_start_pfn != -1:  # update_fast_start_pfn
-                        cc.fast_start_pfn = fp if not cc.fast_start_pfn else min(cc.fast_start_pfn, fp)
-                    pfn = max(_pageblock_start(fp), zone.start_pfn)
-                    cc.fast_search_fail = 0
-                    found = True
-                    break
-                fp = n
-        cc.total_migrate_scanned += nr_scanned
-        if not found:
-            cc.fast_search_fail += 1
-            # reinit_migrate_pfn
-            if cc.fast_start_pfn > 0:
-                cc.migrate_pfn = _pageblock_start(cc.fast_start_pfn)
-                cc.fast_start_pfn = -1
-            pfn = cc.migrate_pfn
-        return pfn
-
     def _isolate_migratepages(self, cc: CompactControl) -> int:
-        """``isolate_migratepages``: isolate from the first suitable block at or after the block
-        ``fast_find_migrateblock`` picked (migrate_pfn without a find)."""
+        """``isolate_migratepages``: isolate from the first suitable block at or after migrate_pfn."""
         zone = cc.zone
-        low_pfn = self._fast_find_migrateblock(cc)
-        fast_find_block = low_pfn != cc.migrate_pfn and not cc.fast_search_fail
+        low_pfn = cc.migrate_pfn
         block_start = max(_pageblock_start(low_pfn), zone.start_pfn)
         block_end = _pageblock_end(low_pfn)
         while block_end <= cc.free_pfn:
             if self._block_in_zone(zone, block_start, block_end):
                 first = low_pfn & (PAGEBLOCK_NR_PAGES - 1) == 0 or low_pfn == zone.start_pfn
-                if first and not fast_find_block and not self._isolation_suitable(cc, block_start):
+                if first and not self._isolation_suitable(cc, block_start):
                     pass
                 elif not self._suitable_migration_source(cc, block_start):
                     self._update_cached_migrate(cc, block_end)
@@ -664,7 +593,6 @@ class Compaction:
                     if self._isolate_migratepages_block(cc, low_pfn, block_end):
                         return _ISOLATE_ABORT
                     break
-            fast_find_block = False
             cc.migrate_pfn = low_pfn = block_end
             block_start = block_end
             block_end += PAGEBLOCK_NR_PAGES
