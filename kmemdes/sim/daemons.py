@@ -79,23 +79,21 @@ class DaemonCosts:
     16 GiB zone (4 M pfns) then costs ~60 ms, inside the "ms to s" range.
 
     Reclaim (no swap: clean page cache and slab), measured on the pressure
-    captures (j_pressure_stock, k_pressure_defrag: kswapd's consecutive
-    ``mm_vmscan_lru_shrink_inactive`` events): a batch of 32 reclaimed base
-    pages every 11-14 us (medians), i.e. ~400 ns per folio, so
-    ``reclaim_pages_per_s`` 2,500,000 (one kswapd thread; isolating a folio,
-    dropping it from the mapping's xarray, freeing it).  A scanned page that is
-    kept (dirty, rotated) costs ``reclaim_scan_ns`` 100; a slab page a shrinker
-    frees costs ``slab_page_ns`` (dentries/inodes are freed object by object).
-
-    ``shrink_folio_list`` works per *folio*: isolating it, ``__remove_mapping``
-    and freeing it cost the same for a 512-page readahead folio as for a base
-    page (the free is one buddy operation), so ``reclaim_pages_per_s`` prices
-    each reclaimed folio and every further page of a large folio costs only
-    ``reclaim_tail_page_ns``.  The pressure captures show it: kswapd's
-    ``mm_vmscan_lru_shrink_inactive`` events that reclaimed one order-9
-    folio (``nr_reclaimed=512``) follow each other about 5 us apart, those
-    that reclaimed 32 base pages about 11 us apart (k_pressure_defrag,
-    medians); 10 ns per tail page is (5 us - 0.35 us) / 511.
+    captures: kswapd's runs (``mm_vmscan_kswapd_wake`` to its last
+    ``mm_vmscan_lru_shrink_inactive`` before the next wake or sleep; the run
+    time includes what the 2-vCPU machine's workload took of kswapd's CPU),
+    their durations regressed on the base pages and the order-9 folios they
+    reclaimed: k_pressure_defrag (383 runs, 338,726 base pages, 1,530 order-9
+    folios) 0.84 us per base page and 28 us per order-9 folio;
+    j_pressure_stock (45 runs, 155 order-9 folios) 0.72 us and 82 us.  So
+    ``reclaim_pages_per_s`` 1,250,000 (800 ns per reclaimed folio) and
+    ``reclaim_tail_page_ns`` 60 for every further page of a large folio
+    (28 us ~ 0.8 us + 511 x 53 ns): ``shrink_folio_list`` works per *folio*
+    (isolating it, ``__remove_mapping``, one buddy free), so a 512-page
+    readahead folio costs ~40 times a base page, not 512 times.  A scanned
+    page that is kept (dirty, rotated) costs ``reclaim_scan_ns`` 100; a slab
+    page a shrinker frees costs ``slab_page_ns`` (dentries/inodes are freed
+    object by object).
     """
 
     migrate_ns: int = 2_000
@@ -103,9 +101,9 @@ class DaemonCosts:
     free_scan_ns: int = 15
     isolate_ns: int = 50
     migrate_fail_ns: int = 30
-    reclaim_pages_per_s: int = 2_500_000
+    reclaim_pages_per_s: int = 1_250_000
     reclaim_scan_ns: int = 100
-    reclaim_tail_page_ns: int = 10
+    reclaim_tail_page_ns: int = 60
     slab_page_ns: int = 2_000
     kswapd_nap_ns: int = _NS_PER_S // 10  # HZ/10
     kcompactd_interval_ns: int = HPAGE_FRAG_CHECK_INTERVAL_MSEC * 1_000_000
@@ -126,9 +124,9 @@ class DaemonCosts:
         """Price of reclaim work: reclaimed pages, pages scanned and kept, slab pages freed.
 
         >>> DaemonCosts().reclaim_ns(ReclaimWork(scanned=40, reclaimed=32, slab_freed=1))
-        15600
+        28400
         >>> DaemonCosts().reclaim_ns(ReclaimWork(scanned=512, reclaimed=512, folios=1))  # one order-9 folio
-        5510
+        31460
         """
         kept = max(0, work.scanned - work.reclaimed)
         folios = work.folios or work.reclaimed  # 0: one folio per page
