@@ -38,7 +38,7 @@ def fill_with_page_cache(node, rec):
 
 def test_costs_defaults_and_validation():
     c = DaemonCosts()
-    assert c.reclaim_ns_per_page == 800 and c.kswapd_nap_ns == 100 * MS and c.kcompactd_interval_ns == 500 * MS
+    assert c.reclaim_ns_per_page == 2000 and c.kswapd_nap_ns == 100 * MS and c.kcompactd_interval_ns == 500 * MS
     assert 1000 <= c.migrate_ns <= 3000  # KERNEL.md section 17: ~1-3 us per migrated page
     assert c.compaction_ns(CompactWork(migrated=10)) == 10 * c.migrate_ns
     assert DaemonCosts(reclaim_pages_per_s=250_000).reclaim_ns(ReclaimWork(10, 10, 0)) == 40_000
