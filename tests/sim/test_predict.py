@@ -104,3 +104,22 @@ def test_kernel_figures_of_the_defrag_mode_capture(defrag, corpus):
     assert (k["thp_fault_alloc"], k["thp_fault_fallback"]) == (369, 15)
     assert (k["compact_stall"], k["compact_success"], k["allocstall"]) == (268, 139, 213)
     assert defrag["policy"]["fallback"] == "defrag_mode"  # the capture's vm.defrag_mode=1
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_same_policy_prediction_on_the_defrag_mode_capture(defrag):
+    t = defrag["targets"]
+    # met on this capture: THP fallbacks (a kernel count under 60: within 20), no order-0 failures
+    # beyond what the kernel had
+    assert t["thp_fault_fallback"]["met"] and t["order0_failures"]["met"], t
+    # not yet met (issue #13): the model fails too many order-9 readahead folios and its direct
+    # compaction succeeds far less often than the kernel's; bounded so that a regression shows
+    o9 = t["order9_failures"]
+    assert o9["predicted"] <= 4 * o9["kernel"], o9
+    p, k = defrag["predicted"], defrag["kernel"]
+    assert p["allocstall"] <= 8 * k["allocstall"]
+    assert 0.5 * k["pgsteal_kswapd"] <= p["pgsteal_kswapd"] <= 2 * k["pgsteal_kswapd"]
+    # the same requests were replayed
+    pa, ka = p["attempts_by_order"], k["attempts_by_order"]
+    assert all(pa[o] == ka[o] for o in ka if o not in ("9",))
