@@ -91,7 +91,9 @@ from kmemdes.mm.gfp import (
 )
 from kmemdes.mm.page_alloc import (
     ALLOC_CMA,
+    ALLOC_WMARK_HIGH,
     ALLOC_WMARK_MASK,
+    ALLOC_WMARK_MIN,
     COMPACT_COMPLETE,
     COMPACT_DEFERRED,
     COMPACT_PARTIAL_SKIPPED,
@@ -279,22 +281,30 @@ def compaction_restarting(zone: Zone, order: int) -> bool:
 
 # ------------------------------------------------------------- suitability
 def _compaction_suitable_wmark(node: Node, zone: Zone, order: int, highest_zoneidx: int,
-                               free_pages: Optional[int] = None) -> bool:
-    """``__compaction_suitable``: order-0 free pages above (low for costly, else min) + compact_gap."""
-    watermark = zone.wmark(1) if order > PAGE_ALLOC_COSTLY_ORDER else zone.wmark(0)
+                               free_pages: Optional[int] = None, watermark: Optional[int] = None) -> bool:
+    """``__compaction_suitable`` (6.15+, "push watermark into compaction_suitable() callers"):
+    order-0 free pages above the caller's ``watermark`` (default: min) + compact_gap, plus
+    (low - min) for costly orders -- so low + gap for the direct callers, as before 6.15."""
+    if watermark is None:
+        watermark = zone.wmark(0)
     watermark += compact_gap(order)
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        watermark += zone._watermark[1] - zone._watermark[0]
     return node._zone_watermark_ok(zone, 0, watermark, highest_zoneidx, ALLOC_CMA, free_pages)
 
 
 def compaction_suitable(node: Node, zone: Zone, order: int, highest_zoneidx: int,
-                        extfrag_threshold: int = 500) -> bool:
+                        extfrag_threshold: int = 500, watermark: Optional[int] = None) -> bool:
     """``compaction_suitable``: enough order-0 pages, and (costly orders) a failure due to fragmentation.
 
+    ``watermark`` is the caller's (6.15+): min for direct reclaim
+    (``should_continue_reclaim``, ``compaction_zonelist_suitable``), high for
+    ``compaction_ready``, the request's for ``compaction_suit_allocation_order``.
     For order > PAGE_ALLOC_COSTLY_ORDER a fragmentation index in
     [0, extfrag_threshold] means the failure comes from a lack of memory:
     reclaim, not compaction, is what helps.
     """
-    if not _compaction_suitable_wmark(node, zone, order, highest_zoneidx):
+    if not _compaction_suitable_wmark(node, zone, order, highest_zoneidx, None, watermark):
         return False
     if order > PAGE_ALLOC_COSTLY_ORDER:
         fragindex = frag.fragmentation_index(zone.nr_free, order)
@@ -303,14 +313,31 @@ def compaction_suitable(node: Node, zone: Zone, order: int, highest_zoneidx: int
     return True
 
 
+def nr_free_pages_blocks(zone: Zone) -> int:
+    """NR_FREE_PAGES_BLOCKS (6.15+): free pages in free blocks of at least a pageblock."""
+    return sum(c << o for o, c in enumerate(zone.nr_free) if o >= PAGEBLOCK_ORDER)
+
+
 def compaction_suit_allocation_order(node: Node, zone: Zone, order: int, highest_zoneidx: int,
-                                     alloc_flags: int, extfrag_threshold: int = 500) -> int:
+                                     alloc_flags: int, extfrag_threshold: int = 500,
+                                     async_: bool = False, kcompactd: bool = False) -> int:
     """``compaction_suit_allocation_order``: SUCCESS if the request's watermark already passes,
-    SKIPPED if compaction is unlikely to help, else CONTINUE."""
+    SKIPPED if compaction is unlikely to help, else CONTINUE.
+
+    With ``defrag_mode`` kcompactd (``kcompactd``) counts only free whole pageblocks
+    (NR_FREE_PAGES_BLOCKS) against the watermark ("defrag_mode kswapd/kcompactd
+    watermarks", 6.15): it keeps compacting until the mark is met in pageblocks, which
+    ALLOC_NOFRAGMENT allocations of every order can claim without polluting.  Costly
+    async requests without ALLOC_CMA also need order-0 pages above mark + compact_gap.
+    """
     watermark = zone.wmark(alloc_flags & ALLOC_WMARK_MASK)
-    if node.zone_watermark_ok(zone, order, watermark, highest_zoneidx, alloc_flags):
+    free = nr_free_pages_blocks(zone) if kcompactd and node.policy.defrag_mode else None
+    if node._zone_watermark_ok(zone, order, watermark, highest_zoneidx, alloc_flags, free):
         return COMPACT_SUCCESS
-    if not compaction_suitable(node, zone, order, highest_zoneidx, extfrag_threshold):
+    if order > PAGE_ALLOC_COSTLY_ORDER and async_ and not alloc_flags & ALLOC_CMA:
+        if not node._zone_watermark_ok(zone, 0, watermark + compact_gap(order), highest_zoneidx, 0):
+            return COMPACT_SKIPPED
+    if not compaction_suitable(node, zone, order, highest_zoneidx, extfrag_threshold, watermark):
         return COMPACT_SKIPPED
     return COMPACT_CONTINUE
 
@@ -854,9 +881,8 @@ class Compaction:
             return COMPACT_CONTINUE
         if node.policy.defrag_mode and not cc.direct_compaction:
             # kcompactd targets the high watermark in whole free pageblocks (6.15+)
-            blocks_free = sum(c << o for o, c in enumerate(zone.nr_free) if o >= PAGEBLOCK_ORDER)
             if node._zone_watermark_ok(zone, cc.order, zone.wmark(2), cc.highest_zoneidx,
-                                       cc.alloc_flags, blocks_free):
+                                       cc.alloc_flags, nr_free_pages_blocks(zone)):
                 return COMPACT_SUCCESS
             return COMPACT_CONTINUE
         mt = cc.migratetype
@@ -883,7 +909,8 @@ class Compaction:
         zs = self._zs(zone)
         if cc.order > 0:
             ret = compaction_suit_allocation_order(node, zone, cc.order, cc.highest_zoneidx,
-                                                   cc.alloc_flags, self.extfrag_threshold)
+                                                   cc.alloc_flags, self.extfrag_threshold,
+                                                   cc.mode == MIGRATE_ASYNC, not cc.direct_compaction)
             if ret != COMPACT_CONTINUE:
                 return ret
         if compaction_restarting(zone, cc.order):
@@ -1053,17 +1080,23 @@ class Compaction:
         return rc, captured
 
     # ---------------------------------------------------------- kcompactd
+    def _kcompactd_alloc_flags(self) -> int:
+        """kcompactd's watermark: high with ``defrag_mode`` (its target is the high watermark met in
+        free pageblocks), else min ("defrag_mode kswapd/kcompactd watermarks" + its fix, 6.15)."""
+        return ALLOC_WMARK_HIGH if self.node.policy.defrag_mode else ALLOC_WMARK_MIN
+
     def kcompactd_node_suitable(self) -> bool:
-        """``kcompactd_node_suitable``: some zone fails min at the order but compaction could help."""
+        """``kcompactd_node_suitable``: some zone where ``compaction_suit_allocation_order``
+        (kcompactd's watermark, free pageblocks under defrag_mode) says CONTINUE."""
         node = self.node
         order = self.kcompactd_max_order
         hz = self.kcompactd_highest_zoneidx
+        flags = self._kcompactd_alloc_flags()
         for zone in node.zones:
             if zone.idx > hz or not zone.present:
                 continue
-            if node.zone_watermark_ok(zone, order, zone.wmark(0), hz, 0):
-                continue
-            if compaction_suitable(node, zone, order, hz, self.extfrag_threshold):
+            if compaction_suit_allocation_order(node, zone, order, hz, flags, self.extfrag_threshold,
+                                                False, True) == COMPACT_CONTINUE:
                 return True
         return False
 
@@ -1088,8 +1121,11 @@ class Compaction:
         return self.kcompactd_max_order > 0 or self.proactive_compact_trigger
 
     def kcompactd_do_work(self) -> Generator[CompactWork, None, None]:
-        """``kcompactd_do_work``: SYNC_LIGHT compaction of each zone up to the requested index, honouring deferral."""
+        """``kcompactd_do_work``: SYNC_LIGHT compaction of each zone up to the requested index, honouring
+        deferral, skipping zones ``compaction_suit_allocation_order`` finds done or unsuitable
+        (kcompactd's watermark: :meth:`_kcompactd_alloc_flags`)."""
         node = self.node
+        flags = self._kcompactd_alloc_flags()
         order = self.kcompactd_max_order
         hz = self.kcompactd_highest_zoneidx
         v = self.vmstat
@@ -1099,11 +1135,10 @@ class Compaction:
                 continue
             if compaction_deferred(zone, order):
                 continue
-            if node.zone_watermark_ok(zone, order, zone.wmark(0), zone.idx, 0):
+            if compaction_suit_allocation_order(node, zone, order, zone.idx, flags, self.extfrag_threshold,
+                                                False, True) != COMPACT_CONTINUE:
                 continue
-            if not compaction_suitable(node, zone, order, zone.idx, self.extfrag_threshold):
-                continue
-            cc = CompactControl(zone, order, GFP_KERNEL, MIGRATE_SYNC_LIGHT, 0, hz)
+            cc = CompactControl(zone, order, GFP_KERNEL, MIGRATE_SYNC_LIGHT, flags, hz)
             status = yield from self.compact_zone(cc, None)
             if status == COMPACT_SUCCESS:
                 compaction_defer_reset(zone, order, False)

@@ -119,11 +119,17 @@ RECLAIM_VMSTAT = (
 
 
 class ReclaimWork(NamedTuple):
-    """Work done by one reclaim step (what ``DaemonCosts`` prices)."""
+    """Work done by one reclaim step (what ``DaemonCosts`` prices).
+
+    ``folios`` is how many folios the ``reclaimed`` pages came in (0: one page
+    each): ``shrink_folio_list`` works per folio, so a 512-page readahead folio
+    costs about what one base page does, not 512 times as much.
+    """
 
     scanned: int = 0
     reclaimed: int = 0
     slab_freed: int = 0
+    folios: int = 0
 
 
 class ScanControl:
@@ -403,8 +409,10 @@ class Reclaim:
         self.vmstat["pgdeactivate"] += scanned
         return scanned
 
-    def _shrink_inactive_list(self, zi: int, nr_to_scan: int, sc: ScanControl) -> tuple[int, int]:
-        """``shrink_inactive_list`` + ``shrink_folio_list``: free clean pages from the inactive tail."""
+    def _shrink_inactive_list(self, zi: int, nr_to_scan: int, sc: ScanControl) -> tuple[int, int, int]:
+        """``shrink_inactive_list`` + ``shrink_folio_list``: free clean pages from the inactive tail.
+
+        Returns (pages scanned, pages reclaimed, folios reclaimed)."""
         lst = 2 * zi
         node = self.node
         flags = self._flags
@@ -415,7 +423,7 @@ class Reclaim:
         rmap = node.rmap
         free_pages = node.free_pages
         tail = self._tail
-        scanned = reclaimed = 0
+        scanned = reclaimed = folios = 0
         rotated = []
         while scanned < nr_to_scan:
             pfn = tail[lst]
@@ -448,10 +456,11 @@ class Reclaim:
                     owner.reclaim_page(pfn, order)
             free_pages(pfn, order)
             reclaimed += n
+            folios += 1
         self._account(lst, -reclaimed)
         for pfn in rotated:  # kept folios go back to the head
             self._link_head(lst, pfn)
-        return scanned, reclaimed
+        return scanned, reclaimed, folios
 
     def _shrink_slab(self, priority: int) -> int:
         """``shrink_slab`` / ``do_shrink_slab``: ask each shrinker for (freeable >> priority) * 4 / seeks."""
@@ -510,7 +519,7 @@ class Reclaim:
                 may_deactivate[zi] = self._inactive_is_low(zi)
             reclaimed0 = sc.nr_reclaimed
             while any(t[0] or t[1] for t in targets.values()):
-                step_scanned = step_reclaimed = 0
+                step_scanned = step_reclaimed = step_folios = 0
                 for zi, t in targets.items():
                     for active in (0, 1):  # for_each_evictable_lru: inactive file, then active file
                         nr = min(t[active], SWAP_CLUSTER_MAX)
@@ -521,14 +530,15 @@ class Reclaim:
                             if may_deactivate[zi]:
                                 self._shrink_active_list(zi, nr)
                         else:
-                            s, r = self._shrink_inactive_list(zi, nr, sc)
+                            s, r, f = self._shrink_inactive_list(zi, nr, sc)
                             step_scanned += s
                             step_reclaimed += r
+                            step_folios += f
                 sc.nr_scanned += step_scanned
                 sc.nr_reclaimed += step_reclaimed
                 self._count_scan(sc, step_scanned, step_reclaimed)
                 if step_scanned:
-                    yield ReclaimWork(step_scanned, step_reclaimed, 0)
+                    yield ReclaimWork(step_scanned, step_reclaimed, 0, step_folios)
                 if sc.nr_reclaimed - reclaimed0 >= sc.nr_to_reclaim:
                     break
         freed = self._shrink_slab(sc.priority)
@@ -560,14 +570,15 @@ class Reclaim:
 
     # ---------------------------------------------------- direct reclaim
     def _compaction_ready(self, zone: Zone, sc: ScanControl) -> bool:
-        """``compaction_ready``: enough free memory for compaction of a costly order; stop reclaiming."""
+        """``compaction_ready``: enough free memory for compaction of a costly order; stop reclaiming.
+
+        6.15+: the order already passes min, or ``compaction_suitable`` passes at the high
+        watermark (high + compact_gap + (low - min), fragmentation index included)."""
         node = self.node
         if node.zone_watermark_ok(zone, sc.order, zone.wmark(0), sc.reclaim_idx, 0):
             return True
         threshold = getattr(node.compaction, "extfrag_threshold", 500)
-        if not compaction_suitable(node, zone, sc.order, sc.reclaim_idx, threshold):
-            return False
-        return node.zone_watermark_ok(zone, 0, zone.wmark(2) + compact_gap(sc.order), sc.reclaim_idx, 0)
+        return compaction_suitable(node, zone, sc.order, sc.reclaim_idx, threshold, zone.wmark(2))
 
     def direct_reclaim(self, node: Node, zonelist: list[Zone], order: int, gfp: int) -> int:
         """``try_to_free_pages`` / ``do_try_to_free_pages``: SWAP_CLUSTER_MAX pages, priority 12 down to 0.

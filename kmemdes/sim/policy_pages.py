@@ -130,7 +130,7 @@ class PolicyPages:
         if ent is not None:
             if ent[0] == old:
                 self.t2m[t] = (new, order)
-            elif ent[0] < 0:  # one of the base pages of a fallback
+            elif ent[0] < 0 and old in ent[1]:  # one of the base pages of a fallback
                 ent[1][ent[1].index(old)] = new
         if t == -1 and old in self.migrating_pfns:
             for q in (self.migrating[order], *self.migrating):
@@ -151,7 +151,8 @@ class PolicyPages:
         if t >= 0:
             ent = self.t2m.get(t)
             if ent is not None and ent[0] < 0:  # one of the base pages of a fallback
-                ent[1].remove(pfn)
+                if pfn in ent[1]:
+                    ent[1].remove(pfn)
                 if ent[1]:
                     return
             self.t2m.pop(t, None)
@@ -212,10 +213,22 @@ class PolicyPages:
 
     def _fallback(self, tpfn: int, order: int, gfp: int, cpu: int) -> None:
         """The kernel's caller falls back to base pages: a THP fault maps 4 KiB pages, readahead
-        allocates order-0 folios (``page_cache_ra_order`` -> ``do_page_cache_ra``)."""
+        allocates order-0 folios (``page_cache_ra_order`` -> ``do_page_cache_ra``).
+
+        Readahead keeps its mask: ``readahead_gfp_mask`` is the mapping's mask with
+        ``__GFP_NORETRY | __GFP_NOWARN`` and ``filemap_alloc_folio`` adds ``__GFP_COMP``, so
+        the order-0 folios are tried once (one direct reclaim round, no retry loop) and
+        readahead stops at the first that fails (the traces show these order-0 requests with
+        the same flags).  A THP fault's base pages are plain anonymous faults."""
         node = self.node
-        base = gfp & ~(_COMP | _THISNODE | _NORETRY | _NOMEMALLOC)
+        if is_thp_fault(gfp, order):
+            base = gfp & ~(_COMP | _THISNODE | _NORETRY | _NOMEMALLOC)
+        else:
+            base = gfp & ~_THISNODE
         pages = []
+        # mapped before the loop: a base page's own direct reclaim may reclaim the earlier ones
+        # (reclaim_page then takes them out of this list)
+        self.t2m[tpfn] = (-1, pages)
         for _ in range(1 << order):
             p = node.alloc_pages(base, 0, cpu)
             if p < 0:
@@ -225,6 +238,7 @@ class PolicyPages:
             self._own(p, 0, base | (_ZERO if is_thp_fault(gfp, order) else 0))  # a THP fault's base pages are anonymous
         self.counts["fallback_pages"] += len(pages)
         self.t2m[tpfn] = (-1, pages)
+        self.reclaimed_t.discard(tpfn)
         self.quirk("fallback_to_base_pages_in_model", 1 << order)
 
     def _map(self, tpfn: int, pfn: int, order: int, gfp: int) -> None:

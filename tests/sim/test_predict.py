@@ -79,3 +79,47 @@ def test_same_policy_prediction_on_the_stock_capture(stock):
     # the same requests were replayed (order 9 differs by the THP retries: the kernel's, the model's)
     p, k = stock["predicted"]["attempts_by_order"], stock["kernel"]["attempts_by_order"]
     assert all(p[o] == k[o] for o in k if o != "9")
+
+
+@pytest.fixture(scope="module")
+def defrag(corpus):
+    from kmemdes.sim.predict import predict_capture
+
+    return predict_capture(corpus / "k_pressure_defrag")
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_kernel_figures_of_the_defrag_mode_capture(defrag, corpus):
+    cap = corpus / "k_pressure_defrag"
+    b, a = read_vmstat(cap / "before" / "vmstat"), read_vmstat(cap / "after" / "vmstat")
+    k = defrag["kernel"]
+    for key in ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "pgsteal_direct",
+                "pgsteal_kswapd", "pgmigrate_success"):
+        assert k[key] == a[key] - b[key]
+    # traces/README.md section 8: order-9 mm_page_alloc 2,881 attempts (the replay counts 2,871: ten
+    # fall outside what it replays), 176 failed; THP 369 / 15; direct compaction 268 stalls / 139
+    # successes; allocstall_movable 213
+    assert 2871 <= k["attempts_by_order"]["9"] <= 2881 and k["failures_by_order"]["9"] == 176
+    assert (k["thp_fault_alloc"], k["thp_fault_fallback"]) == (369, 15)
+    assert (k["compact_stall"], k["compact_success"], k["allocstall"]) == (268, 139, 213)
+    assert defrag["policy"]["fallback"] == "defrag_mode"  # the capture's vm.defrag_mode=1
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_same_policy_prediction_on_the_defrag_mode_capture(defrag):
+    t = defrag["targets"]
+    # met on this capture: THP fallbacks (a kernel count under 60: within 20), no order-0 failures
+    # beyond what the kernel had
+    assert t["thp_fault_fallback"]["met"] and t["order0_failures"]["met"], t
+    # not yet met (issue #13): the model fails too many order-9 readahead folios and its direct
+    # compaction succeeds far less often than the kernel's; bounded so that a regression shows
+    o9 = t["order9_failures"]
+    assert o9["predicted"] <= 4 * o9["kernel"], o9
+    p, k = defrag["predicted"], defrag["kernel"]
+    assert p["allocstall"] <= 8 * k["allocstall"]
+    assert 0.5 * k["pgsteal_kswapd"] <= p["pgsteal_kswapd"] <= 2 * k["pgsteal_kswapd"]
+    # the same requests were replayed
+    pa, ka = p["attempts_by_order"], k["attempts_by_order"]
+    assert all(pa[o] == ka[o] for o in ka if o not in ("9",))
