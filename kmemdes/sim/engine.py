@@ -454,7 +454,7 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     from kmemdes.trace.snapshot import snapshot_from_texts
 
     from kmemdes.sim.replay import READ_COLUMNS, slim_events
-    from kmemdes.sim.sanitize import sanitize_events
+    from kmemdes.sim.sanitize import cut_end_snapshot, sanitize_events
 
     name = Path(str(trace_path).rstrip("/")).name
     for ext in (".zst", ".gz", ".xz", ".kmt", ".parquet", ".dat", ".txt"):  # trace.txt.zst -> trace
@@ -470,6 +470,7 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     # (the start hints, the kernel ops keyed by the slimmed frame's rows)
     events, fix = sanitize_events(trace.events)
     trace.events = None
+    events = cut_end_snapshot(events, fix)
     events, by_type, ops = slim_events(events)
     for ev_name, n in fix.dropped_by_event.items():  # the skipped rows are events of the trace too
         by_type[ev_name] = by_type.get(ev_name, 0) + n

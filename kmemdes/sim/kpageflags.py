@@ -83,7 +83,7 @@ __all__ = [
     "PC_FREE", "PC_RESERVED", "PC_SLAB", "PC_PGTABLE", "PC_MOVABLE", "PC_OTHER", "PC_HOLE", "PC_NAMES",
     "read_kpageflags", "decode_flags", "kpf_bit", "page_classes", "buddy_blocks", "zone_free_blocks",
     "assign_pageblock_types", "trace_pageblock_types", "allocated_migratetypes", "node_from_kpageflags",
-    "touched_pfns", "model_buddy_mask", "layout_agreement", "PlacementPeek", "frees_at_batched_line", "prepared_events",
+    "touched_pfns", "end_read_pfns", "model_buddy_mask", "layout_agreement", "PlacementPeek", "frees_at_batched_line", "prepared_events",
     "placement_replay", "placement_agreement", "kpageflags_pair", "kpageflags_validation", "format_kpageflags",
 ]
 
@@ -572,9 +572,8 @@ def node_from_kpageflags(snap, kpf: np.ndarray, policy=None, hints=None, cpus: O
 
 
 # ------------------------------------------------------------------------------ layout agreement
-def touched_pfns(kind, pfn, order) -> np.ndarray:
-    """Every pfn a page event touched (``mm_page_alloc``, ``_free``, ``_free_batched``,
-    ``_alloc_zone_locked``, ``_pcpu_drain``, ``_alloc_extfrag``: pages [pfn, pfn + 2^order)), sorted, unique."""
+def _touches(kind, pfn, order) -> tuple[np.ndarray, np.ndarray]:
+    """The pfns of each page event (:func:`touched_pfns`) and the row each comes from."""
     from kmemdes.trace.schema import EventKind as E
 
     kinds = [int(E.MM_PAGE_ALLOC), int(E.MM_PAGE_FREE), int(E.MM_PAGE_FREE_BATCHED),
@@ -583,11 +582,50 @@ def touched_pfns(kind, pfn, order) -> np.ndarray:
     pfn = np.asarray(pfn, dtype=np.int64)
     order = np.asarray(order, dtype=np.int64)
     m = np.isin(kind, kinds) & (pfn >= 0) & (order >= 0) & (order <= _MAX_ORDER)
+    rows = np.nonzero(m)[0]
     p, n = pfn[m], np.int64(1) << order[m]
     if not len(p):
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), rows
     starts = np.repeat(p - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
-    return np.unique(starts + np.arange(int(n.sum()), dtype=np.int64))
+    return starts + np.arange(int(n.sum()), dtype=np.int64), np.repeat(rows, n)
+
+
+def touched_pfns(kind, pfn, order) -> np.ndarray:
+    """Every pfn a page event touched (``mm_page_alloc``, ``_free``, ``_free_batched``,
+    ``_alloc_zone_locked``, ``_pcpu_drain``, ``_alloc_extfrag``: pages [pfn, pfn + 2^order)), sorted, unique."""
+    return np.unique(_touches(kind, pfn, order)[0])
+
+
+def end_read_pfns(kind, pfn, order, ts, marks: list[tuple[int, str]]) -> np.ndarray:
+    """The pfns a page event touched after ``after/kpageflags`` had started reading them.
+
+    ``marks``: the trace's markers (timestamp in the events' clock, text).  ``kmemdes capture``
+    writes ``kpageflags_after`` before the end snapshots and ``kpageflags_read pfn=N`` before each
+    4 MiB read of /proc/kpageflags (fs/proc/page.c reads pfns in order), so pfn p was read after the
+    last chunk marker at or below it.  Without chunk markers every pfn counts as read from
+    ``kpageflags_after`` on; without that marker (tracing stopped before after/) none is.
+
+    >>> from kmemdes.trace.schema import EventKind as E
+    >>> a = int(E.MM_PAGE_ALLOC)
+    >>> marks = [(10, "kpageflags_after"), (20, "kpageflags_read pfn=0"), (30, "kpageflags_read pfn=100")]
+    >>> end_read_pfns([a, a, a], [5, 150, 160], [0, 0, 1], [25, 25, 35], marks).tolist()
+    [5, 160, 161]
+    """
+    after = [t for t, text in marks if text == "kpageflags_after"]
+    if not after:
+        return np.zeros(0, np.int64)
+    chunks = sorted((int(text.split("=", 1)[1]), t) for t, text in marks
+                    if t >= after[-1] and text.startswith("kpageflags_read pfn="))
+    ts = np.asarray(ts, dtype=np.int64)
+    late = np.nonzero(ts >= after[-1])[0]
+    pfns, rows = _touches(np.asarray(kind)[late], np.asarray(pfn)[late], np.asarray(order)[late])
+    when = ts[late][rows]
+    if chunks:
+        first = np.array([c[0] for c in chunks], dtype=np.int64)
+        start = np.array([c[1] for c in chunks], dtype=np.int64)
+        read_at = start[np.maximum(np.searchsorted(first, pfns, side="right") - 1, 0)]
+        pfns = pfns[when >= read_at]
+    return np.unique(pfns)
 
 
 def model_buddy_mask(node) -> np.ndarray:
@@ -609,10 +647,14 @@ def _fit(a: np.ndarray, n: int, fill=False) -> np.ndarray:
     return np.concatenate([a, np.full(n - len(a), fill, dtype=a.dtype)])
 
 
-def layout_agreement(node, kpf_before: np.ndarray, kpf_after: np.ndarray, touched: np.ndarray) -> dict:
+def layout_agreement(node, kpf_before: np.ndarray, kpf_after: np.ndarray, touched: np.ndarray,
+                     end_read: Optional[np.ndarray] = None) -> dict:
     """How the model's end state (free in the buddy allocator or not, per pfn) matches ``after/kpageflags``.
 
-    ``touched``: the pfns the trace touched (:func:`touched_pfns`).  Also given:
+    ``touched``: the pfns the trace touched (:func:`touched_pfns`).  ``end_read``: pfns the trace
+    touched while ``after/kpageflags`` was being read (captures that trace the read: the kernel's
+    reading of each of them is from an unknown moment of it); they are left out of the touched
+    figures and counted as ``touched_during_end_read``.  Also given:
     the same share for a model that did nothing (``before`` vs ``after``), the
     share over every online pfn, and how many untouched pfns changed state
     between the two snapshots (changes the trace could not show: the moments
@@ -624,6 +666,11 @@ def layout_agreement(node, kpf_before: np.ndarray, kpf_after: np.ndarray, touche
     ka = _fit(kpf_bit(kpf_after, KPF_BUDDY), n)
     online = np.repeat(np.frombuffer(node.pb_valid, dtype=np.uint8).astype(bool), _PB_PAGES)[:n]
     t = touched[(touched >= 0) & (touched < n)]
+    nread = 0
+    if end_read is not None and len(end_read):
+        keep = ~np.isin(t, end_read)
+        nread = int((~keep).sum())
+        t = t[keep]
     eq_t = model[t] == ka[t]
     tmask = np.zeros(n, dtype=bool)
     tmask[t] = True
@@ -637,6 +684,7 @@ def layout_agreement(node, kpf_before: np.ndarray, kpf_after: np.ndarray, touche
         "touched_model_free_kernel_not": int((model[t] & ~ka[t]).sum()),
         "touched_kernel_free_model_not": int((~model[t] & ka[t]).sum()),
         "touched_baseline_share": share(int((kb[t] == ka[t]).sum()), nt),
+        "touched_during_end_read": nread,
         "online_pfns": int(online.sum()),
         "all_equal": int(eq_all.sum()),
         "all_share": share(int(eq_all.sum()), int(online.sum())),
@@ -924,11 +972,14 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
 
     Returns a dict: ``node`` (the end state), ``notes``, ``info`` (start
     layout facts), ``replay`` (the :class:`~kmemdes.sim.replay.Replayer`),
-    ``touched`` (pfns), and, with ``peek``, per allocation: ``kernel_pfn``,
+    ``touched`` (pfns), ``end_read`` (pfns touched after the trace's
+    ``kpageflags_after`` marker, while after/kpageflags was read), and, with ``peek``, per allocation: ``kernel_pfn``,
     ``model_pfn``, ``model_path``, ``kernel_path``, ``order``, ``start_pcp``
     (the kernel's page sat on a per-CPU list at the start, which only the
     trace itself shows).
     """
+    import polars as pl
+
     from kmemdes.sim.hints import start_hints
     from kmemdes.sim.replay import Replayer
     from kmemdes.trace.reader import read_trace
@@ -942,6 +993,9 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     trace = read_trace(cap)
     if not trace.meta.get("before"):
         raise KmemdesError(f"{cap}: no before/ snapshot")
+    marks = trace.events.filter((pl.col("kind") == int(E.MARKER)) & pl.col("ts").is_not_null()
+                                & pl.col("args").str.starts_with("kpageflags_"))
+    marks = list(zip(marks["ts"].to_list(), marks["args"].to_list()))
     events, by_type, comp, fix, nmoved = prepared_events(trace.events, batched_line=peek)
     trace.events = None
     snap = snapshot_from_texts(trace.meta["before"], cap / "before")
@@ -956,7 +1010,8 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     cpu = np.asarray(r.c_cpu, dtype=np.int64)
     pfn = np.asarray(r.c_pfn, dtype=np.int64)
     order = np.asarray(r.c_order, dtype=np.int64)
-    out = {"node": node, "notes": notes, "info": info, "replay": r, "touched": touched_pfns(kind, pfn, order)}
+    out = {"node": node, "notes": notes, "info": info, "replay": r, "touched": touched_pfns(kind, pfn, order),
+           "end_read": end_read_pfns(kind, pfn, order, r.c_t, [(t - r.t0, text) for t, text in marks])}
     if not peek:
         r._mirror(0, r.n)
         return out
@@ -1086,7 +1141,7 @@ def kpageflags_validation(capture: str | Path, policy=None) -> dict:
     res = placement_replay(cap, pair[0], policy=policy)
     node = res["node"]
     kb, ka = read_kpageflags(pair[0]), read_kpageflags(pair[1])
-    out: dict = {"layout_agreement": layout_agreement(node, kb, ka, res["touched"]),
+    out: dict = {"layout_agreement": layout_agreement(node, kb, ka, res["touched"], res["end_read"]),
                  "placement_agreement": placement_agreement(res, node)}
 
     def text(p: Path) -> Optional[str]:
@@ -1127,7 +1182,9 @@ def format_kpageflags(res: dict) -> str:
                   f"  pfns the trace touched: {la['touched_pfns']:,}; model = kernel for {_p(la['touched_share'])} "
                   f"(target 99%); a model that did nothing: {_p(la['touched_baseline_share'])}",
                   f"    model free, kernel not: {la['touched_model_free_kernel_not']:,}; kernel free, model not: "
-                  f"{la['touched_kernel_free_model_not']:,}",
+                  f"{la['touched_kernel_free_model_not']:,}"
+                  + (f"; left out, changed while after/kpageflags was read: {la['touched_during_end_read']:,}"
+                     if la.get("touched_during_end_read") else ""),
                   f"  every online pfn ({la['online_pfns']:,}): {_p(la['all_share'])} (did nothing: "
                   f"{_p(la['all_baseline_share'])}); untouched pfns that changed between the snapshots "
                   f"(outside the trace): {la['untouched_changed']:,}"]

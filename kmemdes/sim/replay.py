@@ -44,6 +44,8 @@ pfn_outside_memory                 (mirror mode) a page event beyond the simulat
 bad_page_field, bad_object_field   a page event with an order, pfn or migratetype, a slab allocation with a size,
                                    that no kernel prints (skipped; timestamps out of place are repaired and
                                    counted apart: kmemdes.sim.sanitize)
+end_snapshot_read                  rows a ``kmemdes capture --kpageflags`` traced after reading after/buddyinfo,
+                                   while it read the rest of after/ (not replayed: kmemdes.sim.sanitize)
 kfree_null                         ``kfree(NULL)`` / ``kfree(ZERO_SIZE_PTR)``: no-op (skipped)
 free_of_untraced_object            slab free of an object allocated before the trace (skipped)
 alloc_of_live_pointer              allocation of a still-live pointer: an untraced free first (applied)

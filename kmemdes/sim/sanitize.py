@@ -23,6 +23,11 @@ timestamp_step_back     the clock steps back by more than a second and stays the
 idle_gap_shortened      the clock jumps forward by more than MAX_GAP_NS (a damaged trace.dat page,
                         a flipped digit that persists): the gap is shortened to MAX_GAP_NS, so the
                         daemons' timers (kswapd, kcompactd every 500 ms) do not tick through years
+end_snapshot_read       (:func:`cut_end_snapshot`, replays only) the rows after a capture's
+                        ``after_buddyinfo`` marker: ``kmemdes capture --kpageflags`` keeps tracing
+                        while it reads after/, so the end state to compare with after/buddyinfo is
+                        the one where it was read (validate's layout agreement uses the rows, per
+                        pfn, up to the moment /proc/kpageflags read it)
 ======================  =====================================================================
 
 ``bad_page_field`` and ``bad_object_field`` are rules of the replay (the event is not replayed; it counts
@@ -49,7 +54,7 @@ import polars as pl
 
 from kmemdes.trace.schema import KMALLOC_MAX_SIZE, bad_object_event, bad_page_event
 
-__all__ = ["Sanitized", "sanitize_events", "JUMP_NS", "MAX_GAP_NS"]
+__all__ = ["Sanitized", "sanitize_events", "cut_end_snapshot", "JUMP_NS", "MAX_GAP_NS"]
 
 JUMP_NS = 1_000_000_000  # a timestamp this far from its neighbours is out of place (real inversions: < 100 us)
 MAX_GAP_NS = 60_000_000_000  # longer idle gaps are shortened to this (no capture of the corpus has one)
@@ -120,3 +125,41 @@ def sanitize_events(events: pl.DataFrame) -> tuple[pl.DataFrame, Sanitized]:
         out.notes.append(f"{ngap} gaps of more than {MAX_GAP_NS // 10**9} s between events shortened to "
                          f"{MAX_GAP_NS // 10**9} s (idle_gap_shortened)")
     return events, out
+
+
+def cut_end_snapshot(events: pl.DataFrame, out: Sanitized) -> pl.DataFrame:
+    """``events`` up to the capture's ``after_buddyinfo`` marker (written as soon as after/buddyinfo was
+    read), or its ``kpageflags_after`` marker (just before it); the rest is rule ``end_snapshot_read``,
+    counted in ``out``.
+
+    >>> ev = pl.DataFrame({"ts": [1, 2, 3, 4], "kind": [20, 1, 20, 21], "event": ["a", "m", "a", "b"],
+    ...                    "args": [None, "kpageflags_after", None, None]})
+    >>> fix = Sanitized()
+    >>> cut_end_snapshot(ev, fix)["ts"].to_list(), fix.quirks, fix.dropped_by_event
+    ([1], {'end_snapshot_read': 3}, {'m': 1, 'a': 1, 'b': 1})
+    >>> ev = ev.with_columns(kind=pl.Series([20, 1, 1, 21]),
+    ...                      args=pl.Series([None, "kpageflags_after", "after_buddyinfo", None]))
+    >>> cut_end_snapshot(ev, Sanitized())["ts"].to_list()
+    [1, 2]
+    """
+    from kmemdes.trace.schema import EventKind
+
+    if "args" not in events.columns or events.height == 0:
+        return events
+    at = None
+    for name in ("after_buddyinfo", "kpageflags_after"):  # the first where the capture has it
+        at = events.select(((pl.col("kind") == int(EventKind.MARKER)) & (pl.col("args") == name))
+                           .arg_true().first()).item()
+        if at is not None:
+            break
+    if at is None:
+        return events
+    n = events.height - at
+    if "event" in events.columns:
+        for name, c in events.slice(at).group_by("event", maintain_order=True).len().iter_rows():
+            out.dropped_by_event[name] = out.dropped_by_event.get(name, 0) + c
+    out.dropped += n
+    out.quirks["end_snapshot_read"] = n
+    out.notes.append(f"{n} events after the capture's kpageflags_after marker (recorded while it read after/) "
+                     "not replayed: after/ is compared with the state at the marker (end_snapshot_read)")
+    return events.slice(0, at)

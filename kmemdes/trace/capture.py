@@ -16,7 +16,11 @@ same facts, machine-readable), ``trace.txt.zst``, ``before/`` and ``after/``
 (``/proc`` and debugfs snapshots; with ``kpageflags=True`` also
 ``kpageflags.zst`` followed by ``buddyinfo_after_kpageflags``),
 ``percpu_stats/cpuN.stats``, ``tracing_state_{before,after}.txt`` and
-``workload.log``.  It is written to ``DIR.tmp-<pid>`` and renamed at the end.
+``workload.log``.  With ``kpageflags=True`` tracing stays on while both
+kpageflags snapshots are read (markers ``kpageflags_before``,
+``kpageflags_after``, ``after_buddyinfo`` as soon as after/buddyinfo is read,
+``kpageflags_read pfn=N`` before each 4 MiB of /proc/kpageflags, and
+``kpageflags_after_done``), so what the kernel does meanwhile is in the trace.  It is written to ``DIR.tmp-<pid>`` and renamed at the end.
 
 The kernel interfaces are those of kernel/trace/trace.c (instances,
 ``buffer_size_kb``, ``trace_options``, ``trace_clock``, ``trace_pipe``,
@@ -188,11 +192,14 @@ def _vm_sysctls() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _snapshot(d: Path, debugfs: str | None) -> None:
-    """``snap`` of capture.sh: /proc, debugfs extfrag, THP, every vm sysctl, uname, nproc, uptime, epoch."""
+def _snapshot(d: Path, debugfs: str | None, mark=None) -> None:
+    """``snap`` of capture.sh: /proc, debugfs extfrag, THP, every vm sysctl, uname, nproc, uptime, epoch.
+    ``mark(text)`` is told ``after_buddyinfo`` as soon as /proc/buddyinfo has been read."""
     d.mkdir(parents=True, exist_ok=True)
     for f in _PROC_SNAPSHOTS:
         text = _read(f"/proc/{f}", None)
+        if mark is not None and f == "buddyinfo":
+            mark("after_buddyinfo")
         if text is not None:
             _write(d / f, text)
     if debugfs:
@@ -212,8 +219,10 @@ def _snapshot(d: Path, debugfs: str | None) -> None:
     _write(d / "date_epoch", f"{ns // 10**9}.{ns % 10**9:09d}\n")
 
 
-def _snapshot_kpageflags(d: Path) -> dict:
-    """/proc/kpageflags (8 bytes per pfn, fs/proc/page.c) zstd-compressed, then buddyinfo again."""
+def _snapshot_kpageflags(d: Path, mark=None) -> dict:
+    """/proc/kpageflags (8 bytes per pfn, fs/proc/page.c) zstd-compressed, then buddyinfo again.
+    ``mark(text)`` (the instance's trace_marker) is told ``kpageflags_read pfn=N`` before each
+    4 MiB read, so the trace shows when each range of pfns was read."""
     import zstandard
 
     t0 = time.monotonic()
@@ -226,6 +235,8 @@ def _snapshot_kpageflags(d: Path) -> dict:
         z = zstandard.ZstdCompressor(level=3)
         w = None if in_memory else z.stream_writer(dst, closefd=False)
         while True:
+            if mark is not None:
+                mark(f"kpageflags_read pfn={raw // 8}")
             b = src.read(1 << 22)
             if not b:
                 break
@@ -455,6 +466,9 @@ def capture(
             raise KmemdesError(f"capture: {reader.error}")
         meta.append(("reader_pid", str(reader.tid)))
 
+        def mark(text: str) -> None:
+            _write(os.path.join(inst, "trace_marker"), text)
+
         _snapshot(tmp / "before", st["debugfs"])
         t0 = time.time_ns()
         _write(os.path.join(inst, "tracing_on"), "1")
@@ -462,7 +476,7 @@ def capture(
             # traced while /proc/kpageflags is read: a page that changes during the read is in the
             # trace (replaying it again where the read already saw it is a counted no-op), not lost
             _write(os.path.join(inst, "trace_marker"), "kpageflags_before")
-            manifest["kpageflags_before"] = _snapshot_kpageflags(tmp / "before")
+            manifest["kpageflags_before"] = _snapshot_kpageflags(tmp / "before", mark)
         _write(os.path.join(inst, "trace_marker"), f"capture_start name={name}")
         with open(tmp / "workload.log", "wb") as wlog:
             try:
@@ -478,11 +492,18 @@ def capture(
             # the command's deferred frees (RCU callbacks of process exit, kworkers) land in the trace
             time.sleep(settle)
             _write(os.path.join(inst, "trace_marker"), f"settled seconds={settle}")
+        if kpageflags:
+            # traced while after/ and /proc/kpageflags are read, as at the start: what the kernel does
+            # meanwhile (per-CPU lists drained by vmstat_update's pcp-high decay, kworkers' frees) is in
+            # the trace, and validate leaves out the pages that changed after this marker
+            _write(os.path.join(inst, "trace_marker"), "kpageflags_after")
+            _snapshot(tmp / "after", st["debugfs"], mark)
+            manifest["kpageflags_after"] = _snapshot_kpageflags(tmp / "after", mark)
+            _write(os.path.join(inst, "trace_marker"), "kpageflags_after_done")
         _write(os.path.join(inst, "tracing_on"), "0")
         t1 = time.time_ns()
-        _snapshot(tmp / "after", st["debugfs"])
-        if kpageflags:
-            manifest["kpageflags_after"] = _snapshot_kpageflags(tmp / "after")
+        if not kpageflags:
+            _snapshot(tmp / "after", st["debugfs"])
         meta += [
             ("workload_rc", str(rc)),
             ("start_epoch", f"{t0 // 10**9}.{t0 % 10**9:09d}"),

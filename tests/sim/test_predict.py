@@ -42,6 +42,17 @@ def test_the_targets_use_the_issues_tolerances():
     assert not prediction_targets(res)["order0_failures"]["met"]
 
 
+def _vmstat_figures_are_the_captures(res: dict, cap) -> dict:
+    """The kernel column's counters are after/vmstat minus before/vmstat of ``cap``; returns the column."""
+    b, a = read_vmstat(cap / "before" / "vmstat"), read_vmstat(cap / "after" / "vmstat")
+    k = res["kernel"]
+    assert set(res["predicted"]) == set(k) == set(KEYS)
+    for key in ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "pgsteal_direct",
+                "pgsteal_kswapd", "pgmigrate_success"):
+        assert k[key] == a[key] - b[key]
+    return k
+
+
 @pytest.fixture(scope="module")
 def stock(corpus):
     from kmemdes.sim.predict import predict_capture
@@ -52,13 +63,7 @@ def stock(corpus):
 @pytest.mark.slow
 @pytest.mark.corpus
 def test_kernel_figures_are_the_captures_own(stock, corpus):
-    cap = corpus / "j_pressure_stock"
-    b, a = read_vmstat(cap / "before" / "vmstat"), read_vmstat(cap / "after" / "vmstat")
-    k = stock["kernel"]
-    assert set(stock["predicted"]) == set(k) == set(KEYS)
-    for key in ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "pgsteal_direct",
-                "pgsteal_kswapd", "pgmigrate_success"):
-        assert k[key] == a[key] - b[key]
+    k = _vmstat_figures_are_the_captures(stock, corpus / "j_pressure_stock")
     # traces/README.md section 8: order-9 mm_page_alloc 1,646 attempts, 211 failed; THP 307 / 77
     assert (k["attempts_by_order"]["9"], k["failures_by_order"]["9"]) == (1646, 211)
     assert (k["thp_fault_alloc"], k["thp_fault_fallback"]) == (307, 77)
@@ -91,12 +96,7 @@ def defrag(corpus):
 @pytest.mark.slow
 @pytest.mark.corpus
 def test_kernel_figures_of_the_defrag_mode_capture(defrag, corpus):
-    cap = corpus / "k_pressure_defrag"
-    b, a = read_vmstat(cap / "before" / "vmstat"), read_vmstat(cap / "after" / "vmstat")
-    k = defrag["kernel"]
-    for key in ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "pgsteal_direct",
-                "pgsteal_kswapd", "pgmigrate_success"):
-        assert k[key] == a[key] - b[key]
+    k = _vmstat_figures_are_the_captures(defrag, corpus / "k_pressure_defrag")
     # traces/README.md section 8: order-9 mm_page_alloc 2,881 attempts (the replay counts 2,871: ten
     # fall outside what it replays), 176 failed; THP 369 / 15; direct compaction 268 stalls / 139
     # successes; allocstall_movable 213
