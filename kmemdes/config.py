@@ -235,6 +235,8 @@ class FileCacheWorkload(_Workload):
     truncate_share: float = Field(0.5, ge=0, le=1)
     lifetime: Any = "5s"
     pages_per_file: int = Field(4, ge=0, description="0: pages only; else a dentry and an inode per file")
+    folio_order: int = Field(0, ge=0, le=9, description="readahead's large folios (ext4: up to order 9, "
+                             "PMD size); 0: base pages")
 
     _d = field_validator("lifetime")(_check_duration)
 

@@ -15,7 +15,8 @@ driver            a driver asking for a physically contiguous buffer every ``int
 anon              user processes that malloc ``size``, optionally MADV_HUGEPAGE, touch it
                   (demand paging, THP faults), live ``lifetime``, exit
 file_cache        page-cache growth: movable, reclaimable pages at ``rate_pages``/s,
-                  a share truncated after ``lifetime``, the rest left to reclaim
+                  a share truncated after ``lifetime``, the rest left to reclaim; with
+                  ``folio_order`` as readahead's large folios (falling back to base pages)
 network           skbuff objects and GFP_ATOMIC order-0..3 data pages at ``rate``/s,
                   freed after ``lifetime``
 vmalloc_churn     vmalloc areas (thread stacks by default) at ``rate``/s
@@ -63,8 +64,12 @@ __all__ = ["Workload", "make_workloads", "prepare_initial_state", "PageOwner"]
 
 TICK_NS = 1_000_000
 _GFP_ZERO = G.__GFP_ZERO
+_GFP_COMP = G.__GFP_COMP
 _GFP_DIRECT_RECLAIM = G.__GFP_DIRECT_RECLAIM
 GFP_PAGECACHE = G.GFP_HIGHUSER_MOVABLE  # page-cache folios (mapping_gfp_mask of a regular file)
+#: readahead_gfp_mask (mapping mask | __GFP_NORETRY | __GFP_NOWARN) under ext4's memalloc_nofs: what the
+#: pressure captures show for readahead folios of every order (filemap_alloc_folio adds __GFP_COMP)
+GFP_READAHEAD = (GFP_PAGECACHE & ~G.__GFP_FS) | G.__GFP_NORETRY | G.__GFP_NOWARN
 
 
 class PageOwner:
@@ -377,6 +382,7 @@ class FileCacheLoad(Workload):
                 except KmemdesError:
                     self.caches.append(self.kernel.kmem_cache_create(name, size, 8, SLAB_RECLAIM_ACCOUNT))
         self.files = 0
+        self.folios_large = self.folios_fallback = 0
 
     def process(self, env):
         node = self.node
@@ -392,16 +398,16 @@ class FileCacheLoad(Workload):
             while pending and pending[0][0] <= env.now:
                 self._delete(pending.popleft()[1])
             acc += per_tick
-            n = int(acc)
-            acc -= n
+            fo = self.spec.folio_order
+            n = int(acc) >> fo
+            acc -= n << fo
             waited = 0
-            for _ in range(n):
-                pfn, ns = self.alloc_pages(GFP_PAGECACHE, 0)
+            for pfn, order, ns in self._folios(n, fo):
                 if ns > TICK_NS:
                     waited += ns
                 if pfn < 0:
                     continue
-                tok = self.owner.add_cache(node, pfn, 0)
+                tok = self.owner.add_cache(node, pfn, order)
                 if not ppf:
                     if self.rng.random() < self.spec.truncate_share:
                         pending.append((env.now + self.lifetime, ([tok], ())))
@@ -417,6 +423,29 @@ class FileCacheLoad(Workload):
             if waited:
                 yield env.timeout(waited)
 
+    def _folios(self, n: int, order: int):
+        """``n`` page-cache folios of ``order``: (pfn or -1, order, ns) per allocation.  Base pages with
+        the mapping's mask; large folios as ``page_cache_ra_order`` allocates them (the readahead mask,
+        ``__GFP_COMP``), and where one fails, its range read with order-0 folios of the same mask
+        (``do_page_cache_ra``) until one of those fails."""
+        if not order:
+            for _ in range(n):
+                pfn, ns = self.alloc_pages(GFP_PAGECACHE, 0)
+                yield pfn, 0, ns
+            return
+        for _ in range(n):
+            pfn, ns = self.alloc_pages(GFP_READAHEAD | _GFP_COMP, order)
+            if pfn >= 0:
+                self.folios_large += 1
+                yield pfn, order, ns
+                continue
+            self.folios_fallback += 1
+            for _ in range(1 << order):
+                pfn, ns = self.alloc_pages(GFP_READAHEAD, 0)
+                yield pfn, 0, ns
+                if pfn < 0:
+                    break
+
     def _delete(self, f) -> None:
         """unlink: truncate the pages (those reclaim has not taken), free the dentry and inode."""
         toks, objs = f
@@ -427,7 +456,11 @@ class FileCacheLoad(Workload):
                 self.kernel.kmem_cache_free(cache, addr, self.cpu())
 
     def counters(self) -> dict:
-        return {f"{self.name}_files": self.files}
+        out = {f"{self.name}_files": self.files}
+        if self.spec.folio_order:
+            out[f"{self.name}_large_folios"] = self.folios_large
+            out[f"{self.name}_large_folio_fallbacks"] = self.folios_fallback
+        return out
 
 
 class NetworkLoad(Workload):

@@ -96,3 +96,45 @@ def test_compile_workload_reproduces_the_fitted_page_rates(tmp_path):
     expect = sum(c["rate"] for c in fit["classes"] if c["kind"] == "page") * 2  # per second, 2 jobs
     got = int(req["count"].sum())
     assert abs(got - expect) / expect < 0.05, (got, expect)
+
+
+READAHEAD = """
+name = "ra"
+duration = "1s"
+[machine]
+mem = "256M"
+[policy]
+compaction = {compaction}
+[initial]
+state = "{state}"
+[[workloads]]
+kind = "file_cache"
+rate_pages = 20480
+pages_per_file = 0
+folio_order = 9
+"""
+
+
+def test_readahead_large_folios_and_their_base_page_fallback(tmp_path):
+    # page_cache_ra_order: PMD-size folios with readahead_gfp_mask (the pressure captures' ext4
+    # readahead requests print GFP_NOFS|__GFP_HIGHMEM|__GFP_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|
+    # __GFP_COMP|__GFP_HARDWALL), 40 per second for 20,480 pages/s
+    out, s = run_config(parse_config(READAHEAD.format(compaction="true", state="boot")), tmp_path / "a",
+                        progress=False)
+    req = pl.read_parquet(out / "metrics" / "requests.parquet").filter(pl.col("workload") == "file_cache0")
+    r9 = s["requests_by_order"]["9"]
+    assert r9["attempts"] == 40 and r9["failures"] == 0
+    assert s["vmstat"]["file_cache0_large_folios"] == 40 and s["vmstat"]["file_cache0_large_folio_fallbacks"] == 0
+    assert set(req["order"].to_list()) == {9}
+    # fragmented memory, no compaction: once the few untouched reserve blocks are used, each large folio
+    # fails (__GFP_NORETRY: one attempt) and its range is read with order-0 folios of the same mask
+    # (do_page_cache_ra)
+    out, s = run_config(parse_config(READAHEAD.format(compaction="false", state="fragmented")), tmp_path / "b",
+                        progress=False)
+    v = s["vmstat"]
+    large, fell = v["file_cache0_large_folios"], v["file_cache0_large_folio_fallbacks"]
+    assert large + fell == 40 and fell >= 10, (large, fell)
+    assert s["requests_by_order"]["9"]["failures"] == fell
+    assert s["requests_by_order"]["0"]["attempts"] == fell * 512  # no order-0 read failed here
+    req = pl.read_parquet(out / "metrics" / "requests.parquet").filter(pl.col("workload") == "file_cache0")
+    assert set(req["order"].to_list()) == {0, 9}
