@@ -38,6 +38,7 @@ __all__ = [
     "WORKLOAD_KINDS",
     "load_config",
     "parse_config",
+    "size_or_zero",
     "dump_toml",
     "parse_duration",
     "set_dotted",
@@ -87,6 +88,17 @@ def _check_size(v: str) -> str:
     except KmemdesError as e:
         raise ValueError(str(e)) from None
     return v
+
+
+def _check_size_or_zero(v: str) -> str:
+    return v if str(v).strip() == "0" else _check_size(v)
+
+
+def size_or_zero(v: str) -> int:
+    """Bytes of a size field that may be ``"0"`` (none)."""
+    from kmemdes.mm.mm_init import parse_size
+
+    return 0 if str(v).strip() == "0" else parse_size(v)
 
 
 def _check_duration(v: Any) -> Any:
@@ -171,6 +183,11 @@ class Initial(_Strict):
     fill: float = Field(0.9, gt=0, le=1.0)
     keep_per_block: int = Field(128, ge=1, le=511)
     unmovable_share: float = Field(0.0, ge=0, le=1.0)
+    hugetlb_leave: str = Field("0", description="reserve 2 MiB hugetlb pages (vm.nr_hugepages) until only this "
+                               "much memory is free, as `kmemdes lab` and the corpus pressure captures squeeze a "
+                               "machine; \"0\": none")
+
+    _h = field_validator("hugetlb_leave")(_check_size_or_zero)
 
 
 class CostConfig(_Strict):

@@ -46,6 +46,7 @@ from kmemdes.config import (
     ReplayWorkload,
     VmallocWorkload,
     parse_duration,
+    size_or_zero,
 )
 from kmemdes.errors import KmemdesError
 from kmemdes.mm import gfp as G
@@ -60,7 +61,7 @@ from kmemdes.mm.page_alloc import (
 if TYPE_CHECKING:  # pragma: no cover
     from kmemdes.sim.engine import Sim
 
-__all__ = ["Workload", "make_workloads", "prepare_initial_state", "PageOwner"]
+__all__ = ["Workload", "make_workloads", "prepare_initial_state", "reserve_hugetlb", "PageOwner"]
 
 TICK_NS = 1_000_000
 _GFP_ZERO = G.__GFP_ZERO
@@ -589,11 +590,54 @@ def make_workloads(sim: "Sim") -> None:
         sim.env.process(w.process(sim.env))
 
 
+#: alloc_buddy_hugetlb_folio: htlb_alloc_mask (2 MiB pages are movable-capable) | __GFP_COMP |
+#: __GFP_RETRY_MAYFAIL | __GFP_NOWARN
+GFP_HUGETLB = G.GFP_HIGHUSER_MOVABLE | G.__GFP_COMP | G.__GFP_RETRY_MAYFAIL | G.__GFP_NOWARN
+
+
 def prepare_initial_state(sim: "Sim") -> None:
-    """Apply ``initial.state = "fragmented"``: fill, then keep ``keep_per_block`` pages per pageblock."""
+    """Apply ``initial.state = "fragmented"`` (:func:`_fragment`), then ``initial.hugetlb_leave``
+    (:func:`reserve_hugetlb`)."""
+    if sim.cfg.initial.state == "fragmented":
+        _fragment(sim)
+    leave = size_or_zero(sim.cfg.initial.hugetlb_leave)
+    if leave:
+        reserve_hugetlb(sim, leave)
+
+
+def reserve_hugetlb(sim: "Sim", leave: int) -> int:
+    """``echo N > /proc/sys/vm/nr_hugepages`` until ``leave`` bytes stay free: order-9 pages taken one
+    by one (``alloc_pool_huge_folio``, the zonelist's highest zone first), held for the whole run,
+    in no rmap (neither compaction nor reclaim moves them).  Returns the pages reserved.
+
+    >>> from kmemdes.config import parse_config
+    >>> from kmemdes.sim.engine import Sim, make_node
+    >>> cfg = parse_config('[machine]\\nmem = "512M"\\n[initial]\\nhugetlb_leave = "64M"\\n')
+    >>> sim = Sim(cfg, make_node(cfg), [])
+    >>> prepare_initial_state(sim)
+    >>> 64 << 8 <= sim.node.nr_free_pages() < (64 << 8) + 512, sim.notes[-1].split(":")[0]
+    (True, 'hugetlb')
+    """
+    node = sim.node
+    want = leave >> 12
+    n = 0
+    node.drain_all_pages()  # pages parked on per-CPU lists count as free (MemAvailable)
+    short = ""
+    while node.nr_free_pages() - PAGEBLOCK_NR_PAGES >= want:
+        if node.alloc_pages(GFP_HUGETLB, PAGEBLOCK_ORDER, 0) < 0:
+            short = " (no further 2 MiB block above the watermarks)"
+            break
+        n += 1
+    node.drain_all_pages()
+    node.reset_counters()
+    sim.notes.append(f"hugetlb: {n} pages of 2 MiB reserved ({n * 2} MiB), {node.nr_free_pages() * 4 // 1024} MiB "
+                     f"left free{short}")
+    return n
+
+
+def _fragment(sim: "Sim") -> None:
+    """``initial.state = "fragmented"``: fill, then keep ``keep_per_block`` pages per pageblock."""
     cfg = sim.cfg.initial
-    if cfg.state != "fragmented":
-        return
     node = sim.node
     rng = random.Random(f"{sim.cfg.seed}:fragmenter")
     owner = PageOwner()

@@ -138,3 +138,24 @@ def test_readahead_large_folios_and_their_base_page_fallback(tmp_path):
     assert s["requests_by_order"]["0"]["attempts"] == fell * 512  # no order-0 read failed here
     req = pl.read_parquet(out / "metrics" / "requests.parquet").filter(pl.col("workload") == "file_cache0")
     assert set(req["order"].to_list()) == {0, 9}
+
+
+def test_hugetlb_reservation_squeezes_the_machine_from_the_highest_zone():
+    # the lab's and the pressure captures' squeeze (echo N > nr_hugepages): order-9 pages from Normal
+    # first (the zonelist order), held, in no rmap (compaction and reclaim leave them)
+    cfg = parse_config('[machine]\nmem = "6G"\n[initial]\nhugetlb_leave = "1536M"\n')
+    node = make_node(cfg)
+    free0 = {z.name: z.free_pages for z in node.zones}
+    sim = Sim(cfg, node, [])
+    prepare_initial_state(sim)
+    node.check()
+    left = node.nr_free_pages()
+    # the last 2 MiB blocks may not pass the watermarks (the boot layout's free ranges are not all aligned)
+    assert 1536 << 8 <= left < (1536 << 8) + 4096, sim.notes[-1]
+    taken = {z.name: free0[z.name] - z.free_pages for z in node.zones}
+    normal = next(z for z in node.zones if z.name == "Normal")
+    assert normal.free_pages < normal.managed // 20  # Normal is emptied before DMA32 is touched
+    assert taken["DMA"] == 0
+    n = int(sim.notes[-1].split()[1])
+    assert sum(taken.values()) == n * 512
+    assert not any(node.rmap.get(p) for p in range(node.max_pfn) if node.alloc_order[p] == 9)
