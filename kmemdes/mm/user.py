@@ -67,6 +67,9 @@ GFP_ANON = G.GFP_HIGHUSER_MOVABLE | G.__GFP_ZERO | G.__GFP_COMP
 GFP_THP_MADVISE = G.GFP_TRANSHUGE | G.__GFP_NORETRY | G.__GFP_THISNODE
 #: THP fault under defrag=madvise outside a MADV_HUGEPAGE VMA (thp enabled=always)
 GFP_THP_LIGHT = G.GFP_TRANSHUGE_LIGHT | G.__GFP_NORETRY | G.__GFP_THISNODE
+#: what alloc_pages_mpol adds for the first, local-node-only THP try (and drops for its retry)
+_THP_LOCAL_TRY = G.__GFP_NORETRY | G.__GFP_THISNODE
+_GFP_DIRECT_RECLAIM = G.__GFP_DIRECT_RECLAIM
 #: user page tables (GFP_PGTABLE_USER, folio allocation)
 GFP_PGTABLE_USER = G.GFP_KERNEL_ACCOUNT | G.__GFP_ZERO | G.__GFP_COMP
 
@@ -306,6 +309,10 @@ class Process:
             # the light mask; the first try is local-node only with NORETRY (mempolicy)
             gfp = GFP_THP_MADVISE if vma.hugepage else GFP_THP_LIGHT
             pfn = self._alloc_pages(gfp, HPAGE_ORDER, self.cpu)
+            if pfn < 0 and gfp & _GFP_DIRECT_RECLAIM:
+                # alloc_pages_mpol: a madvised VMA retries the failed local try allowing remote
+                # memory "with both reclaim and compact" (no __GFP_NORETRY / __GFP_THISNODE)
+                pfn = self._alloc_pages(gfp & ~_THP_LOCAL_TRY, HPAGE_ORDER, self.cpu)
             if pfn >= 0:
                 self.thp_map[hpn] = pfn
                 self.stat["thp_faults"] += 1

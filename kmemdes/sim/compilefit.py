@@ -310,19 +310,17 @@ class CompileLoad(Workload):
         from kmemdes.mm.user import MADV_HUGEPAGE
 
         k = self.kernel
-        node = self.node
         waited = 0
         for _ in range(self.spec.jobs):
             p = k.spawn("ld", self.cpu())
-            a9, f9 = node.nr_alloc[9], node.nr_alloc_fail[9]
             size = 128 << 20
             addr = p.malloc(size)
             if addr:
                 p.madvise(addr & ~((2 << 20) - 1), size + (2 << 20), MADV_HUGEPAGE)
                 p.touch(addr, size)
-            tries = node.nr_alloc[9] - a9
-            self.thp_attempts += tries
-            self.thp_success += tries - (node.nr_alloc_fail[9] - f9)
+            # per fault, as thp_fault_alloc / thp_fault_fallback count (a fault may try twice)
+            self.thp_attempts += p.stat["thp_faults"] + p.stat["thp_fallback"]
+            self.thp_success += p.stat["thp_faults"]
             k.exit(p)
         return waited
 

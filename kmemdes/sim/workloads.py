@@ -325,16 +325,15 @@ class AnonLoad(Workload):
             for _ in range(self.spec.processes):
                 p = k.spawn("anon", self.cpu())
                 before = node.nr_path[:]
-                thp_before = node.nr_alloc[9]
-                fail9 = node.nr_alloc_fail[9]
                 addr = p.malloc(self.size)
                 if addr and self.spec.madvise_hugepage:
                     p.madvise(addr & ~((2 << 20) - 1), self.size + (2 << 20), MADV_HUGEPAGE)
                 touched = int(self.size * self.spec.touch) & ~4095
                 if addr and touched:
                     p.touch(addr, touched)
-                self.thp_attempts += node.nr_alloc[9] - thp_before
-                self.thp_success += (node.nr_alloc[9] - thp_before) - (node.nr_alloc_fail[9] - fail9)
+                # per fault, as thp_fault_alloc / thp_fault_fallback count (a fault may try twice)
+                self.thp_attempts += p.stat["thp_faults"] + p.stat["thp_fallback"]
+                self.thp_success += p.stat["thp_faults"]
                 waited += self._slow_ns(before)
                 # ties in expiry go by spawn order (an id() tie-break would follow memory addresses)
                 heapq.heappush(live, (env.now + self.lifetime, p.pid, p))
