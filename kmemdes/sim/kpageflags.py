@@ -981,7 +981,7 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     import polars as pl
 
     from kmemdes.sim.hints import start_hints
-    from kmemdes.sim.replay import Replayer
+    from kmemdes.sim.replay import READ_COLUMNS, Replayer
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.schema import EventKind as E
     from kmemdes.trace.snapshot import snapshot_from_texts
@@ -990,7 +990,7 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     kpath = Path(kpageflags) if kpageflags else cap / "before" / "kpageflags.zst"
     if not kpath.exists():
         raise KmemdesError(f"{cap}: no {kpath.name} in before/ (capture with --kpageflags)")
-    trace = read_trace(cap)
+    trace = read_trace(cap, columns=READ_COLUMNS)  # only what a replay reads (the strings are GBs)
     if not trace.meta.get("before"):
         raise KmemdesError(f"{cap}: no before/ snapshot")
     marks = trace.events.filter((pl.col("kind") == int(E.MARKER)) & pl.col("ts").is_not_null()
