@@ -1028,14 +1028,12 @@ class Compaction:
 
     def try_to_compact_pages(self, node: Node, gfp: int, order: int, alloc_flags: int,
                              highest_zoneidx: int, prio: int, zonelist: list) -> tuple[int, int]:
-        """``try_to_compact_pages`` + the accounting of ``__alloc_pages_direct_compact``.
+        """``try_to_compact_pages`` + the stall accounting of ``__alloc_pages_direct_compact``.
 
         Returns (compact_result, captured pfn or -1).  compact_stall counts
-        every call that was not skipped; compact_success when a block was
-        captured or the request's watermark now passes in a zonelist zone
-        (the slow path then takes it from the free lists: the model predicts
-        that outcome, the kernel counts it after ``get_page_from_freelist``),
-        else compact_fail.
+        every call that was not skipped; the caller reports the outcome of its
+        freelist retry to :meth:`direct_compact_outcome` (compact_success or
+        compact_fail, as the kernel counts them after ``get_page_from_freelist``).
         """
         work = [0, 0, 0, 0, 0]
         rc = COMPACT_SKIPPED
@@ -1060,24 +1058,21 @@ class Compaction:
         self.last_work = CompactWork(*work)
         if rc == COMPACT_SKIPPED:
             return rc, captured
-        v = self.vmstat
-        v["compact_stall"] += 1
-        ok_zone = None
-        if captured >= 0:
-            ok_zone = node.zone_of(captured)
-        else:
-            mark_idx = alloc_flags & ALLOC_WMARK_MASK
-            for zone in zonelist:
-                if node.zone_watermark_ok(zone, order, zone.wmark(mark_idx), highest_zoneidx, alloc_flags):
-                    ok_zone = zone
-                    break
-        if ok_zone is not None:
-            self._zs(ok_zone).blockskip_flush = False
-            compaction_defer_reset(ok_zone, order, True)
-            v["compact_success"] += 1
-        else:
-            v["compact_fail"] += 1
+        self.vmstat["compact_stall"] += 1
         return rc, captured
+
+    def direct_compact_outcome(self, node: Node, pfn: int, order: int) -> None:
+        """The end of ``__alloc_pages_direct_compact`` after a compaction that ran: the request got
+        ``pfn`` (captured, or from the free lists right after) -> compact_success, the zone's
+        ``compact_blockskip_flush`` cleared and ``compaction_defer_reset(zone, order, true)``;
+        no page (-1) -> compact_fail."""
+        if pfn < 0:
+            self.vmstat["compact_fail"] += 1
+            return
+        zone = node.zone_of(pfn)
+        self._zs(zone).blockskip_flush = False
+        compaction_defer_reset(zone, order, True)
+        self.vmstat["compact_success"] += 1
 
     # ---------------------------------------------------------- kcompactd
     def _kcompactd_alloc_flags(self) -> int:

@@ -1410,11 +1410,13 @@ class Node:
             return -1, COMPACT_SKIPPED
         result, captured = self.compaction.try_to_compact_pages(self, gfp, order, flags, hz, prio, zonelist)
         if captured >= 0:
+            self.compaction.direct_compact_outcome(self, captured, order)
             self._note_path(PATH_COMPACT)
             return captured, COMPACT_SUCCESS
         if result == COMPACT_SKIPPED:
             return -1, result
         pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
+        self.compaction.direct_compact_outcome(self, pfn, order)
         if pfn >= 0:
             self._note_path(PATH_COMPACT)
         return pfn, result

@@ -251,7 +251,9 @@ def test_scanners_meet_reset_cached_positions_and_defer():
     rc, cap = comp.try_to_compact_pages(node, THP, 9, ALLOC_WMARK_MIN, 1, COMPACT_PRIO_SYNC_LIGHT, zl)
     assert rc in (COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED) and cap == -1
     assert (zone.compact_defer_shift, zone.compact_considered, zone.compact_order_failed) == (1, 0, 0)
-    assert comp.vmstat["compact_stall"] == 1 and comp.vmstat["compact_fail"] == 1
+    assert comp.vmstat["compact_stall"] == 1 and comp.vmstat["compact_fail"] == 0
+    comp.direct_compact_outcome(node, cap, 9)  # the slow path's freelist retry found nothing either
+    assert comp.vmstat["compact_fail"] == 1 and comp.vmstat["compact_success"] == 0
     rc, _ = comp.try_to_compact_pages(node, THP, 9, ALLOC_WMARK_MIN, 1, COMPACT_PRIO_SYNC_LIGHT, zl)
     assert rc == COMPACT_DEFERRED  # considered 1 < 1 << 1
     assert comp.vmstat["compact_deferred"] == 1 and comp.vmstat["compact_stall"] == 2
