@@ -83,7 +83,8 @@ __all__ = [
     "PC_FREE", "PC_RESERVED", "PC_SLAB", "PC_PGTABLE", "PC_MOVABLE", "PC_OTHER", "PC_HOLE", "PC_NAMES",
     "read_kpageflags", "decode_flags", "kpf_bit", "page_classes", "buddy_blocks", "zone_free_blocks",
     "assign_pageblock_types", "trace_pageblock_types", "allocated_migratetypes", "node_from_kpageflags",
-    "touched_pfns", "end_read_pfns", "model_buddy_mask", "layout_agreement", "PlacementPeek", "frees_at_batched_line", "prepared_events",
+    "touched_pfns", "end_read_pfns", "model_buddy_mask", "layout_agreement", "PlacementPeek",
+    "frees_at_batched_line", "prepared_events",
     "placement_replay", "placement_agreement", "kpageflags_pair", "kpageflags_validation", "format_kpageflags",
 ]
 
@@ -652,9 +653,9 @@ def layout_agreement(node, kpf_before: np.ndarray, kpf_after: np.ndarray, touche
     """How the model's end state (free in the buddy allocator or not, per pfn) matches ``after/kpageflags``.
 
     ``touched``: the pfns the trace touched (:func:`touched_pfns`).  ``end_read``: pfns the trace
-    touched while ``after/kpageflags`` was being read (captures that trace the read: the kernel's
-    reading of each of them is from an unknown moment of it); they are left out of the touched
-    figures and counted as ``touched_during_end_read``.  Also given:
+    shows changing after their range of ``after/kpageflags`` had started being read
+    (:func:`end_read_pfns`: whether the read saw them before or after is unknown); they are left out
+    of the touched figures and counted as ``touched_during_end_read``.  Also given:
     the same share for a model that did nothing (``before`` vs ``after``), the
     share over every online pfn, and how many untouched pfns changed state
     between the two snapshots (changes the trace could not show: the moments
@@ -972,8 +973,8 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
 
     Returns a dict: ``node`` (the end state), ``notes``, ``info`` (start
     layout facts), ``replay`` (the :class:`~kmemdes.sim.replay.Replayer`),
-    ``touched`` (pfns), ``end_read`` (pfns touched after the trace's
-    ``kpageflags_after`` marker, while after/kpageflags was read), and, with ``peek``, per allocation: ``kernel_pfn``,
+    ``touched`` (pfns), ``end_read`` (:func:`end_read_pfns`), and, with
+    ``peek``, per allocation: ``kernel_pfn``,
     ``model_pfn``, ``model_path``, ``kernel_path``, ``order``, ``start_pcp``
     (the kernel's page sat on a per-CPU list at the start, which only the
     trace itself shows).

@@ -160,6 +160,6 @@ def cut_end_snapshot(events: pl.DataFrame, out: Sanitized) -> pl.DataFrame:
             out.dropped_by_event[name] = out.dropped_by_event.get(name, 0) + c
     out.dropped += n
     out.quirks["end_snapshot_read"] = n
-    out.notes.append(f"{n} events after the capture's kpageflags_after marker (recorded while it read after/) "
-                     "not replayed: after/ is compared with the state at the marker (end_snapshot_read)")
+    out.notes.append(f"{n} events from the capture's {name} marker on (recorded while it read after/) not "
+                     "replayed: after/buddyinfo is compared with the state where it was read (end_snapshot_read)")
     return events.slice(0, at)

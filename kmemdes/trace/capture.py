@@ -20,7 +20,8 @@ same facts, machine-readable), ``trace.txt.zst``, ``before/`` and ``after/``
 kpageflags snapshots are read (markers ``kpageflags_before``,
 ``kpageflags_after``, ``after_buddyinfo`` as soon as after/buddyinfo is read,
 ``kpageflags_read pfn=N`` before each 4 MiB of /proc/kpageflags, and
-``kpageflags_after_done``), so what the kernel does meanwhile is in the trace.  It is written to ``DIR.tmp-<pid>`` and renamed at the end.
+``kpageflags_after_done``), so what the kernel does meanwhile is in the
+trace.  It is written to ``DIR.tmp-<pid>`` and renamed at the end.
 
 The kernel interfaces are those of kernel/trace/trace.c (instances,
 ``buffer_size_kb``, ``trace_options``, ``trace_clock``, ``trace_pipe``,
@@ -475,7 +476,7 @@ def capture(
         if kpageflags:
             # traced while /proc/kpageflags is read: a page that changes during the read is in the
             # trace (replaying it again where the read already saw it is a counted no-op), not lost
-            _write(os.path.join(inst, "trace_marker"), "kpageflags_before")
+            mark("kpageflags_before")
             manifest["kpageflags_before"] = _snapshot_kpageflags(tmp / "before", mark)
         _write(os.path.join(inst, "trace_marker"), f"capture_start name={name}")
         with open(tmp / "workload.log", "wb") as wlog:
@@ -495,11 +496,12 @@ def capture(
         if kpageflags:
             # traced while after/ and /proc/kpageflags are read, as at the start: what the kernel does
             # meanwhile (per-CPU lists drained by vmstat_update's pcp-high decay, kworkers' frees) is in
-            # the trace, and validate leaves out the pages that changed after this marker
-            _write(os.path.join(inst, "trace_marker"), "kpageflags_after")
+            # the trace; replays stop at after_buddyinfo, and validate's layout agreement leaves out the
+            # pages that changed after their range of /proc/kpageflags was read
+            mark("kpageflags_after")
             _snapshot(tmp / "after", st["debugfs"], mark)
             manifest["kpageflags_after"] = _snapshot_kpageflags(tmp / "after", mark)
-            _write(os.path.join(inst, "trace_marker"), "kpageflags_after_done")
+            mark("kpageflags_after_done")
         _write(os.path.join(inst, "tracing_on"), "0")
         t1 = time.time_ns()
         if not kpageflags:
