@@ -360,12 +360,8 @@ class LabConfig(_Strict):
     workloads: list[LabWorkload] = Field(default_factory=list)
 
     _size = field_validator("min_available")(_check_size)
+    _free = field_validator("free")(_check_size_or_zero)
     _d = field_validator("settle", "timeout")(_check_duration)
-
-    @field_validator("free")
-    @classmethod
-    def _free(cls, v: str) -> str:
-        return v if str(v).strip() == "0" else _check_size(v)
 
     @field_validator("sysctls")
     @classmethod

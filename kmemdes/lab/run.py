@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import polars as pl
 
 from kmemdes import __version__
-from kmemdes.config import Config, PolicyConfig, dump_toml, parse_duration
+from kmemdes.config import Config, PolicyConfig, dump_toml, parse_duration, size_or_zero
 from kmemdes.errors import KmemdesError
 from kmemdes.lab.ktrace import LatencyTrace, intervals, parse_lines
 from kmemdes.lab.state import KernelState, kill_tree, read_knob, recover_leftovers, starttime, sync_and_drop_caches
@@ -382,7 +382,7 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
     out = check_run_dir_output(out, force=force)  # refused before the kernel is touched
     knobs = policy_knobs(cfg.policy)
     knobs.update({k: str(v) for k, v in lab.sysctls.items()})
-    free = 0 if lab.free.strip() == "0" else parse_size(lab.free)
+    free = size_or_zero(lab.free)
     keep_kb = max(free, parse_size(lab.min_available), GIB) // 1024 if free else 0
     min_kb = max(parse_size(lab.min_available), GIB) // 1024
     lab_preflight()

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from kmemdes.trace.schema import KMALLOC_MAX_SIZE, bad_object_event, bad_page_event
+from kmemdes.trace.schema import KMALLOC_MAX_SIZE, EventKind, bad_object_event, bad_page_event
 
 __all__ = ["Sanitized", "sanitize_events", "cut_end_snapshot", "JUMP_NS", "MAX_GAP_NS"]
 
@@ -142,8 +142,6 @@ def cut_end_snapshot(events: pl.DataFrame, out: Sanitized) -> pl.DataFrame:
     >>> cut_end_snapshot(ev, Sanitized())["ts"].to_list()
     [1, 2]
     """
-    from kmemdes.trace.schema import EventKind
-
     if "args" not in events.columns or events.height == 0:
         return events
     at = None
