@@ -8,9 +8,14 @@ I/O; the work done (pages scanned and reclaimed) is counted for
 ``kmemdes.sim.daemons.DaemonCosts`` to price.
 
 What is modelled
-    * Per-zone inactive/active file lists (the kernel keeps one node-wide
-      lruvec since 4.8 and skips ineligible zones; per-zone lists give the
-      same eligibility without the skipping), threaded through pfn-indexed
+    * One node-wide inactive and one active file list, as the kernel's
+      lruvec since 4.8 ("mm, vmscan: move LRU lists to node"): reclaim takes
+      the oldest folios whatever their zone, so which zone gets free pages
+      (and whole free pageblocks) follows the age of the page cache, and
+      ``isolate_lru_folios`` skips folios of zones above ``sc.reclaim_idx``
+      (they go back to the head).  Pages per zone and list are counted for
+      the scan targets (``lruvec_lru_size`` up to ``reclaim_idx``) and
+      ``zone_reclaimable_pages``.  The lists are threaded through pfn-indexed
       arrays so that insertion, removal and migration are O(1).  New pages
       go to the inactive head (``lru_add``); ``mark_page_accessed`` sets
       PG_referenced, a second access activates the page.  Reclaim takes
@@ -66,6 +71,7 @@ the reclaimable slab pages and ``scan_objects(nr)`` tries to free up to
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from math import isqrt
 from typing import Callable, Generator, Iterable, NamedTuple, Optional
 
@@ -195,10 +201,11 @@ class Reclaim:
         self.node = node
         self.zones = list(node.zones)
         nz = len(self.zones)
-        # list ids: 2 * zone index + (0 inactive, 1 active)
-        self._head = [-1] * (2 * nz)
-        self._tail = [-1] * (2 * nz)
-        self._pages = [0] * (2 * nz)  # pages (not folios) on each list
+        # the node's lists: 0 inactive, 1 active (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE)
+        self._head = [-1, -1]
+        self._tail = [-1, -1]
+        self._pages = [0] * (2 * nz)  # pages (not folios) per zone and list: 2 * zone index + active
+        self._zend = [z.end_pfn for z in self.zones]
         self._nxt: Optional[array] = None  # allocated on first use: 9 bytes per pfn
         self._prv: Optional[array] = None
         self._flags: Optional[bytearray] = None
@@ -222,9 +229,9 @@ class Reclaim:
             self._owner_id = array("H", [0]) * n
 
     def _zone_index(self, pfn: int) -> int:
-        for i, z in enumerate(self.zones):
-            if z.start_pfn <= pfn < z.end_pfn:
-                return i
+        i = bisect_right(self._zend, pfn)
+        if i < len(self.zones) and self.zones[i].start_pfn <= pfn:
+            return i
         raise KmemdesError(f"pfn {pfn:#x} is outside every zone")
 
     def _link_head(self, lst: int, pfn: int) -> None:
@@ -236,6 +243,16 @@ class Reclaim:
         else:
             self._tail[lst] = pfn
         self._head[lst] = pfn
+
+    def _link_tail(self, lst: int, pfn: int) -> None:
+        t = self._tail[lst]
+        self._prv[pfn] = t
+        self._nxt[pfn] = -1
+        if t >= 0:
+            self._nxt[t] = pfn
+        else:
+            self._head[lst] = pfn
+        self._tail[lst] = pfn
 
     def _unlink(self, lst: int, pfn: int) -> None:
         n = self._nxt[pfn]
@@ -250,21 +267,23 @@ class Reclaim:
             self._tail[lst] = p
 
     def _lst(self, pfn: int) -> int:
-        return 2 * self._zone_index(pfn) + (1 if self._flags[pfn] & _PG_ACTIVE else 0)
+        return 1 if self._flags[pfn] & _PG_ACTIVE else 0
 
-    def _account(self, lst: int, n: int) -> None:
-        self._pages[lst] += n
-        self.zones[lst >> 1].reclaimable += n
+    def _account(self, zi: int, active: int, n: int) -> None:
+        self._pages[2 * zi + active] += n
+        self.zones[zi].reclaimable += n
 
     def _order(self, pfn: int) -> int:
         o = self.node.alloc_order[pfn]
         return 0 if o == NO_ORDER else o
 
     # ----------------------------------------------------------- owners' API
-    def add_file_pages(self, pfns: Iterable[int], orders, owner, dirty: bool = False) -> None:
+    def add_file_pages(self, pfns: Iterable[int], orders, owner, dirty: bool = False, oldest: bool = False) -> None:
         """``filemap_add_folio`` + ``folio_add_lru``: allocated pages become page cache (inactive head).
 
-        ``orders`` is one order for all pages or a sequence parallel to ``pfns``.
+        ``orders`` is one order for all pages or a sequence parallel to ``pfns``.  ``oldest``: at
+        the inactive tail instead, for page cache older than everything on the lists (a replay
+        adding pages from before its trace when the kernel's own reclaim shows they were there).
         """
         self._ensure_arrays()
         node = self.node
@@ -286,9 +305,8 @@ class Reclaim:
                 raise KmemdesError(f"pfn {pfn:#x} is already page cache")
             flags[pfn] = _PG_LRU | (_PG_DIRTY if dirty else 0)
             self._owner_id[pfn] = oid
-            lst = 2 * self._zone_index(pfn)
-            self._link_head(lst, pfn)
-            self._account(lst, 1 << order)
+            (self._link_tail if oldest else self._link_head)(0, pfn)
+            self._account(self._zone_index(pfn), 0, 1 << order)
             node.rmap[pfn] = self
 
     def remove_file_pages(self, pfns: Iterable[int], free: bool = True) -> None:
@@ -304,7 +322,7 @@ class Reclaim:
             raise KmemdesError(f"pfn {pfn:#x} is not page cache")
         lst = self._lst(pfn)
         self._unlink(lst, pfn)
-        self._account(lst, -(1 << self._order(pfn)))
+        self._account(self._zone_index(pfn), lst, -(1 << self._order(pfn)))
         flags[pfn] = 0
         self._owner_id[pfn] = 0
         self.node.rmap.pop(pfn, None)
@@ -316,12 +334,12 @@ class Reclaim:
         if not f & _PG_LRU:
             return
         if not f & _PG_ACTIVE and f & _PG_REFERENCED:
-            lst = self._lst(pfn)
-            self._unlink(lst, pfn)
-            self._account(lst, -(1 << self._order(pfn)))
+            zi, n = self._zone_index(pfn), 1 << self._order(pfn)
+            self._unlink(0, pfn)
+            self._account(zi, 0, -n)
             self._flags[pfn] = (f | _PG_ACTIVE) & ~_PG_REFERENCED
-            self._link_head(lst + 1, pfn)
-            self._account(lst + 1, 1 << self._order(pfn))
+            self._link_head(1, pfn)
+            self._account(zi, 1, n)
             self.vmstat["pgactivate"] += 1
         else:
             self._flags[pfn] = f | _PG_REFERENCED
@@ -355,12 +373,10 @@ class Reclaim:
         oid = self._owner_id[old]
         self._owner_id[new] = oid
         self._owner_id[old] = 0
-        new_lst = 2 * self._zone_index(new) + (lst & 1)
-        if new_lst != lst:  # another zone (not done by compaction): move to the other zone's list
-            self._unlink(lst, new)
-            self._account(lst, -(1 << order))
-            self._link_head(new_lst, new)
-            self._account(new_lst, 1 << order)
+        old_zi, new_zi = self._zone_index(old), self._zone_index(new)
+        if new_zi != old_zi:  # another zone (not done by compaction): the pages count there
+            self._account(old_zi, lst, -(1 << order))
+            self._account(new_zi, lst, 1 << order)
         owner = self._owners[oid]
         if owner is not None:
             owner.migrate_page(old, new, order)
@@ -377,43 +393,60 @@ class Reclaim:
         return sum(self._pages)
 
     def lru_pages(self, zone: Zone, active: bool) -> int:
-        """Pages on a zone's inactive or active file list."""
+        """Pages of a zone on the inactive or active file list."""
         return self._pages[2 * self.zones.index(zone) + int(active)]
 
     # --------------------------------------------------------- shrinking
-    def _inactive_is_low(self, zi: int) -> bool:
-        """``inactive_is_low``: inactive * ratio < active, ratio = int_sqrt(10 * GiB) or 1."""
-        inactive = self._pages[2 * zi]
-        active = self._pages[2 * zi + 1]
+    def _inactive_is_low(self) -> bool:
+        """``inactive_is_low`` of the node's file lists: inactive * ratio < active, ratio =
+        int_sqrt(10 * GiB) or 1 (``lruvec_page_state``: the whole node)."""
+        inactive = sum(self._pages[0::2])
+        active = sum(self._pages[1::2])
         gb = (inactive + active) >> (30 - 12)
         ratio = isqrt(10 * gb) if gb else 1
         return inactive * ratio < active
 
-    def _shrink_active_list(self, zi: int, nr_to_scan: int) -> int:
-        """``shrink_active_list``: deactivate pages from the active tail to the inactive head."""
-        lst = 2 * zi + 1
+    def _eligible(self, reclaim_idx: int) -> bytes:
+        """Per zone index: 1 when the zone is at or below ``reclaim_idx``."""
+        return bytes(int(z.idx <= reclaim_idx) for z in self.zones)
+
+    def _shrink_active_list(self, nr_to_scan: int, reclaim_idx: int) -> int:
+        """``shrink_active_list``: deactivate folios from the active tail to the inactive head;
+        folios of zones above ``reclaim_idx`` are skipped (``isolate_lru_folios``)."""
         flags = self._flags
+        ok = self._eligible(reclaim_idx)
+        zone_index = self._zone_index
+        pages = self._pages[1::2]
+        left = sum(pages)  # visit each folio at most once
         scanned = 0
-        while scanned < nr_to_scan:
-            pfn = self._tail[lst]
+        skipped = []
+        while scanned < nr_to_scan and left > 0:
+            pfn = self._tail[1]
             if pfn < 0:
                 break
             n = 1 << self._order(pfn)
-            self._unlink(lst, pfn)
-            self._account(lst, -n)
+            left -= n
+            zi = zone_index(pfn)
+            self._unlink(1, pfn)
+            if not ok[zi]:
+                skipped.append(pfn)
+                continue
+            self._account(zi, 1, -n)
             flags[pfn] &= ~(_PG_ACTIVE | _PG_REFERENCED)
-            self._link_head(lst - 1, pfn)
-            self._account(lst - 1, n)
+            self._link_head(0, pfn)
+            self._account(zi, 0, n)
             scanned += n
+        for pfn in reversed(skipped):  # spliced back to the head of the list
+            self._link_head(1, pfn)
         self.vmstat["pgrefill"] += scanned
         self.vmstat["pgdeactivate"] += scanned
         return scanned
 
-    def _shrink_inactive_list(self, zi: int, nr_to_scan: int, sc: ScanControl) -> tuple[int, int, int]:
-        """``shrink_inactive_list`` + ``shrink_folio_list``: free clean pages from the inactive tail.
+    def _shrink_inactive_list(self, nr_to_scan: int, sc: ScanControl) -> tuple[int, int, int]:
+        """``shrink_inactive_list`` + ``shrink_folio_list``: free clean folios from the inactive tail;
+        folios of zones above ``sc.reclaim_idx`` are skipped (``isolate_lru_folios``).
 
         Returns (pages scanned, pages reclaimed, folios reclaimed)."""
-        lst = 2 * zi
         node = self.node
         flags = self._flags
         owner_id = self._owner_id
@@ -423,20 +456,31 @@ class Reclaim:
         rmap = node.rmap
         free_pages = node.free_pages
         tail = self._tail
+        zend = self._zend
+        ok = self._eligible(sc.reclaim_idx)
+        nz = len(zend)
+        left = sum(self._pages[0::2])  # visit each folio at most once
+        freed = [0] * nz
         scanned = reclaimed = folios = 0
         rotated = []
-        while scanned < nr_to_scan:
-            pfn = tail[lst]
+        skipped = []
+        while scanned < nr_to_scan and left > 0:
+            pfn = tail[0]
             if pfn < 0:
                 break
             p = prv[pfn]  # isolate the tail folio
-            tail[lst] = p
+            tail[0] = p
             if p >= 0:
                 nxt[p] = -1
             else:
-                self._head[lst] = -1
+                self._head[0] = -1
             order = alloc_order[pfn]
             n = 1 << order
+            left -= n
+            zi = bisect_right(zend, pfn) if nz > 1 else 0
+            if not ok[zi]:
+                skipped.append(pfn)
+                continue
             scanned += n
             f = flags[pfn]
             if f & _PG_DIRTY:
@@ -455,11 +499,16 @@ class Reclaim:
                 if hasattr(owner, "reclaim_page"):
                     owner.reclaim_page(pfn, order)
             free_pages(pfn, order)
+            freed[zi] += n
             reclaimed += n
             folios += 1
-        self._account(lst, -reclaimed)
+        for zi, n in enumerate(freed):
+            if n:
+                self._account(zi, 0, -n)
         for pfn in rotated:  # kept folios go back to the head
-            self._link_head(lst, pfn)
+            self._link_head(0, pfn)
+        for pfn in reversed(skipped):
+            self._link_head(0, pfn)
         return scanned, reclaimed, folios
 
     def _shrink_slab(self, priority: int) -> int:
@@ -512,28 +561,25 @@ class Reclaim:
         32-page batches until ``nr_to_reclaim``, then the shrinkers."""
         zidx = [self.zones.index(z) for z in zones if z.managed]
         if self._nxt is not None:
-            targets = {}
-            may_deactivate = {}
-            for zi in zidx:
-                targets[zi] = [self._pages[2 * zi] >> sc.priority, self._pages[2 * zi + 1] >> sc.priority]
-                may_deactivate[zi] = self._inactive_is_low(zi)
+            # get_scan_count: lruvec_lru_size of the eligible zones >> priority, per list
+            t = [sum(self._pages[2 * zi + active] for zi in zidx) >> sc.priority for active in (0, 1)]
+            may_deactivate = self._inactive_is_low()
             reclaimed0 = sc.nr_reclaimed
-            while any(t[0] or t[1] for t in targets.values()):
+            while t[0] or t[1]:
                 step_scanned = step_reclaimed = step_folios = 0
-                for zi, t in targets.items():
-                    for active in (0, 1):  # for_each_evictable_lru: inactive file, then active file
-                        nr = min(t[active], SWAP_CLUSTER_MAX)
-                        if not nr:
-                            continue
-                        t[active] -= nr
-                        if active:
-                            if may_deactivate[zi]:
-                                self._shrink_active_list(zi, nr)
-                        else:
-                            s, r, f = self._shrink_inactive_list(zi, nr, sc)
-                            step_scanned += s
-                            step_reclaimed += r
-                            step_folios += f
+                for active in (0, 1):  # for_each_evictable_lru: inactive file, then active file
+                    nr = min(t[active], SWAP_CLUSTER_MAX)
+                    if not nr:
+                        continue
+                    t[active] -= nr
+                    if active:
+                        if may_deactivate:
+                            self._shrink_active_list(nr, sc.reclaim_idx)
+                    else:
+                        s, r, f = self._shrink_inactive_list(nr, sc)
+                        step_scanned += s
+                        step_reclaimed += r
+                        step_folios += f
                 sc.nr_scanned += step_scanned
                 sc.nr_reclaimed += step_reclaimed
                 self._count_scan(sc, step_scanned, step_reclaimed)

@@ -20,7 +20,13 @@ reclaim, compaction.  So:
   readahead does); a request the kernel failed but the model served is freed at once
   (the trace goes on as after a failure);
 - pages that were in use before the trace have their own pfn as trace identity
-  (the start state is the kernel's exact layout): their frees free them.
+  (the start state is the kernel's exact layout): their frees free them;
+- pages the trace shows on per-CPU lists at its start (the first event on them
+  allocates them from a pcp list, or drains them) start on the model's pcp lists:
+  kpageflags shows them as neither buddy nor in use, and they are the kernel's
+  reserve of free pages (before/zoneinfo's pcp counts: 18,711 Normal pages on
+  k_pressure_defrag's, 4,323 on j_pressure_stock's), so counting them in use
+  would start the model short of free memory.
 
 Movable allocations become page cache (on the reclaim LRU) when they are not
 zeroed (anonymous and THP faults are ``__GFP_ZERO``), and are otherwise registered
@@ -79,8 +85,10 @@ class PolicyPages:
         ao = node.alloc_order
         self.exact_start = True
         # pages in use at the start: a trace free may name them once (model decisions clear them)
-        self.start_busy = bytearray(node.page_mt.translate(_IN_USE))
+        self.start_busy = busy = bytearray(node.page_mt.translate(_IN_USE))
         for pfn, order, f in zip(pfns, orders, file):
+            if busy.count(1, pfn, pfn + (1 << order)) != 1 << order:
+                continue  # free in the model: on a per-CPU list when the trace started (kpageflags is read later)
             ao[pfn] = order
             if f and reclaim is not None:
                 reclaim.add_file_pages((pfn,), order, owner=self)
@@ -306,8 +314,10 @@ class PolicyPages:
 
     def _kernel_free(self, tpfn: int, ent, order: int, decided: int) -> None:
         """A free the kernel's reclaim or compaction made: the model keeps its page."""
+        pretrace = False
         if ent is None and self._pretrace(tpfn, order):
             ent = (tpfn, order)
+            pretrace = True
         elif ent is None and decided == BY_RECLAIM and self.migrating[order]:
             ent = (self.migrating[order].popleft(), order)
             self.migrating_pfns.discard(ent[0])
@@ -328,6 +338,8 @@ class PolicyPages:
                 self.migrating[po].append(p)
                 self.migrating_pfns.add(p)
             elif reclaim is not None and not reclaim.is_page_cache(p):
+                # page cache from before the trace that the kernel's reclaim took: it was at the
+                # kernel's inactive tail, so it is the oldest on the model's lists too
                 node.rmap.pop(p, None)
-                reclaim.add_file_pages((p,), po, owner=self)
+                reclaim.add_file_pages((p,), po, owner=self, oldest=pretrace)
         self.quirk("redecided_by_policy")

@@ -243,3 +243,46 @@ def test_defrag_mode_balances_on_free_pageblocks_only():
     # (NR_FREE_PAGES_BLOCKS), which are none here; order 0 still counts every free page
     assert not pgdat_balanced(node, 1, zone.idx)
     assert pgdat_balanced(node, 0, zone.idx)
+
+
+def _two_zone_cache(first_dma: bool):
+    """Page cache in both zones of a 256 MiB node: 100 DMA pages and 400 DMA32 pages, one zone's
+    pages added (older) before the other's."""
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    rec = Reclaim(node)
+    owner = CacheOwner()
+    dma_pfns = [node.alloc_pages(g.GFP_DMA | g.__GFP_MOVABLE, 0) for _ in range(100)]
+    dma32_pfns = [node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0) for _ in range(400)]
+    assert all(node.zone_of(p) is node.zones[0] for p in dma_pfns)
+    assert all(node.zone_of(p) is node.zones[1] for p in dma32_pfns)
+    for pfns in ((dma_pfns, dma32_pfns) if first_dma else (dma32_pfns, dma_pfns)):
+        rec.add_file_pages(pfns, 0, owner)
+        owner.pages.update((p, 0) for p in pfns)
+    return node, rec, owner, dma_pfns, dma32_pfns
+
+
+def test_one_node_lru_reclaims_the_oldest_page_cache_whatever_its_zone():
+    # mm/vmscan.c since 4.8 ("mm, vmscan: move LRU lists to node"): one lruvec per node, so
+    # reclaim takes the oldest folios of every eligible zone in age order, not a share per zone
+    node, rec, owner, dma_pfns, dma32_pfns = _two_zone_cache(first_dma=True)
+    assert rec.shrink_node(node.zones, 32, priority=0) == 32  # one SWAP_CLUSTER_MAX batch
+    assert owner.reclaimed == dma_pfns[:32]  # the oldest 32: all in DMA, none of the younger DMA32
+    dma, dma32 = node.zones
+    assert (dma.reclaimable, dma32.reclaimable) == (68, 400)
+    assert (rec.lru_pages(dma, False), rec.lru_pages(dma32, False)) == (68, 400)
+    node.check()
+
+
+def test_folios_of_zones_above_reclaim_idx_are_skipped_and_go_to_the_head():
+    # isolate_lru_folios: a folio of a zone above sc->reclaim_idx is not isolated nor counted as
+    # scanned; the skipped folios are spliced back to the head of the list (the youngest end)
+    node, rec, owner, dma_pfns, dma32_pfns = _two_zone_cache(first_dma=False)
+    dma, dma32 = node.zones
+    assert rec.shrink_node([dma], 32, priority=0) == 32  # reclaim_idx = ZONE_DMA
+    assert owner.reclaimed == dma_pfns[:32] and dma32.reclaimable == 400
+    assert rec.vmstat["pgscan_file"] == 32  # the skipped DMA32 pages were not counted as scanned
+    # the 400 skipped DMA32 pages are now younger than the DMA pages left: a node-wide reclaim
+    # takes those 68 DMA pages first
+    assert rec.shrink_node(node.zones, 68, priority=0) >= 68
+    assert owner.reclaimed[32:100] == dma_pfns[32:]
+    node.check()
