@@ -37,7 +37,8 @@ from kmemdes.mm.page_alloc import (
     setup_per_zone_wmarks,
 )
 
-__all__ = ["build_node", "parse_size", "MIN_MEM", "add_zone", "STRUCT_PAGE_SIZE", "node_from_page_layout", "mem_for_pfns"]
+__all__ = ["build_node", "parse_size", "MIN_MEM", "add_zone", "STRUCT_PAGE_SIZE", "node_from_page_layout", "mem_for_pfns",
+           "pcp_owners"]
 
 # x86-64 RAM above 3 GiB is remapped above 4 GiB (the PCI hole): pfns
 _X64_HOLE_START, _X64_HIGH_RAM = 0xC0000, 0x100000
@@ -307,7 +308,7 @@ def node_from_snapshot(snap, cpus: int | None = None, policy: Policy | None = No
     node.min_free_kbytes = sum(z.min_wmark for z in node.zones) << (PAGE_SHIFT - 10)
     if hints is not None and hints.pcp_blocks:
         placed = 0
-        for pfn, order, mt, cpu in hints.pcp_blocks:
+        for pfn, order, mt, cpu in pcp_owners(node, snap, hints.pcp_blocks):
             n = 1 << order
             if pfn + n > node.max_pfn or node.page_mt.count(0xFF, pfn, pfn + n) or not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
                 continue
@@ -577,6 +578,45 @@ def _place_free(node: Node, zone: Zone, pfn: int, order: int, mt: int) -> None:
 # ---------------------------------------------------------------------------
 
 
+def pcp_owners(node: Node, snap, pcp_blocks) -> list[tuple[int, int, int, int]]:
+    """``pcp_blocks`` with a CPU for every block whose list is unknown (cpu < 0: first seen drained,
+    possibly from another CPU): the CPU of its zone with the most pages the snapshot's zoneinfo
+    counts on its list (``pagesets``' ``count``) and the known blocks do not account for yet;
+    CPU 0 when the snapshot has no per-CPU counts.
+
+    >>> from kmemdes.mm.mm_init import build_node, parse_size
+    >>> from types import SimpleNamespace as NS
+    >>> node = build_node("x86_64", parse_size("256M"), cpus=2)
+    >>> snap = NS(zoneinfo=[NS(name="DMA32", pagesets=[{"count": 1}, {"count": 6}])])
+    >>> pcp_owners(node, snap, [(8192, 0, 1, 0), (8200, 2, 1, -1), (8204, 0, 1, -1)])
+    [(8192, 0, 1, 0), (8200, 2, 1, 1), (8204, 0, 1, 1)]
+    """
+    counts = {z.name: [ps.get("count", 0) for ps in z.pagesets] for z in (getattr(snap, "zoneinfo", None) or [])}
+    deficit: dict[str, list[int]] = {}
+    for zone in node.zones:
+        c = (counts.get(zone.name) or [])[:node.cpus]
+        deficit[zone.name] = c + [0] * (node.cpus - len(c))
+    def zone_name(pfn: int) -> str | None:
+        try:
+            return node.zone_of(pfn).name
+        except KmemdesError:
+            return None
+
+    for pfn, order, _, cpu in pcp_blocks:
+        name = zone_name(pfn) if cpu >= 0 else None
+        if name is not None:
+            deficit[name][cpu % node.cpus] -= 1 << order
+    out = []
+    for pfn, order, mt, cpu in pcp_blocks:
+        if cpu < 0:
+            name = zone_name(pfn)
+            d = deficit[name] if name is not None else [0]
+            cpu = max(range(len(d)), key=lambda c: (d[c], -c))
+            d[cpu] -= 1 << order
+        out.append((pfn, order, mt, cpu))
+    return out
+
+
 def node_from_page_layout(snap, free_pfn, free_order, page_mt, pb_mt, cpus: int | None = None,
                           policy: Policy | None = None, pcp_blocks=()) -> tuple[Node, list[str]]:
     """A model state whose free buddy blocks are exactly ``free_pfn`` / ``free_order``.
@@ -647,7 +687,7 @@ def node_from_page_layout(snap, free_pfn, free_order, page_mt, pb_mt, cpus: int 
     if grown:
         notes.append(f"{grown} pageblocks beyond the snapshot's pageblock counts hold free pages: made online")
     placed = moved = 0
-    for pfn, order, mt, cpu in pcp_blocks:
+    for pfn, order, mt, cpu in pcp_owners(node, snap, pcp_blocks):
         size = 1 << order
         if pfn < 0 or pfn + size > n or pfn & (size - 1) or page[pfn] == 0xFE \
                 or not pb_valid[pfn >> PAGEBLOCK_ORDER]:

@@ -11,7 +11,10 @@ first event on the page            state at the start
 ``mm_page_alloc_extfrag``          free, inside the fallback block ``pfn & ~(2^fallback_order - 1)``
                                    of ``fallback_migratetype`` (a whole block taken by a claim/steal)
 ``mm_page_alloc`` (pcp order)      on a per-CPU list of that CPU (no refill line preceded it)
-``mm_page_pcpu_drain``             on a per-CPU list
+``mm_page_pcpu_drain``             on a per-CPU list, whose CPU is unknown (``drain_all_pages``
+                                   drains other CPUs' lists from the calling CPU since 6.0:
+                                   ``drain_pages_zone(cpu, zone)``): ``cpu`` is
+                                   :data:`PCP_CPU_UNKNOWN`
 ``mm_page_free`` / ``_batched``    allocated
 =================================  ==================================================================
 
@@ -31,7 +34,10 @@ import polars as pl
 
 from kmemdes.trace.schema import EventKind
 
-__all__ = ["StartHints", "start_hints", "aligned_blocks"]
+__all__ = ["StartHints", "start_hints", "aligned_blocks", "PCP_CPU_UNKNOWN"]
+
+#: ``pcp_blocks`` cpu of a block first seen drained: the list's owner is not the printing CPU
+PCP_CPU_UNKNOWN = -1
 
 _ZL = int(EventKind.MM_PAGE_ALLOC_ZONE_LOCKED)
 _EXT = int(EventKind.MM_PAGE_ALLOC_EXTFRAG)
@@ -110,7 +116,8 @@ def start_hints(events: pl.DataFrame) -> StartHints:
                 h.free_blocks.append((p, o, m))
     pcp = first.filter(pl.col("kind").is_in([_ALLOC, _DRAIN]) & (pl.col("page") == pl.col("start")))
     pcp = pcp.filter((pl.col("order") <= 3) | (pl.col("order") == 9))
-    h.pcp_blocks = [(int(p), int(o), int(m) if m is not None and m < 3 else 1, int(c or 0))
-                    for p, o, m, c in pcp.select("page", "order", "migratetype", "cpu").iter_rows()]
+    h.pcp_blocks = [(int(p), int(o), int(m) if m is not None and m < 3 else 1,
+                     PCP_CPU_UNKNOWN if k == _DRAIN else int(c or 0))
+                    for p, o, m, c, k in pcp.select("page", "order", "migratetype", "cpu", "kind").iter_rows()]
     h.busy = first.filter(pl.col("kind").is_in([_FREE, _BATCHED]))["page"].to_numpy().astype(np.int64)
     return h
