@@ -313,7 +313,7 @@ class Replayer:
             base = events.lazy().select(*cols).with_row_index("seq").filter(~pl.col("kind").is_in(OBJECT_KINDS))
         # mm_page_free_batched after mm_page_free of the same pfn: one free (quirk 1 of KERNEL.md 15)
         after = (base.filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED]) & (pl.col("pfn") >= 0))
-                 .select("seq", "kind", "pfn").sort("pfn", "seq")
+                 .select("seq", "kind", "pfn").sort("pfn", maintain_order=True)  # stable: by pfn, then seq
                  .filter((pl.col("kind") == K_BATCHED) & (pl.col("kind").shift(1) == K_FREE)
                          & (pl.col("pfn").shift(1) == pl.col("pfn"))).select("seq").collect()["seq"])
         self.n_batched_after_free = after.len()
