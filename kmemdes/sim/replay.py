@@ -168,10 +168,13 @@ SLIM_COLUMNS = ("ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "perc
 READ_COLUMNS = SLIM_COLUMNS + ("event", "args", "pid")
 
 
-def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
+def slim_events(events: pl.DataFrame, decided: bool = True) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
     """The columns a replay uses (strings dropped or categorical), the event counts by name, and the
     typed compaction / vmscan ops (:func:`kmemdes.trace.pressure.kernel_ops`, keyed by row ``seq``):
-    compaction moves pages without allocation events, its tracepoints say where."""
+    compaction moves pages without allocation events, its tracepoints say where.
+
+    ``decided``: with the ``decided`` column (:func:`kmemdes.trace.pressure.decided_by_kernel`), which
+    only policy mode reads."""
     # counted per (kind, name): grouping on the small integer first is several times faster
     by_type: dict[str, int] = {}
     for _, name, n in events.group_by("kind", "event").len().sort("event", "kind").iter_rows():
@@ -182,10 +185,12 @@ def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, pl.DataFrame]
     lo_hi = events.select(*[pl.col(c).min().alias(c + "_lo") for c in wide],
                           *[pl.col(c).max().alias(c + "_hi") for c in wide]).row(0, named=True)
     narrow = [c for c in wide if -(2**31) <= (lo_hi[c + "_lo"] or 0) and (lo_hi[c + "_hi"] or 0) < 2**31]
-    decided = (decided_by_kernel(events.lazy().with_row_index("seq"), ops) if "pid" in events.columns
-               else pl.lit(BY_WORKLOAD, pl.Int8))
+    extra = {}
+    if decided:
+        extra["decided"] = (decided_by_kernel(events.lazy().with_row_index("seq"), ops) if "pid" in events.columns
+                            else pl.lit(BY_WORKLOAD, pl.Int8))
     slim = events.select(*SLIM_COLUMNS).with_columns(pl.col("cache").cast(pl.Categorical),
-                                                     pl.col(narrow).cast(pl.Int32), decided=decided)
+                                                     pl.col(narrow).cast(pl.Int32), **extra)
     return slim, by_type, ops
 
 
@@ -287,7 +292,7 @@ class Replayer:
             # are slimmed and numbered (kernel_ops are keyed by row)
             if sanitized is None:
                 events, sanitized = sanitize_events(events)
-            events, events_by_type, kernel_ops = slim_events(events)
+            events, events_by_type, kernel_ops = slim_events(events, decided=mode == "policy")
             for name, n in sanitized.dropped_by_event.items():
                 events_by_type[name] = events_by_type.get(name, 0) + n
         if sanitized is None:  # a caller that slimmed the rows itself (its kernel_ops must come from them)
