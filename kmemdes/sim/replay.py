@@ -567,10 +567,11 @@ class Replayer:
                 order = c_order[i]
                 n = 1 << order
                 # the common case, inline: an allocated pcp-order block goes to the head of its CPU's list
+                pb = pfn >> PAGEBLOCK_ORDER
                 if (has_drains and 0 <= pfn and pfn + n <= max_pfn and order <= PAGE_ALLOC_COSTLY_ORDER
-                        and lid[pfn] == NOLIST and pb_valid[pfn >> PAGEBLOCK_ORDER]
+                        and lid[pfn] == NOLIST and pb_valid[pb]
                         and (page_mt[pfn] != 0xFF if order == 0 else not page_mt.count(0xFF, pfn, pfn + n))
-                        and pb_mt[pfn >> PAGEBLOCK_ORDER] != MIGRATE_ISOLATE):
+                        and pb_mt[pb] != MIGRATE_ISOLATE):
                     if alloc_order[pfn] == order:
                         replayed += 1
                     else:
@@ -580,11 +581,11 @@ class Replayer:
                     else:
                         page_mt[pfn:pfn + n] = b"\xff" * n
                     alloc_order[pfn] = NO_ORDER
-                    mt = pb_mt[pfn >> PAGEBLOCK_ORDER]
+                    mt = pb_mt[pb]
                     if mt >= MIGRATE_PCPTYPES:
                         mt = MIGRATE_MOVABLE
-                    zone = pb_zone[pfn >> PAGEBLOCK_ORDER]
-                    if split_pbs and pfn >> PAGEBLOCK_ORDER in split_pbs:
+                    zone = pb_zone[pb]
+                    if split_pbs and pb in split_pbs:
                         zone = node.zone_of(pfn)
                     pcp = zone.pcp[c_cpu[i] % ncpu]
                     li = pcp.lid0 + MIGRATE_PCPTYPES * order + mt

@@ -75,7 +75,7 @@ class ObjectStats:
                                            pl.col("d_req").cast(pl.Int64).sum(),
                                            pl.col("d_alloc").cast(pl.Int64).sum())
                .with_columns(pl.col("cache").cast(pl.String)).collect())
-        caches = d.select(pl.col("cache").cast(pl.String)).unique().sort("cache")
+        caches = d.select(pl.col("cache").unique().cast(pl.String)).sort("cache")
         grid = caches.join(pl.DataFrame({"j": np.arange(len(uniq))}, schema={"j": pl.Int64}), how="cross")
         cum = (grid.join(per, on=["cache", "j"], how="left").sort("cache", "j")
                .with_columns(pl.col("d_objs", "d_req", "d_alloc").fill_null(0).cum_sum().over("cache")))
