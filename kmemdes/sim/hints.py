@@ -69,7 +69,8 @@ def aligned_blocks(start: int, end: int, max_order: int = 10) -> list[tuple[int,
 def start_hints(events: pl.DataFrame) -> StartHints:
     """First-touch states of every page the trace touches (see the module docstring)."""
     kinds = [_ZL, _EXT, _ALLOC, _DRAIN, _FREE, _BATCHED]
-    # extfrag: the whole fallback block was free, of the fallback type
+    # extfrag: the whole fallback block was free, of the fallback type; an event on the same block
+    # as an earlier one touches no page first: only the first event of each block is kept
     pow2 = lambda c: pl.lit(2, pl.Int64).pow(pl.col(c).fill_null(0).cast(pl.Int64))  # noqa: E731
     ext = pl.col("kind") == _EXT
     both = events.lazy().filter(pl.col("kind").is_in(kinds) & (pl.col("pfn") >= 0)).select(
@@ -79,7 +80,6 @@ def start_hints(events: pl.DataFrame) -> StartHints:
         n=pl.when(ext).then(pow2("fallback_order")).otherwise(pow2("order")),
         order="order",
         migratetype=pl.when(ext).then(pl.col("fallback_migratetype")).otherwise(pl.col("migratetype")),
-    # an event on the same block as an earlier one touches no page first: only the first of each block
     ).filter(pl.struct("start", "n").is_first_distinct()).collect()
     if both.height == 0:
         return StartHints()
