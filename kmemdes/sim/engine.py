@@ -471,7 +471,7 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     events, fix = sanitize_events(trace.events)
     trace.events = None
     events = cut_end_snapshot(events, fix)
-    events, by_type, ops = slim_events(events)
+    events, by_type, ops = slim_events(events, decided=mode == "policy")
     for ev_name, n in fix.dropped_by_event.items():  # the skipped rows are events of the trace too
         by_type[ev_name] = by_type.get(ev_name, 0) + n
     cfg = cfg or Config(name=name)

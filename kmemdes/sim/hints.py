@@ -75,28 +75,26 @@ def aligned_blocks(start: int, end: int, max_order: int = 10) -> list[tuple[int,
 def start_hints(events: pl.DataFrame) -> StartHints:
     """First-touch states of every page the trace touches (see the module docstring)."""
     kinds = [_ZL, _EXT, _ALLOC, _DRAIN, _FREE, _BATCHED]
-    ev = events.filter(pl.col("kind").is_in(kinds) & (pl.col("pfn") >= 0)).select(
-        "kind", "cpu", "pfn", "order", "migratetype", "fallback_order", "fallback_migratetype")
-    if ev.height == 0:
-        return StartHints()
-    ev = ev.with_row_index("seq")
-    # extfrag: the whole fallback block was free, of the fallback type
+    # extfrag: the whole fallback block was free, of the fallback type; an event on the same block
+    # as an earlier one touches no page first: only the first event of each block is kept
     pow2 = lambda c: pl.lit(2, pl.Int64).pow(pl.col(c).fill_null(0).cast(pl.Int64))  # noqa: E731
-    ext = ev.filter(pl.col("kind") == _EXT).with_columns(
-        start=(pl.col("pfn") // pow2("fallback_order")) * pow2("fallback_order"),
-        n=pow2("fallback_order"),
-        migratetype=pl.col("fallback_migratetype"))
-    other = ev.filter(pl.col("kind") != _EXT).with_columns(start=pl.col("pfn"), n=pow2("order"))
-    cols = ["seq", "kind", "cpu", "start", "n", "order", "migratetype"]
-    both = pl.concat([ext.select(cols), other.select(cols)], how="vertical_relaxed")
+    ext = pl.col("kind") == _EXT
+    both = events.lazy().filter(pl.col("kind").is_in(kinds) & (pl.col("pfn") >= 0)).select(
+        "kind", "cpu",
+        start=pl.when(ext).then((pl.col("pfn") // pow2("fallback_order")) * pow2("fallback_order"))
+        .otherwise(pl.col("pfn")),
+        n=pl.when(ext).then(pow2("fallback_order")).otherwise(pow2("order")),
+        order="order",
+        migratetype=pl.when(ext).then(pl.col("fallback_migratetype")).otherwise(pl.col("migratetype")),
+    ).filter(pl.struct("start", "n").is_first_distinct()).collect()
+    if both.height == 0:
+        return StartHints()
     # the first event touching each page, with numpy over (event, page) pairs: a big trace has
     # millions of page events, nearly all of order 0
-    both = both.sort("seq")
     n = both["n"].to_numpy()
     row = np.repeat(np.arange(both.height), n)
     page = both["start"].to_numpy()[row] + (np.arange(row.size) - np.repeat(np.cumsum(n) - n, n))
-    _, at = np.unique(page, return_index=True)  # first pair of each page, pairs in event order
-    at.sort()
+    at = pl.Series(page).is_first_distinct().arg_true().to_numpy()  # first pair of each page, in event order
     first = both[row[at]].select(pl.Series("page", page[at]), "kind", "cpu", "start", "order", "migratetype", "n")
     h = StartHints()
     free = first.filter(pl.col("kind").is_in([_ZL, _EXT])).sort("page")

@@ -168,10 +168,13 @@ SLIM_COLUMNS = ("ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "perc
 READ_COLUMNS = SLIM_COLUMNS + ("event", "args", "pid")
 
 
-def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
+def slim_events(events: pl.DataFrame, decided: bool = True) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
     """The columns a replay uses (strings dropped or categorical), the event counts by name, and the
     typed compaction / vmscan ops (:func:`kmemdes.trace.pressure.kernel_ops`, keyed by row ``seq``):
-    compaction moves pages without allocation events, its tracepoints say where."""
+    compaction moves pages without allocation events, its tracepoints say where.
+
+    ``decided``: with the ``decided`` column (:func:`kmemdes.trace.pressure.decided_by_kernel`), which
+    only policy mode reads."""
     # counted per (kind, name): grouping on the small integer first is several times faster
     by_type: dict[str, int] = {}
     for _, name, n in events.group_by("kind", "event").len().sort("event", "kind").iter_rows():
@@ -182,10 +185,12 @@ def slim_events(events: pl.DataFrame) -> tuple[pl.DataFrame, dict, pl.DataFrame]
     lo_hi = events.select(*[pl.col(c).min().alias(c + "_lo") for c in wide],
                           *[pl.col(c).max().alias(c + "_hi") for c in wide]).row(0, named=True)
     narrow = [c for c in wide if -(2**31) <= (lo_hi[c + "_lo"] or 0) and (lo_hi[c + "_hi"] or 0) < 2**31]
-    decided = (decided_by_kernel(events.lazy().with_row_index("seq"), ops) if "pid" in events.columns
-               else pl.lit(BY_WORKLOAD, pl.Int8))
+    extra = {}
+    if decided:
+        extra["decided"] = (decided_by_kernel(events.lazy().with_row_index("seq"), ops) if "pid" in events.columns
+                            else pl.lit(BY_WORKLOAD, pl.Int8))
     slim = events.select(*SLIM_COLUMNS).with_columns(pl.col("cache").cast(pl.Categorical),
-                                                     pl.col(narrow).cast(pl.Int32), decided=decided)
+                                                     pl.col(narrow).cast(pl.Int32), **extra)
     return slim, by_type, ops
 
 
@@ -287,7 +292,7 @@ class Replayer:
             # are slimmed and numbered (kernel_ops are keyed by row)
             if sanitized is None:
                 events, sanitized = sanitize_events(events)
-            events, events_by_type, kernel_ops = slim_events(events)
+            events, events_by_type, kernel_ops = slim_events(events, decided=mode == "policy")
             for name, n in sanitized.dropped_by_event.items():
                 events_by_type[name] = events_by_type.get(name, 0) + n
         if sanitized is None:  # a caller that slimmed the rows itself (its kernel_ops must come from them)
@@ -313,7 +318,7 @@ class Replayer:
             base = events.lazy().select(*cols).with_row_index("seq").filter(~pl.col("kind").is_in(OBJECT_KINDS))
         # mm_page_free_batched after mm_page_free of the same pfn: one free (quirk 1 of KERNEL.md 15)
         after = (base.filter(pl.col("kind").is_in([K_ALLOC, K_FREE, K_BATCHED]) & (pl.col("pfn") >= 0))
-                 .select("seq", "kind", "pfn").sort("pfn", "seq")
+                 .select("seq", "kind", "pfn").sort("pfn", maintain_order=True)  # stable: by pfn, then seq
                  .filter((pl.col("kind") == K_BATCHED) & (pl.col("kind").shift(1) == K_FREE)
                          & (pl.col("pfn").shift(1) == pl.col("pfn"))).select("seq").collect()["seq"])
         self.n_batched_after_free = after.len()
@@ -562,10 +567,11 @@ class Replayer:
                 order = c_order[i]
                 n = 1 << order
                 # the common case, inline: an allocated pcp-order block goes to the head of its CPU's list
+                pb = pfn >> PAGEBLOCK_ORDER
                 if (has_drains and 0 <= pfn and pfn + n <= max_pfn and order <= PAGE_ALLOC_COSTLY_ORDER
-                        and lid[pfn] == NOLIST and pb_valid[pfn >> PAGEBLOCK_ORDER]
+                        and lid[pfn] == NOLIST and pb_valid[pb]
                         and (page_mt[pfn] != 0xFF if order == 0 else not page_mt.count(0xFF, pfn, pfn + n))
-                        and pb_mt[pfn >> PAGEBLOCK_ORDER] != MIGRATE_ISOLATE):
+                        and pb_mt[pb] != MIGRATE_ISOLATE):
                     if alloc_order[pfn] == order:
                         replayed += 1
                     else:
@@ -575,11 +581,11 @@ class Replayer:
                     else:
                         page_mt[pfn:pfn + n] = b"\xff" * n
                     alloc_order[pfn] = NO_ORDER
-                    mt = pb_mt[pfn >> PAGEBLOCK_ORDER]
+                    mt = pb_mt[pb]
                     if mt >= MIGRATE_PCPTYPES:
                         mt = MIGRATE_MOVABLE
-                    zone = pb_zone[pfn >> PAGEBLOCK_ORDER]
-                    if split_pbs and pfn >> PAGEBLOCK_ORDER in split_pbs:
+                    zone = pb_zone[pb]
+                    if split_pbs and pb in split_pbs:
                         zone = node.zone_of(pfn)
                     pcp = zone.pcp[c_cpu[i] % ncpu]
                     li = pcp.lid0 + MIGRATE_PCPTYPES * order + mt

@@ -75,7 +75,7 @@ class ObjectStats:
                                            pl.col("d_req").cast(pl.Int64).sum(),
                                            pl.col("d_alloc").cast(pl.Int64).sum())
                .with_columns(pl.col("cache").cast(pl.String)).collect())
-        caches = d.select(pl.col("cache").cast(pl.String)).unique().sort("cache")
+        caches = d.select(pl.col("cache").unique().cast(pl.String)).sort("cache")
         grid = caches.join(pl.DataFrame({"j": np.arange(len(uniq))}, schema={"j": pl.Int64}), how="cross")
         cum = (grid.join(per, on=["cache", "j"], how="left").sort("cache", "j")
                .with_columns(pl.col("d_objs", "d_req", "d_alloc").fill_null(0).cum_sum().over("cache")))
@@ -90,8 +90,10 @@ class ObjectStats:
         ).sort("t_ns", "cache")
 
 
-def _cache_names(ev: pl.DataFrame) -> pl.Expr:
-    """kmalloc events carry no cache name: the size class of bytes_alloc, in the GFP's family."""
+def _cache_names(ev: pl.DataFrame) -> pl.Series:
+    """The cache of each object event (categorical): kmalloc events carry no cache name, so theirs is
+    the size class of bytes_alloc, in the GFP's family.  The strings are built for the kmalloc rows
+    only (a few percent of a trace's object events) and scattered into the categorical cache column."""
     from kmemdes.mm.gfp import __GFP_ACCOUNT as ACC, __GFP_DMA as DMA, __GFP_RECLAIMABLE as RCL  # noqa: N811
 
     size = pl.col("bytes_alloc")
@@ -104,8 +106,12 @@ def _cache_names(ev: pl.DataFrame) -> pl.Expr:
            .when((gfp & ACC) != 0).then(pl.lit("kmalloc-cg-"))
            .otherwise(pl.lit("kmalloc-")))
     kmalloc_name = pl.when(size > 8192).then(pl.lit("kmalloc-large")).otherwise(fam + sz)
-    return (pl.when(pl.col("kind") == int(EventKind.KMALLOC)).then(kmalloc_name)
-            .otherwise(pl.col("cache").fill_null("?")))
+    names = ev.select(pl.col("cache").cast(pl.Categorical).fill_null("?")).to_series()
+    is_kmalloc = ev["kind"] == int(EventKind.KMALLOC)
+    if is_kmalloc.any():
+        km = ev.filter(is_kmalloc).select(kmalloc_name.cast(pl.Categorical)).to_series()
+        names = names.scatter(is_kmalloc.arg_true(), km)
+    return names.alias("name")
 
 
 def object_stats(events: pl.DataFrame, t0: int) -> ObjectStats:
@@ -115,24 +121,24 @@ def object_stats(events: pl.DataFrame, t0: int) -> ObjectStats:
     object events, and this runs before the replay holds its own state.
     """
     ev = events.lazy().filter(pl.col("kind").is_in(OBJECT_KINDS)).select(
-        "ts", "kind", "ptr", "cache", "bytes_req", "bytes_alloc", "gfp")
+        "ts", "kind", "ptr", "cache", "bytes_req", "bytes_alloc", "gfp").collect()
     out = ObjectStats()
-    if ev.select(pl.len()).collect().item() == 0:
+    if ev.height == 0:
         out.deltas = pl.DataFrame(schema=_DELTAS)
         out.live_by_cache = pl.DataFrame(schema={"cache": pl.String, "objs": pl.Int64, "bytes_req": pl.Int64,
                                                  "bytes_alloc": pl.Int64, "allocs": pl.Int64, "frees": pl.Int64})
         return out
-    ev = ev.with_row_index("seq").select(
+    ev = ev.with_row_index("seq").lazy().select(
         "seq", "kind", "ptr",
         is_alloc=pl.col("kind").is_in(_ALLOC_KINDS),
         t_ns=(pl.col("ts") - t0),
-        name=_cache_names(ev).cast(pl.Categorical),
+        name=_cache_names(ev),
         req=pl.col("bytes_req").fill_null(0).cast(pl.Int32),
         alloc=pl.col("bytes_alloc").fill_null(0).cast(pl.Int32),
     ).with_columns(null_free=(~pl.col("is_alloc")) & pl.col("ptr").is_in([0, 0x10]),
                    failed=pl.col("is_alloc") & (pl.col("ptr") == 0)).collect()
     tracked = ev.lazy().filter(~pl.col("null_free") & ~pl.col("failed")).select(
-        "seq", "t_ns", "ptr", "is_alloc", "name", "req", "alloc").sort("ptr", "seq")
+        "seq", "t_ns", "ptr", "is_alloc", "name", "req", "alloc").sort("ptr", maintain_order=True)  # then seq
     same = pl.col("ptr") == pl.col("ptr").shift(1)  # one sort, then plain shifts (no per-group windows)
     tracked = tracked.with_columns(
         prev_alloc=pl.when(same).then(pl.col("is_alloc").shift(1)),
@@ -162,7 +168,8 @@ def object_stats(events: pl.DataFrame, t0: int) -> ObjectStats:
         "t_ns", pl.col("prev_name").alias("cache"), pl.lit(-1, pl.Int8).alias("d_objs"),
         (-pl.col("prev_req")).alias("d_req"), (-pl.col("prev_alloc_bytes")).alias("d_alloc"), "seq")
     del tracked
-    out.deltas = pl.concat([plus, minus]).sort("seq", "d_objs").drop("seq").cast(_DELTAS).collect()
+    # in event order, a close before the allocation of the same event (a live pointer re-allocated)
+    out.deltas = pl.concat([minus, plus]).sort("seq", maintain_order=True).drop("seq").cast(_DELTAS).collect()
     deltas = out.deltas.lazy()
     allocs = plus.group_by("cache").agg(allocs=pl.len())
     closes = minus.group_by("cache").agg(frees=pl.len())
