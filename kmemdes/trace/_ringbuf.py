@@ -161,29 +161,27 @@ def _walk_pages(buf: np.ndarray, big: bool, lay: _PageLayout, pages: np.ndarray,
     return o_off, o_len, o_ts, o_pg, o_lost
 
 
-def _read_uint(buf: np.ndarray, off: np.ndarray, size: int, big: bool) -> np.ndarray:
-    """Unsigned integers of ``size`` bytes at byte offsets ``off`` (any alignment), as uint64.
+def _view(buf: np.ndarray, size: int, big: bool, signed: bool = False) -> np.ndarray:
+    """``buf`` seen as ``size``-byte integers starting at every byte: ``_view(...)[o]`` is
+    the integer at byte offset ``o``, so one gather reads a field at any alignment."""
+    dt = np.dtype(f"{'>' if big else '<'}{'i' if signed else 'u'}{size}")
+    return np.ndarray((max(len(buf) - size + 1, 0),), dt, buffer=buf, strides=(1,))
 
-    Ring-buffer payloads are 4-byte aligned, so most fields are read with one
-    or two 32-bit gathers; odd offsets fall back to byte gathers.
-    """
+
+def _read_native(buf: np.ndarray, off: np.ndarray, size: int, big: bool, signed: bool = False) -> np.ndarray:
+    """Integers of ``size`` (1, 2, 4 or 8) bytes at byte offsets ``off``, in their own width
+    and signedness (``int32``, ``uint16``...), native byte order."""
+    v = _view(buf, size, big, signed)[np.asarray(off, np.int64)]
+    return v.astype(v.dtype.newbyteorder("=")) if big else v
+
+
+def _read_uint(buf: np.ndarray, off: np.ndarray, size: int, big: bool) -> np.ndarray:
+    """Unsigned integers of ``size`` bytes at byte offsets ``off`` (any alignment), as uint64."""
     off = np.asarray(off, np.int64)
     if off.size == 0:
         return np.zeros(0, np.uint64)
     if size in (1, 2, 4, 8):
-        w4 = buf.view(">u4" if big else "<u4")
-        sub = off & 3
-        if size == 8 and not sub.any():
-            k = off >> 2
-            lo, hi = w4[k].astype(np.uint64), w4[k + 1].astype(np.uint64)
-            if big:
-                lo, hi = hi, lo
-            return lo | (hi << np.uint64(32))
-        if size <= 4 and not ((sub + size) > 4).any():
-            word = w4[off >> 2].astype(np.uint64)
-            shift = ((4 - sub - size) if big else sub).astype(np.uint64) * np.uint64(8)
-            v = word >> shift
-            return v if size == 4 else v & np.uint64((1 << (8 * size)) - 1)
+        return _read_native(buf, off, size, big).astype(np.uint64, copy=False)
     acc = np.zeros(off.shape, np.uint64)
     for i in range(size):
         b = buf[off + i].astype(np.uint64)
@@ -193,17 +191,11 @@ def _read_uint(buf: np.ndarray, off: np.ndarray, size: int, big: bool) -> np.nda
 
 
 def _read_field(buf: np.ndarray, off: np.ndarray, f: _Field, big: bool) -> np.ndarray:
-    """Field values of the records at payload offsets ``off`` (int64 or uint64)."""
+    """Field values of the records at payload offsets ``off``, in the field's own width and
+    signedness (``uint32`` for an unsigned 4-byte field, ``int64`` for a long...)."""
     if f.size not in (1, 2, 4, 8):
         raise ValueError(f"field {f.name} has size {f.size}")
-    v = _read_uint(buf, off + f.offset, f.size, big)
-    if f.signed:
-        if f.size < 8:
-            sign = np.uint64(1 << (8 * f.size - 1))
-            v = (v ^ sign).astype(np.int64) - np.int64(1 << (8 * f.size - 1))
-        else:
-            v = v.view(np.int64)
-    return v
+    return _read_native(buf, np.asarray(off, np.int64) + f.offset, f.size, big, f.signed)
 
 
 def _read_strings(buf: np.ndarray, rec_off: np.ndarray, rec_size: np.ndarray, f: _Field, big: bool, problems: dict):
