@@ -15,7 +15,7 @@ from kmemdes.trace.schema import EVENT_SCHEMA, conform
 
 __all__ = ["Columns", "factorize"]
 
-_TABLE_SPAN = 1 << 23  # values spanning fewer than this are factorized by a lookup table
+_TABLE_SPAN = 1 << 23  # values spanning less (and less than twice their count) go through a lookup table
 
 _NP_DTYPE = {
     pl.Int8(): np.int8, pl.Int16(): np.int16, pl.Int32(): np.int32, pl.Int64(): np.int64,
@@ -25,7 +25,8 @@ _NP_DTYPE = {
 
 def factorize(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct values in ascending order, code of each element): a lookup table when the
-    values span less than 2**23, else a hash table (Polars' ``unique`` and ``replace_strict``).
+    values span a range shorter than 2**23 and than twice their count, else a hash table
+    (Polars' ``unique`` and ``replace_strict``).
 
     >>> u, c = factorize(np.array([7, 3, 7, 2**40, 3], np.int64))
     >>> u.tolist(), c.tolist()
@@ -39,7 +40,7 @@ def factorize(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if v.size == 0:
         return v[:0].copy(), np.zeros(0, np.int64)
     lo, hi = v.min(), v.max()
-    if v.dtype.kind in "iu" and int(hi) - int(lo) < _TABLE_SPAN:
+    if v.dtype.kind in "iu" and int(hi) - int(lo) < min(_TABLE_SPAN, 2 * v.size + 4096):
         rel = (v - lo).astype(np.intp) if v.dtype.kind == "u" else v.astype(np.intp) - int(lo)
         seen = np.zeros(int(hi) - int(lo) + 1, np.bool_)
         seen[rel] = True
@@ -88,8 +89,10 @@ class Columns:
         """The strings of ``values`` at rows ``idx`` of string column ``col`` (no other source)."""
         self.series.setdefault(col, []).append((idx, values))
 
-    def frame(self) -> pl.DataFrame:
-        """The event table (canonical schema; columns never filled are null)."""
+    def frame(self, encoded: bool = False) -> pl.DataFrame:
+        """The event table (canonical schema; columns never filled are null).  ``encoded``:
+        string columns as an ``Enum`` of their distinct strings instead of ``String``
+        (the same values, for :class:`kmemdes.trace.kmt.KmtWriter`)."""
         data = {}
         exprs = []
         for col, arr in self.num.items():
@@ -103,16 +106,33 @@ class Columns:
         df = pl.DataFrame(data, height=self.n).select(exprs) if data else pl.DataFrame(height=self.n)
         strs = {}
         for col, (codes, values) in self.strcodes.items():
-            dictionary = pl.Series(col, values + [None], dtype=pl.String)
-            codes = np.where(codes < 0, len(values), codes)
-            strs[col] = dictionary.gather(pl.Series(codes.astype(np.uint32)))
+            if encoded:  # an Enum needs distinct categories
+                first: dict = {}
+                remap = np.array([-1 if v is None else first.setdefault(v, len(first)) for v in values] + [-1], np.int64)
+                codes, values = remap[codes], list(first)
+            strs[col] = _strings(col, codes, values, encoded)
         for col, parts in self.series.items():
             where = np.full(self.n, -1, np.int64)
             at = 0
             for idx, s in parts:
                 where[idx] = np.arange(at, at + len(idx))
                 at += len(idx)
-            values = pl.concat([s.cast(pl.String) for _, s in parts]).append(pl.Series([None], dtype=pl.String))
+            values = pl.concat([s.cast(pl.String) for _, s in parts])
+            if encoded:
+                cats = values.drop_nulls().unique(maintain_order=True)
+                values = values.cast(pl.Enum(cats)).append(pl.Series([None], dtype=pl.Enum(cats)))
+            else:
+                values = values.append(pl.Series([None], dtype=pl.String))
             where[where < 0] = at
-            strs[col] = values.gather(pl.Series(where.astype(np.uint32)))
-        return conform(df.with_columns(**strs) if strs else df)
+            strs[col] = values.gather(pl.Series(where.astype(np.uint32))).alias(col)
+        if not encoded:
+            return conform(df.with_columns(**strs) if strs else df)
+        df = conform(df)  # string columns all null; the encoded ones replace them
+        return df.with_columns(**strs) if strs else df
+
+
+def _strings(col: str, codes: np.ndarray, values: list, encoded: bool) -> pl.Series:
+    """``values[codes]`` (-1: null) as a String series, or an Enum of ``values`` (distinct)."""
+    dtype = pl.Enum(values) if encoded else pl.String
+    dictionary = pl.Series(col, values + [None], dtype=dtype)
+    return dictionary.gather(pl.Series(np.where(codes < 0, len(values), codes).astype(np.uint32)))

@@ -41,6 +41,7 @@ from __future__ import annotations
 import heapq
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -62,7 +63,7 @@ from kmemdes.trace._datfile import (
 from kmemdes.trace._ringbuf import _page_layout, _read_field, _read_strings, _Records, _walk_pages
 from kmemdes.trace.printfmt import render_print_fmt
 from kmemdes.trace.reader import Trace
-from kmemdes.trace.schema import EventKind
+from kmemdes.trace.schema import EventKind, empty_events
 
 __all__ = ["TRACEDAT_MAGIC", "is_tracedat", "read_tracedat"]
 
@@ -195,8 +196,9 @@ _ARGS_KINDS = {EventKind.OTHER, EventKind.MARKER, EventKind.KMEM_OTHER, EventKin
 _NID_FIELDS = ("nid", "node_id", "node")
 
 
-def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[pl.DataFrame, dict]:
-    """Typed columns of every record, event type by event type."""
+def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: bool) -> tuple[pl.DataFrame, dict]:
+    """Typed columns of every record, event type by event type (``encoded``: see
+    :meth:`Columns.frame`)."""
     n = len(rec.off)
     big = tf.big
     cols = Columns(n)
@@ -334,7 +336,7 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[
             if kallsyms is None:
                 kallsyms = Kallsyms(tf.kallsyms)
             cols.put_series("args", idx, render_print_fmt(ev, buf, off, rec.size[idx], big, kallsyms, problems))
-    frame = cols.frame()
+    frame = cols.frame(encoded)
     if not keep.all():
         frame = frame.filter(pl.Series(keep)).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line"))
     return frame, counts
@@ -355,14 +357,18 @@ def _pageblock_order(print_fmt: str) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
-def read_tracedat(path, strict: bool = False) -> Trace:
+def read_tracedat(path, strict: bool = False, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
     """Read a trace-cmd ``trace.dat`` (version 6 or 7, optionally zstd-compressed as a whole).
 
     Structural errors in the metadata (header, formats, options, section and
     CPU-data offsets) raise :class:`KmemdesError` naming the file and byte
     offset.  Damaged ring-buffer pages and records are skipped and counted in
     ``problems`` (kind -> count, first byte offsets, example); with
-    ``strict=True`` the first such problem raises instead.
+    ``strict=True`` the first such problem raises instead.  ``sink``: the
+    table is handed to it (its string columns dictionary-encoded, as ``Enum``
+    columns of the same strings, which :class:`kmemdes.trace.kmt.KmtWriter`
+    encodes without hashing strings) instead of being returned (the returned
+    table is then empty).
 
     >>> from pathlib import Path
     >>> p = Path(__file__).resolve().parents[2] / "traces" / "tracedat_small" / "trace.dat"
@@ -375,17 +381,20 @@ def read_tracedat(path, strict: bool = False) -> Trace:
     try:
         tf = _parse_file(path, data)
         problems = tf.problems
-        frame, counts, meta = _read_data(tf, data, problems)
+        frame, counts, meta = _read_data(tf, data, problems, sink is not None)
     except _Bad as e:
         raise KmemdesError(f"{path}: byte {e.offset}: {e.what}") from None
     if strict and problems:
         kind, p = next(iter(problems.items()))
         raise KmemdesError(f"{path}: byte {p['lines'][0] if p['lines'] else 0}: {kind} ({p['count']}x): {p['example']}")
     meta["event_counts"] = counts
+    if sink is not None:
+        sink(frame)
+        frame = empty_events()
     return Trace(events=frame, meta=meta, problems=problems)
 
 
-def _read_data(tf: _File, data: bytes, problems: dict):
+def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
     lay = _page_layout(tf)
     # one big byte buffer: every stream's pages at page-aligned offsets
     streams = []  # (buffer name, cpu, offset in big, npages)
@@ -417,7 +426,7 @@ def _read_data(tf: _File, data: bytes, problems: dict):
     order = _merge_order(ts, stream)
     cpu_of_stream = np.array([s[1] for s in streams] or [0], np.int64)
     rec = _Records(off[order], ln[order], ts[order], cpu_of_stream[stream[order]], lostcol[order])
-    frame, counts = _decode(tf, buf, rec, problems)
+    frame, counts = _decode(tf, buf, rec, problems, encoded)
     meta = {
         "source": str(tf.path),
         "format": f"trace.dat-v{tf.version}",
