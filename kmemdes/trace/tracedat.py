@@ -404,15 +404,22 @@ def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
         ps = b.page_size or tf.page_size
         if ps != tf.page_size:
             raise _Bad(0, f"buffer {b.name!r}: sub-buffer size {ps} differs from the file page size {tf.page_size}")
-        for cpu, blob in b.cpus:
-            npg, rest = divmod(len(blob), ps)
+        for cpu, pieces in b.cpus:
+            npg, rest = divmod(sum(len(x) for x in pieces), ps)
             if rest:
                 _problem(problems, "partial_page", 0, f"buffer {b.name!r} cpu{cpu}: {rest} bytes after the last whole page")
             streams.append((b.name, cpu, total, npg))
-            parts.append(memoryview(blob)[: npg * ps])
+            parts.append((pieces, npg * ps))
             total += npg * ps
-    parts.append(b"\0" * 16)
-    buf = np.frombuffer(b"".join(parts), np.uint8)
+    buf = np.empty(total + 16, np.uint8)
+    buf[total:] = 0
+    at = 0
+    for pieces, want in parts:  # each stream's whole pages, copied once
+        for x in pieces:
+            n = min(len(x), want)
+            buf[at : at + n] = np.frombuffer(x, np.uint8, n)
+            at += n
+            want -= n
     lay.page_size_total = tf.page_size
     pages = np.concatenate([s[2] + np.arange(s[3], dtype=np.int64) * tf.page_size for s in streams]) if streams else np.zeros(0, np.int64)
     stream_of_page = np.concatenate([np.full(s[3], i, np.int64) for i, s in enumerate(streams)]) if streams else np.zeros(0, np.int64)
