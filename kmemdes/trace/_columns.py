@@ -62,8 +62,13 @@ class Columns:
         self.n = n
         self.num: dict = {}
         self.valid: dict = {}
-        self.strcodes: dict = {}  # column -> (codes int64 with -1 = null, values list)
+        self.strcodes: dict = {}  # column -> (codes int32 with -1 = null, values list)
         self.series: dict = {}  # column -> [(row indices, pl.Series of String)]
+
+    def put_all(self, col: str, values: np.ndarray) -> None:
+        """``values`` of every row of numeric column ``col`` (not filled before)."""
+        self.num[col] = values.astype(_NP_DTYPE[EVENT_SCHEMA[col]], copy=False)
+        self.valid[col] = None
 
     def put(self, col: str, idx: np.ndarray, values: np.ndarray) -> None:
         """``values`` (numbers of any width) at rows ``idx`` of numeric column ``col``."""
@@ -79,7 +84,7 @@ class Columns:
     def put_str(self, col: str, idx: np.ndarray, codes: np.ndarray, values: list) -> None:
         """Strings ``values[codes]`` at rows ``idx`` of string column ``col``."""
         if col not in self.strcodes:
-            self.strcodes[col] = (np.full(self.n, -1, np.int64), [])
+            self.strcodes[col] = (np.full(self.n, -1, np.int32 if self.n < (1 << 31) else np.int64), [])
         allc, allv = self.strcodes[col]
         base = len(allv)
         allv.extend(values)
@@ -98,7 +103,7 @@ class Columns:
         for col, arr in self.num.items():
             data[col] = arr
             v = self.valid[col]
-            if v.all():
+            if v is None or v.all():
                 exprs.append(pl.col(col))
             else:
                 data["_v_" + col] = v
@@ -108,7 +113,7 @@ class Columns:
         for col, (codes, values) in self.strcodes.items():
             if encoded:  # an Enum needs distinct categories
                 first: dict = {}
-                remap = np.array([-1 if v is None else first.setdefault(v, len(first)) for v in values] + [-1], np.int64)
+                remap = np.array([-1 if v is None else first.setdefault(v, len(first)) for v in values] + [-1], codes.dtype)
                 codes, values = remap[codes], list(first)
             strs[col] = _strings(col, codes, values, encoded)
         for col, parts in self.series.items():
@@ -135,4 +140,5 @@ def _strings(col: str, codes: np.ndarray, values: list, encoded: bool) -> pl.Ser
     """``values[codes]`` (-1: null) as a String series, or an Enum of ``values`` (distinct)."""
     dtype = pl.Enum(values) if encoded else pl.String
     dictionary = pl.Series(col, values + [None], dtype=dtype)
-    return dictionary.gather(pl.Series(np.where(codes < 0, len(values), codes).astype(np.uint32)))
+    codes[codes < 0] = len(values)
+    return dictionary.gather(pl.Series(codes.view(np.uint32) if codes.dtype == np.int32 else codes.astype(np.uint32)))

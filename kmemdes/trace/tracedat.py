@@ -202,9 +202,9 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: 
     n = len(rec.off)
     big = tf.big
     cols = Columns(n)
-    cols.put("line", np.arange(n), np.arange(1, n + 1, dtype=np.int64))
-    cols.put("ts", np.arange(n), rec.ts.astype(np.int64))
-    cols.put("cpu", np.arange(n), rec.cpu)
+    cols.put_all("line", np.arange(1, n + 1, dtype=np.int64))
+    cols.put_all("ts", rec.ts.view(np.int64))
+    cols.put_all("cpu", rec.cpu)
     real = np.flatnonzero(rec.lost == 0)
     lost = np.flatnonzero(rec.lost != 0)
     counts: dict = {}
@@ -230,12 +230,13 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: 
     if short.any():
         _problem(problems, "record_too_short", int(rec.off[real][np.argmax(short)]), "record shorter than its common fields", int(short.sum()))
     real = real[~short]
-    etype = _read_field(buf, rec.off[real], tsize, big).astype(np.int64)
-    pid = _read_field(buf, rec.off[real], common["common_pid"], big).astype(np.int64)
+    roff = rec.off[real]
+    etype = _read_field(buf, roff, tsize, big)
+    pid = _read_field(buf, roff, common["common_pid"], big)
     cols.put("pid", real, pid)
     if "common_flags" in common and "common_preempt_count" in common:
-        ctx = _read_field(buf, rec.off[real], common["common_flags"], big).astype(np.int64)
-        ctx |= _read_field(buf, rec.off[real], common["common_preempt_count"], big).astype(np.int64) << 8
+        ctx = _read_field(buf, roff, common["common_flags"], big).astype(np.int64)
+        ctx |= _read_field(buf, roff, common["common_preempt_count"], big).astype(np.int64) << 8
         uctx, cinv = factorize(ctx)
         cols.put_str("flags", real, cinv, [_lat_flags(c & 0xFF, c >> 8) for c in uctx.tolist()])
     comms = _cmdline_map(tf.cmdlines)
