@@ -52,7 +52,7 @@ def factorize(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = pl.Series("v", v)
     uniq = np.sort(s.unique().to_numpy())
     codes = s.replace_strict(pl.Series("u", uniq), pl.Series("c", np.arange(len(uniq), dtype=np.int64)))
-    return uniq, codes.to_numpy()
+    return uniq, codes.to_numpy(writable=True)
 
 
 class Columns:

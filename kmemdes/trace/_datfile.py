@@ -216,6 +216,7 @@ class _File:
     ts_offset: int = 0
     tsc2nsec: tuple | None = None
     problems: dict = field(default_factory=dict)
+    zstd: object = None  # the decompressor of version-7 sections and data, made on first use
 
 
 def _problem(problems: dict, kind: str, where: int, example: str, count: int = 1) -> None:
@@ -233,8 +234,10 @@ def _decompress(tf: _File, blob: bytes, where: int, what: str, size: int) -> byt
         raise _Bad(where, f"{what}: unsupported compression {tf.compression!r}")
     import zstandard
 
+    if tf.zstd is None:
+        tf.zstd = zstandard.ZstdDecompressor()
     try:
-        out = zstandard.ZstdDecompressor().decompress(blob, max_output_size=max(size, 1))
+        out = tf.zstd.decompress(blob, max_output_size=max(size, 1))
     except zstandard.ZstdError as e:
         raise _Bad(where, f"{what}: corrupt zstd block ({e})") from None
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kmemdes.trace._columns import factorize
 from kmemdes.trace._datfile import _FIELD_RE, _MAX_PROBLEM_LINES, _Bad, _Field, _File, _problem
 
 # ring-buffer event header (kernel/trace/ring_buffer.c, kbuffer-parse.c)
@@ -22,6 +23,7 @@ _TS_MSB = np.uint64(0xF8 << 56)
 _MISSING_EVENTS = 1 << 31
 _MISSING_STORED = 1 << 30
 _COMMIT_MASK = (1 << 27) - 1
+_HASH_MUL = np.uint64(0x100000001B3)  # FNV-1a's prime: mixes a string's words into one number
 
 # --------------------------------------------------------------------------- ring buffer pages
 
@@ -297,22 +299,28 @@ def _read_strings(buf: np.ndarray, rec_off: np.ndarray, rec_size: np.ndarray, f:
         return codes, values
     at = rec_off + start
     nw = max(1, min((int(length.max()) + 3) // 4, 1024))
-    # the string bytes as 32-bit words (bytes past the length masked), grouped exactly
+    # the string bytes as 32-bit words (bytes past the length masked), grouped exactly: by a
+    # hash of the words, checked against each group's first row (sorted when a hash collides)
     words = np.zeros((n, nw), np.uint32)
+    h = np.zeros(n, np.uint64)
     for j in range(nw):
         rem = np.clip(length - 4 * j, 0, 4)
         if not rem.any():
             break
-        w = _read_uint(buf, np.where(rem > 0, at + 4 * j, 0), 4, False).astype(np.uint32)
+        w = _read_native(buf, np.where(rem > 0, at + 4 * j, 0), 4, False)
         keep = np.where(rem >= 4, np.uint32(0xFFFFFFFF), ((np.uint64(1) << (rem.astype(np.uint64) * np.uint64(8))) - np.uint64(1)).astype(np.uint32))
         words[:, j] = w & keep
-    order = np.lexsort(words.T[::-1]) if nw > 1 else np.argsort(words[:, 0], kind="stable")
-    sw = words[order]
-    newgrp = np.ones(n, np.bool_)
-    newgrp[1:] = (sw[1:] != sw[:-1]).any(axis=1)
-    grp = np.cumsum(newgrp) - 1
-    codes[order] = grp
-    for r in order[newgrp]:
+        h = h * _HASH_MUL + words[:, j]
+    _, codes = factorize(h)
+    _, reps = np.unique(codes, return_index=True)
+    if not (words == words[reps[codes]]).all():
+        order = np.lexsort(words.T[::-1]) if nw > 1 else np.argsort(words[:, 0], kind="stable")
+        sw = words[order]
+        newgrp = np.ones(n, np.bool_)
+        newgrp[1:] = (sw[1:] != sw[:-1]).any(axis=1)
+        codes[order] = np.cumsum(newgrp) - 1
+        reps = order[newgrp]
+    for r in reps:
         raw = words[r].tobytes()
         values.append(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
     if not ok.all():

@@ -130,6 +130,7 @@ def _code_type(k: int) -> type:
 
 
 def _encode_column(s: pl.Series) -> dict | None:
+    """One column of a chunk as its msgpack map (byte arrays as buffers, packed as they are)."""
     n = s.len()
     nulls = s.null_count()
     if nulls == n:
@@ -138,7 +139,7 @@ def _encode_column(s: pl.Series) -> dict | None:
     valid = None
     if nulls:
         valid = s.is_not_null().to_numpy()
-        out["m"] = np.packbits(valid, bitorder="little").tobytes()
+        out["m"] = np.packbits(valid, bitorder="little").data
     if isinstance(s.dtype, pl.Enum):  # a String column, dictionary-encoded: the same bytes, no hashing of strings
         phys = s.to_physical()
         first = phys.drop_nulls().unique(maintain_order=True).to_numpy()
@@ -146,7 +147,7 @@ def _encode_column(s: pl.Series) -> dict | None:
         remap = np.zeros(s.dtype.categories.len(), ctype)
         remap[first] = np.arange(len(first), dtype=ctype)
         out["d"] = s.dtype.categories.gather(first).to_list()
-        out["c"] = remap[phys.fill_null(int(first[0])).to_numpy()].tobytes()
+        out["c"] = remap[phys.fill_null(int(first[0])).to_numpy()].data
         out["w"] = np.dtype(ctype).itemsize
         return out
     if s.dtype == pl.String:
@@ -154,7 +155,7 @@ def _encode_column(s: pl.Series) -> dict | None:
         codes = s.cast(pl.Enum(uniq.to_list())).to_physical()
         ctype = _code_type(uniq.len())
         out["d"] = uniq.to_list()
-        out["c"] = codes.fill_null(0).to_numpy().astype(ctype, copy=False).tobytes()
+        out["c"] = np.ascontiguousarray(codes.fill_null(0).to_numpy().astype(ctype, copy=False)).data
         out["w"] = np.dtype(ctype).itemsize
         return out
     npt = _NP[s.dtype]
@@ -164,7 +165,7 @@ def _encode_column(s: pl.Series) -> dict | None:
         out["s"] = 1
         small = _narrowest(arr)
         out["t"] = small.str
-        out["v"] = np.ascontiguousarray(arr).astype(small, copy=False).tobytes()
+        out["v"] = np.ascontiguousarray(arr.astype(small, copy=False)).data
         return out
     arr = s.fill_null(0).to_numpy() if nulls else s.to_numpy()
     if s.dtype == pl.Boolean:
@@ -183,7 +184,7 @@ def _encode_column(s: pl.Series) -> dict | None:
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
     small = _narrowest(arr, lo, hi)
     out["t"] = small.str
-    out["v"] = np.ascontiguousarray(arr).astype(small, copy=False).tobytes()
+    out["v"] = np.ascontiguousarray(arr.astype(small, copy=False)).data
     return out
 
 

@@ -110,11 +110,12 @@ def _lat_flags(flags: int, preempt: int) -> str:
 def _cmdline_map(raw: bytes) -> dict:
     """pid -> comm from saved_cmdlines (``tep_parse_saved_cmdlines``; first entry of a pid wins)."""
     out: dict = {}
-    for line in raw.decode("utf-8", "replace").split("\n"):
-        m = re.match(r"\s*(-?\d+)\s+(.+)$", line)
-        if m:
-            out.setdefault(int(m.group(1)), m.group(2))
+    for pid, comm in _CMDLINE_RE.findall(raw.decode("utf-8", "replace")):  # one match per line
+        out.setdefault(int(pid), comm)
     return out
+
+
+_CMDLINE_RE = re.compile(r"^[^\S\n]*(-?\d+)[^\S\n]+(.+)$", re.M)
 
 
 # --------------------------------------------------------------------------- records -> columns
