@@ -71,7 +71,8 @@ class Columns:
         self.valid[col] = None
 
     def put(self, col: str, idx: np.ndarray, values: np.ndarray) -> None:
-        """``values`` (numbers of any width) at rows ``idx`` of numeric column ``col``."""
+        """``values`` (numbers of any width, or one number) at rows ``idx`` of numeric column ``col``."""
+        values = np.asarray(values)
         if col not in self.num:
             self.num[col] = np.zeros(self.n, _NP_DTYPE[EVENT_SCHEMA[col]])
             self.valid[col] = np.zeros(self.n, np.bool_)
@@ -82,7 +83,7 @@ class Columns:
         self.valid[col][idx] = True
 
     def put_str(self, col: str, idx: np.ndarray, codes: np.ndarray, values: list) -> None:
-        """Strings ``values[codes]`` at rows ``idx`` of string column ``col``."""
+        """Strings ``values[codes]`` (``codes`` an array or one code) at rows ``idx`` of string column ``col``."""
         if col not in self.strcodes:
             self.strcodes[col] = (np.full(self.n, -1, np.int32 if self.n < (1 << 31) else np.int64), [])
         allc, allv = self.strcodes[col]

@@ -233,17 +233,19 @@ def _stamped(ts, stamp, ext, csum, before, page_first, base):
     return ts
 
 
-def _view(buf: np.ndarray, size: int, big: bool, signed: bool = False) -> np.ndarray:
-    """``buf`` seen as ``size``-byte integers starting at every byte: ``_view(...)[o]`` is
-    the integer at byte offset ``o``, so one gather reads a field at any alignment."""
+def _view(buf: np.ndarray, size: int, big: bool, signed: bool = False, at: int = 0) -> np.ndarray:
+    """``buf`` seen as ``size``-byte integers starting at every byte from ``at`` on:
+    ``_view(...)[o]`` is the integer at byte offset ``at + o``, so one gather reads a field
+    at any alignment."""
     dt = np.dtype(f"{'>' if big else '<'}{'i' if signed else 'u'}{size}")
-    return np.ndarray((max(len(buf) - size + 1, 0),), dt, buffer=buf, strides=(1,))
+    at = min(at, len(buf))
+    return np.ndarray((max(len(buf) - at - size + 1, 0),), dt, buffer=buf, offset=at, strides=(1,))
 
 
-def _read_native(buf: np.ndarray, off: np.ndarray, size: int, big: bool, signed: bool = False) -> np.ndarray:
-    """Integers of ``size`` (1, 2, 4 or 8) bytes at byte offsets ``off``, in their own width
-    and signedness (``int32``, ``uint16``...), native byte order."""
-    v = _view(buf, size, big, signed)[np.asarray(off, np.int64)]
+def _read_native(buf: np.ndarray, off: np.ndarray, size: int, big: bool, signed: bool = False, at: int = 0) -> np.ndarray:
+    """Integers of ``size`` (1, 2, 4 or 8) bytes at byte offsets ``at + off``, in their own
+    width and signedness (``int32``, ``uint16``...), native byte order."""
+    v = _view(buf, size, big, signed, at)[np.asarray(off, np.int64)]
     return v.astype(v.dtype.newbyteorder("=")) if big else v
 
 
@@ -267,7 +269,7 @@ def _read_field(buf: np.ndarray, off: np.ndarray, f: _Field, big: bool) -> np.nd
     signedness (``uint32`` for an unsigned 4-byte field, ``int64`` for a long...)."""
     if f.size not in (1, 2, 4, 8):
         raise ValueError(f"field {f.name} has size {f.size}")
-    return _read_native(buf, np.asarray(off, np.int64) + f.offset, f.size, big, f.signed)
+    return _read_native(buf, off, f.size, big, f.signed, f.offset)
 
 
 def _read_strings(buf: np.ndarray, rec_off: np.ndarray, rec_size: np.ndarray, f: _Field, big: bool, problems: dict):

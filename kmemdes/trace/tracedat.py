@@ -246,8 +246,8 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: 
     cols.put_str("comm", real, pinv, names)
     # LOST rows (kbuffer_missed_events): report prints "CPU:N [n EVENTS DROPPED]"
     if lost.size:
-        cols.put("kind", lost, np.full(lost.size, int(EventKind.LOST)))
-        cols.put_str("event", lost, np.zeros(lost.size, np.int64), ["LOST"])
+        cols.put("kind", lost, int(EventKind.LOST))
+        cols.put_str("event", lost, 0, ["LOST"])
         nl = rec.lost[lost]
         known = nl > 0
         if known.any():
@@ -283,8 +283,8 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: 
         counts[ev.name] = counts.get(ev.name, 0) + len(idx)
         kind = EventKind.from_name(ev.name)
         off = rec.off[idx]
-        cols.put("kind", idx, np.full(len(idx), int(kind)))
-        cols.put_str("event", idx, np.zeros(len(idx), np.int64), [ev.name])
+        cols.put("kind", idx, int(kind))
+        cols.put_str("event", idx, 0, [ev.name])
         vals: dict = {}
 
         def fv(name: str):
