@@ -422,6 +422,8 @@ def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
             buf[at : at + n] = np.frombuffer(x, np.uint8, n)
             at += n
             want -= n
+    for b in tf.buffers:  # the pieces are in buf now
+        b.cpus = [(cpu, []) for cpu, _ in b.cpus]
     lay.page_size_total = tf.page_size
     pages = np.concatenate([s[2] + np.arange(s[3], dtype=np.int64) * tf.page_size for s in streams]) if streams else np.zeros(0, np.int64)
     stream_of_page = np.concatenate([np.full(s[3], i, np.int64) for i, s in enumerate(streams)]) if streams else np.zeros(0, np.int64)
@@ -435,6 +437,7 @@ def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
     order = _merge_order(ts, stream)
     cpu_of_stream = np.array([s[1] for s in streams] or [0], np.int64)
     rec = _Records(off[order], ln[order], ts[order], cpu_of_stream[stream[order]], lostcol[order])
+    del off, ln, ts, pg, lostcol, stream, order  # page-order copies: not needed from here on
     frame, counts = _decode(tf, buf, rec, problems, encoded)
     meta = {
         "source": str(tf.path),
