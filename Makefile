@@ -29,7 +29,8 @@ bench: $(STAMP)
 # Published reports: per experiments/*.toml an HTML report (a comparison when the config has a
 # "# sweep:" line) and its Markdown tables, the shipped compile trace replayed (mirror mode),
 # and reports/screenshot.png of that report when a headless browser is installed.
-# Run directories go to runs/reports/ (not committed); the HTML files to reports/.
+# Run directories go to runs/reports/ (not committed; a sweep's folder is made anew, since a sweep
+# skips runs it already has and the models may have changed since); the HTML files to reports/.
 RUNS_REPORTS := runs/reports
 BROWSER = $(firstword $(foreach b,chromium chromium-browser google-chrome,$(shell command -v $(b) 2>/dev/null)))
 
@@ -42,6 +43,7 @@ reports: $(STAMP)
 	  if [ -n "$$sweep" ]; then \
 	    sets=""; for s in $$sweep; do sets="$$sets --set $$s"; done; \
 	    echo "experiment $$name: sweep$$sets"; \
+	    rm -rf $(RUNS_REPORTS)/$$name; \
 	    $(VENV)/bin/kmemdes sweep "$$cfg" $$sets -o $(RUNS_REPORTS)/$$name >/dev/null || exit 1; \
 	    cp $(RUNS_REPORTS)/$$name/compare.html reports/$$name.html; \
 	    $(VENV)/bin/kmemdes compare $$(ls -d $(RUNS_REPORTS)/$$name/*/) --format md -o reports/$$name.md --force || exit 1; \

@@ -190,7 +190,7 @@ class _Buffer:
     name: str
     clock: str = ""
     page_size: int = 0
-    cpus: list = field(default_factory=list)  # [(cpu, bytes)]
+    cpus: list = field(default_factory=list)  # [(cpu, [bytes-like pieces of its data, in order])]
 
 
 @dataclass
@@ -216,6 +216,7 @@ class _File:
     ts_offset: int = 0
     tsc2nsec: tuple | None = None
     problems: dict = field(default_factory=dict)
+    zstd: object = None  # the decompressor of version-7 sections and data, made on first use
 
 
 def _problem(problems: dict, kind: str, where: int, example: str, count: int = 1) -> None:
@@ -233,8 +234,10 @@ def _decompress(tf: _File, blob: bytes, where: int, what: str, size: int) -> byt
         raise _Bad(where, f"{what}: unsupported compression {tf.compression!r}")
     import zstandard
 
+    if tf.zstd is None:
+        tf.zstd = zstandard.ZstdDecompressor()
     try:
-        out = zstandard.ZstdDecompressor().decompress(blob, max_output_size=max(size, 1))
+        out = tf.zstd.decompress(blob, max_output_size=max(size, 1))
     except zstandard.ZstdError as e:
         raise _Bad(where, f"{what}: corrupt zstd block ({e})") from None
     return out
@@ -365,7 +368,7 @@ def _cpu_pages_v6(tf: _File, data: bytes, entries: list) -> list:
     for cpu, off, size in entries:
         if size and off + size > len(data):
             raise _Bad(off, f"cpu{cpu} data ({size} bytes) runs past the end of the file ({len(data)} bytes)")
-        out.append((cpu, data[off : off + size]))
+        out.append((cpu, [memoryview(data)[off : off + size]]))
     return out
 
 
@@ -466,7 +469,7 @@ def _parse_v7(tf: _File, data: bytes, cur: _Cursor) -> None:
         pages = []
         for cpu, off, size in b["cpus"]:
             if size == 0:
-                pages.append((cpu, b""))
+                pages.append((cpu, []))
                 continue
             if off + size > len(data):
                 raise _Bad(off, f"buffer {b['name']!r} cpu{cpu} data ({size} bytes) runs past the end of the file")
@@ -476,9 +479,9 @@ def _parse_v7(tf: _File, data: bytes, cur: _Cursor) -> None:
                 parts = []
                 for _ in range(n):
                     parts.append(_read_block(tf, c, f"cpu{cpu} data chunk"))
-                pages.append((cpu, b"".join(parts)))
+                pages.append((cpu, parts))
             else:
-                pages.append((cpu, data[off : off + size]))
+                pages.append((cpu, [memoryview(data)[off : off + size]]))
         tf.buffers.append(_Buffer(b["name"], b.get("clock", ""), b.get("page_size") or tf.page_size, pages))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kmemdes.trace._columns import factorize
 from kmemdes.trace._datfile import _FIELD_RE, _MAX_PROBLEM_LINES, _Bad, _Field, _File, _problem
 
 # ring-buffer event header (kernel/trace/ring_buffer.c, kbuffer-parse.c)
@@ -22,6 +23,7 @@ _TS_MSB = np.uint64(0xF8 << 56)
 _MISSING_EVENTS = 1 << 31
 _MISSING_STORED = 1 << 30
 _COMMIT_MASK = (1 << 27) - 1
+_HASH_MUL = np.uint64(0x100000001B3)  # FNV-1a's prime: mixes a string's words into one number
 
 # --------------------------------------------------------------------------- ring buffer pages
 
@@ -69,17 +71,25 @@ class _Records:
     lost: np.ndarray  # >0: a LOST row (n events), -1 unknown count, 0 a real record
 
 
+# bytes from a slot's header to the next slot, by type_len (0 and padding depend on the next word)
+_STEP = np.array([0] + [4 + 4 * t for t in range(1, 29)] + [0, 8, 8], np.int64)
+_STEP_WORDS = _STEP >> 2
+
+
 def _walk_pages(buf: np.ndarray, big: bool, lay: _PageLayout, pages: np.ndarray, stream: np.ndarray, problems: dict):
     """Walk every page at once (``kbuffer_load_subbuffer`` / ``kbuffer_next_event``).
 
     Returns per-record arrays in page order (payload offset, payload length,
     timestamp, page index, lost count): a page flagged MISSING_EVENTS gets a
     LOST entry (count, or -1 when not stored) before its first record.
+
+    The walk finds where each slot (event header) of every page is, one slot
+    per page per step; what the slots hold (type, payload, time deltas) is then
+    read for all slots at once, and the timestamps are running sums per page.
     """
     u32 = buf.view(">u4" if big else "<u4")
     npg = len(pages)
-    ts = _read_uint(buf, pages + lay.ts_off, 8, big)
-    page_ts0 = ts.copy()
+    page_ts = _read_uint(buf, pages + lay.ts_off, 8, big)
     commit = _read_uint(buf, pages + lay.commit_off, lay.commit_size, big).astype(np.int64)
     size = commit & _COMMIT_MASK
     page_size = lay.page_size_total
@@ -87,8 +97,6 @@ def _walk_pages(buf: np.ndarray, big: bool, lay: _PageLayout, pages: np.ndarray,
     maxdata = page_size - lay.data_off
     over = size > maxdata
     if over.any():
-        for i in np.flatnonzero(over)[:_MAX_PROBLEM_LINES]:
-            pass
         _problem(problems, "page_commit_too_large", int(pages[np.argmax(over)]), f"commit {int(size[np.argmax(over)])} > {maxdata}", int(over.sum()))
         size = np.where(over, 0, size)
     end = data0 + size
@@ -100,90 +108,154 @@ def _walk_pages(buf: np.ndarray, big: bool, lay: _PageLayout, pages: np.ndarray,
     if stored.any():
         lp = lost_pages[stored]
         lost_n[stored] = _read_uint(buf, end[lp], lay.commit_size, big).astype(np.int64)
-    pos = data0.copy()
-    act = np.flatnonzero(pos < end)
-    offs, lens, tss, pgs, ranks = [], [], [], [], []
-    filled = np.zeros(npg, np.int64)  # records emitted so far per page
-    bad_pages = []
+    # the walk: slot positions (in 4-byte words), step by step; a bad slot ends its page.
+    # Step k's row holds the k-th slot of every page (-1: the page has ended)
+    act = np.flatnonzero(data0 < end)
+    p, e = data0[act] >> 2, end[act]
+    ew = (e + 3) >> 2  # a slot starting at or after the end of the data is not read
+    wtype = np.int32 if len(u32) < (1 << 31) else np.int64
+    p = p.astype(wtype)
+    rows = []
+    nslot = np.zeros(npg, np.int64)
     while act.size:
-        p = pos[act]
-        k = p >> 2
-        w = u32[k].astype(np.uint64)
-        a0 = u32[k + 1].astype(np.int64)
-        tl = (w & np.uint64(31)).astype(np.int64)
-        delta = w >> np.uint64(5)
-        t = ts[act]
-        ext = (a0.astype(np.uint64) << np.uint64(_TS_SHIFT)) + delta
-        is_stamp = tl == _TYPE_TIME_STAMP
-        is_ext = tl == _TYPE_TIME_EXTEND
-        t = np.where(is_stamp, ext | (t & _TS_MSB), t + np.where(is_ext, ext, delta))
-        is_data = tl <= 28
-        big_ev = tl == 0
-        plen = np.where(big_ev, (a0 - 4 + 3) & ~3, tl * 4)
-        poff = np.where(big_ev, p + 8, p + 4)
-        nxt = np.where(is_data, poff + plen, np.where(tl == _TYPE_PADDING, p + 4 + a0, p + 8))
-        e = end[act]
-        bad = (nxt <= p) | ((nxt & 3) != 0) | (is_data & ((big_ev & (a0 < 4)) | (nxt > e)))
-        bad |= (~is_data) & (tl != _TYPE_PADDING) & (p + 8 > e)
-        good = is_data & ~bad
-        if good.any():
-            offs.append(poff[good])
-            lens.append(plen[good])
-            tss.append(t[good])
-            gp = act[good]
-            pgs.append(gp)
-            ranks.append(filled[gp])
-            filled[gp] += 1
-        ts[act] = t
-        pos[act] = np.where(bad, e, nxt)
-        if bad.any():
-            bad_pages.append(act[bad])
-        act = act[pos[act] < e]
-    if bad_pages:
-        bp = np.concatenate(bad_pages)
-        _problem(problems, "corrupt_ring_buffer_event", int(pages[bp[0]]), "event header points outside its page", len(bp))
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
-    off, ln, rts, pg, rank = cat(offs, np.int64), cat(lens, np.int64), cat(tss, np.uint64), cat(pgs, np.int64), cat(ranks, np.int64)
+        w = u32[p]
+        nxt = p + _STEP_WORDS[w & 31].astype(wtype)
+        odd = np.flatnonzero(nxt == p)  # type_len 0 and padding: the length is in the next word
+        if odd.size:
+            po = p[odd].astype(np.int64)
+            a0 = u32[po + 1].astype(np.int64)
+            pad = (w[odd] & 31) == _TYPE_PADDING
+            bad = np.where(pad, (a0 & 3) != 0, a0 < 4)
+            nxt[odd] = np.where(bad, ew[odd], np.where(pad, po + 1 + (a0 >> 2), po + 2 + ((a0 - 1) >> 2)))
+        row = np.full(npg, -1, wtype)
+        row[act] = p
+        rows.append(row)
+        nslot[act] += 1
+        more = (nxt.astype(np.int64) << 2) < e
+        if not more.all():
+            act, nxt, e, ew = act[more], nxt[more], e[more], ew[more]
+        p = nxt
+    # slots in page order
+    words = np.stack(rows).T.ravel() if rows else np.zeros(0, wtype)
+    sp = words[words >= 0].astype(np.int64) << 2
+    spg = np.repeat(np.arange(npg), nslot)
+    first = np.concatenate(([0], np.cumsum(nslot)[:-1])) if npg else np.zeros(0, np.int64)
+    w = u32[sp >> 2]
+    tl = (w & 31).astype(np.int8)
+    # only the last slot of a page can be bad (the walk stopped there)
+    lp = np.flatnonzero(nslot)
+    last = first[lp] + nslot[lp] - 1
+    ltl, la0 = tl[last], u32[(sp[last] >> 2) + 1].astype(np.int64)
+    lbig, lpad = ltl == 0, ltl == _TYPE_PADDING
+    lnxt = sp[last] + np.where(lbig, 8 + ((la0 - 4 + 3) & ~3), np.where(lpad, 4 + la0, _STEP[ltl]))
+    lbad = ((lnxt > end[lp]) & ~lpad) | (lbig & (la0 < 4)) | (lpad & ((la0 & 3) != 0))
+    if lbad.any():
+        bp = lp[lbad]  # found at step nslot - 1; the first one found is reported
+        firstbad = bp[np.lexsort((bp, nslot[bp]))[0]]
+        _problem(problems, "corrupt_ring_buffer_event", int(pages[firstbad]), "event header points outside its page", len(bp))
+    # timestamps: running sums per page of the slots' deltas (a TIME_EXTEND adds its long
+    # delta, a TIME_STAMP sets the time)
+    inc = (w >> 5).astype(np.uint64)
+    special = np.flatnonzero(tl >= _TYPE_TIME_EXTEND)
+    ext = (u32[(sp[special] >> 2) + 1].astype(np.uint64) << np.uint64(_TS_SHIFT)) + inc[special]
+    stamped = tl[special] == _TYPE_TIME_STAMP
+    inc[special] = np.where(stamped, np.uint64(0), ext)
+    csum = np.cumsum(inc, dtype=np.uint64)
+    page_base = page_ts.copy()
+    page_base[lp] -= csum[first[lp]] - inc[first[lp]]  # time = page_base + running sum
+    isrec = tl <= 28
+    isrec[last[lbad]] = False
+    rec = np.flatnonzero(isrec)
+    pg = spg[rec]
+    rts = csum[rec] + page_base[pg]
+    if stamped.any():  # the slots of the pages with a TIME_STAMP, walked again
+        spages = np.unique(spg[special[stamped]])
+        lens = nslot[spages]
+        sub_first = np.concatenate(([0], np.cumsum(lens)[:-1]))
+        sel = np.repeat(first[spages] - sub_first, lens) + np.arange(int(lens.sum()))
+        stamp = np.zeros(len(sel), np.bool_)
+        at = np.searchsorted(sel, special[stamped])
+        stamp[at] = True
+        sub_ext = np.zeros(len(sel), np.uint64)
+        sub_ext[at] = ext[stamped]
+        c = csum[sel]
+        ts = _stamped(c + page_base[spg[sel]], stamp, sub_ext, c, c - inc[sel], np.repeat(sub_first, lens), page_ts[spg[sel]])
+        where = np.minimum(np.searchsorted(rec, sel), max(len(rec) - 1, 0))
+        is_rec = rec[where] == sel if len(rec) else np.zeros(len(sel), np.bool_)
+        rts[where[is_rec]] = ts[is_rec]
+    off = sp[rec] + 4
+    ln = tl[rec].astype(np.int64) * 4
+    big = np.flatnonzero(ln == 0)  # type_len 0: the length is the next word
+    if big.size:
+        off[big] += 4
+        ln[big] = (u32[(sp[rec[big]] >> 2) + 1].astype(np.int64) - 4 + 3) & ~3
+    if not lost_pages.size:
+        return off, ln, rts, pg, np.zeros(len(rec), np.int64)
     # place every record at its page-order slot; a page's LOST entry goes first
     has_lost = np.zeros(npg, np.int64)
     has_lost[lost_pages] = 1
-    start = np.concatenate(([0], np.cumsum(filled + has_lost)[:-1])) if npg else np.zeros(0, np.int64)
-    total = int(filled.sum() + has_lost.sum())
+    shift = np.cumsum(has_lost)
+    total = len(rec) + len(lost_pages)
     o_off, o_len, o_ts = np.zeros(total, np.int64), np.zeros(total, np.int64), np.zeros(total, np.uint64)
     o_pg, o_lost = np.zeros(total, np.int64), np.zeros(total, np.int64)
-    dest = start[pg] + has_lost[pg] + rank
+    dest = np.arange(len(rec)) + shift[pg]
     o_off[dest], o_len[dest], o_ts[dest], o_pg[dest] = off, ln, rts, pg
-    if lost_pages.size:
-        ld = start[lost_pages]
-        o_ts[ld] = page_ts0[lost_pages]
-        o_pg[ld] = lost_pages
-        o_lost[ld] = np.where(lost_n == 0, -1, lost_n)
+    ld = np.searchsorted(pg, lost_pages) + shift[lost_pages] - 1
+    o_ts[ld] = page_ts[lost_pages]
+    o_pg[ld] = lost_pages
+    o_lost[ld] = np.where(lost_n == 0, -1, lost_n)
     return o_off, o_len, o_ts, o_pg, o_lost
 
 
-def _read_uint(buf: np.ndarray, off: np.ndarray, size: int, big: bool) -> np.ndarray:
-    """Unsigned integers of ``size`` bytes at byte offsets ``off`` (any alignment), as uint64.
+def _stamped(ts, stamp, ext, csum, before, page_first, base):
+    """Timestamps of a page walk with TIME_STAMP slots: a stamp sets the time to its
+    value (keeping the top 5 bits of the time before it), later slots add to it.
+    Stamps are applied in page order, the k-th stamp of every page at step k."""
+    idx = np.arange(len(ts))
+    last = np.maximum.accumulate(np.where(stamp, idx, -1))  # the last stamp at or before each slot
+    last = np.where(last >= page_first, last, -1)
+    sidx = np.flatnonzero(stamp)
+    prev = last[np.maximum(sidx - 1, 0)]  # the stamp before each stamp, in its page (-1: none)
+    prev = np.where((sidx > 0) & (sidx - 1 >= page_first[sidx]), prev, -1)
+    value = np.zeros(len(ts), np.uint64)  # time set at each stamp
+    todo = np.ones(len(sidx), np.bool_)
+    while todo.any():
+        ready = todo & ((prev < 0) | ~np.isin(prev, sidx[todo]))
+        j = sidx[ready]
+        pj = prev[ready]
+        t_before = np.where(pj < 0, base[j] + (before[j] - before[page_first[j]]), value[np.maximum(pj, 0)] + (before[j] - csum[np.maximum(pj, 0)]))
+        value[j] = ext[j] | (t_before & _TS_MSB)
+        todo &= ~ready
+    seg = last >= 0
+    li = last[seg]
+    ts = ts.copy()
+    ts[seg] = value[li] + (csum[seg] - csum[li])
+    return ts
 
-    Ring-buffer payloads are 4-byte aligned, so most fields are read with one
-    or two 32-bit gathers; odd offsets fall back to byte gathers.
-    """
+
+def _view(buf: np.ndarray, size: int, big: bool, signed: bool = False, at: int = 0) -> np.ndarray:
+    """``buf`` seen as ``size``-byte integers starting at every byte from ``at`` on:
+    ``_view(...)[o]`` is the integer at byte offset ``at + o``, so one gather reads a field
+    at any alignment."""
+    dt = np.dtype(f"{'>' if big else '<'}{'i' if signed else 'u'}{size}")
+    at = min(at, len(buf))
+    return np.ndarray((max(len(buf) - at - size + 1, 0),), dt, buffer=buf, offset=at, strides=(1,))
+
+
+def _read_native(buf: np.ndarray, off: np.ndarray, size: int, big: bool, signed: bool = False, at: int = 0) -> np.ndarray:
+    """Integers of ``size`` (1, 2, 4 or 8) bytes at byte offsets ``at + off``, in their own
+    width and signedness (``int32``, ``uint16``...), native byte order."""
+    v = _view(buf, size, big, signed, at)[np.asarray(off, np.int64)]
+    return v.astype(v.dtype.newbyteorder("=")) if big else v
+
+
+def _read_uint(buf: np.ndarray, off: np.ndarray, size: int, big: bool) -> np.ndarray:
+    """Unsigned integers of ``size`` bytes at byte offsets ``off`` (any alignment), as uint64."""
     off = np.asarray(off, np.int64)
     if off.size == 0:
         return np.zeros(0, np.uint64)
     if size in (1, 2, 4, 8):
-        w4 = buf.view(">u4" if big else "<u4")
-        sub = off & 3
-        if size == 8 and not sub.any():
-            k = off >> 2
-            lo, hi = w4[k].astype(np.uint64), w4[k + 1].astype(np.uint64)
-            if big:
-                lo, hi = hi, lo
-            return lo | (hi << np.uint64(32))
-        if size <= 4 and not ((sub + size) > 4).any():
-            word = w4[off >> 2].astype(np.uint64)
-            shift = ((4 - sub - size) if big else sub).astype(np.uint64) * np.uint64(8)
-            v = word >> shift
-            return v if size == 4 else v & np.uint64((1 << (8 * size)) - 1)
+        return _read_native(buf, off, size, big).astype(np.uint64, copy=False)
     acc = np.zeros(off.shape, np.uint64)
     for i in range(size):
         b = buf[off + i].astype(np.uint64)
@@ -193,17 +265,11 @@ def _read_uint(buf: np.ndarray, off: np.ndarray, size: int, big: bool) -> np.nda
 
 
 def _read_field(buf: np.ndarray, off: np.ndarray, f: _Field, big: bool) -> np.ndarray:
-    """Field values of the records at payload offsets ``off`` (int64 or uint64)."""
+    """Field values of the records at payload offsets ``off``, in the field's own width and
+    signedness (``uint32`` for an unsigned 4-byte field, ``int64`` for a long...)."""
     if f.size not in (1, 2, 4, 8):
         raise ValueError(f"field {f.name} has size {f.size}")
-    v = _read_uint(buf, off + f.offset, f.size, big)
-    if f.signed:
-        if f.size < 8:
-            sign = np.uint64(1 << (8 * f.size - 1))
-            v = (v ^ sign).astype(np.int64) - np.int64(1 << (8 * f.size - 1))
-        else:
-            v = v.view(np.int64)
-    return v
+    return _read_native(buf, off, f.size, big, f.signed, f.offset)
 
 
 def _read_strings(buf: np.ndarray, rec_off: np.ndarray, rec_size: np.ndarray, f: _Field, big: bool, problems: dict):
@@ -235,22 +301,28 @@ def _read_strings(buf: np.ndarray, rec_off: np.ndarray, rec_size: np.ndarray, f:
         return codes, values
     at = rec_off + start
     nw = max(1, min((int(length.max()) + 3) // 4, 1024))
-    # the string bytes as 32-bit words (bytes past the length masked), grouped exactly
+    # the string bytes as 32-bit words (bytes past the length masked), grouped exactly: by a
+    # hash of the words, checked against each group's first row (sorted when a hash collides)
     words = np.zeros((n, nw), np.uint32)
+    h = np.zeros(n, np.uint64)
     for j in range(nw):
         rem = np.clip(length - 4 * j, 0, 4)
         if not rem.any():
             break
-        w = _read_uint(buf, np.where(rem > 0, at + 4 * j, 0), 4, False).astype(np.uint32)
+        w = _read_native(buf, np.where(rem > 0, at + 4 * j, 0), 4, False)
         keep = np.where(rem >= 4, np.uint32(0xFFFFFFFF), ((np.uint64(1) << (rem.astype(np.uint64) * np.uint64(8))) - np.uint64(1)).astype(np.uint32))
         words[:, j] = w & keep
-    order = np.lexsort(words.T[::-1]) if nw > 1 else np.argsort(words[:, 0], kind="stable")
-    sw = words[order]
-    newgrp = np.ones(n, np.bool_)
-    newgrp[1:] = (sw[1:] != sw[:-1]).any(axis=1)
-    grp = np.cumsum(newgrp) - 1
-    codes[order] = grp
-    for r in order[newgrp]:
+        h = h * _HASH_MUL + words[:, j]
+    _, codes = factorize(h)
+    _, reps = np.unique(codes, return_index=True)
+    if not (words == words[reps[codes]]).all():
+        order = np.lexsort(words.T[::-1]) if nw > 1 else np.argsort(words[:, 0], kind="stable")
+        sw = words[order]
+        newgrp = np.ones(n, np.bool_)
+        newgrp[1:] = (sw[1:] != sw[:-1]).any(axis=1)
+        codes[order] = np.cumsum(newgrp) - 1
+        reps = order[newgrp]
+    for r in reps:
         raw = words[r].tobytes()
         values.append(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
     if not ok.all():

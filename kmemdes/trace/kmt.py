@@ -112,50 +112,89 @@ def _check_schema(events: pl.DataFrame, what: object) -> None:
         raise KmemdesError(f"{what}: the event table does not have the canonical schema")
 
 
+def _check_rows_schema(events: pl.DataFrame, what: object) -> None:
+    """The canonical schema, where a String column may come dictionary-encoded (an ``Enum``)."""
+    if events.schema == pl.Schema(EVENT_SCHEMA):
+        return
+    if events.columns != list(EVENT_SCHEMA) or any(
+            dtype != EVENT_SCHEMA[c] and not (EVENT_SCHEMA[c] == pl.String and isinstance(dtype, pl.Enum))
+            for c, dtype in events.schema.items()):
+        raise KmemdesError(f"{what}: the event table does not have the canonical schema")
+
+
 # --------------------------------------------------------------------------- columns
 
 
+def _code_type(k: int) -> type:
+    return np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
+
+
 def _encode_column(s: pl.Series) -> dict | None:
+    """One column of a chunk as its msgpack map (byte arrays as buffers, packed as they are)."""
     n = s.len()
     nulls = s.null_count()
     if nulls == n:
         return None
     out: dict = {}
+    valid = None
     if nulls:
         valid = s.is_not_null().to_numpy()
-        out["m"] = np.packbits(valid, bitorder="little").tobytes()
+        out["m"] = np.packbits(valid, bitorder="little").data
+    if isinstance(s.dtype, pl.Enum):  # a String column, dictionary-encoded: the same bytes, no hashing of strings
+        phys = s.to_physical()
+        first = phys.drop_nulls().unique(maintain_order=True).to_numpy()
+        ctype = _code_type(len(first))
+        remap = np.zeros(s.dtype.categories.len(), ctype)
+        remap[first] = np.arange(len(first), dtype=ctype)
+        out["d"] = s.dtype.categories.gather(first).to_list()
+        out["c"] = remap[phys.fill_null(int(first[0])).to_numpy()].data
+        out["w"] = np.dtype(ctype).itemsize
+        return out
     if s.dtype == pl.String:
         uniq = s.drop_nulls().unique(maintain_order=True)
         codes = s.cast(pl.Enum(uniq.to_list())).to_physical()
-        ctype = np.uint8 if uniq.len() <= 1 << 8 else np.uint16 if uniq.len() <= 1 << 16 else np.uint32
+        ctype = _code_type(uniq.len())
         out["d"] = uniq.to_list()
-        out["c"] = codes.fill_null(0).to_numpy().astype(ctype, copy=False).tobytes()
+        out["c"] = np.ascontiguousarray(codes.fill_null(0).to_numpy().astype(ctype, copy=False)).data
         out["w"] = np.dtype(ctype).itemsize
         return out
-    arr = s.fill_null(0).to_numpy()
+    npt = _NP[s.dtype]
+    if nulls * 2 > n and s.name not in _DELTA:  # sparse: keep the values of the non-null rows only
+        arr = s.drop_nulls().to_numpy()
+        arr = (arr.astype(np.uint8) if s.dtype == pl.Boolean else arr).astype(npt, copy=False)
+        out["s"] = 1
+        small = _narrowest(arr)
+        out["t"] = small.str
+        out["v"] = np.ascontiguousarray(arr.astype(small, copy=False)).data
+        return out
+    arr = s.fill_null(0).to_numpy() if nulls else s.to_numpy()
     if s.dtype == pl.Boolean:
         arr = arr.astype(np.uint8)
-    arr = arr.astype(_NP[s.dtype], copy=False)
+    arr = arr.astype(npt, copy=False)
     if s.name in _DELTA:
         out["f"] = int(arr[0])
         arr = np.diff(arr)
-    if not nulls and "f" not in out and n and arr.min() == arr.max():
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    if not nulls and "f" not in out and n and lo == hi:
         out["k"] = int(arr[0])
         return out
-    if nulls * 2 > n:  # sparse: keep the values of the non-null rows only
+    if nulls * 2 > n:
         arr = arr[valid]
         out["s"] = 1
-    small = _narrowest(arr)
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    small = _narrowest(arr, lo, hi)
     out["t"] = small.str
-    out["v"] = np.ascontiguousarray(arr).astype(small, copy=False).tobytes()
+    out["v"] = np.ascontiguousarray(arr.astype(small, copy=False)).data
     return out
 
 
-def _narrowest(arr: np.ndarray) -> np.dtype:
-    """The smallest little-endian integer type that holds every value of ``arr``."""
+def _narrowest(arr: np.ndarray, lo: int | None = None, hi: int | None = None) -> np.dtype:
+    """The smallest little-endian integer type that holds every value of ``arr`` (whose
+    minimum and maximum are ``lo`` and ``hi`` when given)."""
     if arr.size == 0:
         return np.dtype("<u1")
-    lo, hi = int(arr.min()), int(arr.max())
+    if lo is None or hi is None:
+        lo, hi = int(arr.min()), int(arr.max())
     kinds = "u" if lo >= 0 else "i"
     for size in (1, 2, 4, 8):
         t = np.dtype(f"<{kinds}{size}")
@@ -241,8 +280,9 @@ class KmtWriter:
         return _encode_chunk(part, cctx)
 
     def add(self, frame: pl.DataFrame) -> None:
-        """The next rows of the table (the canonical schema)."""
-        _check_schema(frame, self.path)
+        """The next rows of the table (the canonical schema; a String column may come
+        dictionary-encoded as an ``Enum`` of its strings, which encodes faster)."""
+        _check_rows_schema(frame, self.path)
         if not frame.height:
             return
         self.rows += frame.height

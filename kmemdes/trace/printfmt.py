@@ -24,6 +24,8 @@ import re
 import numpy as np
 import polars as pl
 
+from kmemdes.trace._columns import factorize
+
 __all__ = ["render_print_fmt"]
 
 _CONV_RE = re.compile(r"%([-+ #0]*)(\d+|\*)?(?:\.(\d+))?(hh|h|ll|l|z|j|t|L)?(?:(p)([SsFfBRrMmIiUhK]?)|([diouxXcsfFeEgG%]))")
@@ -81,6 +83,25 @@ def _split_args(fmt: str):
 # ------------------------------------------------------------------ expression tree
 
 
+class _StrArray:
+    """String values of records as codes into a list of distinct strings (``values[codes]``)."""
+
+    def __init__(self, codes: np.ndarray, values: list):
+        self.codes, self.values = codes, values
+
+    @classmethod
+    def of(cls, v, n: int) -> "_StrArray":
+        return v if isinstance(v, _StrArray) else cls(np.zeros(n, np.int64), [v])
+
+    def objects(self) -> np.ndarray:
+        """The strings as an object array, one per record."""
+        return np.asarray(self.values or [""], dtype=object)[self.codes]
+
+
+def _objects(v):
+    return v.objects() if isinstance(v, _StrArray) else v
+
+
 class _Ctx:
     """Evaluation context: the records of one event."""
 
@@ -119,12 +140,12 @@ class _Field:
             raise Unsupported(f"no field {self.name}")
         if f.is_string or f.data_loc or f.rel_loc:
             codes, values = _read_strings(ctx.buf, ctx.off, ctx.size, f, ctx.big, ctx.problems)
-            return np.asarray([("(null)" if x is None else x) for x in values] or [""], dtype=object)[codes]
+            return _StrArray(codes, [("(null)" if x is None else x) for x in values])
         if f.elem or f.size not in (1, 2, 4, 8):
             raise Unsupported(f"array field {self.name}")
         self.unsigned = not f.signed
         v = _read_field(ctx.buf, ctx.off, f, ctx.big)
-        return v.view(np.int64) if v.dtype == np.uint64 else v
+        return v.view(np.int64) if v.dtype == np.uint64 else v.astype(np.int64)
 
 
 class _Unary:
@@ -132,7 +153,7 @@ class _Unary:
         self.op, self.a = op, a
 
     def eval(self, ctx):
-        v = self.a.eval(ctx)
+        v = _objects(self.a.eval(ctx))
         if self.op == "-":
             return -v
         if self.op == "+":
@@ -149,6 +170,8 @@ def _lnot(v):
 
 
 def _truth(v):
+    if isinstance(v, _StrArray):
+        return np.array([bool(x) for x in v.values] or [False])[v.codes]
     if isinstance(v, np.ndarray) and v.dtype == object:
         return np.array([bool(x) for x in v])
     return v != 0 if isinstance(v, np.ndarray) else bool(v)
@@ -168,7 +191,7 @@ class _Bin:
             b = self.b.eval(ctx)
             r = (_truth(a) & _truth(b)) if op == "&&" else (_truth(a) | _truth(b))
             return r.astype(np.int64) if isinstance(r, np.ndarray) else int(r)
-        b = self.b.eval(ctx)
+        a, b = _objects(a), _objects(self.b.eval(ctx))
         unsigned = getattr(self.a, "unsigned", False) or getattr(self.b, "unsigned", False)
         if op in _CMP or op in ("==", "!="):
             if unsigned:
@@ -227,6 +250,11 @@ class _Cond:
         a, b = self.a.eval(ctx), self.b.eval(ctx)
         if not isinstance(c, np.ndarray):
             return a if c else b
+        if isinstance(a, _StrArray) or isinstance(b, _StrArray):
+            if not all(isinstance(x, (_StrArray, str)) for x in (a, b)):
+                return np.where(c, _objects(a), _objects(b))
+            a, b = _StrArray.of(a, len(c)), _StrArray.of(b, len(c))
+            return _StrArray(np.where(c, a.codes, b.codes + len(a.values)), a.values + b.values)
         return np.where(c, a, b)
 
 
@@ -239,7 +267,10 @@ class _Cast:
 
     def eval(self, ctx):
         v = self.a.eval(ctx)
-        if "*" in self.words or not isinstance(v, (np.ndarray, int)):
+        if "*" in self.words:
+            return v
+        v = _objects(v)
+        if not isinstance(v, (np.ndarray, int)):
             return v
         size = next((self._SIZES[w] for w in self.words if w in self._SIZES), 8)
         if size < 8 and isinstance(v, (np.ndarray, int)):
@@ -270,10 +301,14 @@ class _Symbolic:
 
     def eval(self, ctx):
         v = self.val.eval(ctx)
+        v = _objects(v)
         vals = v if isinstance(v, np.ndarray) else np.full(ctx.n, v, np.int64)
-        uniq, inv = np.unique(vals, return_inverse=True)
-        out = np.array([self._one(int(x)) for x in uniq.tolist()] or [""], dtype=object)
-        return out[inv.ravel()] if len(uniq) else np.zeros(0, object)
+        if vals.dtype.kind in "iu":
+            uniq, codes = factorize(vals)
+        else:
+            uniq, codes = np.unique(vals, return_inverse=True)
+            codes = codes.ravel()
+        return _StrArray(codes, [self._one(int(x)) for x in uniq.tolist()])
 
     def _one(self, x: int) -> str:
         table = [(k.eval(None), s) for k, s in self.table]
@@ -467,15 +502,16 @@ def _fmt_one(conv: re.Match, v, kallsyms, long_size: int = 8) -> str:
     return (spec + ch) % x
 
 
-def render_print_fmt(ev, buf, off, size, big, kallsyms, problems) -> list:
-    """The printed body of each record (libtraceevent ``tep_print_event`` ``%s`` of INFO).
+def render_print_fmt(ev, buf, off, size, big, kallsyms, problems) -> pl.Series:
+    """The printed body of each record (libtraceevent ``tep_print_event`` ``%s`` of INFO),
+    as a String series.
 
     Falls back to ``field=value`` pairs (``trace-cmd report -R`` style) when the
     print format uses something not supported, counting a problem.
     """
     n = len(off)
     if n == 0:
-        return []
+        return pl.Series("s", [], dtype=pl.String)
     ctx = _Ctx(ev, buf, off, size, big, kallsyms, problems)
     try:
         text, args = _split_args(ev.print_fmt)
@@ -495,28 +531,53 @@ def render_print_fmt(ev, buf, off, size, big, kallsyms, problems) -> list:
                 raise Unsupported("more conversions than args")
             v = exprs[ai].eval(ctx)
             ai += 1
-            pieces.append(_format_column(m, v, n, kallsyms))
+            pieces.append(_format_column(m, v, kallsyms))
         pieces.append(text[pos:])
-        cols = [pl.lit(p) if isinstance(p, str) else pl.Series(p, dtype=pl.String) for p in pieces if not (isinstance(p, str) and p == "")]
+        cols = [pl.lit(p) if isinstance(p, str) else p for p in pieces if not (isinstance(p, str) and p == "")]
         if not cols:
-            return [""] * n
+            return pl.Series("s", [""] * n, dtype=pl.String)
         out = pl.select(pl.concat_str(cols).str.strip_suffix("\n").alias("s")).to_series()
         if out.len() == 1 and n > 1:
-            out = pl.Series([out[0]] * n)
-        return out.to_list()
+            out = out.new_from_index(0, n)
+        return out
     except (Unsupported, ValueError, TypeError, OverflowError, IndexError, ZeroDivisionError) as e:
         problems.setdefault("print_fmt_unsupported", {"count": 0, "lines": [], "example": f"{ev.name}: {e}"})
         problems["print_fmt_unsupported"]["count"] += n
-        return _raw_fields(ctx)
+        return pl.Series("s", _raw_fields(ctx), dtype=pl.String)
 
 
-def _format_column(m, v, n, kallsyms):
+_INT_BITS = {"hh": 8, "h": 16, None: 32}
+
+
+def _format_column(m, v, kallsyms):
+    """One conversion of every record: a string (the same for all) or a String series.
+
+    Each distinct value is formatted once, in ascending order (as ``np.unique`` gives
+    them); plain ``%d``/``%i``/``%u`` of integers are formatted by Polars.
+    """
+    if isinstance(v, _StrArray):
+        strs = {x: _fmt_one(m, x, kallsyms) for x in sorted(set(v.values))}
+        return pl.Series("s", [strs[x] for x in v.values], dtype=pl.String).gather(v.codes)
     if not isinstance(v, np.ndarray):
-        s = _fmt_one(m, v, kallsyms)
-        return [s] * n
-    uniq, inv = np.unique(v, return_inverse=True)
-    strs = np.array([_fmt_one(m, x, kallsyms) for x in uniq.tolist()], dtype=object)
-    return strs[inv.ravel()].tolist()
+        return _fmt_one(m, v, kallsyms)
+    flags, width, prec, length, _, _, ch = m.groups()
+    if v.dtype.kind in "iub" and ch in ("d", "i", "u") and not flags and width is None and prec is None:
+        x = v.astype(np.int64)  # uint64 wraps: the same bits
+        bits = _INT_BITS.get(length, 64)
+        if bits < 64:
+            x &= (1 << bits) - 1
+            if ch != "u":
+                sign = 1 << (bits - 1)
+                x = (x ^ sign) - sign
+        elif ch == "u":
+            x = x.view(np.uint64)
+        return pl.Series("s", x).cast(pl.String)
+    if v.dtype.kind in "iub":
+        uniq, codes = factorize(v.astype(np.int64) if v.dtype.kind == "b" else v)
+    else:
+        uniq, codes = np.unique(v, return_inverse=True)
+    strs = pl.Series("s", [_fmt_one(m, x, kallsyms) for x in uniq.tolist()], dtype=pl.String)
+    return strs.gather(np.asarray(codes).ravel())
 
 
 def _raw_fields(ctx) -> list:

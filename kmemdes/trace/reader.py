@@ -378,10 +378,10 @@ def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None,
         else:
             kind_inner = "text"
         if kind_inner == "trace.dat":
-            return _read_tracedat(path, strict)
+            return _read_tracedat(path, strict, sink)
         return _read_text(path, kind, strict, columns, progress, sink)
     if kind == "trace.dat":
-        return _read_tracedat(path, strict)
+        return _read_tracedat(path, strict, sink)
     if kind == "kmt":
         from kmemdes.trace.kmt import read_kmt
 
@@ -393,12 +393,12 @@ def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None,
     return _read_text(path, "text", strict, columns, progress, sink)
 
 
-def _read_tracedat(path: Path, strict: bool) -> Trace:
+def _read_tracedat(path: Path, strict: bool, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
     try:
         from kmemdes.trace.tracedat import read_tracedat
     except ImportError:  # pragma: no cover - the module ships with kmemdes
         raise KmemdesError(f"{path}: trace.dat files need kmemdes.trace.tracedat, which is not installed") from None
-    return read_tracedat(path, strict)
+    return read_tracedat(path, strict, sink)
 
 
 def read_trace(path, strict: bool = False, columns: Iterable[str] | None = None,
@@ -413,8 +413,10 @@ def read_trace(path, strict: bool = False, columns: Iterable[str] | None = None,
     the event table (a .kmt or Parquet file then decodes no others, which
     keeps a big trace's string columns out of memory).  ``progress``: where
     the reading is (:mod:`kmemdes.progress`).  ``sink``: a text trace's rows
-    are handed to it chunk by chunk, in file order, instead of being kept (the
-    returned table is then empty; other formats are read whole, as without).
+    are handed to it chunk by chunk, in file order, instead of being kept, and a
+    trace.dat's whole table at once, its string columns dictionary-encoded (``Enum``
+    columns of the same strings, as :class:`kmemdes.trace.kmt.KmtWriter` takes them);
+    the returned table is then empty (.kmt and Parquet files are read whole, as without).
 
     >>> from pathlib import Path
     >>> t = read_trace(Path(__file__).resolve().parents[2] / "traces" / "a_idle_stream")

@@ -41,12 +41,15 @@ from __future__ import annotations
 import heapq
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import polars as pl
 
 from kmemdes.errors import KmemdesError
 from kmemdes.mm.gfp import format_gfp
+from kmemdes.trace._columns import Columns, factorize
+from kmemdes.trace._kallsyms import Kallsyms
 from kmemdes.trace._datfile import (
     TRACEDAT_MAGIC,
     _Bad,
@@ -60,7 +63,7 @@ from kmemdes.trace._datfile import (
 from kmemdes.trace._ringbuf import _page_layout, _read_field, _read_strings, _Records, _walk_pages
 from kmemdes.trace.printfmt import render_print_fmt
 from kmemdes.trace.reader import Trace
-from kmemdes.trace.schema import EVENT_SCHEMA, EventKind, conform
+from kmemdes.trace.schema import EventKind, empty_events
 
 __all__ = ["TRACEDAT_MAGIC", "is_tracedat", "read_tracedat"]
 
@@ -69,56 +72,6 @@ _GFP_ACCOUNT = 0x400000
 
 
 # --------------------------------------------------------------------------- symbols and comms
-
-
-class _Kallsyms:
-    """Address -> ``func+0xoff`` as libtraceevent ``print_function`` prints ``%pS``.
-
-    ``tep_parse_kallsyms`` drops absolute symbols (``a``/``A``) and names
-    starting with ``$``; the lookup (``func_bcmp``) takes the symbol whose
-    address is <= addr and whose successor is > addr; the last symbol matches
-    only its exact address; a miss prints ``0x<hex>``.  Among symbols at one
-    address the first in the file wins (glibc's stable qsort of a list built
-    in reverse, then the bsearch rule above).
-    """
-
-    def __init__(self, text: bytes):
-        if not text:
-            self.addr = np.zeros(0, np.uint64)
-            self.names: list = []
-            return
-        lines = pl.Series("l", text.decode("utf-8", "replace").split("\n"))
-        df = pl.DataFrame({"l": lines}).filter(pl.col("l").str.len_bytes() > 19)
-        df = df.select(
-            pl.col("l").str.extract(r"^([0-9a-fA-F]+) ", 1).str.to_integer(base=16, dtype=pl.UInt64, strict=False).alias("addr"),
-            pl.col("l").str.extract(r"^[0-9a-fA-F]+ (\S) ", 1).alias("t"),
-            pl.col("l").str.extract(r"^[0-9a-fA-F]+ \S (\S+)", 1).alias("name"),
-        ).filter(
-            pl.col("addr").is_not_null()
-            & pl.col("name").is_not_null()
-            & ~pl.col("t").is_in(["a", "A"])
-            & ~pl.col("name").str.starts_with("$")
-        )
-        df = df.with_row_index("i").sort(["addr", "i"], descending=[False, True])  # first-in-file last
-        self.addr = df["addr"].to_numpy()
-        self.names = df["name"].to_list()
-
-    def format_one(self, addr: int, offset: bool = True) -> str:
-        """One address as ``%pS`` (``offset``) or ``%ps`` prints it."""
-        s = self.format(np.array([addr], np.uint64))[0]
-        return s if offset or s.startswith("0x") else s.rsplit("+", 1)[0]
-
-    def format(self, addrs: np.ndarray) -> list:
-        """``func+0xoff`` (or ``0x<hex>``) of each address."""
-        out = []
-        n = len(self.addr)
-        idx = np.searchsorted(self.addr, addrs, side="right") - 1 if n else np.full(len(addrs), -1)
-        for a, i in zip(addrs.tolist(), idx.tolist()):
-            if i < 0 or (i == n - 1 and a != int(self.addr[i])):
-                out.append(f"0x{a:x}")
-            else:
-                out.append(f"{self.names[i]}+0x{a - int(self.addr[i]):x}")
-        return out
 
 
 # include/linux/trace_events.h (6.13+): enum trace_flag_type
@@ -157,27 +110,15 @@ def _lat_flags(flags: int, preempt: int) -> str:
 def _cmdline_map(raw: bytes) -> dict:
     """pid -> comm from saved_cmdlines (``tep_parse_saved_cmdlines``; first entry of a pid wins)."""
     out: dict = {}
-    for line in raw.decode("utf-8", "replace").split("\n"):
-        m = re.match(r"\s*(-?\d+)\s+(.+)$", line)
-        if m:
-            out.setdefault(int(m.group(1)), m.group(2))
+    for pid, comm in _CMDLINE_RE.findall(raw.decode("utf-8", "replace")):  # one match per line
+        out.setdefault(int(pid), comm)
     return out
 
 
+_CMDLINE_RE = re.compile(r"^[^\S\n]*(-?\d+)[^\S\n]+(.+)$", re.M)
+
+
 # --------------------------------------------------------------------------- records -> columns
-
-
-def _factorize(v: np.ndarray):
-    """(distinct values, code of each element); a table lookup for small non-negative ints."""
-    if v.size and v.min() >= 0 and v.max() < (1 << 23):
-        seen = np.zeros(int(v.max()) + 1, np.bool_)
-        seen[v] = True
-        uniq = np.flatnonzero(seen)
-        code = np.zeros(len(seen), np.int64)
-        code[uniq] = np.arange(len(uniq))
-        return uniq, code[v]
-    uniq, inv = np.unique(v, return_inverse=True)
-    return uniq, inv.ravel().astype(np.int64)
 
 
 def _merge_order(ts: np.ndarray, stream: np.ndarray) -> np.ndarray:
@@ -256,67 +197,15 @@ _ARGS_KINDS = {EventKind.OTHER, EventKind.MARKER, EventKind.KMEM_OTHER, EventKin
 _NID_FIELDS = ("nid", "node_id", "node")
 
 
-_NP_DTYPE = {
-    pl.Int8(): np.int8, pl.Int16(): np.int16, pl.Int32(): np.int32, pl.Int64(): np.int64,
-    pl.UInt8(): np.uint8, pl.UInt32(): np.uint32, pl.UInt64(): np.uint64, pl.Boolean(): np.bool_,
-}
-
-
-class _Columns:
-    """Full-length column arrays with validity masks, filled event type by event type."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.num: dict = {}
-        self.valid: dict = {}
-        self.strcodes: dict = {}  # column -> (codes int64 with -1 = null, values list)
-
-    def put(self, col: str, idx: np.ndarray, values: np.ndarray) -> None:
-        if col not in self.num:
-            self.num[col] = np.zeros(self.n, _NP_DTYPE[EVENT_SCHEMA[col]])
-            self.valid[col] = np.zeros(self.n, np.bool_)
-        arr = self.num[col]
-        if values.dtype != arr.dtype:
-            values = values.view(np.uint64) if arr.dtype == np.uint64 and values.dtype == np.int64 else values.astype(arr.dtype)
-        arr[idx] = values
-        self.valid[col][idx] = True
-
-    def put_str(self, col: str, idx: np.ndarray, codes: np.ndarray, values: list) -> None:
-        if col not in self.strcodes:
-            self.strcodes[col] = (np.full(self.n, -1, np.int64), [])
-        allc, allv = self.strcodes[col]
-        base = len(allv)
-        allv.extend(values)
-        allc[idx] = codes + base
-
-    def frame(self) -> pl.DataFrame:
-        data = {}
-        exprs = []
-        for col, arr in self.num.items():
-            data[col] = arr
-            v = self.valid[col]
-            if v.all():
-                exprs.append(pl.col(col))
-            else:
-                data["_v_" + col] = v
-                exprs.append(pl.when(pl.col("_v_" + col)).then(pl.col(col)).alias(col))
-        df = pl.DataFrame(data, height=self.n).select(exprs) if data else pl.DataFrame(height=self.n)
-        strs = {}
-        for col, (codes, values) in self.strcodes.items():
-            dictionary = pl.Series(col, values + [None], dtype=pl.String)
-            codes = np.where(codes < 0, len(values), codes)
-            strs[col] = dictionary.gather(pl.Series(codes.astype(np.uint32)))
-        return conform(df.with_columns(**strs) if strs else df)
-
-
-def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[pl.DataFrame, dict]:
-    """Typed columns of every record, event type by event type."""
+def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: bool) -> tuple[pl.DataFrame, dict]:
+    """Typed columns of every record, event type by event type (``encoded``: see
+    :meth:`Columns.frame`)."""
     n = len(rec.off)
     big = tf.big
-    cols = _Columns(n)
-    cols.put("line", np.arange(n), np.arange(1, n + 1, dtype=np.int64))
-    cols.put("ts", np.arange(n), rec.ts.astype(np.int64))
-    cols.put("cpu", np.arange(n), rec.cpu)
+    cols = Columns(n)
+    cols.put_all("line", np.arange(1, n + 1, dtype=np.int64))
+    cols.put_all("ts", rec.ts.view(np.int64))
+    cols.put_all("cpu", rec.cpu)
     real = np.flatnonzero(rec.lost == 0)
     lost = np.flatnonzero(rec.lost != 0)
     counts: dict = {}
@@ -342,22 +231,23 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[
     if short.any():
         _problem(problems, "record_too_short", int(rec.off[real][np.argmax(short)]), "record shorter than its common fields", int(short.sum()))
     real = real[~short]
-    etype = _read_field(buf, rec.off[real], tsize, big).astype(np.int64)
-    pid = _read_field(buf, rec.off[real], common["common_pid"], big).astype(np.int64)
+    roff = rec.off[real]
+    etype = _read_field(buf, roff, tsize, big)
+    pid = _read_field(buf, roff, common["common_pid"], big)
     cols.put("pid", real, pid)
     if "common_flags" in common and "common_preempt_count" in common:
-        ctx = _read_field(buf, rec.off[real], common["common_flags"], big).astype(np.int64)
-        ctx |= _read_field(buf, rec.off[real], common["common_preempt_count"], big).astype(np.int64) << 8
-        uctx, cinv = _factorize(ctx)
+        ctx = _read_field(buf, roff, common["common_flags"], big).astype(np.int64)
+        ctx |= _read_field(buf, roff, common["common_preempt_count"], big).astype(np.int64) << 8
+        uctx, cinv = factorize(ctx)
         cols.put_str("flags", real, cinv, [_lat_flags(c & 0xFF, c >> 8) for c in uctx.tolist()])
     comms = _cmdline_map(tf.cmdlines)
-    upid, pinv = _factorize(pid)
+    upid, pinv = factorize(pid)
     names = ["<idle>" if p == 0 else comms.get(p, "<...>") for p in upid.tolist()]
     cols.put_str("comm", real, pinv, names)
     # LOST rows (kbuffer_missed_events): report prints "CPU:N [n EVENTS DROPPED]"
     if lost.size:
-        cols.put("kind", lost, np.full(lost.size, int(EventKind.LOST)))
-        cols.put_str("event", lost, np.zeros(lost.size, np.int64), ["LOST"])
+        cols.put("kind", lost, int(EventKind.LOST))
+        cols.put_str("event", lost, 0, ["LOST"])
         nl = rec.lost[lost]
         known = nl > 0
         if known.any():
@@ -393,8 +283,8 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[
         counts[ev.name] = counts.get(ev.name, 0) + len(idx)
         kind = EventKind.from_name(ev.name)
         off = rec.off[idx]
-        cols.put("kind", idx, np.full(len(idx), int(kind)))
-        cols.put_str("event", idx, np.zeros(len(idx), np.int64), [ev.name])
+        cols.put("kind", idx, int(kind))
+        cols.put_str("event", idx, 0, [ev.name])
         vals: dict = {}
 
         def fv(name: str):
@@ -425,16 +315,15 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[
         if kind in (EventKind.KMALLOC, EventKind.KMEM_CACHE_ALLOC, EventKind.MM_PAGE_ALLOC):
             g = fv("gfp_flags")
             if g is not None:
-                ug, ginv = np.unique(g.astype(np.uint64), return_inverse=True)
-                cols.put_str("gfp_flags", idx, ginv.ravel().astype(np.int64), [format_gfp(int(x)) for x in ug.tolist()])
+                ug, ginv = factorize(g)
+                cols.put_str("gfp_flags", idx, ginv, [format_gfp(int(x) & _U64_MAX) for x in ug.tolist()])
                 if kind == EventKind.KMALLOC and "accounted" not in ev.fields:
                     cols.put("accounted", idx, (g.astype(np.uint64) & np.uint64(_GFP_ACCOUNT)) != 0)
         if kind in _CALL_SITE_KINDS and "call_site" in ev.fields:
             if kallsyms is None:
-                kallsyms = _Kallsyms(tf.kallsyms)
-            cs = fv("call_site").astype(np.uint64)
-            ucs, cinv = np.unique(cs, return_inverse=True)
-            cols.put_str("call_site", idx, cinv.ravel().astype(np.int64), kallsyms.format(ucs))
+                kallsyms = Kallsyms(tf.kallsyms)
+            ucs, cinv = factorize(fv("call_site"))
+            cols.put_str("call_site", idx, cinv, kallsyms.format(ucs.astype(np.uint64)))
         if kind in _CACHE_KINDS and "name" in ev.fields:
             codes, values = _read_strings(buf, off, rec.size[idx], ev.fields["name"], big, problems)
             cols.put_str("cache", idx, codes, values)
@@ -447,11 +336,9 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[
             if kind in (EventKind.COMPACTION, EventKind.VMSCAN) and fv("order") is not None:
                 cols.put("order", idx, fv("order"))
             if kallsyms is None:
-                kallsyms = _Kallsyms(tf.kallsyms)
-            text = render_print_fmt(ev, buf, off, rec.size[idx], big, kallsyms, problems)
-            ut, tinv = np.unique(np.asarray(text, dtype=object), return_inverse=True) if len(text) else ([], np.zeros(0, np.int64))
-            cols.put_str("args", idx, np.asarray(tinv).ravel().astype(np.int64), list(ut))
-    frame = cols.frame()
+                kallsyms = Kallsyms(tf.kallsyms)
+            cols.put_series("args", idx, render_print_fmt(ev, buf, off, rec.size[idx], big, kallsyms, problems))
+    frame = cols.frame(encoded)
     if not keep.all():
         frame = frame.filter(pl.Series(keep)).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line"))
     return frame, counts
@@ -472,14 +359,18 @@ def _pageblock_order(print_fmt: str) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
-def read_tracedat(path, strict: bool = False) -> Trace:
+def read_tracedat(path, strict: bool = False, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
     """Read a trace-cmd ``trace.dat`` (version 6 or 7, optionally zstd-compressed as a whole).
 
     Structural errors in the metadata (header, formats, options, section and
     CPU-data offsets) raise :class:`KmemdesError` naming the file and byte
     offset.  Damaged ring-buffer pages and records are skipped and counted in
     ``problems`` (kind -> count, first byte offsets, example); with
-    ``strict=True`` the first such problem raises instead.
+    ``strict=True`` the first such problem raises instead.  ``sink``: the
+    table is handed to it (its string columns dictionary-encoded, as ``Enum``
+    columns of the same strings, which :class:`kmemdes.trace.kmt.KmtWriter`
+    encodes without hashing strings) instead of being returned (the returned
+    table is then empty).
 
     >>> from pathlib import Path
     >>> p = Path(__file__).resolve().parents[2] / "traces" / "tracedat_small" / "trace.dat"
@@ -492,17 +383,20 @@ def read_tracedat(path, strict: bool = False) -> Trace:
     try:
         tf = _parse_file(path, data)
         problems = tf.problems
-        frame, counts, meta = _read_data(tf, data, problems)
+        frame, counts, meta = _read_data(tf, data, problems, sink is not None)
     except _Bad as e:
         raise KmemdesError(f"{path}: byte {e.offset}: {e.what}") from None
     if strict and problems:
         kind, p = next(iter(problems.items()))
         raise KmemdesError(f"{path}: byte {p['lines'][0] if p['lines'] else 0}: {kind} ({p['count']}x): {p['example']}")
     meta["event_counts"] = counts
+    if sink is not None:
+        sink(frame)
+        frame = empty_events()
     return Trace(events=frame, meta=meta, problems=problems)
 
 
-def _read_data(tf: _File, data: bytes, problems: dict):
+def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
     lay = _page_layout(tf)
     # one big byte buffer: every stream's pages at page-aligned offsets
     streams = []  # (buffer name, cpu, offset in big, npages)
@@ -512,15 +406,24 @@ def _read_data(tf: _File, data: bytes, problems: dict):
         ps = b.page_size or tf.page_size
         if ps != tf.page_size:
             raise _Bad(0, f"buffer {b.name!r}: sub-buffer size {ps} differs from the file page size {tf.page_size}")
-        for cpu, blob in b.cpus:
-            npg, rest = divmod(len(blob), ps)
+        for cpu, pieces in b.cpus:
+            npg, rest = divmod(sum(len(x) for x in pieces), ps)
             if rest:
                 _problem(problems, "partial_page", 0, f"buffer {b.name!r} cpu{cpu}: {rest} bytes after the last whole page")
             streams.append((b.name, cpu, total, npg))
-            parts.append(memoryview(blob)[: npg * ps])
+            parts.append((pieces, npg * ps))
             total += npg * ps
-    parts.append(b"\0" * 16)
-    buf = np.frombuffer(b"".join(parts), np.uint8)
+    buf = np.empty(total + 16, np.uint8)
+    buf[total:] = 0
+    at = 0
+    for pieces, want in parts:  # each stream's whole pages, copied once
+        for x in pieces:
+            n = min(len(x), want)
+            buf[at : at + n] = np.frombuffer(x, np.uint8, n)
+            at += n
+            want -= n
+    for b in tf.buffers:  # the pieces are in buf now
+        b.cpus = [(cpu, []) for cpu, _ in b.cpus]
     lay.page_size_total = tf.page_size
     pages = np.concatenate([s[2] + np.arange(s[3], dtype=np.int64) * tf.page_size for s in streams]) if streams else np.zeros(0, np.int64)
     stream_of_page = np.concatenate([np.full(s[3], i, np.int64) for i, s in enumerate(streams)]) if streams else np.zeros(0, np.int64)
@@ -534,7 +437,8 @@ def _read_data(tf: _File, data: bytes, problems: dict):
     order = _merge_order(ts, stream)
     cpu_of_stream = np.array([s[1] for s in streams] or [0], np.int64)
     rec = _Records(off[order], ln[order], ts[order], cpu_of_stream[stream[order]], lostcol[order])
-    frame, counts = _decode(tf, buf, rec, problems)
+    del off, ln, ts, pg, lostcol, stream, order  # page-order copies: not needed from here on
+    frame, counts = _decode(tf, buf, rec, problems, encoded)
     meta = {
         "source": str(tf.path),
         "format": f"trace.dat-v{tf.version}",

@@ -220,3 +220,20 @@ def test_proactive_compaction_order_minus_one_survives_every_container(tmp_path)
     t = Trace(ev, meta, problems)
     for back in (read_trace(K.write_kmt(t, tmp_path / "c.kmt")), read_trace(K.write_parquet(t, tmp_path / "c.parquet"))):
         assert back.events.equals(ev)
+
+
+def test_dictionary_encoded_strings_write_the_same_bytes(tmp_path, idle):
+    """Rows handed to the writer with Enum (dictionary-encoded) string columns, as the
+    trace.dat reader hands them to ``kmemdes convert``, give the bytes of the String table."""
+    events = idle.events
+    strings = [c for c, t in EVENT_SCHEMA.items() if t == pl.String]
+    encoded = events.with_columns(
+        pl.col(c).cast(pl.Enum(events[c].drop_nulls().unique().sort(descending=True).to_list())) for c in strings)
+    plain = K.write_kmt(idle, tmp_path / "plain.kmt", chunk_rows=4000)
+    writer = K.KmtWriter(tmp_path / "enum.kmt", chunk_rows=4000)
+    writer.add(encoded.slice(0, 5000))
+    writer.add(encoded.slice(5000))
+    writer.close(K.header_of(idle))
+    assert (tmp_path / "enum.kmt").read_bytes() == plain.read_bytes()
+    with pytest.raises(KmemdesError, match="canonical schema"):
+        K.KmtWriter(tmp_path / "bad.kmt").add(encoded.with_columns(pl.lit("x", dtype=pl.Enum(["x"])).alias("pid")))

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from kmemdes.errors import KmemdesError
 from kmemdes.trace.schema import EVENT_SCHEMA, EventKind
+from kmemdes.trace._ringbuf import _PageLayout, _walk_pages
 from kmemdes.trace.tracedat import _merge_order, read_tracedat
 
 REPORT_LINE = re.compile(
@@ -225,6 +226,90 @@ def test_merge_order_is_greedy_merge(streams, monotonic):
     base = np.cumsum([0] + [len(s) for s in streams])
     want = [base[s] + k for s, k in _greedy(streams)]
     assert _merge_order(ts, sid).tolist() == want
+
+
+def _walk_one_by_one(data: bytes, big: bool, page_size: int, npages: int):
+    """kbuffer_next_event, one slot at a time: (payload offset, length, ts, page, lost) per row,
+    a LOST row first on a page flagged MISSING_EVENTS, and the offsets of the bad pages."""
+    order = "big" if big else "little"
+    u = lambda at, n: int.from_bytes(data[at : at + n], order)  # noqa: E731
+    rows, bad = [], []
+    for pg in range(npages):
+        base = pg * page_size
+        t = u(base, 8)
+        commit = u(base + 8, 8)
+        size = commit & ((1 << 27) - 1)
+        if size > page_size - 16:
+            size = 0
+        if commit & (1 << 31):
+            n = u(base + 16 + size, 8) if commit & (1 << 30) and size + 8 <= page_size - 16 else -1
+            n -= (1 << 64) if n >= 1 << 63 else 0  # an int64 column
+            rows.append((0, 0, t, pg, -1 if n == 0 else n))
+        p, end = base + 16, base + 16 + size
+        while p < end:
+            w, a0 = u(p, 4), u(p + 4, 4)
+            tl, delta = w & 31, w >> 5
+            ext = (a0 << 27) + delta
+            if tl == 31:
+                t = ext | (t & (0xF8 << 56))
+            else:
+                t = (t + (ext if tl == 30 else delta)) & ((1 << 64) - 1)
+            if tl <= 28:
+                off, ln = (p + 8, (a0 - 4 + 3) & ~3) if tl == 0 else (p + 4, 4 * tl)
+                nxt = off + ln
+                if (tl == 0 and a0 < 4) or nxt > end:
+                    bad.append(base)
+                    break
+                rows.append((off, ln, t, pg, 0))
+            elif tl == 29:
+                nxt = p + 4 + a0
+                if a0 & 3:
+                    bad.append(base)
+                    break
+            else:
+                nxt = p + 8
+                if nxt > end:
+                    bad.append(base)
+                    break
+            p = nxt
+    return rows, bad
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_page_walk_equals_one_by_one(seed, big):
+    """The lock-step page walk gives the rows a slot-by-slot walk gives, on random pages
+    with every kind of slot (data, long data, padding, TIME_EXTEND, TIME_STAMP, garbage)."""
+    rnd = np.random.default_rng(seed)
+    order = "big" if big else "little"
+    ps, npages = 256, int(rnd.integers(1, 6))
+    pages = []
+    for _ in range(npages):
+        body = b""
+        while len(body) < ps - 24 and rnd.random() < 0.95:
+            kind, delta = rnd.random(), int(rnd.integers(0, 1 << 27))
+            if kind < 0.5:
+                tl = int(rnd.integers(1, 6))
+                body += ((delta << 5) | tl).to_bytes(4, order) + bytes(4 * tl)
+            elif kind < 0.8:
+                tl = int(rnd.choice([0, 29, 30, 31]))
+                a0 = int(rnd.choice([0, 3, 4, 8, 12, int(rnd.integers(0, 40))]))
+                body += ((delta << 5) | tl).to_bytes(4, order) + a0.to_bytes(4, order) + bytes(max(0, a0 - 4) if tl in (0, 29) else 0)
+            else:
+                body += int(rnd.integers(0, 1 << 32)).to_bytes(4, order)
+        commit = len(body) if rnd.random() < 0.8 else int(rnd.integers(0, ps))
+        commit |= int(rnd.choice([0, 0, 0, 1 << 31, 3 << 30]))
+        head = int(rnd.integers(0, 1 << 62)).to_bytes(8, order) + commit.to_bytes(8, order)
+        pages.append((head + body[: ps - 16]).ljust(ps, b"\0"))
+    data = b"".join(pages) + bytes(16)
+    lay = _PageLayout(0, 8, 8, 16)
+    lay.page_size_total = ps
+    problems: dict = {}
+    got = _walk_pages(np.frombuffer(data, np.uint8), big, lay, np.arange(npages) * ps, np.zeros(npages, np.int64), problems)
+    rows, bad = _walk_one_by_one(data, big, ps, npages)
+    want = [list(c) for c in zip(*rows)] if rows else [[]] * 5
+    assert [g.tolist() for g in got] == want
+    assert problems.get("corrupt_ring_buffer_event", {}).get("count", 0) == len(bad)
 
 
 # ------------------------------------------------------------------ the corpus (g_tracecmd_compile)
