@@ -596,6 +596,7 @@ def pcp_owners(node: Node, snap, pcp_blocks) -> list[tuple[int, int, int, int]]:
     for zone in node.zones:
         c = (counts.get(zone.name) or [])[:node.cpus]
         deficit[zone.name] = c + [0] * (node.cpus - len(c))
+
     def zone_name(pfn: int) -> str | None:
         try:
             return node.zone_of(pfn).name

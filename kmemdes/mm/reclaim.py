@@ -416,8 +416,7 @@ class Reclaim:
         flags = self._flags
         ok = self._eligible(reclaim_idx)
         zone_index = self._zone_index
-        pages = self._pages[1::2]
-        left = sum(pages)  # visit each folio at most once
+        left = sum(self._pages[1::2])  # visit each folio at most once
         scanned = 0
         skipped = []
         while scanned < nr_to_scan and left > 0:
@@ -458,9 +457,8 @@ class Reclaim:
         tail = self._tail
         zend = self._zend
         ok = self._eligible(sc.reclaim_idx)
-        nz = len(zend)
         left = sum(self._pages[0::2])  # visit each folio at most once
-        freed = [0] * nz
+        freed = [0] * len(zend)
         scanned = reclaimed = folios = 0
         rotated = []
         skipped = []
@@ -477,7 +475,7 @@ class Reclaim:
             order = alloc_order[pfn]
             n = 1 << order
             left -= n
-            zi = bisect_right(zend, pfn) if nz > 1 else 0
+            zi = bisect_right(zend, pfn)  # _zone_index without its check: LRU folios are in a zone
             if not ok[zi]:
                 skipped.append(pfn)
                 continue

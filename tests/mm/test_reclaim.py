@@ -286,3 +286,15 @@ def test_folios_of_zones_above_reclaim_idx_are_skipped_and_go_to_the_head():
     assert rec.shrink_node(node.zones, 68, priority=0) >= 68
     assert owner.reclaimed[32:100] == dma_pfns[32:]
     node.check()
+
+
+def test_page_cache_known_to_be_oldest_goes_to_the_inactive_tail():
+    # a page the kernel's own reclaim took was at its inactive tail (isolate_lru_folios takes from
+    # the tail): added with oldest=True it is the next folio the model's reclaim takes
+    node, rec, owner, pfns = cache_node(100)
+    extra = node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0)
+    rec.add_file_pages([extra], 0, owner, oldest=True)
+    owner.pages[extra] = 0
+    assert rec.shrink_node(node.zones, 1, priority=0) == 32  # one SWAP_CLUSTER_MAX batch
+    assert owner.reclaimed == [extra] + pfns[:31]
+    node.check()
