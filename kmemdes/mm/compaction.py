@@ -24,7 +24,17 @@ What is modelled
       pageblocks that are not already one free block of order >= 9
       (``suitable_migration_target``), isolating free buddy blocks at their
       order (6.10+) until there are as many free pages as pages to migrate,
-      subject to ``__isolate_free_page``'s min-watermark check.
+      subject to ``__isolate_free_page``'s min-watermark check; async
+      compaction samples every 32nd page until a block gives something
+      (the ``stride``).
+    * The free-list searches (5.1+): ``fast_isolate_freepages`` takes targets
+      straight from the Movable free lists below the request's order (read
+      from the tail, a block in the top quarter of the scan space at once,
+      else the highest in the top half), before any linear scan;
+      ``fast_find_migrateblock`` starts the migrate scanner at a Movable
+      pageblock low in the zone that already has a free block of order 3 or
+      more.  Both rotate the lists they read (``move_freelist_head`` /
+      ``_tail``) and shrink with failures (``freelist_scan_limit``).
       ``compaction_alloc`` takes the first isolated block of the smallest
       sufficient order and splits it as ``expand`` does.
     * A pass ends when the scanners meet; the cached positions are reset
@@ -47,11 +57,8 @@ What is modelled
       ``fragmentation_score_wmark(low)``).
 
 What is simplified (say so when quoting results)
-    * ``fast_find_migrateblock`` and ``fast_isolate_freepages`` (5.1+
-      free-list searches) are not modelled: both scanners are linear.
-    * ``__reset_isolation_suitable`` clears every skip bit of the zone and
-      restarts the scanners at the zone ends (the kernel samples each block
-      for an LRU or buddy page first).
+    * ``__reset_isolation_suitable`` samples every 8th page of a block
+      marked skip; "on the LRU" is the model's page cache or ``node.rmap``.
     * Lock contention, ``need_resched`` and fatal signals never abort a run
       (``COMPACT_CONTENDED`` only comes from ``compaction_alloc`` failing
       before the scanners met).
@@ -134,6 +141,9 @@ __all__ = [
     "COMPACT_VMSTAT",
     "CompactControl",
     "split_isolated_freepage",
+    "freelist_scan_limit",
+    "move_freelist_head",
+    "move_freelist_tail",
     "CompactWork",
     "Compaction",
     "compact_gap",
@@ -174,6 +184,7 @@ _ISOLATE_SUCCESS = 2
 _ENOMEM = -12
 
 _PB_MASK = ~(PAGEBLOCK_NR_PAGES - 1)
+_FAST_START_DONE = 1 << 62  # ULONG_MAX in cc->fast_start_pfn: reinit_migrate_pfn already used it
 
 #: /proc/vmstat counters kept by the model (the last two are the model's own, not in /proc/vmstat)
 COMPACT_VMSTAT = (
@@ -212,6 +223,68 @@ def _pageblock_end(pfn: int) -> int:
 def _block_end_pfn(pfn: int, order: int) -> int:
     """``block_end_pfn``: ALIGN(pfn + 1, 1 << order)."""
     return ((pfn >> order) + 1) << order
+
+
+# ------------------------------------------------------ free-list searches
+def freelist_scan_limit(fast_search_fail: int) -> int:
+    """``freelist_scan_limit``: entries a fast free-list search may look at, halved per failed search.
+
+    >>> [freelist_scan_limit(f) for f in (0, 1, 2, 5, 6, 64)]
+    [33, 17, 9, 2, 1, 1]
+    """
+    return (COMPACT_CLUSTER_MAX >> min(63, fast_search_fail)) + 1
+
+
+def move_freelist_head(node: Node, lid: int, pfn: int) -> None:
+    """``move_freelist_head``: rotate list ``lid`` so ``pfn`` comes first and the entries before it go
+    to the tail (a reverse search looks at the entries it has not seen first next time).
+
+    >>> from kmemdes.mm.mm_init import build_node, parse_size
+    >>> node = build_node("x86_64", parse_size("64M"), cpus=1)
+    >>> lid = node.zones[1].lid0   # DMA32 order 0 unmovable: empty at boot
+    >>> for pfn in (10, 11, 12, 13):
+    ...     node._list_add_tail(lid, pfn)
+    >>> move_freelist_head(node, lid, 12); list(node._walk(lid)), node.ltail[lid]
+    ([12, 13, 10, 11], 11)
+    """
+    head = node.lhead[lid]
+    if head == pfn:
+        return
+    prv, nxt = node.prv, node.nxt
+    before = prv[pfn]
+    tail = node.ltail[lid]
+    nxt[tail] = head
+    prv[head] = tail
+    prv[pfn] = -1
+    nxt[before] = -1
+    node.lhead[lid] = pfn
+    node.ltail[lid] = before
+
+
+def move_freelist_tail(node: Node, lid: int, pfn: int) -> None:
+    """``move_freelist_tail``: rotate list ``lid`` so ``pfn`` comes last and the entries after it
+    first (a forward search looks at the entries it has not seen first next time).
+
+    >>> from kmemdes.mm.mm_init import build_node, parse_size
+    >>> node = build_node("x86_64", parse_size("64M"), cpus=1)
+    >>> lid = node.zones[1].lid0
+    >>> for pfn in (10, 11, 12, 13):
+    ...     node._list_add_tail(lid, pfn)
+    >>> move_freelist_tail(node, lid, 11); list(node._walk(lid)), node.lhead[lid]
+    ([12, 13, 10, 11], 12)
+    """
+    tail = node.ltail[lid]
+    if tail == pfn:
+        return
+    prv, nxt = node.prv, node.nxt
+    after = nxt[pfn]
+    head = node.lhead[lid]
+    nxt[tail] = head
+    prv[head] = tail
+    nxt[pfn] = -1
+    prv[after] = -1
+    node.lhead[lid] = after
+    node.ltail[lid] = pfn
 
 
 # ---------------------------------------------------------------- deferral
@@ -371,7 +444,7 @@ class CompactControl:
         "no_set_skip_hint", "proactive_compaction", "finish_pageblock",
         "migrate_pfn", "free_pfn", "migratepages", "nr_migratepages", "freepages", "nr_freepages",
         "total_migrate_scanned", "total_free_scanned", "nr_isolated", "nr_migrated", "nr_failed",
-        "pending_free",
+        "pending_free", "search_order", "fast_search_fail", "fast_start_pfn",
     )
 
     def __init__(self, zone: Zone, order: int, gfp: int = GFP_KERNEL, mode: int = MIGRATE_SYNC_LIGHT,
@@ -404,6 +477,9 @@ class CompactControl:
         self.nr_migrated = 0
         self.nr_failed = 0
         self.pending_free: list[tuple[int, int]] = []  # migrated sources on the per-CPU list
+        self.search_order = order  # fast_isolate_freepages: the order its next search starts at
+        self.fast_search_fail = 0  # fast free-list searches that found nothing (shrinks the scan limit)
+        self.fast_start_pfn = 0  # lowest pfn fast_find_migrateblock found; _FAST_START_DONE once used
 
     def work(self) -> CompactWork:
         return CompactWork(self.total_migrate_scanned, self.total_free_scanned, self.nr_isolated,
@@ -502,16 +578,89 @@ class Compaction:
         zone.cached_migrate_pfn = zone.start_pfn
         zone.cached_free_pfn = _pageblock_start(zone.end_pfn - 1)
 
+    def _reset_isolation_pfn(self, zone: Zone, pfn: int, check_source: bool, check_target: bool) -> bool:
+        """``__reset_isolation_pfn``: clear the skip bit of ``pfn``'s pageblock if a sample of its pages
+        (every 8th) finds a page on the LRU (source) or a free buddy head (target).
+
+        A block an allocated folio of order >= 9 fills (a THP, a hugetlb page) keeps its bit
+        (``pageblock_skip_persistent``); a non-Movable block is no target's starting point.
+        """
+        node = self.node
+        pb = pfn >> PAGEBLOCK_ORDER
+        if not node.pb_valid[pb] or node.pb_zone[pb] is not zone:
+            return False
+        if self._pageblock_skip_persistent(pfn & _PB_MASK):
+            return False
+        if check_source and check_target and not self.pb_skip[pb]:
+            return True
+        if not check_source and check_target and node.pb_mt[pb] != MIGRATE_MOVABLE:
+            return False
+        start = max(pfn & _PB_MASK, zone.start_pfn)
+        end = min(_pageblock_end(pfn), zone.end_pfn)
+        lid = node.lid
+        lbo = node.l_buddy_order
+        rmap = node.rmap
+        reclaim = node.reclaim
+        lru = reclaim.is_page_cache if reclaim is not None else None
+        for p in range(start, end, 1 << PAGE_ALLOC_COSTLY_ORDER):
+            if check_source and (p in rmap or (lru is not None and lru(p))):
+                self.pb_skip[pb] = 0
+                return True
+            if check_target:
+                li = lid[p]
+                if li != NOLIST and lbo[li] >= 0:
+                    self.pb_skip[pb] = 0
+                    return True
+        return False
+
     def _reset_isolation_suitable(self, zone: Zone) -> None:
-        """``__reset_isolation_suitable`` (simplified: every skip bit of the zone is cleared)."""
+        """``__reset_isolation_suitable``: after a whole-zone pass (``compact_blockskip_flush``), walk the
+        zone from both ends clearing skip bits where a sample finds LRU or free pages; the lowest
+        such source block and highest target block become the scanners' (and a pass's) start."""
         zs = self._zs(zone)
+        if not zs.blockskip_flush:
+            return
         zs.blockskip_flush = False
-        first = zone.start_pfn >> PAGEBLOCK_ORDER
-        last = (zone.end_pfn - 1) >> PAGEBLOCK_ORDER
-        self.pb_skip[first:last + 1] = bytes(last + 1 - first)
-        self._reset_cached_positions(zone)
-        zs.init_migrate_pfn = zone.start_pfn
-        zs.init_free_pfn = _pageblock_start(zone.end_pfn - 1)
+        migrate_pfn = zone.start_pfn
+        free_pfn = zone.end_pfn - 1
+        reset_migrate = free_pfn
+        reset_free = migrate_pfn
+        source_set = free_set = False
+        while migrate_pfn < free_pfn:
+            if self._reset_isolation_pfn(zone, migrate_pfn, True, source_set) and migrate_pfn < reset_migrate:
+                source_set = True
+                reset_migrate = migrate_pfn
+                zs.init_migrate_pfn = reset_migrate
+                zs.cached_migrate_pfn[0] = zs.cached_migrate_pfn[1] = reset_migrate
+                zone.cached_migrate_pfn = reset_migrate
+            if self._reset_isolation_pfn(zone, free_pfn, free_set, True) and free_pfn > reset_free:
+                free_set = True
+                reset_free = free_pfn
+                zs.init_free_pfn = reset_free
+                zone.cached_free_pfn = reset_free
+            migrate_pfn += PAGEBLOCK_NR_PAGES
+            free_pfn -= PAGEBLOCK_NR_PAGES
+        if reset_migrate >= reset_free:  # no suitable block reset: leave no distance
+            zs.cached_migrate_pfn[0] = zs.cached_migrate_pfn[1] = migrate_pfn
+            zone.cached_migrate_pfn = migrate_pfn
+            zone.cached_free_pfn = free_pfn
+
+    def mark_persistent_skip(self) -> int:
+        """Set PB_migrate_skip on every pageblock ``pageblock_skip_persistent`` holds (one allocated
+        folio of order >= 9 fills it: a THP, a hugetlb page); returns how many.
+
+        For a start state taken from a running kernel: the skip bits are not visible from user
+        space, but the free scanner marks such a block the first time it passes it and
+        ``__reset_isolation_pfn`` never clears it, so on a machine whose hugetlb pool grew while
+        memory was in use (compaction ran for it) they are set.
+        """
+        pb_skip = self.pb_skip
+        n = 0
+        for pb in range(len(pb_skip)):
+            if self.node.pb_valid[pb] and not pb_skip[pb] and self._pageblock_skip_persistent(pb << PAGEBLOCK_ORDER):
+                pb_skip[pb] = 1
+                n += 1
+        return n
 
     def reset_isolation_suitable(self) -> None:
         """``reset_isolation_suitable``: called by kswapd before it sleeps."""
@@ -576,16 +725,80 @@ class Compaction:
                 and self.node.pb_valid[start >> PAGEBLOCK_ORDER] == 1)
 
     # --------------------------------------------------- migrate scanner
-    def _isolate_migratepages(self, cc: CompactControl) -> int:
-        """``isolate_migratepages``: isolate from the first suitable block at or after migrate_pfn."""
+    def _fast_find_migrateblock(self, cc: CompactControl) -> int:
+        """``fast_find_migrateblock``: start the migrate scanner at a MOVABLE pageblock that already
+        has free pages (a block of order ``PAGE_ALLOC_COSTLY_ORDER`` .. cc->order-1 on its free
+        list, low in the scan space, not marked skip), so fewer pages need moving to free it.
+
+        Only for costly orders, a scanner at a pageblock start, no skip-hint override and no block
+        to finish; direct compaction only for movable requests.  Returns the pfn to scan from.
+        """
+        pfn = cc.migrate_pfn
         zone = cc.zone
-        low_pfn = cc.migrate_pfn
+        if cc.ignore_skip_hint or cc.finish_pageblock:
+            return pfn
+        if pfn != zone.start_pfn and pfn != _pageblock_start(pfn):
+            return pfn  # a scan restarted after COMPACT_CLUSTER_MAX pages
+        if cc.order <= PAGE_ALLOC_COSTLY_ORDER:
+            return pfn
+        if cc.direct_compaction and cc.migratetype != MIGRATE_MOVABLE:
+            return pfn
+        node = self.node
+        limit = freelist_scan_limit(cc.fast_search_fail)
+        nr_scanned = 0
+        # first pass: any block in the first half of the scan space, later ones the first eighth
+        distance = (cc.free_pfn - cc.migrate_pfn) >> 1
+        if cc.migrate_pfn != zone.start_pfn:
+            distance >>= 2
+        high_pfn = _pageblock_start(cc.migrate_pfn + distance)
+        found = False
+        nxt = node.nxt
+        pb_skip = self.pb_skip
+        order = cc.order - 1
+        while order >= PAGE_ALLOC_COSTLY_ORDER and not found and nr_scanned < limit:
+            lid = zone.lid0 + order * MIGRATE_TYPES + MIGRATE_MOVABLE
+            freepage = node.lhead[lid] if zone.nr_free[order] else -1
+            while freepage >= 0:  # list_for_each_entry
+                nr_scanned += 1
+                if nr_scanned > limit:
+                    move_freelist_tail(node, lid, freepage)
+                    break
+                if freepage < high_pfn:
+                    if pb_skip[freepage >> PAGEBLOCK_ORDER]:
+                        freepage = nxt[freepage]
+                        continue  # skipped recently
+                    move_freelist_tail(node, lid, freepage)
+                    if cc.fast_start_pfn != _FAST_START_DONE:  # update_fast_start_pfn
+                        cc.fast_start_pfn = min(cc.fast_start_pfn or freepage, freepage)
+                    pfn = max(_pageblock_start(freepage), zone.start_pfn)
+                    cc.fast_search_fail = 0
+                    found = True
+                    break
+                freepage = nxt[freepage]
+            order -= 1
+        cc.total_migrate_scanned += nr_scanned
+        if not found:
+            cc.fast_search_fail += 1
+            # reinit_migrate_pfn: scan linearly from the lowest block a fast search found
+            if cc.fast_start_pfn and cc.fast_start_pfn != _FAST_START_DONE:
+                cc.migrate_pfn = cc.fast_start_pfn
+                cc.fast_start_pfn = _FAST_START_DONE
+            pfn = cc.migrate_pfn
+        return pfn
+
+    def _isolate_migratepages(self, cc: CompactControl) -> int:
+        """``isolate_migratepages``: isolate from the first suitable block at or after the pfn
+        ``fast_find_migrateblock`` gives."""
+        zone = cc.zone
+        low_pfn = self._fast_find_migrateblock(cc)
         block_start = max(_pageblock_start(low_pfn), zone.start_pfn)
         block_end = _pageblock_end(low_pfn)
+        # the fast search already made sure the block is not marked skip
+        fast_find_block = low_pfn != cc.migrate_pfn and not cc.fast_search_fail
         while block_end <= cc.free_pfn:
             if self._block_in_zone(zone, block_start, block_end):
                 first = low_pfn & (PAGEBLOCK_NR_PAGES - 1) == 0 or low_pfn == zone.start_pfn
-                if first and not self._isolation_suitable(cc, block_start):
+                if first and not fast_find_block and not self._isolation_suitable(cc, block_start):
                     pass
                 elif not self._suitable_migration_source(cc, block_start):
                     self._update_cached_migrate(cc, block_end)
@@ -593,6 +806,7 @@ class Compaction:
                     if self._isolate_migratepages_block(cc, low_pfn, block_end):
                         return _ISOLATE_ABORT
                     break
+            fast_find_block = False
             cc.migrate_pfn = low_pfn = block_end
             block_start = block_end
             block_end += PAGEBLOCK_NR_PAGES
@@ -695,18 +909,158 @@ class Compaction:
         return 0
 
     # ------------------------------------------------------ free scanner
+    def _next_search_order(self, cc: CompactControl, order: int) -> int:
+        """``next_search_order``: orders below cc->order round-robin; -1 once the search wrapped."""
+        order -= 1
+        if order < 0:
+            order = cc.order - 1
+        if order == cc.search_order:
+            cc.search_order -= 1
+            if cc.search_order < 0:
+                cc.search_order = cc.order - 1
+            return -1
+        return order
+
+    def _isolate_free_page(self, cc: CompactControl, pfn: int, order: int) -> int:
+        """``__isolate_free_page`` for the free scanner: keep the zone above min + the block, take it
+        off its free list, mark it reserved and queue it on cc->freepages[order]; returns the pages
+        isolated (0 when the watermark check failed)."""
+        node = self.node
+        zone = cc.zone
+        n = 1 << order
+        if not node._zone_watermark_ok(zone, 0, zone._watermark[0] + n, 0, ALLOC_CMA):
+            return 0
+        node.take_block(pfn, order)
+        node.page_mt[pfn:pfn + n] = bytes((PAGE_RESERVED,)) * n
+        cc.freepages[order].append(pfn)
+        cc.nr_freepages += n
+        return n
+
+    def _fast_isolate_freepages(self, cc: CompactControl) -> None:
+        """``fast_isolate_freepages``: search the MOVABLE free lists below cc->order for a target.
+
+        Each order's list is read from its tail; the first block in the top quarter of the scan
+        space (``free_pfn`` down to the migrate scanner) is taken at once, else the highest one in
+        the top half; skip bits and the block's migratetype are not looked at.  Starting a pass
+        (free_pfn at the zone's top), the search looks deeper and, finding nothing, moves the free
+        scanner down to the highest free block seen.  A block taken here has its pageblock scanned
+        around it (``fast_isolate_around``) unless this is async direct compaction.
+        """
+        if cc.order <= 0:
+            return
+        node = self.node
+        zone = cc.zone
+        lcount = node.lcount
+        ltail = node.ltail
+        prv = node.prv
+        limit = max(1, freelist_scan_limit(cc.fast_search_fail) >> 1)
+        nr_scanned = 0
+        highest = 0
+        page = -1
+        scan_start = False
+        if cc.free_pfn >= self._zs(zone).init_free_pfn:
+            limit = PAGEBLOCK_NR_PAGES >> 1
+            scan_start = True
+        distance = cc.free_pfn - cc.migrate_pfn
+        low_pfn = _pageblock_start(cc.free_pfn - (distance >> 2))
+        min_pfn = _pageblock_start(cc.free_pfn - (distance >> 1))
+        if min_pfn > low_pfn:
+            low_pfn = min_pfn
+        cc.search_order = min(cc.order - 1, cc.search_order)
+        order = cc.search_order
+        while page < 0 and order >= 0:
+            lid = zone.lid0 + order * MIGRATE_TYPES + MIGRATE_MOVABLE
+            if zone.nr_free[order] and lcount[lid]:
+                order_scanned = 0
+                high_pfn = 0
+                freepage = ltail[lid]
+                while freepage >= 0:  # list_for_each_entry_reverse
+                    order_scanned += 1
+                    nr_scanned += 1
+                    pfn = freepage
+                    if pfn >= highest:
+                        highest = max(_pageblock_start(pfn), zone.start_pfn)
+                    if pfn >= low_pfn:
+                        cc.fast_search_fail = 0
+                        cc.search_order = order
+                        page = pfn
+                        break
+                    if pfn >= min_pfn and pfn > high_pfn:
+                        high_pfn = pfn
+                        limit >>= 1  # shorten the scan once a candidate is found
+                    if order_scanned >= limit:
+                        break
+                    freepage = prv[freepage]
+                if page < 0 and high_pfn:
+                    page = freepage = high_pfn
+                if freepage >= 0:
+                    move_freelist_head(node, lid, freepage)
+                if page >= 0:
+                    n = self._isolate_free_page(cc, page, order)
+                    if n:
+                        nr_scanned += n - 1
+                        cc.nr_isolated += n
+                    else:
+                        order = cc.search_order + 1  # isolation failed: abort the search
+                        page = -1
+                if cc.nr_freepages >= cc.nr_migratepages:
+                    break
+                if order_scanned >= limit:
+                    limit = max(1, limit >> 1)
+            order = self._next_search_order(cc, order)
+        if page < 0:
+            cc.fast_search_fail += 1
+            if scan_start:
+                # use the highest pfn seen above min; else, for direct compaction, the min mark
+                if highest >= min_pfn:
+                    page = cc.free_pfn = highest
+                elif cc.direct_compaction and 0 <= min_pfn < node.max_pfn:
+                    end = min(_pageblock_end(min_pfn), zone.end_pfn)
+                    if self._block_in_zone(zone, min_pfn, end) and self._suitable_migration_target(cc, min_pfn):
+                        page = min_pfn
+                    cc.free_pfn = min_pfn
+        if highest and highest >= zone.cached_free_pfn:
+            zone.cached_free_pfn = highest - PAGEBLOCK_NR_PAGES
+        cc.total_free_scanned += nr_scanned
+        if page >= 0:
+            self._fast_isolate_around(cc, page)
+
+    def _fast_isolate_around(self, cc: CompactControl, pfn: int) -> None:
+        """``fast_isolate_around``: scan the rest of the pageblock a fast search found a target in."""
+        if cc.nr_freepages >= cc.nr_migratepages:
+            return
+        if cc.direct_compaction and cc.mode == MIGRATE_ASYNC:
+            return  # minimise scanning during async compaction
+        zone = cc.zone
+        start = max(_pageblock_start(pfn), zone.start_pfn)
+        end = min(_pageblock_end(pfn), zone.end_pfn)
+        if not self._block_in_zone(zone, start, end):
+            return
+        _, reached = self._isolate_freepages_block(cc, start, end, 1)
+        if reached == end and not cc.no_set_skip_hint:
+            self.pb_skip[start >> PAGEBLOCK_ORDER] = 1  # full or nearly full: skip it next time
+
     def _isolate_freepages(self, cc: CompactControl) -> None:
-        """``isolate_freepages`` (without the fast free-list search): scan down for target pages."""
+        """``isolate_freepages``: a fast search of the free lists, else scan down for target pages.
+
+        The linear scan looks at every ``stride``-th page of a block: 1 for sync compaction; for
+        async it starts at ``COMPACT_CLUSTER_MAX`` and doubles after each block that gave nothing.
+        """
+        self._fast_isolate_freepages(cc)
+        if cc.nr_freepages:
+            return
         zone = cc.zone
         isolate_start_pfn = cc.free_pfn
         block_start = _pageblock_start(isolate_start_pfn)
         block_end = min(block_start + PAGEBLOCK_NR_PAGES, zone.end_pfn)
         low_pfn = _pageblock_end(cc.migrate_pfn)
+        stride = COMPACT_CLUSTER_MAX if cc.mode == MIGRATE_ASYNC else 1
         while block_start >= low_pfn:
             if (self._block_in_zone(zone, block_start, block_end)
                     and self._suitable_migration_target(cc, block_start)
                     and self._isolation_suitable(cc, block_start)):
-                nr_isolated, isolate_start_pfn = self._isolate_freepages_block(cc, isolate_start_pfn, block_end)
+                nr_isolated, isolate_start_pfn = self._isolate_freepages_block(cc, isolate_start_pfn,
+                                                                                block_end, stride)
                 if isolate_start_pfn == block_end:
                     self._update_pageblock_skip(cc, block_start, block_start - PAGEBLOCK_NR_PAGES)
                 if cc.nr_freepages >= cc.nr_migratepages:
@@ -715,23 +1069,24 @@ class Compaction:
                     break
                 if isolate_start_pfn < block_end:
                     break  # isolation failed early (watermark)
+                stride = 1 if nr_isolated else min(COMPACT_CLUSTER_MAX, stride << 1)
             block_end = block_start
             block_start -= PAGEBLOCK_NR_PAGES
             isolate_start_pfn = block_start
         cc.free_pfn = isolate_start_pfn
 
-    def _isolate_freepages_block(self, cc: CompactControl, start_pfn: int, end_pfn: int) -> tuple[int, int]:
+    def _isolate_freepages_block(self, cc: CompactControl, start_pfn: int, end_pfn: int,
+                                 stride: int = 1) -> tuple[int, int]:
         """``isolate_freepages_block`` (non-strict): take free buddy blocks at their order.
 
-        Returns (pages isolated, pfn reached).  Isolated pages leave the free
+        Looks at every ``stride``-th page (a compound page is stepped over whole, an isolated
+        block to its end).  Returns (pages isolated, pfn reached).  Isolated pages leave the free
         lists and are marked reserved until used as targets or released.
         """
         node = self.node
-        zone = cc.zone
         lid = node.lid
         lbo = node.l_buddy_order
         alloc_order = node.alloc_order
-        page_mt = node.page_mt
         nr_scanned = 0
         total = 0
         pfn = start_pfn
@@ -739,27 +1094,21 @@ class Compaction:
             nr_scanned += 1
             li = lid[pfn]
             if li != NOLIST and lbo[li] >= 0:
-                order = lbo[li]
-                n = 1 << order
-                # __isolate_free_page: keep the zone above min + the block
-                if not node._zone_watermark_ok(zone, 0, zone._watermark[0] + n, 0, ALLOC_CMA):
+                n = self._isolate_free_page(cc, pfn, lbo[li])
+                if not n:
                     break
-                node.take_block(pfn, order)
-                page_mt[pfn:pfn + n] = bytes((PAGE_RESERVED,)) * n
-                cc.freepages[order].append(pfn)
-                cc.nr_freepages += n
                 total += n
                 nr_scanned += n - 1
-                pfn += n
                 if cc.nr_migratepages <= cc.nr_freepages:
+                    pfn += n
                     break
+                pfn += n - 1 + stride
                 continue
             ao = alloc_order[pfn]
-            if ao != NO_ORDER and ao > 0:  # compound page: skip it at once
-                pfn += 1 << ao
+            if ao != NO_ORDER and ao > 0 and pfn + (1 << ao) <= end_pfn:  # compound page: skip it at once
+                pfn += (1 << ao) - 1
                 nr_scanned += (1 << ao) - 1
-            else:
-                pfn += 1
+            pfn += stride
         if pfn > end_pfn:
             pfn = end_pfn
         cc.total_free_scanned += nr_scanned

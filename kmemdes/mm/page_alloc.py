@@ -183,6 +183,8 @@ COMPACT_SUCCESS = 8
 COMPACT_PRIO_SYNC_FULL = 0
 COMPACT_PRIO_SYNC_LIGHT = 1
 COMPACT_PRIO_ASYNC = 2
+DEF_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_LIGHT  # the slow path's compaction after reclaim
+INIT_COMPACT_PRIORITY = COMPACT_PRIO_ASYNC  # its first compaction, and every one of __GFP_NORETRY
 MAX_COMPACT_RETRIES = 16
 MAX_RECLAIM_RETRIES = 16
 
@@ -1318,16 +1320,20 @@ class Node:
         if pfn >= 0:
             self._note_path(PATH_SLOWPATH)
             return pfn
-        compact_prio = COMPACT_PRIO_ASYNC
+        compact_prio = DEF_COMPACT_PRIORITY
         compact_result = COMPACT_SKIPPED
         pfmemalloc = bool(gfp & _GFP_MEMALLOC) and not gfp & _GFP_NOMEMALLOC  # gfp_pfmemalloc_allowed
         if can_reclaim and (costly or (order > 0 and mt != MIGRATE_MOVABLE)) and not pfmemalloc:
-            pfn, compact_result = self._direct_compact(gfp, order, flags, hz, compact_prio, zonelist, cpu, mt)
+            pfn, compact_result = self._direct_compact(gfp, order, flags, hz, INIT_COMPACT_PRIORITY,
+                                                       zonelist, cpu, mt)
             if pfn >= 0:
                 return pfn
             if costly and gfp & _GFP_NORETRY:
+                # a THP fault's node-local first try only compacts; otherwise give up when compaction
+                # could not run, and keep later compaction async (sync "could be very expensive")
                 if compact_result in (COMPACT_SKIPPED, COMPACT_DEFERRED) or gfp & _GFP_THISNODE:
                     return -1
+                compact_prio = INIT_COMPACT_PRIORITY
         no_progress_loops = 0
         compaction_retries = 0
         while True:

@@ -21,7 +21,7 @@ from kmemdes.errors import KmemdesError
 from kmemdes.mm import vmstat
 from kmemdes.mm.frag import unusable_free_index
 from kmemdes.mm.mm_init import build_node, mem_for_pfns, node_from_snapshot, parse_size
-from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_NAMES, Node, Policy
+from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PAGE_FREE, PATH_NAMES, Node, Policy
 from kmemdes.progress import Progress, progress_for
 from kmemdes.outpath import check_run_dir_output
 from kmemdes.sim.cost import CostModel, LatencyHistogram
@@ -523,6 +523,11 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     del events
     r = sim.replayers[0]
     if adopt is not None and r.pages is not None:
+        if node.compaction is not None:
+            n = node.compaction.mark_persistent_skip()
+            if n:
+                notes.append(f"{n:,} pageblocks filled by one hugetlb page or THP start marked skip (compaction "
+                             "passed them before the trace and never clears that mark)")
         r.pages.adopt(*adopt)
         notes.append(f"{len(adopt[0]):,} movable pages in use at the start ({int(sum(adopt[2])):,} page cache) "
                      "adopted by the models' reclaim and compaction")
@@ -541,7 +546,8 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
     """The initial state of a replay from the capture's ``before/`` snapshot and a kpageflags file, and
     (policy mode) the movable folios in use then (:func:`kmemdes.sim.kpageflags.movable_folios`)."""
     from kmemdes.sim.hints import StartHints, start_hints
-    from kmemdes.sim.kpageflags import movable_folios, node_from_kpageflags, read_kpageflags, trace_pageblock_types
+    from kmemdes.sim.kpageflags import (hugetlb_folios, movable_folios, node_from_kpageflags, read_kpageflags,
+                                        trace_pageblock_types)
     from kmemdes.trace.snapshot import snapshot_from_texts
 
     if not trace.meta.get("before"):
@@ -560,7 +566,17 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
                                              evidence=evidence)
     notes.extend(kp_notes)
     notes.append(f"initial state from the capture's before/ snapshot and {kpageflags}")
-    return node, (movable_folios(kpf, node.max_pfn) if mode == "policy" else None)
+    if mode != "policy":
+        return node, None
+    # hugetlb pages are compound pages in use: compaction's scanners step over them whole
+    heads, orders = hugetlb_folios(kpf, node.max_pfn)
+    ao = node.alloc_order
+    for pfn, order in zip(heads, orders):
+        if node.page_mt.count(PAGE_FREE, pfn, pfn + (1 << order)) == 0:
+            ao[pfn] = order
+    if heads:
+        notes.append(f"{len(heads):,} hugetlb pages in use at the start (compound, not migratable)")
+    return node, movable_folios(kpf, node.max_pfn)
 
 
 def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,

@@ -76,6 +76,7 @@ from kmemdes.errors import KmemdesError
 
 __all__ = [
     "movable_folios",
+    "hugetlb_folios",
     "KPF_NAMES", "KPF_LOCKED", "KPF_ERROR", "KPF_REFERENCED", "KPF_UPTODATE", "KPF_DIRTY", "KPF_LRU", "KPF_ACTIVE",
     "KPF_SLAB", "KPF_WRITEBACK", "KPF_RECLAIM", "KPF_BUDDY", "KPF_MMAP", "KPF_ANON", "KPF_SWAPCACHE",
     "KPF_SWAPBACKED", "KPF_COMPOUND_HEAD", "KPF_COMPOUND_TAIL", "KPF_HUGE", "KPF_UNEVICTABLE", "KPF_HWPOISON",
@@ -247,6 +248,29 @@ def movable_folios(kpf: np.ndarray, max_pfn: int) -> tuple[list, list, list]:
     f = kpf[heads]
     file = kpf_bit(f, KPF_LRU) & ~kpf_bit(f, KPF_ANON) & ~kpf_bit(f, KPF_SWAPBACKED)
     return heads[ok].tolist(), orders[ok].tolist(), file[ok].tolist()
+
+
+def hugetlb_folios(kpf: np.ndarray, max_pfn: int) -> tuple[list, list]:
+    """The hugetlb pages in use (``KPF_HUGE`` compound heads): head pfns and orders.
+
+    A reserved hugetlb page is one compound page for the buddy allocator: compaction steps over it
+    whole (``PageCompound``) and skips a pageblock it fills (``pageblock_skip_persistent``).
+
+    >>> h = (1 << KPF_HUGE) | (1 << KPF_COMPOUND_HEAD); t = (1 << KPF_HUGE) | (1 << KPF_COMPOUND_TAIL)
+    >>> f = np.array([1 << KPF_BUDDY, 0, h, t, 1 << KPF_LRU, 0, 0, 0], dtype=np.uint64)
+    >>> hugetlb_folios(f, 8)
+    ([2], [1])
+    """
+    kpf = kpf[:max_pfn]
+    tail = kpf_bit(kpf, KPF_COMPOUND_TAIL)
+    heads = np.flatnonzero(kpf_bit(kpf, KPF_HUGE) & kpf_bit(kpf, KPF_COMPOUND_HEAD) & ~tail)
+    not_tail = np.flatnonzero(~tail)
+    nxt = np.searchsorted(not_tail, heads + 1)
+    ends = np.where(nxt < len(not_tail), not_tail[np.minimum(nxt, len(not_tail) - 1)], len(kpf))
+    size = ends - heads
+    orders = np.minimum(np.log2(np.maximum(size, 1)).astype(np.int64), _MAX_ORDER)
+    ok = (1 << orders) == size
+    return heads[ok].tolist(), orders[ok].tolist()
 
 
 # ------------------------------------------------------------------------------------- free blocks

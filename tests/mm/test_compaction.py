@@ -20,6 +20,7 @@ from kmemdes.mm.compaction import (
     COMPACT_PARTIAL_SKIPPED,
     COMPACT_SKIPPED,
     COMPACT_SUCCESS,
+    MIGRATE_ASYNC,
     MIGRATE_SYNC_LIGHT,
     CompactControl,
     Compaction,
@@ -111,6 +112,10 @@ def machine(**kw):
 def fragmented(polluted: bool = False, **kw):
     """The fragmenting pattern: DMA32 full of movable registered pages, 3/4 of every pageblock freed.
 
+    Every fourth page is kept, 4k + 3, so the free pieces are an order-1 block at 4k and an order-0
+    page at 4k + 2: the free scanner's sampling stride (a power of two from a pageblock start, see
+    ``isolate_freepages``) lands on the order-1 blocks.  (Keeping 4k instead would hide every free
+    page from a stride of 4 or more, as it would from the kernel's.)
     DMA is taken by unmovable pages so that it cannot serve high orders.
     ``polluted``: one kept page per pageblock is unmovable (no rmap entry).
     """
@@ -118,10 +123,10 @@ def fragmented(polluted: bool = False, **kw):
     occupy_zone(node, dma, MIGRATE_UNMOVABLE)
     owner = Owner()
     pages = occupy_zone(node, dma32, MIGRATE_MOVABLE, owner)
-    release(node, [p for p in pages if p % 4], owner)
+    release(node, [p for p in pages if p % 4 != 3], owner)
     if polluted:
         for pb in range(FIRST_FREE_BLOCK, TOP_FREE_BLOCK + 1, PAGEBLOCK_NR_PAGES):
-            p = pb + 256
+            p = pb + 259
             del node.rmap[p]
             del owner.pages[p]
             node.page_mt[p] = MIGRATE_UNMOVABLE
@@ -275,17 +280,26 @@ def test_capture_and_migration_through_rmap():
                    or (p >> 9 != FIRST_FREE_BLOCK >> 9 and p % 4)], owner)
     assert zone.nr_free[9] == zone.nr_free[10] == 0
     status, captured, cc = comp.compact_zone_order(zone, 9, THP, COMPACT_PRIO_SYNC_LIGHT, ALLOC_WMARK_MIN, 1)
-    # the migrate scanner (upwards) reaches the block first; the free scanner (downwards) gives the
-    # first free page of the highest pageblock with free pages, 64001.  The freed source sits on the
-    # per-CPU list until the scanner leaves the block (check_drain); the drain merges the block to
-    # order 9 and compaction_capture takes it.  compact_finished does not look at the capture, so
-    # one more round (32 pages of the next block) runs before the post-migration check stops it.
+    # fast_find_migrateblock sends the migrate scanner to the block first: its order-8 free block
+    # (16640) is on the Movable list and below high_pfn = pageblock_start(4096 + (65024 - 4096) / 2).
+    # The free scanner starts a pass (free_pfn = 65024 = compact_init_free_pfn), so
+    # fast_isolate_freepages searches the Movable lists of orders 8..0 from their tails for a block
+    # at or above low_pfn = pageblock_start(65024 - (65024 - 16896) / 4) = 52736, or at least
+    # min_pfn = pageblock_start(65024 - (65024 - 16896) / 2) = 40960.  Orders 8..2 only hold the
+    # first block's pieces; the order-1 and order-0 lists were freed in ascending pfn order, so
+    # their tails (256 then 128 entries read, the limit halving) hold pfns below 18000.  Nothing
+    # found and nothing seen above min_pfn: direct compaction takes the pageblock at min_pfn, and
+    # fast_isolate_around (not async) isolates its first free page, 40961.  The freed source sits
+    # on the per-CPU list until the scanner leaves the block (check_drain); the drain merges the
+    # block to order 9 and compaction_capture takes it.  compact_finished does not look at the
+    # capture, so one more round (32 pages of the next block) runs before the post-migration check
+    # stops it.
     assert (status, captured) == (COMPACT_SUCCESS, FIRST_FREE_BLOCK)
-    assert owner.migrations[0] == (keep, TOP_FREE_BLOCK + 1, 0)
+    assert owner.migrations[0] == (keep, 40960 + 1, 0)
     nxt = FIRST_FREE_BLOCK + PAGEBLOCK_NR_PAGES
     assert [old for old, _, _ in owner.migrations[1:]] == list(range(nxt, nxt + 128, 4))
-    assert node.rmap[TOP_FREE_BLOCK + 1] is owner and keep not in node.rmap
-    assert node.page_mt[TOP_FREE_BLOCK + 1] == MIGRATE_MOVABLE and node.alloc_order[TOP_FREE_BLOCK + 1] == 0
+    assert node.rmap[40960 + 1] is owner and keep not in node.rmap
+    assert node.page_mt[40960 + 1] == MIGRATE_MOVABLE and node.alloc_order[40960 + 1] == 0
     assert node.alloc_order[keep] == 0xFF
     # the captured block is off the free lists, still marked free
     blk = range(FIRST_FREE_BLOCK, FIRST_FREE_BLOCK + PAGEBLOCK_NR_PAGES)
@@ -309,6 +323,146 @@ def test_slow_path_gets_the_captured_block():
     assert node.alloc_order[pfn] == 9
     assert comp.vmstat["compact_success"] == 1 and comp.vmstat["compact_stall"] >= 1
     assert zone.compact_order_failed == 10  # compaction_defer_reset(zone, 9, true)
+
+
+def _movable_zone_with_free(pfns_orders):
+    """DMA32 full of movable registered pages, then the given (pfn, order) blocks freed.
+
+    The six lowest pageblocks (16384..19455) are freed too, as order-10 blocks that no search below
+    order 9 looks at, so that the zone stays above min + the block (2406 + 1 pages), the watermark
+    ``__isolate_free_page`` checks.
+    """
+    node, comp, dma, zone = machine(pin_fraction=0.0, async_skip_fraction=0.0)
+    occupy_zone(node, dma, MIGRATE_UNMOVABLE)
+    owner = Owner()
+    occupy_zone(node, zone, MIGRATE_MOVABLE, owner)
+    release(node, range(FIRST_FREE_BLOCK, FIRST_FREE_BLOCK + 6 * PAGEBLOCK_NR_PAGES), owner)
+    assert zone.nr_free[10] == 3 and zone.free_pages == 3072  # they merge to order 10
+    for pfn, order in pfns_orders:
+        release(node, range(pfn, pfn + (1 << order)), owner)
+    node.check()
+    return node, comp, owner, zone
+
+
+@pytest.mark.parametrize("gfp, prios", [
+    (THP, [COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT]),  # INIT_, then DEF_COMPACT_PRIORITY after reclaim
+    (THP | g.__GFP_NORETRY, [COMPACT_PRIO_ASYNC, COMPACT_PRIO_ASYNC]),  # __GFP_NORETRY stays async
+    (THP | g.__GFP_NORETRY | g.__GFP_THISNODE, [COMPACT_PRIO_ASYNC]),  # a THP fault's local try only compacts
+])
+def test_slow_path_compaction_priorities(gfp, prios):
+    """__alloc_pages_slowpath: the first compaction runs at INIT_COMPACT_PRIORITY (async), the one
+    after direct reclaim at DEF_COMPACT_PRIORITY (sync light) unless __GFP_NORETRY keeps it async
+    (the kernel's trace of j_pressure_stock shows GFP_TRANSHUGE at priority=1 81 times)."""
+    node, comp, owner, zone = fragmented(polluted=True)
+    seen = []
+    orig = comp.try_to_compact_pages
+
+    def spy(node_, gfp_, order, flags, hz, prio, zonelist):
+        seen.append(prio)
+        return orig(node_, gfp_, order, flags, hz, prio, zonelist)
+
+    comp.try_to_compact_pages = spy
+    assert node.alloc_pages(gfp, 9) == -1  # polluted blocks: compaction cannot make an order-9 block
+    assert seen == prios
+
+
+def test_fast_isolate_freepages_takes_from_the_free_lists():
+    """fast_isolate_freepages: a block in the top quarter of the scan space is taken from the Movable
+    free list whatever the pageblock's skip bit; without one, the highest candidate in the top half."""
+    # free_pfn 64000, migrate_pfn 16384: distance 47616, low_pfn = pageblock_start(64000 - 11904)
+    # = 51712, min_pfn = pageblock_start(64000 - 23808) = 39936; not the start of a pass (free_pfn
+    # below compact_init_free_pfn 65024), so limit = max(1, (32 + 1) >> 1) = 16
+    for free, taken in (((20001, 45001, 55001), 55001), ((20001, 45001), 45001)):
+        node, comp, owner, zone = _movable_zone_with_free([(p, 0) for p in free])
+        comp.pb_skip[55001 >> 9] = 1  # the linear scanner would not look at this block
+        cc = CompactControl(zone, 9, THP, MIGRATE_ASYNC, direct_compaction=True)
+        cc.migrate_pfn, cc.free_pfn, cc.nr_migratepages = 16384, 64000, 1
+        comp._isolate_freepages(cc)
+        assert list(cc.freepages[0]) == [taken] and cc.nr_freepages == 1
+        # only a block at or above low_pfn sets the order the next search starts at; a candidate
+        # taken is no failed search either way
+        assert cc.search_order == (0 if taken >= 51712 else 8) and cc.fast_search_fail == 0
+        assert cc.free_pfn == 64000  # the linear scanner did not run
+        assert node.lid[taken] == NOLIST and node.page_mt[taken] == 0xFE  # isolated, reserved
+        assert zone.nr_free[0] == len(free) - 1
+
+
+def test_fast_isolate_freepages_starting_a_pass_moves_the_free_scanner():
+    """Starting a pass with no candidate above min_pfn, direct compaction starts the linear
+    scanner at min_pfn (``fast_isolate_freepages``'s pessimistic fallback)."""
+    node, comp, owner, zone = _movable_zone_with_free([(20001, 0), (20005, 0)])
+    cc = CompactControl(zone, 9, THP, MIGRATE_SYNC_LIGHT, direct_compaction=True)
+    # free_pfn 65024 = compact_init_free_pfn: a pass starts; migrate_pfn 16896
+    # min_pfn = pageblock_start(65024 - (65024 - 16896) / 2) = pageblock_start(40960) = 40960
+    cc.migrate_pfn, cc.free_pfn, cc.nr_migratepages = 16896, ZONE_END_BLOCK, 1
+    comp._fast_isolate_freepages(cc)
+    assert cc.nr_freepages == 0 and cc.fast_search_fail == 1
+    assert cc.free_pfn == 40960
+    assert zone.nr_free[0] == 2
+
+
+def test_async_free_scanner_samples_with_a_stride():
+    """isolate_freepages_block with the async stride of COMPACT_CLUSTER_MAX looks at every 32nd page:
+    a free page at block + 5 is not seen; sync compaction (stride 1) takes it."""
+    node, comp, owner, zone = _movable_zone_with_free([(TOP_FREE_BLOCK + 5, 0)])
+    cc = CompactControl(zone, 9, THP, MIGRATE_ASYNC, direct_compaction=True)
+    cc.nr_migratepages = 1
+    assert comp._isolate_freepages_block(cc, TOP_FREE_BLOCK, TOP_FREE_BLOCK + 512, 32) == (0, TOP_FREE_BLOCK + 512)
+    assert cc.total_free_scanned == 16
+    assert comp._isolate_freepages_block(cc, TOP_FREE_BLOCK, TOP_FREE_BLOCK + 512, 1) == (1, TOP_FREE_BLOCK + 6)
+    assert list(cc.freepages[0]) == [TOP_FREE_BLOCK + 5]
+
+
+def test_fast_find_migrateblock_starts_at_a_block_with_free_pages():
+    """fast_find_migrateblock: a pageblock with a free block of order 3..8 on the Movable list below
+    high_pfn becomes the migrate scanner's start; a block marked skip is passed over."""
+    # migrate_pfn at the zone start 4096, free_pfn 65024: high_pfn =
+    # pageblock_start(4096 + (65024 - 4096) / 2) = pageblock_start(34560) = 34304
+    for skip in (False, True):
+        node, comp, owner, zone = _movable_zone_with_free([(30208, 3), (40960, 4)])
+        if skip:
+            comp.pb_skip[30208 >> 9] = 1
+        cc = CompactControl(zone, 9, THP, MIGRATE_SYNC_LIGHT, direct_compaction=True)
+        cc.migrate_pfn, cc.free_pfn = zone.start_pfn, ZONE_END_BLOCK
+        pfn = comp._fast_find_migrateblock(cc)
+        if not skip:  # 40960 (order 4) is above high_pfn; 30208 (order 3) is taken
+            assert (pfn, cc.fast_start_pfn, cc.fast_search_fail) == (30208, 30208, 0)
+            assert comp._isolate_migratepages(cc) == 2  # ISOLATE_SUCCESS from that block
+            assert all(p >> 9 == 30208 >> 9 for p in cc.migratepages) and len(cc.migratepages) == 32
+        else:
+            assert (pfn, cc.fast_start_pfn, cc.fast_search_fail) == (zone.start_pfn, 0, 1)
+
+
+def test_reset_isolation_suitable_samples_blocks_and_keeps_persistent_ones():
+    """__reset_isolation_suitable: the zone is walked from both ends (migrate side from 4096 up,
+    target side from 65535 down, one pageblock each per step, meeting near 34816); a block marked
+    skip is cleared when every 8th page sampled shows an LRU page (source side) or a free buddy
+    head (target side); a block one order-9 folio fills keeps its mark (pageblock_skip_persistent)."""
+    node, comp, owner, zone = _movable_zone_with_free([(50000, 0)])
+    unmovable = 25088  # a block of pages that are not on the LRU
+    for p in range(unmovable, unmovable + PAGEBLOCK_NR_PAGES):
+        del node.rmap[p]
+        del owner.pages[p]
+    thp = 40960  # one order-9 folio
+    for p in range(thp, thp + PAGEBLOCK_NR_PAGES):
+        del node.rmap[p]
+        del owner.pages[p]
+        node.alloc_order[p] = 0xFF
+    node.alloc_order[thp] = 9
+    assert comp.mark_persistent_skip() == 1 and comp.pb_skip[thp >> 9] == 1
+    for pb in (unmovable, 30208, 49664):
+        comp.pb_skip[pb >> 9] = 1
+    comp._reset_isolation_suitable(zone)  # no whole-zone pass finished: nothing happens
+    assert sum(comp.pb_skip) == 4
+    comp._zs(zone).blockskip_flush = True
+    comp._reset_isolation_suitable(zone)
+    assert comp._zs(zone).blockskip_flush is False
+    assert [comp.pb_skip[pb >> 9] for pb in (unmovable, 30208, 49664, thp)] == [1, 0, 0, 1]
+    # the lowest block with a sampled LRU page: 19456 (the kernel image and the free blocks below
+    # have none); the highest with a sampled buddy head: 50000's block, met from 65535 at step 30
+    zs = comp._zs(zone)
+    assert zs.init_migrate_pfn == zs.cached_migrate_pfn[0] == zs.cached_migrate_pfn[1] == 19456
+    assert zs.init_free_pfn == zone.cached_free_pfn == 65535 - 30 * PAGEBLOCK_NR_PAGES == 50175
 
 
 def test_async_direct_compaction_skips_blocks_of_other_types():
