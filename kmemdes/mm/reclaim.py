@@ -556,8 +556,15 @@ class Reclaim:
 
     def _shrink_node_pass(self, zones: list[Zone], sc: ScanControl) -> Generator[ReclaimWork, None, None]:
         """One ``shrink_node`` pass (``shrink_lruvec``): each list scanned ``size >> priority`` in
-        32-page batches until ``nr_to_reclaim``, then the shrinkers."""
+        32-page batches until ``nr_to_reclaim``, then the shrinkers.
+
+        Direct reclaim at DEF_PRIORITY does not stop at ``nr_to_reclaim`` (``proportional_reclaim``:
+        "direct reclaiming implies that kswapd is not keeping up and it is best to do a batch of
+        work at once") but scans the whole target; with order-9 page-cache folios each batch takes
+        one folio, so an inactive list of 400-500 k pages gives the 2,048-page stalls of the
+        kernel's j_pressure_stock trace (four batches, four folios)."""
         zidx = [self.zones.index(z) for z in zones if z.managed]
+        proportional = not sc.is_kswapd and sc.priority == DEF_PRIORITY
         if self._nxt is not None:
             # get_scan_count: lruvec_lru_size of the eligible zones >> priority, per list
             t = [sum(self._pages[2 * zi + active] for zi in zidx) >> sc.priority for active in (0, 1)]
@@ -583,8 +590,8 @@ class Reclaim:
                 self._count_scan(sc, step_scanned, step_reclaimed)
                 if step_scanned:
                     yield ReclaimWork(step_scanned, step_reclaimed, 0, step_folios)
-                if sc.nr_reclaimed - reclaimed0 >= sc.nr_to_reclaim:
-                    break
+                if sc.nr_reclaimed - reclaimed0 >= sc.nr_to_reclaim and not proportional:
+                    break  # no anonymous LRU to keep proportional: stop (the kernel's !nr_anon)
         freed = self._shrink_slab(sc.priority)
         if freed:
             sc.nr_reclaimed += freed

@@ -75,6 +75,25 @@ def test_direct_reclaim_takes_32_pages_oldest_first_with_rising_priority():
     node.check()
 
 
+def test_direct_reclaim_at_def_priority_scans_its_whole_target():
+    """shrink_lruvec's proportional_reclaim: global direct reclaim at DEF_PRIORITY does not stop at
+    nr_to_reclaim (32) but scans the whole lru_size >> 12 target; kswapd stops after the batch
+    that reaches its target."""
+    node = build_node("x86_64", parse_size("1G"), cpus=1)
+    rec = Reclaim(node)
+    owner = CacheOwner()
+    pfns = [node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0) for _ in range(200_000)]
+    assert min(pfns) >= 0
+    rec.add_file_pages(pfns, 0, owner)
+    owner.pages.update((p, 0) for p in pfns)
+    # 200000 >> 12 = 48 pages: batches of 32 and 16, both taken although the first reached 32
+    assert rec.direct_reclaim(node, node._zonelist_for(2), 0, g.GFP_KERNEL) == 48
+    assert owner.reclaimed == pfns[:48]
+    # kswapd (not proportional): 199952 >> 12 = 48 again, but it stops after the first 32-page batch
+    assert rec.shrink_node([z for z in node.zones if z.managed], 32, is_kswapd=True) == 32
+    node.check()
+
+
 def test_dirty_pages_are_rotated_by_direct_reclaim_and_written_by_kswapd():
     node = build_node("x86_64", parse_size("256M"), cpus=1)
     rec = Reclaim(node)
