@@ -273,18 +273,8 @@ def move_freelist_tail(node: Node, lid: int, pfn: int) -> None:
     >>> move_freelist_tail(node, lid, 11); list(node._walk(lid)), node.lhead[lid]
     ([12, 13, 10, 11], 12)
     """
-    tail = node.ltail[lid]
-    if tail == pfn:
-        return
-    prv, nxt = node.prv, node.nxt
-    after = nxt[pfn]
-    head = node.lhead[lid]
-    nxt[tail] = head
-    prv[head] = tail
-    nxt[pfn] = -1
-    prv[after] = -1
-    node.lhead[lid] = after
-    node.ltail[lid] = pfn
+    if node.ltail[lid] != pfn:
+        move_freelist_head(node, lid, node.nxt[pfn])  # pfn last = its successor first
 
 
 # ---------------------------------------------------------------- deferral

@@ -225,6 +225,19 @@ def page_classes(kpf: np.ndarray) -> np.ndarray:
     return cls
 
 
+def _folio_orders(kpf: np.ndarray, select: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Head pfns of the selected pages that are not compound tails, their orders (a compound head
+    spans the tails after it) and whether the span is a power of two (a folio the model can hold)."""
+    tail = kpf_bit(kpf, KPF_COMPOUND_TAIL)
+    heads = np.flatnonzero(select & ~tail)
+    not_tail = np.flatnonzero(~tail)
+    nxt = np.searchsorted(not_tail, heads + 1)
+    ends = np.where(nxt < len(not_tail), not_tail[np.minimum(nxt, len(not_tail) - 1)], len(kpf))
+    size = np.where(kpf_bit(kpf[heads], KPF_COMPOUND_HEAD), ends - heads, 1)
+    orders = np.minimum(np.log2(np.maximum(size, 1)).astype(np.int64), _MAX_ORDER)
+    return heads, orders, (1 << orders) == size
+
+
 def movable_folios(kpf: np.ndarray, max_pfn: int) -> tuple[list, list, list]:
     """The movable folios in use (``PC_MOVABLE``, not hugetlb): head pfns, orders (from the
     compound head/tail flags) and whether each is page cache (on the LRU and not anonymous or
@@ -237,14 +250,7 @@ def movable_folios(kpf: np.ndarray, max_pfn: int) -> tuple[list, list, list]:
     """
     kpf = kpf[:max_pfn]
     mov = (page_classes(kpf) == PC_MOVABLE) & ~kpf_bit(kpf, KPF_HUGE)
-    tail = kpf_bit(kpf, KPF_COMPOUND_TAIL)
-    heads = np.flatnonzero(mov & ~tail)
-    not_tail = np.flatnonzero(~tail)
-    nxt = np.searchsorted(not_tail, heads + 1)
-    ends = np.where(nxt < len(not_tail), not_tail[np.minimum(nxt, len(not_tail) - 1)], len(kpf))
-    size = np.where(kpf_bit(kpf[heads], KPF_COMPOUND_HEAD), ends - heads, 1)
-    orders = np.minimum(np.log2(np.maximum(size, 1)).astype(np.int64), _MAX_ORDER)
-    ok = (1 << orders) == size  # a run of tails that is no power of two: not a folio the model can hold
+    heads, orders, ok = _folio_orders(kpf, mov)
     f = kpf[heads]
     file = kpf_bit(f, KPF_LRU) & ~kpf_bit(f, KPF_ANON) & ~kpf_bit(f, KPF_SWAPBACKED)
     return heads[ok].tolist(), orders[ok].tolist(), file[ok].tolist()
@@ -262,14 +268,7 @@ def hugetlb_folios(kpf: np.ndarray, max_pfn: int) -> tuple[list, list]:
     ([2], [1])
     """
     kpf = kpf[:max_pfn]
-    tail = kpf_bit(kpf, KPF_COMPOUND_TAIL)
-    heads = np.flatnonzero(kpf_bit(kpf, KPF_HUGE) & kpf_bit(kpf, KPF_COMPOUND_HEAD) & ~tail)
-    not_tail = np.flatnonzero(~tail)
-    nxt = np.searchsorted(not_tail, heads + 1)
-    ends = np.where(nxt < len(not_tail), not_tail[np.minimum(nxt, len(not_tail) - 1)], len(kpf))
-    size = ends - heads
-    orders = np.minimum(np.log2(np.maximum(size, 1)).astype(np.int64), _MAX_ORDER)
-    ok = (1 << orders) == size
+    heads, orders, ok = _folio_orders(kpf, kpf_bit(kpf, KPF_HUGE) & kpf_bit(kpf, KPF_COMPOUND_HEAD))
     return heads[ok].tolist(), orders[ok].tolist()
 
 
