@@ -526,7 +526,7 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
         if node.compaction is not None:
             n = node.compaction.mark_persistent_skip()
             if n:
-                notes.append(f"{n:,} pageblocks filled by one hugetlb page or THP start marked skip (compaction "
+                notes.append(f"{n:,} pageblocks filled by one hugetlb page start marked skip (compaction "
                              "passed them before the trace and never clears that mark)")
         r.pages.adopt(*adopt)
         notes.append(f"{len(adopt[0]):,} movable pages in use at the start ({int(sum(adopt[2])):,} page cache) "
