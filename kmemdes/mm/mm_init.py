@@ -291,7 +291,8 @@ def node_from_snapshot(snap, cpus: int | None = None, policy: Policy | None = No
         z = zi.get(zone.name)
         if z is None:
             continue
-        zone._watermark = [z.min, z.low, z.high, z.promo]
+        # zoneinfo prints wmark_pages(): _watermark + watermark_boost (zoneinfo_show_print)
+        zone._watermark = [w - z.boost for w in (z.min, z.low, z.high, z.promo)]
         zone.watermark_boost = z.boost
         if z.protection:
             zone.lowmem_reserve = list(z.protection) + [0] * (node.nr_zone_types - len(z.protection))

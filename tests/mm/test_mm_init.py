@@ -86,3 +86,46 @@ def test_zone_of_outside_every_zone():
     node = build_node("x86_32", 160 * MiB, cpus=1)
     with pytest.raises(KmemdesError):
         node.zone_of(0xA000)
+
+
+# ------------------------------------------------------------- from a snapshot
+def test_snapshot_watermarks_exclude_the_boost_zoneinfo_prints_with_them(tmp_path):
+    """zoneinfo prints ``wmark_pages()`` = ``_watermark + watermark_boost`` (zoneinfo_show_print):
+    a boosted zone's printed min/low/high are the base plus the boost, so the model's base
+    watermarks are the printed ones minus the boost."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    from kmemdes.mm.mm_init import node_from_snapshot
+    from kmemdes.trace.snapshot import read_snapshot
+
+    src = Path(__file__).resolve().parents[2] / "traces" / "a_idle_stream" / "before"
+    plain = _zones(node_from_snapshot(read_snapshot(src))[0])["Normal"]
+    boosted_dir = tmp_path / "before"
+    shutil.copytree(src, boosted_dir)
+    text = (boosted_dir / "zoneinfo").read_text()
+    head, sep, rest = text.partition("zone   Normal")
+    part, sep2, tail = rest.partition("Node 0, zone")
+    part = part.replace("boost    0", "boost    2560", 1)
+    for w in ("min", "low", "high", "promo"):
+        part = re.sub(rf"(\n\s+{w}\s+)(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + 2560}", part, count=1)
+    (boosted_dir / "zoneinfo").write_text(head + sep + part + sep2 + tail)
+    boosted = _zones(node_from_snapshot(read_snapshot(boosted_dir))[0])["Normal"]
+    assert boosted.watermark_boost == 2560
+    assert boosted._watermark == plain._watermark
+    assert boosted.wmark(0) == plain.min_wmark + 2560  # wmark_pages: what zoneinfo printed
+
+
+def test_snapshot_watermarks_same_before_and_after_a_boost_decays(corpus):
+    """k_pressure_defrag: before/zoneinfo has boost 2560 (min 17329), after/ boost 0 (min 14769);
+    the zone's own watermarks did not change in between, and the model reads the same ones."""
+    from kmemdes.mm.mm_init import node_from_snapshot
+    from kmemdes.trace.snapshot import read_snapshot
+
+    cap = corpus / "k_pressure_defrag"
+    before = _zones(node_from_snapshot(read_snapshot(cap / "before"))[0])["Normal"]
+    after = _zones(node_from_snapshot(read_snapshot(cap / "after"))[0])["Normal"]
+    assert (before.watermark_boost, after.watermark_boost) == (2560, 0)
+    assert before._watermark == after._watermark
+    assert before.min_wmark == 14769
