@@ -111,6 +111,7 @@ _PG_LRU = 1
 _PG_ACTIVE = 2
 _PG_REFERENCED = 4
 _PG_DIRTY = 8
+_PG_MAPPED = 16  # mapped into a process (page table references): folio_check_references keeps it
 
 _ZONE_VMSTAT = {"DMA": "allocstall_dma", "DMA32": "allocstall_dma32", "Normal": "allocstall_normal",
                 "HighMem": "allocstall_normal", "Movable": "allocstall_movable"}
@@ -278,12 +279,16 @@ class Reclaim:
         return 0 if o == NO_ORDER else o
 
     # ----------------------------------------------------------- owners' API
-    def add_file_pages(self, pfns: Iterable[int], orders, owner, dirty: bool = False, oldest: bool = False) -> None:
+    def add_file_pages(self, pfns: Iterable[int], orders, owner, dirty: bool = False, oldest: bool = False,
+                       active: bool = False, referenced: bool = False, mapped: bool = False) -> None:
         """``filemap_add_folio`` + ``folio_add_lru``: allocated pages become page cache (inactive head).
 
         ``orders`` is one order for all pages or a sequence parallel to ``pfns``.  ``oldest``: at
         the inactive tail instead, for page cache older than everything on the lists (a replay
         adding pages from before its trace when the kernel's own reclaim shows they were there).
+        ``active`` / ``referenced`` / ``mapped``: the page's LRU state as a snapshot shows it
+        (``KPF_ACTIVE``, ``KPF_REFERENCED``, ``KPF_MMAP``): at the active head, PG_referenced set,
+        mapped by a process (whose page-table references ``folio_check_references`` sees).
         """
         self._ensure_arrays()
         node = self.node
@@ -303,10 +308,12 @@ class Reclaim:
                 raise KmemdesError(f"pfn {pfn:#x} is not an allocated order-{order} block")
             if flags[pfn] & _PG_LRU:
                 raise KmemdesError(f"pfn {pfn:#x} is already page cache")
-            flags[pfn] = _PG_LRU | (_PG_DIRTY if dirty else 0)
+            flags[pfn] = (_PG_LRU | (_PG_DIRTY if dirty else 0) | (_PG_ACTIVE if active else 0)
+                          | (_PG_REFERENCED if referenced else 0) | (_PG_MAPPED if mapped else 0))
             self._owner_id[pfn] = oid
-            (self._link_tail if oldest else self._link_head)(0, pfn)
-            self._account(self._zone_index(pfn), 0, 1 << order)
+            lst = 1 if active else 0
+            (self._link_tail if oldest else self._link_head)(lst, pfn)
+            self._account(self._zone_index(pfn), lst, 1 << order)
             node.rmap[pfn] = self
 
     def remove_file_pages(self, pfns: Iterable[int], free: bool = True) -> None:
@@ -462,6 +469,7 @@ class Reclaim:
         scanned = reclaimed = folios = 0
         rotated = []
         skipped = []
+        activated = []
         while scanned < nr_to_scan and left > 0:
             pfn = tail[0]
             if pfn < 0:
@@ -481,6 +489,16 @@ class Reclaim:
                 continue
             scanned += n
             f = flags[pfn]
+            if f & _PG_MAPPED:
+                # folio_check_references with referencing page tables: kept once (marked referenced),
+                # activated when it comes round again still referenced
+                if f & _PG_REFERENCED:
+                    flags[pfn] = (f & ~_PG_REFERENCED) | _PG_ACTIVE
+                    activated.append(pfn)
+                else:
+                    flags[pfn] = f | _PG_REFERENCED
+                    rotated.append(pfn)
+                continue
             if f & _PG_DIRTY:
                 # dirty file folios are never written from direct reclaim; kswapd starts writeback
                 if sc.is_kswapd and sc.may_writepage:
@@ -505,6 +523,13 @@ class Reclaim:
                 self._account(zi, 0, -n)
         for pfn in rotated:  # kept folios go back to the head
             self._link_head(0, pfn)
+        for pfn in activated:  # FOLIOREF_ACTIVATE: to the head of the active list
+            n = 1 << self._order(pfn)
+            zi = bisect_right(zend, pfn)
+            self._account(zi, 0, -n)
+            self._link_head(1, pfn)
+            self._account(zi, 1, n)
+        self.vmstat["pgactivate"] += len(activated)
         for pfn in reversed(skipped):
             self._link_head(0, pfn)
         return scanned, reclaimed, folios

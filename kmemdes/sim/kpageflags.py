@@ -75,7 +75,7 @@ import numpy as np
 from kmemdes.errors import KmemdesError
 
 __all__ = [
-    "movable_folios",
+    "movable_folios", "LRU_INACTIVE", "LRU_REFERENCED", "LRU_ACTIVE", "LRU_MAPPED",
     "hugetlb_folios",
     "KPF_NAMES", "KPF_LOCKED", "KPF_ERROR", "KPF_REFERENCED", "KPF_UPTODATE", "KPF_DIRTY", "KPF_LRU", "KPF_ACTIVE",
     "KPF_SLAB", "KPF_WRITEBACK", "KPF_RECLAIM", "KPF_BUDDY", "KPF_MMAP", "KPF_ANON", "KPF_SWAPCACHE",
@@ -238,22 +238,30 @@ def _folio_orders(kpf: np.ndarray, select: np.ndarray) -> tuple[np.ndarray, np.n
     return heads, orders, (1 << orders) == size
 
 
+#: page-cache LRU states of :func:`movable_folios` (0: not page cache)
+LRU_INACTIVE, LRU_REFERENCED, LRU_ACTIVE, LRU_MAPPED = 1, 2, 4, 8
+
+
 def movable_folios(kpf: np.ndarray, max_pfn: int) -> tuple[list, list, list]:
     """The movable folios in use (``PC_MOVABLE``, not hugetlb): head pfns, orders (from the
-    compound head/tail flags) and whether each is page cache (on the LRU and not anonymous or
-    swap-backed), for a policy replay's reclaim and compaction models.
+    compound head/tail flags) and, for a policy replay's reclaim and compaction models, whether
+    each is page cache (on the LRU and not anonymous or swap-backed): 0, or ``LRU_INACTIVE`` with
+    ``LRU_REFERENCED`` / ``LRU_ACTIVE`` / ``LRU_MAPPED`` added for ``KPF_REFERENCED`` /
+    ``KPF_ACTIVE`` / ``KPF_MMAP``.
 
     >>> f = np.array([1 << KPF_LRU, (1 << KPF_ANON) | (1 << KPF_COMPOUND_HEAD), 1 << KPF_COMPOUND_TAIL,
-    ...               1 << KPF_BUDDY], dtype=np.uint64)
-    >>> movable_folios(f, 4)
-    ([0, 1], [0, 1], [True, False])
+    ...               1 << KPF_BUDDY, (1 << KPF_LRU) | (1 << KPF_ACTIVE) | (1 << KPF_MMAP)], dtype=np.uint64)
+    >>> movable_folios(f, 5)
+    ([0, 1, 4], [0, 1, 0], [1, 0, 13])
     """
     kpf = kpf[:max_pfn]
     mov = (page_classes(kpf) == PC_MOVABLE) & ~kpf_bit(kpf, KPF_HUGE)
     heads, orders, ok = _folio_orders(kpf, mov)
     f = kpf[heads]
     file = kpf_bit(f, KPF_LRU) & ~kpf_bit(f, KPF_ANON) & ~kpf_bit(f, KPF_SWAPBACKED)
-    return heads[ok].tolist(), orders[ok].tolist(), file[ok].tolist()
+    lru = file * (LRU_INACTIVE + LRU_REFERENCED * kpf_bit(f, KPF_REFERENCED) + LRU_ACTIVE * kpf_bit(f, KPF_ACTIVE)
+                  + LRU_MAPPED * kpf_bit(f, KPF_MMAP))
+    return heads[ok].tolist(), orders[ok].tolist(), lru[ok].astype(np.int64).tolist()
 
 
 def hugetlb_folios(kpf: np.ndarray, max_pfn: int) -> tuple[list, list]:

@@ -79,7 +79,10 @@ class PolicyPages:
     # ----------------------------------------------------------- ownership
     def adopt(self, pfns, orders, file) -> None:
         """Pages in use before the trace (identity: their own pfn): movable ones become page cache
-        (``file``) or migratable (``node.rmap``)."""
+        (``file`` true) or migratable (``node.rmap``).  ``file`` may carry the page's LRU state as
+        the start snapshot shows it (:func:`kmemdes.sim.kpageflags.movable_folios`: 1, plus 2 referenced,
+        4 active, 8 mapped): active pages start on the active list, mapped ones are
+        kept by reclaim while their page tables reference them."""
         node = self.node
         reclaim = node.reclaim
         ao = node.alloc_order
@@ -91,7 +94,9 @@ class PolicyPages:
                 continue  # free in the model: on a per-CPU list when the trace started (kpageflags is read later)
             ao[pfn] = order
             if f and reclaim is not None:
-                reclaim.add_file_pages((pfn,), order, owner=self)
+                f = int(f)
+                reclaim.add_file_pages((pfn,), order, owner=self, referenced=bool(f & 2), active=bool(f & 4),
+                                       mapped=bool(f & 8))
             else:
                 node.rmap[pfn] = self
 

@@ -127,6 +127,34 @@ def test_accessed_pages_are_activated_and_aged_back():
     assert rec.shrink_node(node.zones, 32, priority=0) == 1 and rec.nr_file_pages() == 0
 
 
+
+def test_mapped_pages_are_kept_once_then_activated_and_active_ones_start_active():
+    """``folio_check_references``: a mapped folio whose page tables reference it is kept
+    (FOLIOREF_KEEP, PG_referenced set) the first time reclaim reaches it and activated the second
+    (referenced_folio); a folio the start snapshot shows active (KPF_ACTIVE) starts on the active
+    list, one shown referenced (KPF_REFERENCED) starts with PG_referenced."""
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    rec = Reclaim(node)
+    pages = [node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0) for _ in range(40)]
+    mapped, mapped_ref, active, plain = pages[:10], pages[10:15], pages[15:20], pages[20:]
+    rec.add_file_pages(mapped, 0, None, mapped=True)  # the oldest: at the inactive tail
+    rec.add_file_pages(mapped_ref, 0, None, mapped=True, referenced=True)
+    rec.add_file_pages(active, 0, None, active=True)
+    rec.add_file_pages(plain, 0, None)
+    zone = node.zones[1]
+    assert (rec.lru_pages(zone, False), rec.lru_pages(zone, True)) == (35, 5)
+    # priority 0 scans all 35 inactive pages (batches of 32 and 3): the 10 mapped are kept (now
+    # referenced) at the inactive head, the 5 mapped and referenced activated, the 20 plain reclaimed
+    assert rec.shrink_node(node.zones, 32, priority=0) == 20
+    assert rec.vmstat["pgactivate"] == 5 and (rec.lru_pages(zone, False), rec.lru_pages(zone, True)) == (10, 10)
+    assert all(rec.is_page_cache(p) for p in mapped + mapped_ref + active)
+    # the next pass: the 10 kept pages come round still referenced and are activated, nothing is
+    # reclaimed (inactive_is_low was false when the pass began: 10 inactive, 10 active)
+    assert rec.shrink_node(node.zones, 32, priority=0) == 0
+    assert rec.vmstat["pgactivate"] == 15 and rec.vmstat["pgdeactivate"] == 0
+    assert (rec.lru_pages(zone, False), rec.lru_pages(zone, True)) == (0, 20)
+    node.check()
+
 def test_shrinker_scan_follows_do_shrink_slab():
     node = build_node("x86_64", parse_size("256M"), cpus=1)
     rec = Reclaim(node)
