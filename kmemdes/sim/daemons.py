@@ -56,7 +56,7 @@ from kmemdes.mm.compaction import (
     CompactWork,
     fragmentation_score_node,
 )
-from kmemdes.mm.page_alloc import Node
+from kmemdes.mm.page_alloc import ZONE_RECLAIM_ACTIVE, Node
 from kmemdes.mm.reclaim import ReclaimWork, pgdat_balanced, pgdat_watermark_boosted
 
 __all__ = ["DaemonCosts", "kswapd", "kcompactd", "start_daemons", "run_priced"]
@@ -255,7 +255,9 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
         except StopIteration:
             pass
         finally:
-            steps.close()
+            steps.close()  # balance_pgdat cut short: its end (out:) clears the zones' reclaim flag
+            for z in node.zones:
+                z.flags &= ~ZONE_RECLAIM_ACTIVE
             rec.kswapd_running = False
 
     node.on_stall = on_stall

@@ -14,10 +14,9 @@ from kmemdes.errors import KmemdesError
 from kmemdes.mm import gfp as g
 from kmemdes.mm.compaction import Compaction, CompactWork, fragmentation_score_node
 from kmemdes.mm.mm_init import build_node, parse_size
-from kmemdes.mm.page_alloc import MIGRATE_UNMOVABLE, ZONE_BOOSTED_WATERMARK
+from kmemdes.mm.page_alloc import MIGRATE_UNMOVABLE, PAGEBLOCK_NR_PAGES, ZONE_BOOSTED_WATERMARK, ZONE_RECLAIM_ACTIVE
 from kmemdes.mm.reclaim import Reclaim, ReclaimWork
 from kmemdes.sim.daemons import DaemonCosts, kcompactd, kswapd, run_priced, start_daemons
-from kmemdes.mm.page_alloc import PAGEBLOCK_NR_PAGES
 from tests.mm.test_compaction import READAHEAD, fragmented, machine, occupy_zone, release
 
 S = 1_000_000_000
@@ -335,6 +334,7 @@ def test_kswapd_reclaims_during_a_direct_compaction_stall(concurrent):
             node.on_stall = None
         got.append(node.alloc_pages(READAHEAD, 9))
         got.append(node.last_path)
+        got.append(any(z.flags & ZONE_RECLAIM_ACTIVE for z in node.zones))
 
     env.process(workload(env))
     env.run(until=2 * S)
@@ -345,5 +345,32 @@ def test_kswapd_reclaims_during_a_direct_compaction_stall(concurrent):
         assert v["compact_success"] == 1 and got[1] == PATH_COMPACT
         assert got[0] >> 9 == pfns[0] >> 9
         assert rec.vmstat["pgsteal_kswapd"] >= PAGEBLOCK_NR_PAGES // 4
+        assert not got[2]  # the cut-short balance_pgdat cleared the zones' reclaim flag, as its end does
     else:
         assert v["compact_success"] == 0 and v["compact_fail"] >= 1
+
+
+def test_a_stall_shorter_than_kswapds_run_leaves_no_reclaim_flag():
+    """on_stall runs balance_pgdat only for the stall's price: cut short, it still ends as
+    balance_pgdat does (ZONE_RECLAIM_ACTIVE cleared: the per-CPU lists keep their normal high)."""
+    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
+    pfns = sorted(owner.pages)
+    for p in pfns:
+        del node.rmap[p]
+    rec = Reclaim(node)
+    rec.add_file_pages(pfns, 0, None)
+    env = simpy.Environment()
+    env.process(kswapd(env, node))
+    seen = []
+
+    def workload(env):
+        yield env.timeout(1 * S)
+        node.wakeup_kswapd(zone, 9, 3, READAHEAD)  # the slow path's wake_all_kswapds
+        node.on_stall(CompactWork(steps=1))  # 20 us: about ten pages' reclaim
+        seen.append((rec.vmstat["pgsteal_kswapd"], any(z.flags & ZONE_RECLAIM_ACTIVE for z in node.zones),
+                     rec.kswapd_running))
+
+    env.process(workload(env))
+    env.run(until=1 * S + 1)
+    stolen, flagged, running = seen[0]
+    assert 0 < stolen < PAGEBLOCK_NR_PAGES // 4 and not flagged and not running
