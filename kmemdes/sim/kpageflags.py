@@ -73,9 +73,10 @@ from typing import Optional
 import numpy as np
 
 from kmemdes.errors import KmemdesError
+from kmemdes.sim.policy_pages import LRU_ACTIVE, LRU_INACTIVE, LRU_MAPPED, LRU_REFERENCED
 
 __all__ = [
-    "movable_folios", "LRU_INACTIVE", "LRU_REFERENCED", "LRU_ACTIVE", "LRU_MAPPED",
+    "movable_folios",
     "hugetlb_folios",
     "KPF_NAMES", "KPF_LOCKED", "KPF_ERROR", "KPF_REFERENCED", "KPF_UPTODATE", "KPF_DIRTY", "KPF_LRU", "KPF_ACTIVE",
     "KPF_SLAB", "KPF_WRITEBACK", "KPF_RECLAIM", "KPF_BUDDY", "KPF_MMAP", "KPF_ANON", "KPF_SWAPCACHE",
@@ -236,10 +237,6 @@ def _folio_orders(kpf: np.ndarray, select: np.ndarray) -> tuple[np.ndarray, np.n
     size = np.where(kpf_bit(kpf[heads], KPF_COMPOUND_HEAD), ends - heads, 1)
     orders = np.minimum(np.log2(np.maximum(size, 1)).astype(np.int64), _MAX_ORDER)
     return heads, orders, (1 << orders) == size
-
-
-#: page-cache LRU states of :func:`movable_folios` (0: not page cache)
-LRU_INACTIVE, LRU_REFERENCED, LRU_ACTIVE, LRU_MAPPED = 1, 2, 4, 8
 
 
 def movable_folios(kpf: np.ndarray, max_pfn: int) -> tuple[list, list, list]:

@@ -41,7 +41,11 @@ from kmemdes.mm import gfp as G
 from kmemdes.mm.page_alloc import NO_ORDER, NR_PAGE_ORDERS, PAGE_FREE, PAGE_RESERVED, Node
 from kmemdes.trace.pressure import BY_COMPACTION, BY_RECLAIM
 
-__all__ = ["PolicyPages", "is_thp_fault"]
+__all__ = ["PolicyPages", "is_thp_fault", "LRU_INACTIVE", "LRU_REFERENCED", "LRU_ACTIVE", "LRU_MAPPED"]
+
+#: the page-cache state :meth:`PolicyPages.adopt` takes per page (0: not page cache): LRU_INACTIVE,
+#: plus the snapshot's KPF_REFERENCED / KPF_ACTIVE / KPF_MMAP
+LRU_INACTIVE, LRU_REFERENCED, LRU_ACTIVE, LRU_MAPPED = 1, 2, 4, 8
 
 _MOVABLE = G.__GFP_MOVABLE
 _ZERO = G.__GFP_ZERO
@@ -80,9 +84,9 @@ class PolicyPages:
     def adopt(self, pfns, orders, file) -> None:
         """Pages in use before the trace (identity: their own pfn): movable ones become page cache
         (``file`` true) or migratable (``node.rmap``).  ``file`` may carry the page's LRU state as
-        the start snapshot shows it (:func:`kmemdes.sim.kpageflags.movable_folios`: 1, plus 2 referenced,
-        4 active, 8 mapped): active pages start on the active list, mapped ones are
-        kept by reclaim while their page tables reference them."""
+        the start snapshot shows it (``LRU_*``, :func:`kmemdes.sim.kpageflags.movable_folios`):
+        active pages start on the active list, mapped ones are kept by reclaim while their page
+        tables reference them."""
         node = self.node
         reclaim = node.reclaim
         ao = node.alloc_order
@@ -95,8 +99,8 @@ class PolicyPages:
             ao[pfn] = order
             if f and reclaim is not None:
                 f = int(f)
-                reclaim.add_file_pages((pfn,), order, owner=self, referenced=bool(f & 2), active=bool(f & 4),
-                                       mapped=bool(f & 8))
+                reclaim.add_file_pages((pfn,), order, owner=self, referenced=bool(f & LRU_REFERENCED),
+                                       active=bool(f & LRU_ACTIVE), mapped=bool(f & LRU_MAPPED))
             else:
                 node.rmap[pfn] = self
 

@@ -134,6 +134,19 @@ def fragmented(polluted: bool = False, **kw):
     return node, comp, owner, dma32
 
 
+
+def fragmented_page_cache():
+    """:func:`fragmented` with its kept pages as page cache instead (a Reclaim model attached; the
+    lowest pfns at the inactive tail): returns node, comp, zone and the page-cache pfns."""
+    from kmemdes.mm.reclaim import Reclaim
+
+    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
+    pfns = sorted(owner.pages)
+    for p in pfns:
+        del node.rmap[p]
+    Reclaim(node).add_file_pages(pfns, 0, owner=None)
+    return node, comp, zone, pfns
+
 # --------------------------------------------------------------- deferral
 def test_deferral_arithmetic_follows_defer_compaction():
     node, comp, _, zone = machine()
@@ -522,14 +535,10 @@ def test_gfp_nofs_compaction_moves_anonymous_pages_only(page_cache, gfp, moves):
     because those do not depend on fs locks" (``!(cc->gfp_mask & __GFP_FS) && mapping``).  The
     pressure captures show it: k_pressure_defrag's readahead (``cat``, GFP_NOFS) ran 173 direct
     compactions that migrated 544 pages in all, while the THP faults' 60 migrated 25,012."""
-    from kmemdes.mm.reclaim import Reclaim
-
-    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
     if page_cache:
-        pfns = sorted(owner.pages)
-        for p in pfns:
-            del node.rmap[p]
-        Reclaim(node).add_file_pages(pfns, 0, owner=None)
+        node, comp, zone, pfns = fragmented_page_cache()
+    else:
+        node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
     assert gfp & g.__GFP_IO and bool(gfp & g.__GFP_FS) == (gfp == THP)
     status, captured, cc = comp.compact_zone_order(zone, 9, gfp, COMPACT_PRIO_SYNC_LIGHT, ALLOC_WMARK_MIN, 1)
     if moves:

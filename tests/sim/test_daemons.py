@@ -17,7 +17,7 @@ from kmemdes.mm.mm_init import build_node, parse_size
 from kmemdes.mm.page_alloc import MIGRATE_UNMOVABLE, PAGEBLOCK_NR_PAGES, ZONE_BOOSTED_WATERMARK, ZONE_RECLAIM_ACTIVE
 from kmemdes.mm.reclaim import Reclaim, ReclaimWork
 from kmemdes.sim.daemons import DaemonCosts, kcompactd, kswapd, run_priced, start_daemons
-from tests.mm.test_compaction import READAHEAD, fragmented, machine, occupy_zone, release
+from tests.mm.test_compaction import READAHEAD, fragmented, fragmented_page_cache, machine, occupy_zone, release
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -316,12 +316,8 @@ def test_kswapd_reclaims_during_a_direct_compaction_stall(concurrent):
     GFP_NOFS compaction cannot move page cache, so only reclaim can complete a block."""
     from kmemdes.mm.page_alloc import PATH_COMPACT
 
-    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
-    pfns = sorted(owner.pages)
-    for p in pfns:
-        del node.rmap[p]
-    rec = Reclaim(node)
-    rec.add_file_pages(pfns, 0, None)  # the lowest pfns at the inactive tail: reclaimed first
+    node, comp, zone, pfns = fragmented_page_cache()  # the lowest pfns at the inactive tail: reclaimed first
+    rec = node.reclaim
     env = simpy.Environment()
     log = []
     env.process(kswapd(env, node, log=log))
@@ -353,12 +349,8 @@ def test_kswapd_reclaims_during_a_direct_compaction_stall(concurrent):
 def test_a_stall_shorter_than_kswapds_run_leaves_no_reclaim_flag():
     """on_stall runs balance_pgdat only for the stall's price: cut short, it still ends as
     balance_pgdat does (ZONE_RECLAIM_ACTIVE cleared: the per-CPU lists keep their normal high)."""
-    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
-    pfns = sorted(owner.pages)
-    for p in pfns:
-        del node.rmap[p]
-    rec = Reclaim(node)
-    rec.add_file_pages(pfns, 0, None)
+    node, comp, zone, pfns = fragmented_page_cache()
+    rec = node.reclaim
     env = simpy.Environment()
     env.process(kswapd(env, node))
     seen = []
