@@ -212,7 +212,11 @@ class TracedCompaction:
             # target's or a leftover's free), a block left on the free lists is allocated next
             cands = self._candidates(zone, order, min_pfn, free_pfn, low_pfn)
             if cands:
-                hit = np.flatnonzero(nxt_ev(cands, self.pos) == 1)
+                nxt = nxt_ev(cands, self.pos)
+                hit = np.flatnonzero(nxt == 1)
+                if not len(hit) and (page < 0 or nxt_ev((page,), self.pos)[0] == 0):
+                    # a target kept to the end has no next event; a block allocated next stayed free
+                    hit = np.flatnonzero(nxt == -1)
                 if len(hit):
                     page = cands[int(hit[0])]
         if page < 0:
@@ -224,6 +228,14 @@ class TracedCompaction:
                         break
                 if page >= 0:
                     break
+        if page < 0 and nxt_ev is not None:
+            # the model holds the kernel's block broken up (a few of its pages in use or isolated
+            # elsewhere): take what it holds free of the aligned range the trace points at
+            head = self._window(zone, order, min_pfn, free_pfn)
+            if head >= 0:
+                taken = self._take_range(run, head, head + nr_taken)
+                self.not_free += nr_taken - taken
+                return nr_taken - taken
         if page < 0:
             self.not_free += nr_taken
             return nr_taken
@@ -236,6 +248,51 @@ class TracedCompaction:
         node.take_block(page, order)
         self._hold(run, page, order)
         return 0
+
+    def _window(self, zone, order: int, min_pfn: int, free_pfn: int) -> int:
+        """The aligned ``2^order`` range between the scanners that the kernel's fast search most likely
+        isolated when the model has no free block of that order there: of the ranges where the model
+        holds the most pages free, the one whose pages the trace frees next (targets and leftovers
+        are freed, pages left on the free lists are allocated next).  -1 if none fits."""
+        node = self.node
+        n = 1 << order
+        lo = max((min_pfn + n - 1) & ~(n - 1), zone.start_pfn)
+        hi = min(free_pfn, zone.start_pfn + zone.spanned, node.max_pfn) & ~(n - 1)
+        if hi <= lo:
+            return -1
+        free = np.frombuffer(node.page_mt, dtype=np.uint8)[lo:hi] == PAGE_FREE
+        counts = free.reshape(-1, n).sum(axis=1)
+        top = np.flatnonzero(counts)
+        if not len(top):
+            return -1
+        top = top[np.argsort(-counts[top], kind="stable")][:32]
+        heads = lo + top * n
+        nxt = self.next_event((heads[:, None] + np.arange(n)[None, :]).ravel(), self.pos).reshape(-1, n)
+        score = np.where((nxt == 0).any(axis=1), 0, (nxt == 1).sum(axis=1))
+        best = int(np.argmax(score))
+        return int(heads[best]) if score[best] > 0 else -1
+
+    def _take_range(self, run: _Run, start: int, end: int) -> int:
+        """Isolate every free block the model holds in ``[start, end)`` (buddy or per-CPU); pages taken."""
+        node = self.node
+        lid, lbo, l_order = node.lid, node.l_buddy_order, node.l_order
+        page_mt = node.page_mt
+        taken = 0
+        pfn = start
+        while pfn < end:
+            li = lid[pfn]
+            if li != NOLIST:
+                order = lbo[li] if lbo[li] >= 0 else l_order[li]
+                if pfn + (1 << order) <= end and node.take_block(pfn, order) >= 0:
+                    self._hold(run, pfn, order)
+                    taken += 1 << order
+                    pfn += 1 << order
+                    continue
+            if page_mt[pfn] == PAGE_FREE and node.take_block(pfn, 0) >= 0:  # inside a larger block
+                self._hold(run, pfn, 0)
+                taken += 1
+            pfn += 1
+        return taken
 
     def _candidates(self, zone, order: int, min_pfn: int, free_pfn: int, low_pfn: int) -> list[int]:
         """Free blocks of ``order`` between the scanners, in the order the fast search would prefer

@@ -112,3 +112,54 @@ def test_the_scan_takes_every_free_page_before_where_it_stopped():
     assert tc.apply(OP_ISO_FREE, BASE, BASE + 0x40, 0x40, 24, 1) == 0  # 32 free in the model, 24 in the kernel
     assert sorted(tc.runs[1].freepages[0]) == list(range(BASE, BASE + 0x40, 2))
     node.check()
+
+
+def _next_events(frees=(), none=()):
+    """A trace's next page events (the replay's ``next_event``): 1 for ``frees``, -1 for ``none``,
+    0 (taken next) for every other pfn."""
+    import numpy as np
+
+    def next_event(pfns, pos):
+        p = np.asarray(pfns, dtype=np.int64)
+        out = np.zeros(len(p), dtype=np.int8)
+        for lo, hi in frees:
+            out[(p >= lo) & (p < hi)] = 1
+        for lo, hi in none:
+            out[(p >= lo) & (p < hi)] = -1
+        return out
+
+    return next_event
+
+
+def test_fast_isolation_of_a_block_the_model_holds_broken_takes_its_free_pages():
+    """The kernel's fast search took the order-8 block 0x5f5900 (its pages are freed next: targets and
+    leftovers); in the model one of its pages is in use, so no order-8 block is free there.  The model
+    takes the 255 pages it holds free in that range, not the free pages the trace allocates next."""
+    node, zone = node_with_free_region()
+    assert node.take_block(0x5f5910, 0) == 0
+    node.page_mt[0x5f5910] = 1
+    assert zone.free_list(8, 1) == [BASE] and zone.free_list(9, 1) == [0x5f5a00]
+    assert node.take_block(BASE, 8) == 0  # in use too: no free order-8 block is left in the model
+    node.page_mt[BASE:BASE + 0x100] = b"\x01" * 0x100
+    tc = TracedCompaction(node, next_event=_next_events(frees=[(0x5f5900, 0x5f5a00)]))
+    tc.apply(OP_BEGIN, 0x101a00, 0x63ffff, 0x100000, 0, 7)
+    assert tc.apply(OP_FAST_FREE, BASE, BASE + 1024, 262, 256, 7) == 1  # the page in use: counted
+    run = tc.runs[7]
+    held = sorted(p + i for o, q in enumerate(run.freepages) for p in q for i in range(1 << o))
+    assert held == [p for p in range(0x5f5900, 0x5f5a00) if p != 0x5f5910]
+    assert all(node.page_mt[p] == PAGE_FREE for p in range(0x5f5a00, BASE + 1024))  # the rest stays free
+    node.check()
+
+
+def test_fast_isolation_prefers_a_page_the_trace_never_names_again_over_one_it_allocates_next():
+    """An order-0 target the kernel kept to the end has no later event; a free page that the trace
+    allocates next was still on the kernel's free list, so the fast search did not take it."""
+    node, zone = node_with_free_region()
+    _split_to_order0(node, zone, BASE + 0x100, BASE + 0x104)  # free: +0x100, +0x102
+    assert zone.free_list(0, 1)[-1] == BASE + 0x100  # the list's tail: where the search starts
+    tc = TracedCompaction(node, next_event=_next_events(none=[(BASE + 0x102, BASE + 0x103)]))
+    tc.apply(OP_BEGIN, 0, 0, 0, 0, 3)
+    assert tc.apply(OP_FAST_FREE, BASE, BASE + 1024, 4, 1, 3) == 0
+    assert list(tc.runs[3].freepages[0]) == [BASE + 0x102]
+    assert node.page_mt[BASE + 0x100] == PAGE_FREE
+    node.check()
