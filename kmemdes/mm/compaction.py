@@ -1365,11 +1365,22 @@ class Compaction:
                             alloc_flags, highest_zoneidx, direct_compaction=True, whole_zone=full,
                             ignore_skip_hint=full, ignore_block_suitable=full)
         capc = [order, cc.migratetype, -1]
-        self.node.capc = capc
+        node = self.node
+        node.capc = capc
         try:
-            ret = run_to_completion(self.compact_zone(cc, capc))
+            steps = self.compact_zone(cc, capc)
+            if node.on_stall is None:
+                ret = run_to_completion(steps)
+            else:
+                while True:  # the other CPUs run for each step's duration (node.on_stall)
+                    try:
+                        work = next(steps)
+                    except StopIteration as stop:
+                        ret = stop.value
+                        break
+                    node.on_stall(work)
         finally:
-            self.node.capc = None
+            node.capc = None
         captured = capc[2]
         if captured >= 0:
             ret = COMPACT_SUCCESS
@@ -1405,6 +1416,8 @@ class Compaction:
                 if prio != COMPACT_PRIO_ASYNC and status in (COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED):
                     defer_compaction(zone, order)
         self.last_work = CompactWork(*work)
+        if node.on_stall_end is not None:
+            node.on_stall_end()
         if rc == COMPACT_SKIPPED:
             return rc, captured
         self.vmstat["compact_stall"] += 1

@@ -380,8 +380,10 @@ class Node:
         self.rmap: dict[int, object] = {}
         self.on_wakeup_kswapd: Optional[Callable[["Node", int, int, int], None]] = None
         # a direct compaction's duration: what runs on the other CPUs meanwhile (kswapd woken by this
-        # slow path) happens before the task looks at the free lists again (set by sim.daemons)
+        # slow path) is interleaved with its steps, ``on_stall(work)`` after each, ``on_stall_end()``
+        # when try_to_compact_pages returns (set by sim.daemons)
         self.on_stall: Optional[Callable[[object], None]] = None
+        self.on_stall_end: Optional[Callable[[], None]] = None
         self.debug = False
         self._zonelists: dict[int, list[Zone]] = {}  # highest_zoneidx -> zones, highest first
         self._legacy_fallback = self.policy.fallback_version == "6.14"
@@ -1424,8 +1426,6 @@ class Node:
             return captured, COMPACT_SUCCESS
         if result == COMPACT_SKIPPED:
             return -1, result
-        if self.on_stall is not None:
-            self.on_stall(self.compaction.last_work)
         pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
         self.compaction.direct_compact_outcome(self, pfn, order)
         if pfn >= 0:

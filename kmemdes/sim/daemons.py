@@ -236,31 +236,52 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
     node.on_wakeup_kswapd = on_wakeup_kswapd
     price = costs.reclaim_ns
 
+    stall: list = [None, 0]  # the balance_pgdat run kswapd makes during this direct compaction, time owed
+
     def on_stall(work: CompactWork) -> None:
-        """A direct compaction that did not capture a block stalled its task for the price of its
-        work; kswapd, woken by that slow path (``wake_all_kswapds`` comes first) and not yet run,
-        reclaims on another CPU meanwhile, so the task's free-list retry sees what it freed.  The
-        pressure captures show it: 110 of k_pressure_defrag's 173 readahead compactions ran to
-        completion without forming a block (GFP_NOFS moves no page cache) and were followed by a
-        successful allocation, most of them of a block that kswapd's order-0 frees completed
-        during the 2.4 ms stall."""
-        if not waker.woken() or rec.kswapd_running:
-            return  # asleep and not asked, or running already (its work is done ahead of its time)
-        budget = costs.compaction_ns(work)
-        steps = rec.balance_pgdat_steps(req["order"], top_zone if req["hz"] is None else req["hz"])
-        rec.kswapd_running = True
+        """One step of a direct compaction took its task the price of the step's work; kswapd, woken
+        by the same slow path (``wake_all_kswapds`` comes first) and not yet running, reclaims on
+        another CPU meanwhile, so the next ``compact_finished`` check and the task's free-list retry
+        see what it freed.  Its frees are not the task's to capture (``capture_control`` is per task).
+        The pressure captures show both ends of it: j_pressure_stock's first readahead compactions
+        ended "success" after a few blocks while kswapd reclaimed order-9 folios beside them, and 110
+        of k_pressure_defrag's 173 readahead compactions ran to completion without forming a block
+        (GFP_NOFS moves no page cache) and were followed by a successful allocation, most of them of
+        a block that kswapd's order-0 frees completed during the 2.4 ms stall."""
+        steps = stall[0]
+        if steps is None:
+            if not waker.woken() or rec.kswapd_running:
+                stall[0] = False  # asleep and not asked, or running already (its work is done ahead)
+                return
+            steps = stall[0] = rec.balance_pgdat_steps(req["order"], top_zone if req["hz"] is None else req["hz"])
+            stall[1] = 0
+            rec.kswapd_running = True
+        elif steps is False:
+            return
+        budget = stall[1] + costs.compaction_ns(work)
+        capc, node.capc = node.capc, None
         try:
             while budget > 0:
                 budget -= price(next(steps))
-        except StopIteration:
-            pass
+        except StopIteration:  # balanced: balance_pgdat ended on its own
+            stall[0] = False
+            rec.kswapd_running = False
         finally:
-            steps.close()  # balance_pgdat cut short: its end (out:) clears the zones' reclaim flag
+            node.capc = capc
+        stall[1] = budget
+
+    def on_stall_end() -> None:
+        """try_to_compact_pages returned: kswapd's run beside it is cut short here and ends as
+        balance_pgdat's end does (ZONE_RECLAIM_ACTIVE cleared)."""
+        steps, stall[0] = stall[0], None
+        if steps:
+            steps.close()
             for z in node.zones:
                 z.flags &= ~ZONE_RECLAIM_ACTIVE
             rec.kswapd_running = False
 
     node.on_stall = on_stall
+    node.on_stall_end = on_stall_end
     v = rec.vmstat
     alloc_order = reclaim_order = req["order"]
     hz = top_zone if req["hz"] is None else req["hz"]

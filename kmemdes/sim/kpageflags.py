@@ -776,7 +776,7 @@ class PlacementPeek:
     ARRAYS = ("nxt", "prv", "lid", "page_mt", "alloc_order", "pb_mt", "pb_valid")
     _FIXED = frozenset({"arch", "max_pfn", "cpus", "policy", "zones", "nr_zone_types", "l_order", "l_mt", "l_zone",
                         "l_buddy_order", "l_pcp", "pb_zone", "reclaim", "compaction", "rmap", "on_wakeup_kswapd",
-                        "on_stall", "debug", "_zonelists", "_legacy_fallback"})
+                        "on_stall", "on_stall_end", "debug", "_zonelists", "_legacy_fallback"})
 
     def __init__(self, node):
         if node.reclaim is not None or node.compaction is not None:
