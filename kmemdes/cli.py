@@ -722,6 +722,55 @@ def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...
     click.echo(f"report: kmemdes report {path}")
 
 
+def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
+    """``validate --predict --seeds N``: N replays of ``capture`` (seeds from ``--set seed=K``, else the
+    config's, on) in a spawn-context process pool of at most this machine's cores, combined
+    (:func:`kmemdes.sim.predict.combine_predictions`)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from kmemdes.config import Config
+    from kmemdes.progress import progress_for
+    from kmemdes.sim.predict import apply_sets, combine_predictions, predict_capture, predict_seed
+    from kmemdes.sweep import die_with_parent
+
+    base = Config.model_fields["seed"].default
+    rest = []
+    for item in sets:
+        key, _, value = item.partition("=")
+        if key.strip() == "seed":
+            try:
+                base = int(value)
+            except ValueError:
+                raise KmemdesError(f"--set {item!r}: seed must be an integer") from None
+        else:
+            rest.append(item)
+    rest_sets = tuple(rest)
+    # the capture and the --set keys are checked here first, so that errors come once, before any worker
+    if not Path(capture).is_dir():
+        raise KmemdesError(f"{capture}: not a capture folder (expected trace + before/ + after/)")
+    from kmemdes.sim.kpageflags import kpageflags_pair
+
+    if kpageflags_pair(capture) is None:
+        predict_capture(capture, rest_sets)  # raises the one-line error of a capture without kpageflags
+    apply_sets(Config(name="check"), rest_sets)
+    workers = max(1, min(n, os.cpu_count() or 1))
+    results = []
+    with progress_for(True) as bar, ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+        bar.stage(f"replaying {Path(capture).name} under {n} seeds ({workers} at a time)", n)
+        futures = [pool.submit(predict_seed, str(capture), rest_sets, base + i) for i in range(n)]
+        for f in as_completed(futures):
+            results.append(f.result())
+            bar.update(len(results))
+    results.sort(key=lambda r: r["seed"])
+    res = combine_predictions(results)
+    res["sets"] = list(sets)
+    return res
+
+
 # --- sim/validate.py ----------------------------------------------------------
 @app.command("validate")
 @click.argument("capture", required=False, metavar="[CAPTURE_DIR]")
@@ -739,9 +788,12 @@ def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...
                    "outcomes beside the kernel's: failures per order, THP, compaction, reclaim, fallbacks, end state.")
 @click.option("--set", "sets", multiple=True, metavar="policy.KEY=VALUE",
               help="With --predict: predict under another policy (the what-if), e.g. --set policy.fallback=defrag_mode.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, metavar="N",
+              help="With --predict: replay under N seeds (the config's seed and the N-1 after it, on this "
+                   "machine's cores) and print each figure's median and range.")
 @click.argument("command", nargs=-1, metavar="[-- COMMAND...]")
 def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live: bool, kpageflags: bool,
-                 keep: Optional[str], force: bool, predict: bool, sets: tuple[str, ...],
+                 keep: Optional[str], force: bool, predict: bool, sets: tuple[str, ...], seeds: int,
                  command: tuple[str, ...]) -> None:
     """How closely the models follow the real kernel: replay a capture, compare with its after/ snapshot.
 
@@ -769,6 +821,7 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
       kmemdes validate --live --kpageflags -- sh -c 'head -c 2000000 /dev/zero | cat > /dev/null'
       kmemdes validate ../shared/traces/j_pressure_stock --predict
       kmemdes validate ../shared/traces/j_pressure_stock --predict --set policy.fallback=defrag_mode --json
+      kmemdes validate ../shared/traces/j_pressure_stock --predict --seeds 4
     """
     import json as _json
     import tempfile
@@ -803,16 +856,18 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
                                "(capture with --kpageflags)")
     if sets and not predict:
         raise KmemdesError("--set applies to --predict (the policy the capture is replayed under)")
+    if seeds > 1 and not predict:
+        raise KmemdesError("--seeds applies to --predict (the replays whose figures are combined)")
     if predict:
         from kmemdes.sim.predict import format_prediction, predict_capture, write_prediction_html
 
-        res = predict_capture(capture, sets, progress=True)
+        res = _predict_seeds(capture, sets, seeds) if seeds > 1 else predict_capture(capture, sets, progress=True)
         if as_json:
-            click.echo(_json.dumps({"predicted": res["predicted"], "kernel": res["kernel"],
-                                    "targets": res["targets"], "policy": res["policy"], "sets": res["sets"],
-                                    "replay": {k: res[k] for k in ("events", "events_replayed", "wall_s",
-                                                                   "events_per_s")}},
-                                   indent=1))
+            doc = {"predicted": res["predicted"], "kernel": res["kernel"],
+                   "targets": res["targets"], "policy": res["policy"], "sets": res["sets"],
+                   "replay": {k: res[k] for k in ("events", "events_replayed", "wall_s", "events_per_s")}}
+            doc.update({k: res[k] for k in ("seeds", "spread", "per_seed") if k in res})
+            click.echo(_json.dumps(doc, indent=1))
         else:
             click.echo(format_prediction(res), nl=False)
         if out:

@@ -15,6 +15,13 @@ sysctls and THP settings) unless ``--set policy.KEY=VALUE`` asks for another
 - the end state per zone and order: ``after/buddyinfo``.
 
 The targets of the pressure work are checked on the result (:func:`prediction_targets`).
+
+A single replay is one draw: the models' random choices (which folio an isolation
+attempt fails on, which async block is skipped) change, through the feedback of
+reclaim and compaction, how many THP faults and readahead folios find a free block,
+by tens of percent on the pressure captures.  ``--seeds N`` replays the capture
+under N seeds and reports, per figure, the median and the range
+(:func:`combine_predictions`); the targets are checked on the medians.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Optional
 from kmemdes.errors import KmemdesError
 from kmemdes.trace.snapshot import parse_buddyinfo
 
-__all__ = ["predict_capture", "format_prediction", "prediction_targets", "KEYS"]
+__all__ = ["predict_capture", "combine_predictions", "format_prediction", "prediction_targets", "KEYS"]
 
 #: the figures compared, in the order they are printed (the JSON keys of "predicted" and "kernel")
 KEYS = ("attempts_by_order", "failures_by_order", "thp_fault_alloc", "thp_fault_fallback", "compact_stall",
@@ -93,10 +100,24 @@ def prediction_targets(res: dict) -> dict:
     return out
 
 
+def apply_sets(cfg, sets: tuple[str, ...]):
+    """The config with ``--set KEY=VALUE`` items applied (a one-line error naming a bad one)."""
+    from kmemdes.config import parse_value, set_dotted
+
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise KmemdesError(f"--set {item!r}: expected KEY=VALUE")
+        cfg = set_dotted(cfg, key.strip(), parse_value(value.strip()), f"--set {key.strip()}")
+    return cfg
+
+
 def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: bool = False,
-                    run_dir: Optional[str | Path] = None) -> dict:
-    """Replay ``capture`` in policy mode from its kpageflags start state; predicted vs kernel figures."""
-    from kmemdes.config import Config, parse_value, set_dotted
+                    run_dir: Optional[str | Path] = None, seed: Optional[int] = None) -> dict:
+    """Replay ``capture`` in policy mode from its kpageflags start state; predicted vs kernel figures.
+
+    ``seed``: the replay's seed (else the config's, after ``sets``)."""
+    from kmemdes.config import Config
     from kmemdes.sim.engine import capture_policy, replay_trace
     from kmemdes.sim.kpageflags import kpageflags_pair
 
@@ -111,12 +132,9 @@ def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: b
         if not (cap / need).exists():
             raise KmemdesError(f"{cap}: no {need} (--predict compares with the capture's before and after snapshots)")
     notes: list[str] = []
-    cfg = capture_policy(Config(name=cap.name), cap, notes)  # the policy the kernel ran under, then the what-if
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise KmemdesError(f"--set {item!r}: expected KEY=VALUE")
-        cfg = set_dotted(cfg, key.strip(), parse_value(value.strip()), f"--set {key.strip()}")
+    cfg = apply_sets(capture_policy(Config(name=cap.name), cap, notes), sets)  # the kernel's policy, then the what-if
+    if seed is not None:
+        cfg = cfg.model_copy(update={"seed": seed})
     tmp = None
     if run_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="kmemdes_predict_")
@@ -132,9 +150,68 @@ def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: b
            "events_replayed": summary.get("events_replayed"), "quirks": summary.get("quirks", {}),
            "quirk_pages": summary.get("quirk_pages", {}),
            "policy": _policy_lines(resolved), "notes": notes + summary.get("notes", []),
-           "wall_s": summary.get("wall_s"), "events_per_s": summary.get("events_per_s")}
+           "wall_s": summary.get("wall_s"), "events_per_s": summary.get("events_per_s"), "seed": cfg.seed}
     res["targets"] = prediction_targets(res)
     return res
+
+
+def _median(values: list) -> int:
+    """The median of counts, as a count (the lower middle one for an even number of draws).
+
+    >>> _median([3, 1, 2]), _median([4, 1, 3, 2])
+    (2, 2)
+    """
+    v = sorted(values)
+    return v[(len(v) - 1) // 2]
+
+
+def combine_predictions(results: list[dict]) -> dict:
+    """Predictions of one capture under several seeds as one: ``predicted`` holds each figure's median
+    (per order, per zone and order), ``spread`` each count's [min, max], ``per_seed`` the seeds'
+    own counts; the targets are checked on the medians.
+
+    >>> r = [{"predicted": {"failures_by_order": {"9": f}, "attempts_by_order": {"9": 100}, "thp_fault_alloc": a,
+    ...                     "buddyinfo": {"Normal": [f, 0]}}, "kernel": {}, "seed": s, "wall_s": 1.0}
+    ...      for s, f, a in ((1, 10, 5), (2, 30, 7), (3, 20, 6))]
+    >>> c = combine_predictions(r)
+    >>> c["predicted"]["failures_by_order"], c["predicted"]["thp_fault_alloc"], c["spread"]["order9_failures"]
+    ({'9': 20}, 6, [10, 30])
+    >>> c["seeds"], c["predicted"]["buddyinfo"]
+    ([1, 2, 3], {'Normal': [20, 0]})
+    """
+    if len(results) == 1:
+        return results[0]
+    preds = [r["predicted"] for r in results]
+    out = dict(results[0])
+    med: dict = {}
+    spread: dict = {}
+    for key, first in preds[0].items():
+        if isinstance(first, dict) and key == "buddyinfo":
+            med[key] = {z: [_median([p[key].get(z, [0] * len(c))[o] for p in preds]) for o in range(len(c))]
+                        for z, c in first.items()}
+        elif isinstance(first, dict):
+            orders = sorted({o for p in preds for o in p[key]}, key=int)
+            med[key] = {o: _median([int(p[key].get(o, 0)) for p in preds]) for o in orders}
+        else:
+            vals = [int(p[key]) for p in preds]
+            med[key] = _median(vals)
+            spread[key] = [min(vals), max(vals)]
+    o9 = [int(p.get("failures_by_order", {}).get("9", 0)) for p in preds]
+    spread["order9_failures"] = [min(o9), max(o9)]
+    out["predicted"] = med
+    out["spread"] = spread
+    out["seeds"] = [r["seed"] for r in results]
+    out["per_seed"] = [{"seed": r["seed"], "order9_failures": int(r["predicted"].get("failures_by_order", {}).get("9", 0)),
+                        **{k: v for k, v in r["predicted"].items() if not isinstance(v, dict)}} for r in results]
+    out["wall_s"] = round(sum(r["wall_s"] or 0 for r in results), 3)
+    if "kernel" in out and out["kernel"]:
+        out["targets"] = prediction_targets(out)
+    return out
+
+
+def predict_seed(capture: str, sets: tuple[str, ...], seed: int) -> dict:
+    """One draw of :func:`combine_predictions` (a process-pool task of ``validate --predict --seeds``)."""
+    return predict_capture(capture, sets, seed=seed)
 
 
 def _policy_lines(config_toml: str) -> dict:
@@ -174,21 +251,28 @@ def format_prediction(res: dict) -> str:
                                                                     "watermark_boost_factor", "extfrag_threshold")
                                     if key in pol)
              + (f"  (what-if: {' '.join(res['sets'])}; the kernel column is still the capture's)" if res["sets"] else ""),
-             f"events: {res['events']:,} ({res['events_replayed']:,} replayed), {res['wall_s']} s", "",
+             f"events: {res['events']:,} ({res['events_replayed']:,} replayed), {res['wall_s']} s"
+             + (f"; seeds {', '.join(map(str, res['seeds']))}: the predicted column is each figure's median"
+                if res.get("seeds") else ""), "",
              f"{'':<34}{'predicted':>20}{'kernel':>20}{'error':>9}"]
+    spread = res.get("spread", {})
     orders = sorted({int(o) for o in k["attempts_by_order"]} | {int(o) for o in p["attempts_by_order"]})
     for o in orders:
         pa, ka = int(p["attempts_by_order"].get(str(o), 0)), int(k["attempts_by_order"].get(str(o), 0))
         pf, kf = int(p["failures_by_order"].get(str(o), 0)), int(k["failures_by_order"].get(str(o), 0))
+        lo_hi = spread.get("order9_failures") if o == 9 else None
         lines.append(f"{f'order {o}: failures / attempts':<34}{f'{pf:,} / {pa:,}':>20}{f'{kf:,} / {ka:,}':>20}"
-                     f"{_err(pf, kf):>9}")
+                     f"{_err(pf, kf):>9}" + (f"   seeds: {lo_hi[0]:,}-{lo_hi[1]:,}" if lo_hi else ""))
     labels = {"thp_fault_alloc": "THP faults served", "thp_fault_fallback": "THP faults fallen back",
               "compact_stall": "direct compaction stalls", "compact_success": "  successes",
               "compact_fail": "  failures", "pgmigrate_success": "pages migrated",
               "allocstall": "direct reclaim stalls", "pgsteal_direct": "  pages reclaimed directly",
               "pgsteal_kswapd": "kswapd pages reclaimed", "extfrag_fallbacks": "fragmenting fallbacks (extfrag)"}
+    spread = res.get("spread", {})
     for key, label in labels.items():
-        lines.append(f"{label:<34}{p[key]:>20,}{k[key]:>20,}{_err(p[key], k[key]):>9}")
+        lo_hi = spread.get(key)
+        lines.append(f"{label:<34}{p[key]:>20,}{k[key]:>20,}{_err(p[key], k[key]):>9}"
+                     + (f"   seeds: {lo_hi[0]:,}-{lo_hi[1]:,}" if lo_hi else ""))
     lines += ["", "end state, free blocks per order: predicted / kernel"]
     for zone, kc in k["buddyinfo"].items():
         pc = p["buddyinfo"].get(zone, [0] * 11)

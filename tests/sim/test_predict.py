@@ -151,3 +151,32 @@ def test_the_what_if_is_a_different_answer(stock, defrag, corpus):
     to_stock = predict_capture(corpus / "k_pressure_defrag", ("policy.fallback=default",))
     assert to_stock["policy"]["fallback"] == "default"
     assert to_stock["predicted"] != defrag["predicted"]
+
+
+def test_seeds_without_predict_is_a_usage_error(shipped):
+    r = _cli("validate", str(shipped / "a_idle_stream"), "--seeds", "3")
+    assert r.returncode == 2 and "--seeds applies to --predict" in r.stderr
+    r = _cli("validate", str(shipped / "a_idle_stream"), "--predict", "--seeds", "0")
+    assert r.returncode == 2 and "--seeds" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_seeds_give_medians_and_ranges_and_each_draw_is_reproducible(stock, corpus):
+    """``--seeds 2``: two replays in worker processes; the first seed's draw is the in-process
+    prediction exactly (same seed, same figures), and every count's median lies in its range."""
+    import json
+
+    r = _cli("validate", str(corpus / "j_pressure_stock"), "--predict", "--seeds", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["seeds"] == [1, 2] and doc["kernel"] == stock["kernel"]
+    first = doc["per_seed"][0]
+    assert first["seed"] == 1
+    own = stock["predicted"]
+    assert all(first[k] == own[k] for k in own if not isinstance(own[k], dict))
+    assert first["order9_failures"] == own["failures_by_order"]["9"]
+    for key, (lo, hi) in doc["spread"].items():
+        med = doc["predicted"]["failures_by_order"]["9"] if key == "order9_failures" else doc["predicted"][key]
+        assert lo <= med <= hi, key
+    assert doc["targets"]["order9_failures"]["predicted"] == doc["predicted"]["failures_by_order"]["9"]
