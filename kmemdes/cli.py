@@ -755,20 +755,66 @@ def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
     if kpageflags_pair(capture) is None:
         predict_capture(capture, rest_sets)  # raises the one-line error of a capture without kpageflags
     apply_sets(Config(name="check"), rest_sets)
-    workers = max(1, min(n, os.cpu_count() or 1))
-    results = []
+    # a what-if is compared with the capture's own policy under the same seeds (paired draws)
+    variants = [rest_sets, ()] if rest_sets else [rest_sets]
+    tasks = [(v, base + i) for i in range(n) for v in variants]
+    workers = max(1, min(len(tasks), os.cpu_count() or 1))
+    done: dict = {v: [] for v in variants}
     with progress_for(True) as bar, ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-        bar.stage(f"replaying {Path(capture).name} under {n} seeds ({workers} at a time)", n)
-        futures = [pool.submit(predict_seed, str(capture), rest_sets, base + i) for i in range(n)]
-        for f in as_completed(futures):
-            results.append(f.result())
-            bar.update(len(results))
-    results.sort(key=lambda r: r["seed"])
-    res = combine_predictions(results)
+        bar.stage(f"replaying {Path(capture).name}: {len(tasks)} replays ({workers} at a time)", len(tasks))
+        futures = {pool.submit(predict_seed, str(capture), v, seed): v for v, seed in tasks}
+        for k, f in enumerate(as_completed(futures), 1):
+            done[futures[f]].append(f.result())
+            bar.update(k)
+    for v in variants:
+        done[v].sort(key=lambda r: r["seed"])
+    res = combine_predictions(done[rest_sets])
     res["sets"] = list(sets)
+    if rest_sets:
+        own = combine_predictions(done[()])
+        res["baseline"] = {"sets": [], "predicted": own["predicted"], "spread": own.get("spread", {}),
+                           "per_seed": own.get("per_seed", [])}
+        res["difference"] = _whatif_difference(done[rest_sets], done[()])
     return res
+
+
+def _whatif_rates(pred: dict) -> dict:
+    """The figures a what-if is judged on, from one replay's predicted column (rates in %)."""
+    a9 = int(pred["attempts_by_order"].get("9", 0))
+    thp = int(pred["thp_fault_alloc"]) + int(pred["thp_fault_fallback"])
+    out = {"order9_failure_pct": 100.0 * int(pred["failures_by_order"].get("9", 0)) / a9 if a9 else None,
+           "thp_success_pct": 100.0 * int(pred["thp_fault_alloc"]) / thp if thp else None}
+    for key in ("compact_stall", "compact_success", "pgmigrate_success", "pgsteal_direct", "pgsteal_kswapd",
+                "extfrag_fallbacks"):
+        out[key] = float(pred[key])
+    return out
+
+
+def _whatif_difference(whatif: list[dict], own: list[dict]) -> dict:
+    """What-if minus own policy, seed by seed (the same seeds): mean with its 95 % CI per figure
+    (:func:`kmemdes.report.stats.paired_difference`)."""
+    from kmemdes.report.stats import paired_difference
+
+    a = [_whatif_rates(r["predicted"]) for r in own]
+    b = [_whatif_rates(r["predicted"]) for r in whatif]
+    return {key: paired_difference([x[key] for x in a], [y[key] for y in b]) for key in a[0]}
+
+
+def _format_difference(res: dict) -> str:
+    """The paired what-if difference as text lines (empty without one)."""
+    diff = res.get("difference")
+    if not diff:
+        return ""
+    lines = ["", f"what-if ({' '.join(s for s in res['sets'] if not s.startswith('seed='))}) minus the "
+                 f"capture's own policy, same seeds {', '.join(map(str, res['seeds']))} (mean, 95 % CI):"]
+    for key, d in diff.items():
+        if d is None:
+            continue
+        hw = "" if d["half_width"] is None else f" ± {d['half_width']:,.1f}"
+        lines.append(f"  {key:<22}{d['mean']:>+14,.1f}{hw}")
+    return "\n".join(lines) + "\n"
 
 
 # --- sim/validate.py ----------------------------------------------------------
@@ -790,7 +836,8 @@ def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
               help="With --predict: predict under another policy (the what-if), e.g. --set policy.fallback=defrag_mode.")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, metavar="N",
               help="With --predict: replay under N seeds (the config's seed and the N-1 after it, on this "
-                   "machine's cores) and print each figure's median and range.")
+                   "machine's cores) and print each figure's median and range; with a --set what-if, also "
+                   "the capture's own policy under the same seeds and the difference with its 95 % CI.")
 @click.argument("command", nargs=-1, metavar="[-- COMMAND...]")
 def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live: bool, kpageflags: bool,
                  keep: Optional[str], force: bool, predict: bool, sets: tuple[str, ...], seeds: int,
@@ -866,10 +913,10 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
             doc = {"predicted": res["predicted"], "kernel": res["kernel"],
                    "targets": res["targets"], "policy": res["policy"], "sets": res["sets"],
                    "replay": {k: res[k] for k in ("events", "events_replayed", "wall_s", "events_per_s")}}
-            doc.update({k: res[k] for k in ("seeds", "spread", "per_seed") if k in res})
+            doc.update({k: res[k] for k in ("seeds", "spread", "per_seed", "baseline", "difference") if k in res})
             click.echo(_json.dumps(doc, indent=1))
         else:
-            click.echo(format_prediction(res), nl=False)
+            click.echo(format_prediction(res) + _format_difference(res), nl=False)
         if out:
             write_prediction_html(res, Path(out))
             if not as_json:

@@ -12,13 +12,12 @@ difference is paired (replica i of B minus replica i of A): mean ± t(0.975, n-1
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 from kmemdes.config import Config, parse_value, set_dotted
 from kmemdes.outpath import check_folder_output
-from kmemdes.report.stats import summarize, t_ppf
+from kmemdes.report.stats import paired_difference, summarize
 
 __all__ = ["run_replicas", "lab_metrics", "paired_difference"]
 
@@ -47,23 +46,6 @@ def lab_metrics(summary: dict) -> dict[str, float | None]:
         "pgmigrate_success": vm.get("pgmigrate_success"),
         "thp_first_touch_p50_ns": ft.get("p50"),
     }
-
-
-def paired_difference(a: list, b: list) -> dict | None:
-    """Mean of b[i] - a[i] with the half-width of its 95 % CI (pairs with a missing side left out).
-
-    >>> d = paired_difference([80, 84, 82], [94, 96, 95]); d["mean"], round(d["half_width"], 2), d["n"]
-    (13.0, 2.48, 3)
-    """
-    d = [y - x for x, y in zip(a, b) if x is not None and y is not None]
-    if not d:
-        return None
-    n = len(d)
-    mean = math.fsum(d) / n
-    if n < 2:
-        return {"n": n, "mean": mean, "half_width": None}
-    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
-    return {"n": n, "mean": mean, "half_width": t_ppf(0.975, n - 1) * sd / math.sqrt(n)}
 
 
 def run_replicas(cfg: Config, out, replicas: int, *, force: bool = False, capture: bool = False, log=None) -> dict:

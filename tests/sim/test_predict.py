@@ -160,23 +160,49 @@ def test_seeds_without_predict_is_a_usage_error(shipped):
     assert r.returncode == 2 and "--seeds" in r.stderr
 
 
+def test_the_what_if_difference_is_paired_by_seed():
+    from kmemdes.cli import _whatif_difference
+
+    def run(seed, failed9, thp_ok, stall):
+        return {"seed": seed, "predicted": {"attempts_by_order": {"9": 200}, "failures_by_order": {"9": failed9},
+                                            "thp_fault_alloc": thp_ok, "thp_fault_fallback": 100 - thp_ok,
+                                            "compact_stall": stall, "compact_success": 0, "pgmigrate_success": 0,
+                                            "pgsteal_direct": 0, "pgsteal_kswapd": 0, "extfrag_fallbacks": 0}}
+    own = [run(1, 20, 80, 100), run(2, 30, 82, 140)]
+    whatif = [run(1, 10, 90, 90), run(2, 16, 96, 120)]
+    d = _whatif_difference(whatif, own)
+    assert d["order9_failure_pct"]["mean"] == pytest.approx(-6.0)  # (-5 % and -7 %) per seed
+    assert d["thp_success_pct"]["mean"] == pytest.approx(12.0) and d["thp_success_pct"]["n"] == 2
+    assert d["compact_stall"]["mean"] == pytest.approx(-15.0)
+    # differences -10 and -20: sd 7.07, half-width t(0.975, 1) x sd / sqrt(2) = 12.706 x 5
+    assert d["compact_stall"]["half_width"] == pytest.approx(12.706 * 5, rel=1e-3)
+
+
 @pytest.mark.slow
 @pytest.mark.corpus
-def test_seeds_give_medians_and_ranges_and_each_draw_is_reproducible(stock, corpus):
-    """``--seeds 2``: two replays in worker processes; the first seed's draw is the in-process
-    prediction exactly (same seed, same figures), and every count's median lies in its range."""
+def test_seeds_give_medians_ranges_and_the_paired_what_if(stock, corpus):
+    """``--seeds 2`` with a what-if: four replays in worker processes (the what-if and the capture's own
+    policy, seeds 1 and 2).  Seed 1 of the own policy is the in-process prediction exactly (same seed,
+    same figures), every count's median lies in its range, and the difference is the what-if minus the
+    own policy seed by seed."""
     import json
 
-    r = _cli("validate", str(corpus / "j_pressure_stock"), "--predict", "--seeds", "2", "--json")
+    r = _cli("validate", str(corpus / "j_pressure_stock"), "--predict", "--seeds", "2", "--json",
+             "--set", "policy.fallback=defrag_mode")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["seeds"] == [1, 2] and doc["kernel"] == stock["kernel"]
-    first = doc["per_seed"][0]
+    assert doc["seeds"] == [1, 2] and doc["kernel"] == stock["kernel"] and doc["policy"]["fallback"] == "defrag_mode"
+    base = doc["baseline"]
+    first = base["per_seed"][0]
     assert first["seed"] == 1
     own = stock["predicted"]
     assert all(first[k] == own[k] for k in own if not isinstance(own[k], dict))
     assert first["order9_failures"] == own["failures_by_order"]["9"]
-    for key, (lo, hi) in doc["spread"].items():
-        med = doc["predicted"]["failures_by_order"]["9"] if key == "order9_failures" else doc["predicted"][key]
-        assert lo <= med <= hi, key
+    for spread, pred in ((doc["spread"], doc["predicted"]), (base["spread"], base["predicted"])):
+        for key, (lo, hi) in spread.items():
+            med = pred["failures_by_order"]["9"] if key == "order9_failures" else pred[key]
+            assert lo <= med <= hi, key
     assert doc["targets"]["order9_failures"]["predicted"] == doc["predicted"]["failures_by_order"]["9"]
+    d = doc["difference"]["compact_stall"]
+    per = [w["compact_stall"] - o["compact_stall"] for w, o in zip(doc["per_seed"], base["per_seed"])]
+    assert d["n"] == 2 and d["mean"] == pytest.approx(sum(per) / 2)
