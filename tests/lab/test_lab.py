@@ -255,7 +255,7 @@ def test_live_sigkill_leftovers_undone_by_next_run(tmp_path):
                          stderr=subprocess.PIPE, text=True)
     state_file = Path(f"/run/kmemdes-lab.{p.pid}.json")
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # wait until the instance exists and the cycle runs
             if state_file.exists() and json.loads(state_file.read_text() or "{}").get("driver"):
                 break
