@@ -17,7 +17,7 @@ import click
 
 from kmemdes import __version__
 from kmemdes.errors import Interrupted, KmemdesError
-from kmemdes.outpath import check_file_output
+from kmemdes.outpath import check_file_output, scratch_dir
 
 __all__ = ["app", "main"]
 
@@ -871,7 +871,6 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
       kmemdes validate ../shared/traces/j_pressure_stock --predict --seeds 4
     """
     import json as _json
-    import tempfile
 
     from kmemdes.sim.validate import format_validation, validate_capture
 
@@ -886,7 +885,7 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
 
         tmp = None
         if keep is None:
-            tmp = tempfile.TemporaryDirectory(prefix="kmemdes_validate_live_")
+            tmp = scratch_dir("kmemdes_validate_live_")
             target = Path(tmp.name) / "capture"
         else:
             target = Path(keep)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -43,7 +44,7 @@ from kmemdes.errors import KmemdesError
 
 __all__ = ["RUN_DIR_FILES", "is_run_dir", "check_file_output", "check_run_dir_output",
            "check_folder_output", "atomic_write",
-           "tmp_name", "clean_stale", "pid_alive"]
+           "tmp_name", "clean_stale", "pid_alive", "scratch_dir"]
 
 RUN_DIR_FILES = ("summary.json", "config.toml")
 
@@ -52,6 +53,18 @@ def is_run_dir(path: str | Path) -> bool:
     """A kmemdes run directory: a folder with ``summary.json`` and ``config.toml``."""
     p = Path(path)
     return p.is_dir() and all((p / f).is_file() for f in RUN_DIR_FILES)
+
+
+def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory:
+    """A private temporary directory ``<tmp>/<prefix><pid>_<random>`` for a command's intermediate run
+    directory.  The ones a dead process left with the same prefix (a command killed by SIGKILL, whose
+    ``finally`` never ran) are removed first, so a killed command leaves nothing the next one does
+    not clean."""
+    for d in Path(tempfile.gettempdir()).glob(f"{prefix}*_*"):
+        pid = d.name[len(prefix):].split("_", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}_")
 
 
 def pid_alive(pid: int) -> bool:

@@ -92,3 +92,28 @@ def test_a_folder_of_runs_is_replaced_only_when_it_is_one(tmp_path):
     with pytest.raises(KmemdesError, match="folder of runs exists \\(use --force"):
         check_folder_output(d, "lab.json")
     assert check_folder_output(d, "lab.json", force=True) == d
+
+
+def test_scratch_dir_removes_what_a_killed_command_left(tmp_path, monkeypatch):
+    """A command killed by SIGKILL never runs its cleanup: the next one removes the scratch directories of
+    dead pids with its prefix, and leaves live ones and other names alone."""
+    import subprocess
+    import tempfile
+
+    from pathlib import Path
+
+    from kmemdes.outpath import scratch_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])  # a pid that has exited
+    dead.wait()
+    left = tmp_path / f"kmemdes_predict_{dead.pid}_abc"
+    (left / "run").mkdir(parents=True)
+    alive = tmp_path / "kmemdes_predict_1_xyz"  # pid 1 is alive
+    alive.mkdir()
+    other = tmp_path / "kmemdes_predict_notapid"
+    other.mkdir()
+    with scratch_dir("kmemdes_predict_") as d:
+        assert Path(d).name.startswith(f"kmemdes_predict_{os.getpid()}_") and Path(d).parent == tmp_path
+        assert not left.exists() and alive.exists() and other.exists()
+    assert not Path(d).exists()

@@ -27,11 +27,11 @@ under N seeds and reports, per figure, the median and the range
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 from kmemdes.errors import KmemdesError
+from kmemdes.outpath import scratch_dir
 from kmemdes.trace.snapshot import parse_buddyinfo
 
 __all__ = ["predict_capture", "combine_predictions", "format_prediction", "prediction_targets", "KEYS"]
@@ -137,7 +137,7 @@ def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: b
         cfg = cfg.model_copy(update={"seed": seed})
     tmp = None
     if run_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="kmemdes_predict_")
+        tmp = scratch_dir("kmemdes_predict_")
         run_dir = Path(tmp.name) / "run"
     try:
         out, summary = replay_trace(cap, run_dir, mode="policy", cfg=cfg, progress=progress, kpageflags=kpf[0])

@@ -14,11 +14,11 @@ untraced bulk allocations.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 from kmemdes.errors import KmemdesError
+from kmemdes.outpath import scratch_dir
 from kmemdes.trace.snapshot import (
     parse_buddyinfo,
     parse_pagetypeinfo,
@@ -49,7 +49,7 @@ def validate_capture(capture: str | Path, run_dir: Optional[str | Path] = None, 
             raise KmemdesError(f"{cap}: no {need}/buddyinfo (validation needs the capture's before and after snapshots)")
     tmp = None
     if run_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="kmemdes_validate_")
+        tmp = scratch_dir("kmemdes_validate_")
         run_dir = Path(tmp.name) / "run"
     # with kpageflags snapshots (kmemdes capture --kpageflags): start from the exact free-page layout
     from kmemdes.sim.kpageflags import kpageflags_pair
