@@ -733,7 +733,7 @@ def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
     from kmemdes.config import Config
     from kmemdes.progress import progress_for
     from kmemdes.sim.predict import apply_sets, combine_predictions, predict_capture, predict_seed
-    from kmemdes.sweep import die_with_parent
+    from kmemdes.sweep import die_with_parent, stop_pool
 
     base = Config.model_fields["seed"].default
     rest = []
@@ -764,10 +764,14 @@ def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         bar.stage(f"replaying {Path(capture).name}: {len(tasks)} replays ({workers} at a time)", len(tasks))
-        futures = {pool.submit(predict_seed, str(capture), v, seed): v for v, seed in tasks}
-        for k, f in enumerate(as_completed(futures), 1):
-            done[futures[f]].append(f.result())
-            bar.update(k)
+        try:
+            futures = {pool.submit(predict_seed, str(capture), v, seed): v for v, seed in tasks}
+            for k, f in enumerate(as_completed(futures), 1):
+                done[futures[f]].append(f.result())
+                bar.update(k)
+        except BaseException:  # an error in one replay, Ctrl-C, SIGTERM: the others stop now too
+            stop_pool(pool)
+            raise
     for v in variants:
         done[v].sort(key=lambda r: r["seed"])
     res = combine_predictions(done[rest_sets])

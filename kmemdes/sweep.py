@@ -503,6 +503,15 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a process pool's work now (Ctrl-C, SIGTERM): its workers terminated, its queued tasks
+    cancelled, nothing left running."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _run_local(plan: Plan, todo: list[SweepRun], workers: int, runner: Callable[[str, str], dict],
                record: Callable[[SweepRun, dict], None]) -> None:
     """Run ``todo`` on a spawn-context process pool, at most ``workers`` at a time.
@@ -558,10 +567,7 @@ def _run_local(plan: Plan, todo: list[SweepRun], workers: int, runner: Callable[
                         (suspects.append(r) if not alone else
                          record(r, {"ok": False, "error": "the worker process died (killed, or out of memory?)"}))
             except BaseException:  # Ctrl-C: stop the runs in flight now (resume redoes them)
-                for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                    with contextlib.suppress(Exception):
-                        proc.terminate()
-                pool.shutdown(wait=True, cancel_futures=True)
+                stop_pool(pool)
                 raise
 
 
