@@ -490,10 +490,14 @@ def _record(plan: Plan, run: SweepRun, res: dict, report: _Reporter, result: Swe
 
 def die_with_parent(parent_pid: int) -> None:
     """Pool worker initializer: the worker is killed when the sweep process dies (``prctl(PR_SET_PDEATHSIG,
-    SIGKILL)`` on Linux), and exits at once if its parent is already gone (the race before the prctl)."""
+    SIGKILL)`` on Linux), and exits at once if its parent is already gone (the race before the prctl).
+    SIGTERM (:func:`stop_pool`) exits through ``SystemExit`` so that the task's ``finally`` blocks
+    remove its temporary files; Ctrl-C is the parent's to handle."""
     import ctypes
     import signal
 
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
