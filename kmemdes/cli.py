@@ -724,13 +724,14 @@ def lab_cmd(config_path: Optional[str], out: Optional[str], sets: tuple[str, ...
 
 def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
     """``validate --predict --seeds N``: N replays of ``capture`` (seeds from ``--set seed=K``, else the
-    config's, on) in a spawn-context process pool of at most this machine's cores, combined
-    (:func:`kmemdes.sim.predict.combine_predictions`)."""
+    config's, on) in a spawn-context process pool of at most this machine's cores and one worker per
+    3.5 GiB of MemAvailable, combined (:func:`kmemdes.sim.predict.combine_predictions`)."""
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from kmemdes.config import Config
+    from kmemdes.lab.run import meminfo
     from kmemdes.progress import progress_for
     from kmemdes.sim.predict import apply_sets, combine_predictions, predict_capture, predict_seed
     from kmemdes.sweep import die_with_parent, stop_pool
@@ -758,7 +759,12 @@ def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
     # a what-if is compared with the capture's own policy under the same seeds (paired draws)
     variants = [rest_sets, ()] if rest_sets else [rest_sets]
     tasks = [(v, base + i) for i in range(n) for v in variants]
-    workers = max(1, min(len(tasks), os.cpu_count() or 1))
+    # as many at a time as the cores allow and the memory: a replay of the 6 M-event pressure captures
+    # peaks at 2.4-3.1 GB, so each worker counts 3.5 GiB of MemAvailable (never a load that risks the
+    # OOM killer on a many-core machine with little memory)
+    avail_kb = meminfo().get("MemAvailable")
+    by_memory = max(1, avail_kb // (7 << 19)) if avail_kb else len(tasks)
+    workers = max(1, min(len(tasks), os.cpu_count() or 1, by_memory))
     done: dict = {v: [] for v in variants}
     with progress_for(True) as bar, ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
