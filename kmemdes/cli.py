@@ -733,7 +733,7 @@ def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
     from kmemdes.config import Config
     from kmemdes.lab.run import meminfo
     from kmemdes.progress import progress_for
-    from kmemdes.sim.predict import apply_sets, combine_predictions, predict_capture, predict_seed
+    from kmemdes.sim.predict import apply_sets, check_prediction_inputs, combine_predictions, predict_capture
     from kmemdes.sweep import die_with_parent, stop_pool
 
     base = Config.model_fields["seed"].default
@@ -749,12 +749,7 @@ def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
             rest.append(item)
     rest_sets = tuple(rest)
     # the capture and the --set keys are checked here first, so that errors come once, before any worker
-    if not Path(capture).is_dir():
-        raise KmemdesError(f"{capture}: not a capture folder (expected trace + before/ + after/)")
-    from kmemdes.sim.kpageflags import kpageflags_pair
-
-    if kpageflags_pair(capture) is None:
-        predict_capture(capture, rest_sets)  # raises the one-line error of a capture without kpageflags
+    check_prediction_inputs(Path(capture))
     apply_sets(Config(name="check"), rest_sets)
     # a what-if is compared with the capture's own policy under the same seeds (paired draws)
     variants = [rest_sets, ()] if rest_sets else [rest_sets]
@@ -771,7 +766,7 @@ def _predict_seeds(capture: str, sets: tuple[str, ...], n: int) -> dict:
             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         bar.stage(f"replaying {Path(capture).name}: {len(tasks)} replays ({workers} at a time)", len(tasks))
         try:
-            futures = {pool.submit(predict_seed, str(capture), v, seed): v for v, seed in tasks}
+            futures = {pool.submit(predict_capture, str(capture), v, seed=seed): v for v, seed in tasks}
             for k, f in enumerate(as_completed(futures), 1):
                 done[futures[f]].append(f.result())
                 bar.update(k)

@@ -34,7 +34,7 @@ from kmemdes.errors import KmemdesError
 from kmemdes.outpath import scratch_dir
 from kmemdes.trace.snapshot import parse_buddyinfo
 
-__all__ = ["predict_capture", "combine_predictions", "format_prediction", "prediction_targets", "KEYS"]
+__all__ = ["predict_capture", "check_prediction_inputs", "combine_predictions", "format_prediction", "prediction_targets", "KEYS"]
 
 #: the figures compared, in the order they are printed (the JSON keys of "predicted" and "kernel")
 KEYS = ("attempts_by_order", "failures_by_order", "thp_fault_alloc", "thp_fault_fallback", "compact_stall",
@@ -112,16 +112,11 @@ def apply_sets(cfg, sets: tuple[str, ...]):
     return cfg
 
 
-def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: bool = False,
-                    run_dir: Optional[str | Path] = None, seed: Optional[int] = None) -> dict:
-    """Replay ``capture`` in policy mode from its kpageflags start state; predicted vs kernel figures.
-
-    ``seed``: the replay's seed (else the config's, after ``sets``)."""
-    from kmemdes.config import Config
-    from kmemdes.sim.engine import capture_policy, replay_trace
+def check_prediction_inputs(cap: Path) -> tuple[Path, Path]:
+    """The one-line error of a capture ``--predict`` cannot use; else its kpageflags pair
+    (:func:`kmemdes.sim.kpageflags.kpageflags_pair`)."""
     from kmemdes.sim.kpageflags import kpageflags_pair
 
-    cap = Path(capture)
     if not cap.is_dir():
         raise KmemdesError(f"{cap}: not a capture folder (expected trace + before/ + after/)")
     kpf = kpageflags_pair(cap)
@@ -131,6 +126,19 @@ def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: b
     for need in ("before/buddyinfo", "after/buddyinfo", "before/vmstat", "after/vmstat"):
         if not (cap / need).exists():
             raise KmemdesError(f"{cap}: no {need} (--predict compares with the capture's before and after snapshots)")
+    return kpf
+
+
+def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: bool = False,
+                    run_dir: Optional[str | Path] = None, seed: Optional[int] = None) -> dict:
+    """Replay ``capture`` in policy mode from its kpageflags start state; predicted vs kernel figures.
+
+    ``seed``: the replay's seed (else the config's, after ``sets``)."""
+    from kmemdes.config import Config
+    from kmemdes.sim.engine import capture_policy, replay_trace
+
+    cap = Path(capture)
+    kpf = check_prediction_inputs(cap)
     notes: list[str] = []
     cfg = apply_sets(capture_policy(Config(name=cap.name), cap, notes), sets)  # the kernel's policy, then the what-if
     if seed is not None:
@@ -208,10 +216,6 @@ def combine_predictions(results: list[dict]) -> dict:
         out["targets"] = prediction_targets(out)
     return out
 
-
-def predict_seed(capture: str, sets: tuple[str, ...], seed: int) -> dict:
-    """One draw of :func:`combine_predictions` (a process-pool task of ``validate --predict --seeds``)."""
-    return predict_capture(capture, sets, seed=seed)
 
 
 def _policy_lines(config_toml: str) -> dict:

@@ -207,14 +207,15 @@ class TracedCompaction:
         if page < 0:
             page = high
         nxt_ev = self.next_event
-        if nxt_ev is not None and (page < 0 or nxt_ev((page,), self.pos)[0] != 1):
+        page_next = nxt_ev((page,), self.pos)[0] if nxt_ev is not None and page >= 0 else None
+        if nxt_ev is not None and page_next != 1:
             # the trace tells which block it was: the kernel's isolated block is freed next (a
             # target's or a leftover's free), a block left on the free lists is allocated next
             cands = self._candidates(zone, order, min_pfn, free_pfn, low_pfn)
             if cands:
                 nxt = nxt_ev(cands, self.pos)
                 hit = np.flatnonzero(nxt == 1)
-                if not len(hit) and (page < 0 or nxt_ev((page,), self.pos)[0] == 0):
+                if not len(hit) and (page < 0 or page_next == 0):
                     # a target kept to the end has no next event; a block allocated next stayed free
                     hit = np.flatnonzero(nxt == -1)
                 if len(hit):
@@ -257,7 +258,7 @@ class TracedCompaction:
         node = self.node
         n = 1 << order
         lo = max((min_pfn + n - 1) & ~(n - 1), zone.start_pfn)
-        hi = min(free_pfn, zone.start_pfn + zone.spanned, node.max_pfn) & ~(n - 1)
+        hi = min(free_pfn, zone.end_pfn, node.max_pfn) & ~(n - 1)
         if hi <= lo:
             return -1
         free = np.frombuffer(node.page_mt, dtype=np.uint8)[lo:hi] == PAGE_FREE
