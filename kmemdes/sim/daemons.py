@@ -179,6 +179,30 @@ def run_priced(env, steps: Generator, price: Callable[[object], int], quantum_ns
             acc = 0
 
 
+def _run_shared(env, run: list, price: Callable[[object], int], quantum_ns: int):
+    """:func:`run_priced` for a run that a stalled task also drives (kswapd beside a direct
+    compaction): ``run`` is [steps, done, result, time owed]; the time others spent on its steps is
+    added to its own before it goes on."""
+    acc = 0
+    while True:
+        if not run[1]:
+            try:
+                work = next(run[0])
+            except StopIteration as stop:
+                run[1], run[2] = True, stop.value
+            else:
+                acc += price(work)
+                if acc < quantum_ns:
+                    continue
+        acc += run[3]
+        run[3] = 0
+        if acc:
+            yield env.timeout(acc)
+            acc = 0
+        if run[1] and not run[3]:
+            return run[2]
+
+
 class _Waker:
     """A sleeping daemon's wait queue: one SimPy event per sleep."""
 
@@ -236,46 +260,58 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
     node.on_wakeup_kswapd = on_wakeup_kswapd
     price = costs.reclaim_ns
 
-    stall: list = [None, 0]  # the balance_pgdat run kswapd makes during this direct compaction, time owed
+    # the balance_pgdat run of the kswapd process: [steps, done, reclaim_order, time owed]
+    run: list = [None, False, 0, 0]
+    stall: list = [None, 0]  # the run a direct compaction drives (kswapd's own or one it starts), time owed
 
     def on_stall(work: CompactWork) -> None:
-        """One step of a direct compaction took its task the price of the step's work; kswapd, woken
-        by the same slow path (``wake_all_kswapds`` comes first) and not yet running, reclaims on
-        another CPU meanwhile, so the next ``compact_finished`` check and the task's free-list retry
-        see what it freed.  Its frees are not the task's to capture (``capture_control`` is per task).
+        """One step of a direct compaction took its task the price of the step's work; kswapd, on
+        another CPU, reclaims meanwhile, so the next ``compact_finished`` check and the task's
+        free-list retry see what it freed.  A kswapd already reclaiming goes on with its run (the
+        time it spends here is owed: its process sleeps it off, as the CPU was busy); one woken by
+        the same slow path (``wake_all_kswapds`` comes first) but not yet running starts a run
+        here, cut short when the compaction ends.  Its frees are not the task's to capture
+        (``capture_control`` is per task).
         The pressure captures show both ends of it: j_pressure_stock's first readahead compactions
-        ended "success" after a few blocks while kswapd reclaimed order-9 folios beside them, and 110
-        of k_pressure_defrag's 173 readahead compactions ran to completion without forming a block
-        (GFP_NOFS moves no page cache) and were followed by a successful allocation, most of them of
-        a block that kswapd's order-0 frees completed during the 2.4 ms stall."""
-        steps = stall[0]
-        if steps is None:
-            if not waker.woken() or rec.kswapd_running:
-                stall[0] = False  # asleep and not asked, or running already (its work is done ahead)
-                return
-            steps = stall[0] = rec.balance_pgdat_steps(req["order"], top_zone if req["hz"] is None else req["hz"])
+        ended "success" after a few blocks while kswapd reclaimed order-9 folios beside them, and 132
+        of k_pressure_defrag's 134 readahead compactions that ran to completion without forming a
+        block (GFP_NOFS moves no page cache) were followed by a successful allocation, from a DMA32
+        block: kswapd had lifted DMA32 above its watermark and lowmem reserve during the 1-9 ms stall."""
+        r = stall[0]
+        if r is None:
             stall[1] = 0
-            rec.kswapd_running = True
-        elif steps is False:
+            if run[0] is not None and not run[1]:
+                r = stall[0] = run
+            elif waker.woken() and not rec.kswapd_running:
+                r = stall[0] = [rec.balance_pgdat_steps(req["order"], top_zone if req["hz"] is None else req["hz"]),
+                                False, 0, 0]
+                rec.kswapd_running = True
+            else:
+                stall[0] = False  # asleep and not asked
+                return
+        elif r is False or r[1]:
             return
         budget = stall[1] + costs.compaction_ns(work)
         capc, node.capc = node.capc, None
         try:
             while budget > 0:
-                budget -= price(next(steps))
-        except StopIteration:  # balanced: balance_pgdat ended on its own
-            stall[0] = False
-            rec.kswapd_running = False
+                cost = price(next(r[0]))
+                budget -= cost
+                r[3] += cost
+        except StopIteration as stop:  # balanced: balance_pgdat ended on its own
+            r[1], r[2] = True, stop.value
+            if r is not run:
+                rec.kswapd_running = False
         finally:
             node.capc = capc
         stall[1] = budget
 
     def on_stall_end() -> None:
-        """try_to_compact_pages returned: kswapd's run beside it is cut short here and ends as
-        balance_pgdat's end does (ZONE_RECLAIM_ACTIVE cleared)."""
-        steps, stall[0] = stall[0], None
-        if steps:
-            steps.close()
+        """try_to_compact_pages returned: a run started for it is cut short here and ends as
+        balance_pgdat's end does (ZONE_RECLAIM_ACTIVE cleared); kswapd's own run goes on."""
+        r, stall[0] = stall[0], None
+        if r and r is not run and not r[1]:
+            r[0].close()
             for z in node.zones:
                 z.flags &= ~ZONE_RECLAIM_ACTIVE
             rec.kswapd_running = False
@@ -313,11 +349,12 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
         req["order"], req["hz"] = 0, None
         _log(log, env.now, "kswapd_wake", alloc_order, hz)
         rec.kswapd_running = True
+        run[:] = [rec.balance_pgdat_steps(alloc_order, hz), False, 0, 0]
         try:
-            reclaim_order = yield from run_priced(env, rec.balance_pgdat_steps(alloc_order, hz), price,
-                                                  costs.quantum_ns)
+            reclaim_order = yield from _run_shared(env, run, price, costs.quantum_ns)
         finally:
             rec.kswapd_running = False
+            run[0] = None
         _log(log, env.now, "kswapd_balanced", reclaim_order)
         if reclaim_order < alloc_order:
             continue  # goto kswapd_try_sleep with the orders of this run

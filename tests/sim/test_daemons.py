@@ -374,3 +374,47 @@ def test_a_stall_shorter_than_kswapds_run_leaves_no_reclaim_flag():
     env.run(until=1 * S + 1)
     during, (stolen, flagged, running) = seen
     assert during and 0 < stolen < PAGEBLOCK_NR_PAGES // 4 and not flagged and not running
+
+
+
+def _kswapd_run_beside(stall: bool):
+    """A kswapd run in 50 us slices (about 360 us in all), a direct compaction of five steps
+    (100 us) starting just after it: pages it reclaimed during the stall, whether it still runs,
+    when its run ended."""
+    node, comp, zone, pfns = fragmented_page_cache()
+    rec = node.reclaim
+    env = simpy.Environment()
+    log = []
+    costs = DaemonCosts(quantum_ns=50_000)
+    env.process(kswapd(env, node, costs, log=log))
+    seen = []
+
+    def workload(env):
+        yield env.timeout(1 * S)
+        node.wakeup_kswapd(zone, 9, 3, READAHEAD)
+        yield env.timeout(1)  # kswapd started its run (its first slice of work done ahead)
+        assert rec.kswapd_running
+        before = rec.vmstat["pgsteal_kswapd"]
+        if stall:
+            node.on_stall(CompactWork(steps=5))
+            node.on_stall_end()
+        seen.append((rec.vmstat["pgsteal_kswapd"] - before, rec.kswapd_running))
+
+    env.process(workload(env))
+    env.run(until=2 * S)
+    (during, running), = seen
+    return during, running, events(log, "kswapd_balanced")[0][0], costs
+
+
+def test_a_running_kswapd_goes_on_during_a_stall_and_owes_the_time():
+    """A kswapd already in ``balance_pgdat`` when a direct compaction starts keeps reclaiming beside
+    it (k_pressure_defrag: kswapd0 freed ~1,600 DMA32 pages during each readahead compaction that
+    ran to completion, 1.4 ms median, and the retry then got a DMA32 block).  The stall moves kswapd's
+    work earlier, it adds no CPU: its process sleeps off the time the stall drove it, so its run ends
+    when it would have ended without the stall."""
+    during, running, end, costs = _kswapd_run_beside(True)
+    assert running  # its own run goes on after the compaction
+    assert during >= 100_000 // costs.reclaim_ns_per_page  # the stall's worth of base pages
+    during0, _, end0, _ = _kswapd_run_beside(False)
+    assert during0 == 0
+    assert abs(end - end0) <= costs.quantum_ns
