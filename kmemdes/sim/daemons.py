@@ -241,6 +241,10 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
     top_zone = max(managed) if managed else 0
     req = {"order": 0, "hz": None}  # pgdat->kswapd_order / kswapd_highest_zoneidx (None = MAX_NR_ZONES)
 
+    def requested_zoneidx(default: int) -> int:
+        """``kswapd_highest_zoneidx``: the requests' highest zone index, else ``default``."""
+        return default if req["hz"] is None else req["hz"]
+
     def on_wakeup_kswapd(_node, order: int, highest_zoneidx: int, gfp: Optional[int] = None) -> None:
         """``wakeup_kswapd`` after the allocator recorded the request."""
         if req["hz"] is None or req["hz"] < highest_zoneidx:
@@ -283,7 +287,7 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
             if run[0] is not None and not run[1]:
                 r = stall[0] = run
             elif waker.woken() and not rec.kswapd_running:
-                r = stall[0] = [rec.balance_pgdat_steps(req["order"], top_zone if req["hz"] is None else req["hz"]),
+                r = stall[0] = [rec.balance_pgdat_steps(req["order"], requested_zoneidx(top_zone)),
                                 False, 0, 0]
                 rec.kswapd_running = True
             else:
@@ -320,7 +324,7 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
     node.on_stall_end = on_stall_end
     v = rec.vmstat
     alloc_order = reclaim_order = req["order"]
-    hz = top_zone if req["hz"] is None else req["hz"]
+    hz = requested_zoneidx(top_zone)
     while True:
         # kswapd_try_to_sleep
         remaining = False
@@ -345,7 +349,7 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
         else:
             v["kswapd_high_wmark_hit_quickly"] += 1
         alloc_order = req["order"]
-        hz = hz if req["hz"] is None else req["hz"]
+        hz = requested_zoneidx(hz)
         req["order"], req["hz"] = 0, None
         _log(log, env.now, "kswapd_wake", alloc_order, hz)
         rec.kswapd_running = True
@@ -359,7 +363,7 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
         if reclaim_order < alloc_order:
             continue  # goto kswapd_try_sleep with the orders of this run
         alloc_order = reclaim_order = req["order"]
-        hz = hz if req["hz"] is None else req["hz"]
+        hz = requested_zoneidx(hz)
 
 
 def kcompactd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[list] = None):

@@ -42,6 +42,32 @@ def test_the_targets_use_the_issues_tolerances():
     assert not prediction_targets(res)["order0_failures"]["met"]
 
 
+def _column(o9: int) -> dict:
+    return {"attempts_by_order": {"0": 1000, "9": 300}, "failures_by_order": {"9": o9}, "thp_fault_alloc": 90,
+            "thp_fault_fallback": 10, "compact_stall": 100, "compact_success": 40, "compact_fail": 60,
+            "pgmigrate_success": 5000, "allocstall": 50, "pgsteal_direct": 9000, "pgsteal_kswapd": 90000,
+            "extfrag_fallbacks": 3, "buddyinfo": {"Normal": [0] * 11}}
+
+
+def test_a_what_if_is_not_judged_by_the_same_policy_targets():
+    """The targets hold for the capture's own policy: under --set the what-if's lines beside the
+    kernel are for reference, and with --seeds the targets are checked on the own policy's replays."""
+    from kmemdes.sim.predict import format_prediction
+
+    res = {"capture": "k", "sets": [], "policy": {}, "events": 10, "events_replayed": 10, "wall_s": 1.0,
+           "predicted": _column(200), "kernel": _column(100)}
+    res["targets"] = prediction_targets(res)
+    text = format_prediction(res)
+    assert "targets (same policy" in text and "order9_failures           200 vs 100      missed" in text
+    res["sets"] = ["policy.fallback=default"]
+    text = format_prediction(res)
+    assert "targets (same policy" not in text and "for reference" in text
+    res["baseline"] = {"predicted": _column(110)}
+    text = format_prediction(res)
+    tail = text.split("own policy replayed under the same seeds")[1]
+    assert "order9_failures           110 vs 100      met" in tail
+
+
 def _vmstat_figures_are_the_captures(res: dict, cap) -> dict:
     """The kernel column's counters are after/vmstat minus before/vmstat of ``cap``; returns the column."""
     b, a = read_vmstat(cap / "before" / "vmstat"), read_vmstat(cap / "after" / "vmstat")
@@ -206,3 +232,7 @@ def test_seeds_give_medians_ranges_and_the_paired_what_if(stock, corpus):
     d = doc["difference"]["compact_stall"]
     per = [w["compact_stall"] - o["compact_stall"] for w, o in zip(doc["per_seed"], base["per_seed"])]
     assert d["n"] == 2 and d["mean"] == pytest.approx(sum(per) / 2)
+    # the whole command's time: four replays side by side, not the sum of their own times
+    rp = doc["replay"]
+    assert rp["wall_s"] > 0 and rp["replays_wall_s"] > 0
+    assert rp["events_per_s"] == pytest.approx(4 * rp["events"] / rp["wall_s"], rel=0.01)
