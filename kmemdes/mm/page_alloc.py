@@ -172,6 +172,7 @@ PATH_NAMES = (
     "after_compaction",
     "failed",
 )
+_NR_PATHS = len(PATH_NAMES)
 
 # compaction results (include/linux/compaction.h), used by the slow path
 COMPACT_SKIPPED = 1
@@ -843,13 +844,17 @@ class Node:
         """``__free_pages`` -> ``free_frozen_pages``: to a per-CPU list for pcp orders, else the buddy."""
         if pfn < 0 or pfn >= self.max_pfn:
             raise KmemdesError(f"free of pfn {pfn:#x} outside memory")
-        n = 1 << order
-        end = pfn + n
-        if self.page_mt[pfn] >= PAGE_RESERVED:
+        page_mt = self.page_mt
+        if page_mt[pfn] >= PAGE_RESERVED:
             raise KmemdesError(f"double free or free of a page never allocated: pfn {pfn:#x} order {order}")
-        self.page_mt[pfn:end] = b"\xff" * n
+        if order == 0:
+            page_mt[pfn] = PAGE_FREE
+        else:
+            page_mt[pfn:pfn + (1 << order)] = b"\xff" * (1 << order)
         self.alloc_order[pfn] = NO_ORDER
-        zone = self.zone_of(pfn)
+        zone = self.pb_zone[pfn >> PAGEBLOCK_ORDER]
+        if zone is None or pfn - zone.start_pfn >= zone.spanned:  # zone_of's own cases
+            zone = self.zone_of(pfn)
         mt = self.pb_mt[pfn >> PAGEBLOCK_ORDER]
         if (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER) and mt != MIGRATE_ISOLATE:
             if mt >= MIGRATE_PCPTYPES:
@@ -1241,26 +1246,33 @@ class Node:
             return -1
         self.nr_alloc[order] += 1
         mt = gfp_migratetype(gfp) if self.policy.group_by_mobility else MIGRATE_UNMOVABLE
-        hz = self.highest_zoneidx(gfp)
+        hz = self._hz_cache.get(gfp & _ZONE_BITS)
+        if hz is None:
+            hz = self.highest_zoneidx(gfp)
         zonelist = self._zonelists.get(hz) or self._zonelist_for(hz)
+        cpu %= self.cpus
         if not zonelist:
             pfn = -1
-        elif order == 0 and self._pcp_hit_order0(zonelist[0], mt, hz, cpu % self.cpus):
+        elif order == 0 and self._pcp_hit_order0(zonelist[0], mt, hz, cpu):
             pfn = self._pcp_pfn
         else:
             flags = ALLOC_WMARK_LOW | self.alloc_flags_nofragment(zonelist[0], gfp)
-            pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu % self.cpus)
+            pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
             if pfn < 0:
-                pfn = self._alloc_pages_slowpath(gfp, order, mt, zonelist, hz, cpu % self.cpus)
+                pfn = self._alloc_pages_slowpath(gfp, order, mt, zonelist, hz, cpu)
         if pfn < 0:
             self.last_path = PATH_FAILED
             self.nr_alloc_fail[order] += 1
+        elif order == 0:
+            self.page_mt[pfn] = mt
+            self.alloc_order[pfn] = 0
         else:
             n = 1 << order
             self.page_mt[pfn:pfn + n] = bytes((mt,)) * n
             self.alloc_order[pfn] = order
-        self.nr_path[self.last_path] += 1
-        self.nr_req[(order * len(PATH_NAMES) + self.last_path) * 2 + (not gfp & _GFP_DIRECT_RECLAIM)] += 1
+        path = self.last_path
+        self.nr_path[path] += 1
+        self.nr_req[(order * _NR_PATHS + path) * 2 + (not gfp & _GFP_DIRECT_RECLAIM)] += 1
         if self.debug:
             self.check()
         return pfn
@@ -1281,7 +1293,15 @@ class Node:
         if pfn < 0:
             return False
         pcp.free_count >>= 1
-        self._list_del(pfn)
+        # _list_del of the list's head
+        nx = self.nxt[pfn]
+        self.lhead[lid] = nx
+        if nx >= 0:
+            self.prv[nx] = -1
+        else:
+            self.ltail[lid] = -1
+        self.lcount[lid] -= 1
+        self.lid[pfn] = NOLIST
         pcp.count -= 1
         self._pcp_pfn = pfn
         return True
