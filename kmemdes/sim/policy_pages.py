@@ -121,9 +121,10 @@ class PolicyPages:
         node = self.node
         self.m2t.pop(pfn, None)
         order = node.alloc_order[pfn]  # the model's block (the kernel's may have been split otherwise)
-        n = 1 << order
-        if (order == NO_ORDER or node.page_mt.count(PAGE_FREE, pfn, pfn + n)
-                or node.page_mt.count(PAGE_RESERVED, pfn, pfn + n)):
+        page_mt = node.page_mt
+        if (order == NO_ORDER or (page_mt[pfn] >= PAGE_RESERVED if order == 0 else (
+                page_mt.count(PAGE_FREE, pfn, pfn + (1 << order))
+                or page_mt.count(PAGE_RESERVED, pfn, pfn + (1 << order))))):
             # free already, isolated by the model's compaction, or no block the model placed
             self.quirk("free_of_page_not_held_by_model")
             return
@@ -151,12 +152,14 @@ class PolicyPages:
                 ent[1][ent[1].index(old)] = new
         if t == -1 and old in self.migrating_pfns:
             for q in (self.migrating[order], *self.migrating):
-                if old in q:
+                try:
                     q.remove(old)
-                    q.append(new)
-                    self.migrating_pfns.discard(old)
-                    self.migrating_pfns.add(new)
-                    break
+                except ValueError:
+                    continue
+                q.append(new)
+                self.migrating_pfns.discard(old)
+                self.migrating_pfns.add(new)
+                break
 
     def reclaim_page(self, pfn: int, order: int) -> None:
         """The model's reclaim freed a page-cache page: a later free of it in the trace is void."""
@@ -177,9 +180,11 @@ class PolicyPages:
         elif t == -1 and pfn in self.migrating_pfns:
             self.migrating_pfns.discard(pfn)
             for q in self.migrating:
-                if pfn in q:
+                try:
                     q.remove(pfn)
                     break
+                except ValueError:
+                    pass
 
     # -------------------------------------------------------------- events
     def alloc(self, tpfn: int, order: int, gfp: int, cpu: int, pid: int) -> int:
