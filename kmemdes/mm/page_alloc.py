@@ -882,17 +882,17 @@ class Node:
         batch = pcp.batch
         free_high = False
         if order and order <= PAGE_ALLOC_COSTLY_ORDER:
-            free_high = (pcp.free_count >= batch + pcp.high_min // 2
-                         and pcp.flags & PCPF_PREV_FREE_HIGH_ORDER
-                         and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
+            free_high = bool(pcp.free_count >= batch + pcp.high_min // 2
+                             and pcp.flags & PCPF_PREV_FREE_HIGH_ORDER
+                             and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
             pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
         elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
             pcp.flags &= ~PCPF_PREV_FREE_HIGH_ORDER
         if pcp.free_count < batch << PCP_BATCH_SCALE_MAX:
             pcp.free_count += 1 << order
-        high = self._nr_pcp_high(pcp, zone, batch, bool(free_high))
+        high = self._nr_pcp_high(pcp, zone, batch, free_high)
         if pcp.count >= high:
-            self.free_pcppages_bulk(zone, self._nr_pcp_free(pcp, batch, high, bool(free_high)), pcp, pindex)
+            self.free_pcppages_bulk(zone, self._nr_pcp_free(pcp, batch, high, free_high), pcp, pindex)
             if zone.flags & ZONE_BELOW_HIGH and self._zone_watermark_ok(
                     zone, 0, zone.high_wmark, self.nr_zone_types - 2, 0):
                 zone.flags &= ~ZONE_BELOW_HIGH

@@ -379,8 +379,8 @@ class Replayer:
         # a whole trace as lists of ints costs tens of bytes per value
         if self.slab_driven:
             # the cache column's codes (a Categorical's physical values; a String column's own strings) -> names
-            self.cache_names = dict(ev.select(pl.col("cache").to_physical().alias("code"),
-                                              pl.col("cache").cast(pl.String).alias("name")).unique().iter_rows())
+            names = ev["cache"].unique()
+            self.cache_names = dict(zip(names.to_physical().to_list(), names.cast(pl.String).to_list()))
         self.window = max(1, self.n if window is None else window)
         self.base = self.wend = 0
         self._load(0)
