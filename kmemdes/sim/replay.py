@@ -136,6 +136,8 @@ K_PURGE = int(EventKind.PURGE_VMAP_AREA_LAZY)
 K_LOST = int(EventKind.LOST)
 K_COMPACTION = (int(EventKind.COMPACTION), int(EventKind.VMSCAN))
 K_VMSCAN = int(EventKind.VMSCAN)
+#: the lines policy mode re-decides (redecided_by_policy): the kernel's placements, drains, compaction, reclaim
+_REDECIDED = frozenset((K_ZONE_LOCKED, K_DRAIN, K_EXTFRAG, *K_COMPACTION))
 
 
 @dataclass
@@ -920,8 +922,6 @@ class Replayer:
                     quirk("slab_page_by_model", 1 << c_order[i])
                     continue
                 replayed += pages_free(c_pfn[i], c_order[i] if k == K_FREE else 0, c_cpu[i], c_dec[i])
-            elif k == K_ZONE_LOCKED or k == K_DRAIN or k == K_EXTFRAG:
-                redecided += 1
             elif k == K_KCACHE_ALLOC and obj_map is not None:
                 # the common object case, inline (see _policy_object for the general one)
                 ptr = c_ptr[i]
@@ -944,14 +944,14 @@ class Replayer:
                     continue
                 kmem_cache_free(ent[0], ent[1], c_cpu[i])
                 replayed += 1
+            elif k in _REDECIDED:
+                redecided += 1
             elif k in OBJECT_KINDS:
                 replayed += self._policy_object(i, k)
             elif k == K_VMAP or k == K_VFREE or k == K_PURGE:
                 replayed += self._vmalloc(i, k)
             elif k == K_LOST:
                 quirk("lost_events")
-            elif k in K_COMPACTION:
-                redecided += 1
             else:
                 quirk("not_an_allocator_event")
         if redecided:  # counted here: the most frequent rule of policy mode
