@@ -560,7 +560,8 @@ class Node:
             pfn = lhead[base + cur * MIGRATE_TYPES]
             if pfn >= 0:
                 self._del_from_free_list(zone, pfn, cur)
-                self._expand(zone, pfn, order, cur, mt)
+                if cur > order:
+                    self._expand(zone, pfn, order, cur, mt)
                 self.nr_zone_locked += 1  # trace_mm_page_alloc_zone_locked
                 return pfn
         return -1
