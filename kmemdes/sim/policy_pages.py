@@ -243,10 +243,12 @@ class PolicyPages:
         readahead stops at the first that fails (the traces show these order-0 requests with
         the same flags).  A THP fault's base pages are plain anonymous faults."""
         node = self.node
-        if is_thp_fault(gfp, order):
+        thp = is_thp_fault(gfp, order)
+        if thp:
             base = gfp & ~(_COMP | _THISNODE | _NORETRY | _NOMEMALLOC)
         else:
             base = gfp & ~_THISNODE
+        own_gfp = base | (_ZERO if thp else 0)  # a THP fault's base pages are anonymous
         pages = []
         # mapped before the loop: a base page's own direct reclaim may reclaim the earlier ones
         # (reclaim_page then takes them out of this list)
@@ -257,7 +259,7 @@ class PolicyPages:
                 break
             pages.append(p)
             self.m2t[p] = tpfn
-            self._own(p, 0, base | (_ZERO if is_thp_fault(gfp, order) else 0))  # a THP fault's base pages are anonymous
+            self._own(p, 0, own_gfp)
         self.counts["fallback_pages"] += len(pages)
         self.t2m[tpfn] = (-1, pages)
         self.reclaimed_t.discard(tpfn)
