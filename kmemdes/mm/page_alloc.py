@@ -461,20 +461,52 @@ class Node:
 
     # ------------------------------------------------------------ free lists
     def _add_to_free_list(self, zone: Zone, pfn: int, order: int, mt: int, tail: bool) -> None:
-        """``__add_to_free_list`` + ``account_freepages``."""
+        """``__add_to_free_list`` + ``account_freepages``.  The buddy allocator's busiest path (every
+        split, merge and drain): ``list_add`` / ``list_add_tail`` inline."""
         lid = zone.lid0 + order * MIGRATE_TYPES + mt
+        nxt, prv = self.nxt, self.prv
         if tail:
-            self._list_add_tail(lid, pfn)
+            t = self.ltail[lid]
+            prv[pfn] = t
+            nxt[pfn] = -1
+            if t >= 0:
+                nxt[t] = pfn
+            else:
+                self.lhead[lid] = pfn
+            self.ltail[lid] = pfn
         else:
-            self._list_add(lid, pfn)
+            h = self.lhead[lid]
+            nxt[pfn] = h
+            prv[pfn] = -1
+            if h >= 0:
+                prv[h] = pfn
+            else:
+                self.ltail[lid] = pfn
+            self.lhead[lid] = pfn
+        self.lcount[lid] += 1
+        self.lid[pfn] = lid
         n = 1 << order
         zone.nr_free[order] += 1
         zone.free_pages += n
         zone.free_by_mt[mt] += n
 
     def _del_from_free_list(self, zone: Zone, pfn: int, order: int) -> int:
-        """``del_page_from_free_list`` + ``account_freepages``; returns the list's migratetype."""
-        lid = self._list_del(pfn)
+        """``del_page_from_free_list`` + ``account_freepages``; returns the list's migratetype.
+        ``list_del`` inline, as in :meth:`_add_to_free_list`."""
+        lid = self.lid[pfn]
+        nxt, prv = self.nxt, self.prv
+        nx = nxt[pfn]
+        pv = prv[pfn]
+        if pv >= 0:
+            nxt[pv] = nx
+        else:
+            self.lhead[lid] = nx
+        if nx >= 0:
+            prv[nx] = pv
+        else:
+            self.ltail[lid] = pv
+        self.lcount[lid] -= 1
+        self.lid[pfn] = NOLIST
         mt = self.l_mt[lid]
         n = 1 << order
         zone.nr_free[order] -= 1
