@@ -789,7 +789,20 @@ class Compaction:
         block_end = _pageblock_end(low_pfn)
         # the fast search already made sure the block is not marked skip
         fast_find_block = low_pfn != cc.migrate_pfn and not cc.fast_search_fail
+        pb_skip, pb_valid = self.pb_skip, self.node.pb_valid
         while block_end <= cc.free_pfn:
+            if low_pfn == block_start and not fast_find_block and not cc.ignore_skip_hint:
+                # a run of blocks marked skip or offline, which the loop passes over, in one step
+                # (hugetlb pages leave thousands marked for good)
+                pb, last = block_start >> PAGEBLOCK_ORDER, cc.free_pfn >> PAGEBLOCK_ORDER
+                while pb < last and (pb_skip[pb] or pb_valid[pb] != 1):
+                    pb += 1
+                if pb != block_start >> PAGEBLOCK_ORDER:
+                    if pb == last:
+                        cc.migrate_pfn = pb << PAGEBLOCK_ORDER
+                        break
+                    cc.migrate_pfn = low_pfn = block_start = pb << PAGEBLOCK_ORDER
+                    block_end = block_start + PAGEBLOCK_NR_PAGES
             if self._block_in_zone(zone, block_start, block_end):
                 first = low_pfn & (PAGEBLOCK_NR_PAGES - 1) == 0 or low_pfn == zone.start_pfn
                 if first and not fast_find_block and not self._isolation_suitable(cc, block_start):

@@ -448,11 +448,12 @@ def _lay_out_zone(node: Node, zone: Zone, pbs: list[int], counts: list[int] | No
             notes.append(f"zone {zone.name}: free blocks of type {mt} that found no place, by order: {unplaced}")
         # pages of this type's pageblocks that are not free are allocated with the block's type
         fill = mt if mt < 3 else 0
+        to_fill = bytes(b if b == 0xFF else fill for b in range(256))  # free pages stay free
         for pb in blocks_of_type:
             s0 = pb << PAGEBLOCK_ORDER
             seg = node.page_mt[s0:s0 + PAGEBLOCK_NR_PAGES]
             if seg.count(0xFE):
-                node.page_mt[s0:s0 + PAGEBLOCK_NR_PAGES] = bytes(b if b == 0xFF else fill for b in seg)
+                node.page_mt[s0:s0 + PAGEBLOCK_NR_PAGES] = seg.translate(to_fill)
 
 
 def _place_around_evidence(node: Node, zone: Zone, pbs: list[int], unplaced: list[int], mt: int,

@@ -172,6 +172,7 @@ PATH_NAMES = (
     "after_compaction",
     "failed",
 )
+_NR_PATHS = len(PATH_NAMES)
 
 # compaction results (include/linux/compaction.h), used by the slow path
 COMPACT_SKIPPED = 1
@@ -460,20 +461,52 @@ class Node:
 
     # ------------------------------------------------------------ free lists
     def _add_to_free_list(self, zone: Zone, pfn: int, order: int, mt: int, tail: bool) -> None:
-        """``__add_to_free_list`` + ``account_freepages``."""
+        """``__add_to_free_list`` + ``account_freepages``.  The buddy allocator's busiest path (every
+        split, merge and drain): ``list_add`` / ``list_add_tail`` inline."""
         lid = zone.lid0 + order * MIGRATE_TYPES + mt
+        nxt, prv = self.nxt, self.prv
         if tail:
-            self._list_add_tail(lid, pfn)
+            t = self.ltail[lid]
+            prv[pfn] = t
+            nxt[pfn] = -1
+            if t >= 0:
+                nxt[t] = pfn
+            else:
+                self.lhead[lid] = pfn
+            self.ltail[lid] = pfn
         else:
-            self._list_add(lid, pfn)
+            h = self.lhead[lid]
+            nxt[pfn] = h
+            prv[pfn] = -1
+            if h >= 0:
+                prv[h] = pfn
+            else:
+                self.ltail[lid] = pfn
+            self.lhead[lid] = pfn
+        self.lcount[lid] += 1
+        self.lid[pfn] = lid
         n = 1 << order
         zone.nr_free[order] += 1
         zone.free_pages += n
         zone.free_by_mt[mt] += n
 
     def _del_from_free_list(self, zone: Zone, pfn: int, order: int) -> int:
-        """``del_page_from_free_list`` + ``account_freepages``; returns the list's migratetype."""
-        lid = self._list_del(pfn)
+        """``del_page_from_free_list`` + ``account_freepages``; returns the list's migratetype.
+        ``list_del`` inline, as in :meth:`_add_to_free_list`."""
+        lid = self.lid[pfn]
+        nxt, prv = self.nxt, self.prv
+        nx = nxt[pfn]
+        pv = prv[pfn]
+        if pv >= 0:
+            nxt[pv] = nx
+        else:
+            self.lhead[lid] = nx
+        if nx >= 0:
+            prv[nx] = pv
+        else:
+            self.ltail[lid] = pv
+        self.lcount[lid] -= 1
+        self.lid[pfn] = NOLIST
         mt = self.l_mt[lid]
         n = 1 << order
         zone.nr_free[order] -= 1
@@ -559,7 +592,8 @@ class Node:
             pfn = lhead[base + cur * MIGRATE_TYPES]
             if pfn >= 0:
                 self._del_from_free_list(zone, pfn, cur)
-                self._expand(zone, pfn, order, cur, mt)
+                if cur > order:
+                    self._expand(zone, pfn, order, cur, mt)
                 self.nr_zone_locked += 1  # trace_mm_page_alloc_zone_locked
                 return pfn
         return -1
@@ -843,13 +877,17 @@ class Node:
         """``__free_pages`` -> ``free_frozen_pages``: to a per-CPU list for pcp orders, else the buddy."""
         if pfn < 0 or pfn >= self.max_pfn:
             raise KmemdesError(f"free of pfn {pfn:#x} outside memory")
-        n = 1 << order
-        end = pfn + n
-        if self.page_mt[pfn] >= PAGE_RESERVED:
+        page_mt = self.page_mt
+        if page_mt[pfn] >= PAGE_RESERVED:
             raise KmemdesError(f"double free or free of a page never allocated: pfn {pfn:#x} order {order}")
-        self.page_mt[pfn:end] = b"\xff" * n
+        if order == 0:
+            page_mt[pfn] = PAGE_FREE
+        else:
+            page_mt[pfn:pfn + (1 << order)] = b"\xff" * (1 << order)
         self.alloc_order[pfn] = NO_ORDER
-        zone = self.zone_of(pfn)
+        zone = self.pb_zone[pfn >> PAGEBLOCK_ORDER]
+        if zone is None or pfn - zone.start_pfn >= zone.spanned:  # zone_of's own cases
+            zone = self.zone_of(pfn)
         mt = self.pb_mt[pfn >> PAGEBLOCK_ORDER]
         if (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER) and mt != MIGRATE_ISOLATE:
             if mt >= MIGRATE_PCPTYPES:
@@ -877,17 +915,17 @@ class Node:
         batch = pcp.batch
         free_high = False
         if order and order <= PAGE_ALLOC_COSTLY_ORDER:
-            free_high = (pcp.free_count >= batch + pcp.high_min // 2
-                         and pcp.flags & PCPF_PREV_FREE_HIGH_ORDER
-                         and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
+            free_high = bool(pcp.free_count >= batch + pcp.high_min // 2
+                             and pcp.flags & PCPF_PREV_FREE_HIGH_ORDER
+                             and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
             pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
         elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
             pcp.flags &= ~PCPF_PREV_FREE_HIGH_ORDER
         if pcp.free_count < batch << PCP_BATCH_SCALE_MAX:
             pcp.free_count += 1 << order
-        high = self._nr_pcp_high(pcp, zone, batch, bool(free_high))
+        high = self._nr_pcp_high(pcp, zone, batch, free_high)
         if pcp.count >= high:
-            self.free_pcppages_bulk(zone, self._nr_pcp_free(pcp, batch, high, bool(free_high)), pcp, pindex)
+            self.free_pcppages_bulk(zone, self._nr_pcp_free(pcp, batch, high, free_high), pcp, pindex)
             if zone.flags & ZONE_BELOW_HIGH and self._zone_watermark_ok(
                     zone, 0, zone.high_wmark, self.nr_zone_types - 2, 0):
                 zone.flags &= ~ZONE_BELOW_HIGH
@@ -1241,26 +1279,33 @@ class Node:
             return -1
         self.nr_alloc[order] += 1
         mt = gfp_migratetype(gfp) if self.policy.group_by_mobility else MIGRATE_UNMOVABLE
-        hz = self.highest_zoneidx(gfp)
+        hz = self._hz_cache.get(gfp & _ZONE_BITS)
+        if hz is None:
+            hz = self.highest_zoneidx(gfp)
         zonelist = self._zonelists.get(hz) or self._zonelist_for(hz)
+        cpu %= self.cpus
         if not zonelist:
             pfn = -1
-        elif order == 0 and self._pcp_hit_order0(zonelist[0], mt, hz, cpu % self.cpus):
+        elif order == 0 and self._pcp_hit_order0(zonelist[0], mt, hz, cpu):
             pfn = self._pcp_pfn
         else:
             flags = ALLOC_WMARK_LOW | self.alloc_flags_nofragment(zonelist[0], gfp)
-            pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu % self.cpus)
+            pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
             if pfn < 0:
-                pfn = self._alloc_pages_slowpath(gfp, order, mt, zonelist, hz, cpu % self.cpus)
+                pfn = self._alloc_pages_slowpath(gfp, order, mt, zonelist, hz, cpu)
         if pfn < 0:
             self.last_path = PATH_FAILED
             self.nr_alloc_fail[order] += 1
+        elif order == 0:
+            self.page_mt[pfn] = mt
+            self.alloc_order[pfn] = 0
         else:
             n = 1 << order
             self.page_mt[pfn:pfn + n] = bytes((mt,)) * n
             self.alloc_order[pfn] = order
-        self.nr_path[self.last_path] += 1
-        self.nr_req[(order * len(PATH_NAMES) + self.last_path) * 2 + (not gfp & _GFP_DIRECT_RECLAIM)] += 1
+        path = self.last_path
+        self.nr_path[path] += 1
+        self.nr_req[(order * _NR_PATHS + path) * 2 + (not gfp & _GFP_DIRECT_RECLAIM)] += 1
         if self.debug:
             self.check()
         return pfn
@@ -1281,7 +1326,15 @@ class Node:
         if pfn < 0:
             return False
         pcp.free_count >>= 1
-        self._list_del(pfn)
+        # _list_del of the list's head
+        nx = self.nxt[pfn]
+        self.lhead[lid] = nx
+        if nx >= 0:
+            self.prv[nx] = -1
+        else:
+            self.ltail[lid] = -1
+        self.lcount[lid] -= 1
+        self.lid[pfn] = NOLIST
         pcp.count -= 1
         self._pcp_pfn = pfn
         return True

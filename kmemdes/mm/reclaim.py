@@ -302,19 +302,22 @@ class Reclaim:
                 self._owners.append(owner)
         pfns = list(pfns)
         orders = [orders] * len(pfns) if isinstance(orders, int) else list(orders)
-        flags = self._flags
+        flags, owner_id = self._flags, self._owner_id
+        page_mt, alloc_order, rmap = node.page_mt, node.alloc_order, node.rmap
+        page_flags = (_PG_LRU | (_PG_DIRTY if dirty else 0) | (_PG_ACTIVE if active else 0)
+                      | (_PG_REFERENCED if referenced else 0) | (_PG_MAPPED if mapped else 0))
+        lst = 1 if active else 0
+        link = self._link_tail if oldest else self._link_head
         for pfn, order in zip(pfns, orders):
-            if node.page_mt[pfn] >= PAGE_RESERVED or node.alloc_order[pfn] != order:
+            if page_mt[pfn] >= PAGE_RESERVED or alloc_order[pfn] != order:
                 raise KmemdesError(f"pfn {pfn:#x} is not an allocated order-{order} block")
             if flags[pfn] & _PG_LRU:
                 raise KmemdesError(f"pfn {pfn:#x} is already page cache")
-            flags[pfn] = (_PG_LRU | (_PG_DIRTY if dirty else 0) | (_PG_ACTIVE if active else 0)
-                          | (_PG_REFERENCED if referenced else 0) | (_PG_MAPPED if mapped else 0))
-            self._owner_id[pfn] = oid
-            lst = 1 if active else 0
-            (self._link_tail if oldest else self._link_head)(lst, pfn)
+            flags[pfn] = page_flags
+            owner_id[pfn] = oid
+            link(lst, pfn)
             self._account(self._zone_index(pfn), lst, 1 << order)
-            node.rmap[pfn] = self
+            rmap[pfn] = self
 
     def remove_file_pages(self, pfns: Iterable[int], free: bool = True) -> None:
         """Truncate/unlink: pages leave the page cache (and are freed unless ``free`` is False)."""

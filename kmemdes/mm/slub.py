@@ -1176,10 +1176,11 @@ class SlabAllocator:
     def kmem_cache_free(self, s: KmemCache, obj: int, cpu: int = 0) -> None:
         """``kmem_cache_free``: give ``obj`` back.  An object of another cache (the kernel's
         ``cache_from_obj`` warning) or not live (double free) is counted and ignored."""
-        slab = self._slab_of(obj)
         if self.trace is not None:
             self.trace("kmem_cache_free", ptr=obj, cache=s.name)
-        if slab is None or slab.cache is not s or obj not in self.live:
+        # a live object is a direct-map address (see _free_obj)
+        slab = self.slab_of_page.get((obj - self._page_offset) >> PAGE_SHIFT) if obj in self.live else None
+        if slab is None or slab.cache is not s:
             self._warn("kmem_cache_free: wrong cache, invalid or double free", 0)
             return
         self._free_obj(obj, cpu)

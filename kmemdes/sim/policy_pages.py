@@ -121,9 +121,10 @@ class PolicyPages:
         node = self.node
         self.m2t.pop(pfn, None)
         order = node.alloc_order[pfn]  # the model's block (the kernel's may have been split otherwise)
-        n = 1 << order
-        if (order == NO_ORDER or node.page_mt.count(PAGE_FREE, pfn, pfn + n)
-                or node.page_mt.count(PAGE_RESERVED, pfn, pfn + n)):
+        page_mt = node.page_mt
+        if (order == NO_ORDER or (page_mt[pfn] >= PAGE_RESERVED if order == 0 else (
+                page_mt.count(PAGE_FREE, pfn, pfn + (1 << order))
+                or page_mt.count(PAGE_RESERVED, pfn, pfn + (1 << order))))):
             # free already, isolated by the model's compaction, or no block the model placed
             self.quirk("free_of_page_not_held_by_model")
             return
@@ -151,12 +152,14 @@ class PolicyPages:
                 ent[1][ent[1].index(old)] = new
         if t == -1 and old in self.migrating_pfns:
             for q in (self.migrating[order], *self.migrating):
-                if old in q:
+                try:
                     q.remove(old)
-                    q.append(new)
-                    self.migrating_pfns.discard(old)
-                    self.migrating_pfns.add(new)
-                    break
+                except ValueError:
+                    continue
+                q.append(new)
+                self.migrating_pfns.discard(old)
+                self.migrating_pfns.add(new)
+                break
 
     def reclaim_page(self, pfn: int, order: int) -> None:
         """The model's reclaim freed a page-cache page: a later free of it in the trace is void."""
@@ -177,9 +180,11 @@ class PolicyPages:
         elif t == -1 and pfn in self.migrating_pfns:
             self.migrating_pfns.discard(pfn)
             for q in self.migrating:
-                if pfn in q:
+                try:
                     q.remove(pfn)
                     break
+                except ValueError:
+                    pass
 
     # -------------------------------------------------------------- events
     def alloc(self, tpfn: int, order: int, gfp: int, cpu: int, pid: int) -> int:
@@ -238,10 +243,12 @@ class PolicyPages:
         readahead stops at the first that fails (the traces show these order-0 requests with
         the same flags).  A THP fault's base pages are plain anonymous faults."""
         node = self.node
-        if is_thp_fault(gfp, order):
+        thp = is_thp_fault(gfp, order)
+        if thp:
             base = gfp & ~(_COMP | _THISNODE | _NORETRY | _NOMEMALLOC)
         else:
             base = gfp & ~_THISNODE
+        own_gfp = base | (_ZERO if thp else 0)  # a THP fault's base pages are anonymous
         pages = []
         # mapped before the loop: a base page's own direct reclaim may reclaim the earlier ones
         # (reclaim_page then takes them out of this list)
@@ -252,7 +259,7 @@ class PolicyPages:
                 break
             pages.append(p)
             self.m2t[p] = tpfn
-            self._own(p, 0, base | (_ZERO if is_thp_fault(gfp, order) else 0))  # a THP fault's base pages are anonymous
+            self._own(p, 0, own_gfp)
         self.counts["fallback_pages"] += len(pages)
         self.t2m[tpfn] = (-1, pages)
         self.reclaimed_t.discard(tpfn)

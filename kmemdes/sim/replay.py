@@ -68,6 +68,7 @@ slab_page_by_model                 (policy mode) a slab or large-kmalloc page of
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,6 +136,8 @@ K_PURGE = int(EventKind.PURGE_VMAP_AREA_LAZY)
 K_LOST = int(EventKind.LOST)
 K_COMPACTION = (int(EventKind.COMPACTION), int(EventKind.VMSCAN))
 K_VMSCAN = int(EventKind.VMSCAN)
+#: the lines policy mode re-decides (redecided_by_policy): the kernel's placements, drains, compaction, reclaim
+_REDECIDED = frozenset((K_ZONE_LOCKED, K_DRAIN, K_EXTFRAG, *K_COMPACTION))
 
 
 @dataclass
@@ -376,6 +379,10 @@ class Replayer:
                                    "failures_by_order": {str(o): int(f) for o, _, f in by.iter_rows()}}
         # the loop reads Python lists (plain ints are its fastest path), made ``window`` rows at a time:
         # a whole trace as lists of ints costs tens of bytes per value
+        if self.slab_driven:
+            # the cache column's codes (a Categorical's physical values; a String column's own strings) -> names
+            names = ev["cache"].unique()
+            self.cache_names = dict(zip(names.to_physical().to_list(), names.cast(pl.String).to_list()))
         self.window = max(1, self.n if window is None else window)
         self.base = self.wend = 0
         self._load(0)
@@ -385,7 +392,7 @@ class Replayer:
         if self.slab_driven:
             self.slab_tpfns: set[int] = set()
             self.obj_map: dict[int, tuple] = {}
-            self._caches: dict[str, object] = {}
+            self._caches: dict[int | str | None, object] = {}  # by cache_names code
         else:
             st.replayed = self.objects.replayed
             for k, v in self.objects.quirks.items():
@@ -413,6 +420,7 @@ class Replayer:
         w = self._ev.slice(start, self.window)
         self.base, self.wend = start, start + w.height
         self.c_t = w["ts"].to_list()
+        self.t_sorted = w["ts"].is_sorted()  # run_until then bisects the window
         self.c_kind = w["kind"].to_list()
         self.c_cpu = w["cpu"].fill_null(0).to_list()
         self.c_pfn = w["pfn"].fill_null(-1).to_list()
@@ -421,9 +429,10 @@ class Replayer:
         self.c_gfp = w["gfp"].fill_null(0).to_list()
         if self.mode == "policy":
             self.c_dec = w["decided"].to_list()
-        # columns only a few event kinds use: per-row tuples keyed by position
-        rare = w.with_row_index("i").filter(pl.col("kind").is_in([K_ZONE_LOCKED, K_EXTFRAG, K_VMAP, K_VFREE,
-                                                                   K_PURGE, K_LOST]))
+        # columns only a few event kinds use: per-row tuples keyed by position (policy mode re-decides
+        # zone_locked and extfrag lines without reading them)
+        rare_kinds = [K_VMAP, K_VFREE, K_PURGE, K_LOST] + ([K_ZONE_LOCKED, K_EXTFRAG] if self.mode == "mirror" else [])
+        rare = w.with_row_index("i").filter(pl.col("kind").is_in(rare_kinds))
         self.rare = {r[0]: r[1:] for r in rare.select(
             "i", pl.col("percpu_refill").fill_null(0), pl.col("fallback_order").fill_null(0),
             pl.col("fallback_migratetype").fill_null(0), pl.col("change_ownership").fill_null(0),
@@ -432,7 +441,7 @@ class Replayer:
         if self.slab_driven:
             self.c_ptr = w["ptr"].fill_null(0).to_list()
             self.c_req = w["bytes_req"].fill_null(0).to_list()
-            self.c_cache = w["cache"].cast(pl.String).to_list()
+            self.c_cache = w["cache"].to_physical().to_list()  # codes (cache_names), cheaper than strings
             self.slab_rows = set(np.nonzero(w["slab_page"].fill_null(False).to_numpy())[0].tolist())
 
     # ------------------------------------------------------------ quirks
@@ -467,9 +476,12 @@ class Replayer:
             c_t = self.c_t
             i = self.pos - self.base
             m = self.wend - self.base
-            j = i
-            while j < m and c_t[j] < t_end:
-                j += 1
+            if self.t_sorted:
+                j = bisect_left(c_t, t_end, i, m)
+            else:
+                j = i
+                while j < m and c_t[j] < t_end:
+                    j += 1
             if j > i:
                 step(i, j)
             self.pos = self.base + j
@@ -875,7 +887,7 @@ class Replayer:
         quirk = self._quirk
         c_kind, c_pfn, c_order, c_cpu, c_gfp = self.c_kind, self.c_pfn, self.c_order, self.c_cpu, self.c_gfp
         c_dec = self.c_dec
-        pages = self.pages
+        pages_alloc, pages_free = self.pages.alloc, self.pages.free
         requests = st.requests
         slab_rows = self.slab_rows if self.slab_driven else None
         slab_tpfns = self.slab_tpfns if self.slab_driven else None
@@ -884,7 +896,7 @@ class Replayer:
             c_ptr, c_cache, caches = self.c_ptr, self.c_cache, self._caches
             kmem_cache_alloc = self.kernel.slab.kmem_cache_alloc
             kmem_cache_free = self.kernel.slab.kmem_cache_free
-        replayed = 0
+        replayed = redecided = 0
         for i in range(i0, i1):
             k = c_kind[i]
             if k == K_ALLOC:
@@ -896,7 +908,8 @@ class Replayer:
                     quirk("slab_page_by_model", 1 << order)
                     continue
                 node.last_path = PATH_FAILED
-                pfn = pages.alloc(tpfn, order, gfp, c_cpu[i], c_cpu[i])
+                cpu = c_cpu[i]
+                pfn = pages_alloc(tpfn, order, gfp, cpu, cpu)
                 path = node.last_path
                 if pfn < 0:
                     st.failures.append((self.c_t[i], order, G.format_gfp(gfp)))
@@ -908,14 +921,11 @@ class Replayer:
                     slab_tpfns.discard(c_pfn[i])
                     quirk("slab_page_by_model", 1 << c_order[i])
                     continue
-                replayed += pages.free(c_pfn[i], c_order[i] if k == K_FREE else 0, c_cpu[i], c_dec[i])
-            elif k == K_ZONE_LOCKED or k == K_DRAIN or k == K_EXTFRAG:
-                quirk("redecided_by_policy")
+                replayed += pages_free(c_pfn[i], c_order[i] if k == K_FREE else 0, c_cpu[i], c_dec[i])
             elif k == K_KCACHE_ALLOC and obj_map is not None:
                 # the common object case, inline (see _policy_object for the general one)
                 ptr = c_ptr[i]
-                name = c_cache[i]
-                cache = caches.get(name)
+                cache = caches.get(c_cache[i])
                 if ptr == 0 or cache is None or ptr in obj_map:
                     replayed += self._policy_object(i, k)
                     continue
@@ -934,16 +944,18 @@ class Replayer:
                     continue
                 kmem_cache_free(ent[0], ent[1], c_cpu[i])
                 replayed += 1
+            elif k in _REDECIDED:
+                redecided += 1
             elif k in OBJECT_KINDS:
                 replayed += self._policy_object(i, k)
             elif k == K_VMAP or k == K_VFREE or k == K_PURGE:
                 replayed += self._vmalloc(i, k)
             elif k == K_LOST:
                 quirk("lost_events")
-            elif k in K_COMPACTION:
-                quirk("redecided_by_policy")
             else:
                 quirk("not_an_allocator_event")
+        if redecided:  # counted here: the most frequent rule of policy mode
+            st.quirks["redecided_by_policy"] = st.quirks.get("redecided_by_policy", 0) + redecided
         st.replayed += replayed
         st.events += i1 - i0
         self.stats.fallbacks = {(a, f, kd, bool(fr)): c for (a, f, kd, fr), c in node.extfrag.items()}
@@ -995,14 +1007,15 @@ class Replayer:
         else:
             self.kernel.slab.kmem_cache_free(cache, addr, cpu)
 
-    def _cache_for(self, name: str | None, object_size: int):
-        """The model's cache of a trace's cache name: created on first use with the 6.18 reference
-        machine's geometry and flags where the name is known (kmemdes/data/slab_caches_6.18.tsv),
-        else from the event's object size."""
-        name = name or "unknown_cache"
-        c = self._caches.get(name)
+    def _cache_for(self, code: int | str | None, object_size: int):
+        """The model's cache of a trace's cache (``code``: the name's code in the ``cache`` column,
+        :attr:`cache_names`): created on first use with the 6.18 reference machine's geometry and
+        flags where the name is known (kmemdes/data/slab_caches_6.18.tsv), else from the event's
+        object size."""
+        c = self._caches.get(code)
         if c is not None:
             return c
+        name = self.cache_names.get(code) or "unknown_cache"
         from kmemdes.mm.slub import SLAB_RECLAIM_ACCOUNT
 
         slab = self.kernel.slab
@@ -1012,7 +1025,7 @@ class Replayer:
             ref = _reference_caches().get(name)
             size, align, reclaim = (ref if ref else (max(object_size, 8), 8, False))
             c = slab.kmem_cache_create(name, size, align, SLAB_RECLAIM_ACCOUNT if reclaim else 0)
-        self._caches[name] = c
+        self._caches[code] = c
         return c
 
     def finalize(self) -> None:
