@@ -192,6 +192,9 @@ def slim_events(events: pl.DataFrame, decided: bool = True) -> tuple[pl.DataFram
     if decided:
         extra["decided"] = (decided_by_kernel(events.lazy().with_row_index("seq"), ops) if "pid" in events.columns
                             else pl.lit(BY_WORKLOAD, pl.Int8))
+        # the task of each request: a THP fault's retry without __GFP_THISNODE is the same task's, on
+        # whichever CPU it runs by then (a compaction stall lasts long enough to migrate)
+        extra["pid"] = events["pid"].cast(pl.Int32) if "pid" in events.columns else pl.lit(None, pl.Int32)
     slim = events.select(*SLIM_COLUMNS).with_columns(pl.col("cache").cast(pl.Categorical),
                                                      pl.col(narrow).cast(pl.Int32), **extra)
     return slim, by_type, ops
@@ -310,7 +313,8 @@ class Replayer:
         cols = ["ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order",
                 "fallback_migratetype", "change_ownership", "va_start", "va_end", "size", "failed", "npurged"]
         if mode == "policy":
-            cols.append("decided")  # frees the kernel's reclaim or compaction made (trace.pressure)
+            # frees the kernel's reclaim or compaction made (trace.pressure); each request's task
+            cols += ["decided", "pid"]
         self.slab_driven = mode == "policy" and kernel is not None
         if self.slab_driven:
             # object events drive the SLUB model; the trace's own slab pages are left to it
@@ -429,6 +433,7 @@ class Replayer:
         self.c_gfp = w["gfp"].fill_null(0).to_list()
         if self.mode == "policy":
             self.c_dec = w["decided"].to_list()
+            self.c_pid = w["pid"].to_list()
         # columns only a few event kinds use: per-row tuples keyed by position (policy mode re-decides
         # zone_locked and extfrag lines without reading them)
         rare_kinds = [K_VMAP, K_VFREE, K_PURGE, K_LOST] + ([K_ZONE_LOCKED, K_EXTFRAG] if self.mode == "mirror" else [])
@@ -886,7 +891,7 @@ class Replayer:
         st = self.stats
         quirk = self._quirk
         c_kind, c_pfn, c_order, c_cpu, c_gfp = self.c_kind, self.c_pfn, self.c_order, self.c_cpu, self.c_gfp
-        c_dec = self.c_dec
+        c_dec, c_pid = self.c_dec, self.c_pid
         pages_alloc, pages_free = self.pages.alloc, self.pages.free
         requests = st.requests
         slab_rows = self.slab_rows if self.slab_driven else None
@@ -909,7 +914,8 @@ class Replayer:
                     continue
                 node.last_path = PATH_FAILED
                 cpu = c_cpu[i]
-                pfn = pages_alloc(tpfn, order, gfp, cpu, cpu)
+                pid = c_pid[i]
+                pfn = pages_alloc(tpfn, order, gfp, cpu, -1 - cpu if pid is None else pid)
                 path = node.last_path
                 if pfn < 0:
                     st.failures.append((self.c_t[i], order, G.format_gfp(gfp)))

@@ -89,7 +89,7 @@ def small_node():
 def events(rows):
     """rows: (event, cpu, fields...) -> canonical frame."""
     cols = {k: [] for k in ("line", "ts", "cpu", "event", "kind", "pfn", "order", "migratetype", "gfp",
-                            "percpu_refill", "fallback_order", "fallback_migratetype", "change_ownership")}
+                            "percpu_refill", "fallback_order", "fallback_migratetype", "change_ownership", "pid")}
     for i, (event, cpu, f) in enumerate(rows):
         cols["line"].append(i + 1)
         cols["ts"].append(1000 * i)
@@ -97,7 +97,7 @@ def events(rows):
         cols["event"].append(event)
         cols["kind"].append(int(EventKind.from_name(event)))
         for k in ("pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order", "fallback_migratetype",
-                  "change_ownership"):
+                  "change_ownership", "pid"):
             cols[k].append(f.get(k))
     return conform(pl.DataFrame(cols, strict=False))
 
@@ -242,6 +242,25 @@ def test_policy_replay_places_page_events_whose_pfns_lie_beyond_memory():
     assert sum(r.stats.requests.values()) == 2 and not r.stats.failures
     zone = node.zones[0]
     assert not r.pages.t2m and zone.free_pages + sum(p.count for p in zone.pcp) == 4096  # both blocks given back
+    node.check()
+
+
+def test_a_thp_faults_retry_is_matched_by_its_task_not_its_cpu():
+    """The kernel's THP fault tries the local node first (``__GFP_THISNODE|__GFP_NORETRY``) and, when
+    that fails, retries without it; a compaction stall in between can move the task to another CPU
+    (j_pressure_stock: 1 of 116 retries).  The retry belongs to the same fault: where the model
+    served the first try, the kernel's retry is not the model's, on whichever CPU it comes."""
+    node = small_node()
+    first = g.parse_gfp("GFP_TRANSHUGE|__GFP_NORETRY|__GFP_THISNODE")
+    rows = [("mm_page_alloc", 0, dict(pfn=0, order=9, migratetype=1, gfp=first, pid=4242)),  # failed locally
+            ("mm_page_alloc", 1, dict(pfn=0x200, order=9, migratetype=1, gfp=g.parse_gfp("GFP_TRANSHUGE"),
+                                      pid=4242)),
+            ("mm_page_free", 1, dict(pfn=0x200, order=9))]
+    r = Replayer(node, events(rows), mode="policy")
+    r.run_until(10**9)
+    r.finalize()
+    assert r.stats.quirks.get("thp_retry_not_needed_in_model") == 1
+    assert r.pages.counts["thp_fault_alloc"] + r.pages.counts["thp_fault_fallback"] == 1  # one fault
     node.check()
 
 
