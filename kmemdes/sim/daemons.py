@@ -280,7 +280,8 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
         ended "success" after a few blocks while kswapd reclaimed order-9 folios beside them, and 132
         of k_pressure_defrag's 134 readahead compactions that ran to completion without forming a
         block (GFP_NOFS moves no page cache) were followed by a successful allocation, from a DMA32
-        block: kswapd had lifted DMA32 above its watermark and lowmem reserve during the 1-9 ms stall."""
+        block: kswapd had lifted DMA32 above its watermark and lowmem reserve during the stall (0.7-6.5 ms,
+        10th to 90th percentile)."""
         r = stall[0]
         if r is None:
             stall[1] = 0
