@@ -177,7 +177,11 @@ class Initial(_Strict):
     """Initial memory state."""
 
     state: Literal["boot", "snapshot", "fragmented"] = "boot"
-    snapshot: str = ""
+    snapshot: str = Field("", description="state = \"snapshot\": a snapshot folder (a capture's before/ or after/, "
+                          "or `kmemdes snapshot`'s); its kpageflags.zst, when present, gives the exact page layout")
+    kpageflags: bool = Field(True, description="state = \"snapshot\": use the folder's kpageflags.zst (every page "
+                             "in use or free at its pfn, page cache and anonymous memory handed to reclaim and "
+                             "compaction); false: a layout consistent with buddyinfo/pagetypeinfo only")
     # fragmenter: fill a share of free memory with movable pages, then free all but
     # keep_per_block pages of every 2 MiB pageblock (the fragmentation pattern of KERNEL.md 19 / exp. frag-pattern)
     fill: float = Field(0.9, gt=0, le=1.0)
@@ -238,9 +242,12 @@ class AnonWorkload(_Workload):
     madvise_hugepage: bool = True
     lifetime: Any = "2s"
     interval: Any = "500ms"
+    touch_time: Any = Field("0s", description="how long each process's first touch of its memory takes, 2 MiB "
+                            "at a time while the other workloads go on (a 256 MiB MADV_HUGEPAGE burst took "
+                            "0.17-0.83 s on the corpus machine); 0: all at one instant")
 
     _size = field_validator("size")(_check_size)
-    _d = field_validator("lifetime")(_check_duration)
+    _d = field_validator("lifetime", "touch_time")(_check_duration)
     _i = field_validator("interval")(_check_positive_duration)
 
 

@@ -56,13 +56,15 @@ CAPTURE_SYSCTLS = {"watermark_scale_factor": "watermark_scale_factor",
                    "extfrag_threshold": "extfrag_threshold", "min_free_kbytes": "min_free_kbytes"}
 
 
-def capture_policy(cfg: Config, cap: Path, notes: list) -> Config:
+def capture_policy(cfg: Config, cap: Path, notes: list, before: Optional[Path] = None) -> Config:
     """``cfg`` with every ``[policy]`` knob it does not set itself taken from the capture: the vm
     sysctls (``before/vm_sysctls``, or the corpus' ``vm_sysctls_during``) and the THP settings
-    (``before/thp_enabled``, ``before/thp_defrag``) the kernel ran under."""
+    (``before/thp_enabled``, ``before/thp_defrag``) the kernel ran under.  ``before``: the snapshot
+    folder (default ``cap/before``)."""
     from kmemdes.trace.snapshot import parse_thp_setting, parse_vm_sysctls
 
-    src = next((p for p in (cap / "before" / "vm_sysctls", cap / "vm_sysctls_during") if p.exists()), None)
+    before = cap / "before" if before is None else before
+    src = next((p for p in (before / "vm_sysctls", cap / "vm_sysctls_during") if p.exists()), None)
     vm = parse_vm_sysctls(src.read_text()) if src else {}
     given = cfg.policy.model_fields_set
     upd: dict = {}
@@ -72,7 +74,7 @@ def capture_policy(cfg: Config, cap: Path, notes: list) -> Config:
         if key not in given and vm.get(name, "").isdigit():
             upd[key] = int(vm[name])
     for key in ("thp_enabled", "thp_defrag"):
-        f = cap / "before" / key
+        f = before / key
         if key not in given and f.exists():
             upd[key] = parse_thp_setting(f.read_text())
     if not upd:
@@ -100,6 +102,10 @@ def make_node(cfg: Config, snapshot: Optional[str | Path] = None, notes: Optiona
     return build_node(cfg.machine.arch, parse_size(cfg.machine.mem), cpus=cfg.machine.cpus, policy=policy)
 
 
+#: counted by every workload that faults THPs (do_huge_pmd_anonymous_page), summed over them
+THP_FAULT_COUNTERS = ("thp_fault_alloc", "thp_fault_fallback")
+
+
 class Sim:
     """One simulation: a node, a SimPy environment, a monitor and the processes that drive them."""
 
@@ -115,6 +121,7 @@ class Sim:
         self.workloads: list = []
         self._kernel = None
         self.fragmenter_owner = None
+        self.start_owner = None  # the movable folios of a snapshot's start (initial.state = "snapshot")
 
     def kernel(self):
         """The SLUB / vmalloc / user-space models on this node (created on first use)."""
@@ -143,6 +150,21 @@ class Sim:
             from kmemdes.sim.daemons import kcompactd
 
             self.env.process(kcompactd(self.env, self.node))
+
+    def adopt_start(self, adopt: tuple, owner) -> None:
+        """Hand the movable folios in use at a snapshot's start (:func:`kpageflags_start`) to ``owner``
+        (a policy replay's pages, or a :class:`~kmemdes.sim.workloads.PageOwner`), so that the reclaim
+        and compaction models can reclaim and move them; pageblocks one hugetlb page fills start
+        marked skip."""
+        node = self.node
+        if node.compaction is not None:
+            n = node.compaction.mark_persistent_skip()
+            if n:
+                self.notes.append(f"{n:,} pageblocks filled by one hugetlb page start marked skip (compaction "
+                                  "passed them before the trace and never clears that mark)")
+        owner.adopt(node, *adopt)
+        self.notes.append(f"{len(adopt[0]):,} movable pages in use at the start ({sum(map(bool, adopt[2])):,} "
+                          "page cache) adopted by the models' reclaim and compaction")
 
     def compaction_counters(self) -> tuple[int, int]:
         """(pages migrated, pages scanned) so far by direct compaction, if a compaction model is attached."""
@@ -231,9 +253,13 @@ class Sim:
         for model in (self.node.compaction, self.node.reclaim):
             if model is not None:
                 out.update(model.vmstat)
+        # /proc/vmstat's THP fault counters are the node's: every workload's faults add up
+        for key in THP_FAULT_COUNTERS:
+            out.setdefault(key, 0)
         for w in self.workloads:
             if hasattr(w, "counters"):
-                out.update(w.counters())
+                for key, v in w.counters().items():
+                    out[key] = out[key] + v if key in THP_FAULT_COUNTERS else v
         return out
 
     # ------------------------------------------------------------ outputs
@@ -523,14 +549,7 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     del events
     r = sim.replayers[0]
     if adopt is not None and r.pages is not None:
-        if node.compaction is not None:
-            n = node.compaction.mark_persistent_skip()
-            if n:
-                notes.append(f"{n:,} pageblocks filled by one hugetlb page start marked skip (compaction "
-                             "passed them before the trace and never clears that mark)")
-        r.pages.adopt(*adopt)
-        notes.append(f"{len(adopt[0]):,} movable pages in use at the start ({int(sum(adopt[2])):,} page cache) "
-                     "adopted by the models' reclaim and compaction")
+        sim.adopt_start(adopt, r.pages)
     end = (r.t_max // 1_000_000 + 1) * 1_000_000
     sim.run(end, progress=progress, label=f"replaying {name}")
     progress.stage("writing the run directory")
@@ -544,10 +563,9 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
 def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, kpageflags: str | Path,
                           notes: list) -> tuple[Node, Optional[tuple]]:
     """The initial state of a replay from the capture's ``before/`` snapshot and a kpageflags file, and
-    (policy mode) the movable folios in use then (:func:`kmemdes.sim.kpageflags.movable_folios`)."""
+    (policy mode) the movable folios in use then (:func:`kpageflags_start`)."""
     from kmemdes.sim.hints import StartHints, start_hints
-    from kmemdes.sim.kpageflags import (hugetlb_folios, movable_folios, node_from_kpageflags, read_kpageflags,
-                                        trace_pageblock_types)
+    from kmemdes.sim.kpageflags import trace_pageblock_types
     from kmemdes.trace.snapshot import snapshot_from_texts
 
     if not trace.meta.get("before"):
@@ -561,12 +579,25 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
         # counts them: 18,711 Normal pages on k_pressure_defrag's, 4,323 on j_pressure_stock's)
         hints = StartHints(busy=hints.busy, pcp_blocks=hints.pcp_blocks)
     evidence = trace_pageblock_types(events) if mode == "mirror" else None
+    node, adopt = kpageflags_start(snap, kpageflags, cfg, notes, hints, evidence, movable=mode == "policy")
+    notes.append(f"initial state from the capture's before/ snapshot and {kpageflags}")
+    return node, adopt
+
+
+def kpageflags_start(snap, kpageflags: str | Path, cfg: Config, notes: list, hints=None, evidence=None,
+                     movable: bool = True) -> tuple[Node, Optional[tuple]]:
+    """A node with the exact page layout of ``snap`` and its ``kpageflags`` file
+    (:func:`kmemdes.sim.kpageflags.node_from_kpageflags`) and, with ``movable``, the movable folios
+    in use then (:func:`kmemdes.sim.kpageflags.movable_folios`: head pfns, orders, LRU state) for
+    :meth:`Sim.adopt_start`; the hugetlb pages in use are compound pages (``alloc_order`` set), as
+    compaction's scanners see them."""
+    from kmemdes.sim.kpageflags import hugetlb_folios, movable_folios, node_from_kpageflags, read_kpageflags
+
     kpf = read_kpageflags(kpageflags)
     node, kp_notes, _ = node_from_kpageflags(snap, kpf, policy=policy_from_config(cfg), hints=hints,
                                              evidence=evidence)
     notes.extend(kp_notes)
-    notes.append(f"initial state from the capture's before/ snapshot and {kpageflags}")
-    if mode != "policy":
+    if not movable:
         return node, None
     # hugetlb pages are compound pages in use: compaction's scanners step over them whole
     heads, orders = hugetlb_folios(kpf, node.max_pfn)
@@ -579,6 +610,31 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
     return node, movable_folios(kpf, node.max_pfn)
 
 
+def initial_node(cfg: Config, notes: list) -> tuple[Node, Optional[tuple], Config]:
+    """The machine a ``kmemdes run`` starts from: a fresh boot (:func:`make_node`), or with
+    ``initial.state = "snapshot"`` a snapshot folder's state; with its ``kpageflags.zst`` (and
+    ``initial.kpageflags``) the exact page layout and the movable folios in use then, for
+    :meth:`Sim.adopt_start`.  A capture's ``before/`` also gives the policy knobs the config leaves
+    unset (:func:`capture_policy`: the sysctls and THP settings the kernel ran under)."""
+    ini = cfg.initial
+    if ini.state != "snapshot":
+        return make_node(cfg, None, notes), None, cfg
+    from kmemdes.trace.snapshot import read_snapshot
+
+    folder = Path(ini.snapshot)
+    snap = read_snapshot(folder)  # a one-line error for a missing folder or buddyinfo
+    cfg = capture_policy(cfg, folder.resolve().parent, notes, before=folder)
+    kpf = folder / "kpageflags.zst"
+    if ini.kpageflags and kpf.exists():
+        node, adopt = kpageflags_start(snap, kpf, cfg, notes)
+        notes.append(f"initial state from {folder} and its kpageflags.zst")
+        return node, adopt, cfg
+    node = make_node(cfg, folder, notes)
+    notes.append(f"initial state from {folder}" + (" (no kpageflags.zst: a layout consistent with its buddyinfo)"
+                                                     if ini.kpageflags else ""))
+    return node, None, cfg
+
+
 def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,
                force: bool = False) -> tuple[Path, dict]:
     """``kmemdes run``: simulate a config's workloads over its duration and write a run directory
@@ -588,10 +644,15 @@ def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = T
     out = check_run_dir_output(out if out else _default_out(cfg.name, "run"), force=force, make_parents=out is None)
     t_start = time.perf_counter()
     notes: list[str] = []
-    node = make_node(cfg, None, notes)
+    node, adopt, cfg = initial_node(cfg, notes)
     sim = Sim(cfg, node, notes)
     prepare_initial_state(sim)
     sim.attach_daemons()
+    if adopt is not None:
+        from kmemdes.sim.workloads import PageOwner
+
+        sim.start_owner = PageOwner()
+        sim.adopt_start(adopt, sim.start_owner)
     make_workloads(sim)
     duration = cfg.duration_ns
     sim.run(duration, progress=progress, label=f"running {cfg.name}")

@@ -41,7 +41,7 @@ from kmemdes.mm import gfp as G
 from kmemdes.mm.page_alloc import NO_ORDER, NR_PAGE_ORDERS, PAGE_FREE, PAGE_RESERVED, Node
 from kmemdes.trace.pressure import BY_COMPACTION, BY_RECLAIM
 
-__all__ = ["PolicyPages", "is_thp_fault", "LRU_INACTIVE", "LRU_REFERENCED", "LRU_ACTIVE", "LRU_MAPPED"]
+__all__ = ["PolicyPages", "adopt_folios", "is_thp_fault", "LRU_INACTIVE", "LRU_REFERENCED", "LRU_ACTIVE", "LRU_MAPPED"]
 
 #: the page-cache state :meth:`PolicyPages.adopt` takes per page (0: not page cache): LRU_INACTIVE,
 #: plus the snapshot's KPF_REFERENCED / KPF_ACTIVE / KPF_MMAP
@@ -60,6 +60,34 @@ _THP_BITS = _COMP | _NOMEMALLOC | _MOVABLE
 def is_thp_fault(gfp: int, order: int) -> bool:
     """A THP fault's allocation (``GFP_TRANSHUGE[_LIGHT]``: compound, movable, ``__GFP_NOMEMALLOC``)."""
     return order >= 9 and gfp & _THP_BITS == _THP_BITS
+
+
+def adopt_folios(node: Node, pfns, orders, file, owner, busy: bytes | bytearray | None = None) -> list[tuple[int, int, bool]]:
+    """Movable folios in use at a snapshot's start (identity: their own pfn) handed to ``owner``:
+    page cache (``file``: its LRU state as the snapshot shows it, ``LRU_*`` of
+    :func:`kmemdes.sim.kpageflags.movable_folios`) goes on the reclaim model's lists (active pages on
+    the active list; mapped ones kept while page tables reference them), the others become
+    migratable (``node.rmap``).  A folio not wholly in use in the model (``busy``, from ``page_mt``
+    by default: free on a per-CPU list when the snapshot was read) is left out.  Returns the
+    adopted ``(pfn, order, is_page_cache)``."""
+    reclaim = node.reclaim
+    ao = node.alloc_order
+    if busy is None:
+        busy = node.page_mt.translate(_IN_USE)
+    done = []
+    for pfn, order, f in zip(pfns, orders, file):
+        if busy.count(1, pfn, pfn + (1 << order)) != 1 << order:
+            continue
+        ao[pfn] = order
+        cache = bool(f) and reclaim is not None
+        if cache:
+            f = int(f)
+            reclaim.add_file_pages((pfn,), order, owner=owner, referenced=bool(f & LRU_REFERENCED),
+                                   active=bool(f & LRU_ACTIVE), mapped=bool(f & LRU_MAPPED))
+        else:
+            node.rmap[pfn] = owner
+        done.append((pfn, order, cache))
+    return done
 
 
 class PolicyPages:
@@ -81,28 +109,14 @@ class PolicyPages:
         self.start_busy = bytearray()
 
     # ----------------------------------------------------------- ownership
-    def adopt(self, pfns, orders, file) -> None:
-        """Pages in use before the trace (identity: their own pfn): movable ones become page cache
-        (``file`` true) or migratable (``node.rmap``).  ``file`` may carry the page's LRU state as
-        the start snapshot shows it (``LRU_*``, :func:`kmemdes.sim.kpageflags.movable_folios`):
-        active pages start on the active list, mapped ones are kept by reclaim while their page
-        tables reference them."""
-        node = self.node
-        reclaim = node.reclaim
-        ao = node.alloc_order
+    def adopt(self, node, pfns, orders, file) -> None:
+        """Pages in use before the trace (identity: their own pfn), handed to the models
+        (:func:`adopt_folios`).  ``node`` is this pool's node (the signature of
+        :meth:`kmemdes.sim.workloads.PageOwner.adopt`)."""
         self.exact_start = True
         # pages in use at the start: a trace free may name them once (model decisions clear them)
         self.start_busy = busy = bytearray(node.page_mt.translate(_IN_USE))
-        for pfn, order, f in zip(pfns, orders, file):
-            if busy.count(1, pfn, pfn + (1 << order)) != 1 << order:
-                continue  # free in the model: on a per-CPU list when the trace started (kpageflags is read later)
-            ao[pfn] = order
-            if f and reclaim is not None:
-                f = int(f)
-                reclaim.add_file_pages((pfn,), order, owner=self, referenced=bool(f & LRU_REFERENCED),
-                                       active=bool(f & LRU_ACTIVE), mapped=bool(f & LRU_MAPPED))
-            else:
-                node.rmap[pfn] = self
+        adopt_folios(node, pfns, orders, file, self, busy)
 
     def _own(self, pfn: int, order: int, gfp: int) -> None:
         if not gfp & _MOVABLE or self.node.alloc_order[pfn] != order:

@@ -112,6 +112,17 @@ class PageOwner:
             node.rmap[pfn] = self
         return tok
 
+    def adopt(self, node, pfns, orders, file) -> None:
+        """Folios in use at a snapshot's start (:func:`kmemdes.sim.engine.kpageflags_start`), handed
+        to the models as :func:`~kmemdes.sim.policy_pages.adopt_folios` does; the workloads never free
+        them, reclaim and compaction may."""
+        from kmemdes.sim.policy_pages import adopt_folios
+
+        for pfn, order, cache in adopt_folios(node, pfns, orders, file, self):
+            tok = self._new(pfn, order)
+            if cache:
+                self._cache.add(tok)
+
     def free(self, node, tok: int, cpu: int = 0) -> bool:
         """Free an allocation by token (truncate for page cache); False if reclaim already took it."""
         pfn = self._pfn.pop(tok, None)
@@ -305,6 +316,7 @@ class AnonLoad(Workload):
         self.size = parse_size(spec.size)
         self.lifetime = parse_duration(spec.lifetime)
         self.interval = parse_duration(spec.interval)
+        self.touch_time = parse_duration(spec.touch_time)
         self.thp_attempts = 0
         self.thp_success = 0
 
@@ -329,12 +341,22 @@ class AnonLoad(Workload):
                 if addr and self.spec.madvise_hugepage:
                     p.madvise(addr & ~((2 << 20) - 1), self.size + (2 << 20), MADV_HUGEPAGE)
                 touched = int(self.size * self.spec.touch) & ~4095
-                if addr and touched:
+                if addr and touched and self.touch_time:
+                    # 2 MiB (one THP fault or 512 base-page faults) per step, the steps spread over
+                    # touch_time; a step's slow-path allocations (compaction, reclaim) add their time
+                    steps = range(addr, addr + touched, 2 << 20)
+                    dt = self.touch_time // len(steps)
+                    for a in steps:
+                        before_step = node.nr_path[:]
+                        p.touch(a, min(2 << 20, addr + touched - a))
+                        yield env.timeout(max(dt, self._slow_ns(before_step)))
+                elif addr and touched:
                     p.touch(addr, touched)
                 # per fault, as thp_fault_alloc / thp_fault_fallback count (a fault may try twice)
                 self.thp_attempts += p.stat["thp_faults"] + p.stat["thp_fallback"]
                 self.thp_success += p.stat["thp_faults"]
-                waited += self._slow_ns(before)
+                if not self.touch_time:  # (a spread touch has already spent its slow-path time)
+                    waited += self._slow_ns(before)
                 # ties in expiry go by spawn order (an id() tie-break would follow memory addresses)
                 heapq.heappush(live, (env.now + self.lifetime, p.pid, p))
             t += self.interval
@@ -356,8 +378,9 @@ class AnonLoad(Workload):
         return total
 
     def counters(self) -> dict:
-        return {f"{self.name}_thp_fault_alloc": self.thp_success,
-                f"{self.name}_thp_fault_fallback": self.thp_attempts - self.thp_success}
+        fb = self.thp_attempts - self.thp_success
+        return {"thp_fault_alloc": self.thp_success, "thp_fault_fallback": fb,
+                f"{self.name}_thp_fault_alloc": self.thp_success, f"{self.name}_thp_fault_fallback": fb}
 
 
 class FileCacheLoad(Workload):

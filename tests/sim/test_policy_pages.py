@@ -122,7 +122,7 @@ def test_pages_from_before_the_trace_are_their_own_pfns_only_with_the_kernels_la
     n.page_mt[4096] = 1
     pp.free(4096, 0, 0, BY_WORKLOAD)  # no exact start: the pfn is no identity
     assert n.page_mt[4096] != PAGE_FREE and seen["free_of_untraced_page"] == 1
-    pp.adopt([4096], [0], [True])  # the kernel's layout: a page-cache page in use at the start
+    pp.adopt(n, [4096], [0], [True])  # the kernel's layout: a page-cache page in use at the start
     assert n.alloc_order[4096] == 0 and n.reclaim.is_page_cache(4096)
     pp.free(4096, 0, 0, BY_WORKLOAD)
     assert n.page_mt[4096] == PAGE_FREE and n.alloc_order[4096] == NO_ORDER
@@ -161,5 +161,5 @@ def test_a_policy_start_holds_the_kernels_per_cpu_pages(corpus, name):
     heads = [p for p in adopt[0] if node.page_mt[p] == PAGE_FREE]
     assert heads
     pages = PolicyPages(node, lambda *a: None)
-    pages.adopt(*adopt)
+    pages.adopt(node, *adopt)
     assert all(node.alloc_order[p] == NO_ORDER and p not in node.rmap for p in heads)
