@@ -362,8 +362,12 @@ class AnonLoad(Workload):
             t += self.interval
             if waited > TICK_NS:
                 yield env.timeout(waited)
-        while live:
-            _, _, p = heapq.heappop(live)
+        # the last processes still live out their lifetime; those due after the run's end stay
+        end = self.sim.cfg.duration_ns
+        while live and live[0][0] <= end:
+            due, _, p = heapq.heappop(live)
+            if due > env.now:
+                yield env.timeout(due - env.now)
             k.exit(p)
 
     def _slow_ns(self, before: list[int]) -> int:
