@@ -261,6 +261,10 @@ class FileCacheWorkload(_Workload):
     pages_per_file: int = Field(4, ge=0, description="0: pages only; else a dentry and an inode per file")
     folio_order: int = Field(0, ge=0, le=9, description="readahead's large folios (ext4: up to order 9, "
                              "PMD size); 0: base pages")
+    ra_fallback_pages: int = Field(0, ge=0, description="folio_order > 0: pages read as base pages when a "
+                                   "large folio fails (do_page_cache_ra reads the rest of the readahead "
+                                   "window: 2,943 and 3,459 per failure in the pressure captures j, k); "
+                                   "0: the failed folio's own range")
 
     _d = field_validator("lifetime")(_check_duration)
 

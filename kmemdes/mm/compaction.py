@@ -207,7 +207,6 @@ class CompactWork(NamedTuple):
     migrated: int = 0
     failed: int = 0
     steps: int = 0  # compact_finished checks (one per migrate-scanner step, the last one included)
-    blocks: int = 0  # pageblocks the migrate scanner passed without scanning them (skip bit, offline, unsuitable)
 
 
 def compact_gap(order: int) -> int:
@@ -439,7 +438,6 @@ class CompactControl:
         "migrate_pfn", "free_pfn", "migratepages", "nr_migratepages", "freepages", "nr_freepages",
         "total_migrate_scanned", "total_free_scanned", "nr_isolated", "nr_migrated", "nr_failed",
         "pending_free", "search_order", "fast_search_fail", "fast_start_pfn", "nr_steps",
-        "nr_blocks_passed",
     )
 
     def __init__(self, zone: Zone, order: int, gfp: int = GFP_KERNEL, mode: int = MIGRATE_SYNC_LIGHT,
@@ -476,11 +474,10 @@ class CompactControl:
         self.fast_search_fail = 0  # fast free-list searches that found nothing (shrinks the scan limit)
         self.fast_start_pfn = 0  # lowest pfn fast_find_migrateblock found; _FAST_START_DONE once used
         self.nr_steps = 0  # compact_finished calls (trace_mm_compaction_finished events)
-        self.nr_blocks_passed = 0  # pageblocks isolate_migratepages stepped over without scanning
 
     def work(self) -> CompactWork:
         return CompactWork(self.total_migrate_scanned, self.total_free_scanned, self.nr_isolated,
-                           self.nr_migrated, self.nr_failed, self.nr_steps, self.nr_blocks_passed)
+                           self.nr_migrated, self.nr_failed, self.nr_steps)
 
 
 class _ZoneCompactState:
@@ -800,7 +797,6 @@ class Compaction:
                 pb, last = block_start >> PAGEBLOCK_ORDER, cc.free_pfn >> PAGEBLOCK_ORDER
                 while pb < last and (pb_skip[pb] or pb_valid[pb] != 1):
                     pb += 1
-                cc.nr_blocks_passed += pb - (block_start >> PAGEBLOCK_ORDER)
                 if pb != block_start >> PAGEBLOCK_ORDER:
                     if pb == last:
                         cc.migrate_pfn = pb << PAGEBLOCK_ORDER
@@ -810,9 +806,8 @@ class Compaction:
             if self._block_in_zone(zone, block_start, block_end):
                 first = low_pfn & (PAGEBLOCK_NR_PAGES - 1) == 0 or low_pfn == zone.start_pfn
                 if first and not fast_find_block and not self._isolation_suitable(cc, block_start):
-                    cc.nr_blocks_passed += 1
+                    pass
                 elif not self._suitable_migration_source(cc, block_start):
-                    cc.nr_blocks_passed += 1
                     self._update_cached_migrate(cc, block_end)
                 else:
                     if self._isolate_migratepages_block(cc, low_pfn, block_end):

@@ -87,15 +87,6 @@ class DaemonCosts:
     readahead compactions (GFP_NOFS, page cache not movable) scan ~124 blocks
     and migrate nothing in 2.4 ms, which per-pfn prices alone put at ~60 us.
 
-    A pageblock the migrate scanner passes without scanning it (its skip bit set, a hole, or not a
-    suitable source) costs ``compact_block_ns`` 35: on k_pressure_defrag, 106 direct compactions
-    crossed the whole Normal zone (10,750 pageblocks, 10,561 of them filled by hugetlb pages and marked
-    skip) from ``migrate_pfn=0x100000`` to ``0x63fe00`` and ended ``complete``; the quickest tenth,
-    which isolated nothing, took 395 us or less (p50 1.07 ms, p90 6.0 ms), 35 ns per block.  During
-    those passes kswapd goes on reclaiming on the other CPU, and an order-9 readahead folio it frees
-    is the block the allocation then finds (117 of k's 139 compact_success followed a pass that ended
-    ``complete``).
-
     Reclaim (no swap: clean page cache and slab), measured on the pressure
     captures: kswapd's runs (``mm_vmscan_kswapd_wake`` to its last
     ``mm_vmscan_lru_shrink_inactive`` before the next wake or sleep; the run
@@ -124,7 +115,6 @@ class DaemonCosts:
     isolate_ns: int = 50
     migrate_fail_ns: int = 30
     compact_step_ns: int = 20_000
-    compact_block_ns: int = 35
     reclaim_pages_per_s: int = 500_000
     reclaim_scan_ns: int = 100
     reclaim_tail_page_ns: int = 60
@@ -166,8 +156,7 @@ class DaemonCosts:
         """
         return (work.migrate_scanned * self.migrate_scan_ns + work.free_scanned * self.free_scan_ns
                 + work.isolated * self.isolate_ns + work.migrated * self.migrate_ns
-                + work.failed * self.migrate_fail_ns + work.steps * self.compact_step_ns
-                + work.blocks * self.compact_block_ns)
+                + work.failed * self.migrate_fail_ns + work.steps * self.compact_step_ns)
 
 
 def run_priced(env, steps: Generator, price: Callable[[object], int], quantum_ns: int):

@@ -35,6 +35,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from kmemdes.config import (
@@ -410,6 +411,7 @@ class FileCacheLoad(Workload):
                     self.caches.append(self.kernel.kmem_cache_create(name, size, 8, SLAB_RECLAIM_ACCOUNT))
         self.files = 0
         self.folios_large = self.folios_fallback = 0
+        self.ra_debt = 0  # base pages still to read of readahead windows whose large folio failed
 
     def process(self, env):
         node = self.node
@@ -426,10 +428,14 @@ class FileCacheLoad(Workload):
                 self._delete(pending.popleft()[1])
             acc += per_tick
             fo = self.spec.folio_order
+            # the rest of a readahead window whose large folio failed is read with base pages first
+            small = min(int(acc), self.ra_debt)
+            self.ra_debt -= small
+            acc -= small
             n = int(acc) >> fo
             acc -= n << fo
             waited = 0
-            for pfn, order, ns in self._folios(n, fo):
+            for pfn, order, ns in chain(self._base_pages(small), self._folios(n, fo)):
                 if ns > TICK_NS:
                     waited += ns
                 if pfn < 0:
@@ -467,11 +473,18 @@ class FileCacheLoad(Workload):
                 yield pfn, order, ns
                 continue
             self.folios_fallback += 1
-            for _ in range(1 << order):
-                pfn, ns = self.alloc_pages(GFP_READAHEAD, 0)
-                yield pfn, 0, ns
-                if pfn < 0:
-                    break
+            # the rest of the readahead window beyond this folio's range comes in the next ticks
+            self.ra_debt += max(0, self.spec.ra_fallback_pages - (1 << order))
+            yield from self._base_pages(1 << order)
+
+    def _base_pages(self, n: int):
+        """``do_page_cache_ra`` after a failed large folio: ``n`` order-0 folios with the readahead mask,
+        until one of them fails."""
+        for _ in range(n):
+            pfn, ns = self.alloc_pages(GFP_READAHEAD, 0)
+            yield pfn, 0, ns
+            if pfn < 0:
+                break
 
     def _delete(self, f) -> None:
         """unlink: truncate the pages (those reclaim has not taken), free the dentry and inode."""
