@@ -55,6 +55,7 @@ _NOMEMALLOC = G.__GFP_NOMEMALLOC
 _COMP = G.__GFP_COMP
 _IN_USE = bytes(0 if b in (PAGE_FREE, PAGE_RESERVED) else 1 for b in range(256))  # page_mt -> in use
 _THP_BITS = _COMP | _NOMEMALLOC | _MOVABLE
+_MAX_FOLIO_ORDER = 18  # the largest block alloc_order can hold: a 1 GiB hugetlb page (x86_64 PUD order)
 
 
 def is_thp_fault(gfp: int, order: int) -> bool:
@@ -328,18 +329,34 @@ class PolicyPages:
 
     def _pretrace(self, tpfn: int, order: int) -> bool:
         """``tpfn`` names a block in use since the start that no model decision has touched: it is
-        still the kernel's own page at its own pfn (claimed once; its order set)."""
+        still the kernel's own page at its own pfn (claimed once; its order set).
+
+        Not when the block is part of a bigger one the model holds (a tail of a folio adopted at
+        the start, of a hugetlb page, of a block claimed before) or holds one of its own inside:
+        the kernel's pages there are not the model's block (its frees name pieces of a folio it
+        split, or that kpageflags, read after the trace started, showed whole), and claiming
+        the piece would make two model blocks of the same pages (the piece freed, reclaimed or
+        migrated while its folio is still in use: a double free).  Such a free is counted as one
+        the model does not hold (``compaction_free``, ``reclaim_free``,
+        ``free_of_untraced_page``), as a free naming the folio's head at another order already is."""
         node = self.node
         n = 1 << order
         if (not self.exact_start or tpfn < 0 or tpfn + n > node.max_pfn or tpfn in self.m2t
                 or self.start_busy.count(1, tpfn, tpfn + n) != n):
             return False
-        ao = node.alloc_order[tpfn]
+        alloc_order = node.alloc_order
+        ao = alloc_order[tpfn]
         if ao not in (NO_ORDER, order) or node.page_mt.count(PAGE_FREE, tpfn, tpfn + n) or \
                 node.page_mt.count(PAGE_RESERVED, tpfn, tpfn + n):
             return False
+        if n > 1 and alloc_order.count(NO_ORDER, tpfn + 1, tpfn + n) != n - 1:
+            return False  # a block the model holds starts inside
+        for o in range(1, _MAX_FOLIO_ORDER + 1):
+            head = tpfn & -(1 << o)
+            if head != tpfn and alloc_order[head] != NO_ORDER and head + (1 << alloc_order[head]) > tpfn:
+                return False  # inside a block the model holds at another head
         self.start_busy[tpfn:tpfn + n] = bytes(n)
-        node.alloc_order[tpfn] = order
+        alloc_order[tpfn] = order
         return True
 
     def _kernel_free(self, tpfn: int, ent, order: int, decided: int) -> None:

@@ -130,6 +130,33 @@ def test_pages_from_before_the_trace_are_their_own_pfns_only_with_the_kernels_la
     n.check()
 
 
+def test_frees_of_the_pieces_of_a_folio_from_before_the_trace_do_not_claim_them():
+    """k_pressure_defrag's policy replay: kpageflags showed an order-2 page-cache folio at 0x243a14;
+    the kernel's compaction freed its four pages one by one at order 0.  Each tail free used to
+    claim its page as a block of its own inside the model's folio: the kernel's reclaim then handed
+    one to the model's LRU, whose reclaim freed it and later the whole folio (a double free)."""
+    n, _ = node()
+    seen, quirk = quirks()
+    pp = PolicyPages(n, quirk)
+    n.take_block(4096, 2)
+    n.page_mt[4096:4100] = bytes([1]) * 4
+    n.take_block(4104, 3)  # in use at the start: an order-2 folio at 4108, kernel pages (no order) before it
+    n.page_mt[4104:4112] = bytes([1]) * 8
+    pp.adopt(n, [4096, 4108], [2, 2], [True, True])  # page cache in the kernel's layout
+    for pfn in (4097, 4098, 4099, 4096):  # the kernel's compaction frees the pieces
+        assert pp.free(pfn, 0, 0, BY_COMPACTION) == 0
+    # a block that would hold the adopted folio at 4108 is no pre-trace block of its own either
+    assert pp.free(4104, 3, 0, BY_WORKLOAD) == 0 and n.alloc_order[4104] == NO_ORDER
+    # a free by the kernel's reclaim of a page the model does not hold: no piece for the model's LRU
+    assert pp.free(0x400000, 0, 0, BY_RECLAIM) == 0
+    # the model's reclaim frees each folio once, whole
+    assert n.reclaim.shrink_node(n.zones, 32, priority=0) == 8
+    assert n.page_mt.count(PAGE_FREE, 4096, 4100) == n.page_mt.count(PAGE_FREE, 4108, 4112) == 4
+    assert n.page_mt.count(PAGE_FREE, 4104, 4108) == 0  # the kernel pages stay in use
+    assert seen == {"compaction_free": 4, "free_of_untraced_page": 1, "reclaim_free": 1}
+    n.check()
+
+
 @pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", ["j_pressure_stock", "k_pressure_defrag"])
