@@ -206,3 +206,19 @@ def test_a_burst_first_touch_is_spread_over_touch_time(tmp_path):
     out, _ = run_config(parse_config(ANON_BURST.format(touch="0s")), tmp_path / "instant", progress=False)
     free = _free_pages_timeline(out)
     assert free[0] - free[100_000_000] >= 0.95 * whole  # all at its start (the sample follows it)
+
+
+def test_a_failed_readahead_folio_leaves_the_rest_of_its_window_to_base_pages(tmp_path):
+    # page_cache_ra_order -> do_page_cache_ra: after a failed large folio the rest of the readahead
+    # window is read with base pages; the pressure captures show 2,943 (j) and 3,459 (k) base pages
+    # per failed order-9 folio. The stream's page rate stays what it was: base pages take the place
+    # of the folios that would have come next.
+    cfg = READAHEAD.format(compaction="false", state="fragmented") + "ra_fallback_pages = 2048\n"
+    _, s = run_config(parse_config(cfg), tmp_path / "w", progress=False)
+    v = s["vmstat"]
+    large, fell = v["file_cache0_large_folios"], v["file_cache0_large_folio_fallbacks"]
+    base = s["requests_by_order"]["0"]["attempts"]
+    assert fell >= 3
+    assert fell * 512 < base <= fell * 2048  # the last window may end with the run
+    assert large * 512 + base <= 20480 + 2048  # one second of the stream, whichever the folio size
+    assert large + fell < 40  # windows read as base pages replace large folios
