@@ -625,14 +625,22 @@ def initial_node(cfg: Config, notes: list) -> tuple[Node, Optional[tuple], Confi
     snap = read_snapshot(folder)  # a one-line error for a missing folder or buddyinfo
     cfg = capture_policy(cfg, folder.resolve().parent, notes, before=folder)
     kpf = folder / "kpageflags.zst"
+    adopt = None
     if ini.kpageflags and kpf.exists():
         node, adopt = kpageflags_start(snap, kpf, cfg, notes)
         notes.append(f"initial state from {folder} and its kpageflags.zst")
-        return node, adopt, cfg
-    node = make_node(cfg, folder, notes)
-    notes.append(f"initial state from {folder}" + (" (no kpageflags.zst: a layout consistent with its buddyinfo)"
-                                                     if ini.kpageflags else ""))
-    return node, None, cfg
+    else:
+        node = make_node(cfg, folder, notes)
+        notes.append(f"initial state from {folder}" + (" (no kpageflags.zst: a layout consistent with its "
+                                                         "buddyinfo)" if ini.kpageflags else ""))
+    if "mem" in cfg.machine.model_fields_set:
+        # the snapshot's machine is the one simulated: a config's own size that disagrees gives way
+        want = parse_size(cfg.machine.mem)
+        have = sum(z.managed for z in node.zones) << 12
+        if abs(have - want) > want // 20:
+            notes.append(f"machine.mem = {cfg.machine.mem} not used: the snapshot is a machine of "
+                         f"{have / 2**30:.1f} GiB managed memory")
+    return node, adopt, cfg
 
 
 def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,

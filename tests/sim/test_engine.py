@@ -110,3 +110,13 @@ def test_a_missing_snapshot_folder_is_one_line(tmp_path):
     cfg = parse_config(_snapshot_cfg(tmp_path / "nope"))
     with pytest.raises(KmemdesError, match="nope"):
         initial_node(cfg, [])
+
+
+def test_a_config_machine_size_that_disagrees_with_the_snapshot_is_noted(shipped):
+    # k_pressure_defrag: 6,170,916 managed pages (zoneinfo: DMA 3,840 + DMA32 772,818 + Normal 5,394,258)
+    folder = shipped / K
+    for mem, noted in (("24G", False), ("1G", True)):
+        notes: list[str] = []
+        node, _, _ = initial_node(parse_config(_snapshot_cfg(folder, f'[machine]\nmem = "{mem}"\n')), notes)
+        assert sum(z.managed for z in node.zones) == 3_840 + 772_818 + 5_394_258
+        assert any(n.startswith(f"machine.mem = {mem} not used") for n in notes) == noted, notes
