@@ -710,7 +710,7 @@ def node_from_page_layout(snap, free_pfn, free_order, page_mt, pb_mt, cpus: int 
         pcp.count += size
         placed += size
     if pcp_blocks:
-        notes.append(f"{placed} pages placed on per-CPU lists where the trace shows them there at the start"
+        notes.append(f"{placed} pages placed on per-CPU lists at the start"
                      + (f" ({moved} of them free in the layout: taken off the buddy lists)" if moved else ""))
     for zone in node.zones:
         zone.nr_reserved_highatomic = node.pageblock_counts(zone)[3] * PAGEBLOCK_NR_PAGES

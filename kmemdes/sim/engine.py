@@ -591,9 +591,19 @@ def kpageflags_start(snap, kpageflags: str | Path, cfg: Config, notes: list, hin
     in use then (:func:`kmemdes.sim.kpageflags.movable_folios`: head pfns, orders, LRU state) for
     :meth:`Sim.adopt_start`; the hugetlb pages in use are compound pages (``alloc_order`` set), as
     compaction's scanners see them."""
-    from kmemdes.sim.kpageflags import hugetlb_folios, movable_folios, node_from_kpageflags, read_kpageflags
+    from kmemdes.sim.kpageflags import (hugetlb_folios, movable_folios, node_from_kpageflags, pcp_thp_blocks,
+                                        read_kpageflags)
 
     kpf = read_kpageflags(kpageflags)
+    if hints is None:
+        # no trace to show the per-CPU lists: PMD-order pages waiting there have no flag at all
+        from kmemdes.sim.hints import StartHints
+
+        pcp = pcp_thp_blocks(kpf, snap)
+        if pcp:
+            hints = StartHints(pcp_blocks=pcp, pageblock_types={p >> 9: 1 for p, _, _, _ in pcp})
+            notes.append(f"{len(pcp):,} pageblocks with no page flag, within their zone's per-CPU list counts: "
+                         "free PMD-order pages on per-CPU lists")
     node, kp_notes, _ = node_from_kpageflags(snap, kpf, policy=policy_from_config(cfg), hints=hints,
                                              evidence=evidence)
     notes.extend(kp_notes)

@@ -83,7 +83,7 @@ __all__ = [
     "KPF_SWAPBACKED", "KPF_COMPOUND_HEAD", "KPF_COMPOUND_TAIL", "KPF_HUGE", "KPF_UNEVICTABLE", "KPF_HWPOISON",
     "KPF_NOPAGE", "KPF_KSM", "KPF_THP", "KPF_OFFLINE", "KPF_ZERO_PAGE", "KPF_IDLE", "KPF_PGTABLE", "KPF_RESERVED",
     "PC_FREE", "PC_RESERVED", "PC_SLAB", "PC_PGTABLE", "PC_MOVABLE", "PC_OTHER", "PC_HOLE", "PC_NAMES",
-    "read_kpageflags", "decode_flags", "kpf_bit", "page_classes", "buddy_blocks", "zone_free_blocks",
+    "read_kpageflags", "decode_flags", "kpf_bit", "page_classes", "buddy_blocks", "zone_free_blocks", "pcp_thp_blocks",
     "assign_pageblock_types", "trace_pageblock_types", "allocated_migratetypes", "node_from_kpageflags",
     "touched_pfns", "end_read_pfns", "model_buddy_mask", "layout_agreement", "PlacementPeek",
     "frees_at_batched_line", "prepared_events",
@@ -343,6 +343,39 @@ def zone_free_blocks(kpf: np.ndarray, snap) -> dict[str, tuple[np.ndarray, np.nd
     """Free buddy blocks per zone (``{zone: (pfns, orders)}``) of a kpageflags array."""
     free = kpf_bit(kpf, KPF_BUDDY)
     return {name: buddy_blocks(free, lo, hi) for name, lo, hi in _zone_ranges(snap)}
+
+
+def pcp_thp_blocks(kpf: np.ndarray, snap) -> list[tuple[int, int, int, int]]:
+    """Free THP-order pages on per-CPU lists at the snapshot, found without a trace:
+    ``(pfn, 9, MIGRATE_MOVABLE, -1)`` per pageblock whose pages carry no flag at all and that no
+    free buddy block covers, in a zone whose per-CPU lists (zoneinfo ``pagesets``' ``count``) can
+    hold all such pageblocks; none in a zone where they could not all be there.
+
+    Since 6.x the per-CPU lists also hold PMD-order pages (``pcp_allowed_order``): a freed THP or
+    2 MiB page-cache folio waits there, off the buddy lists, with its flags cleared, so kpageflags
+    shows 512 pages with no flag.  On k_pressure_defrag's start Normal has 29 such pageblocks and
+    18,711 pages on its per-CPU lists, and the first 15 order-9 allocations the trace shows from
+    Normal took 15 of those 29 pageblocks with no free event before them.  The CPU is left to
+    :func:`kmemdes.mm.mm_init.pcp_owners` (-1).
+    """
+    blocks = zone_free_blocks(kpf, snap)
+    counts = {z.name: sum(ps.get("count", 0) for ps in z.pagesets) for z in snap.zoneinfo or []}
+    out: list[tuple[int, int, int, int]] = []
+    for name, lo, hi in _zone_ranges(snap):
+        first, last = -(-lo // _PB_PAGES), min(hi, len(kpf)) // _PB_PAGES
+        if last <= first:
+            continue
+        bare = np.nonzero((kpf[first * _PB_PAGES:last * _PB_PAGES].reshape(-1, _PB_PAGES) == 0).all(axis=1))[0] + first
+        pfns, orders = blocks.get(name, (np.zeros(0, np.int64), np.zeros(0, np.int8)))
+        # a free block above pageblock order has only its first page marked (PageBuddy)
+        covered = set()
+        for p, o in zip(pfns.tolist(), orders.tolist()):
+            if o > 9:
+                covered.update(range((p >> 9) + 1, (p + (1 << o)) >> 9))
+        cand = [int(pb) for pb in bare if int(pb) not in covered]
+        if cand and len(cand) * _PB_PAGES <= counts.get(name, 0):
+            out.extend((pb * _PB_PAGES, 9, 1, -1) for pb in cand)
+    return out
 
 
 def _nr_free(orders: np.ndarray) -> list[int]:
