@@ -355,8 +355,10 @@ def pcp_thp_blocks(kpf: np.ndarray, snap) -> list[tuple[int, int, int, int]]:
     2 MiB page-cache folio waits there, off the buddy lists, with its flags cleared, so kpageflags
     shows 512 pages with no flag.  On k_pressure_defrag's start Normal has 29 such pageblocks and
     18,711 pages on its per-CPU lists, and the first 15 order-9 allocations the trace shows from
-    Normal took 15 of those 29 pageblocks with no free event before them.  The CPU is left to
-    :func:`kmemdes.mm.mm_init.pcp_owners` (-1).
+    Normal took 15 of those 29 pageblocks with no free event before them.  A non-compound order-9
+    kernel allocation looks the same: 5 of those 29 pageblocks are flagless in j_pressure_stock's
+    start too and neither trace ever touches them, so they are probably kernel memory taken for
+    free here (10 MiB of 24 GiB).  The CPU is left to :func:`kmemdes.mm.mm_init.pcp_owners` (-1).
     """
     blocks = zone_free_blocks(kpf, snap)
     counts = {z.name: sum(ps.get("count", 0) for ps in z.pagesets) for z in snap.zoneinfo or []}
