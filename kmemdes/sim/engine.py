@@ -121,7 +121,6 @@ class Sim:
         self.workloads: list = []
         self._kernel = None
         self.fragmenter_owner = None
-        self.start_owner = None  # the movable folios of a snapshot's start (initial.state = "snapshot")
 
     def kernel(self):
         """The SLUB / vmalloc / user-space models on this node (created on first use)."""
@@ -669,8 +668,7 @@ def run_config(cfg: Config, out: Optional[str | Path] = None, progress: bool = T
     if adopt is not None:
         from kmemdes.sim.workloads import PageOwner
 
-        sim.start_owner = PageOwner()
-        sim.adopt_start(adopt, sim.start_owner)
+        sim.adopt_start(adopt, PageOwner())  # the models' rmap and LRU keep it
     make_workloads(sim)
     duration = cfg.duration_ns
     sim.run(duration, progress=progress, label=f"running {cfg.name}")
