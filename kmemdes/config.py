@@ -265,8 +265,15 @@ class FileCacheWorkload(_Workload):
                                    "large folio fails (do_page_cache_ra reads the rest of the readahead "
                                    "window: 2,943 and 3,459 per failure in the pressure captures j, k); "
                                    "0: the failed folio's own range")
+    file_pages: int = Field(0, ge=0, description="> 0: the stream is one file of this many pages, read from "
+                            "its start to its end (`cat`) every `interval`: pages still in the page cache are "
+                            "hits (marked accessed, no allocation), the others are read at rate_pages; the "
+                            "file's pages stay cached until reclaim takes them (truncate_share, lifetime and "
+                            "pages_per_file do not apply)")
+    interval: Any = Field("0s", description="file_pages > 0: read the file again every interval from start "
+                          "(0: once)")
 
-    _d = field_validator("lifetime")(_check_duration)
+    _d = field_validator("lifetime", "interval")(_check_duration)
 
 
 class NetworkWorkload(_Workload):

@@ -45,6 +45,7 @@ kcompactd
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Callable, Generator, Optional
 
@@ -62,6 +63,25 @@ from kmemdes.mm.reclaim import ReclaimWork, pgdat_balanced, pgdat_watermark_boos
 __all__ = ["DaemonCosts", "kswapd", "kcompactd", "start_daemons", "run_priced"]
 
 _NS_PER_S = 1_000_000_000
+
+#: from ``wakeup_kswapd`` (``mm_vmscan_wakeup_kswapd``: kswapd was waiting and is woken) to kswapd starting
+#: ``balance_pgdat`` (the next ``mm_vmscan_kswapd_wake``), quantiles 0, 5, ..., 100 % of the 429 wake-ups of the
+#: pressure captures k_pressure_defrag and j_pressure_stock (2 vCPUs kept busy by two compilers, a stream
+#: and a THP burst): three in four start within 0.1 ms, the rest wait 0.4-8 ms for a CPU
+KSWAPD_WAKE_LATENCY_NS = (4_000, 10_000, 13_800, 21_000, 27_000, 31_000, 39_000, 43_000, 47_000, 50_000, 55_000,
+                          58_000, 62_000, 72_199, 98_199, 433_000, 868_400, 1_419_800, 2_573_599, 3_287_799,
+                          8_058_000)
+
+
+def draw_quantile(q: tuple, u: float) -> int:
+    """Inverse CDF of evenly spaced quantiles ``q`` (0 %, ..., 100 %) at ``u`` in [0, 1), linear between them.
+
+    >>> draw_quantile((0, 10, 100), 0.25), draw_quantile((0, 10, 100), 0.75)
+    (5, 55)
+    """
+    x = u * (len(q) - 1)
+    i = int(x)
+    return int(q[i] + (q[i + 1] - q[i]) * (x - i))
 
 
 @dataclass
@@ -120,11 +140,18 @@ class DaemonCosts:
     reclaim_tail_page_ns: int = 60
     slab_page_ns: int = 2_000
     kswapd_nap_ns: int = _NS_PER_S // 10  # HZ/10
+    kswapd_wake_latency_ns: tuple = KSWAPD_WAKE_LATENCY_NS
     kcompactd_interval_ns: int = HPAGE_FRAG_CHECK_INTERVAL_MSEC * 1_000_000
     quantum_ns: int = 1_000_000  # daemons advance time in chunks of at least this
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
+            if name == "kswapd_wake_latency_ns":
+                if (not isinstance(value, tuple) or len(value) < 2 or any(not isinstance(v, int) or v < 0 for v in value)
+                        or list(value) != sorted(value)):
+                    raise KmemdesError("daemon cost kswapd_wake_latency_ns must be ascending non-negative integer "
+                                       f"quantiles, got {value!r}")
+                continue
             if not isinstance(value, int) or value < 0:
                 raise KmemdesError(f"daemon cost {name} must be a non-negative integer, got {value!r}")
         if self.reclaim_pages_per_s <= 0:
@@ -229,8 +256,12 @@ def _log(log: Optional[list], *entry) -> None:
         log.append(entry)
 
 
-def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[list] = None):
-    """The kswapd process of ``node`` (needs ``node.reclaim``; uses ``node.compaction`` if attached)."""
+def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[list] = None, seed: int = 0):
+    """The kswapd process of ``node`` (needs ``node.reclaim``; uses ``node.compaction`` if attached).
+
+    A wake-up takes effect after a scheduling delay drawn (``seed``) from
+    ``costs.kswapd_wake_latency_ns``: on a machine whose CPUs are busy the woken kswapd waits for one.
+    """
     rec = node.reclaim
     if rec is None or not hasattr(rec, "balance_pgdat_steps"):
         raise KmemdesError("kswapd needs a reclaim model: attach kmemdes.mm.reclaim.Reclaim(node) first")
@@ -240,6 +271,9 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
     managed = [z.idx for z in node.zones if z.managed]
     top_zone = max(managed) if managed else 0
     req = {"order": 0, "hz": None}  # pgdat->kswapd_order / kswapd_highest_zoneidx (None = MAX_NR_ZONES)
+    rng = random.Random(seed)
+    lat_q = costs.kswapd_wake_latency_ns
+    wake_at = [0]  # when the last wake-up lets kswapd run (the scheduling delay after wake_up_interruptible)
 
     def requested_zoneidx(default: int) -> int:
         """``kswapd_highest_zoneidx``: the requests' highest zone index, else ``default``."""
@@ -259,6 +293,8 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
                 comp.wakeup_kcompactd(order, highest_zoneidx)
             return
         _log(log, env.now, "kswapd_wakeup", order, highest_zoneidx)
+        if not waker.woken():
+            wake_at[0] = env.now + draw_quantile(lat_q, rng.random())
         waker.wake()
 
     node.on_wakeup_kswapd = on_wakeup_kswapd
@@ -291,6 +327,7 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
                 r = stall[0] = [rec.balance_pgdat_steps(req["order"], requested_zoneidx(top_zone)),
                                 False, 0, 0]
                 rec.kswapd_running = True
+                stall[1] = min(0, env.now - wake_at[0])  # still waiting for a CPU
             else:
                 stall[0] = False  # asleep and not asked
                 return
@@ -337,6 +374,8 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
             yield env.timeout(costs.kswapd_nap_ns) | ev
             waker.sleeping = False
             remaining = ev.triggered
+            if remaining and wake_at[0] > env.now:
+                yield env.timeout(wake_at[0] - env.now)
             if remaining:  # woken prematurely: keep the request, at least this run's order
                 if req["hz"] is None:
                     req["hz"] = hz
@@ -345,6 +384,8 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
             _log(log, env.now, "kswapd_sleep")
             yield waker.sleep()
             waker.sleeping = False
+            if wake_at[0] > env.now:
+                yield env.timeout(wake_at[0] - env.now)
         elif remaining:
             v["kswapd_low_wmark_hit_quickly"] += 1
         else:
@@ -408,11 +449,12 @@ def kcompactd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optiona
         comp.proactive_compact_trigger = False
 
 
-def start_daemons(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[list] = None) -> list:
+def start_daemons(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[list] = None,
+                  seed: int = 0) -> list:
     """Start kswapd (if ``node.reclaim``) and kcompactd (if ``node.compaction``); returns the processes."""
     procs = []
     if node.reclaim is not None:
-        procs.append(env.process(kswapd(env, node, costs, log)))
+        procs.append(env.process(kswapd(env, node, costs, log, seed)))
     if node.compaction is not None:
         procs.append(env.process(kcompactd(env, node, costs, log)))
     return procs

@@ -144,7 +144,7 @@ class Sim:
             Compaction(self.node, proactiveness=p.compaction_proactiveness, extfrag_threshold=p.extfrag_threshold,
                        seed=self.cfg.seed)
         if p.kswapd:
-            start_daemons(self.env, self.node)
+            start_daemons(self.env, self.node, seed=self.cfg.seed)
         elif self.node.compaction is not None:
             from kmemdes.sim.daemons import kcompactd
 

@@ -398,7 +398,7 @@ class FileCacheLoad(Workload):
         super().__init__(sim, spec, index)
         self.owner = PageOwner()
         self.lifetime = parse_duration(spec.lifetime)
-        self.kernel = sim.kernel() if spec.pages_per_file else None
+        self.kernel = sim.kernel() if spec.pages_per_file and not spec.file_pages else None
         if self.kernel is not None:
             from kmemdes.mm.slub import SLAB_RECLAIM_ACCOUNT
 
@@ -412,8 +412,13 @@ class FileCacheLoad(Workload):
         self.files = 0
         self.folios_large = self.folios_fallback = 0
         self.ra_debt = 0  # base pages still to read of readahead windows whose large folio failed
+        self.hits = 0  # file_pages: pages found in the page cache when the file was read again
+        self._last_failed = False
 
     def process(self, env):
+        if self.spec.file_pages:
+            yield from self._read_file(env)
+            return
         node = self.node
         per_tick = self.spec.rate_pages * TICK_NS / 1e9
         ppf = self.spec.pages_per_file
@@ -456,7 +461,73 @@ class FileCacheLoad(Workload):
             if waited:
                 yield env.timeout(waited)
 
-    def _folios(self, n: int, order: int):
+    def _read_file(self, env):
+        """``file_pages``: ``cat`` of one file every ``interval``, its folios (``folio_order``) in index order.
+
+        A folio-sized range whose pages are all still cached is a hit (``filemap_read`` finds them:
+        ``folio_mark_accessed``, no allocation, no time); a range with missing pages is read at
+        ``rate_pages`` as ``page_cache_ra_order`` reads an empty range (one large folio; where it fails,
+        this range and the rest of the readahead window, ``ra_fallback_pages``, with base pages), and a
+        range of which reclaim took only some base pages gets those back as base pages.  The pages of
+        the file stay in the page cache until reclaim takes them.  Pages allocated while the read
+        stalls in reclaim or compaction are caught up afterwards (the device's rate is the limit).
+        """
+        node = self.node
+        spec = self.spec
+        fo = spec.folio_order
+        step = 1 << fo
+        n = spec.file_pages
+        slots: list = [None] * (-(-n // step))  # tokens of each folio-sized range of the file
+        alive = self.owner._pfn
+        per_tick = spec.rate_pages * TICK_NS / 1e9
+        interval = parse_duration(spec.interval)
+        reclaim = node.reclaim
+        start = self.start_ns
+        while start < self.stop_ns:
+            t = start
+            acc = 0.0
+            small = 0  # ranges still to read with base pages (the rest of a failed folio's window)
+            i = 0
+            while i < len(slots) and t < self.stop_ns:
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                acc += per_tick
+                waited = 0
+                while i < len(slots):
+                    size = min(step, n - i * step)
+                    toks = [tok for tok in (slots[i] or ()) if tok in alive]
+                    have = sum(1 << self.owner.pages[alive[tok]] for tok in toks)
+                    if have >= size:  # a hit
+                        self.hits += size
+                        if reclaim is not None:
+                            for tok in toks:
+                                reclaim.mark_page_accessed(alive[tok])
+                        i += 1
+                        continue
+                    need = size - have
+                    if acc < need:
+                        break
+                    acc -= need
+                    large = not (have or size < step or small)
+                    if small and not have:
+                        small -= 1
+                    for pfn, order, ns in (self._folios(1, fo, ra_debt=False) if large else self._base_pages(need)):
+                        if ns > TICK_NS:
+                            waited += ns
+                        if pfn >= 0:
+                            toks.append(self.owner.add_cache(node, pfn, order))
+                    if large and self._last_failed:  # the rest of the readahead window: base pages
+                        small = max(0, spec.ra_fallback_pages - step) // step
+                    slots[i] = toks
+                    i += 1
+                t += TICK_NS
+                if waited:
+                    yield env.timeout(waited)
+            if not interval:
+                return
+            start += interval
+
+    def _folios(self, n: int, order: int, ra_debt: bool = True):
         """``n`` page-cache folios of ``order``: (pfn or -1, order, ns) per allocation.  Base pages with
         the mapping's mask; large folios as ``page_cache_ra_order`` allocates them (the readahead mask,
         ``__GFP_COMP``), and where one fails, its range read with order-0 folios of the same mask
@@ -468,14 +539,18 @@ class FileCacheLoad(Workload):
             return
         for _ in range(n):
             pfn, ns = self.alloc_pages(GFP_READAHEAD | _GFP_COMP, order)
+            self._last_failed = False
             if pfn >= 0:
                 self.folios_large += 1
                 yield pfn, order, ns
                 continue
             self.folios_fallback += 1
+            self._last_failed = True
             # the rest of the readahead window beyond this folio's range comes in the next ticks
-            self.ra_debt += max(0, self.spec.ra_fallback_pages - (1 << order))
+            if ra_debt:
+                self.ra_debt += max(0, self.spec.ra_fallback_pages - (1 << order))
             yield from self._base_pages(1 << order)
+            continue
 
     def _base_pages(self, n: int):
         """``do_page_cache_ra`` after a failed large folio: ``n`` order-0 folios with the readahead mask,
@@ -500,6 +575,8 @@ class FileCacheLoad(Workload):
         if self.spec.folio_order:
             out[f"{self.name}_large_folios"] = self.folios_large
             out[f"{self.name}_large_folio_fallbacks"] = self.folios_fallback
+        if self.spec.file_pages:
+            out[f"{self.name}_cache_hits"] = self.hits
         return out
 
 

@@ -222,3 +222,48 @@ def test_a_failed_readahead_folio_leaves_the_rest_of_its_window_to_base_pages(tm
     assert fell * 512 < base <= fell * 2048  # the last window may end with the run
     assert large * 512 + base <= 20480 + 2048  # one second of the stream, whichever the folio size
     assert large + fell < 40  # windows read as base pages replace large folios
+
+
+FILE_READ = """
+name = "cat"
+duration = "2s"
+[machine]
+mem = "256M"
+[initial]
+hugetlb_leave = "{leave}"
+[[workloads]]
+kind = "file_cache"
+file_pages = {pages}
+interval = "{interval}"
+rate_pages = 40960
+folio_order = 9
+"""
+
+
+def test_a_file_read_again_is_served_from_the_page_cache_while_it_fits(tmp_path):
+    # `cat` of the same file every cycle (the pressure captures' 2 GiB stream): in j_pressure_stock
+    # (2.4 GiB free) the file stayed cached and the second and third reads allocated 97 k and 31 k of its
+    # 524 k pages; in k_pressure_defrag (1.5 GiB free) reclaim took it as it was read and every read
+    # allocated it again (510 k, 509 k pages)
+    _, s = run_config(parse_config(FILE_READ.format(leave="0", pages=4096, interval="500ms")), tmp_path / "fits",
+                      progress=False)
+    v = s["vmstat"]
+    assert s["requests_by_order"]["9"]["attempts"] == 8  # read once: eight 2 MiB folios
+    assert v["file_cache0_large_folios"] == 8 and v["file_cache0_cache_hits"] == 3 * 4096  # three re-reads
+    # 160 MiB file on a machine squeezed to 64 MiB free: reclaim takes the file's oldest pages while the
+    # rest is read, so the next read misses them again and allocates the file anew
+    _, s = run_config(parse_config(FILE_READ.format(leave="64M", pages=40960, interval="1s")), tmp_path / "big",
+                      progress=False)
+    v = s["vmstat"]
+    read = v["file_cache0_large_folios"] * 512 + s["requests_by_order"].get("0", {}).get("attempts", 0)
+    assert v["file_cache0_cache_hits"] < 40960 // 4 and read >= 2 * 40960 - 40960 // 4
+    assert v["pgsteal_kswapd"] + v.get("pgsteal_direct", 0) >= 40960
+
+
+def test_a_file_read_once_stops_at_its_end(tmp_path):
+    _, s = run_config(parse_config(FILE_READ.format(leave="0", pages=2048 + 100, interval="0s")), tmp_path / "once",
+                      progress=False)
+    v = s["vmstat"]
+    # four 2 MiB folios, then the 100-page tail with base pages; no second read
+    assert v["file_cache0_large_folios"] == 4 and s["requests_by_order"]["0"]["attempts"] >= 100
+    assert v["file_cache0_cache_hits"] == 0
