@@ -13,7 +13,7 @@ import polars as pl
 
 from kmemdes.trace.schema import EVENT_SCHEMA, conform
 
-__all__ = ["Columns", "factorize"]
+__all__ = ["Columns", "Table", "factorize"]
 
 _TABLE_SPAN = 1 << 23  # values spanning less (and less than twice their count) go through a lookup table
 
@@ -95,10 +95,9 @@ class Columns:
         """The strings of ``values`` at rows ``idx`` of string column ``col`` (no other source)."""
         self.series.setdefault(col, []).append((idx, values))
 
-    def frame(self, encoded: bool = False) -> pl.DataFrame:
-        """The event table (canonical schema; columns never filled are null).  ``encoded``:
-        string columns as an ``Enum`` of their distinct strings instead of ``String``
-        (the same values, for :class:`kmemdes.trace.kmt.KmtWriter`)."""
+    def frame(self, keep: np.ndarray | None = None) -> pl.DataFrame:
+        """The event table (canonical schema; columns never filled are null); ``keep``: only
+        the rows where it is true, ``line`` numbered again from 1."""
         data = {}
         exprs = []
         for col, arr in self.num.items():
@@ -110,36 +109,86 @@ class Columns:
                 data["_v_" + col] = v
                 exprs.append(pl.when(pl.col("_v_" + col)).then(pl.col(col)).alias(col))
         df = pl.DataFrame(data, height=self.n).select(exprs) if data else pl.DataFrame(height=self.n)
-        strs = {}
-        for col, (codes, values) in self.strcodes.items():
-            if encoded:  # an Enum needs distinct categories
-                first: dict = {}
-                remap = np.array([-1 if v is None else first.setdefault(v, len(first)) for v in values] + [-1], codes.dtype)
-                codes, values = remap[codes], list(first)
-            strs[col] = _strings(col, codes, values, encoded)
+        strs = {col: _strings(col, codes, values) for col, (codes, values) in self.strcodes.items()}
         for col, parts in self.series.items():
-            where = np.full(self.n, -1, np.int64)
-            at = 0
-            for idx, s in parts:
-                where[idx] = np.arange(at, at + len(idx))
-                at += len(idx)
-            values = pl.concat([s.cast(pl.String) for _, s in parts])
-            if encoded:
-                cats = values.drop_nulls().unique(maintain_order=True)
-                values = values.cast(pl.Enum(cats)).append(pl.Series([None], dtype=pl.Enum(cats)))
-            else:
-                values = values.append(pl.Series([None], dtype=pl.String))
-            where[where < 0] = at
+            where, values = self._series_rows(parts)
+            values = values.append(pl.Series([None], dtype=pl.String))
+            where[where < 0] = len(values) - 1
             strs[col] = values.gather(pl.Series(where.astype(np.uint32))).alias(col)
-        if not encoded:
-            return conform(df.with_columns(**strs) if strs else df)
-        df = conform(df)  # string columns all null; the encoded ones replace them
-        return df.with_columns(**strs) if strs else df
+        df = conform(df.with_columns(**strs) if strs else df)
+        if keep is not None and not keep.all():
+            df = df.filter(pl.Series(keep)).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line"))
+        return df
+
+    def _series_rows(self, parts: list) -> tuple[np.ndarray, pl.Series]:
+        """(for each row, its position in ``values`` or -1; ``values``: the parts' strings in turn)."""
+        where = np.full(self.n, -1, np.int64)
+        at = 0
+        for idx, s in parts:
+            where[idx] = np.arange(at, at + len(idx))
+            at += len(idx)
+        return where, pl.concat([s.cast(pl.String) for _, s in parts])
+
+    def table(self, keep: np.ndarray | None = None) -> "Table":
+        """The columns as a :class:`Table`: every string column as codes into its distinct
+        strings, ``keep`` applied as :meth:`frame` applies it.  Consumes the columns."""
+        if keep is not None and keep.all():
+            keep = None
+        num: dict = {}
+        codes: dict = {}
+        for col, arr in self.num.items():
+            v = self.valid.pop(col)
+            if v is not None and v.all():
+                v = None
+            num[col] = (arr, v) if keep is None else (arr[keep], None if v is None else v[keep])
+        for col, (c, values) in self.strcodes.items():
+            first: dict = {}  # a value put twice (two event ids) keeps its first code
+            remap = np.array([-1 if v is None else first.setdefault(v, len(first)) for v in values] + [-1], c.dtype)
+            codes[col] = (remap[c], list(first))
+        for col, parts in self.series.items():
+            where, values = self._series_rows(parts)
+            cats = values.drop_nulls().unique(maintain_order=True)
+            vc = values.cast(pl.Enum(cats)).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+            c = np.full(self.n, -1, np.int64)
+            c[where >= 0] = vc[where[where >= 0]]
+            codes[col] = (c, cats.to_list())
+        if keep is not None:
+            codes = {col: (c[keep], values) for col, (c, values) in codes.items()}
+        self.num, self.valid, self.strcodes, self.series = {}, {}, {}, {}
+        n = self.n if keep is None else int(keep.sum())
+        if "line" in num:
+            num["line"] = (np.arange(1, n + 1, dtype=np.int64), None)
+        return Table(n, num, codes)
 
 
-def _strings(col: str, codes: np.ndarray, values: list, encoded: bool) -> pl.Series:
-    """``values[codes]`` (-1: null) as a String series, or an Enum of ``values`` (distinct)."""
-    dtype = pl.Enum(values) if encoded else pl.String
-    dictionary = pl.Series(col, values + [None], dtype=dtype)
+class Table:
+    """The event table as numpy columns: what :class:`kmemdes.trace.kmt.KmtWriter` encodes
+    without building a Polars frame.  Numeric columns are (values of every row, 0 where
+    null; validity mask or None), string columns (codes, distinct strings), codes -1 where
+    null; a column of neither is null in every row."""
+
+    def __init__(self, n: int, num: dict, codes: dict):
+        self.height = n
+        self.num = num
+        self.codes = codes
+
+    def numbers(self, col: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(values, validity or None) of rows ``start:stop`` of numeric column ``col``, or None."""
+        if col not in self.num:
+            return None
+        arr, v = self.num[col]
+        return arr[start:stop], None if v is None else v[start:stop]
+
+    def strings(self, col: str, start: int, stop: int) -> tuple[np.ndarray, list] | None:
+        """(codes, distinct strings) of rows ``start:stop`` of string column ``col``, or None."""
+        if col not in self.codes:
+            return None
+        c, values = self.codes[col]
+        return c[start:stop], values
+
+
+def _strings(col: str, codes: np.ndarray, values: list) -> pl.Series:
+    """``values[codes]`` (-1: null) as a String series."""
+    dictionary = pl.Series(col, values + [None], dtype=pl.String)
     codes[codes < 0] = len(values)
     return dictionary.gather(pl.Series(codes.view(np.uint32) if codes.dtype == np.int32 else codes.astype(np.uint32)))

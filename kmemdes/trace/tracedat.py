@@ -48,7 +48,7 @@ import polars as pl
 
 from kmemdes.errors import KmemdesError
 from kmemdes.mm.gfp import format_gfp
-from kmemdes.trace._columns import Columns, factorize
+from kmemdes.trace._columns import Columns, Table, factorize
 from kmemdes.trace._kallsyms import Kallsyms
 from kmemdes.trace._datfile import (
     TRACEDAT_MAGIC,
@@ -197,9 +197,8 @@ _ARGS_KINDS = {EventKind.OTHER, EventKind.MARKER, EventKind.KMEM_OTHER, EventKin
 _NID_FIELDS = ("nid", "node_id", "node")
 
 
-def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: bool) -> tuple[pl.DataFrame, dict]:
-    """Typed columns of every record, event type by event type (``encoded``: see
-    :meth:`Columns.frame`)."""
+def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict) -> tuple[Columns, np.ndarray, dict]:
+    """Typed columns of every record, event type by event type: (columns, rows to keep, counts)."""
     n = len(rec.off)
     big = tf.big
     cols = Columns(n)
@@ -338,10 +337,7 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: 
             if kallsyms is None:
                 kallsyms = Kallsyms(tf.kallsyms)
             cols.put_series("args", idx, render_print_fmt(ev, buf, off, rec.size[idx], big, kallsyms, problems))
-    frame = cols.frame(encoded)
-    if not keep.all():
-        frame = frame.filter(pl.Series(keep)).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line"))
-    return frame, counts
+    return cols, keep, counts
 
 
 def _pageblock_order(print_fmt: str) -> int:
@@ -359,7 +355,7 @@ def _pageblock_order(print_fmt: str) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
-def read_tracedat(path, strict: bool = False, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
+def read_tracedat(path, strict: bool = False, sink: Callable[[Table], None] | None = None) -> Trace:
     """Read a trace-cmd ``trace.dat`` (version 6 or 7, optionally zstd-compressed as a whole).
 
     Structural errors in the metadata (header, formats, options, section and
@@ -367,10 +363,10 @@ def read_tracedat(path, strict: bool = False, sink: Callable[[pl.DataFrame], Non
     offset.  Damaged ring-buffer pages and records are skipped and counted in
     ``problems`` (kind -> count, first byte offsets, example); with
     ``strict=True`` the first such problem raises instead.  ``sink``: the
-    table is handed to it (its string columns dictionary-encoded, as ``Enum``
-    columns of the same strings, which :class:`kmemdes.trace.kmt.KmtWriter`
-    encodes without hashing strings) instead of being returned (the returned
-    table is then empty).
+    table is handed to it as a :class:`~kmemdes.trace._columns.Table` (numpy
+    columns, string columns as codes into their distinct strings, which
+    :class:`kmemdes.trace.kmt.KmtWriter` encodes without building a Polars
+    frame) instead of being returned (the returned table is then empty).
 
     >>> from pathlib import Path
     >>> p = Path(__file__).resolve().parents[2] / "traces" / "tracedat_small" / "trace.dat"
@@ -383,7 +379,9 @@ def read_tracedat(path, strict: bool = False, sink: Callable[[pl.DataFrame], Non
     try:
         tf = _parse_file(path, data)
         problems = tf.problems
-        frame, counts, meta = _read_data(tf, data, problems, sink is not None)
+        cols, keep, counts, meta = _read_data(tf, data, problems)
+        if sink is None:
+            frame = cols.frame(keep)
     except _Bad as e:
         raise KmemdesError(f"{path}: byte {e.offset}: {e.what}") from None
     if strict and problems:
@@ -391,12 +389,12 @@ def read_tracedat(path, strict: bool = False, sink: Callable[[pl.DataFrame], Non
         raise KmemdesError(f"{path}: byte {p['lines'][0] if p['lines'] else 0}: {kind} ({p['count']}x): {p['example']}")
     meta["event_counts"] = counts
     if sink is not None:
-        sink(frame)
+        sink(cols.table(keep))
         frame = empty_events()
     return Trace(events=frame, meta=meta, problems=problems)
 
 
-def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
+def _read_data(tf: _File, data: bytes, problems: dict):
     lay = _page_layout(tf)
     # one big byte buffer: every stream's pages at page-aligned offsets
     streams = []  # (buffer name, cpu, offset in big, npages)
@@ -438,7 +436,7 @@ def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
     cpu_of_stream = np.array([s[1] for s in streams] or [0], np.int64)
     rec = _Records(off[order], ln[order], ts[order], cpu_of_stream[stream[order]], lostcol[order])
     del off, ln, ts, pg, lostcol, stream, order  # page-order copies: not needed from here on
-    frame, counts = _decode(tf, buf, rec, problems, encoded)
+    cols, keep, counts = _decode(tf, buf, rec, problems)
     meta = {
         "source": str(tf.path),
         "format": f"trace.dat-v{tf.version}",
@@ -457,4 +455,4 @@ def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
     for k in ("date", "offset", "trace_id"):
         if k in tf.options:
             meta[k] = tf.options[k]
-    return frame, counts, meta
+    return cols, keep, counts, meta
