@@ -54,7 +54,7 @@ from kmemdes import __version__
 from kmemdes.errors import KmemdesError
 from kmemdes.progress import Progress
 from kmemdes.outpath import atomic_write
-from kmemdes.trace._columns import Table
+from kmemdes.trace._columns import Table, join_tables
 from kmemdes.trace.reader import KMT_MAGIC, Trace
 from kmemdes.trace.schema import EVENT_SCHEMA, SCHEMA_VERSION
 
@@ -281,13 +281,13 @@ def _decode_column(name: str, dtype: pl.DataType, col: dict | None, n: int) -> p
 # --------------------------------------------------------------------------- .kmt
 
 
-def _encode_chunk(part: pl.DataFrame | tuple, cctx) -> bytes:
-    """One chunk of rows (a frame, or rows ``start:stop`` of a :class:`Table` as
-    ``(table, start, stop)``) as its msgpack map (``rows``, ``z``)."""
-    if isinstance(part, tuple):
-        table, start, stop = part
-        rows = stop - start
-        encs = ((name, _encode_table_column(table, name, dtype, start, stop)) for name, dtype in EVENT_SCHEMA.items())
+def _encode_chunk(part: pl.DataFrame | list, cctx) -> bytes:
+    """One chunk of rows (a frame, or a list of ``(table, start, stop)``: rows
+    ``start:stop`` of each :class:`Table` in turn) as its msgpack map (``rows``, ``z``)."""
+    if isinstance(part, list):
+        table = join_tables(part)
+        rows = table.height
+        encs = ((name, _encode_table_column(table, name, dtype, 0, rows)) for name, dtype in EVENT_SCHEMA.items())
     else:
         rows = part.height
         encs = ((name, _encode_column(part[name])) for name in EVENT_SCHEMA)
@@ -317,10 +317,11 @@ class KmtWriter:
         self._pending: list[pl.DataFrame] = []  # rows not encoded yet
         self._npending = 0
         self._blobs: list = []  # futures of encoded chunks, in order
-        self._table = False  # a Table was added (it is the whole table)
+        self._tables: list = []  # Table rows not encoded yet: (table, start, stop)
+        self._kind = None  # "frame" or "table": what the rows came as
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="kmemdes-kmt")
 
-    def _encode(self, part: pl.DataFrame | tuple) -> bytes:
+    def _encode(self, part: pl.DataFrame | list) -> bytes:
         cctx = getattr(self._cctx, "c", None)
         if cctx is None:
             cctx = self._cctx.c = self._zstd.ZstdCompressor(level=_ZSTD_LEVEL)
@@ -328,17 +329,18 @@ class KmtWriter:
 
     def add(self, frame: pl.DataFrame | Table) -> None:
         """The next rows of the table (the canonical schema; a String column may come
-        dictionary-encoded as an ``Enum`` of its strings, which encodes faster), or a whole
+        dictionary-encoded as an ``Enum`` of its strings, which encodes faster), or a
         :class:`~kmemdes.trace._columns.Table` (numpy columns, encoded as they are: no
-        Polars frame is built), which no other rows may precede or follow."""
+        Polars frame is built); frames and Tables do not mix in one file."""
         if isinstance(frame, Table):
             self._add_table(frame)
             return
         _check_rows_schema(frame, self.path)
         if not frame.height:
             return
-        if self._table:
-            raise ValueError(f"{self.path}: rows added after a Table")
+        if self._kind == "table":
+            raise ValueError(f"{self.path}: a frame's rows added after a Table's")
+        self._kind = "frame"
         self.rows += frame.height
         self._pending.append(frame)
         self._npending += frame.height
@@ -346,14 +348,36 @@ class KmtWriter:
             self._submit(self._chunk_rows)
 
     def _add_table(self, table: Table) -> None:
-        if self.rows:
-            raise ValueError(f"{self.path}: a Table added after other rows")
-        self._table = True
-        self.rows = table.height
-        for start in range(0, table.height, self._chunk_rows):
-            self._blobs.append(self._pool.submit(self._encode, (table, start, min(start + self._chunk_rows, table.height))))
+        if self._kind == "frame":
+            raise ValueError(f"{self.path}: a Table's rows added after a frame's")
+        self._kind = "table"
+        if not table.height:
+            return
+        self.rows += table.height
+        self._tables.append((table, 0, table.height))
+        self._npending += table.height
+        while self._npending >= self._chunk_rows:
+            self._submit(self._chunk_rows)
+
+    def _submit_table(self, n: int) -> None:
+        """The first ``n`` pending Table rows as one chunk."""
+        pieces, left = [], n
+        while left:
+            table, start, stop = self._tables[0]
+            take = min(left, stop - start)
+            pieces.append((table, start, start + take))
+            left -= take
+            if start + take == stop:
+                self._tables.pop(0)
+            else:
+                self._tables[0] = (table, start + take, stop)
+        self._npending -= n
+        self._blobs.append(self._pool.submit(self._encode, pieces))
 
     def _submit(self, n: int) -> None:
+        if self._kind == "table":
+            self._submit_table(n)
+            return
         part = pl.concat(self._pending, how="vertical", rechunk=False) if len(self._pending) > 1 else self._pending[0]
         self._blobs.append(self._pool.submit(self._encode, part.slice(0, n)))
         rest = part.slice(n)
@@ -389,7 +413,7 @@ class KmtWriter:
         for fut in self._blobs:
             fut.cancel()
         self._pool.shutdown(wait=True)
-        self._blobs, self._pending = [], []
+        self._blobs, self._pending, self._tables = [], [], []
 
 
 def write_kmt(trace: Trace, path, chunk_rows: int = _CHUNK_ROWS) -> Path:

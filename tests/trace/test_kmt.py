@@ -240,12 +240,18 @@ def test_dictionary_encoded_strings_write_the_same_bytes(tmp_path, idle):
 
 
 @pytest.mark.parametrize("damage", [0, 50])
-def test_tracedat_table_writes_the_same_bytes(tmp_path, shipped, damage):
-    """A trace.dat handed to the writer as numpy columns (a ``Table``, as ``kmemdes convert``
-    does) gives the bytes of its Polars table, also when damaged records drop rows."""
+@pytest.mark.parametrize("block_rows", [1 << 19, 3000])
+def test_tracedat_table_writes_the_same_bytes(tmp_path, shipped, monkeypatch, damage, block_rows):
+    """A trace.dat handed to the writer as numpy columns (``Table`` blocks, as ``kmemdes convert``
+    does) gives the bytes of its Polars table, also when damaged records drop rows and when
+    the writer's chunks span blocks."""
     import random
 
     import zstandard
+
+    from kmemdes.trace import tracedat
+
+    monkeypatch.setattr(tracedat, "_BLOCK_ROWS", block_rows)
 
     raw = bytearray(zstandard.ZstdDecompressor().stream_reader(
         (shipped / "tracedat_small" / "trace.v6.dat.zst").open("rb")).read())
