@@ -8,6 +8,8 @@ a validity mask, and a string column is kept as codes into a list of distinct va
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import polars as pl
 
@@ -132,7 +134,7 @@ class Columns:
         for col, sc in self.strings.items():
             remap, names = sc.distinct()
             c = sc.codes[start:stop]
-            codes[col] = (remap[c if kept is None else c[kept]], names)
+            codes[col] = (c if kept is None else c[kept], remap, names)
         n = stop - start if kept is None else int(np.count_nonzero(kept))
         return Table(n, num, codes)
 
@@ -162,16 +164,8 @@ class _Strings:
         done = len(self._remap) - 1
         if done < len(self.values):
             first, names = self._first, self._names
-            add = []
-            for v in self.values[done:]:
-                if v is None:
-                    add.append(-1)
-                    continue
-                i = first.get(v)
-                if i is None:
-                    i = first[v] = len(names)
-                    names.append(v)
-                add.append(i)
+            add = [-1 if v is None else first.setdefault(v, len(first)) for v in self.values[done:]]
+            names.extend(itertools.islice(first, len(names), None))
             self._remap = np.concatenate((self._remap[:-1], np.array(add, np.int64), [-1]))
         return self._remap, self._names
 
@@ -179,8 +173,9 @@ class _Strings:
 class Table:
     """The event table as numpy columns: what :class:`kmemdes.trace.kmt.KmtWriter` encodes
     without building a Polars frame.  Numeric columns are (values of every row, 0 where
-    null; validity mask or None), string columns (codes, distinct strings), codes -1 where
-    null; a column of neither is null in every row."""
+    null; validity mask or None), string columns (codes, their index in the distinct strings
+    (-1: null), the distinct strings), codes -1 where null; a column of neither is null in
+    every row."""
 
     def __init__(self, n: int, num: dict, codes: dict):
         self.height = n
@@ -198,8 +193,8 @@ class Table:
         """(codes, distinct strings) of rows ``start:stop`` of string column ``col``, or None."""
         if col not in self.codes:
             return None
-        c, values = self.codes[col]
-        return c[start:stop], values
+        c, remap, names = self.codes[col]
+        return remap[c[start:stop]], names
 
 
 def string_codes(s: pl.Series) -> tuple[np.ndarray, list]:
@@ -241,7 +236,7 @@ def join_tables(pieces: list) -> Table:
             c, names = part
             remap = np.array([first.setdefault(v, len(first)) for v in names] + [-1], np.int64)
             parts.append(remap[c])
-        codes[col] = (np.concatenate(parts), list(first))
+        codes[col] = (np.concatenate(parts), np.append(np.arange(len(first)), -1), list(first))  # the codes as they are
     return Table(n, num, codes)
 
 
