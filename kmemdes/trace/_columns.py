@@ -4,6 +4,9 @@ The trace.dat reader (:mod:`kmemdes.trace.tracedat`) decodes the records of one 
 at a time; each decoded field is scattered into a column of every row of the table, with
 a validity mask, and a string column is kept as codes into a list of distinct values
 (formatted once per value) until the table is built.  :func:`factorize` gives those codes.
+The table is built either as a Polars frame (:meth:`Columns.frame`) or, for
+:class:`kmemdes.trace.kmt.KmtWriter`, as :class:`Table` blocks of rows that share the
+columns' memory (:meth:`Columns.table`), handed over while later rows are decoded.
 """
 
 from __future__ import annotations
