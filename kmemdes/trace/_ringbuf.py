@@ -24,6 +24,7 @@ _MISSING_EVENTS = 1 << 31
 _MISSING_STORED = 1 << 30
 _COMMIT_MASK = (1 << 27) - 1
 _HASH_MUL = np.uint64(0x100000001B3)  # FNV-1a's prime: mixes a string's words into one number
+_BYTES_MASK = np.array([0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF], np.uint32)  # the first k bytes of a little-endian word
 
 # --------------------------------------------------------------------------- ring buffer pages
 
@@ -303,15 +304,14 @@ def _read_strings(buf: np.ndarray, rec_off: np.ndarray, rec_size: np.ndarray, f:
     nw = max(1, min((int(length.max()) + 3) // 4, 1024))
     # the string bytes as 32-bit words (bytes past the length masked), grouped exactly: by a
     # hash of the words, checked against each group's first row (sorted when a hash collides)
-    words = np.zeros((n, nw), np.uint32)
+    words = np.zeros((n, nw), np.uint32, order="F")  # filled a column (a word of every string) at a time
     h = np.zeros(n, np.uint64)
     for j in range(nw):
         rem = np.clip(length - 4 * j, 0, 4)
         if not rem.any():
             break
         w = _read_native(buf, np.where(rem > 0, at + 4 * j, 0), 4, False)
-        keep = np.where(rem >= 4, np.uint32(0xFFFFFFFF), ((np.uint64(1) << (rem.astype(np.uint64) * np.uint64(8))) - np.uint64(1)).astype(np.uint32))
-        words[:, j] = w & keep
+        words[:, j] = w & _BYTES_MASK[rem]
         h = h * _HASH_MUL + words[:, j]
     _, codes = factorize(h)
     _, reps = np.unique(codes, return_index=True)

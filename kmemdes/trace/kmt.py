@@ -54,6 +54,7 @@ from kmemdes import __version__
 from kmemdes.errors import KmemdesError
 from kmemdes.progress import Progress
 from kmemdes.outpath import atomic_write
+from kmemdes.trace._columns import Table, join_tables
 from kmemdes.trace.reader import KMT_MAGIC, Trace
 from kmemdes.trace.schema import EVENT_SCHEMA, SCHEMA_VERSION
 
@@ -135,43 +136,56 @@ def _encode_column(s: pl.Series) -> dict | None:
     nulls = s.null_count()
     if nulls == n:
         return None
-    out: dict = {}
-    valid = None
-    if nulls:
-        valid = s.is_not_null().to_numpy()
-        out["m"] = np.packbits(valid, bitorder="little").data
+    valid = s.is_not_null().to_numpy() if nulls else None
     if isinstance(s.dtype, pl.Enum):  # a String column, dictionary-encoded: the same bytes, no hashing of strings
         phys = s.to_physical()
         first = phys.drop_nulls().unique(maintain_order=True).to_numpy()
-        ctype = _code_type(len(first))
-        remap = np.zeros(s.dtype.categories.len(), ctype)
-        remap[first] = np.arange(len(first), dtype=ctype)
-        out["d"] = s.dtype.categories.gather(first).to_list()
-        out["c"] = remap[phys.fill_null(int(first[0])).to_numpy()].data
-        out["w"] = np.dtype(ctype).itemsize
-        return out
+        return _encode_codes(valid, first, phys.fill_null(int(first[0])).to_numpy(), s.dtype.categories.len(),
+                             s.dtype.categories.gather(first).to_list())
     if s.dtype == pl.String:
         uniq = s.drop_nulls().unique(maintain_order=True)
         codes = s.cast(pl.Enum(uniq.to_list())).to_physical()
+        out = _mask(valid)
         ctype = _code_type(uniq.len())
         out["d"] = uniq.to_list()
         out["c"] = np.ascontiguousarray(codes.fill_null(0).to_numpy().astype(ctype, copy=False)).data
         out["w"] = np.dtype(ctype).itemsize
         return out
-    npt = _NP[s.dtype]
-    if nulls * 2 > n and s.name not in _DELTA:  # sparse: keep the values of the non-null rows only
-        arr = s.drop_nulls().to_numpy()
-        arr = (arr.astype(np.uint8) if s.dtype == pl.Boolean else arr).astype(npt, copy=False)
+    return _encode_numbers(s.name, _NP[s.dtype], s.fill_null(0).to_numpy() if nulls else s.to_numpy(), valid, nulls)
+
+
+def _mask(valid: np.ndarray | None) -> dict:
+    """A column's map, begun with its validity bitmap when it has nulls."""
+    return {} if valid is None else {"m": np.packbits(valid, bitorder="little").data}
+
+
+def _encode_codes(valid: np.ndarray | None, first: np.ndarray, codes: np.ndarray, ncats: int, names: list) -> dict:
+    """A string column's map from dictionary codes: ``first``, the codes present in order of
+    first appearance (the chunk's dictionary, ``names``), ``codes`` those of every row (any
+    present code where null), out of ``ncats``."""
+    out = _mask(valid)
+    ctype = _code_type(len(first))
+    remap = np.zeros(ncats, ctype)
+    remap[first] = np.arange(len(first), dtype=ctype)
+    out["d"] = names
+    out["c"] = remap[codes].data
+    out["w"] = np.dtype(ctype).itemsize
+    return out
+
+
+def _encode_numbers(name: str, npt: type, arr: np.ndarray, valid: np.ndarray | None, nulls: int) -> dict:
+    """A number or boolean column's map from the values of every row (0 where null)."""
+    n = len(arr)
+    out = _mask(valid)
+    arr = arr.astype(npt, copy=False)
+    if nulls * 2 > n and name not in _DELTA:  # sparse: keep the values of the non-null rows only
+        arr = arr[valid]
         out["s"] = 1
         small = _narrowest(arr)
         out["t"] = small.str
         out["v"] = np.ascontiguousarray(arr.astype(small, copy=False)).data
         return out
-    arr = s.fill_null(0).to_numpy() if nulls else s.to_numpy()
-    if s.dtype == pl.Boolean:
-        arr = arr.astype(np.uint8)
-    arr = arr.astype(npt, copy=False)
-    if s.name in _DELTA:
+    if name in _DELTA:
         out["f"] = int(arr[0])
         arr = np.diff(arr)
     lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
@@ -186,6 +200,34 @@ def _encode_column(s: pl.Series) -> dict | None:
     out["t"] = small.str
     out["v"] = np.ascontiguousarray(arr.astype(small, copy=False)).data
     return out
+
+
+def _encode_table_column(table: Table, name: str, dtype: pl.DataType, start: int, stop: int) -> dict | None:
+    """Rows ``start:stop`` of a :class:`Table` column as :func:`_encode_column` encodes them
+    from a frame of the same rows (the same bytes)."""
+    if dtype == pl.String:
+        part = table.strings(name, start, stop)
+        if part is None:
+            return None
+        codes, names = part
+        valid = codes >= 0
+        nulls = len(codes) - int(np.count_nonzero(valid))
+        if nulls == len(codes):
+            return None
+        present = pl.Series(codes)
+        if nulls:
+            present = present.filter(pl.Series(valid))
+            codes = np.where(valid, codes, codes[np.argmax(valid)])
+        first = present.unique(maintain_order=True).to_numpy()
+        return _encode_codes(valid if nulls else None, first, codes, len(names), [names[i] for i in first.tolist()])
+    part = table.numbers(name, start, stop)
+    if part is None:
+        return None
+    arr, valid = part
+    nulls = 0 if valid is None else len(arr) - int(np.count_nonzero(valid))
+    if nulls == len(arr):
+        return None
+    return _encode_numbers(name, _NP[dtype], arr, valid if nulls else None, nulls)
 
 
 def _narrowest(arr: np.ndarray, lo: int | None = None, hi: int | None = None) -> np.dtype:
@@ -239,15 +281,19 @@ def _decode_column(name: str, dtype: pl.DataType, col: dict | None, n: int) -> p
 # --------------------------------------------------------------------------- .kmt
 
 
-def _encode_chunk(part: pl.DataFrame, cctx) -> bytes:
-    """One chunk of rows as its msgpack map (``rows``, ``z``)."""
-    cols = {}
-    for name in EVENT_SCHEMA:
-        enc = _encode_column(part[name])
-        if enc is not None:
-            cols[name] = enc
+def _encode_chunk(part: pl.DataFrame | list, cctx) -> bytes:
+    """One chunk of rows (a frame, or a list of ``(table, start, stop)``: rows
+    ``start:stop`` of each :class:`Table` in turn) as its msgpack map (``rows``, ``z``)."""
+    if isinstance(part, list):
+        table = join_tables(part)
+        rows = table.height
+        encs = ((name, _encode_table_column(table, name, dtype, 0, rows)) for name, dtype in EVENT_SCHEMA.items())
+    else:
+        rows = part.height
+        encs = ((name, _encode_column(part[name])) for name in EVENT_SCHEMA)
+    cols = {name: enc for name, enc in encs if enc is not None}
     blob = cctx.compress(msgpack.packb(cols, use_bin_type=True))
-    return msgpack.packb({"rows": part.height, "z": blob}, use_bin_type=True)
+    return msgpack.packb({"rows": rows, "z": blob}, use_bin_type=True)
 
 
 class KmtWriter:
@@ -271,27 +317,67 @@ class KmtWriter:
         self._pending: list[pl.DataFrame] = []  # rows not encoded yet
         self._npending = 0
         self._blobs: list = []  # futures of encoded chunks, in order
+        self._tables: list = []  # Table rows not encoded yet: (table, start, stop)
+        self._kind = None  # "frame" or "table": what the rows came as
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="kmemdes-kmt")
 
-    def _encode(self, part: pl.DataFrame) -> bytes:
+    def _encode(self, part: pl.DataFrame | list) -> bytes:
         cctx = getattr(self._cctx, "c", None)
         if cctx is None:
             cctx = self._cctx.c = self._zstd.ZstdCompressor(level=_ZSTD_LEVEL)
         return _encode_chunk(part, cctx)
 
-    def add(self, frame: pl.DataFrame) -> None:
+    def add(self, frame: pl.DataFrame | Table) -> None:
         """The next rows of the table (the canonical schema; a String column may come
-        dictionary-encoded as an ``Enum`` of its strings, which encodes faster)."""
+        dictionary-encoded as an ``Enum`` of its strings, which encodes faster), or a
+        :class:`~kmemdes.trace._columns.Table` (numpy columns, encoded as they are: no
+        Polars frame is built); frames and Tables do not mix in one file."""
+        if isinstance(frame, Table):
+            self._add_table(frame)
+            return
         _check_rows_schema(frame, self.path)
         if not frame.height:
             return
+        if self._kind == "table":
+            raise ValueError(f"{self.path}: a frame's rows added after a Table's")
+        self._kind = "frame"
         self.rows += frame.height
         self._pending.append(frame)
         self._npending += frame.height
         while self._npending >= self._chunk_rows:
             self._submit(self._chunk_rows)
 
+    def _add_table(self, table: Table) -> None:
+        if self._kind == "frame":
+            raise ValueError(f"{self.path}: a Table's rows added after a frame's")
+        self._kind = "table"
+        if not table.height:
+            return
+        self.rows += table.height
+        self._tables.append((table, 0, table.height))
+        self._npending += table.height
+        while self._npending >= self._chunk_rows:
+            self._submit(self._chunk_rows)
+
+    def _submit_table(self, n: int) -> None:
+        """The first ``n`` pending Table rows as one chunk."""
+        pieces, left = [], n
+        while left:
+            table, start, stop = self._tables[0]
+            take = min(left, stop - start)
+            pieces.append((table, start, start + take))
+            left -= take
+            if start + take == stop:
+                self._tables.pop(0)
+            else:
+                self._tables[0] = (table, start + take, stop)
+        self._npending -= n
+        self._blobs.append(self._pool.submit(self._encode, pieces))
+
     def _submit(self, n: int) -> None:
+        if self._kind == "table":
+            self._submit_table(n)
+            return
         part = pl.concat(self._pending, how="vertical", rechunk=False) if len(self._pending) > 1 else self._pending[0]
         self._blobs.append(self._pool.submit(self._encode, part.slice(0, n)))
         rest = part.slice(n)
@@ -327,7 +413,7 @@ class KmtWriter:
         for fut in self._blobs:
             fut.cancel()
         self._pool.shutdown(wait=True)
-        self._blobs, self._pending = [], []
+        self._blobs, self._pending, self._tables = [], [], []
 
 
 def write_kmt(trace: Trace, path, chunk_rows: int = _CHUNK_ROWS) -> Path:

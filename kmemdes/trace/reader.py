@@ -414,8 +414,8 @@ def read_trace(path, strict: bool = False, columns: Iterable[str] | None = None,
     keeps a big trace's string columns out of memory).  ``progress``: where
     the reading is (:mod:`kmemdes.progress`).  ``sink``: a text trace's rows
     are handed to it chunk by chunk, in file order, instead of being kept, and a
-    trace.dat's whole table at once, its string columns dictionary-encoded (``Enum``
-    columns of the same strings, as :class:`kmemdes.trace.kmt.KmtWriter` takes them);
+    trace.dat's table as a :class:`~kmemdes.trace._columns.Table` (numpy columns, as
+    :class:`kmemdes.trace.kmt.KmtWriter` takes them without building a Polars frame);
     the returned table is then empty (.kmt and Parquet files are read whole, as without).
 
     >>> from pathlib import Path

@@ -64,12 +64,14 @@ import enum
 
 import polars as pl
 
-from kmemdes.mm.page_alloc import MAX_PAGE_ORDER
 
 __all__ = ["EVENT_SCHEMA", "EventKind", "KIND_BY_NAME", "conform", "empty_events", "SCHEMA_VERSION", "PAGE_KINDS",
            "bad_page_event", "bad_object_event", "KMALLOC_MAX_SIZE"]
 
 SCHEMA_VERSION = 1
+# include/linux/mmzone.h, as kmemdes.mm.page_alloc (and slub) has it: not imported from there, since
+# reading a trace needs no allocator model and compiling page_alloc costs a convert ~20 ms
+MAX_PAGE_ORDER = 10
 
 
 class EventKind(enum.IntEnum):

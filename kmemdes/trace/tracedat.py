@@ -48,7 +48,7 @@ import polars as pl
 
 from kmemdes.errors import KmemdesError
 from kmemdes.mm.gfp import format_gfp
-from kmemdes.trace._columns import Columns, factorize
+from kmemdes.trace._columns import Columns, Table, factorize, string_codes
 from kmemdes.trace._kallsyms import Kallsyms
 from kmemdes.trace._datfile import (
     TRACEDAT_MAGIC,
@@ -68,6 +68,7 @@ from kmemdes.trace.schema import EventKind, empty_events
 __all__ = ["TRACEDAT_MAGIC", "is_tracedat", "read_tracedat"]
 
 _U64_MAX = (1 << 64) - 1
+_BLOCK_ROWS = 1 << 19  # rows handed to a sink at a time: a .kmt chunk (kmemdes.trace.kmt's _CHUNK_ROWS)
 _GFP_ACCOUNT = 0x400000
 
 
@@ -197,9 +198,15 @@ _ARGS_KINDS = {EventKind.OTHER, EventKind.MARKER, EventKind.KMEM_OTHER, EventKin
 _NID_FIELDS = ("nid", "node_id", "node")
 
 
-def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: bool) -> tuple[pl.DataFrame, dict]:
-    """Typed columns of every record, event type by event type (``encoded``: see
-    :meth:`Columns.frame`)."""
+def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, emit: Callable[[Table], None] | None = None,
+            block_rows: int = 0) -> tuple[Columns, np.ndarray, dict]:
+    """Typed columns of every record, event type by event type: (columns, rows to keep, counts).
+
+    ``emit``: handed the rows as Tables of ``block_rows`` kept rows (the last one fewer),
+    each as soon as its columns are filled, so that a writer encodes it while later rows
+    are decoded.  The checks that count problems, and the string fields that may, run
+    over all rows first (the problems are those of one pass), then the other fields block
+    by block."""
     n = len(rec.off)
     big = tf.big
     cols = Columns(n)
@@ -256,6 +263,7 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: 
     keep = np.zeros(n, np.bool_)
     keep[lost] = True
     kallsyms = None
+    groups = []  # (event, kind, rows, string columns read for all its rows), by event id
     order = np.argsort(etype, kind="stable")
     bounds = np.flatnonzero(np.diff(etype[order])) + 1
     for grp in np.split(order, bounds) if order.size else []:
@@ -282,66 +290,97 @@ def _decode(tf: _File, buf: np.ndarray, rec: _Records, problems: dict, encoded: 
         keep[idx] = True
         counts[ev.name] = counts.get(ev.name, 0) + len(idx)
         kind = EventKind.from_name(ev.name)
-        off = rec.off[idx]
-        cols.put("kind", idx, int(kind))
-        cols.put_str("event", idx, 0, [ev.name])
-        vals: dict = {}
-
-        def fv(name: str):
-            if name not in vals:
-                f = ev.fields.get(name)
-                vals[name] = None if f is None or f.elem or f.data_loc or f.rel_loc or f.size not in (1, 2, 4, 8) else _read_field(buf, off, f, big)
-            return vals[name]
-
-        for col, fname in _FIELD_MAP.get(kind, {}).items():
-            v = fv(fname)
-            if v is not None:
-                cols.put(col, idx, v)
-        if kind in _PAGE_KINDS:
-            pfn = fv("pfn")
-            if pfn is not None:
-                pfn = pfn.astype(np.uint64)
-                failed = pfn == np.uint64(_U64_MAX)
-                pfn_i = np.where(failed, -1, pfn.astype(np.int64))
-                cols.put("pfn", idx, pfn_i)
-                cols.put("page", idx, np.where(failed, np.uint64(0), pfn))
-            if kind == EventKind.MM_PAGE_FREE_BATCHED:
-                cols.put("order", idx, np.zeros(len(idx), np.int64))
-            if kind == EventKind.MM_PAGE_ALLOC_EXTFRAG:
-                fo = fv("fallback_order")
-                pbo = _pageblock_order(ev.print_fmt)
-                if fo is not None:
-                    cols.put("fragmenting", idx, (fo < pbo).astype(np.int64))
-        if kind in (EventKind.KMALLOC, EventKind.KMEM_CACHE_ALLOC, EventKind.MM_PAGE_ALLOC):
-            g = fv("gfp_flags")
-            if g is not None:
-                ug, ginv = factorize(g)
-                cols.put_str("gfp_flags", idx, ginv, [format_gfp(int(x) & _U64_MAX) for x in ug.tolist()])
-                if kind == EventKind.KMALLOC and "accounted" not in ev.fields:
-                    cols.put("accounted", idx, (g.astype(np.uint64) & np.uint64(_GFP_ACCOUNT)) != 0)
-        if kind in _CALL_SITE_KINDS and "call_site" in ev.fields:
+        strings = {}  # formatted once per distinct value: per block, that would be repeated
+        if kind in (EventKind.KMALLOC, EventKind.KMEM_CACHE_ALLOC, EventKind.MM_PAGE_ALLOC) and _int_field(ev, "gfp_flags"):
+            ug, ginv = factorize(_read_field(buf, rec.off[idx], ev.fields["gfp_flags"], big))
+            strings["gfp_flags"] = (ginv, [format_gfp(int(x) & _U64_MAX) for x in ug.tolist()])
+        if kind in _CALL_SITE_KINDS and _int_field(ev, "call_site"):
             if kallsyms is None:
                 kallsyms = Kallsyms(tf.kallsyms)
-            ucs, cinv = factorize(fv("call_site"))
-            cols.put_str("call_site", idx, cinv, kallsyms.format(ucs.astype(np.uint64)))
+            ucs, cinv = factorize(_read_field(buf, rec.off[idx], ev.fields["call_site"], big))
+            strings["call_site"] = (cinv, kallsyms.format(ucs.astype(np.uint64)))
         if kind in _CACHE_KINDS and "name" in ev.fields:
-            codes, values = _read_strings(buf, off, rec.size[idx], ev.fields["name"], big, problems)
-            cols.put_str("cache", idx, codes, values)
+            strings["cache"] = _read_strings(buf, rec.off[idx], rec.size[idx], ev.fields["name"], big, problems)
         if kind in _ARGS_KINDS or kind not in _FIELD_MAP:
-            for nf in _NID_FIELDS:
-                v = fv(nf)
-                if v is not None:
-                    cols.put("nid", idx, v)
-                    break
-            if kind in (EventKind.COMPACTION, EventKind.VMSCAN) and fv("order") is not None:
-                cols.put("order", idx, fv("order"))
             if kallsyms is None:
                 kallsyms = Kallsyms(tf.kallsyms)
-            cols.put_series("args", idx, render_print_fmt(ev, buf, off, rec.size[idx], big, kallsyms, problems))
-    frame = cols.frame(encoded)
-    if not keep.all():
-        frame = frame.filter(pl.Series(keep)).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line"))
-    return frame, counts
+            strings["args"] = string_codes(render_print_fmt(ev, buf, rec.off[idx], rec.size[idx], big, kallsyms, problems))
+        groups.append((ev, kind, idx, strings))
+    # every problem is counted by now: the fields of each block of rows, which count none
+    cuts = _blocks(keep, block_rows) if emit is not None else [0, n]
+    for start, stop in zip(cuts[:-1], cuts[1:]):
+        for ev, kind, idx, strings in groups:
+            lo, hi = np.searchsorted(idx, (start, stop))
+            if lo == hi:
+                continue
+            _fields(cols, big, buf, ev, kind, idx[lo:hi], rec.off[idx[lo:hi]])
+            for col, (codes, values) in strings.items():
+                cols.put_str(col, idx[lo:hi], codes[lo:hi], values)
+        if emit is not None:
+            emit(cols.table(keep, start, stop))
+    return cols, keep, counts
+
+
+def _blocks(keep: np.ndarray, rows: int) -> list:
+    """Row numbers cutting the records into blocks of ``rows`` kept rows (the last one fewer).
+
+    >>> _blocks(np.array([1, 0, 1, 1, 0, 1, 1], bool), 2)
+    [0, 3, 6, 7]
+    """
+    cum = np.cumsum(keep)
+    kept = int(cum[-1]) if len(cum) else 0
+    return [0, *(np.searchsorted(cum, np.arange(rows, kept, rows), side="left") + 1).tolist(), len(keep)]
+
+
+def _fields(cols: Columns, big: bool, buf: np.ndarray, ev, kind: EventKind, idx: np.ndarray, off: np.ndarray) -> None:
+    """The numeric columns of records ``idx`` (payloads at ``off``) of one event type, and
+    its name (the other string columns are read beforehand, for all its records)."""
+    cols.put("kind", idx, int(kind))
+    cols.put_str("event", idx, 0, [ev.name])
+    vals: dict = {}
+
+    def fv(name: str):
+        if name not in vals:
+            vals[name] = _read_field(buf, off, ev.fields[name], big) if _int_field(ev, name) else None
+        return vals[name]
+
+    for col, fname in _FIELD_MAP.get(kind, {}).items():
+        v = fv(fname)
+        if v is not None:
+            cols.put(col, idx, v)
+    if kind in _PAGE_KINDS:
+        pfn = fv("pfn")
+        if pfn is not None:
+            pfn = pfn.astype(np.uint64)
+            failed = pfn == np.uint64(_U64_MAX)
+            pfn_i = np.where(failed, -1, pfn.astype(np.int64))
+            cols.put("pfn", idx, pfn_i)
+            cols.put("page", idx, np.where(failed, np.uint64(0), pfn))
+        if kind == EventKind.MM_PAGE_FREE_BATCHED:
+            cols.put("order", idx, np.zeros(len(idx), np.int64))
+        if kind == EventKind.MM_PAGE_ALLOC_EXTFRAG:
+            fo = fv("fallback_order")
+            pbo = _pageblock_order(ev.print_fmt)
+            if fo is not None:
+                cols.put("fragmenting", idx, (fo < pbo).astype(np.int64))
+    if kind == EventKind.KMALLOC and "accounted" not in ev.fields:
+        g = fv("gfp_flags")
+        if g is not None:
+            cols.put("accounted", idx, (g.astype(np.uint64) & np.uint64(_GFP_ACCOUNT)) != 0)
+    if kind in _ARGS_KINDS or kind not in _FIELD_MAP:
+        for nf in _NID_FIELDS:
+            v = fv(nf)
+            if v is not None:
+                cols.put("nid", idx, v)
+                break
+        if kind in (EventKind.COMPACTION, EventKind.VMSCAN) and fv("order") is not None:
+            cols.put("order", idx, fv("order"))
+
+
+def _int_field(ev, name: str) -> bool:
+    """Is ``name`` a plain integer field of the event (what ``_fields`` reads)?"""
+    f = ev.fields.get(name)
+    return f is not None and not (f.elem or f.data_loc or f.rel_loc) and f.size in (1, 2, 4, 8)
 
 
 def _pageblock_order(print_fmt: str) -> int:
@@ -359,7 +398,7 @@ def _pageblock_order(print_fmt: str) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
-def read_tracedat(path, strict: bool = False, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
+def read_tracedat(path, strict: bool = False, sink: Callable[[Table], None] | None = None) -> Trace:
     """Read a trace-cmd ``trace.dat`` (version 6 or 7, optionally zstd-compressed as a whole).
 
     Structural errors in the metadata (header, formats, options, section and
@@ -367,10 +406,11 @@ def read_tracedat(path, strict: bool = False, sink: Callable[[pl.DataFrame], Non
     offset.  Damaged ring-buffer pages and records are skipped and counted in
     ``problems`` (kind -> count, first byte offsets, example); with
     ``strict=True`` the first such problem raises instead.  ``sink``: the
-    table is handed to it (its string columns dictionary-encoded, as ``Enum``
-    columns of the same strings, which :class:`kmemdes.trace.kmt.KmtWriter`
-    encodes without hashing strings) instead of being returned (the returned
-    table is then empty).
+    table is handed to it as :class:`~kmemdes.trace._columns.Table` blocks of
+    rows (numpy columns, string columns as codes into their distinct strings,
+    which :class:`kmemdes.trace.kmt.KmtWriter` encodes without building a Polars
+    frame), each as soon as it is decoded, instead of being returned (the
+    returned table is then empty).
 
     >>> from pathlib import Path
     >>> p = Path(__file__).resolve().parents[2] / "traces" / "tracedat_small" / "trace.dat"
@@ -380,23 +420,30 @@ def read_tracedat(path, strict: bool = False, sink: Callable[[pl.DataFrame], Non
     """
     path = Path(path)
     data = _load_bytes(path)
+    problems: dict = {}
+
+    def check() -> None:
+        if strict and problems:
+            kind, p = next(iter(problems.items()))
+            raise KmemdesError(f"{path}: byte {p['lines'][0] if p['lines'] else 0}: {kind} ({p['count']}x): {p['example']}")
+
+    def emit(table: Table) -> None:  # every problem is counted before the first block
+        check()
+        sink(table)
+
     try:
         tf = _parse_file(path, data)
         problems = tf.problems
-        frame, counts, meta = _read_data(tf, data, problems, sink is not None)
+        cols, keep, counts, meta = _read_data(tf, data, problems, emit if sink is not None else None)
     except _Bad as e:
         raise KmemdesError(f"{path}: byte {e.offset}: {e.what}") from None
-    if strict and problems:
-        kind, p = next(iter(problems.items()))
-        raise KmemdesError(f"{path}: byte {p['lines'][0] if p['lines'] else 0}: {kind} ({p['count']}x): {p['example']}")
+    check()
     meta["event_counts"] = counts
-    if sink is not None:
-        sink(frame)
-        frame = empty_events()
+    frame = cols.frame(keep) if sink is None else empty_events()
     return Trace(events=frame, meta=meta, problems=problems)
 
 
-def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
+def _read_data(tf: _File, data: bytes, problems: dict, emit: Callable[[Table], None] | None = None):
     lay = _page_layout(tf)
     # one big byte buffer: every stream's pages at page-aligned offsets
     streams = []  # (buffer name, cpu, offset in big, npages)
@@ -438,7 +485,7 @@ def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
     cpu_of_stream = np.array([s[1] for s in streams] or [0], np.int64)
     rec = _Records(off[order], ln[order], ts[order], cpu_of_stream[stream[order]], lostcol[order])
     del off, ln, ts, pg, lostcol, stream, order  # page-order copies: not needed from here on
-    frame, counts = _decode(tf, buf, rec, problems, encoded)
+    cols, keep, counts = _decode(tf, buf, rec, problems, emit, _BLOCK_ROWS)
     meta = {
         "source": str(tf.path),
         "format": f"trace.dat-v{tf.version}",
@@ -457,4 +504,4 @@ def _read_data(tf: _File, data: bytes, problems: dict, encoded: bool = False):
     for k in ("date", "offset", "trace_id"):
         if k in tf.options:
             meta[k] = tf.options[k]
-    return frame, counts, meta
+    return cols, keep, counts, meta

@@ -237,3 +237,35 @@ def test_dictionary_encoded_strings_write_the_same_bytes(tmp_path, idle):
     assert (tmp_path / "enum.kmt").read_bytes() == plain.read_bytes()
     with pytest.raises(KmemdesError, match="canonical schema"):
         K.KmtWriter(tmp_path / "bad.kmt").add(encoded.with_columns(pl.lit("x", dtype=pl.Enum(["x"])).alias("pid")))
+
+
+@pytest.mark.parametrize("damage", [0, 50])
+@pytest.mark.parametrize("block_rows", [1 << 19, 3000])
+def test_tracedat_table_writes_the_same_bytes(tmp_path, shipped, monkeypatch, damage, block_rows):
+    """A trace.dat handed to the writer as numpy columns (``Table`` blocks, as ``kmemdes convert``
+    does) gives the bytes of its Polars table, also when damaged records drop rows and when
+    the writer's chunks span blocks."""
+    import random
+
+    import zstandard
+
+    from kmemdes.trace import tracedat
+
+    monkeypatch.setattr(tracedat, "_BLOCK_ROWS", block_rows)
+
+    raw = bytearray(zstandard.ZstdDecompressor().stream_reader(
+        (shipped / "tracedat_small" / "trace.v6.dat.zst").open("rb")).read())
+    rnd = random.Random(4)
+    for _ in range(damage):
+        raw[rnd.randrange(len(raw) // 3, len(raw))] = rnd.randrange(256)
+    src = tmp_path / "t.dat"
+    src.write_bytes(bytes(raw))
+    t = read_trace(src)
+    assert bool(t.problems) == bool(damage)
+    plain = K.write_kmt(t, tmp_path / "plain.kmt", chunk_rows=4000)
+    writer = K.KmtWriter(tmp_path / "table.kmt", chunk_rows=4000)
+    u = read_trace(src, sink=writer.add)
+    assert u.events.height == 0 and u.problems == t.problems
+    writer.close(K.header_of(t))
+    assert writer.rows == t.events.height
+    assert (tmp_path / "table.kmt").read_bytes() == plain.read_bytes()
