@@ -411,9 +411,8 @@ class FileCacheLoad(Workload):
                     self.caches.append(self.kernel.kmem_cache_create(name, size, 8, SLAB_RECLAIM_ACCOUNT))
         self.files = 0
         self.folios_large = self.folios_fallback = 0
-        self.ra_debt = 0  # base pages still to read of readahead windows whose large folio failed
+        self.ra_debt = 0  # base pages of failed folios' readahead windows still to read (file_pages: as ranges)
         self.hits = 0  # file_pages: pages found in the page cache when the file was read again
-        self._last_failed = False
 
     def process(self, env):
         if self.spec.file_pages:
@@ -511,13 +510,13 @@ class FileCacheLoad(Workload):
                     large = not (have or size < step or small)
                     if small and not have:
                         small -= 1
-                    for pfn, order, ns in (self._folios(1, fo, ra_debt=False) if large else self._base_pages(need)):
+                    for pfn, order, ns in (self._folios(1, fo) if large else self._base_pages(need)):
                         if ns > TICK_NS:
                             waited += ns
                         if pfn >= 0:
                             toks.append(self.owner.add_cache(node, pfn, order))
-                    if large and self._last_failed:  # the rest of the readahead window: base pages
-                        small = max(0, spec.ra_fallback_pages - step) // step
+                    if self.ra_debt:  # the folio failed: the rest of its readahead window, base pages
+                        small, self.ra_debt = self.ra_debt // step, 0
                     slots[i] = toks
                     i += 1
                 t += TICK_NS
@@ -527,7 +526,7 @@ class FileCacheLoad(Workload):
                 return
             start += interval
 
-    def _folios(self, n: int, order: int, ra_debt: bool = True):
+    def _folios(self, n: int, order: int):
         """``n`` page-cache folios of ``order``: (pfn or -1, order, ns) per allocation.  Base pages with
         the mapping's mask; large folios as ``page_cache_ra_order`` allocates them (the readahead mask,
         ``__GFP_COMP``), and where one fails, its range read with order-0 folios of the same mask
@@ -539,18 +538,14 @@ class FileCacheLoad(Workload):
             return
         for _ in range(n):
             pfn, ns = self.alloc_pages(GFP_READAHEAD | _GFP_COMP, order)
-            self._last_failed = False
             if pfn >= 0:
                 self.folios_large += 1
                 yield pfn, order, ns
                 continue
             self.folios_fallback += 1
-            self._last_failed = True
             # the rest of the readahead window beyond this folio's range comes in the next ticks
-            if ra_debt:
-                self.ra_debt += max(0, self.spec.ra_fallback_pages - (1 << order))
+            self.ra_debt += max(0, self.spec.ra_fallback_pages - (1 << order))
             yield from self._base_pages(1 << order)
-            continue
 
     def _base_pages(self, n: int):
         """``do_page_cache_ra`` after a failed large folio: ``n`` order-0 folios with the readahead mask,
