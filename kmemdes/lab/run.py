@@ -44,6 +44,7 @@ from kmemdes.mm.mm_init import parse_size
 from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_BUDDY, PATH_FAILED
 from kmemdes.mm.vmstat import format_index_file
 from kmemdes.sim.cost import LatencyHistogram
+from kmemdes.sim.stalls import duration_quantiles
 from kmemdes.outpath import check_run_dir_output
 from kmemdes.sim.rundir import write_run
 from kmemdes.trace.capture import (_install_interrupt_handlers, _Interrupted, _read, _restore_handlers, _signals_blocked,
@@ -314,14 +315,6 @@ def _user_rows(cycles: list[dict]) -> list[dict]:
             elif kind == "stream":
                 out.append({"cycle": c["cycle"], "workload": w["name"], "what": "stream", "ns": m["ns"], "huge": None})
     return out
-
-
-def _quantiles(values: list[int]) -> dict:
-    if not values:
-        return {"n": 0}
-    v = sorted(values)
-    q = lambda p: v[min(len(v) - 1, int(p * len(v)))]  # noqa: E731
-    return {"n": len(v), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": v[-1], "mean": int(sum(v) / len(v))}
 
 
 def _plan(cfg: Config) -> tuple[dict, list[tuple[int, str]]]:
@@ -633,7 +626,7 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
         items = ivs.get(kind, [])
         if kind == "compact_zone":
             items = [i for i in items if not i["kcompactd"]]
-        d = _quantiles([i["dur_ns"] for i in items])
+        d = duration_quantiles([i["dur_ns"] for i in items])
         if kind == "direct_reclaim":
             d["pages"] = sum(i["pages"] for i in items)
         if kind == "direct_compaction":
@@ -644,7 +637,7 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
     for what in ("thp_first_touch", "fault_4k", "thp_burst_total", "stream"):
         vals = [int(u["ns"]) for u in user if u["what"] == what]
         if vals:
-            user_t[what] = _quantiles(vals)
+            user_t[what] = duration_quantiles(vals)
     huge_known = [u["huge"] for u in user if u["what"] == "thp_first_touch" and u["huge"] is not None]
     per_cycle = []
     for c in cycles:
@@ -701,6 +694,11 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
                                   for o, v in by_order.items()},
         "latency_ns": latency,
         "compaction": {"attempts": stall, "success": success, "success_rate": (success / stall) if stall else None},
+        # the stalls' durations under the simulated runs' key (kmemdes.sim.stalls): a compaction stall
+        # without an mm_compaction_end (every zone deferred) has none
+        "stall_latency_ns": {"direct_reclaim": kernel_lat["direct_reclaim"],
+                             "direct_compaction": {**kernel_lat["direct_compaction"],
+                                                   "deferred": max(0, stall - kernel_lat["direct_compaction"]["n"])}},
         "fallbacks": {"claim": claims, "steal": steals, "pollute": pollute},
         "final": {"buddyinfo": last.get("buddyinfo", ""), "pagetypeinfo": last.get("pagetypeinfo", ""),
                   "unusable_index": format_index_file(rows, "unusable"),

@@ -207,6 +207,7 @@ class CompactWork(NamedTuple):
     migrated: int = 0
     failed: int = 0
     steps: int = 0  # compact_finished checks (one per migrate-scanner step, the last one included)
+    skipped: int = 0  # pageblocks the migrate scanner passed over (marked skip, offline or unsuitable)
 
 
 def compact_gap(order: int) -> int:
@@ -436,7 +437,7 @@ class CompactControl:
         "direct_compaction", "whole_zone", "ignore_skip_hint", "ignore_block_suitable",
         "no_set_skip_hint", "proactive_compaction", "finish_pageblock",
         "migrate_pfn", "free_pfn", "migratepages", "nr_migratepages", "freepages", "nr_freepages",
-        "total_migrate_scanned", "total_free_scanned", "nr_isolated", "nr_migrated", "nr_failed",
+        "total_migrate_scanned", "total_free_scanned", "nr_isolated", "nr_migrated", "nr_failed", "nr_skipped",
         "pending_free", "search_order", "fast_search_fail", "fast_start_pfn", "nr_steps",
     )
 
@@ -465,6 +466,7 @@ class CompactControl:
         self.freepages: list[deque] = [deque() for _ in range(NR_PAGE_ORDERS)]  # isolated free blocks per order
         self.nr_freepages = 0
         self.total_migrate_scanned = 0
+        self.nr_skipped = 0
         self.total_free_scanned = 0
         self.nr_isolated = 0
         self.nr_migrated = 0
@@ -477,7 +479,7 @@ class CompactControl:
 
     def work(self) -> CompactWork:
         return CompactWork(self.total_migrate_scanned, self.total_free_scanned, self.nr_isolated,
-                           self.nr_migrated, self.nr_failed, self.nr_steps)
+                           self.nr_migrated, self.nr_failed, self.nr_steps, self.nr_skipped)
 
 
 class _ZoneCompactState:
@@ -798,6 +800,7 @@ class Compaction:
                 while pb < last and (pb_skip[pb] or pb_valid[pb] != 1):
                     pb += 1
                 if pb != block_start >> PAGEBLOCK_ORDER:
+                    cc.nr_skipped += pb - (block_start >> PAGEBLOCK_ORDER)
                     if pb == last:
                         cc.migrate_pfn = pb << PAGEBLOCK_ORDER
                         break
@@ -806,8 +809,9 @@ class Compaction:
             if self._block_in_zone(zone, block_start, block_end):
                 first = low_pfn & (PAGEBLOCK_NR_PAGES - 1) == 0 or low_pfn == zone.start_pfn
                 if first and not fast_find_block and not self._isolation_suitable(cc, block_start):
-                    pass
+                    cc.nr_skipped += 1
                 elif not self._suitable_migration_source(cc, block_start):
+                    cc.nr_skipped += 1
                     self._update_cached_migrate(cc, block_end)
                 else:
                     if self._isolate_migratepages_block(cc, low_pfn, block_end):

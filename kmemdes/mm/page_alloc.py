@@ -76,6 +76,8 @@ __all__ = [
     "Zone",
     "PerCpuPages",
     "Node",
+    "STALL_COMPACT",
+    "STALL_RECLAIM",
     "build_node",
     "parse_size",
     "PATH_NAMES",
@@ -173,6 +175,8 @@ PATH_NAMES = (
     "failed",
 )
 _NR_PATHS = len(PATH_NAMES)
+STALL_RECLAIM = 0  # Node.stall_log entry kinds: a direct reclaim (__perform_reclaim)
+STALL_COMPACT = 1  # a direct compaction (__alloc_pages_direct_compact)
 
 # compaction results (include/linux/compaction.h), used by the slow path
 COMPACT_SKIPPED = 1
@@ -385,6 +389,11 @@ class Node:
         # when try_to_compact_pages returns (set by sim.daemons)
         self.on_stall: Optional[Callable[[object], None]] = None
         self.on_stall_end: Optional[Callable[[], None]] = None
+        # the slow path's direct reclaim and direct compaction stalls, for whoever times them (a list
+        # set by the simulation; None: not recorded): (STALL_RECLAIM, ReclaimWork, pages reclaimed) after
+        # each ``__perform_reclaim``, (STALL_COMPACT, CompactWork, compact_result, got a page) after each
+        # ``__alloc_pages_direct_compact`` that counted a compact_stall
+        self.stall_log: Optional[list] = None
         self.debug = False
         self._zonelists: dict[int, list[Zone]] = {}  # highest_zoneidx -> zones, highest first
         self._legacy_fallback = self.policy.fallback_version == "6.14"
@@ -1407,6 +1416,8 @@ class Node:
             reclaimed = 0
             if self.reclaim is not None:
                 reclaimed = self.reclaim.direct_reclaim(self, zonelist, order, gfp)
+                if self.stall_log is not None:
+                    self.stall_log.append((STALL_RECLAIM, self.reclaim.last_work, reclaimed))
             pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
             if pfn < 0 and reclaimed:
                 self.unreserve_highatomic_pageblock(mt, False)
@@ -1476,6 +1487,8 @@ class Node:
         if captured >= 0:
             self.compaction.direct_compact_outcome(self, captured, order)
             self._note_path(PATH_COMPACT)
+            if self.stall_log is not None:
+                self.stall_log.append((STALL_COMPACT, self.compaction.last_work, COMPACT_SUCCESS, True))
             return captured, COMPACT_SUCCESS
         if result == COMPACT_SKIPPED:
             return -1, result
@@ -1483,6 +1496,8 @@ class Node:
         self.compaction.direct_compact_outcome(self, pfn, order)
         if pfn >= 0:
             self._note_path(PATH_COMPACT)
+        if self.stall_log is not None:
+            self.stall_log.append((STALL_COMPACT, self.compaction.last_work, result, pfn >= 0))
         return pfn, result
 
     # ----------------------------------------------------------- mirror mode

@@ -674,7 +674,7 @@ class Reclaim:
         name = _ZONE_VMSTAT.get(self._zone_name(reclaim_idx), "allocstall_normal")
         self.vmstat[name] += 1
         eligible = [z for z in self.zones if z.idx <= reclaim_idx and z.managed]
-        slab = 0
+        slab = folios = 0
         for priority in range(DEF_PRIORITY, -1, -1):
             sc.priority = priority
             # shrink_zones: the node is shrunk unless every zonelist zone is ready for compaction
@@ -687,9 +687,10 @@ class Reclaim:
             if shrink:
                 for w in self._shrink_node_steps(eligible, sc):
                     slab += w.slab_freed
+                    folios += w.folios
             if sc.nr_reclaimed >= sc.nr_to_reclaim or sc.compaction_ready:
                 break
-        self.last_work = ReclaimWork(sc.nr_scanned, sc.nr_reclaimed - slab, slab)
+        self.last_work = ReclaimWork(sc.nr_scanned, sc.nr_reclaimed - slab, slab, folios)
         if sc.nr_reclaimed:
             return sc.nr_reclaimed
         return 1 if sc.compaction_ready else 0

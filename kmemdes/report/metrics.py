@@ -378,6 +378,12 @@ def headline_metrics(run: RunData) -> list[Metric]:
         o = row["order"]
         out.append(Metric(f"lat.o{o}.p50", f"latency p50 {what[o]}", "ns", row["p50"], "lower", "Latency"))
         out.append(Metric(f"lat.o{o}.p99", f"latency p99 {what[o]}", "ns", row["p99"], "lower", "Latency"))
+    stalls = s.get("stall_latency_ns") or {}  # simulated (kmemdes.sim.stalls) or the lab's tracepoints
+    for kind, label in (("direct_reclaim", "direct reclaim stall"), ("direct_compaction", "direct compaction stall")):
+        d = stalls.get(kind) or {}
+        if d.get("n"):
+            out.append(Metric(f"stall.{kind}.p50", f"{label} p50", "ns", d["p50"], "lower", "Latency"))
+            out.append(Metric(f"stall.{kind}.p99", f"{label} p99", "ns", d["p99"], "lower", "Latency"))
     fb = fallback_matrix(run.fallbacks)
     out.append(Metric("fb.claim", "fallback claims", "", fb["claim_total"], "lower", "Fallbacks"))
     out.append(Metric("fb.steal", "fallback steals", "", fb["steal_total"], "lower", "Fallbacks"))
@@ -387,6 +393,10 @@ def headline_metrics(run: RunData) -> list[Metric]:
     sr = cp["success_rate"]
     out.append(Metric("compact.success_rate", "direct compaction success rate", "%",
                       None if sr is None else 100.0 * sr, "higher", "Compaction"))
+    deferred = (stalls.get("direct_compaction") or {}).get("deferred")
+    if deferred is not None:
+        out.append(Metric("compact.deferred", "direct compactions deferred in every zone (no compact_zone)", "",
+                          deferred, None, "Compaction"))
     if cp["kcompactd_wakeups"] is not None:
         out.append(Metric("compact.kcompactd_wake", "kcompactd wakeups (compact_daemon_wake)", "",
                           cp["kcompactd_wakeups"], None, "Compaction"))

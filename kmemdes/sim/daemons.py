@@ -135,6 +135,7 @@ class DaemonCosts:
     isolate_ns: int = 50
     migrate_fail_ns: int = 30
     compact_step_ns: int = 20_000
+    skip_block_ns: int = 0
     reclaim_pages_per_s: int = 500_000
     reclaim_scan_ns: int = 100
     reclaim_tail_page_ns: int = 60
@@ -183,7 +184,8 @@ class DaemonCosts:
         """
         return (work.migrate_scanned * self.migrate_scan_ns + work.free_scanned * self.free_scan_ns
                 + work.isolated * self.isolate_ns + work.migrated * self.migrate_ns
-                + work.failed * self.migrate_fail_ns + work.steps * self.compact_step_ns)
+                + work.failed * self.migrate_fail_ns + work.steps * self.compact_step_ns
+                + work.skipped * self.skip_block_ns)
 
 
 def run_priced(env, steps: Generator, price: Callable[[object], int], quantum_ns: int):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import polars as pl
 import simpy
@@ -21,13 +21,16 @@ from kmemdes.errors import KmemdesError
 from kmemdes.mm import vmstat
 from kmemdes.mm.frag import unusable_free_index
 from kmemdes.mm.mm_init import build_node, mem_for_pfns, node_from_snapshot, parse_size
-from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PAGE_FREE, PATH_NAMES, Node, Policy
+from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PAGE_FREE, PATH_NAMES, STALL_RECLAIM, Node, Policy
 from kmemdes.progress import Progress, progress_for
 from kmemdes.outpath import check_run_dir_output
 from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.monitor import Monitor
 from kmemdes.sim.replay import Replayer
 from kmemdes.sim.rundir import write_run
+
+if TYPE_CHECKING:
+    from kmemdes.sim.stalls import StallLatency
 
 __all__ = ["policy_from_config", "make_node", "replay_trace", "run_config", "Sim"]
 
@@ -121,6 +124,7 @@ class Sim:
         self.workloads: list = []
         self._kernel = None
         self.fragmenter_owner = None
+        self.stalls: Optional[StallLatency] = None  # with reclaim/compaction models (attach_daemons)
 
     def kernel(self):
         """The SLUB / vmalloc / user-space models on this node (created on first use)."""
@@ -136,19 +140,23 @@ class Sim:
         """Reclaim and compaction models on the node, and the kswapd / kcompactd processes."""
         from kmemdes.mm.compaction import Compaction
         from kmemdes.mm.reclaim import Reclaim
-        from kmemdes.sim.daemons import start_daemons
+        from kmemdes.sim.daemons import DaemonCosts, start_daemons
+        from kmemdes.sim.stalls import StallLatency
 
         p = self.cfg.policy
         Reclaim(self.node)
         if p.compaction:
             Compaction(self.node, proactiveness=p.compaction_proactiveness, extfrag_threshold=p.extfrag_threshold,
                        seed=self.cfg.seed)
+        costs = DaemonCosts()
+        self.stalls = StallLatency(costs)
+        self.node.stall_log = self.stalls.log
         if p.kswapd:
-            start_daemons(self.env, self.node, seed=self.cfg.seed)
+            start_daemons(self.env, self.node, costs, seed=self.cfg.seed)
         elif self.node.compaction is not None:
             from kmemdes.sim.daemons import kcompactd
 
-            self.env.process(kcompactd(self.env, self.node))
+            self.env.process(kcompactd(self.env, self.node, costs))
 
     def adopt_start(self, adopt: tuple, owner) -> None:
         """Hand the movable folios in use at a snapshot's start (:func:`kpageflags_start`) to ``owner``
@@ -165,20 +173,24 @@ class Sim:
         self.notes.append(f"{len(adopt[0]):,} movable pages in use at the start ({sum(map(bool, adopt[2])):,} "
                           "page cache) adopted by the models' reclaim and compaction")
 
-    def compaction_counters(self) -> tuple[int, int]:
-        """(pages migrated, pages scanned) so far by direct compaction, if a compaction model is attached."""
-        c = self.node.compaction
-        if c is None:
-            return (0, 0)
-        v = c.vmstat
-        return (v["pgmigrate_success"], v["compact_migrate_scanned"] + v["compact_free_scanned"])
+    def stall_mark(self) -> int:
+        """Where the stall log stands: give it to :meth:`stall_work` after a request."""
+        return len(self.stalls.log) if self.stalls is not None else 0
 
-    def reclaim_counters(self) -> int:
-        """Pages reclaimed so far (kswapd and direct), if a reclaim model is attached."""
-        r = self.node.reclaim
-        if r is None:
-            return 0
-        return r.vmstat["pgsteal_direct"] + r.vmstat["pgsteal_kswapd"]
+    def stall_work(self, mark: int) -> tuple[int, int, int]:
+        """(pages reclaimed, pages migrated, pfns scanned) by the direct reclaim and direct compaction
+        stalls logged since ``mark``: a request's own work, not what kswapd reclaimed beside it."""
+        if self.stalls is None:
+            return (0, 0, 0)
+        reclaimed = migrated = scanned = 0
+        for entry in self.stalls.log[mark:]:
+            w = entry[1]
+            if entry[0] == STALL_RECLAIM:
+                reclaimed += w.reclaimed
+            else:
+                migrated += w.migrated
+                scanned += w.migrate_scanned + w.free_scanned
+        return reclaimed, migrated, scanned
 
     def add_replay(self, events: pl.DataFrame, mode: str, name: str, events_by_type: dict | None = None,
                    kernel_ops: pl.DataFrame | None = None, sanitized=None) -> Replayer:
@@ -413,6 +425,8 @@ class Sim:
         out["latency_ns"] = latency
         out["compaction"] = {"attempts": attempts, "success": success,
                              "success_rate": (success / attempts) if attempts else None}
+        if self.stalls is not None:
+            out["stall_latency_ns"] = self.stalls.summary()
         out["fallbacks"] = {"claim": claims, "steal": steals, "pollute": pollute}
         if counters:
             out["vmstat"] = {k: int(v) for k, v in sorted(counters.items())}

@@ -197,15 +197,12 @@ class Workload:
         """``alloc_pages`` with its latency: (pfn or -1, ns)."""
         node = self.node
         zl0 = node.nr_zone_locked
-        comp = self.sim.compaction_counters()
-        recl = self.sim.reclaim_counters()
+        mark = self.sim.stall_mark()
         pfn = node.alloc_pages(gfp, order, self.cpu())
         path = node.last_path
         migrated = scanned = reclaimed = 0
         if path >= PATH_SLOWPATH:
-            c2 = self.sim.compaction_counters()
-            migrated, scanned = c2[0] - comp[0], c2[1] - comp[1]
-            reclaimed = self.sim.reclaim_counters() - recl
+            reclaimed, migrated, scanned = self.sim.stall_work(mark)
         ns = self.sim.cost.page_alloc(order, path, bool(gfp & _GFP_ZERO), node.nr_zone_locked - zl0,
                                       reclaimed, migrated, scanned)
         self.record(order, gfp, path, ns)
@@ -242,8 +239,7 @@ class DriverLoad(Workload):
         k = self.kernel
         node = self.node
         path0 = node.nr_path[:]
-        comp0 = self.sim.compaction_counters()
-        recl0 = self.sim.reclaim_counters()
+        mark = self.sim.stall_mark()
         order = max(0, (size - 1).bit_length() - 12)
         cost = self.sim.cost
         if spec.api == "kmalloc":
@@ -262,9 +258,7 @@ class DriverLoad(Workload):
         paths = [i for i, (a, b) in enumerate(zip(path0, node.nr_path)) if b > a]
         # the call succeeded (kvmalloc through its vmalloc fallback, too): its worst successful path
         worst = max((p for p in paths if p != PATH_FAILED or not addr), default=0)
-        comp1 = self.sim.compaction_counters()
-        migrated, scanned = comp1[0] - comp0[0], comp1[1] - comp0[1]
-        reclaimed = self.sim.reclaim_counters() - recl0
+        reclaimed, migrated, scanned = self.sim.stall_work(mark)
         if spec.api in ("kmalloc", "kvmalloc") and size > 8192:
             ns += cost.page_alloc(order, worst, bool(self.gfp & _GFP_ZERO), 0, reclaimed, migrated, scanned)
         elif migrated or scanned or reclaimed:

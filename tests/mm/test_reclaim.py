@@ -70,7 +70,7 @@ def test_direct_reclaim_takes_32_pages_oldest_first_with_rising_priority():
     assert (v["pgscan_direct"], v["pgsteal_direct"], v["pgscan_kswapd"]) == (60, 60, 0)
     assert v["allocstall_normal"] == 1  # counted on gfp_zone(GFP_KERNEL), even without a Normal zone
     assert owner.reclaimed == pfns[:60]  # FIFO: the oldest page cache goes first
-    assert rec.last_work == ReclaimWork(60, 60, 0)
+    assert rec.last_work == ReclaimWork(60, 60, 0, 60)  # 60 base folios (shrink_folio_list works per folio)
     assert node.zones[1].reclaimable == 40000 - 60
     node.check()
 

@@ -1,0 +1,90 @@
+"""How long the requests' direct reclaim and direct compaction stalls took: the kernel's own latencies.
+
+A task that enters ``__alloc_pages_direct_reclaim`` or ``__alloc_pages_direct_compact`` stalls for the
+time ``shrink_node`` or ``compact_zone`` takes to do its work; the kernel's tracepoint pairs measure it
+(``mm_vmscan_direct_reclaim_begin`` / ``_end``, ``mm_compaction_try_to_compact_pages`` ... ``mm_compaction_end``,
+as ``kmemdes lab`` and :mod:`kmemdes.lab.ktrace` read them).  The page allocator model logs each stall's
+work (``Node.stall_log``: pages scanned, reclaimed and their folios; pfns scanned, pages isolated and
+migrated, ``compact_finished`` checks); :class:`StallLatency` prices it as the daemons' work is priced
+(:class:`~kmemdes.sim.daemons.DaemonCosts`, fitted to the pressure captures' ``compact_zone`` and kswapd
+runs: the same clock kswapd runs on beside the stall) and gives the same quantiles as the lab reports,
+so a simulated run and a run on the kernel compare row by row.
+
+As in the kernel's trace, a direct compaction whose every zone was deferred (``compaction_deferred``:
+counted in ``compact_stall``, but no ``compact_zone`` ran, so no ``mm_compaction_end``) has no duration;
+it is counted under ``deferred``.
+
+>>> from kmemdes.mm.compaction import CompactWork
+>>> from kmemdes.mm.reclaim import ReclaimWork
+>>> from kmemdes.mm.page_alloc import STALL_COMPACT, STALL_RECLAIM
+>>> s = StallLatency()
+>>> s.log += [(STALL_RECLAIM, ReclaimWork(scanned=32, reclaimed=32), 32),
+...           (STALL_COMPACT, CompactWork(migrate_scanned=512, migrated=32, steps=2), 5, False),
+...           (STALL_COMPACT, CompactWork(), 2, False)]
+>>> d = s.summary()
+>>> d["direct_reclaim"]["p50"], d["direct_reclaim"]["pages"]
+(64000, 32)
+>>> d["direct_compaction"]["p50"], d["direct_compaction"]["deferred"], d["direct_compaction"]["success"]
+(111680, 1, 0)
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from kmemdes.mm.compaction import COMPACT_DEFERRED, COMPACT_SUCCESS
+from kmemdes.mm.page_alloc import STALL_RECLAIM
+from kmemdes.sim.daemons import DaemonCosts
+
+__all__ = ["StallLatency", "duration_quantiles"]
+
+
+def duration_quantiles(values: list[int]) -> dict:
+    """n, p50, p90, p99, max and mean of durations in ns (the nearest-rank quantile: the value at
+    ``int(q * n)`` of the sorted list), as ``kmemdes lab`` reports the kernel's.
+
+    >>> duration_quantiles([5, 1, 3, 2, 4])
+    {'n': 5, 'p50': 3, 'p90': 5, 'p99': 5, 'max': 5, 'mean': 3}
+    >>> duration_quantiles([])
+    {'n': 0}
+    """
+    if not values:
+        return {"n": 0}
+    v = sorted(values)
+    n = len(v)
+    return {"n": n, "p50": v[min(n - 1, int(0.5 * n))], "p90": v[min(n - 1, int(0.9 * n))],
+            "p99": v[min(n - 1, int(0.99 * n))], "max": v[-1], "mean": int(sum(v) / n)}
+
+
+class StallLatency:
+    """The run's stalls: ``log`` is what the node appends to (``Node.stall_log``); :meth:`summary` prices it."""
+
+    def __init__(self, costs: Optional[DaemonCosts] = None) -> None:
+        self.costs = costs or DaemonCosts()
+        self.log: list = []
+
+    def durations(self) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]], int]:
+        """(direct reclaims as (ns, pages), direct compactions that ran as (ns, migrated, whether it
+        ended ``COMPACT_SUCCESS``: ``mm_compaction_end status=success``), compactions deferred in every zone)."""
+        reclaim, compact, deferred = [], [], 0
+        price_r, price_c = self.costs.reclaim_ns, self.costs.compaction_ns
+        for entry in self.log:
+            if entry[0] == STALL_RECLAIM:
+                reclaim.append((price_r(entry[1]), entry[2]))
+            elif entry[2] == COMPACT_DEFERRED:
+                deferred += 1
+            else:
+                compact.append((price_c(entry[1]), entry[1].migrated, entry[2] == COMPACT_SUCCESS))
+        return reclaim, compact, deferred
+
+    def summary(self) -> dict:
+        """``{"direct_reclaim": {n, p50, p90, p99, max, mean, pages}, "direct_compaction": {..., migrated,
+        success, deferred}}``, durations in ns (the keys of a lab run's ``kernel_latency_ns``)."""
+        reclaim, compact, deferred = self.durations()
+        r = duration_quantiles([ns for ns, _ in reclaim])
+        r["pages"] = sum(p for _, p in reclaim)
+        c = duration_quantiles([ns for ns, _, _ in compact])
+        c["migrated"] = sum(m for _, m, _ in compact)
+        c["success"] = sum(1 for *_, ok in compact if ok)
+        c["deferred"] = deferred
+        return {"direct_reclaim": r, "direct_compaction": c}
