@@ -24,10 +24,10 @@ instance is removed by the next run); the trace_pipe reader is capture's.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from kmemdes.trace.capture import _glob_events, _PipeReader, _read, _write
+from kmemdes.trace.pressure import intervals, parse_lines  # the lab's names for them
 
 __all__ = ["LAB_EVENTS", "LatencyTrace", "parse_lines", "intervals"]
 
@@ -44,8 +44,6 @@ LAB_FILTERS = {"kmem/mm_page_alloc": "order > 0"}
 #: reclaim with, since it needs no machine-wide memory pressure
 MEMCG_EVENTS = ("vmscan/mm_vmscan_memcg_reclaim_begin", "vmscan/mm_vmscan_memcg_reclaim_end")
 
-_LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[(\d+)\][^:]*?\s(\d+)\.(\d+):\s+(\w+):\s?(.*)$")
-_KV = re.compile(r"(\w+)=(\S+)")
 
 
 class LatencyTrace:
@@ -96,107 +94,3 @@ class LatencyTrace:
             except OSError:
                 pass
         return lost
-
-
-def parse_lines(lines) -> list[tuple[int, int, str, str, dict]]:
-    """(t_ns, pid, comm, event, fields) of trace text lines (the ``key=value`` fields as text).
-
-    >>> parse_lines(["  cc1-42  [001] ..... 12.000000500: mm_vmscan_direct_reclaim_end: nr_reclaimed=7"])
-    [(12000000500, 42, 'cc1', 'mm_vmscan_direct_reclaim_end', {'nr_reclaimed': '7'})]
-    """
-    out = []
-    for ln in lines:
-        m = _LINE.match(ln)
-        if not m:
-            continue
-        comm, pid, _, sec, frac, ev, rest = m.groups()
-        t = int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
-        out.append((t, int(pid), comm.strip(), ev, dict(_KV.findall(rest))))
-    return out
-
-
-def intervals(events) -> dict[str, list[dict]]:
-    """The measured intervals by kind: ``direct_reclaim``, ``direct_compaction``, ``compact_zone``,
-    ``kswapd_awake``; plus ``extfrag`` (one dict per fallback event).
-
-    >>> ev = [(100, 5, "a", "mm_vmscan_direct_reclaim_begin", {"order": "9"}),
-    ...       (400, 5, "a", "mm_vmscan_direct_reclaim_end", {"nr_reclaimed": "32"}),
-    ...       (500, 5, "a", "mm_compaction_try_to_compact_pages", {"order": "9"}),
-    ...       (510, 5, "a", "mm_compaction_begin", {}),
-    ...       (600, 5, "a", "mm_compaction_migratepages", {"nr_migrated": "3", "nr_failed": "0"}),
-    ...       (900, 5, "a", "mm_compaction_end", {"status": "success"}),
-    ...       (1000, 5, "a", "mm_vmscan_direct_reclaim_begin", {"order": "0"})]
-    >>> iv = intervals(ev)
-    >>> iv["direct_reclaim"][0]["dur_ns"], iv["direct_reclaim"][0]["pages"]
-    (300, 32)
-    >>> c = iv["direct_compaction"][0]; c["dur_ns"], c["migrated"], c["status"]
-    (400, 3, 'success')
-    """
-    out: dict[str, list[dict]] = {"direct_reclaim": [], "direct_compaction": [], "compact_zone": [],
-                                  "kswapd_awake": [], "extfrag": [], "memcg_reclaim": [], "high_order": []}
-    reclaim: dict[int, tuple] = {}
-    zone: dict[int, tuple] = {}
-    attempt: dict[int, dict] = {}
-    kswapd: dict[int, int] = {}
-
-    def close_attempt(pid: int) -> None:
-        a = attempt.pop(pid, None)
-        if a is not None and a.get("end") is not None:
-            out["direct_compaction"].append({"t_ns": a["t0"], "dur_ns": a["end"] - a["t0"], "order": a["order"],
-                                             "migrated": a["migrated"], "failed": a["failed"],
-                                             "status": a["status"], "pid": pid})
-
-    def num(f, k, default=0):
-        try:
-            return int(f.get(k, default), 0)
-        except ValueError:
-            return default
-
-    for t, pid, comm, ev, f in events:
-        if ev in ("mm_vmscan_direct_reclaim_begin", "mm_vmscan_memcg_reclaim_begin"):
-            if ev == "mm_vmscan_direct_reclaim_begin":
-                close_attempt(pid)
-            reclaim[pid] = (t, num(f, "order"))
-        elif ev in ("mm_vmscan_direct_reclaim_end", "mm_vmscan_memcg_reclaim_end") and pid in reclaim:
-            t0, order = reclaim.pop(pid)
-            kind = "direct_reclaim" if ev == "mm_vmscan_direct_reclaim_end" else "memcg_reclaim"
-            out[kind].append({"t_ns": t0, "dur_ns": t - t0, "order": order, "pages": num(f, "nr_reclaimed"),
-                              "pid": pid})
-        elif ev == "mm_compaction_try_to_compact_pages":
-            close_attempt(pid)
-            attempt[pid] = {"t0": t, "order": num(f, "order"), "migrated": 0, "failed": 0, "end": None,
-                            "status": ""}
-        elif ev == "mm_compaction_begin":
-            zone[pid] = (t, comm, 0)
-        elif ev == "mm_compaction_migratepages":
-            if pid in zone:
-                zone[pid] = (zone[pid][0], zone[pid][1], zone[pid][2] + num(f, "nr_migrated"))
-            if pid in attempt:
-                attempt[pid]["migrated"] += num(f, "nr_migrated")
-                attempt[pid]["failed"] += num(f, "nr_failed")
-        elif ev == "mm_compaction_end":
-            if pid in zone:
-                t0, c, migrated = zone.pop(pid)
-                out["compact_zone"].append({"t_ns": t0, "dur_ns": t - t0, "kcompactd": c.startswith("kcompactd"),
-                                            "migrated": migrated, "status": f.get("status", ""), "pid": pid})
-            if pid in attempt:
-                attempt[pid]["end"] = t
-                attempt[pid]["status"] = f.get("status", "")
-        elif ev == "mm_vmscan_kswapd_wake":
-            kswapd.setdefault(pid, t)
-        elif ev == "mm_vmscan_kswapd_sleep" and pid in kswapd:
-            t0 = kswapd.pop(pid)
-            out["kswapd_awake"].append({"t_ns": t0, "dur_ns": t - t0, "pid": pid})
-        elif ev == "mm_page_alloc":
-            out["high_order"].append({"t_ns": t, "order": num(f, "order"), "failed": f.get("pfn") == "0x0",
-                                      "gfp_flags": f.get("gfp_flags", ""), "comm": comm})
-        elif ev == "mm_page_alloc_extfrag":
-            out["extfrag"].append({"t_ns": t, "alloc_order": num(f, "alloc_order"),
-                                   "fallback_order": num(f, "fallback_order"),
-                                   "alloc_mt": num(f, "alloc_migratetype"),
-                                   "fallback_mt": num(f, "fallback_migratetype"),
-                                   "fragmenting": num(f, "fragmenting"),
-                                   "claim": num(f, "change_ownership")})
-    for pid in list(attempt):
-        close_attempt(pid)
-    return out

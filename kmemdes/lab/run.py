@@ -44,7 +44,7 @@ from kmemdes.mm.mm_init import parse_size
 from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PATH_BUDDY, PATH_FAILED
 from kmemdes.mm.vmstat import format_index_file
 from kmemdes.sim.cost import LatencyHistogram
-from kmemdes.sim.stalls import duration_quantiles
+from kmemdes.sim.stalls import duration_quantiles, interval_stalls
 from kmemdes.outpath import check_run_dir_output
 from kmemdes.sim.rundir import write_run
 from kmemdes.trace.capture import (_install_interrupt_handlers, _Interrupted, _read, _restore_handlers, _signals_blocked,
@@ -694,11 +694,8 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
                                   for o, v in by_order.items()},
         "latency_ns": latency,
         "compaction": {"attempts": stall, "success": success, "success_rate": (success / stall) if stall else None},
-        # the stalls' durations under the simulated runs' key (kmemdes.sim.stalls): a compaction stall
-        # without an mm_compaction_end (every zone deferred) has none
-        "stall_latency_ns": {"direct_reclaim": kernel_lat["direct_reclaim"],
-                             "direct_compaction": {**kernel_lat["direct_compaction"],
-                                                   "deferred": max(0, stall - kernel_lat["direct_compaction"]["n"])}},
+        # the stalls' durations under the simulated runs' key (kmemdes.sim.stalls)
+        "stall_latency_ns": interval_stalls(ivs, stall),
         "fallbacks": {"claim": claims, "steal": steals, "pollute": pollute},
         "final": {"buddyinfo": last.get("buddyinfo", ""), "pagetypeinfo": last.get("pagetypeinfo", ""),
                   "unusable_index": format_index_file(rows, "unusable"),

@@ -125,6 +125,7 @@ class Sim:
         self._kernel = None
         self.fragmenter_owner = None
         self.stalls: Optional[StallLatency] = None  # with reclaim/compaction models (attach_daemons)
+        self.trace_stalls: Optional[dict] = None  # a policy replay's: the trace's own stalls, as the kernel timed them
 
     def kernel(self):
         """The SLUB / vmalloc / user-space models on this node (created on first use)."""
@@ -427,6 +428,8 @@ class Sim:
                              "success_rate": (success / attempts) if attempts else None}
         if self.stalls is not None:
             out["stall_latency_ns"] = self.stalls.summary()
+        if self.trace_stalls is not None:
+            out["trace_stall_latency_ns"] = self.trace_stalls
         out["fallbacks"] = {"claim": claims, "steal": steals, "pollute": pollute}
         if counters:
             out["vmstat"] = {k: int(v) for k, v in sorted(counters.items())}
@@ -557,7 +560,10 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
         notes.append(f"trace problem {kind}: {p.get('count')} (first at line {(p.get('lines') or ['?'])[0]})")
     sim = Sim(cfg, node, notes)
     if mode == "policy":
+        from kmemdes.sim.stalls import trace_stalls
+
         sim.attach_daemons()  # the kernel's reclaim and compaction are the models' to decide
+        sim.trace_stalls = trace_stalls(events["ts"], ops)  # what the models' stalls are compared with
     sim.add_replay(events, mode, name, by_type, ops, sanitized=fix)
     del events
     r = sim.replayers[0]

@@ -159,6 +159,11 @@ def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: b
            "quirk_pages": summary.get("quirk_pages", {}),
            "policy": _policy_lines(resolved), "notes": notes + summary.get("notes", []),
            "wall_s": summary.get("wall_s"), "events_per_s": summary.get("events_per_s"), "seed": cfg.seed}
+    kernel_stalls = summary.get("trace_stall_latency_ns") or {}
+    if kernel_stalls.get("direct_compaction"):  # the attempts without an mm_compaction_end: deferred
+        dc = kernel_stalls["direct_compaction"]
+        dc["deferred"] = max(0, res["kernel"]["compact_stall"] - dc.get("n", 0))
+    res["stall_latency_ns"] = {"predicted": summary.get("stall_latency_ns") or {}, "kernel": kernel_stalls}
     res["targets"] = prediction_targets(res)
     return res
 
@@ -279,6 +284,16 @@ def format_prediction(res: dict) -> str:
         lo_hi = spread.get(key)
         lines.append(f"{label:<34}{p[key]:>20,}{k[key]:>20,}{_err(p[key], k[key]):>9}"
                      + (f"   seeds: {lo_hi[0]:,}-{lo_hi[1]:,}" if lo_hi else ""))
+    st = res.get("stall_latency_ns") or {}
+    ps, ks = st.get("predicted") or {}, st.get("kernel") or {}
+    if ps or ks:
+        lines += ["", "stall latency, p50 / p99 (us): the models' stalls priced as their work, the kernel's from its "
+                  "tracepoint pairs" + (f" (seed {res['seeds'][0]})" if res.get("seeds") else "")]
+        for kind, label in (("direct_reclaim", "direct reclaim"), ("direct_compaction", "direct compaction")):
+            cells = []
+            for d in (ps.get(kind) or {}, ks.get(kind) or {}):
+                cells.append(f"{d['p50'] / 1e3:,.0f} / {d['p99'] / 1e3:,.0f}  (n={d['n']:,})" if d.get("n") else "-")
+            lines.append(f"{label:<34}{cells[0]:>20}{cells[1]:>20}")
     lines += ["", "end state, free blocks per order: predicted / kernel"]
     for zone, kc in k["buddyinfo"].items():
         pc = p["buddyinfo"].get(zone, [0] * 11)

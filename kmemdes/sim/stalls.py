@@ -32,11 +32,15 @@ from __future__ import annotations
 
 from typing import Optional
 
+import polars as pl
+
 from kmemdes.mm.compaction import COMPACT_DEFERRED, COMPACT_SUCCESS
 from kmemdes.mm.page_alloc import STALL_RECLAIM
 from kmemdes.sim.daemons import DaemonCosts
+from kmemdes.trace.pressure import (COMPACT_STATUS, OP_BEGIN, OP_DR_BEGIN, OP_DR_END, OP_END, OP_MIGRATE, OP_TRY,
+                                    intervals)
 
-__all__ = ["StallLatency", "duration_quantiles"]
+__all__ = ["StallLatency", "duration_quantiles", "interval_stalls", "trace_stalls"]
 
 
 def duration_quantiles(values: list[int]) -> dict:
@@ -88,3 +92,52 @@ class StallLatency:
         c["success"] = sum(1 for *_, ok in compact if ok)
         c["deferred"] = deferred
         return {"direct_reclaim": r, "direct_compaction": c}
+
+
+def interval_stalls(iv: dict, compact_stall: Optional[int] = None) -> dict:
+    """The kernel's stalls in :meth:`StallLatency.summary`'s form, from the tracepoint pairs
+    :func:`kmemdes.trace.pressure.intervals` found; ``compact_stall`` (the vmstat delta) gives how many
+    attempts had no ``mm_compaction_end`` (deferred in every zone)."""
+    dr, dc = iv.get("direct_reclaim", []), iv.get("direct_compaction", [])
+    r = duration_quantiles([i["dur_ns"] for i in dr])
+    r["pages"] = sum(i["pages"] for i in dr)
+    c = duration_quantiles([i["dur_ns"] for i in dc])
+    c["migrated"] = sum(i["migrated"] for i in dc)
+    c["success"] = sum(1 for i in dc if i["status"] == "success")
+    if compact_stall is not None:
+        c["deferred"] = max(0, compact_stall - len(dc))
+    return {"direct_reclaim": r, "direct_compaction": c}
+
+
+_OP_EVENTS = {OP_DR_BEGIN: ("mm_vmscan_direct_reclaim_begin", "order", None),
+              OP_DR_END: ("mm_vmscan_direct_reclaim_end", "nr_reclaimed", None),
+              OP_TRY: ("mm_compaction_try_to_compact_pages", "order", "priority"),
+              OP_BEGIN: ("mm_compaction_begin", None, None),
+              OP_MIGRATE: ("mm_compaction_migratepages", "nr_migrated", "nr_failed"),
+              OP_END: ("mm_compaction_end", None, "status")}
+_STATUS_NAMES = {v: k for k, v in COMPACT_STATUS.items()}
+
+
+def trace_stalls(ts: pl.Series, ops: pl.DataFrame, compact_stall: Optional[int] = None) -> dict:
+    """The stalls of a replayed trace as the kernel timed them: ``ops`` are its typed compaction and
+    vmscan events (:func:`kmemdes.trace.pressure.kernel_ops`, keyed by row ``seq``), ``ts`` the rows'
+    timestamps (ns).
+
+    >>> ops = pl.DataFrame({"seq": [0, 1], "op": [OP_DR_BEGIN, OP_DR_END], "n1": [9, 81], "n2": [0, 0],
+    ...                     "pid": [42, 42]})
+    >>> trace_stalls(pl.Series([1_000, 78_000]), ops)["direct_reclaim"]["p50"]
+    77000
+    """
+    sel = ops.filter(pl.col("op").is_in(list(_OP_EVENTS)))
+    rows = []
+    for (op, n1, n2, pid), t in zip(sel.select("op", "n1", "n2", "pid").iter_rows(), ts.gather(sel["seq"])):
+        name, k1, k2 = _OP_EVENTS[op]
+        f = {}
+        if k1:
+            f[k1] = str(n1)
+        if k2 == "status":
+            f[k2] = _STATUS_NAMES.get(n2, "")
+        elif k2:
+            f[k2] = str(n2)
+        rows.append((t, pid, "", name, f))
+    return interval_stalls(intervals(rows), compact_stall)
