@@ -410,9 +410,8 @@ class Replayer:
             st.notes.append(f"{n_out} page events name pfns beyond this machine's memory (max pfn {node.max_pfn:#x})")
         st.sizes.update(self.objects.sizes)
         self.pos = 0
-        nc = max(node.cpus, (int(ev["cpu"].max() or 0) + 1) if self.n else 1)
-        self.refill_pending = [0] * nc
-        self.fallback_pending = [0] * nc
+        self.nc = max(node.cpus, (int(ev["cpu"].max() or 0) + 1) if self.n else 1)  # the trace's CPUs
+        self.mirrored = 0  # loop rows the mirror loop has done (their requests are counted at finalize)
         self.pending: dict[int, int] = {}  # zone_locked non-refill takes awaiting mm_page_alloc
         self.pages = PolicyPages(node, self._quirk) if mode == "policy" else None
         if not self.has_drains and mode == "mirror":
@@ -495,20 +494,23 @@ class Replayer:
 
     # ------------------------------------------------------------- mirror
     def _mirror(self, i0: int, i1: int) -> None:
+        """Rows ``[i0, i1)`` of the window in mirror mode: ``rmqueue_pcplist`` / ``__rmqueue_smallest``
+        take the traced block (:meth:`Node.take_block`), ``free_frozen_page_commit`` puts a freed
+        pcp-order block at the head of its CPU's list, ``free_pcppages_bulk`` merges a drained one
+        (``__free_one_page``).  The common cases (a block popped off or pushed on a pcp list) are
+        inline.  Each allocation's request key (order, GFP class, path, refills) depends on the
+        trace alone, so :meth:`_mirror_requests` counts them vectorised at :meth:`finalize`."""
         node = self.node
         st = self.stats
         quirk = self._quirk
         c_kind, c_pfn, c_order, c_cpu = self.c_kind, self.c_pfn, self.c_order, self.c_cpu
-        c_mt, c_gfp, rare = self.c_mt, self.c_gfp, self.rare
+        c_mt, rare = self.c_mt, self.rare
         page_mt = node.page_mt
         alloc_order = node.alloc_order
         lid = node.lid
         l_pcp = node.l_pcp
         pb_valid = node.pb_valid
-        refill_pending = self.refill_pending
-        fallback_pending = self.fallback_pending
         pending = self.pending
-        requests = st.requests
         # hot-path aliases: the intrusive list arrays and per-pageblock tables of the node
         nxt, prv, lhead, ltail, lcount = node.nxt, node.prv, node.lhead, node.ltail, node.lcount
         l_order = node.l_order
@@ -518,70 +520,50 @@ class Replayer:
         ncpu = node.cpus
         has_drains = self.has_drains
         bulk_pending = self.bulk_pending
-        replayed = 0
-        for i in range(i0, i1):
-            k = c_kind[i]
+        take_block = node.take_block
+        replayed = other = 0
+        for i, k, pfn, order in zip(range(i0, i1), c_kind[i0:i1], c_pfn[i0:i1], c_order[i0:i1]):
             if k == K_ALLOC:
-                pfn = c_pfn[i]
-                order = c_order[i]
-                gfp = c_gfp[i]
-                cpu = c_cpu[i]
                 if pfn < 0:
-                    path = PATH_FAILED
-                    st.failures.append((self.c_t[i], order, G.format_gfp(gfp)))
+                    st.failures.append((self.c_t[i], order, G.format_gfp(self.c_gfp[i])))
                     replayed += 1
+                    continue
+                if not pb_valid[pfn >> PAGEBLOCK_ORDER]:
+                    self._zone_growth(pfn)
+                li = lid[pfn]
+                if li != NOLIST and l_order[li] == order and l_pcp[li] is not None:
+                    # the common case, inline: pop the block off its per-CPU list
+                    nx = nxt[pfn]
+                    pv = prv[pfn]
+                    if pv >= 0:
+                        nxt[pv] = nx
+                    else:
+                        lhead[li] = nx
+                    if nx >= 0:
+                        prv[nx] = pv
+                    else:
+                        ltail[li] = pv
+                    lcount[li] -= 1
+                    lid[pfn] = NOLIST
+                    l_pcp[li].count -= 1 << order
+                    replayed += 1
+                elif pending and pfn in pending:
+                    del pending[pfn]
+                    replayed += 1
+                elif take_block(pfn, order) < 0:
+                    self._force_take(pfn, order)
+                    quirk("alloc_of_page_not_free_in_model", 1 << order)
                 else:
-                    if not pb_valid[pfn >> PAGEBLOCK_ORDER]:
-                        self._zone_growth(pfn)
-                    n = 1 << order
-                    li = lid[pfn]
-                    if li != NOLIST and l_pcp[li] is not None and l_order[li] == order:
-                        # the common case, inline: pop the block off its per-CPU list
-                        nx = nxt[pfn]
-                        pv = prv[pfn]
-                        if pv >= 0:
-                            nxt[pv] = nx
-                        else:
-                            lhead[li] = nx
-                        if nx >= 0:
-                            prv[nx] = pv
-                        else:
-                            ltail[li] = pv
-                        lcount[li] -= 1
-                        lid[pfn] = NOLIST
-                        l_pcp[li].count -= n
-                        r = 1
-                    elif pending and pfn in pending:
-                        del pending[pfn]
-                        r = 0
-                    else:
-                        r = node.take_block(pfn, order)
-                    if r < 0:
-                        self._force_take(pfn, order)
-                        quirk("alloc_of_page_not_free_in_model", n)
-                    else:
-                        replayed += 1
-                    mt = c_mt[i]
-                    if mt >= 3:
-                        mt = 0
-                    if order == 0:
-                        page_mt[pfn] = mt
-                    else:
-                        page_mt[pfn:pfn + n] = _MT_BYTES[mt] * n
-                    alloc_order[pfn] = order
-                    if fallback_pending[cpu]:
-                        path = fallback_pending[cpu]
-                    elif order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER:
-                        path = PATH_PCP_REFILL if refill_pending[cpu] else PATH_PCP
-                    else:
-                        path = PATH_BUDDY
-                key = (order, gfp & _GFP_DIRECT_RECLAIM, path, gfp & _GFP_ZERO, refill_pending[cpu])
-                requests[key] = requests.get(key, 0) + 1
-                refill_pending[cpu] = 0
-                fallback_pending[cpu] = 0
+                    replayed += 1
+                mt = c_mt[i]
+                if mt >= 3:
+                    mt = 0
+                if order == 0:
+                    page_mt[pfn] = mt
+                else:
+                    page_mt[pfn:pfn + (1 << order)] = _MT_BYTES[mt] * (1 << order)
+                alloc_order[pfn] = order
             elif k == K_FREE:
-                pfn = c_pfn[i]
-                order = c_order[i]
                 n = 1 << order
                 # the common case, inline: an allocated pcp-order block goes to the head of its CPU's list
                 pb = pfn >> PAGEBLOCK_ORDER
@@ -619,17 +601,21 @@ class Replayer:
                     pcp.count += n
                 else:
                     replayed += self._mirror_free(pfn, order, c_cpu[i])
+            elif k < K_KMALLOC:  # EventKind.OTHER, MARKER, LOST
+                if k == K_LOST:
+                    quirk("lost_events")
+                    st.notes.append(f"event {self.base + i}: {rare[i][8]} events lost on CPU {c_cpu[i]}: state "
+                                    "after it is unreliable")
+                else:
+                    other += 1
             elif k == K_BATCHED:  # without a preceding mm_page_free (those were set aside): a real free
-                replayed += self._mirror_free(c_pfn[i], 0, c_cpu[i])
+                replayed += self._mirror_free(pfn, 0, c_cpu[i])
             elif k == K_ZONE_LOCKED:
-                pfn = c_pfn[i]
-                order = c_order[i]
                 cpu = c_cpu[i]
                 if not pb_valid[pfn >> PAGEBLOCK_ORDER]:
                     self._zone_growth(pfn)
-                r = node.take_block(pfn, order)
                 n = 1 << order
-                if r < 0:
+                if take_block(pfn, order) < 0:
                     self._force_take(pfn, order)
                     quirk("zone_locked_of_page_not_free_in_model", n)
                 else:
@@ -637,32 +623,29 @@ class Replayer:
                 if rare[i][0] and (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER):
                     mt = c_mt[i]
                     zone = node.zone_of(pfn)
-                    pcp = zone.pcp[cpu % node.cpus]
+                    pcp = zone.pcp[cpu % ncpu]
                     page_mt[pfn:pfn + n] = b"\xff" * n
                     node._list_add_tail(pcp.lid0 + node.order_to_pindex(mt if mt < 3 else MIGRATE_MOVABLE, order), pfn)
                     pcp.count += n
-                    refill_pending[cpu] += 1
                     if bulk_pending and cpu in bulk_pending:
                         self._bulk_take(i, refill=True)
                 else:
                     page_mt[pfn:pfn + n] = bytes((c_mt[i] if c_mt[i] < 3 else 0,)) * n
                     pending[pfn] = order
             elif k == K_DRAIN:
-                pfn = c_pfn[i]
-                order = c_order[i]
                 n = 1 << order
                 li = lid[pfn]
-                if li != NOLIST and l_pcp[li] is not None and node.l_order[li] == order:
+                if li != NOLIST and l_pcp[li] is not None and l_order[li] == order:
                     pcp = l_pcp[li]
                     node._list_del(pfn)
                     pcp.count -= n
                     node.nr_pcpu_drain += 1
-                    node._free_one_page(node.zone_of(pfn), pfn, order, node.pb_mt[pfn >> PAGEBLOCK_ORDER])
+                    node._free_one_page(node.zone_of(pfn), pfn, order, pb_mt[pfn >> PAGEBLOCK_ORDER])
                     replayed += 1
                 elif page_mt.count(0xFF, pfn, pfn + n) == 0:
                     page_mt[pfn:pfn + n] = b"\xff" * n
                     alloc_order[pfn] = NO_ORDER
-                    node._free_one_page(node.zone_of(pfn), pfn, order, node.pb_mt[pfn >> PAGEBLOCK_ORDER])
+                    node._free_one_page(node.zone_of(pfn), pfn, order, pb_mt[pfn >> PAGEBLOCK_ORDER])
                     quirk("drain_of_untraced_pcp_page", n)
                 else:
                     quirk("drain_of_page_not_on_pcp", n)
@@ -671,16 +654,55 @@ class Replayer:
                 replayed += 1
             elif k == K_VMAP or k == K_VFREE or k == K_PURGE:
                 replayed += self._vmalloc(i, k)
-            elif k == K_LOST:
-                quirk("lost_events")
-                st.notes.append(f"event {self.base + i}: {rare[i][8]} events lost on CPU {c_cpu[i]}: state after it is "
-                                "unreliable")
             elif k in K_COMPACTION:
                 replayed += self._mirror_kernel_op(i, k)
             else:
-                quirk("not_an_allocator_event")
+                other += 1
+        if other:  # counted here: the most frequent rule of some traces (rss_stat lines)
+            st.quirks["not_an_allocator_event"] = st.quirks.get("not_an_allocator_event", 0) + other
         st.replayed += replayed
         st.events += i1 - i0
+        if self.base + i1 > self.mirrored:
+            self.mirrored = self.base + i1
+
+    def _mirror_requests(self, upto: int) -> dict:
+        """The page allocations of the first ``upto`` loop rows by request key ``(order, gfp &
+        __GFP_DIRECT_RECLAIM, path, gfp & __GFP_ZERO, refills)``, as counted per allocation in the order
+        of the trace: the path is ``failed`` for a failed one, else the fallback an
+        ``mm_page_alloc_extfrag`` of its CPU announced since that CPU's previous allocation
+        (``__rmqueue_claim`` / ``__rmqueue_steal``), else ``pcp`` / ``pcp_refill`` (pcp orders: whether
+        ``rmqueue_bulk`` refilled the CPU's list since its previous allocation, ``refills`` such
+        ``mm_page_alloc_zone_locked`` lines) or ``buddy``.  Only the trace decides these (never the
+        model's state), so one vectorised pass gives what a per-event count would."""
+        if upto <= 0:
+            return {}
+        nc = self.nc
+        k = pl.col("kind")
+        order = pl.col("order").fill_null(0)
+        cpu = pl.col("cpu").fill_null(0).cast(pl.Int32)
+        pcp_order = (order <= PAGE_ALLOC_COSTLY_ORDER) | (order == PAGEBLOCK_ORDER)
+        is_alloc = k == K_ALLOC
+        rows = (self._ev.lazy().head(upto).filter(k.is_in([K_ALLOC, K_ZONE_LOCKED, K_EXTFRAG]))
+                .select("kind", "order", "pfn", "gfp",
+                        cpu=pl.when(cpu < 0).then(cpu + nc).otherwise(cpu),  # a Python list's index
+                        refill=(k == K_ZONE_LOCKED) & (pl.col("percpu_refill").fill_null(0) != 0) & pcp_order,
+                        fb=pl.when(k == K_EXTFRAG).then(pl.when(pl.col("change_ownership").fill_null(0) != 0)
+                                                        .then(PATH_CLAIM).otherwise(PATH_STEAL)))
+                # seg: the CPU's allocations before this row; refills and fallbacks count until the next one
+                .with_columns(seg=is_alloc.cast(pl.Int32).cum_sum().over("cpu") - is_alloc.cast(pl.Int32),
+                              nref=pl.col("refill").cast(pl.Int32).cum_sum().over("cpu"))
+                .with_columns(pl.col("fb").forward_fill().over("cpu", "seg"))
+                .filter(is_alloc)
+                .with_columns(nref=pl.col("nref") - pl.col("nref").shift(1, fill_value=0).over("cpu")))
+        gfp = pl.col("gfp").fill_null(0)
+        path = (pl.when(pl.col("pfn").fill_null(-1) < 0).then(PATH_FAILED)
+                .when(pl.col("fb").is_not_null()).then(pl.col("fb"))
+                .when(pcp_order).then(pl.when(pl.col("nref") > 0).then(PATH_PCP_REFILL).otherwise(PATH_PCP))
+                .otherwise(PATH_BUDDY))
+        counts = (rows.group_by(order.alias("o"), (gfp & _GFP_DIRECT_RECLAIM).alias("r"), path.alias("p"),
+                                (gfp & _GFP_ZERO).alias("z"), pl.col("nref").alias("n"))
+                  .len().collect())
+        return {(o, r, p, z, n): c for o, r, p, z, n, c in counts.iter_rows()}
 
     def _mirror_kernel_op(self, i: int, k: int) -> int:
         """A compaction or vmscan event: compaction's isolations and migrations applied
@@ -826,11 +848,9 @@ class Replayer:
         pfn = self.c_pfn[i]
         _, fo, fmt, chg = self.rare[i][:4]
         amt = self.c_mt[i]
-        cpu = self.c_cpu[i]
         kind = "claim" if chg else "steal"
         _inc(self.stats.fallbacks, (amt, fmt, kind, fo < PAGEBLOCK_ORDER))
         _inc(node.extfrag, (amt, fmt, kind, int(fo < PAGEBLOCK_ORDER)))
-        self.fallback_pending[cpu % len(self.fallback_pending)] = PATH_CLAIM if chg else PATH_STEAL
         if not chg or pfn < 0:
             return
         if not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
@@ -1038,6 +1058,8 @@ class Replayer:
         """Price the aggregated requests with the cost model into the latency histogram."""
         if self.pages is not None:
             self.pages.finish()
+        if self.mode == "mirror":
+            self.stats.requests = self._mirror_requests(self.mirrored)
         agg: dict = {}
         for (order, reclaim, path, zero, refill), c in self.stats.requests.items():
             ns = self.cost.page_alloc(order, path, bool(zero), refill)
