@@ -69,6 +69,7 @@ slab_page_by_model                 (policy mode) a slab or large-kmalloc page of
 from __future__ import annotations
 
 from bisect import bisect_left
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,7 +97,7 @@ from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.bulk import bulk_areas, take_pcp_pages
 from kmemdes.sim.growth import online_freed_block
 from kmemdes.sim.sanitize import Sanitized, sanitize_events
-from kmemdes.sim.slabstats import OBJECT_KINDS, object_stats
+from kmemdes.sim.slabstats import OBJECT_KINDS, ObjectStats, object_stats
 from kmemdes.sim.traced_compaction import TracedCompaction
 from kmemdes.sim.policy_pages import PolicyPages
 from kmemdes.trace.pressure import (
@@ -292,7 +293,7 @@ class Replayer:
         self.hist = hist or LatencyHistogram()
         self.tick_ns = tick_ns
         self.workload = workload
-        self.stats = ReplayStats()
+        self._st = ReplayStats()  # :attr:`stats` once the object matching is in
         if events_by_type is None or kernel_ops is None:
             # fields no kernel prints, timestamps out of place (kmemdes.sim.sanitize): before the rows
             # are slimmed and numbered (kernel_ops are keyed by row)
@@ -307,8 +308,14 @@ class Replayer:
         self.events_by_type = events_by_type
         self.n_total = events.height + sanitized.dropped
         self.t0 = int(events["ts"].min()) if events.height else 0
-        # object events: matched per pointer, vectorised (kmemdes.sim.slabstats)
-        self.objects = object_stats(events, self.t0)
+        # object events: matched per pointer, vectorised (kmemdes.sim.slabstats), on a thread while the
+        # page events are prepared and replayed here (Polars runs without the GIL): :attr:`objects` and
+        # :attr:`stats` wait for it
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmemdes-objects")
+        self._objects_job = pool.submit(object_stats, events, self.t0)
+        pool.shutdown(wait=False)
+        self._objects: ObjectStats | None = None
+        self._objects_counted = False  # in :attr:`stats`
         # only the columns the loop reads (the string columns of a big trace are hundreds of MB)
         cols = ["ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order",
                 "fallback_migratetype", "change_ownership", "va_start", "va_end", "size", "failed", "npurged"]
@@ -391,16 +398,12 @@ class Replayer:
         self.base = self.wend = 0
         self._load(0)
         self.has_drains = bool(ev["kind"].eq(K_DRAIN).any()) if self.n else False
-        st = self.stats
+        st = self._st
         st.events = self.n_total - self.n
         if self.slab_driven:
             self.slab_tpfns: set[int] = set()
             self.obj_map: dict[int, tuple] = {}
             self._caches: dict[int | str | None, object] = {}  # by cache_names code
-        else:
-            st.replayed = self.objects.replayed
-            for k, v in self.objects.quirks.items():
-                st.quirks[k] = st.quirks.get(k, 0) + v
         st.quirks.update(sanitized.quirks)
         st.notes.extend(sanitized.notes)
         if self.n_batched_after_free:
@@ -408,14 +411,37 @@ class Replayer:
         if n_out:
             st.quirks["pfn_outside_memory"] = n_out
             st.notes.append(f"{n_out} page events name pfns beyond this machine's memory (max pfn {node.max_pfn:#x})")
-        st.sizes.update(self.objects.sizes)
         self.pos = 0
         self.nc = max(node.cpus, (int(ev["cpu"].max() or 0) + 1) if self.n else 1)  # the trace's CPUs
         self.mirrored = 0  # loop rows the mirror loop has done (their requests are counted at finalize)
         self.pending: dict[int, int] = {}  # zone_locked non-refill takes awaiting mm_page_alloc
         self.pages = PolicyPages(node, self._quirk) if mode == "policy" else None
         if not self.has_drains and mode == "mirror":
-            self.stats.notes.append("the trace has no mm_page_pcpu_drain events: pcp drains decided by the model")
+            self._st.notes.append("the trace has no mm_page_pcpu_drain events: pcp drains decided by the model")
+
+    @property
+    def objects(self) -> ObjectStats:
+        """The trace's object events matched per pointer (:func:`kmemdes.sim.slabstats.object_stats`):
+        waits for the thread that matches them."""
+        if self._objects is None:
+            self._objects = self._objects_job.result()
+            self._objects_job = None
+        return self._objects
+
+    @property
+    def stats(self) -> ReplayStats:
+        """What the replay did so far, the object events included (their rules and sizes are counted
+        apart, :attr:`objects`, and added here once)."""
+        st = self._st
+        if not self._objects_counted:
+            self._objects_counted = True
+            obj = self.objects
+            if not self.slab_driven:  # else the SLUB model replays them (policy mode)
+                st.replayed += obj.replayed
+                for k, v in obj.quirks.items():
+                    st.quirks[k] = st.quirks.get(k, 0) + v
+            st.sizes.update(obj.sizes)
+        return st
 
     def _load(self, start: int) -> None:
         """Rows ``[start, start + window)`` of the loop's columns as Python lists (indexes in
@@ -450,10 +476,10 @@ class Replayer:
 
     # ------------------------------------------------------------ quirks
     def _quirk(self, rule: str, pages: int = 0) -> None:
-        q = self.stats.quirks
+        q = self._st.quirks
         q[rule] = q.get(rule, 0) + 1
         if pages:
-            qp = self.stats.quirk_pages
+            qp = self._st.quirk_pages
             qp[rule] = qp.get(rule, 0) + pages
 
     # ------------------------------------------------------------- driver
@@ -501,7 +527,7 @@ class Replayer:
         inline.  Each allocation's request key (order, GFP class, path, refills) depends on the
         trace alone, so :meth:`_mirror_requests` counts them vectorised at :meth:`finalize`."""
         node = self.node
-        st = self.stats
+        st = self._st
         quirk = self._quirk
         c_kind, c_pfn, c_order, c_cpu = self.c_kind, self.c_pfn, self.c_order, self.c_cpu
         c_mt, rare = self.c_mt, self.rare
@@ -748,7 +774,7 @@ class Replayer:
             return 0
         if not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
             if online_freed_block(node, pfn, order):  # deferred init hands this block over (sim/growth.py)
-                self.stats.online_pages += n
+                self._st.online_pages += n
                 self._quirk("zone_growth", n)
                 return 0
             self._zone_growth(pfn)
@@ -840,7 +866,7 @@ class Replayer:
         while stop < end and not node.pb_valid[stop >> PAGEBLOCK_ORDER]:
             stop += PAGEBLOCK_NR_PAGES
         node.online_pages(start, stop - start)
-        self.stats.online_pages += stop - start
+        self._st.online_pages += stop - start
         self._quirk("zone_growth", stop - start)
 
     def _mirror_extfrag(self, i: int) -> None:
@@ -849,7 +875,7 @@ class Replayer:
         _, fo, fmt, chg = self.rare[i][:4]
         amt = self.c_mt[i]
         kind = "claim" if chg else "steal"
-        _inc(self.stats.fallbacks, (amt, fmt, kind, fo < PAGEBLOCK_ORDER))
+        _inc(self._st.fallbacks, (amt, fmt, kind, fo < PAGEBLOCK_ORDER))
         _inc(node.extfrag, (amt, fmt, kind, int(fo < PAGEBLOCK_ORDER)))
         if not chg or pfn < 0:
             return
@@ -868,7 +894,7 @@ class Replayer:
 
     # ---------------------------------------------------- objects, vmalloc
     def _vmalloc(self, i: int, k: int) -> int:
-        st = self.stats
+        st = self._st
         _, _, _, _, va, va_end, size, failed, _ = self.rare[i]
         if k == K_VMAP:
             if failed:
@@ -902,13 +928,13 @@ class Replayer:
             got = len(take_pcp_pages(self.node, cpu, n))
             if got < n:
                 self.bulk_pending[cpu] = n - got
-            qp = self.stats.quirk_pages
+            qp = self._st.quirk_pages
             qp["bulk_alloc_untraced"] = qp.get("bulk_alloc_untraced", 0) + got
 
     # ------------------------------------------------------------- policy
     def _policy(self, i0: int, i1: int) -> None:
         node = self.node
-        st = self.stats
+        st = self._st
         quirk = self._quirk
         c_kind, c_pfn, c_order, c_cpu, c_gfp = self.c_kind, self.c_pfn, self.c_order, self.c_cpu, self.c_gfp
         c_dec, c_pid = self.c_dec, self.c_pid
@@ -984,7 +1010,7 @@ class Replayer:
             st.quirks["redecided_by_policy"] = st.quirks.get("redecided_by_policy", 0) + redecided
         st.replayed += replayed
         st.events += i1 - i0
-        self.stats.fallbacks = {(a, f, kd, bool(fr)): c for (a, f, kd, fr), c in node.extfrag.items()}
+        self._st.fallbacks = {(a, f, kd, bool(fr)): c for (a, f, kd, fr), c in node.extfrag.items()}
 
     def _policy_object(self, i: int, k: int) -> int:
         """An object event through the SLUB model (policy mode): the model's caches, slabs and slab pages."""
@@ -1023,7 +1049,7 @@ class Replayer:
         return applied
 
     def _policy_object_failed(self, i: int) -> int:
-        self.stats.notes.append(f"event {self.base + i}: the SLUB model could not allocate an object the kernel did")
+        self._st.notes.append(f"event {self.base + i}: the SLUB model could not allocate an object the kernel did")
         return 1
 
     def _model_free(self, ent: tuple, cpu: int) -> None:
@@ -1059,18 +1085,18 @@ class Replayer:
         if self.pages is not None:
             self.pages.finish()
         if self.mode == "mirror":
-            self.stats.requests = self._mirror_requests(self.mirrored)
+            self._st.requests = self._mirror_requests(self.mirrored)
         agg: dict = {}
-        for (order, reclaim, path, zero, refill), c in self.stats.requests.items():
+        for (order, reclaim, path, zero, refill), c in self._st.requests.items():
             ns = self.cost.page_alloc(order, path, bool(zero), refill)
             self.hist.add_n(order, path, ns, c)
             key = (order, "reclaim" if reclaim else "atomic", path)
             agg[key] = agg.get(key, 0) + c
-        self.stats.requests = agg
+        self._st.requests = agg
 
     # ------------------------------------------------------------ samplers
     def vmalloc_row(self) -> tuple:
-        st = self.stats
+        st = self._st
         live = sum(st.vm_live.values())
         lazy = sum(st.vm_lazy.values())
         return (len(st.vm_live), live, live // 4096, lazy // 4096, st.vm_purges)
