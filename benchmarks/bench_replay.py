@@ -57,6 +57,7 @@ def _child(phase: str, capture: str, kmt: str, out: str) -> None:
         r = Replayer(node, events, events_by_type=by_type, kernel_ops=comp)
         t1 = time.perf_counter()
         r.run_until(1 << 62)
+        r.finalize()  # the mirror loop's request keys are counted here (vectorised)
         s = {"events": r.n_total, "loop_events": r.n, "prep_s": t1 - t0, "loop_s": time.perf_counter() - t1}
     wall = time.perf_counter() - t0
     print(json.dumps({"wall": wall, "rss_mb": peak_rss_mb(),

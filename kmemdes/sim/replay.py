@@ -69,6 +69,7 @@ slab_page_by_model                 (policy mode) a slab or large-kmalloc page of
 from __future__ import annotations
 
 from bisect import bisect_left
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,7 +97,7 @@ from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.bulk import bulk_areas, take_pcp_pages
 from kmemdes.sim.growth import online_freed_block
 from kmemdes.sim.sanitize import Sanitized, sanitize_events
-from kmemdes.sim.slabstats import OBJECT_KINDS, object_stats
+from kmemdes.sim.slabstats import OBJECT_KINDS, ObjectStats, object_stats
 from kmemdes.sim.traced_compaction import TracedCompaction
 from kmemdes.sim.policy_pages import PolicyPages
 from kmemdes.trace.pressure import (
@@ -292,7 +293,7 @@ class Replayer:
         self.hist = hist or LatencyHistogram()
         self.tick_ns = tick_ns
         self.workload = workload
-        self.stats = ReplayStats()
+        self._st = ReplayStats()  # :attr:`stats` once the object matching is in
         if events_by_type is None or kernel_ops is None:
             # fields no kernel prints, timestamps out of place (kmemdes.sim.sanitize): before the rows
             # are slimmed and numbered (kernel_ops are keyed by row)
@@ -307,8 +308,14 @@ class Replayer:
         self.events_by_type = events_by_type
         self.n_total = events.height + sanitized.dropped
         self.t0 = int(events["ts"].min()) if events.height else 0
-        # object events: matched per pointer, vectorised (kmemdes.sim.slabstats)
-        self.objects = object_stats(events, self.t0)
+        # object events: matched per pointer, vectorised (kmemdes.sim.slabstats), on a thread while the
+        # page events are prepared and replayed here (Polars runs without the GIL): :attr:`objects` and
+        # :attr:`stats` wait for it
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmemdes-objects")
+        self._objects_job = pool.submit(object_stats, events, self.t0)
+        pool.shutdown(wait=False)
+        self._objects: ObjectStats | None = None
+        self._objects_counted = False  # in :attr:`stats`
         # only the columns the loop reads (the string columns of a big trace are hundreds of MB)
         cols = ["ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "percpu_refill", "fallback_order",
                 "fallback_migratetype", "change_ownership", "va_start", "va_end", "size", "failed", "npurged"]
@@ -391,16 +398,12 @@ class Replayer:
         self.base = self.wend = 0
         self._load(0)
         self.has_drains = bool(ev["kind"].eq(K_DRAIN).any()) if self.n else False
-        st = self.stats
+        st = self._st
         st.events = self.n_total - self.n
         if self.slab_driven:
             self.slab_tpfns: set[int] = set()
             self.obj_map: dict[int, tuple] = {}
             self._caches: dict[int | str | None, object] = {}  # by cache_names code
-        else:
-            st.replayed = self.objects.replayed
-            for k, v in self.objects.quirks.items():
-                st.quirks[k] = st.quirks.get(k, 0) + v
         st.quirks.update(sanitized.quirks)
         st.notes.extend(sanitized.notes)
         if self.n_batched_after_free:
@@ -408,15 +411,37 @@ class Replayer:
         if n_out:
             st.quirks["pfn_outside_memory"] = n_out
             st.notes.append(f"{n_out} page events name pfns beyond this machine's memory (max pfn {node.max_pfn:#x})")
-        st.sizes.update(self.objects.sizes)
         self.pos = 0
-        nc = max(node.cpus, (int(ev["cpu"].max() or 0) + 1) if self.n else 1)
-        self.refill_pending = [0] * nc
-        self.fallback_pending = [0] * nc
+        self.nc = max(node.cpus, (int(ev["cpu"].max() or 0) + 1) if self.n else 1)  # the trace's CPUs
+        self.mirrored = 0  # loop rows the mirror loop has done (their requests are counted at finalize)
         self.pending: dict[int, int] = {}  # zone_locked non-refill takes awaiting mm_page_alloc
         self.pages = PolicyPages(node, self._quirk) if mode == "policy" else None
         if not self.has_drains and mode == "mirror":
-            self.stats.notes.append("the trace has no mm_page_pcpu_drain events: pcp drains decided by the model")
+            self._st.notes.append("the trace has no mm_page_pcpu_drain events: pcp drains decided by the model")
+
+    @property
+    def objects(self) -> ObjectStats:
+        """The trace's object events matched per pointer (:func:`kmemdes.sim.slabstats.object_stats`):
+        waits for the thread that matches them."""
+        if self._objects is None:
+            self._objects = self._objects_job.result()
+            self._objects_job = None
+        return self._objects
+
+    @property
+    def stats(self) -> ReplayStats:
+        """What the replay did so far, the object events included (their rules and sizes are counted
+        apart, :attr:`objects`, and added here once)."""
+        st = self._st
+        if not self._objects_counted:
+            self._objects_counted = True
+            obj = self.objects
+            if not self.slab_driven:  # else the SLUB model replays them (policy mode)
+                st.replayed += obj.replayed
+                for k, v in obj.quirks.items():
+                    st.quirks[k] = st.quirks.get(k, 0) + v
+            st.sizes.update(obj.sizes)
+        return st
 
     def _load(self, start: int) -> None:
         """Rows ``[start, start + window)`` of the loop's columns as Python lists (indexes in
@@ -451,10 +476,10 @@ class Replayer:
 
     # ------------------------------------------------------------ quirks
     def _quirk(self, rule: str, pages: int = 0) -> None:
-        q = self.stats.quirks
+        q = self._st.quirks
         q[rule] = q.get(rule, 0) + 1
         if pages:
-            qp = self.stats.quirk_pages
+            qp = self._st.quirk_pages
             qp[rule] = qp.get(rule, 0) + pages
 
     # ------------------------------------------------------------- driver
@@ -495,20 +520,23 @@ class Replayer:
 
     # ------------------------------------------------------------- mirror
     def _mirror(self, i0: int, i1: int) -> None:
+        """Rows ``[i0, i1)`` of the window in mirror mode: ``rmqueue_pcplist`` / ``__rmqueue_smallest``
+        take the traced block (:meth:`Node.take_block`), ``free_frozen_page_commit`` puts a freed
+        pcp-order block at the head of its CPU's list, ``free_pcppages_bulk`` merges a drained one
+        (``__free_one_page``).  The common cases (a block popped off or pushed on a pcp list) are
+        inline.  Each allocation's request key (order, GFP class, path, refills) depends on the
+        trace alone, so :meth:`_mirror_requests` counts them vectorised at :meth:`finalize`."""
         node = self.node
-        st = self.stats
+        st = self._st
         quirk = self._quirk
         c_kind, c_pfn, c_order, c_cpu = self.c_kind, self.c_pfn, self.c_order, self.c_cpu
-        c_mt, c_gfp, rare = self.c_mt, self.c_gfp, self.rare
+        c_mt, rare = self.c_mt, self.rare
         page_mt = node.page_mt
         alloc_order = node.alloc_order
         lid = node.lid
         l_pcp = node.l_pcp
         pb_valid = node.pb_valid
-        refill_pending = self.refill_pending
-        fallback_pending = self.fallback_pending
         pending = self.pending
-        requests = st.requests
         # hot-path aliases: the intrusive list arrays and per-pageblock tables of the node
         nxt, prv, lhead, ltail, lcount = node.nxt, node.prv, node.lhead, node.ltail, node.lcount
         l_order = node.l_order
@@ -518,70 +546,50 @@ class Replayer:
         ncpu = node.cpus
         has_drains = self.has_drains
         bulk_pending = self.bulk_pending
-        replayed = 0
-        for i in range(i0, i1):
-            k = c_kind[i]
+        take_block = node.take_block
+        replayed = other = 0
+        for i, k, pfn, order in zip(range(i0, i1), c_kind[i0:i1], c_pfn[i0:i1], c_order[i0:i1]):
             if k == K_ALLOC:
-                pfn = c_pfn[i]
-                order = c_order[i]
-                gfp = c_gfp[i]
-                cpu = c_cpu[i]
                 if pfn < 0:
-                    path = PATH_FAILED
-                    st.failures.append((self.c_t[i], order, G.format_gfp(gfp)))
+                    st.failures.append((self.c_t[i], order, G.format_gfp(self.c_gfp[i])))
                     replayed += 1
+                    continue
+                if not pb_valid[pfn >> PAGEBLOCK_ORDER]:
+                    self._zone_growth(pfn)
+                li = lid[pfn]
+                if li != NOLIST and l_order[li] == order and l_pcp[li] is not None:
+                    # the common case, inline: pop the block off its per-CPU list
+                    nx = nxt[pfn]
+                    pv = prv[pfn]
+                    if pv >= 0:
+                        nxt[pv] = nx
+                    else:
+                        lhead[li] = nx
+                    if nx >= 0:
+                        prv[nx] = pv
+                    else:
+                        ltail[li] = pv
+                    lcount[li] -= 1
+                    lid[pfn] = NOLIST
+                    l_pcp[li].count -= 1 << order
+                    replayed += 1
+                elif pending and pfn in pending:
+                    del pending[pfn]
+                    replayed += 1
+                elif take_block(pfn, order) < 0:
+                    self._force_take(pfn, order)
+                    quirk("alloc_of_page_not_free_in_model", 1 << order)
                 else:
-                    if not pb_valid[pfn >> PAGEBLOCK_ORDER]:
-                        self._zone_growth(pfn)
-                    n = 1 << order
-                    li = lid[pfn]
-                    if li != NOLIST and l_pcp[li] is not None and l_order[li] == order:
-                        # the common case, inline: pop the block off its per-CPU list
-                        nx = nxt[pfn]
-                        pv = prv[pfn]
-                        if pv >= 0:
-                            nxt[pv] = nx
-                        else:
-                            lhead[li] = nx
-                        if nx >= 0:
-                            prv[nx] = pv
-                        else:
-                            ltail[li] = pv
-                        lcount[li] -= 1
-                        lid[pfn] = NOLIST
-                        l_pcp[li].count -= n
-                        r = 1
-                    elif pending and pfn in pending:
-                        del pending[pfn]
-                        r = 0
-                    else:
-                        r = node.take_block(pfn, order)
-                    if r < 0:
-                        self._force_take(pfn, order)
-                        quirk("alloc_of_page_not_free_in_model", n)
-                    else:
-                        replayed += 1
-                    mt = c_mt[i]
-                    if mt >= 3:
-                        mt = 0
-                    if order == 0:
-                        page_mt[pfn] = mt
-                    else:
-                        page_mt[pfn:pfn + n] = _MT_BYTES[mt] * n
-                    alloc_order[pfn] = order
-                    if fallback_pending[cpu]:
-                        path = fallback_pending[cpu]
-                    elif order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER:
-                        path = PATH_PCP_REFILL if refill_pending[cpu] else PATH_PCP
-                    else:
-                        path = PATH_BUDDY
-                key = (order, gfp & _GFP_DIRECT_RECLAIM, path, gfp & _GFP_ZERO, refill_pending[cpu])
-                requests[key] = requests.get(key, 0) + 1
-                refill_pending[cpu] = 0
-                fallback_pending[cpu] = 0
+                    replayed += 1
+                mt = c_mt[i]
+                if mt >= 3:
+                    mt = 0
+                if order == 0:
+                    page_mt[pfn] = mt
+                else:
+                    page_mt[pfn:pfn + (1 << order)] = _MT_BYTES[mt] * (1 << order)
+                alloc_order[pfn] = order
             elif k == K_FREE:
-                pfn = c_pfn[i]
-                order = c_order[i]
                 n = 1 << order
                 # the common case, inline: an allocated pcp-order block goes to the head of its CPU's list
                 pb = pfn >> PAGEBLOCK_ORDER
@@ -619,17 +627,21 @@ class Replayer:
                     pcp.count += n
                 else:
                     replayed += self._mirror_free(pfn, order, c_cpu[i])
+            elif k < K_KMALLOC:  # EventKind.OTHER, MARKER, LOST
+                if k == K_LOST:
+                    quirk("lost_events")
+                    st.notes.append(f"event {self.base + i}: {rare[i][8]} events lost on CPU {c_cpu[i]}: state "
+                                    "after it is unreliable")
+                else:
+                    other += 1
             elif k == K_BATCHED:  # without a preceding mm_page_free (those were set aside): a real free
-                replayed += self._mirror_free(c_pfn[i], 0, c_cpu[i])
+                replayed += self._mirror_free(pfn, 0, c_cpu[i])
             elif k == K_ZONE_LOCKED:
-                pfn = c_pfn[i]
-                order = c_order[i]
                 cpu = c_cpu[i]
                 if not pb_valid[pfn >> PAGEBLOCK_ORDER]:
                     self._zone_growth(pfn)
-                r = node.take_block(pfn, order)
                 n = 1 << order
-                if r < 0:
+                if take_block(pfn, order) < 0:
                     self._force_take(pfn, order)
                     quirk("zone_locked_of_page_not_free_in_model", n)
                 else:
@@ -637,32 +649,29 @@ class Replayer:
                 if rare[i][0] and (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER):
                     mt = c_mt[i]
                     zone = node.zone_of(pfn)
-                    pcp = zone.pcp[cpu % node.cpus]
+                    pcp = zone.pcp[cpu % ncpu]
                     page_mt[pfn:pfn + n] = b"\xff" * n
                     node._list_add_tail(pcp.lid0 + node.order_to_pindex(mt if mt < 3 else MIGRATE_MOVABLE, order), pfn)
                     pcp.count += n
-                    refill_pending[cpu] += 1
                     if bulk_pending and cpu in bulk_pending:
                         self._bulk_take(i, refill=True)
                 else:
                     page_mt[pfn:pfn + n] = bytes((c_mt[i] if c_mt[i] < 3 else 0,)) * n
                     pending[pfn] = order
             elif k == K_DRAIN:
-                pfn = c_pfn[i]
-                order = c_order[i]
                 n = 1 << order
                 li = lid[pfn]
-                if li != NOLIST and l_pcp[li] is not None and node.l_order[li] == order:
+                if li != NOLIST and l_pcp[li] is not None and l_order[li] == order:
                     pcp = l_pcp[li]
                     node._list_del(pfn)
                     pcp.count -= n
                     node.nr_pcpu_drain += 1
-                    node._free_one_page(node.zone_of(pfn), pfn, order, node.pb_mt[pfn >> PAGEBLOCK_ORDER])
+                    node._free_one_page(node.zone_of(pfn), pfn, order, pb_mt[pfn >> PAGEBLOCK_ORDER])
                     replayed += 1
                 elif page_mt.count(0xFF, pfn, pfn + n) == 0:
                     page_mt[pfn:pfn + n] = b"\xff" * n
                     alloc_order[pfn] = NO_ORDER
-                    node._free_one_page(node.zone_of(pfn), pfn, order, node.pb_mt[pfn >> PAGEBLOCK_ORDER])
+                    node._free_one_page(node.zone_of(pfn), pfn, order, pb_mt[pfn >> PAGEBLOCK_ORDER])
                     quirk("drain_of_untraced_pcp_page", n)
                 else:
                     quirk("drain_of_page_not_on_pcp", n)
@@ -671,16 +680,55 @@ class Replayer:
                 replayed += 1
             elif k == K_VMAP or k == K_VFREE or k == K_PURGE:
                 replayed += self._vmalloc(i, k)
-            elif k == K_LOST:
-                quirk("lost_events")
-                st.notes.append(f"event {self.base + i}: {rare[i][8]} events lost on CPU {c_cpu[i]}: state after it is "
-                                "unreliable")
             elif k in K_COMPACTION:
                 replayed += self._mirror_kernel_op(i, k)
             else:
-                quirk("not_an_allocator_event")
+                other += 1
+        if other:  # counted here: the most frequent rule of some traces (rss_stat lines)
+            st.quirks["not_an_allocator_event"] = st.quirks.get("not_an_allocator_event", 0) + other
         st.replayed += replayed
         st.events += i1 - i0
+        if self.base + i1 > self.mirrored:
+            self.mirrored = self.base + i1
+
+    def _mirror_requests(self, upto: int) -> dict:
+        """The page allocations of the first ``upto`` loop rows by request key ``(order, gfp &
+        __GFP_DIRECT_RECLAIM, path, gfp & __GFP_ZERO, refills)``, as counted per allocation in the order
+        of the trace: the path is ``failed`` for a failed one, else the fallback an
+        ``mm_page_alloc_extfrag`` of its CPU announced since that CPU's previous allocation
+        (``__rmqueue_claim`` / ``__rmqueue_steal``), else ``pcp`` / ``pcp_refill`` (pcp orders: whether
+        ``rmqueue_bulk`` refilled the CPU's list since its previous allocation, ``refills`` such
+        ``mm_page_alloc_zone_locked`` lines) or ``buddy``.  Only the trace decides these (never the
+        model's state), so one vectorised pass gives what a per-event count would."""
+        if upto <= 0:
+            return {}
+        nc = self.nc
+        k = pl.col("kind")
+        order = pl.col("order").fill_null(0)
+        cpu = pl.col("cpu").fill_null(0).cast(pl.Int32)
+        pcp_order = (order <= PAGE_ALLOC_COSTLY_ORDER) | (order == PAGEBLOCK_ORDER)
+        is_alloc = k == K_ALLOC
+        rows = (self._ev.lazy().head(upto).filter(k.is_in([K_ALLOC, K_ZONE_LOCKED, K_EXTFRAG]))
+                .select("kind", "order", "pfn", "gfp",
+                        cpu=pl.when(cpu < 0).then(cpu + nc).otherwise(cpu),  # a Python list's index
+                        refill=(k == K_ZONE_LOCKED) & (pl.col("percpu_refill").fill_null(0) != 0) & pcp_order,
+                        fb=pl.when(k == K_EXTFRAG).then(pl.when(pl.col("change_ownership").fill_null(0) != 0)
+                                                        .then(PATH_CLAIM).otherwise(PATH_STEAL)))
+                # seg: the CPU's allocations before this row; refills and fallbacks count until the next one
+                .with_columns(seg=is_alloc.cast(pl.Int32).cum_sum().over("cpu") - is_alloc.cast(pl.Int32),
+                              nref=pl.col("refill").cast(pl.Int32).cum_sum().over("cpu"))
+                .with_columns(pl.col("fb").forward_fill().over("cpu", "seg"))
+                .filter(is_alloc)
+                .with_columns(nref=pl.col("nref") - pl.col("nref").shift(1, fill_value=0).over("cpu")))
+        gfp = pl.col("gfp").fill_null(0)
+        path = (pl.when(pl.col("pfn").fill_null(-1) < 0).then(PATH_FAILED)
+                .when(pl.col("fb").is_not_null()).then(pl.col("fb"))
+                .when(pcp_order).then(pl.when(pl.col("nref") > 0).then(PATH_PCP_REFILL).otherwise(PATH_PCP))
+                .otherwise(PATH_BUDDY))
+        counts = (rows.group_by(order.alias("o"), (gfp & _GFP_DIRECT_RECLAIM).alias("r"), path.alias("p"),
+                                (gfp & _GFP_ZERO).alias("z"), pl.col("nref").alias("n"))
+                  .len().collect())
+        return {(o, r, p, z, n): c for o, r, p, z, n, c in counts.iter_rows()}
 
     def _mirror_kernel_op(self, i: int, k: int) -> int:
         """A compaction or vmscan event: compaction's isolations and migrations applied
@@ -726,7 +774,7 @@ class Replayer:
             return 0
         if not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
             if online_freed_block(node, pfn, order):  # deferred init hands this block over (sim/growth.py)
-                self.stats.online_pages += n
+                self._st.online_pages += n
                 self._quirk("zone_growth", n)
                 return 0
             self._zone_growth(pfn)
@@ -818,7 +866,7 @@ class Replayer:
         while stop < end and not node.pb_valid[stop >> PAGEBLOCK_ORDER]:
             stop += PAGEBLOCK_NR_PAGES
         node.online_pages(start, stop - start)
-        self.stats.online_pages += stop - start
+        self._st.online_pages += stop - start
         self._quirk("zone_growth", stop - start)
 
     def _mirror_extfrag(self, i: int) -> None:
@@ -826,11 +874,9 @@ class Replayer:
         pfn = self.c_pfn[i]
         _, fo, fmt, chg = self.rare[i][:4]
         amt = self.c_mt[i]
-        cpu = self.c_cpu[i]
         kind = "claim" if chg else "steal"
-        _inc(self.stats.fallbacks, (amt, fmt, kind, fo < PAGEBLOCK_ORDER))
+        _inc(self._st.fallbacks, (amt, fmt, kind, fo < PAGEBLOCK_ORDER))
         _inc(node.extfrag, (amt, fmt, kind, int(fo < PAGEBLOCK_ORDER)))
-        self.fallback_pending[cpu % len(self.fallback_pending)] = PATH_CLAIM if chg else PATH_STEAL
         if not chg or pfn < 0:
             return
         if not node.pb_valid[pfn >> PAGEBLOCK_ORDER]:
@@ -848,7 +894,7 @@ class Replayer:
 
     # ---------------------------------------------------- objects, vmalloc
     def _vmalloc(self, i: int, k: int) -> int:
-        st = self.stats
+        st = self._st
         _, _, _, _, va, va_end, size, failed, _ = self.rare[i]
         if k == K_VMAP:
             if failed:
@@ -882,13 +928,13 @@ class Replayer:
             got = len(take_pcp_pages(self.node, cpu, n))
             if got < n:
                 self.bulk_pending[cpu] = n - got
-            qp = self.stats.quirk_pages
+            qp = self._st.quirk_pages
             qp["bulk_alloc_untraced"] = qp.get("bulk_alloc_untraced", 0) + got
 
     # ------------------------------------------------------------- policy
     def _policy(self, i0: int, i1: int) -> None:
         node = self.node
-        st = self.stats
+        st = self._st
         quirk = self._quirk
         c_kind, c_pfn, c_order, c_cpu, c_gfp = self.c_kind, self.c_pfn, self.c_order, self.c_cpu, self.c_gfp
         c_dec, c_pid = self.c_dec, self.c_pid
@@ -964,7 +1010,7 @@ class Replayer:
             st.quirks["redecided_by_policy"] = st.quirks.get("redecided_by_policy", 0) + redecided
         st.replayed += replayed
         st.events += i1 - i0
-        self.stats.fallbacks = {(a, f, kd, bool(fr)): c for (a, f, kd, fr), c in node.extfrag.items()}
+        self._st.fallbacks = {(a, f, kd, bool(fr)): c for (a, f, kd, fr), c in node.extfrag.items()}
 
     def _policy_object(self, i: int, k: int) -> int:
         """An object event through the SLUB model (policy mode): the model's caches, slabs and slab pages."""
@@ -1003,7 +1049,7 @@ class Replayer:
         return applied
 
     def _policy_object_failed(self, i: int) -> int:
-        self.stats.notes.append(f"event {self.base + i}: the SLUB model could not allocate an object the kernel did")
+        self._st.notes.append(f"event {self.base + i}: the SLUB model could not allocate an object the kernel did")
         return 1
 
     def _model_free(self, ent: tuple, cpu: int) -> None:
@@ -1038,17 +1084,19 @@ class Replayer:
         """Price the aggregated requests with the cost model into the latency histogram."""
         if self.pages is not None:
             self.pages.finish()
+        if self.mode == "mirror":
+            self._st.requests = self._mirror_requests(self.mirrored)
         agg: dict = {}
-        for (order, reclaim, path, zero, refill), c in self.stats.requests.items():
+        for (order, reclaim, path, zero, refill), c in self._st.requests.items():
             ns = self.cost.page_alloc(order, path, bool(zero), refill)
             self.hist.add_n(order, path, ns, c)
             key = (order, "reclaim" if reclaim else "atomic", path)
             agg[key] = agg.get(key, 0) + c
-        self.stats.requests = agg
+        self._st.requests = agg
 
     # ------------------------------------------------------------ samplers
     def vmalloc_row(self) -> tuple:
-        st = self.stats
+        st = self._st
         live = sum(st.vm_live.values())
         lazy = sum(st.vm_lazy.values())
         return (len(st.vm_live), live, live // 4096, lazy // 4096, st.vm_purges)

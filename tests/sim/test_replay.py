@@ -141,6 +141,59 @@ def test_mirror_whole_block_claim_retypes_pageblocks_without_zone_locked():
     node.check()
 
 
+def _requests_per_event(rows, ncpu):
+    """The mirror loop's request keys counted event by event (its rule before the vectorised count)."""
+    refill, fallback, out = [0] * ncpu, [0] * ncpu, {}
+    for event, cpu, f in rows:
+        order = f.get("order") or 0
+        if event == "mm_page_alloc_zone_locked" and f.get("percpu_refill") and (order <= 3 or order == 9):
+            refill[cpu] += 1
+        elif event == "mm_page_alloc_extfrag":
+            fallback[cpu] = 3 if f.get("change_ownership") else 4  # PATH_CLAIM / PATH_STEAL
+        elif event == "mm_page_alloc":
+            gfp = f.get("gfp") or 0
+            if f.get("pfn", -1) < 0:
+                path = 9  # PATH_FAILED
+            elif fallback[cpu]:
+                path = fallback[cpu]
+            elif order <= 3 or order == 9:
+                path = 1 if refill[cpu] else 0
+            else:
+                path = 2
+            key = (order, gfp & g.__GFP_DIRECT_RECLAIM, path, gfp & g.__GFP_ZERO, refill[cpu])
+            out[key] = out.get(key, 0) + 1
+            refill[cpu] = fallback[cpu] = 0
+    return out
+
+
+def test_mirror_request_keys_counted_vectorised_equal_the_per_event_rule():
+    """Path (failed, fallback, pcp refill, pcp, buddy) and refills per CPU since its previous allocation."""
+    k, m, z = g.GFP_KERNEL, g.GFP_HIGHUSER_MOVABLE, g.GFP_KERNEL | g.__GFP_ZERO
+    rows = [("mm_page_alloc_zone_locked", 0, dict(pfn=p, order=0, migratetype=1, percpu_refill=1)) for p in range(4)]
+    rows += [("mm_page_alloc_zone_locked", 1, dict(pfn=64, order=4, migratetype=0, percpu_refill=1)),
+             ("mm_page_alloc", 1, dict(pfn=64, order=4, migratetype=0, gfp=k)),
+             ("mm_page_alloc_zone_locked", 0, dict(pfn=8, order=1, migratetype=1, percpu_refill=1)),
+             ("mm_page_alloc", 0, dict(pfn=0, order=0, migratetype=1, gfp=m)),
+             ("mm_page_alloc", 0, dict(pfn=1, order=0, migratetype=1, gfp=z)),
+             ("mm_page_alloc_extfrag", 1, dict(pfn=1024, order=0, fallback_order=2, migratetype=0,
+                                               fallback_migratetype=1, change_ownership=0)),
+             ("mm_page_alloc", 0, dict(pfn=-1, order=3, gfp=k)),
+             ("mm_page_alloc_zone_locked", 1, dict(pfn=2048, order=0, migratetype=0, percpu_refill=1)),
+             ("mm_page_alloc", 1, dict(pfn=2048, order=0, migratetype=0, gfp=k)),
+             ("mm_page_alloc", 1, dict(pfn=2, order=0, migratetype=1, gfp=m)),
+             ("mm_page_alloc_zone_locked", 0, dict(pfn=512, order=9, migratetype=1, percpu_refill=1)),
+             ("mm_page_alloc_extfrag", 0, dict(pfn=1536, order=0, fallback_order=10, migratetype=0,
+                                               fallback_migratetype=1, change_ownership=1)),
+             ("mm_page_alloc", 0, dict(pfn=1536, order=0, migratetype=0, gfp=k))]
+    r = Replayer(small_node(), events(rows))
+    r.run_until(10**9)
+    assert r._mirror_requests(r.n) == _requests_per_event(rows, 2)
+    # only the rows the loop has done
+    r2 = Replayer(small_node(), events(rows))
+    r2.run_until(8500)
+    assert r2.mirrored == 9 and r2._mirror_requests(r2.mirrored) == _requests_per_event(rows[:9], 2)
+
+
 def test_mirror_free_of_pages_allocated_before_the_trace_is_a_counted_rule():
     node = small_node()
     node.take_block(512, 0)
@@ -216,6 +269,7 @@ def test_replay_in_windows_equals_replay_in_one_piece(shipped, mode):
         for t in range(0, r.t_max + 2_000_000, 1_000_000):  # tick by tick, as the SimPy driver does
             r.run_until(t)
         node.check()
+        r.finalize()  # mirror mode counts the requests here
         out.append((r.pos, r.stats.replayed, r.stats.events, dict(r.stats.quirks), dict(r.stats.requests),
                     [z.nr_free[:] for z in node.zones], bytes(node.page_mt)))
     assert r.pos == r.n and out[0] == out[1] == out[2]
