@@ -178,6 +178,11 @@ class Sim:
         """Where the stall log stands: give it to :meth:`stall_work` after a request."""
         return len(self.stalls.log) if self.stalls is not None else 0
 
+    def stall_ns(self, mark: int) -> int:
+        """How long the direct reclaim and compaction stalls logged since ``mark`` took (their work priced
+        as :mod:`kmemdes.sim.stalls` prices it)."""
+        return self.stalls.price(self.stalls.log[mark:]) if self.stalls is not None else 0
+
     def stall_work(self, mark: int) -> tuple[int, int, int]:
         """(pages reclaimed, pages migrated, pfns scanned) by the direct reclaim and direct compaction
         stalls logged since ``mark``: a request's own work, not what kswapd reclaimed beside it."""

@@ -67,6 +67,16 @@ class StallLatency:
         self.costs = costs or DaemonCosts()
         self.log: list = []
 
+    def price(self, entries: list) -> int:
+        """The total duration of some stalls (log entries), deferred compactions costing nothing."""
+        total = 0
+        for entry in entries:
+            if entry[0] == STALL_RECLAIM:
+                total += self.costs.reclaim_ns(entry[1])
+            elif entry[2] != COMPACT_DEFERRED:
+                total += self.costs.compaction_ns(entry[1])
+        return total
+
     def durations(self) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]], int]:
         """(direct reclaims as (ns, pages), direct compactions that ran as (ns, migrated, whether it
         ended ``COMPACT_SUCCESS``: ``mm_compaction_end status=success``), compactions deferred in every zone)."""

@@ -332,6 +332,7 @@ class AnonLoad(Workload):
             for _ in range(self.spec.processes):
                 p = k.spawn("anon", self.cpu())
                 before = node.nr_path[:]
+                mark0 = self.sim.stall_mark()
                 addr = p.malloc(self.size)
                 if addr and self.spec.madvise_hugepage:
                     p.madvise(addr & ~((2 << 20) - 1), self.size + (2 << 20), MADV_HUGEPAGE)
@@ -343,15 +344,16 @@ class AnonLoad(Workload):
                     dt = self.touch_time // len(steps)
                     for a in steps:
                         before_step = node.nr_path[:]
+                        mark = self.sim.stall_mark()
                         p.touch(a, min(2 << 20, addr + touched - a))
-                        yield env.timeout(max(dt, self._slow_ns(before_step)))
+                        yield env.timeout(max(dt, self._slow_ns(before_step, mark)))
                 elif addr and touched:
                     p.touch(addr, touched)
                 # per fault, as thp_fault_alloc / thp_fault_fallback count (a fault may try twice)
                 self.thp_attempts += p.stat["thp_faults"] + p.stat["thp_fallback"]
                 self.thp_success += p.stat["thp_faults"]
                 if not self.touch_time:  # (a spread touch has already spent its slow-path time)
-                    waited += self._slow_ns(before)
+                    waited += self._slow_ns(before, mark0)
                 # ties in expiry go by spawn order (an id() tie-break would follow memory addresses)
                 heapq.heappush(live, (env.now + self.lifetime, p.pid, p))
             t += self.interval
@@ -365,11 +367,13 @@ class AnonLoad(Workload):
                 yield env.timeout(due - env.now)
             k.exit(p)
 
-    def _slow_ns(self, before: list[int]) -> int:
-        """Time the process spent in slow-path allocations during its faults (the node counts the requests)."""
+    def _slow_ns(self, before: list[int], mark: int) -> int:
+        """Time the process spent in slow-path allocations during its faults: each request's slow-path
+        base price (the node counts the requests), plus the direct reclaim and compaction stalls they
+        took, as long as their work took (:meth:`Sim.stall_ns`)."""
         node = self.node
         cost = self.sim.cost
-        total = 0
+        total = self.sim.stall_ns(mark)
         for path in range(PATH_SLOWPATH, len(before)):
             n = node.nr_path[path] - before[path]
             if n:
