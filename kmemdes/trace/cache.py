@@ -113,7 +113,7 @@ def load(path: Path, columns: Optional[tuple[str, ...]], strict: bool) -> Option
         os.utime(entry)  # recently used
     except OSError:
         pass
-    # one chunk, as the rows of a parse come out of sanitizing: chunked columns slow the replay's set-up
+    # one chunk: a dozen (one per .kmt chunk) make the replay's set-up slower (sanitize, slim, windows)
     return Trace(events=t.events.rechunk(), meta=meta, problems=t.problems)
 
 
