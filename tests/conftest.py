@@ -10,6 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "traces"
 CORPUS = Path(os.environ.get("KMEMDES_CORPUS", ROOT.parent / "shared" / "traces"))
+# every test parses its traces (and writes nothing under ~/.cache): tests/trace/test_cache.py turns the cache
+# of parsed text traces (kmemdes.trace.cache) on in a folder of its own
+os.environ["KMEMDES_CACHE"] = "off"
 
 
 @pytest.fixture(scope="session")

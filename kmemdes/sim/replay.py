@@ -161,6 +161,14 @@ class ReplayStats:
     notes: list = field(default_factory=list)
 
 
+def _ints(s: pl.Series) -> list:
+    """An integer column as a list of Python ints (through numpy when it has no nulls: about twice as
+    fast as ``Series.to_list``); nulls stay None."""
+    if s.dtype.is_integer() and not s.null_count():
+        return s.to_numpy().tolist()
+    return s.to_list()
+
+
 def _inc(d: dict, k, n: int = 1) -> None:
     d[k] = d.get(k, 0) + n
 
@@ -448,14 +456,14 @@ class Replayer:
         ``_mirror``/``_policy`` are relative to ``self.base``)."""
         w = self._ev.slice(start, self.window)
         self.base, self.wend = start, start + w.height
-        self.c_t = w["ts"].to_list()
+        self.c_t = _ints(w["ts"])
         self.t_sorted = w["ts"].is_sorted()  # run_until then bisects the window
-        self.c_kind = w["kind"].to_list()
-        self.c_cpu = w["cpu"].fill_null(0).to_list()
-        self.c_pfn = w["pfn"].fill_null(-1).to_list()
-        self.c_order = w["order"].fill_null(0).to_list()
-        self.c_mt = w["migratetype"].fill_null(0).to_list()
-        self.c_gfp = w["gfp"].fill_null(0).to_list()
+        self.c_kind = _ints(w["kind"])
+        self.c_cpu = _ints(w["cpu"].fill_null(0))
+        self.c_pfn = _ints(w["pfn"].fill_null(-1))
+        self.c_order = _ints(w["order"].fill_null(0))
+        self.c_mt = _ints(w["migratetype"].fill_null(0))
+        self.c_gfp = _ints(w["gfp"].fill_null(0))
         if self.mode == "policy":
             self.c_dec = w["decided"].to_list()
             self.c_pid = w["pid"].to_list()
@@ -469,8 +477,8 @@ class Replayer:
             pl.col("va_start").fill_null(0), pl.col("va_end").fill_null(0), pl.col("size").fill_null(0),
             pl.col("failed").fill_null(0), pl.col("npurged").fill_null(0)).iter_rows()}
         if self.slab_driven:
-            self.c_ptr = w["ptr"].fill_null(0).to_list()
-            self.c_req = w["bytes_req"].fill_null(0).to_list()
+            self.c_ptr = _ints(w["ptr"].fill_null(0))
+            self.c_req = _ints(w["bytes_req"].fill_null(0))
             self.c_cache = w["cache"].to_physical().to_list()  # codes (cache_names), cheaper than strings
             self.slab_rows = set(np.nonzero(w["slab_page"].fill_null(False).to_numpy())[0].tolist())
 

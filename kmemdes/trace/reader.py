@@ -379,7 +379,7 @@ def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None,
             kind_inner = "text"
         if kind_inner == "trace.dat":
             return _read_tracedat(path, strict, sink)
-        return _read_text(path, kind, strict, columns, progress, sink)
+        return _read_text_cached(path, kind, strict, columns, progress, sink)
     if kind == "trace.dat":
         return _read_tracedat(path, strict, sink)
     if kind == "kmt":
@@ -390,7 +390,24 @@ def _read_file(path: Path, strict: bool, columns: tuple[str, ...] | None = None,
         from kmemdes.trace.kmt import read_parquet
 
         return read_parquet(path, columns)
-    return _read_text(path, "text", strict, columns, progress, sink)
+    return _read_text_cached(path, "text", strict, columns, progress, sink)
+
+
+def _read_text_cached(path: Path, kind: str, strict: bool, columns: tuple[str, ...] | None = None,
+                      progress: Progress | None = None, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
+    """:func:`_read_text` through the cache of parsed text traces (:mod:`kmemdes.trace.cache`: a big
+    trace parsed once is loaded from a ``.kmt`` of its table afterwards); a ``sink`` reads the text."""
+    if sink is not None:
+        return _read_text(path, kind, strict, columns, progress, sink)
+    from kmemdes.trace import cache
+
+    trace = cache.load(path, columns, strict)
+    if trace is not None:
+        (progress or NO_PROGRESS).stage(f"reading {path.name} (parsed before: {cache.cache_dir()})")
+        return trace
+    trace = _read_text(path, kind, strict, columns, progress, sink)
+    cache.store(path, columns, strict, trace)
+    return trace
 
 
 def _read_tracedat(path: Path, strict: bool, sink: Callable[[pl.DataFrame], None] | None = None) -> Trace:
