@@ -44,7 +44,7 @@ import polars as pl
 from kmemdes import __version__
 from kmemdes.errors import KmemdesError
 from kmemdes.trace.kmt import header_of, read_kmt, write_kmt
-from kmemdes.trace.reader import Trace
+from kmemdes.trace._trace import Trace
 from kmemdes.trace.schema import EVENT_SCHEMA
 
 __all__ = ["MIN_BYTES", "MAX_ENTRIES", "cache_dir", "entry_path", "load", "store"]

@@ -55,7 +55,7 @@ from kmemdes.errors import KmemdesError
 from kmemdes.progress import Progress
 from kmemdes.outpath import atomic_write
 from kmemdes.trace._columns import Table, join_tables
-from kmemdes.trace.reader import KMT_MAGIC, Trace
+from kmemdes.trace._trace import KMT_MAGIC, Trace
 from kmemdes.trace.schema import EVENT_SCHEMA, SCHEMA_VERSION
 
 __all__ = ["KMT_VERSION", "KmtWriter", "write_kmt", "convert_trace", "read_kmt", "write_parquet", "read_parquet",

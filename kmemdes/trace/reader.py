@@ -29,7 +29,6 @@ import queue
 import threading
 import zlib
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -37,6 +36,7 @@ import polars as pl
 
 from kmemdes.errors import KmemdesError
 from kmemdes.progress import NO_PROGRESS, Progress
+from kmemdes.trace._trace import KMT_MAGIC, Trace
 from kmemdes.trace.schema import EVENT_SCHEMA
 
 __all__ = [
@@ -58,31 +58,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 TRACEDAT_MAGIC = b"\x17\x08\x44tracing"
 PARQUET_MAGIC = b"PAR1"
-KMT_MAGIC = b"\x89KMT\r\n\x1a\n"
 
 # capture folder: candidate trace files, in order of preference
 _TEXT_NAMES = ("trace.txt.zst", "trace.txt", "trace.txt.gz", "trace.txt.xz")
 _DAT_NAMES = ("trace.dat",)
 _REPORT_NAMES = ("report.txt.zst", "report.txt", "report.txt.gz", "report.txt.xz", "report_head.txt.zst")
 _LATE_NAMES = ("trace.v6.dat.zst", "trace.v6.dat", "trace.kmt", "trace.parquet")
-
-
-@dataclass
-class Trace:
-    """A parsed trace.
-
-    ``events``: the canonical event table (:data:`kmemdes.trace.schema.EVENT_SCHEMA`),
-    rows in file order.  ``meta``: where it came from (``source``, ``format``:
-    ``ftrace`` | ``trace-cmd-report`` | ``perf-script`` | ``trace.dat-v6`` |
-    ``trace.dat-v7`` | ``kmt`` | ``parquet``), machine facts found (``cpus``,
-    ``uname``), capture folder facts (``capture``: meta.txt key/values,
-    ``before`` / ``after``: snapshot file name -> text).  ``problems``: kind ->
-    ``{"count": n, "lines": [first line numbers], "example": "..."}``.
-    """
-
-    events: pl.DataFrame
-    meta: dict = field(default_factory=dict)
-    problems: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- detection

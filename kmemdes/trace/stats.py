@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 
 from kmemdes.mm.gfp import MIGRATETYPE_NAMES
-from kmemdes.trace.reader import Trace
+from kmemdes.trace._trace import Trace
 from kmemdes.trace.schema import EventKind, bad_page_event
 
 __all__ = ["trace_stats", "slab_stats", "page_stats", "vmalloc_stats", "format_stats", "kmalloc_cache_names"]

@@ -62,7 +62,7 @@ from kmemdes.trace._datfile import (
 )
 from kmemdes.trace._ringbuf import _page_layout, _read_field, _read_strings, _Records, _walk_pages
 from kmemdes.trace.printfmt import render_print_fmt
-from kmemdes.trace.reader import Trace
+from kmemdes.trace._trace import Trace
 from kmemdes.trace.schema import EventKind, empty_events
 
 __all__ = ["TRACEDAT_MAGIC", "is_tracedat", "read_tracedat"]
