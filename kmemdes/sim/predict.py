@@ -293,7 +293,7 @@ def format_prediction(res: dict) -> str:
             cells = []
             for d in (ps.get(kind) or {}, ks.get(kind) or {}):
                 cells.append(f"{d['p50'] / 1e3:,.0f} / {d['p99'] / 1e3:,.0f}  (n={d['n']:,})" if d.get("n") else "-")
-            lines.append(f"{label:<34}{cells[0]:>20}{cells[1]:>20}")
+            lines.append(f"{label:<34}{cells[0]:>26}  {cells[1]:>26}")
     lines += ["", "end state, free blocks per order: predicted / kernel"]
     for zone, kc in k["buddyinfo"].items():
         pc = p["buddyinfo"].get(zone, [0] * 11)
