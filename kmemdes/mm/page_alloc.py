@@ -63,7 +63,6 @@ _GFP_NORETRY = _gfp.__GFP_NORETRY
 _GFP_NOWARN = _gfp.__GFP_NOWARN
 _GFP_RETRY_MAYFAIL = _gfp.__GFP_RETRY_MAYFAIL
 _GFP_THISNODE = _gfp.__GFP_THISNODE
-_GFP_MT_BITS = _gfp.__GFP_RECLAIMABLE | _gfp.__GFP_MOVABLE  # gfp_migratetype's bits (>> 3)
 
 __all__ = [
     "PAGE_SHIFT",
@@ -599,22 +598,9 @@ class Node:
         lhead = self.lhead
         base = zone.lid0 + mt
         for cur in range(order, NR_PAGE_ORDERS):
-            lid = base + cur * MIGRATE_TYPES
-            pfn = lhead[lid]
+            pfn = lhead[base + cur * MIGRATE_TYPES]
             if pfn >= 0:
-                # del_page_from_free_list of the list's head, inline
-                nx = self.nxt[pfn]
-                lhead[lid] = nx
-                if nx >= 0:
-                    self.prv[nx] = -1
-                else:
-                    self.ltail[lid] = -1
-                self.lcount[lid] -= 1
-                self.lid[pfn] = NOLIST
-                n = 1 << cur
-                zone.nr_free[cur] -= 1
-                zone.free_pages -= n
-                zone.free_by_mt[mt] -= n  # the list's type (l_mt of a buddy list is its mt)
+                self._del_from_free_list(zone, pfn, cur)
                 if cur > order:
                     self._expand(zone, pfn, order, cur, mt)
                 self.nr_zone_locked += 1  # trace_mm_page_alloc_zone_locked
@@ -847,8 +833,6 @@ class Node:
         lid = self.lid
         lbo = self.l_buddy_order
         l_zone = self.l_zone
-        l_mt = self.l_mt
-        nxt, prv, lhead, ltail, lcount = self.nxt, self.prv, self.lhead, self.ltail, self.lcount
         pb_mt = self.pb_mt
         buddy = pfn ^ (1 << order)
         capc = self.capc
@@ -864,23 +848,7 @@ class Node:
                 bmt = pb_mt[buddy >> PAGEBLOCK_ORDER]
                 if bmt != mt and (mt >= MIGRATE_PCPTYPES or bmt >= MIGRATE_PCPTYPES):
                     break
-            # del_page_from_free_list of the buddy, inline
-            nx = nxt[buddy]
-            pv = prv[buddy]
-            if pv >= 0:
-                nxt[pv] = nx
-            else:
-                lhead[li] = nx
-            if nx >= 0:
-                prv[nx] = pv
-            else:
-                ltail[li] = pv
-            lcount[li] -= 1
-            lid[buddy] = NOLIST
-            n = 1 << order
-            zone.nr_free[order] -= 1
-            zone.free_pages -= n
-            zone.free_by_mt[l_mt[li]] -= n
+            self._del_from_free_list(zone, buddy, order)
             if bmt != mt:
                 self.set_pageblock_migratetype(buddy, mt)
             pfn &= buddy
@@ -948,68 +916,24 @@ class Node:
         return MIGRATE_PCPTYPES * order + mt
 
     def _free_frozen_page_commit(self, zone: Zone, pcp: PerCpuPages, pfn: int, mt: int, order: int) -> None:
-        """``free_frozen_page_commit``: push at the head of the pcp list; flush over ``high``.
-
-        Every free of a pcp order comes here: ``order_to_pindex``, ``list_add`` and ``nr_pcp_high``
-        (:meth:`_nr_pcp_high`, which says the same in one place) are inline."""
+        """``free_frozen_page_commit``: push at the head of the pcp list; flush over ``high``."""
         pcp.alloc_factor >>= 1
-        if order > PAGE_ALLOC_COSTLY_ORDER:  # order_to_pindex
-            pindex = NR_LOWORDER_PCP_LISTS + (mt == MIGRATE_MOVABLE)
-        else:
-            pindex = MIGRATE_PCPTYPES * order + mt
-        lid = pcp.lid0 + pindex
-        # list_add
-        lhead = self.lhead
-        h = lhead[lid]
-        self.nxt[pfn] = h
-        self.prv[pfn] = -1
-        if h >= 0:
-            self.prv[h] = pfn
-        else:
-            self.ltail[lid] = pfn
-        lhead[lid] = pfn
-        self.lcount[lid] += 1
-        self.lid[pfn] = lid
-        count = pcp.count = pcp.count + (1 << order)
+        pindex = self.order_to_pindex(mt, order)
+        self._list_add(pcp.lid0 + pindex, pfn)
+        pcp.count += 1 << order
         batch = pcp.batch
         free_high = False
-        flags = pcp.flags
         if order and order <= PAGE_ALLOC_COSTLY_ORDER:
             free_high = bool(pcp.free_count >= batch + pcp.high_min // 2
-                             and flags & PCPF_PREV_FREE_HIGH_ORDER
-                             and (not flags & PCPF_FREE_HIGH_BATCH or count >= batch))
-            pcp.flags = flags | PCPF_PREV_FREE_HIGH_ORDER
-        elif flags & PCPF_PREV_FREE_HIGH_ORDER:
-            pcp.flags = flags & ~PCPF_PREV_FREE_HIGH_ORDER
-        free_count = pcp.free_count
-        if free_count < batch << PCP_BATCH_SCALE_MAX:
-            free_count = pcp.free_count = free_count + (1 << order)
-        # nr_pcp_high
-        high_min, high_max = pcp.high_min, pcp.high_max
-        high = pcp.high
-        if high < high_min:
-            high = high_min
-        if high > high_max:
-            high = high_max
-        pcp.high = high
-        if not high:
-            pass
-        elif free_high:
-            pcp.high = max(high - (batch << PCP_BATCH_SCALE_MAX), high_min)
-            high = 0
-        elif zone.flags & ZONE_RECLAIM_ACTIVE:
-            pcp.high = max(high - max(free_count, batch), high_min)
-            high = min(batch << 2, pcp.high)
-        elif high_min == high_max:
-            pass
-        elif zone.flags & ZONE_BELOW_HIGH:
-            pcp.high = max(high - max(free_count, batch), high_min)
-            high = max(count, high_min)
-        elif count >= high:
-            need_high = free_count + batch
-            if high < need_high:
-                pcp.high = min(max(need_high, high_min), high_max)
-        if count >= high:
+                             and pcp.flags & PCPF_PREV_FREE_HIGH_ORDER
+                             and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
+            pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
+        elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
+            pcp.flags &= ~PCPF_PREV_FREE_HIGH_ORDER
+        if pcp.free_count < batch << PCP_BATCH_SCALE_MAX:
+            pcp.free_count += 1 << order
+        high = self._nr_pcp_high(pcp, zone, batch, free_high)
+        if pcp.count >= high:
             self.free_pcppages_bulk(zone, self._nr_pcp_free(pcp, batch, high, free_high), pcp, pindex)
             if zone.flags & ZONE_BELOW_HIGH and self._zone_watermark_ok(
                     zone, 0, zone.high_wmark, self.nr_zone_types - 2, 0):
@@ -1052,9 +976,6 @@ class Node:
         lid0 = pcp.lid0
         ltail = self.ltail
         lcount = self.lcount
-        lhead, nxt, prv, lid_of = self.lhead, self.nxt, self.prv, self.lid
-        free_one_page = self._free_one_page
-        pb_mt = self.pb_mt
         pindex -= 1
         while count > 0 and pcp.count > 0:
             while True:
@@ -1068,19 +989,11 @@ class Node:
             lid = lid0 + pindex
             while True:
                 pfn = ltail[lid]
-                # list_del of the list's tail, inline
-                pv = prv[pfn]
-                if pv >= 0:
-                    nxt[pv] = -1
-                else:
-                    lhead[lid] = -1
-                ltail[lid] = pv
-                lcount[lid] -= 1
-                lid_of[pfn] = NOLIST
+                self._list_del(pfn)
                 count -= n
                 pcp.count -= n
                 self.nr_pcpu_drain += 1  # trace_mm_page_pcpu_drain
-                free_one_page(zone, pfn, order, pb_mt[pfn >> PAGEBLOCK_ORDER])
+                self._free_one_page(zone, pfn, order, self.pb_mt[pfn >> PAGEBLOCK_ORDER])
                 if count <= 0 or not lcount[lid]:
                     break
 
@@ -1134,16 +1047,10 @@ class Node:
         """``rmqueue_bulk``: take ``count`` blocks under one zone-lock hold, append to the list tail."""
         mode = [0]
         i = 0
-        legacy = self._legacy_fallback
-        rmqueue_smallest = self._rmqueue_smallest
         while i < count:
-            # __rmqueue's RMQUEUE_NORMAL step first (a failed __rmqueue_smallest changes nothing, so
-            # __rmqueue repeats it before claiming or stealing)
-            pfn = rmqueue_smallest(zone, order, mt) if not legacy and mode[0] == 0 else -1
+            pfn = self._rmqueue(zone, order, mt, alloc_flags, mode)
             if pfn < 0:
-                pfn = self._rmqueue(zone, order, mt, alloc_flags, mode)
-                if pfn < 0:
-                    break
+                break
             self._list_add_tail(lid, pfn)
             i += 1
         return i
@@ -1372,11 +1279,6 @@ class Node:
         """``__alloc_pages``: fast path at the low watermark, then the slow path. Returns pfn or -1.
 
         ``last_path`` tells how the request was served (``PATH_*``).
-
-        The common order-0 case is inline (the replay's busiest path): what ``get_page_from_freelist``
-        does when the preferred zone is above its high watermark (not ZONE_BELOW_HIGH, no pending
-        boost) and the CPU's list has a page: ``rmqueue_pcplist`` pops the head
-        (:meth:`_pcp_hit_order0`, which says the same in one place).
         """
         self.last_path = PATH_PCP
         if order > MAX_PAGE_ORDER or order < 0:
@@ -1385,48 +1287,17 @@ class Node:
             self.nr_path[PATH_FAILED] += 1
             return -1
         self.nr_alloc[order] += 1
-        if self.policy.group_by_mobility:
-            mt = (gfp & _GFP_MT_BITS) >> 3  # gfp_migratetype, inline
-            if mt == 3:
-                mt = gfp_migratetype(gfp)  # raises: both movable and reclaimable
-        else:
-            mt = MIGRATE_UNMOVABLE
+        mt = gfp_migratetype(gfp) if self.policy.group_by_mobility else MIGRATE_UNMOVABLE
         hz = self._hz_cache.get(gfp & _ZONE_BITS)
         if hz is None:
             hz = self.highest_zoneidx(gfp)
         zonelist = self._zonelists.get(hz) or self._zonelist_for(hz)
         cpu %= self.cpus
-        pfn = -1
-        if zonelist:
-            if order == 0:
-                # _pcp_hit_order0, inline
-                zone = zonelist[0]
-                if not zone.flags & (ZONE_BELOW_HIGH | ZONE_BOOSTED_WATERMARK):
-                    free = zone.free_pages
-                    if free - min(free, zone.free_by_mt[MIGRATE_HIGHATOMIC]) > (
-                            zone._watermark[2] + zone.watermark_boost + zone.lowmem_reserve[hz]):
-                        pcp = zone.pcp[cpu]
-                        lid = pcp.lid0 + mt
-                        lhead = self.lhead
-                        pfn = lhead[lid]
-                        if pfn >= 0:
-                            pcp.free_count >>= 1
-                            nx = self.nxt[pfn]  # _list_del of the list's head
-                            lhead[lid] = nx
-                            if nx >= 0:
-                                self.prv[nx] = -1
-                            else:
-                                self.ltail[lid] = -1
-                            self.lcount[lid] -= 1
-                            self.lid[pfn] = NOLIST
-                            pcp.count -= 1
-                            self.page_mt[pfn] = mt
-                            self.alloc_order[pfn] = 0
-                            self.nr_path[PATH_PCP] += 1
-                            self.nr_req[PATH_PCP * 2 + (not gfp & _GFP_DIRECT_RECLAIM)] += 1
-                            if self.debug:
-                                self.check()
-                            return pfn
+        if not zonelist:
+            pfn = -1
+        elif order == 0 and self._pcp_hit_order0(zonelist[0], mt, hz, cpu):
+            pfn = self._pcp_pfn
+        else:
             flags = ALLOC_WMARK_LOW | self.alloc_flags_nofragment(zonelist[0], gfp)
             pfn = self._get_page_from_freelist(gfp, order, mt, flags, zonelist, hz, cpu)
             if pfn < 0:
@@ -1449,10 +1320,9 @@ class Node:
         return pfn
 
     def _pcp_hit_order0(self, zone: Zone, mt: int, hz: int, cpu: int) -> bool:
-        """The common order-0 case (inline in :meth:`alloc_pages`): what ``get_page_from_freelist`` does
-        when the preferred zone is above its high watermark (not ZONE_BELOW_HIGH, no pending boost) and
-        the CPU's list has a page: ``rmqueue_pcplist`` pops the head.  Sets ``_pcp_pfn``; False means
-        take the full path."""
+        """The common order-0 case, inline: what ``get_page_from_freelist`` does when the preferred
+        zone is above its high watermark (not ZONE_BELOW_HIGH, no pending boost) and the CPU's list
+        has a page: ``rmqueue_pcplist`` pops the head.  Sets ``_pcp_pfn``; False means take the full path."""
         if zone.flags & (ZONE_BELOW_HIGH | ZONE_BOOSTED_WATERMARK):
             return False
         free = zone.free_pages

@@ -319,24 +319,6 @@ class Reclaim:
             self._account(self._zone_index(pfn), lst, 1 << order)
             rmap[pfn] = self
 
-    def add_file_page(self, pfn: int, order: int, owner) -> None:
-        """:meth:`add_file_pages` of one new folio (inactive head, no flags): ``filemap_add_folio`` +
-        ``folio_add_lru`` of a page-cache allocation, a replay's busiest reclaim path."""
-        flags = self._flags
-        if flags is None or owner is None:
-            self.add_file_pages((pfn,), order, owner)
-            return
-        oid = self._owner_index.get(id(owner), 0)
-        node = self.node
-        if not oid or node.page_mt[pfn] >= PAGE_RESERVED or node.alloc_order[pfn] != order or flags[pfn] & _PG_LRU:
-            self.add_file_pages((pfn,), order, owner)  # a new owner, or the errors
-            return
-        flags[pfn] = _PG_LRU
-        self._owner_id[pfn] = oid
-        self._link_head(0, pfn)
-        self._account(self._zone_index(pfn), 0, 1 << order)
-        node.rmap[pfn] = self
-
     def remove_file_pages(self, pfns: Iterable[int], free: bool = True) -> None:
         """Truncate/unlink: pages leave the page cache (and are freed unless ``free`` is False)."""
         for pfn in pfns:

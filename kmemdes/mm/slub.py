@@ -954,21 +954,9 @@ class SlabAllocator:
         The trace event would print ``bytes_req=s->object_size bytes_alloc=s->size`` and the
         name of the cache that owns a merged group.
         """
-        # _cache_alloc and _track inline (the replay's busiest object path)
-        cpu %= len(s.cpus)
-        if s.sheaf_capacity:
-            obj = self._alloc_from_pcs(s, gfp, cpu)
-        else:
-            c = s.cpus[cpu]
-            obj = c.freelist.pop() if c.freelist else self._slab_alloc_slow(s, gfp, cpu)
+        obj = self._cache_alloc(s, gfp, cpu % len(s.cpus))
         if obj:
-            s.nr_live += 1
-            req = s.object_size
-            self.live[obj] = req
-            self.bytes_req_live += req
-            self.bytes_alloc_live += s.size
-        else:
-            s.stat["alloc_fail"] += 1
+            self._track(obj, s.object_size, s.size)
         if self.trace is not None:
             self.trace("kmem_cache_alloc", ptr=obj, cache=s.name, bytes_req=s.object_size, bytes_alloc=s.size,
                        gfp=gfp)
@@ -1191,24 +1179,11 @@ class SlabAllocator:
         if self.trace is not None:
             self.trace("kmem_cache_free", ptr=obj, cache=s.name)
         # a live object is a direct-map address (see _free_obj)
-        live = self.live
-        slab = self.slab_of_page.get((obj - self._page_offset) >> PAGE_SHIFT) if obj in live else None
+        slab = self.slab_of_page.get((obj - self._page_offset) >> PAGE_SHIFT) if obj in self.live else None
         if slab is None or slab.cache is not s:
             self._warn("kmem_cache_free: wrong cache, invalid or double free", 0)
             return
-        # _free_obj of a live slab object, inline
-        self.bytes_req_live -= live.pop(obj)
-        self.bytes_alloc_live -= s.size
-        s.nr_live -= 1
-        cpu %= self.nr_cpus
-        if s.sheaf_capacity:
-            self._free_to_pcs(s, obj, cpu)
-        else:
-            c = s.cpus[cpu]
-            if slab is c.slab:  # do_slab_free fast path
-                c.freelist.append(obj)
-            else:
-                self._slab_free(s, slab, obj, cpu)
+        self._free_obj(obj, cpu)
 
     # ---- flushing / shrinking ----------------------------------------------------------
     def _deactivate_slab(self, s: KmemCache, c: _CpuCache, cpu: int) -> None:

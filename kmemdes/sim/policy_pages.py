@@ -205,43 +205,8 @@ class PolicyPages:
     def alloc(self, tpfn: int, order: int, gfp: int, cpu: int, pid: int) -> int:
         """``mm_page_alloc`` of the trace (``tpfn`` < 0: the kernel failed it); returns the model's pfn."""
         node = self.node
-        thp = order >= 9 and gfp & _THP_BITS == _THP_BITS  # is_thp_fault
-        if not thp:
-            # the common case: no THP fault to follow (:meth:`_map` and :meth:`_own` inline)
-            pfn = node.alloc_pages(gfp, order, cpu)
-            self.attempts[order] += 1
-            if pfn >= 0:
-                if tpfn < 0:
-                    node.free_pages(pfn, order, cpu)  # the kernel failed it: the trace goes on without it
-                    return pfn
-                t2m = self.t2m
-                old = t2m.get(tpfn)
-                if old is not None:  # the kernel freed it without an event: the model frees it now
-                    self._drop(old, 0)
-                    self.quirk("alloc_of_mapped_pfn")
-                t2m[tpfn] = (pfn, order)
-                self.m2t[pfn] = tpfn
-                reclaimed_t = self.reclaimed_t
-                if reclaimed_t:
-                    reclaimed_t.discard(tpfn)
-                if gfp & _MOVABLE and node.alloc_order[pfn] == order:
-                    reclaim = node.reclaim
-                    if reclaim is None:
-                        node.rmap[pfn] = self
-                    else:
-                        if reclaim.is_page_cache(pfn):
-                            self.quirk("model_page_cache_state_reused")  # defensive: a stale LRU mark
-                            reclaim.remove_file_pages((pfn,), free=False)
-                        if gfp & _ZERO:
-                            node.rmap[pfn] = self
-                        else:
-                            reclaim.add_file_page(pfn, order, self)
-                return pfn
-            self.failures[order] += 1
-            if tpfn >= 0 and gfp & _MOVABLE and order > 0:
-                self._fallback(tpfn, order, gfp, cpu)
-            return -1
-        retry = not gfp & _THISNODE and pid in self.thp_fault
+        thp = is_thp_fault(gfp, order)
+        retry = thp and not gfp & _THISNODE and pid in self.thp_fault
         if retry and self.thp_fault[pid]:
             # the kernel retried without __GFP_THISNODE because its first attempt failed; the model's did not
             self.end_thp_fault(pid)
@@ -251,17 +216,18 @@ class PolicyPages:
         self.attempts[order] += 1
         if pfn < 0:
             self.failures[order] += 1
-        if not retry:
-            self.end_thp_fault(pid)  # a new fault
-        self.thp_fault[pid] = pfn >= 0
+        if thp:
+            if not retry:
+                self.end_thp_fault(pid)  # a new fault
+            self.thp_fault[pid] = pfn >= 0
         if pfn >= 0:
             if tpfn < 0:
                 node.free_pages(pfn, order, cpu)  # the kernel failed it: the trace goes on without it
             else:
                 self._map(tpfn, pfn, order, gfp)
             return pfn
-        if tpfn >= 0 and gfp & _MOVABLE:
-            if gfp & _THISNODE:  # alloc_pages_mpol: retry without __GFP_THISNODE / __GFP_NORETRY
+        if tpfn >= 0 and gfp & _MOVABLE and order > 0:
+            if thp and gfp & _THISNODE:  # alloc_pages_mpol: retry without __GFP_THISNODE / __GFP_NORETRY
                 pfn = node.alloc_pages(gfp & ~(_THISNODE | _NORETRY), order, cpu)
                 self.attempts[order] += 1  # an mm_page_alloc of its own in the kernel
                 if pfn < 0:
@@ -341,29 +307,7 @@ class PolicyPages:
             self._kernel_free(tpfn, ent, order, decided)
             return 0
         if ent is not None:
-            pfn = ent[0]
-            if pfn < 0:
-                self._drop(ent, cpu)
-                return 1
-            # the common case: one model block (:meth:`_drop` and :meth:`_release` inline)
-            node = self.node
-            self.m2t.pop(pfn, None)
-            order = node.alloc_order[pfn]  # the model's block (the kernel's may have been split otherwise)
-            if order == 0:
-                if node.page_mt[pfn] >= PAGE_RESERVED:
-                    self.quirk("free_of_page_not_held_by_model")
-                    return 1
-            elif order == NO_ORDER or node.page_mt.count(PAGE_FREE, pfn, pfn + (1 << order)) or \
-                    node.page_mt.count(PAGE_RESERVED, pfn, pfn + (1 << order)):
-                # free already, isolated by the model's compaction, or no block the model placed
-                self.quirk("free_of_page_not_held_by_model")
-                return 1
-            reclaim = node.reclaim
-            if reclaim is not None and reclaim.is_page_cache(pfn):
-                reclaim.remove_file_pages((pfn,), free=False)
-            else:
-                node.rmap.pop(pfn, None)
-            node.free_pages(pfn, order, cpu)
+            self._drop(ent, cpu)
             return 1
         if tpfn in self.reclaimed_t:
             self.reclaimed_t.discard(tpfn)
