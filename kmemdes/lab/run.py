@@ -621,18 +621,13 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
     q = hist.quantiles(9)
     if q:
         latency["9"] = q
-    kernel_lat = {}
-    for kind in ("direct_reclaim", "direct_compaction", "compact_zone", "kswapd_awake"):
+    stalls = interval_stalls(ivs, stall)  # direct reclaim and direct compaction, as a simulated run has them
+    kernel_lat = dict(stalls)
+    for kind in ("compact_zone", "kswapd_awake"):
         items = ivs.get(kind, [])
         if kind == "compact_zone":
             items = [i for i in items if not i["kcompactd"]]
-        d = duration_quantiles([i["dur_ns"] for i in items])
-        if kind == "direct_reclaim":
-            d["pages"] = sum(i["pages"] for i in items)
-        if kind == "direct_compaction":
-            d["migrated"] = sum(i["migrated"] for i in items)
-            d["success"] = sum(1 for i in items if i["status"] == "success")
-        kernel_lat[kind] = d
+        kernel_lat[kind] = duration_quantiles([i["dur_ns"] for i in items])
     user_t = {}
     for what in ("thp_first_touch", "fault_4k", "thp_burst_total", "stream"):
         vals = [int(u["ns"]) for u in user if u["what"] == what]
@@ -695,7 +690,7 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
         "latency_ns": latency,
         "compaction": {"attempts": stall, "success": success, "success_rate": (success / stall) if stall else None},
         # the stalls' durations under the simulated runs' key (kmemdes.sim.stalls)
-        "stall_latency_ns": interval_stalls(ivs, stall),
+        "stall_latency_ns": stalls,
         "fallbacks": {"claim": claims, "steal": steals, "pollute": pollute},
         "final": {"buddyinfo": last.get("buddyinfo", ""), "pagetypeinfo": last.get("pagetypeinfo", ""),
                   "unusable_index": format_index_file(rows, "unusable"),

@@ -67,28 +67,27 @@ class StallLatency:
         self.costs = costs or DaemonCosts()
         self.log: list = []
 
+    def duration(self, entry: tuple) -> int:
+        """How long one stall (a log entry) took; a compaction deferred in every zone took nothing."""
+        if entry[0] == STALL_RECLAIM:
+            return self.costs.reclaim_ns(entry[1])
+        return 0 if entry[2] == COMPACT_DEFERRED else self.costs.compaction_ns(entry[1])
+
     def price(self, entries: list) -> int:
-        """The total duration of some stalls (log entries), deferred compactions costing nothing."""
-        total = 0
-        for entry in entries:
-            if entry[0] == STALL_RECLAIM:
-                total += self.costs.reclaim_ns(entry[1])
-            elif entry[2] != COMPACT_DEFERRED:
-                total += self.costs.compaction_ns(entry[1])
-        return total
+        """The total duration of some stalls (log entries)."""
+        return sum(map(self.duration, entries))
 
     def durations(self) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]], int]:
         """(direct reclaims as (ns, pages), direct compactions that ran as (ns, migrated, whether it
         ended ``COMPACT_SUCCESS``: ``mm_compaction_end status=success``), compactions deferred in every zone)."""
         reclaim, compact, deferred = [], [], 0
-        price_r, price_c = self.costs.reclaim_ns, self.costs.compaction_ns
         for entry in self.log:
             if entry[0] == STALL_RECLAIM:
-                reclaim.append((price_r(entry[1]), entry[2]))
+                reclaim.append((self.duration(entry), entry[2]))
             elif entry[2] == COMPACT_DEFERRED:
                 deferred += 1
             else:
-                compact.append((price_c(entry[1]), entry[1].migrated, entry[2] == COMPACT_SUCCESS))
+                compact.append((self.duration(entry), entry[1].migrated, entry[2] == COMPACT_SUCCESS))
         return reclaim, compact, deferred
 
     def summary(self) -> dict:
