@@ -255,8 +255,9 @@ def frag_cmd(buddyinfo: Optional[str], index: str) -> None:
               help="Capture folder to create (must not exist; written as DIR.tmp-PID, then renamed).")
 @click.option("--raw-pointers", is_flag=True, help="nohash-ptr in the instance: real addresses instead of hashed ids.")
 @click.option("--buffer-kb", type=int, default=65536, show_default=True, help="Ring buffer per CPU, in KiB.")
-@click.option("--events", default="kmem,vmalloc,compaction,vmscan", show_default=True,
-              help="Event groups or group/event names, comma separated (kmem = the allocator events).")
+@click.option("--events", default="kmem,vmalloc,compaction,vmscan,pagemap/mm_lru_activate", show_default=True,
+              help="Event groups or group/event names, comma separated (kmem = the allocator events; "
+                   "pagemap/mm_lru_activate: the folios the workload touched again, for policy replay's LRU).")
 @click.option("--kpageflags", is_flag=True, help="Also store /proc/kpageflags (zstd) in before/ and after/.")
 @click.option("--keep-partial", is_flag=True, help="Keep DIR.tmp-PID when the capture fails or is interrupted.")
 @click.option("--name", default=None, help="Capture name in markers and meta.txt (default: DIR's name).")

@@ -363,6 +363,10 @@ def _reserve(state: KernelState, keep_kb: int, log) -> dict:
             "available_after_kb": after}
 
 
+#: ``kmemdes lab --capture``'s ring buffer per CPU (capture_pressure.sh's BUF_KB)
+_CAPTURE_BUFFER_KB = 131072
+
+
 def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log=None,
             seed: Optional[int] = None) -> tuple[Path, dict]:
     """Run ``cfg``'s ``[lab]`` recipe on this kernel and write the run directory ``out``."""
@@ -377,6 +381,10 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
     knobs.update({k: str(v) for k, v in lab.sysctls.items()})
     free = size_or_zero(lab.free)
     keep_kb = max(free, parse_size(lab.min_available), GIB) // 1024 if free else 0
+    if capture and keep_kb:
+        # the capture's per-CPU ring buffers are allocated after the reservation, out of what it leaves
+        # (as capture_pressure.sh subtracts them): lab.free stays for the workload
+        keep_kb += _CAPTURE_BUFFER_KB * len(os.sched_getaffinity(0))
     min_kb = max(parse_size(lab.min_available), GIB) // 1024
     lab_preflight()
     for k in knobs:
@@ -443,14 +451,14 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
         sampler.start()
         log(f"running {lab.cycles} cycle(s) of {len(plan['workloads'])} workload(s)")
         if capture:
-            from kmemdes.trace.capture import capture as do_capture
+            from kmemdes.trace.capture import DEFAULT_EVENTS, capture as do_capture
 
             cap_dir = work / "capture"
             timer = threading.Timer(timeout_s, watchdog.kill_workload)
             timer.start()
             try:
-                do_capture(cap_dir, argv, kpageflags=True, raw_pointers=True, buffer_kb=131072,
-                           events=("kmem", "vmalloc", "compaction", "vmscan"), name=cfg.name, log=log)
+                do_capture(cap_dir, argv, kpageflags=True, raw_pointers=True, buffer_kb=_CAPTURE_BUFFER_KB,
+                           events=DEFAULT_EVENTS, name=cfg.name, log=log)
             finally:
                 timer.cancel()
         else:

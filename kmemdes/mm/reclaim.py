@@ -344,15 +344,36 @@ class Reclaim:
         if not f & _PG_LRU:
             return
         if not f & _PG_ACTIVE and f & _PG_REFERENCED:
-            zi, n = self._zone_index(pfn), 1 << self._order(pfn)
-            self._unlink(0, pfn)
-            self._account(zi, 0, -n)
-            self._flags[pfn] = (f | _PG_ACTIVE) & ~_PG_REFERENCED
-            self._link_head(1, pfn)
-            self._account(zi, 1, n)
-            self.vmstat["pgactivate"] += 1
+            self.folio_activate(pfn)
         else:
             self._flags[pfn] = f | _PG_REFERENCED
+
+    def folio_activate(self, pfn: int) -> int:
+        """``folio_activate`` / ``lru_activate`` as ``folio_mark_accessed`` calls it on a second access:
+        a folio on the inactive list goes to the head of the active list, PG_referenced cleared, and
+        PGACTIVATE counts its pages (the ``mm_lru_activate`` event).  Returns the pages moved (0 when
+        the folio is not on the inactive list).
+
+        >>> from kmemdes.mm.mm_init import build_node, parse_size
+        >>> from kmemdes.mm.gfp import GFP_HIGHUSER_MOVABLE
+        >>> node = build_node("x86_64", parse_size("256M"), cpus=1)
+        >>> rec = Reclaim(node)
+        >>> pfn = node.alloc_pages(GFP_HIGHUSER_MOVABLE, 9)
+        >>> rec.add_file_pages([pfn], 9, owner=None)
+        >>> rec.folio_activate(pfn), rec.folio_activate(pfn), rec.vmstat["pgactivate"]
+        (512, 0, 512)
+        """
+        f = self._flags[pfn] if self._flags is not None else 0
+        if not f & _PG_LRU or f & _PG_ACTIVE:
+            return 0
+        zi, n = self._zone_index(pfn), 1 << self._order(pfn)
+        self._unlink(0, pfn)
+        self._account(zi, 0, -n)
+        self._flags[pfn] = (f | _PG_ACTIVE) & ~_PG_REFERENCED
+        self._link_head(1, pfn)
+        self._account(zi, 1, n)
+        self.vmstat["pgactivate"] += n
+        return n
 
     def set_page_dirty(self, pfn: int, dirty: bool = True) -> None:
         """``folio_mark_dirty`` / writeback completion (``dirty=False``)."""
@@ -526,13 +547,15 @@ class Reclaim:
                 self._account(zi, 0, -n)
         for pfn in rotated:  # kept folios go back to the head
             self._link_head(0, pfn)
+        nr_activate = 0
         for pfn in activated:  # FOLIOREF_ACTIVATE: to the head of the active list
             n = 1 << self._order(pfn)
             zi = bisect_right(zend, pfn)
             self._account(zi, 0, -n)
             self._link_head(1, pfn)
             self._account(zi, 1, n)
-        self.vmstat["pgactivate"] += len(activated)
+            nr_activate += n
+        self.vmstat["pgactivate"] += nr_activate  # stat.nr_activate: pages
         for pfn in reversed(skipped):
             self._link_head(0, pfn)
         return scanned, reclaimed, folios

@@ -327,6 +327,36 @@ class PolicyPages:
         self.quirk("free_of_untraced_page", 1 << order)
         return 0
 
+    def activate(self, tpfn: int) -> int:
+        """The kernel's ``mm_lru_activate`` of the folio at trace pfn ``tpfn``: the workload touched it
+        again (a page-cache hit, which has no allocation event), so the model's copy of it goes to the
+        active list as ``folio_mark_accessed`` would put it (:meth:`~kmemdes.mm.reclaim.Reclaim.folio_activate`).
+        The model's copy is the page the trace's allocation got in the model (or the base pages it fell
+        back to), or for a page in use since the start its own pfn while no model decision has touched
+        it.  Returns 1 when applied (also when the model's copy is already active), else 0, counted under
+        ``lru_activate_not_in_model`` (pages: the kernel's folio, as far as the model knows its order)."""
+        reclaim = self.node.reclaim
+        ent = self.t2m.get(tpfn)
+        if ent is not None:
+            pfn, order = ent
+            pages = [pfn] if pfn >= 0 else [p for p, _ in order]
+        elif (self.exact_start and tpfn not in self.m2t and 0 <= tpfn < len(self.start_busy)
+              and self.start_busy[tpfn]):
+            pages = [tpfn]
+        else:
+            pages = []
+        done = False
+        if reclaim is not None:
+            for p in pages:
+                if reclaim.is_page_cache(p) and self.m2t.get(p, tpfn) != -1:
+                    reclaim.folio_activate(p)
+                    done = True
+        if done:
+            return 1
+        order = self.node.alloc_order[pages[0]] if pages else NO_ORDER
+        self.quirk("lru_activate_not_in_model", 1 << order if order != NO_ORDER else 1)
+        return 0
+
     def _pretrace(self, tpfn: int, order: int) -> bool:
         """``tpfn`` names a block in use since the start that no model decision has touched: it is
         still the kernel's own page at its own pfn (claimed once; its order set).

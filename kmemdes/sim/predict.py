@@ -9,8 +9,11 @@ sysctls and THP settings) unless ``--set policy.KEY=VALUE`` asks for another
 - page allocation attempts and failures per order: the trace's ``mm_page_alloc``
   events (``pfn=0``: failed), the same requests the models replay;
 - THP faults served and fallen back, direct compaction stalls / successes /
-  failures, pages migrated, direct reclaim stalls and pages, kswapd pages: the
-  kernel's ``/proc/vmstat`` after minus before;
+  failures, pages migrated, direct reclaim stalls and pages, kswapd pages, pages
+  activated and deactivated on the LRU: the kernel's ``/proc/vmstat`` after minus
+  before (a capture with ``mm_lru_activate`` events hands the kernel's activations,
+  the workload's page-cache hits, to the model's LRU; without them the model sees
+  no hit and its page cache stays inactive);
 - fragmenting fallbacks: the trace's ``mm_page_alloc_extfrag`` events;
 - the end state per zone and order: ``after/buddyinfo``.
 
@@ -39,9 +42,9 @@ __all__ = ["predict_capture", "check_prediction_inputs", "combine_predictions", 
 #: the figures compared, in the order they are printed (the JSON keys of "predicted" and "kernel")
 KEYS = ("attempts_by_order", "failures_by_order", "thp_fault_alloc", "thp_fault_fallback", "compact_stall",
         "compact_success", "compact_fail", "pgmigrate_success", "allocstall", "pgsteal_direct", "pgsteal_kswapd",
-        "extfrag_fallbacks", "buddyinfo")
+        "pgactivate", "pgdeactivate", "extfrag_fallbacks", "buddyinfo")
 _VMSTAT = ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "compact_fail",
-           "pgmigrate_success", "pgsteal_direct", "pgsteal_kswapd")
+           "pgmigrate_success", "pgsteal_direct", "pgsteal_kswapd", "pgactivate", "pgdeactivate")
 
 
 def _buddyinfo(text: str, where: str) -> dict[str, list[int]]:
@@ -243,6 +246,8 @@ _RULES = {
                                                "page it had for the source",
     "free_of_page_from_before_trace": "frees of pages in use since the start, at their own pfn",
     "free_of_page_reclaimed_by_model": "frees of pages the model's reclaim had already taken",
+    "lru_activate_not_in_model": "the kernel's activations (mm_lru_activate) of folios the model does not hold "
+                                 "as page cache",
 }
 
 
@@ -278,9 +283,12 @@ def format_prediction(res: dict) -> str:
               "compact_stall": "direct compaction stalls", "compact_success": "  successes",
               "compact_fail": "  failures", "pgmigrate_success": "pages migrated",
               "allocstall": "direct reclaim stalls", "pgsteal_direct": "  pages reclaimed directly",
-              "pgsteal_kswapd": "kswapd pages reclaimed", "extfrag_fallbacks": "fragmenting fallbacks (extfrag)"}
+              "pgsteal_kswapd": "kswapd pages reclaimed", "pgactivate": "pages activated (LRU)",
+              "pgdeactivate": "  deactivated", "extfrag_fallbacks": "fragmenting fallbacks (extfrag)"}
     spread = res.get("spread", {})
     for key, label in labels.items():
+        if key not in p or key not in k:  # a prediction saved before the figure existed
+            continue
         lo_hi = spread.get(key)
         lines.append(f"{label:<34}{p[key]:>20,}{k[key]:>20,}{_err(p[key], k[key]):>9}"
                      + (f"   seeds: {lo_hi[0]:,}-{lo_hi[1]:,}" if lo_hi else ""))

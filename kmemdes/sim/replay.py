@@ -57,6 +57,10 @@ compaction_event                   (mirror) compaction events other than isolati
 compaction_isolate_not_free_in_model   (mirror) pages compaction isolated (free scanner) or needed as targets
                                    that the model did not hold free (counted, pages noted)
 reclaim_event                      vmscan events (reclaim's frees are mm_page_free events of their own)
+lru_event                          (mirror) pagemap's ``mm_lru_activate``: a folio moved to the active LRU, no
+                                   page changes hands (counted only); in policy mode the model's LRU follows it
+lru_activate_not_in_model          (policy mode) an activation of a folio the model does not hold as page
+                                   cache on its inactive list (anonymous, reclaimed or failed in the model)
 redecided_by_policy                (policy mode) zone_locked, pcpu_drain and extfrag lines: the model
                                    re-decides these itself
 slab_page_by_model                 (policy mode) a slab or large-kmalloc page of the trace (and its free):
@@ -104,6 +108,7 @@ from kmemdes.trace.pressure import (
     BY_WORKLOAD,
     OP_FAST_FREE,
     OP_ISO_FREE,
+    OP_ACTIVATE,
     OP_ISO_MIGRATE,
     OP_MIGRATE,
     decided_by_kernel,
@@ -137,6 +142,7 @@ K_PURGE = int(EventKind.PURGE_VMAP_AREA_LAZY)
 K_LOST = int(EventKind.LOST)
 K_COMPACTION = (int(EventKind.COMPACTION), int(EventKind.VMSCAN))
 K_VMSCAN = int(EventKind.VMSCAN)
+K_LRU = int(EventKind.LRU)
 #: the lines policy mode re-decides (redecided_by_policy): the kernel's placements, drains, compaction, reclaim
 _REDECIDED = frozenset((K_ZONE_LOCKED, K_DRAIN, K_EXTFRAG, *K_COMPACTION))
 
@@ -191,7 +197,7 @@ def slim_events(events: pl.DataFrame, decided: bool = True) -> tuple[pl.DataFram
     by_type: dict[str, int] = {}
     for _, name, n in events.group_by("kind", "event").len().sort("event", "kind").iter_rows():
         by_type[name] = by_type.get(name, 0) + n
-    ops = kernel_ops(events.lazy().with_row_index("seq").filter(pl.col("kind").is_in(K_COMPACTION)), "seq")
+    ops = kernel_ops(events.lazy().with_row_index("seq").filter(pl.col("kind").is_in((*K_COMPACTION, K_LRU))), "seq")
     # narrower than the canonical schema where this trace's values allow (kmalloc sizes below 2 GiB)
     wide = ("bytes_req", "bytes_alloc", "npurged")
     lo_hi = events.select(*[pl.col(c).min().alias(c + "_lo") for c in wide],
@@ -690,6 +696,8 @@ class Replayer:
                 replayed += self._vmalloc(i, k)
             elif k in K_COMPACTION:
                 replayed += self._mirror_kernel_op(i, k)
+            elif k == K_LRU:
+                quirk("lru_event")
             else:
                 other += 1
         if other:  # counted here: the most frequent rule of some traces (rss_stat lines)
@@ -1006,6 +1014,12 @@ class Replayer:
                 replayed += 1
             elif k in _REDECIDED:
                 redecided += 1
+            elif k == K_LRU:
+                op = self.ops.get(self.base + i)
+                if op is not None and op[0] == OP_ACTIVATE:
+                    replayed += self.pages.activate(op[1])
+                else:
+                    quirk("lru_event")
             elif k in OBJECT_KINDS:
                 replayed += self._policy_object(i, k)
             elif k == K_VMAP or k == K_VFREE or k == K_PURGE:

@@ -54,7 +54,10 @@ KMEM_EVENTS = (
     "kmem/kmalloc kmem/kfree kmem/kmem_cache_alloc kmem/kmem_cache_free kmem/mm_page_alloc kmem/mm_page_free "
     "kmem/mm_page_free_batched kmem/mm_page_pcpu_drain kmem/mm_page_alloc_extfrag kmem/mm_page_alloc_zone_locked"
 ).split()
-DEFAULT_EVENTS = ("kmem", "vmalloc", "compaction", "vmscan")
+#: the groups ``kmemdes capture`` records by default; ``pagemap/mm_lru_activate`` (``lru_activate``: a page-cache
+#: or anonymous folio moved to the active LRU, one event per folio) tells a policy replay which folios the
+#: workload touched again (page-cache hits make no allocation event)
+DEFAULT_EVENTS = ("kmem", "vmalloc", "compaction", "vmscan", "pagemap/mm_lru_activate")
 _PROC_SNAPSHOTS = ("buddyinfo", "pagetypeinfo", "zoneinfo", "slabinfo", "vmallocinfo", "meminfo", "vmstat")
 _STATE_KEYS = ("tracing_on", "buffer_size_kb", "buffer_total_size_kb", "current_tracer", "trace_clock", "events_enable", "set_event", "instances", "trace_options")
 #: keys whose change means we disturbed global tracing (instances of other users may come and go)
@@ -104,6 +107,11 @@ def _read(path, default: str = "") -> str:
             return f.read()
     except OSError:
         return default
+
+
+def _one_line(value) -> str:
+    """A meta.txt value on one line (line breaks escaped as ``\\n``, ``\\r``)."""
+    return str(value).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _write(path, text: str) -> None:
@@ -562,7 +570,9 @@ def capture(
             _signals_blocked(False)
         if ok:
             manifest["meta"] = dict(meta)
-            _write(tmp / "meta.txt", "".join(f"{k}={v}\n" for k, v in meta))
+            # one key=value per line: a value with line breaks (a ``python -c`` script as the workload)
+            # has them escaped; manifest.json keeps the exact text
+            _write(tmp / "meta.txt", "".join(f"{k}={_one_line(v)}\n" for k, v in meta))
             _write(tmp / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             os.rename(tmp, out)
         elif tmp.exists() and not keep_partial:

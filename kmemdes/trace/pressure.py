@@ -7,7 +7,9 @@ The event table keeps these events' fields as raw ``args`` text
 (:mod:`kmemdes.trace.schema`); :func:`kernel_ops` turns the ones a replay or a
 comparison needs into integers, in one vectorised pass over the (few) rows of
 the two groups.  Formats follow include/trace/events/compaction.h and
-include/trace/events/vmscan.h (6.18; KERNEL.md §13):
+include/trace/events/vmscan.h (6.18; KERNEL.md §13), and ``mm_lru_activate`` of
+include/trace/events/pagemap.h (``lru_activate``: a folio the workload touched again moved to the
+active LRU, which a replay's reclaim model must know since page-cache hits make no allocation event):
 
 =========================================  ======  ================================================
 event                                      op      a, b, n1, n2
@@ -24,6 +26,7 @@ event                                      op      a, b, n1, n2
 ``mm_vmscan_direct_reclaim_end``           DR_END       -, -, nr_reclaimed, -
 ``mm_vmscan_kswapd_wake``                  KSWAPD_WAKE  -, -, order, -
 ``mm_vmscan_lru_shrink_inactive``          SHRINK       -, -, nr_scanned, nr_reclaimed
+``mm_lru_activate``                        ACTIVATE     pfn, -, -, -
 =========================================  ======  ================================================
 
 >>> import polars as pl
@@ -56,9 +59,10 @@ OP = {
     "mm_vmscan_direct_reclaim_end": 11,
     "mm_vmscan_kswapd_wake": 12,
     "mm_vmscan_lru_shrink_inactive": 13,
+    "mm_lru_activate": 14,
 }
 OP_BEGIN, OP_END, OP_ISO_MIGRATE, OP_ISO_FREE, OP_FAST_FREE, OP_MIGRATE, OP_TRY, OP_KCOMPACTD = 1, 2, 3, 4, 5, 6, 7, 8
-OP_DR_BEGIN, OP_DR_END, OP_KSWAPD_WAKE, OP_SHRINK = 10, 11, 12, 13
+OP_DR_BEGIN, OP_DR_END, OP_KSWAPD_WAKE, OP_SHRINK, OP_ACTIVATE = 10, 11, 12, 13, 14
 
 #: ``compaction_status_string`` (include/trace/events/compaction.h, 6.18)
 COMPACT_STATUS = {"not_suitable_zone": 0, "skipped": 1, "deferred": 2, "no_suitable_page": 3, "continue": 4,
@@ -92,7 +96,8 @@ def kernel_ops(events: pl.DataFrame | pl.LazyFrame, index: str | None = None) ->
     out = (lf.filter(ev.is_in(names))
            .select(*keep,
                    op=ev.replace_strict(OP, return_dtype=pl.Int8),
-                   a=pl.when(is_begin_end).then(_hex(r"migrate_pfn=0x([0-9a-fA-F]+)")).otherwise(rng_a),
+                   a=pl.when(is_begin_end).then(_hex(r"migrate_pfn=0x([0-9a-fA-F]+)"))
+                   .when(ev == "mm_lru_activate").then(_hex(r"pfn=0x([0-9a-fA-F]+)")).otherwise(rng_a),
                    b=pl.when(is_begin_end).then(_hex(r"free_pfn=0x([0-9a-fA-F]+)")).otherwise(rng_b),
                    n1=pl.when(is_begin_end).then(_hex(r"zone_start=0x([0-9a-fA-F]+)"))
                    .when(ev == "mm_compaction_migratepages").then(_dec(r"nr_migrated=(\d+)"))

@@ -96,6 +96,7 @@ class EventKind(enum.IntEnum):
     PURGE_VMAP_AREA_LAZY = 32
     COMPACTION = 40  # mm_compaction_* (details in args)
     VMSCAN = 41  # mm_vmscan_* (details in args)
+    LRU = 42  # pagemap's mm_lru_* (mm_lru_activate: a folio moved to the active LRU; pfn in args)
 
     @classmethod
     def from_name(cls, name: str) -> "EventKind":
@@ -107,6 +108,8 @@ class EventKind(enum.IntEnum):
             return cls.COMPACTION
         if name.startswith(("mm_vmscan_", "mm_shrink_slab")):
             return cls.VMSCAN
+        if name.startswith("mm_lru_"):
+            return cls.LRU
         return cls.OTHER
 
 

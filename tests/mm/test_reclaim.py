@@ -127,6 +127,20 @@ def test_accessed_pages_are_activated_and_aged_back():
     assert rec.shrink_node(node.zones, 32, priority=0) == 1 and rec.nr_file_pages() == 0
 
 
+def test_pgactivate_counts_pages_as_lru_activate_does():
+    """``lru_activate`` counts PGACTIVATE by ``folio_nr_pages``: a 2 MiB page-cache folio activated
+    on its second access counts 512, and an active folio is not activated again."""
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    rec = Reclaim(node)
+    folio = node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 9)
+    rec.add_file_pages([folio], 9, None)
+    rec.mark_page_accessed(folio)
+    assert rec.vmstat["pgactivate"] == 0  # referenced only
+    rec.mark_page_accessed(folio)
+    assert rec.vmstat["pgactivate"] == 512 and rec.lru_pages(node.zone_of(folio), True) == 512
+    assert rec.folio_activate(folio) == 0 and rec.vmstat["pgactivate"] == 512
+    node.check()
+
 
 def test_mapped_pages_are_kept_once_then_activated_and_active_ones_start_active():
     """``folio_check_references``: a mapped folio whose page tables reference it is kept

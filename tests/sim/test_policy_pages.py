@@ -190,3 +190,43 @@ def test_a_policy_start_holds_the_kernels_per_cpu_pages(corpus, name):
     pages = PolicyPages(node, lambda *a: None)
     pages.adopt(node, *adopt)
     assert all(node.alloc_order[p] == NO_ORDER and p not in node.rmap for p in heads)
+
+
+def test_the_kernels_activation_moves_the_models_copy_to_the_active_list():
+    """``mm_lru_activate`` names the folio the workload touched again (a page-cache hit): the model's
+    copy goes to the active list, so the model's reclaim takes the untouched page cache first, as the
+    kernel's did."""
+    n, _ = node()
+    seen, quirk = quirks()
+    pp = PolicyPages(n, quirk)
+    read = READAHEAD & ~g.__GFP_COMP
+    first = pp.alloc(0x300000, 0, read, 0, 1)
+    second = pp.alloc(0x300001, 0, read, 0, 1)
+    assert pp.activate(0x300000) == 1 and n.reclaim.vmstat["pgactivate"] == 1
+    assert pp.activate(0x300000) == 1 and n.reclaim.vmstat["pgactivate"] == 1  # already active: agrees
+    # the older page is active: reclaim scanning the inactive list takes the newer one
+    assert n.reclaim.shrink_node(n.zones, 32, priority=0) == 1
+    assert n.page_mt[second] == PAGE_FREE and n.page_mt[first] != PAGE_FREE
+    # a folio the model does not hold as page cache (anonymous here) is counted, not applied
+    pp.alloc(0x400000, 0, ANON, 0, 1)
+    assert pp.activate(0x400000) == 0 and pp.activate(0x500000) == 0
+    assert seen["lru_activate_not_in_model"] == 2
+    n.check()
+
+
+def test_an_activated_folio_the_model_served_with_base_pages_activates_them_all():
+    n, _ = node()
+    seen, quirk = quirks()
+    pp = PolicyPages(n, quirk)
+    pfn = pp.alloc(0x200000, 2, READAHEAD, 0, 1)
+    assert pfn >= 0 and pp.activate(0x200000) == 1 and n.reclaim.vmstat["pgactivate"] == 4  # its pages
+    pp.t2m[0x210000] = (-1, [(p, 0) for p in (pp.alloc(0x220000 + i, 0, READAHEAD & ~g.__GFP_COMP, 0, 1)
+                                              for i in range(3))])
+    assert pp.activate(0x210000) == 1 and n.reclaim.vmstat["pgactivate"] == 7
+    # a page-cache page in use since the start is its own pfn while no model decision touched it
+    n.take_block(4096, 0)
+    n.page_mt[4096] = 1
+    pp.adopt(n, [4096], [0], [True])
+    assert pp.activate(4096) == 1 and n.reclaim.vmstat["pgactivate"] == 8
+    assert "lru_activate_not_in_model" not in seen
+    n.check()

@@ -11,6 +11,15 @@ from kmemdes.sim.predict import KEYS, prediction_targets
 from kmemdes.sim.validate import read_vmstat
 
 
+def zstd_lines(path):
+    import io
+
+    import zstandard
+
+    with open(path, "rb") as f:
+        yield from io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8", errors="replace")
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "kmemdes.cli", *args], capture_output=True, text=True)
 
@@ -18,6 +27,29 @@ def _cli(*args):
 def test_predict_needs_the_kernels_exact_start_state(shipped):
     r = _cli("validate", str(shipped / "a_idle_stream"), "--predict")
     assert r.returncode == 2 and "kpageflags" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_models_lru_follows_the_kernels_activations(shipped, tmp_path):
+    """traces/lru_reread: ``cat`` read a 32 MiB file (dropped from the cache first) three times; the
+    second read activated every folio of it (mm_lru_activate, PGACTIVATE 8,192 pages in the kernel's
+    vmstat; a folio still in a CPU's lru_add batch is activated there without either).  The policy replay hands those activations to the model's copies of the folios, so the
+    model's LRU has the same 8,192 pages active; mirror replay counts them under a rule."""
+    from kmemdes.sim.predict import predict_capture
+
+    cap = shipped / "lru_reread"
+    before, after = read_vmstat(cap / "before" / "vmstat"), read_vmstat(cap / "after" / "vmstat")
+    kernel = after["pgactivate"] - before["pgactivate"]
+    assert kernel == 8192  # the file's pages, once each
+    res = predict_capture(cap)
+    assert res["kernel"]["pgactivate"] == kernel
+    assert res["predicted"]["pgactivate"] == kernel
+    assert res["quirks"].get("lru_activate_not_in_model", 0) == 0
+    from kmemdes.sim.engine import replay_trace
+
+    n_lines = sum(1 for ln in zstd_lines(cap / "trace.txt.zst") if " mm_lru_activate: " in ln)
+    assert n_lines == 369
+    _, summary = replay_trace(cap, tmp_path / "mirror", mode="mirror", kpageflags=cap / "before" / "kpageflags.zst")
+    assert summary["quirks"]["lru_event"] == n_lines
 
 
 def test_set_without_predict_is_a_usage_error(shipped):

@@ -150,6 +150,54 @@ def test_capture_sleep(tmp_path, kstate, capsys):
     _assert_clean(kstate, out)
 
 
+_REREAD = """
+import os, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # out of the page cache: the first read allocates
+for _ in range(2):
+    os.lseek(fd, 0, 0)
+    while os.read(fd, 1 << 17):
+        pass
+"""
+
+
+@kernel
+def test_default_capture_records_the_folios_a_workload_reads_again(tmp_path, kstate):
+    """mm_lru_activate is recorded by default: the second read of a file activates every folio the
+    first read allocated for it (folio_mark_accessed on its second access), each event naming a
+    folio's head pfn that the reader's own mm_page_alloc returned."""
+    data = tmp_path / "data"
+    with open(data, "wb") as f:
+        f.write(os.urandom(4 << 20))
+        f.flush()
+        os.fsync(f.fileno())  # clean pages: DONTNEED drops them all
+    out = tmp_path / "c_reread"
+    cap.capture(out, [sys.executable, "-c", _REREAD, str(data)], buffer_kb=16384)
+    meta = _meta(out)
+    if meta["lost_total"] != "overrun=0 commit_overrun=0 dropped=0":
+        pytest.skip(f"events lost ({meta['lost_total']})")
+    assert "pagemap/mm_lru_activate" in meta["events"].split()
+    pid = meta["workload_pid"]
+    allocated: dict[int, int] = {}
+    activated: list[int] = []
+    for ln in _trace_lines(out):
+        if f"-{pid} " not in ln:
+            continue
+        m = re.search(r" (mm_page_alloc|mm_lru_activate): .*?pfn=0x([0-9a-f]+)(?: order=(\d+))?", ln)
+        if m and m.group(1) == "mm_page_alloc":
+            allocated[int(m.group(2), 16)] = int(m.group(3))
+        elif m:
+            activated.append(int(m.group(2), 16))
+    assert activated and all(p in allocated for p in activated)
+    # every page of the file, less the few folios the second read found still in the CPU's lru_add
+    # batch (folio_mark_accessed then activates them in the batch, __lru_cache_activate_folio: no
+    # event); a folio batch holds 15
+    pages = sum(1 << allocated[p] for p in set(activated))
+    assert (4 << 20) // 4096 - 2 * 15 <= pages <= (4 << 20) // 4096
+    _assert_clean(kstate, out)
+
+
 @kernel
 def test_capture_raw_pointers_head(tmp_path, kstate):
     out = tmp_path / "c_head"

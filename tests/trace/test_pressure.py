@@ -18,11 +18,13 @@ from kmemdes.trace.pressure import (
     OP_ISO_MIGRATE,
     OP_KSWAPD_WAKE,
     OP_MIGRATE,
+    OP_ACTIVATE,
     OP_TRY,
     decided_by_kernel,
     kernel_ops,
 )
 from kmemdes.trace.reader import read_trace
+from kmemdes.trace.schema import EventKind
 
 # lines of ../shared/traces/j_pressure_stock/trace.txt.zst (cat-20284 direct compaction at 1138.433565)
 LINES = """\
@@ -66,6 +68,19 @@ def test_ops_carry_the_printed_fields(events):
     # one op per compaction / vmscan line of the list above, none for the page events
     assert ops.height == sum(1 for line in LINES.splitlines() if "mm_page_free" not in line)
     assert set(ops["pid"].to_list()) == {20284, 47}
+
+
+# pagemap's mm_lru_activate as the 6.18 kernel printed it (traces/lru_reread: cat reading a file again)
+ACTIVATE = "             cat-1027    [001] d..2. 18735.730944: mm_lru_activate: folio=ffffea000f08a040 pfn=0x3c2281\n"
+
+
+def test_an_activation_names_the_folios_pfn(tmp_path):
+    p = tmp_path / "trace.txt"
+    p.write_text("# tracer: nop\n" + ACTIVATE)
+    ev = read_trace(p).events
+    assert ev["kind"].to_list() == [int(EventKind.LRU)]
+    ops = kernel_ops(ev.with_row_index("seq"), "seq")
+    assert ops.select("op", "a").rows() == [(OP_ACTIVATE, 0x3c2281)]
 
 
 def test_frees_inside_reclaim_and_compaction_are_the_kernels(events):
