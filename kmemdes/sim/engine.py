@@ -518,6 +518,11 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     events, fix = sanitize_events(trace.events)
     trace.events = None
     events = cut_end_snapshot(events, fix)
+    marks = None
+    if kpageflags is not None:
+        from kmemdes.sim.kpageflags import trace_marks
+
+        marks = trace_marks(events)  # when before/kpageflags was read (the slimmed rows drop their text)
     events, by_type, ops = slim_events(events, decided=mode == "policy")
     for ev_name, n in fix.dropped_by_event.items():  # the skipped rows are events of the trace too
         by_type[ev_name] = by_type.get(ev_name, 0) + n
@@ -534,7 +539,7 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
         cfg = capture_policy(cfg, Path(cap_dir), notes)
     adopt = None
     if kpageflags is not None:
-        node, adopt = _node_from_kpageflags(trace, events, cfg, mode, kpageflags, notes)
+        node, adopt = _node_from_kpageflags(trace, events, cfg, mode, kpageflags, notes, marks)
     elif snapshot is not None:
         node = make_node(cfg, snapshot, notes)
         notes.append(f"initial state from {snapshot}")
@@ -585,9 +590,10 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
 
 
 def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, kpageflags: str | Path,
-                          notes: list) -> tuple[Node, Optional[tuple]]:
+                          notes: list, marks: Optional[list] = None) -> tuple[Node, Optional[tuple]]:
     """The initial state of a replay from the capture's ``before/`` snapshot and a kpageflags file, and
-    (policy mode) the movable folios in use then (:func:`kpageflags_start`)."""
+    (policy mode) the movable folios in use then (:func:`kpageflags_start`); ``marks``: the trace's
+    markers (when kpageflags was read)."""
     from kmemdes.sim.hints import StartHints, start_hints
     from kmemdes.sim.kpageflags import trace_pageblock_types
     from kmemdes.trace.snapshot import snapshot_from_texts
@@ -601,15 +607,16 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
         # the models place pages themselves: which pages were in use counts, and which were free on
         # per-CPU lists (kpageflags shows those as neither buddy nor anything else; before/zoneinfo
         # counts them: 18,711 Normal pages on k_pressure_defrag's, 4,323 on j_pressure_stock's)
-        hints = StartHints(busy=hints.busy, pcp_blocks=hints.pcp_blocks)
+        hints = StartHints(busy=hints.busy, busy_ts=hints.busy_ts, pcp_blocks=hints.pcp_blocks)
     evidence = trace_pageblock_types(events) if mode == "mirror" else None
-    node, adopt = kpageflags_start(snap, kpageflags, cfg, notes, hints, evidence, movable=mode == "policy")
+    node, adopt = kpageflags_start(snap, kpageflags, cfg, notes, hints, evidence, movable=mode == "policy",
+                                   marks=marks)
     notes.append(f"initial state from the capture's before/ snapshot and {kpageflags}")
     return node, adopt
 
 
 def kpageflags_start(snap, kpageflags: str | Path, cfg: Config, notes: list, hints=None, evidence=None,
-                     movable: bool = True) -> tuple[Node, Optional[tuple]]:
+                     movable: bool = True, marks: Optional[list] = None) -> tuple[Node, Optional[tuple]]:
     """A node with the exact page layout of ``snap`` and its ``kpageflags`` file
     (:func:`kmemdes.sim.kpageflags.node_from_kpageflags`) and, with ``movable``, the movable folios
     in use then (:func:`kmemdes.sim.kpageflags.movable_folios`: head pfns, orders, LRU state) for
@@ -629,7 +636,7 @@ def kpageflags_start(snap, kpageflags: str | Path, cfg: Config, notes: list, hin
             notes.append(f"{len(pcp):,} pageblocks with no page flag, within their zone's per-CPU list counts: "
                          "free PMD-order pages on per-CPU lists")
     node, kp_notes, _ = node_from_kpageflags(snap, kpf, policy=policy_from_config(cfg), hints=hints,
-                                             evidence=evidence)
+                                             evidence=evidence, marks=marks)
     notes.extend(kp_notes)
     if not movable:
         return node, None

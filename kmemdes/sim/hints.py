@@ -52,6 +52,7 @@ class StartHints:
     free_blocks: list[tuple[int, int, int]] = field(default_factory=list)  # (pfn, order, migratetype)
     pcp_blocks: list[tuple[int, int, int, int]] = field(default_factory=list)  # (pfn, order, migratetype, cpu)
     busy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # pfns allocated at the start
+    busy_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # when the trace frees each
     pageblock_types: dict[int, int] = field(default_factory=dict)  # pageblock -> migratetype seen on its free lists
 
 
@@ -81,6 +82,7 @@ def start_hints(events: pl.DataFrame) -> StartHints:
     ext = pl.col("kind") == _EXT
     both = events.lazy().filter(pl.col("kind").is_in(kinds) & (pl.col("pfn") >= 0)).select(
         "kind", "cpu",
+        ts=pl.col("ts").fill_null(0) if "ts" in events.columns else pl.lit(0, pl.Int64),
         start=pl.when(ext).then((pl.col("pfn") // pow2("fallback_order")) * pow2("fallback_order"))
         .otherwise(pl.col("pfn")),
         n=pl.when(ext).then(pow2("fallback_order")).otherwise(pow2("order")),
@@ -95,7 +97,8 @@ def start_hints(events: pl.DataFrame) -> StartHints:
     row = np.repeat(np.arange(both.height), n)
     page = both["start"].to_numpy()[row] + (np.arange(row.size) - np.repeat(np.cumsum(n) - n, n))
     at = pl.Series(page).is_first_distinct().arg_true().to_numpy()  # first pair of each page, in event order
-    first = both[row[at]].select(pl.Series("page", page[at]), "kind", "cpu", "start", "order", "migratetype", "n")
+    first = both[row[at]].select(pl.Series("page", page[at]), "kind", "cpu", "start", "order", "migratetype", "n",
+                                 "ts")
     h = StartHints()
     free = first.filter(pl.col("kind").is_in([_ZL, _EXT])).sort("page")
     # types of pageblocks from free-list evidence
@@ -117,5 +120,7 @@ def start_hints(events: pl.DataFrame) -> StartHints:
     h.pcp_blocks = [(int(p), int(o), int(m) if m is not None and m < 3 else 1,
                      PCP_CPU_UNKNOWN if k == _DRAIN else int(c or 0))
                     for p, o, m, c, k in pcp.select("page", "order", "migratetype", "cpu", "kind").iter_rows()]
-    h.busy = first.filter(pl.col("kind").is_in([_FREE, _BATCHED]))["page"].to_numpy().astype(np.int64)
+    freed = first.filter(pl.col("kind").is_in([_FREE, _BATCHED]))
+    h.busy = freed["page"].to_numpy().astype(np.int64)
+    h.busy_ts = freed["ts"].to_numpy().astype(np.int64)
     return h

@@ -85,7 +85,7 @@ __all__ = [
     "PC_FREE", "PC_RESERVED", "PC_SLAB", "PC_PGTABLE", "PC_MOVABLE", "PC_OTHER", "PC_HOLE", "PC_NAMES",
     "read_kpageflags", "decode_flags", "kpf_bit", "page_classes", "buddy_blocks", "zone_free_blocks", "pcp_thp_blocks",
     "assign_pageblock_types", "trace_pageblock_types", "allocated_migratetypes", "node_from_kpageflags",
-    "touched_pfns", "end_read_pfns", "model_buddy_mask", "layout_agreement", "PlacementPeek",
+    "touched_pfns", "end_read_pfns", "start_read_ends", "trace_marks", "model_buddy_mask", "layout_agreement", "PlacementPeek",
     "frees_at_batched_line", "prepared_events",
     "placement_replay", "placement_agreement", "kpageflags_pair", "kpageflags_validation", "format_kpageflags",
 ]
@@ -589,8 +589,58 @@ def allocated_migratetypes(cls: np.ndarray, pb_mt: np.ndarray) -> np.ndarray:
     return out
 
 
+_NEVER = np.iinfo(np.int64).max
+
+
+def trace_marks(events) -> list[tuple[int, str]]:
+    """The trace's markers (``tracing_mark_write`` / ``print``) as (timestamp, text), in file order:
+    ``kmemdes capture`` marks when it read each snapshot (:func:`start_read_ends`, :func:`end_read_pfns`)."""
+    import polars as pl
+
+    from kmemdes.trace.schema import EventKind as E
+
+    if "args" not in events.columns:
+        return []
+    m = events.filter((pl.col("kind") == int(E.MARKER)) & pl.col("ts").is_not_null() & pl.col("args").is_not_null())
+    return list(zip(m["ts"].to_list(), m["args"].to_list()))
+
+
+def start_read_ends(pfns, marks: list[tuple[int, str]]) -> np.ndarray:
+    """When ``before/kpageflags`` had read each of ``pfns`` (the events' clock): ``kmemdes capture``
+    marks ``kpageflags_before``, then ``kpageflags_read pfn=N`` before each 4 MiB of /proc/kpageflags
+    (read in pfn order), and the next marker after the last chunk (``capture_start``) follows the
+    read; a pfn's flags were read by the marker after its chunk's.  Without chunk markers (captures
+    before they were written) every pfn was read by the first marker after ``kpageflags_before``;
+    without that marker the time is unknown (the largest int64: "after everything").
+
+    >>> marks = [(10, "kpageflags_before"), (11, "kpageflags_read pfn=0"), (20, "kpageflags_read pfn=100"),
+    ...          (30, "capture_start name=x"), (90, "kpageflags_after")]
+    >>> start_read_ends([5, 150], marks).tolist()
+    [20, 30]
+    >>> start_read_ends([5, 150], [(10, "kpageflags_before"), (30, "capture_start name=x")]).tolist()
+    [30, 30]
+    """
+    pfns = np.asarray(pfns, dtype=np.int64)
+    before = [i for i, (_, text) in enumerate(marks) if text == "kpageflags_before"]
+    if not before:
+        return np.full(len(pfns), _NEVER, dtype=np.int64)
+    chunks: list[tuple[int, int]] = []
+    end = _NEVER
+    for t, text in marks[before[0] + 1:]:
+        if text.startswith("kpageflags_read pfn="):
+            chunks.append((int(text.split("=", 1)[1]), t))
+        else:
+            end = t
+            break
+    if not chunks:
+        return np.full(len(pfns), end, dtype=np.int64)
+    first = np.array([c[0] for c in chunks], dtype=np.int64)
+    ends = np.array([c[1] for c in chunks[1:]] + [end], dtype=np.int64)
+    return ends[np.maximum(np.searchsorted(first, pfns, side="right") - 1, 0)]
+
+
 def node_from_kpageflags(snap, kpf: np.ndarray, policy=None, hints=None, cpus: Optional[int] = None,
-                         evidence: Optional[dict] = None):
+                         evidence: Optional[dict] = None, marks: Optional[list] = None):
     """A model state with the exact free-page layout of a kpageflags snapshot.
 
     Every free buddy block at its pfn and order (:func:`buddy_blocks`) on the
@@ -602,15 +652,29 @@ def node_from_kpageflags(snap, kpf: np.ndarray, policy=None, hints=None, cpus: O
     lists.  Returns ``(node, notes, info)``; ``info`` holds the reconstructed
     free block counts per zone and order (``nr_free``) and the page class
     counts.
+
+    ``marks``: the trace's markers (:func:`trace_marks`).  kpageflags is read while tracing runs,
+    so a page it shows free whose first trace event is a free was in use when the trace started if
+    that free came before the read reached the page (:func:`start_read_ends`); a free after it is of
+    a page that was free at the start and was taken without an allocation event meanwhile:
+    compaction's free scanner isolates free pages and takes migration targets that way, and its
+    release of the unused ones (or reclaim of a target) is the first event naming them.
     """
     from kmemdes.mm.mm_init import node_from_page_layout
 
     notes_busy = []
     if hints is not None and len(hints.busy):
-        # kpageflags is read while tracing runs: a page it shows free that the trace frees before
-        # anything allocates it was in use when the trace started
-        busy = hints.busy[hints.busy < len(kpf)]
-        busy = busy[kpf_bit(kpf[busy], KPF_BUDDY)]
+        ok = hints.busy < len(kpf)
+        busy, busy_ts = hints.busy[ok], (hints.busy_ts[ok] if len(hints.busy_ts) == len(ok) else None)
+        free = kpf_bit(kpf[busy], KPF_BUDDY)
+        busy = busy[free]
+        if busy_ts is not None and marks:
+            early = busy_ts[free] < start_read_ends(busy, marks)
+            if not early.all():
+                notes_busy.append(f"{int((~early).sum()):,} pages free in kpageflags that the trace frees after "
+                                  "the read reached them (taken without an allocation event meanwhile: "
+                                  "compaction's isolation): free at its start")
+            busy = busy[early]
         if len(busy):
             kpf = kpf.copy()
             kpf[busy] &= ~np.uint64(1 << KPF_BUDDY)
@@ -1057,15 +1121,13 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     trace = read_trace(cap, columns=READ_COLUMNS)  # only what a replay reads (the strings are GBs)
     if not trace.meta.get("before"):
         raise KmemdesError(f"{cap}: no before/ snapshot")
-    marks = trace.events.filter((pl.col("kind") == int(E.MARKER)) & pl.col("ts").is_not_null()
-                                & pl.col("args").str.starts_with("kpageflags_"))
-    marks = list(zip(marks["ts"].to_list(), marks["args"].to_list()))
+    marks = trace_marks(trace.events)
     events, by_type, comp, fix, nmoved = prepared_events(trace.events, batched_line=peek)
     trace.events = None
     snap = snapshot_from_texts(trace.meta["before"], cap / "before")
     hints = start_hints(events)
     node, notes, info = node_from_kpageflags(snap, read_kpageflags(kpath), policy=policy, hints=hints,
-                                             evidence=trace_pageblock_types(events))
+                                             evidence=trace_pageblock_types(events), marks=marks)
     if nmoved:
         notes.append(f"{nmoved} batched frees applied at their mm_page_free_batched line (where "
                      "free_unref_folios puts the page on the per-CPU list)")

@@ -45,6 +45,13 @@ def quirks():
     return seen, quirk
 
 
+def policy_pages():
+    """A node (:func:`node`), the rules its PolicyPages counted, and the PolicyPages."""
+    n, _ = node()
+    seen, quirk = quirks()
+    return n, seen, PolicyPages(n, quirk)
+
+
 def test_thp_faults_are_recognised_by_their_gfp_mask():
     assert is_thp_fault(THP_FIRST, 9) and is_thp_fault(THP_RETRY, 9)
     assert not is_thp_fault(READAHEAD, 9) and not is_thp_fault(THP_FIRST, 0)
@@ -76,9 +83,7 @@ def test_a_thp_fault_the_model_cannot_serve_falls_back_to_base_pages():
 
 
 def test_the_kernels_retry_is_not_replayed_when_the_models_first_attempt_served_the_fault():
-    n, _ = node()
-    seen, quirk = quirks()
-    pp = PolicyPages(n, quirk)
+    n, seen, pp = policy_pages()
     assert pp.alloc(-1, 9, THP_FIRST, 0, 7) >= 0  # the kernel's first attempt failed, the model's did not
     assert pp.alloc(0x200000, 9, THP_RETRY, 0, 7) == -1  # so the kernel's retry is not the model's
     assert seen["thp_retry_not_needed_in_model"] == 1
@@ -102,9 +107,7 @@ def test_a_page_the_kernels_reclaim_freed_stays_for_the_models_reclaim():
 
 
 def test_a_source_the_kernels_compaction_moved_is_freed_with_its_target():
-    n, _ = node()
-    seen, quirk = quirks()
-    pp = PolicyPages(n, quirk)
+    n, seen, pp = policy_pages()
     m = pp.alloc(0x1a70df, 0, ANON, 0, 1)
     assert pp.free(0x1a70df, 0, 0, BY_COMPACTION) == 0  # migrated away in the kernel
     assert n.page_mt[m] != PAGE_FREE
@@ -115,9 +118,7 @@ def test_a_source_the_kernels_compaction_moved_is_freed_with_its_target():
 
 
 def test_pages_from_before_the_trace_are_their_own_pfns_only_with_the_kernels_layout():
-    n, _ = node()
-    seen, quirk = quirks()
-    pp = PolicyPages(n, quirk)
+    n, seen, pp = policy_pages()
     n.take_block(4096, 0)
     n.page_mt[4096] = 1
     pp.free(4096, 0, 0, BY_WORKLOAD)  # no exact start: the pfn is no identity
@@ -135,9 +136,7 @@ def test_frees_of_the_pieces_of_a_folio_from_before_the_trace_do_not_claim_them(
     the kernel's compaction freed its four pages one by one at order 0.  Each tail free used to
     claim its page as a block of its own inside the model's folio: the kernel's reclaim then handed
     one to the model's LRU, whose reclaim freed it and later the whole folio (a double free)."""
-    n, _ = node()
-    seen, quirk = quirks()
-    pp = PolicyPages(n, quirk)
+    n, seen, pp = policy_pages()
     n.take_block(4096, 2)
     n.page_mt[4096:4100] = bytes([1]) * 4
     n.take_block(4104, 3)  # in use at the start: an order-2 folio at 4108, kernel pages (no order) before it
@@ -196,9 +195,7 @@ def test_the_kernels_activation_moves_the_models_copy_to_the_active_list():
     """``mm_lru_activate`` names the folio the workload touched again (a page-cache hit): the model's
     copy goes to the active list, so the model's reclaim takes the untouched page cache first, as the
     kernel's did."""
-    n, _ = node()
-    seen, quirk = quirks()
-    pp = PolicyPages(n, quirk)
+    n, seen, pp = policy_pages()
     read = READAHEAD & ~g.__GFP_COMP
     first = pp.alloc(0x300000, 0, read, 0, 1)
     second = pp.alloc(0x300001, 0, read, 0, 1)
@@ -215,9 +212,7 @@ def test_the_kernels_activation_moves_the_models_copy_to_the_active_list():
 
 
 def test_an_activated_folio_the_model_served_with_base_pages_activates_them_all():
-    n, _ = node()
-    seen, quirk = quirks()
-    pp = PolicyPages(n, quirk)
+    n, seen, pp = policy_pages()
     pfn = pp.alloc(0x200000, 2, READAHEAD, 0, 1)
     assert pfn >= 0 and pp.activate(0x200000) == 1 and n.reclaim.vmstat["pgactivate"] == 4  # its pages
     pp.t2m[0x210000] = (-1, [(p, 0) for p in (pp.alloc(0x220000 + i, 0, READAHEAD & ~g.__GFP_COMP, 0, 1)
