@@ -1005,7 +1005,7 @@ class TextParser:
                     body.str.slice(body.str.find(") ", literal=True) + 2)
                 ).otherwise(body)
         part = part.select("line", body.alias("body"))
-        if name not in KIND_BY_NAME and kind not in (EventKind.COMPACTION, EventKind.VMSCAN):
+        if name not in KIND_BY_NAME and kind not in (EventKind.COMPACTION, EventKind.VMSCAN, EventKind.LRU):
             lines, _, n = _first_lines(part)
             self.problems.add(
                 "unknown_event", lines, f"{name}: {part['body'][0]}", f"unknown event {name!r} (kept as kind OTHER)", n

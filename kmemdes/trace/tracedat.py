@@ -194,7 +194,8 @@ _FIELD_MAP = {
 }
 _CALL_SITE_KINDS = {EventKind.KMALLOC, EventKind.KMEM_CACHE_ALLOC, EventKind.KFREE, EventKind.KMEM_CACHE_FREE}
 _CACHE_KINDS = {EventKind.KMEM_CACHE_ALLOC, EventKind.KMEM_CACHE_FREE}
-_ARGS_KINDS = {EventKind.OTHER, EventKind.MARKER, EventKind.KMEM_OTHER, EventKind.COMPACTION, EventKind.VMSCAN}
+_ARGS_KINDS = {EventKind.OTHER, EventKind.MARKER, EventKind.KMEM_OTHER, EventKind.COMPACTION, EventKind.VMSCAN,
+               EventKind.LRU}
 _NID_FIELDS = ("nid", "node_id", "node")
 
 

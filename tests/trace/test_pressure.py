@@ -77,8 +77,9 @@ ACTIVATE = "             cat-1027    [001] d..2. 18735.730944: mm_lru_activate: 
 def test_an_activation_names_the_folios_pfn(tmp_path):
     p = tmp_path / "trace.txt"
     p.write_text("# tracer: nop\n" + ACTIVATE)
-    ev = read_trace(p).events
-    assert ev["kind"].to_list() == [int(EventKind.LRU)]
+    t = read_trace(p)
+    ev = t.events
+    assert ev["kind"].to_list() == [int(EventKind.LRU)] and not t.problems  # a known event, not "unknown_event"
     ops = kernel_ops(ev.with_row_index("seq"), "seq")
     assert ops.select("op", "a").rows() == [(OP_ACTIVATE, 0x3c2281)]
 
