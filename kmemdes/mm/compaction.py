@@ -540,6 +540,9 @@ class Compaction:
         self._zstate = {id(z): _ZoneCompactState(z) for z in node.zones}
         self.vmstat: dict[str, int] = dict.fromkeys(COMPACT_VMSTAT, 0)
         self.last_work = CompactWork()  # work of the last try_to_compact_pages call
+        #: compact_zone runs that got past the suitability check, by who ran them and how they ended
+        #: (the kernel's mm_compaction_begin / mm_compaction_end pairs): ("direct" | "kcompactd", status)
+        self.run_ends: dict[tuple[str, int], int] = {}
         # pglist_data's kcompactd fields
         self.kcompactd_max_order = 0
         self.kcompactd_highest_zoneidx = self._nr_zones_minus_one()
@@ -1371,7 +1374,16 @@ class Compaction:
         v["pgmigrate_success"] += cc.nr_migrated
         v["pgmigrate_fail"] += cc.nr_failed
         v["compact_steps"] += cc.nr_steps
+        key = ("direct" if cc.direct_compaction else "kcompactd", ret)
+        self.run_ends[key] = self.run_ends.get(key, 0) + 1
         return ret
+
+    def run_summary(self) -> dict:
+        """:attr:`run_ends` as {"direct" | "kcompactd": {status name: runs}} (``compaction_status_string``)."""
+        out: dict = {"direct": {}, "kcompactd": {}}
+        for (who, ret), n in sorted(self.run_ends.items()):
+            out[who][COMPACT_RESULT_NAMES.get(ret, str(ret))] = n
+        return out
 
     # ------------------------------------------------- direct compaction
     def compact_zone_order(self, zone: Zone, order: int, gfp: int, prio: int, alloc_flags: int,

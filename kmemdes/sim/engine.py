@@ -126,6 +126,7 @@ class Sim:
         self.fragmenter_owner = None
         self.stalls: Optional[StallLatency] = None  # with reclaim/compaction models (attach_daemons)
         self.trace_stalls: Optional[dict] = None  # a policy replay's: the trace's own stalls, as the kernel timed them
+        self.trace_compaction_runs: Optional[dict] = None  # a policy replay's: how the kernel's compact_zone runs ended
 
     def kernel(self):
         """The SLUB / vmalloc / user-space models on this node (created on first use)."""
@@ -435,6 +436,11 @@ class Sim:
             out["stall_latency_ns"] = self.stalls.summary()
         if self.trace_stalls is not None:
             out["trace_stall_latency_ns"] = self.trace_stalls
+        comp = getattr(self.node, "compaction", None)
+        if comp is not None and comp.run_ends:
+            out["compaction_runs"] = comp.run_summary()
+        if self.trace_compaction_runs is not None:
+            out["trace_compaction_runs"] = self.trace_compaction_runs
         out["fallbacks"] = {"claim": claims, "steal": steals, "pollute": pollute}
         if counters:
             out["vmstat"] = {k: int(v) for k, v in sorted(counters.items())}
@@ -571,9 +577,11 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     sim = Sim(cfg, node, notes)
     if mode == "policy":
         from kmemdes.sim.stalls import trace_stalls
+        from kmemdes.trace.pressure import compaction_runs
 
         sim.attach_daemons()  # the kernel's reclaim and compaction are the models' to decide
         sim.trace_stalls = trace_stalls(events["ts"], ops)  # what the models' stalls are compared with
+        sim.trace_compaction_runs = compaction_runs(ops)
     sim.add_replay(events, mode, name, by_type, ops, sanitized=fix)
     del events
     r = sim.replayers[0]

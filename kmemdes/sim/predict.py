@@ -167,6 +167,8 @@ def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: b
         dc = kernel_stalls["direct_compaction"]
         dc["deferred"] = max(0, res["kernel"]["compact_stall"] - dc.get("n", 0))
     res["stall_latency_ns"] = {"predicted": summary.get("stall_latency_ns") or {}, "kernel": kernel_stalls}
+    res["compaction_runs"] = {"predicted": summary.get("compaction_runs") or {},
+                              "kernel": summary.get("trace_compaction_runs") or {}}
     res["targets"] = prediction_targets(res)
     return res
 
@@ -302,6 +304,17 @@ def format_prediction(res: dict) -> str:
             for d in (ps.get(kind) or {}, ks.get(kind) or {}):
                 cells.append(f"{d['p50'] / 1e3:,.0f} / {d['p99'] / 1e3:,.0f}  (n={d['n']:,})" if d.get("n") else "-")
             lines.append(f"{label:<34}{cells[0]:>26}  {cells[1]:>26}")
+    runs = res.get("compaction_runs") or {}
+    pr, kr = runs.get("predicted") or {}, runs.get("kernel") or {}
+    if any(pr.get(w) or kr.get(w) for w in ("direct", "kcompactd")):
+        lines += ["", "compaction runs by how they ended (mm_compaction_end), predicted / kernel"
+                  + (f" (seed {res['seeds'][0]})" if res.get("seeds") else "")
+                  + "; contended: no migration target before the scanners met (the kernel's async runs also on"
+                  " lock contention or need_resched, which the models do not have)"]
+        for who in ("direct", "kcompactd"):
+            p_who, k_who = pr.get(who) or {}, kr.get(who) or {}
+            cells = [f"{s} {p_who.get(s, 0):,}/{k_who.get(s, 0):,}" for s in sorted(set(p_who) | set(k_who))]
+            lines.append(f"  {who:<10}" + ("  ".join(cells) if cells else "-"))
     lines += ["", "end state, free blocks per order: predicted / kernel"]
     for zone, kc in k["buddyinfo"].items():
         pc = p["buddyinfo"].get(zone, [0] * 11)

@@ -43,7 +43,8 @@ import re
 
 import polars as pl
 
-__all__ = ["kernel_ops", "decided_by_kernel", "intervals", "parse_lines", "OP", "COMPACT_STATUS", "BY_WORKLOAD", "BY_RECLAIM", "BY_COMPACTION"]
+__all__ = ["kernel_ops", "decided_by_kernel", "intervals", "parse_lines", "compaction_runs", "OP", "COMPACT_STATUS",
+           "BY_WORKLOAD", "BY_RECLAIM", "BY_COMPACTION"]
 
 #: op codes of :func:`kernel_ops`
 OP = {
@@ -116,6 +117,27 @@ def kernel_ops(events: pl.DataFrame | pl.LazyFrame, index: str | None = None) ->
            .with_columns(pl.col("a", "b", "n1", "n2").fill_null(0).cast(pl.Int64)))
     return out.collect()
 
+
+
+def compaction_runs(ops: pl.DataFrame) -> dict:
+    """How the kernel's ``compact_zone`` runs ended (``mm_compaction_end`` status), by who ran them:
+    ``kcompactd`` (the pids that print ``mm_compaction_kcompactd_wake``) or ``direct`` (a task
+    compacting for its allocation).  {"direct" | "kcompactd": {status name: runs}}.
+
+    >>> ops = pl.DataFrame({"op": [OP_KCOMPACTD, OP_END, OP_END, OP_END], "pid": [37, 37, 900, 900],
+    ...                     "n2": [0, COMPACT_STATUS["complete"], COMPACT_STATUS["contended"],
+    ...                            COMPACT_STATUS["contended"]]}, schema_overrides={"op": pl.Int8})
+    >>> compaction_runs(ops)
+    {'direct': {'contended': 2}, 'kcompactd': {'complete': 1}}
+    """
+    names = {v: k for k, v in COMPACT_STATUS.items()}
+    kcompactd = set(ops.filter(pl.col("op") == OP_KCOMPACTD)["pid"].to_list())
+    out: dict = {"direct": {}, "kcompactd": {}}
+    for pid, status in ops.filter(pl.col("op") == OP_END).select("pid", "n2").iter_rows():
+        d = out["kcompactd" if pid in kcompactd else "direct"]
+        name = names.get(status, str(status))
+        d[name] = d.get(name, 0) + 1
+    return {who: dict(sorted(d.items())) for who, d in out.items()}
 
 
 #: :func:`decided_by_kernel` values

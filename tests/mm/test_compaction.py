@@ -259,6 +259,7 @@ def test_scanners_meet_reset_cached_positions_and_defer():
     release(node, [p for p in pages if p % 4])
     status, captured, cc = comp.compact_zone_order(zone, 9, THP, COMPACT_PRIO_SYNC_FULL, ALLOC_WMARK_MIN, 1)
     assert (status, captured) == (COMPACT_COMPLETE, -1)  # whole-zone pass ended by the scanners meeting
+    assert comp.run_summary() == {"direct": {"complete": 1}, "kcompactd": {}}  # as mm_compaction_end prints it
     assert cc.free_pfn >> 9 <= cc.migrate_pfn >> 9
     assert cc.total_migrate_scanned > 0 and cc.nr_migrated == 0
     # reset_cached_positions: migrate at the zone start, free at pageblock_start_pfn(zone_end - 1)
@@ -570,6 +571,8 @@ def test_sync_compaction_restores_order9_but_not_on_polluted_blocks():
     assert comp.kcompactd_max_order == 9
     run_to_completion(comp.kcompactd_do_work())
     assert comp.vmstat["compact_daemon_wake"] == 1 and comp.kcompactd_max_order == 0
+    # one compact_zone run past the suitability check (mm_compaction_begin / _end), kcompactd's
+    assert sum(comp.run_summary()["kcompactd"].values()) == 1 and not comp.run_summary()["direct"]
     assert node.zone_watermark_ok(zone, 9, zone._watermark[0], zone.idx, 0)
     assert node.alloc_pages(THP, 9) >= 0
     node.check()
