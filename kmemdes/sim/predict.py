@@ -42,9 +42,10 @@ __all__ = ["predict_capture", "check_prediction_inputs", "combine_predictions", 
 #: the figures compared, in the order they are printed (the JSON keys of "predicted" and "kernel")
 KEYS = ("attempts_by_order", "failures_by_order", "thp_fault_alloc", "thp_fault_fallback", "compact_stall",
         "compact_success", "compact_fail", "pgmigrate_success", "allocstall", "pgsteal_direct", "pgsteal_kswapd",
-        "pgactivate", "pgdeactivate", "extfrag_fallbacks", "buddyinfo")
+        "pgactivate", "pgdeactivate", "pageoutrun", "compact_daemon_wake", "extfrag_fallbacks", "buddyinfo")
 _VMSTAT = ("thp_fault_alloc", "thp_fault_fallback", "compact_stall", "compact_success", "compact_fail",
-           "pgmigrate_success", "pgsteal_direct", "pgsteal_kswapd", "pgactivate", "pgdeactivate")
+           "pgmigrate_success", "pgsteal_direct", "pgsteal_kswapd", "pgactivate", "pgdeactivate", "pageoutrun",
+           "compact_daemon_wake")
 
 
 def _buddyinfo(text: str, where: str) -> dict[str, list[int]]:
@@ -286,7 +287,8 @@ def format_prediction(res: dict) -> str:
               "compact_fail": "  failures", "pgmigrate_success": "pages migrated",
               "allocstall": "direct reclaim stalls", "pgsteal_direct": "  pages reclaimed directly",
               "pgsteal_kswapd": "kswapd pages reclaimed", "pgactivate": "pages activated (LRU)",
-              "pgdeactivate": "  deactivated", "extfrag_fallbacks": "fragmenting fallbacks (extfrag)"}
+              "pgdeactivate": "  deactivated", "pageoutrun": "kswapd runs (balance_pgdat)",
+              "compact_daemon_wake": "kcompactd wake-ups", "extfrag_fallbacks": "fragmenting fallbacks (extfrag)"}
     spread = res.get("spread", {})
     for key, label in labels.items():
         if key not in p or key not in k:  # a prediction saved before the figure existed
