@@ -51,7 +51,7 @@ from kmemdes.trace.capture import (_install_interrupt_handlers, _Interrupted, _r
                                     _tracefs_available, _uname)
 from kmemdes.trace.snapshot import parse_buddyinfo, parse_pagetypeinfo, parse_zoneinfo
 
-__all__ = ["run_lab", "lab_preflight", "policy_knobs", "COUNTER_PREFIXES", "GIB"]
+__all__ = ["run_lab", "lab_preflight", "policy_knobs", "reservation_keep_kb", "COUNTER_PREFIXES", "GIB"]
 
 GIB = 1 << 30
 WATCHDOG_INTERVAL = 0.1
@@ -367,6 +367,26 @@ def _reserve(state: KernelState, keep_kb: int, log) -> dict:
 _CAPTURE_BUFFER_KB = 131072
 
 
+def reservation_keep_kb(lab, capture: bool, ncpus: int) -> int:
+    """The MemAvailable (KiB) the hugetlb reservation leaves: ``lab.free`` (at least ``min_available``
+    and 1 GiB), plus with ``capture`` the capture's per-CPU ring buffers, which are allocated after the
+    reservation, out of what it leaves (capture_pressure.sh subtracts them the same way); 0 without
+    ``lab.free`` (no reservation).
+
+    >>> from kmemdes.config import LabConfig
+    >>> lab = LabConfig(free="1536M", workloads=[])
+    >>> reservation_keep_kb(lab, False, 2) // 1024, reservation_keep_kb(lab, True, 2) // 1024
+    (1536, 1792)
+    """
+    free = size_or_zero(lab.free)
+    if not free:
+        return 0
+    keep_kb = max(free, parse_size(lab.min_available), GIB) // 1024
+    if capture:
+        keep_kb += _CAPTURE_BUFFER_KB * ncpus
+    return keep_kb
+
+
 def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log=None,
             seed: Optional[int] = None) -> tuple[Path, dict]:
     """Run ``cfg``'s ``[lab]`` recipe on this kernel and write the run directory ``out``."""
@@ -379,12 +399,7 @@ def run_lab(cfg: Config, out, *, force: bool = False, capture: bool = False, log
     out = check_run_dir_output(out, force=force)  # refused before the kernel is touched
     knobs = policy_knobs(cfg.policy)
     knobs.update({k: str(v) for k, v in lab.sysctls.items()})
-    free = size_or_zero(lab.free)
-    keep_kb = max(free, parse_size(lab.min_available), GIB) // 1024 if free else 0
-    if capture and keep_kb:
-        # the capture's per-CPU ring buffers are allocated after the reservation, out of what it leaves
-        # (as capture_pressure.sh subtracts them): lab.free stays for the workload
-        keep_kb += _CAPTURE_BUFFER_KB * len(os.sched_getaffinity(0))
+    keep_kb = reservation_keep_kb(lab, capture, len(os.sched_getaffinity(0)))
     min_kb = max(parse_size(lab.min_available), GIB) // 1024
     lab_preflight()
     for k in knobs:

@@ -343,3 +343,17 @@ def test_live_watchdog_kills_a_running_workload_tree():
     finally:
         wd.stop()
         wd.join()
+
+
+def test_a_capture_keeps_lab_free_beside_its_ring_buffers():
+    """``lab --capture``: the capture allocates 128 MiB of ring buffer per CPU after the hugetlb
+    reservation; the reservation leaves lab.free plus that (7 December: without it the stock
+    thp-pressure run's watchdog fired at 1,020 MiB of MemAvailable)."""
+    from kmemdes.config import LabConfig
+    from kmemdes.lab.run import reservation_keep_kb
+
+    lab = LabConfig(free="1536M", workloads=[])
+    assert reservation_keep_kb(lab, False, 2) == 1536 * 1024
+    assert reservation_keep_kb(lab, True, 2) == (1536 + 2 * 128) * 1024
+    assert reservation_keep_kb(LabConfig(free="512M", workloads=[]), False, 2) == 1024 * 1024  # at least 1 GiB
+    assert reservation_keep_kb(LabConfig(free="0", workloads=[]), True, 2) == 0  # free "0": no reservation
