@@ -672,8 +672,8 @@ def node_from_kpageflags(snap, kpf: np.ndarray, policy=None, hints=None, cpus: O
             early = busy_ts[free] < start_read_ends(busy, marks)
             if not early.all():
                 notes_busy.append(f"{int((~early).sum()):,} pages free in kpageflags that the trace frees after "
-                                  "the read reached them (taken without an allocation event meanwhile: "
-                                  "compaction's isolation): free at its start")
+                                  "the read reached them (taken meanwhile without an allocation event, as "
+                                  "compaction's free scanner takes pages): free at its start")
             busy = busy[early]
         if len(busy):
             kpf = kpf.copy()
@@ -1106,8 +1106,6 @@ def placement_replay(capture: str | Path, kpageflags: Optional[str | Path] = Non
     (the kernel's page sat on a per-CPU list at the start, which only the
     trace itself shows).
     """
-    import polars as pl
-
     from kmemdes.sim.hints import start_hints
     from kmemdes.sim.replay import READ_COLUMNS, Replayer
     from kmemdes.trace.reader import read_trace
