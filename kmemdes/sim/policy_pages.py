@@ -348,7 +348,7 @@ class PolicyPages:
         done = False
         if reclaim is not None:
             for p in pages:
-                if reclaim.is_page_cache(p) and self.m2t.get(p, tpfn) != -1:
+                if reclaim.is_page_cache(p):
                     reclaim.folio_activate(p)
                     done = True
         if done:

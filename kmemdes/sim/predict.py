@@ -291,8 +291,6 @@ def format_prediction(res: dict) -> str:
               "compact_daemon_wake": "kcompactd wake-ups", "extfrag_fallbacks": "fragmenting fallbacks (extfrag)"}
     spread = res.get("spread", {})
     for key, label in labels.items():
-        if key not in p or key not in k:  # a prediction saved before the figure existed
-            continue
         lo_hi = spread.get(key)
         lines.append(f"{label:<34}{p[key]:>20,}{k[key]:>20,}{_err(p[key], k[key]):>9}"
                      + (f"   seeds: {lo_hi[0]:,}-{lo_hi[1]:,}" if lo_hi else ""))

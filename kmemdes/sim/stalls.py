@@ -37,7 +37,7 @@ import polars as pl
 from kmemdes.mm.compaction import COMPACT_DEFERRED, COMPACT_SUCCESS
 from kmemdes.mm.page_alloc import STALL_RECLAIM
 from kmemdes.sim.daemons import DaemonCosts
-from kmemdes.trace.pressure import (COMPACT_STATUS, OP_BEGIN, OP_DR_BEGIN, OP_DR_END, OP_END, OP_MIGRATE, OP_TRY,
+from kmemdes.trace.pressure import (COMPACT_STATUS_NAMES, OP_BEGIN, OP_DR_BEGIN, OP_DR_END, OP_END, OP_MIGRATE, OP_TRY,
                                     intervals)
 
 __all__ = ["StallLatency", "duration_quantiles", "interval_stalls", "trace_stalls"]
@@ -124,7 +124,6 @@ _OP_EVENTS = {OP_DR_BEGIN: ("mm_vmscan_direct_reclaim_begin", "order", None),
               OP_BEGIN: ("mm_compaction_begin", None, None),
               OP_MIGRATE: ("mm_compaction_migratepages", "nr_migrated", "nr_failed"),
               OP_END: ("mm_compaction_end", None, "status")}
-_STATUS_NAMES = {v: k for k, v in COMPACT_STATUS.items()}
 
 
 def trace_stalls(ts: pl.Series, ops: pl.DataFrame, compact_stall: Optional[int] = None) -> dict:
@@ -145,7 +144,7 @@ def trace_stalls(ts: pl.Series, ops: pl.DataFrame, compact_stall: Optional[int] 
         if k1:
             f[k1] = str(n1)
         if k2 == "status":
-            f[k2] = _STATUS_NAMES.get(n2, "")
+            f[k2] = COMPACT_STATUS_NAMES.get(n2, "")
         elif k2:
             f[k2] = str(n2)
         rows.append((t, pid, "", name, f))

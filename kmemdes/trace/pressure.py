@@ -44,7 +44,7 @@ import re
 import polars as pl
 
 __all__ = ["kernel_ops", "decided_by_kernel", "intervals", "parse_lines", "compaction_runs", "OP", "COMPACT_STATUS",
-           "BY_WORKLOAD", "BY_RECLAIM", "BY_COMPACTION"]
+           "COMPACT_STATUS_NAMES", "BY_WORKLOAD", "BY_RECLAIM", "BY_COMPACTION"]
 
 #: op codes of :func:`kernel_ops`
 OP = {
@@ -68,6 +68,8 @@ OP_DR_BEGIN, OP_DR_END, OP_KSWAPD_WAKE, OP_SHRINK, OP_ACTIVATE = 10, 11, 12, 13,
 #: ``compaction_status_string`` (include/trace/events/compaction.h, 6.18)
 COMPACT_STATUS = {"not_suitable_zone": 0, "skipped": 1, "deferred": 2, "no_suitable_page": 3, "continue": 4,
                   "complete": 5, "partial_skipped": 6, "contended": 7, "success": 8}
+#: status code -> the name ``mm_compaction_end`` prints
+COMPACT_STATUS_NAMES = {v: k for k, v in COMPACT_STATUS.items()}
 
 
 def _hex(pattern: str) -> pl.Expr:
@@ -130,12 +132,11 @@ def compaction_runs(ops: pl.DataFrame) -> dict:
     >>> compaction_runs(ops)
     {'direct': {'contended': 2}, 'kcompactd': {'complete': 1}}
     """
-    names = {v: k for k, v in COMPACT_STATUS.items()}
     kcompactd = set(ops.filter(pl.col("op") == OP_KCOMPACTD)["pid"].to_list())
     out: dict = {"direct": {}, "kcompactd": {}}
     for pid, status in ops.filter(pl.col("op") == OP_END).select("pid", "n2").iter_rows():
         d = out["kcompactd" if pid in kcompactd else "direct"]
-        name = names.get(status, str(status))
+        name = COMPACT_STATUS_NAMES.get(status, str(status))
         d[name] = d.get(name, 0) + 1
     return {who: dict(sorted(d.items())) for who, d in out.items()}
 

@@ -78,6 +78,7 @@ def _column(o9: int) -> dict:
     return {"attempts_by_order": {"0": 1000, "9": 300}, "failures_by_order": {"9": o9}, "thp_fault_alloc": 90,
             "thp_fault_fallback": 10, "compact_stall": 100, "compact_success": 40, "compact_fail": 60,
             "pgmigrate_success": 5000, "allocstall": 50, "pgsteal_direct": 9000, "pgsteal_kswapd": 90000,
+            "pgactivate": 700, "pgdeactivate": 300, "pageoutrun": 40, "compact_daemon_wake": 20,
             "extfrag_fallbacks": 3, "buddyinfo": {"Normal": [0] * 11}}
 
 
