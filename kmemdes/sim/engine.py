@@ -26,7 +26,7 @@ from kmemdes.progress import Progress, progress_for
 from kmemdes.outpath import check_run_dir_output
 from kmemdes.sim.cost import CostModel, LatencyHistogram
 from kmemdes.sim.monitor import Monitor
-from kmemdes.sim.replay import Replayer
+from kmemdes.sim.replay import POLICY_TICK_NS, Replayer
 from kmemdes.sim.rundir import write_run
 
 if TYPE_CHECKING:
@@ -203,7 +203,8 @@ class Sim:
                    kernel_ops: pl.DataFrame | None = None, sanitized=None) -> Replayer:
         r = Replayer(self.node, events, mode=mode, cost=self.cost, hist=self.hist, workload=name,
                      events_by_type=events_by_type, kernel_ops=kernel_ops, sanitized=sanitized,
-                     kernel=self.kernel() if mode == "policy" else None)
+                     kernel=self.kernel() if mode == "policy" else None,
+                     tick_ns=POLICY_TICK_NS if mode == "policy" else 1_000_000)
         self.replayers.append(r)
         self.env.process(r.process(self.env))
         return r
