@@ -399,3 +399,24 @@ def test_mirror_free_in_the_pageblock_shared_by_normal_and_highmem_goes_to_highm
     counts = {z.name: sum(p.count for p in z.pcp) for z in node.zones}
     assert counts == {"DMA": 0, "Normal": 0, "HighMem": 1}
     node.check()
+
+
+@pytest.mark.parametrize("mode, applied", [("policy", 1), ("mirror", 2)])
+def test_policy_mode_lets_the_daemons_act_every_100_us(mode, applied):
+    """A replay applies a tick's events at the tick's start and kswapd/kcompactd run between ticks:
+    policy mode's tick is 100 us (replay.POLICY_TICK_NS: the kernel's kswapd starts within tens of
+    us of a wake-up, on the other CPU), mirror mode's 1 ms.  Two requests 550 us apart: at 450 us
+    of simulated time policy mode has applied the first only (the second's tick starts at 500 us),
+    mirror mode both (one tick from 0)."""
+    from kmemdes.config import parse_config
+    from kmemdes.sim.engine import Sim
+
+    rows = [("mm_page_alloc", 0, dict(pfn=64, order=0, migratetype=1, gfp=g.GFP_HIGHUSER_MOVABLE)),
+            ("mm_page_alloc", 0, dict(pfn=65, order=0, migratetype=1, gfp=g.GFP_HIGHUSER_MOVABLE))]
+    ev = events(rows).with_columns(ts=pl.Series([0, 550_000], dtype=pl.Int64))
+    sim = Sim(parse_config("[machine]\nmem = \"64M\"\n"), small_node(), [])
+    r = sim.add_replay(ev, mode, "t")
+    sim.env.run(until=450_000)
+    assert r.pos == applied
+    sim.env.run(until=1_000_001)
+    assert r.pos == 2
