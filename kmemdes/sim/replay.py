@@ -124,9 +124,10 @@ DEFERRED_INIT_STEP = 163840  # pages handed over per deferred-init step on the r
 #: within 4-72 us in three of four wake-ups of the pressure captures (``KSWAPD_WAKE_LATENCY_NS``), and
 #: its first order-9 folio is free ~30 us later.  With the mirror's 1 ms tick a burst of readahead
 #: folios (a lab capture of the thp-pressure load: 8 wake-ups of kswapd in one ms) all found the
-#: free lists as kswapd had left them and went to direct compaction and reclaim together.  Medians of 4 seeds, 1 ms -> 100 us: j 1 -> 3 of
-#: the 6 same-policy targets (THP fallbacks 28 -> 43, kernel 77; compaction successes 58 -> 83, kernel
-#: 133), k 4 -> 4 (order-9 failures 410 -> 385, kernel 176), at 1-4 % more time
+#: free lists as kswapd had left them and went to direct compaction and reclaim together.  Medians of
+#: 4 seeds, 1 ms -> 100 us: same-policy targets met j 1 -> 3 of 6 (THP fallbacks 28 -> 43, kernel 77;
+#: compaction successes 58 -> 83, kernel 133), k 4 -> 4 (order-9 failures 410 -> 385, kernel 176), lab
+#: captures l stock 5 -> 6, m stock 3 -> 5, l defrag_mode 1 -> 1; 1-4 % more time.  25 us gives j the same.
 POLICY_TICK_NS = 100_000
 _ZERO_SIZE_PTR = 0x10
 _GFP_ZERO = G.__GFP_ZERO
