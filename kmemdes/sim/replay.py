@@ -103,7 +103,7 @@ from kmemdes.sim.growth import online_freed_block
 from kmemdes.sim.sanitize import Sanitized, sanitize_events
 from kmemdes.sim.slabstats import OBJECT_KINDS, ObjectStats, object_stats
 from kmemdes.sim.traced_compaction import TracedCompaction
-from kmemdes.sim.policy_pages import PolicyPages
+from kmemdes.sim.policy_pages import NOT_TRIED, PolicyPages
 from kmemdes.trace.pressure import (
     BY_WORKLOAD,
     OP_FAST_FREE,
@@ -963,7 +963,7 @@ class Replayer:
         st = self._st
         quirk = self._quirk
         c_kind, c_pfn, c_order, c_cpu, c_gfp = self.c_kind, self.c_pfn, self.c_order, self.c_cpu, self.c_gfp
-        c_dec, c_pid = self.c_dec, self.c_pid
+        c_dec, c_pid, c_t = self.c_dec, self.c_pid, self.c_t
         pages_alloc, pages_free = self.pages.alloc, self.pages.free
         requests = st.requests
         slab_rows = self.slab_rows if self.slab_driven else None
@@ -987,13 +987,15 @@ class Replayer:
                 node.last_path = PATH_FAILED
                 cpu = c_cpu[i]
                 pid = c_pid[i]
-                pfn = pages_alloc(tpfn, order, gfp, cpu, -1 - cpu if pid is None else pid)
+                pfn = pages_alloc(tpfn, order, gfp, cpu, -1 - cpu if pid is None else pid, c_t[i])
+                replayed += 1
+                if pfn == NOT_TRIED:  # served as base pages (counted as the models' own requests)
+                    continue
                 path = node.last_path
                 if pfn < 0:
-                    st.failures.append((self.c_t[i], order, G.format_gfp(gfp)))
+                    st.failures.append((c_t[i], order, G.format_gfp(gfp)))
                 key = (order, gfp & _GFP_DIRECT_RECLAIM, path, gfp & _GFP_ZERO, 0)
                 requests[key] = requests.get(key, 0) + 1
-                replayed += 1
             elif k == K_FREE or k == K_BATCHED:
                 if slab_tpfns and c_pfn[i] in slab_tpfns:
                     slab_tpfns.discard(c_pfn[i])

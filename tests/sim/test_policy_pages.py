@@ -10,7 +10,7 @@ from kmemdes.mm.gfp import ZoneType
 from kmemdes.mm.mm_init import add_zone
 from kmemdes.mm.page_alloc import NO_ORDER, PAGE_FREE, Node, Policy, setup_per_zone_wmarks
 from kmemdes.mm.reclaim import Reclaim
-from kmemdes.sim.policy_pages import PolicyPages, is_thp_fault
+from kmemdes.sim.policy_pages import NOT_TRIED, RA_WINDOW_GAP_NS, PolicyPages, is_thp_fault
 from kmemdes.trace.pressure import BY_COMPACTION, BY_RECLAIM, BY_WORKLOAD
 
 # GFP masks as the j_pressure_stock trace prints them
@@ -79,6 +79,35 @@ def test_a_thp_fault_the_model_cannot_serve_falls_back_to_base_pages():
     # the workload frees the THP: the model frees its 512 base pages
     assert pp.free(0x200000, 9, 0, BY_WORKLOAD) == 1
     assert zone.free_pages + sum(p.count for p in zone.pcp) == free_before
+    n.check()
+
+
+def test_readahead_reads_the_rest_of_a_window_as_base_pages_after_a_failed_folio():
+    """page_cache_ra_order stops at the first folio it cannot allocate and do_page_cache_ra reads the
+    rest of the window as order-0 folios: after the model failed a readahead folio the kernel served,
+    the task's next folios within RA_WINDOW_GAP_NS are base pages, with no attempt at order 9; a
+    request after the gap (the next window) is tried again."""
+    n, zone = node()
+    seen, quirk = quirks()
+    pp = PolicyPages(n, quirk)
+    pinned = [pp.alloc(0x100000 + i, 0, ANON, 0, 1) for i in range(16)]  # no order-9 block can form
+    for pfn in range(0, 8192, 512):
+        if n.page_mt[pfn] == PAGE_FREE:
+            n.take_block(pfn, 0)
+            n.page_mt[pfn] = 1
+    assert all(p >= 0 for p in pinned)
+    assert pp.alloc(0x200000, 9, READAHEAD, 0, 7, ts=1_000) == -1  # the window's first folio fails
+    assert pp.attempts[9] == pp.failures[9] == 1
+    # the kernel's next folio of the window, 8 us later: base pages, not tried at order 9
+    assert pp.alloc(0x200200, 9, READAHEAD, 0, 7, ts=9_000) == NOT_TRIED
+    assert pp.attempts[9] == 1 and pp.t2m[0x200200][0] == -1 and len(pp.t2m[0x200200][1]) == 512
+    # another task's readahead is its own window
+    assert pp.alloc(0x300000, 9, READAHEAD, 1, 8, ts=10_000) == -1 and pp.attempts[9] == 2
+    # task 7's next window, after the gap, is tried again
+    assert pp.alloc(0x400000, 9, READAHEAD, 0, 7, ts=9_000 + RA_WINDOW_GAP_NS + 1) == -1
+    assert pp.attempts[9] == 3
+    # a THP fault is not readahead
+    assert pp.alloc(0x500000, 9, THP_RETRY, 0, 7, ts=9_000 + RA_WINDOW_GAP_NS + 2) == -1 and pp.attempts[9] == 4
     n.check()
 
 

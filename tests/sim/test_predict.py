@@ -185,21 +185,23 @@ def test_kernel_figures_of_the_defrag_mode_capture(defrag, corpus):
 def test_same_policy_prediction_on_the_defrag_mode_capture(defrag):
     t = defrag["targets"]
     # met on this capture: THP fallbacks (a kernel count under 60: within 20), direct compaction
-    # successes and pages reclaimed directly within 30 %, no order-0 failures beyond the kernel's
+    # stalls and pages reclaimed directly within 30 %, no order-0 failures beyond the kernel's
     met = {k for k, v in t.items() if v["met"]}
-    assert {"thp_fault_fallback", "order0_failures", "compact_success", "pgsteal_direct"} <= met, t
-    # not yet met (issue #13): the model fails too many order-9 readahead folios (2.5x) and stalls
-    # in direct compaction 2.3x as often, reclaiming directly in 2.8x as many stalls; bounded so
-    # that a regression shows
+    assert {"thp_fault_fallback", "order0_failures", "compact_stall", "pgsteal_direct"} <= met, t
+    # not yet met on seed 1 (issue #13): order-9 readahead failures +38 % (the median of four seeds,
+    # +26 %, meets it) and compaction successes -45 % (fewer readahead compactions since the rest of a
+    # failed readahead window is read as base pages, as the kernel does); bounded so that a regression shows
     o9 = t["order9_failures"]
-    assert o9["predicted"] <= 4 * o9["kernel"], o9
-    assert t["compact_stall"]["predicted"] <= 4 * t["compact_stall"]["kernel"]
+    assert o9["predicted"] <= 2 * o9["kernel"], o9
+    assert t["compact_success"]["predicted"] >= 0.4 * t["compact_success"]["kernel"], t["compact_success"]
     p, k = defrag["predicted"], defrag["kernel"]
     assert p["allocstall"] <= 5 * k["allocstall"]
     assert 0.5 * k["pgsteal_kswapd"] <= p["pgsteal_kswapd"] <= 2 * k["pgsteal_kswapd"]
-    # the same requests were replayed
+    # the same requests were replayed: every order-0 one; of the large folios, those of a readahead
+    # window the model had failed earlier are read as base pages, not tried at their order
     pa, ka = p["attempts_by_order"], k["attempts_by_order"]
-    assert all(pa[o] == ka[o] for o in ka if o not in ("9",))
+    assert pa["0"] == ka["0"]
+    assert all(int(pa.get(o, 0)) <= ka[o] for o in ka if o != "9"), (pa, ka)
 
 
 @pytest.mark.slow
