@@ -42,7 +42,7 @@ from kmemdes.mm import gfp as G
 from kmemdes.mm.page_alloc import NO_ORDER, NR_PAGE_ORDERS, PAGE_FREE, PAGE_RESERVED, Node
 from kmemdes.trace.pressure import BY_COMPACTION, BY_RECLAIM
 
-__all__ = ["PolicyPages", "adopt_folios", "is_thp_fault", "LRU_INACTIVE", "LRU_REFERENCED", "LRU_ACTIVE", "LRU_MAPPED",
+__all__ = ["PolicyPages", "adopt_folios", "is_thp_fault", "is_readahead_folio", "LRU_INACTIVE", "LRU_REFERENCED", "LRU_ACTIVE", "LRU_MAPPED",
            "NOT_TRIED", "RA_WINDOW_GAP_NS"]
 
 #: the page-cache state :meth:`PolicyPages.adopt` takes per page (0: not page cache): LRU_INACTIVE,
@@ -71,6 +71,12 @@ _RA_BITS = _MOVABLE | _NORETRY | _COMP  # readahead_gfp_mask's __GFP_NORETRY, fi
 def is_thp_fault(gfp: int, order: int) -> bool:
     """A THP fault's allocation (``GFP_TRANSHUGE[_LIGHT]``: compound, movable, ``__GFP_NOMEMALLOC``)."""
     return order >= 9 and gfp & _THP_BITS == _THP_BITS
+
+
+def is_readahead_folio(gfp: int, order: int) -> bool:
+    """A readahead large folio (``readahead_gfp_mask``: movable, ``__GFP_NORETRY``, compound; not zeroed,
+    not a THP fault)."""
+    return order > 0 and gfp & _RA_BITS == _RA_BITS and not gfp & _ZERO and not is_thp_fault(gfp, order)
 
 
 def adopt_folios(node: Node, pfns, orders, file, owner, busy: bytes | bytearray | None = None) -> list[tuple[int, int, bool]]:
@@ -224,7 +230,8 @@ class PolicyPages:
         kernel's own failures are followed in its traces by 1-4 k order-0 requests."""
         node = self.node
         thp = is_thp_fault(gfp, order)
-        if order and tpfn >= 0 and gfp & _RA_BITS == _RA_BITS and not gfp & _ZERO and not thp:
+        readahead = is_readahead_folio(gfp, order)
+        if readahead and tpfn >= 0:
             last = self.ra_window.get(pid)
             if last is not None:
                 if ts - last <= RA_WINDOW_GAP_NS:
@@ -262,7 +269,7 @@ class PolicyPages:
                     self.thp_fault[pid] = True
                     self._map(tpfn, pfn, order, gfp)
                     return pfn
-            if not thp and gfp & _RA_BITS == _RA_BITS and not gfp & _ZERO:
+            if readahead:
                 self.ra_window[pid] = ts  # the rest of this readahead window: base pages
             self._fallback(tpfn, order, gfp, cpu)
         return -1

@@ -10,7 +10,7 @@ from kmemdes.mm.gfp import ZoneType
 from kmemdes.mm.mm_init import add_zone
 from kmemdes.mm.page_alloc import NO_ORDER, PAGE_FREE, Node, Policy, setup_per_zone_wmarks
 from kmemdes.mm.reclaim import Reclaim
-from kmemdes.sim.policy_pages import NOT_TRIED, RA_WINDOW_GAP_NS, PolicyPages, is_thp_fault
+from kmemdes.sim.policy_pages import NOT_TRIED, RA_WINDOW_GAP_NS, PolicyPages, is_readahead_folio, is_thp_fault
 from kmemdes.trace.pressure import BY_COMPACTION, BY_RECLAIM, BY_WORKLOAD
 
 # GFP masks as the j_pressure_stock trace prints them
@@ -55,6 +55,8 @@ def policy_pages():
 def test_thp_faults_are_recognised_by_their_gfp_mask():
     assert is_thp_fault(THP_FIRST, 9) and is_thp_fault(THP_RETRY, 9)
     assert not is_thp_fault(READAHEAD, 9) and not is_thp_fault(THP_FIRST, 0)
+    assert is_readahead_folio(READAHEAD, 9) and is_readahead_folio(READAHEAD, 2)
+    assert not any(is_readahead_folio(m, 9) for m in (THP_FIRST, THP_RETRY, ANON)) and not is_readahead_folio(READAHEAD, 0)
 
 
 def test_a_thp_fault_the_model_cannot_serve_falls_back_to_base_pages():
