@@ -43,6 +43,8 @@ import re
 
 import polars as pl
 
+from kmemdes.mm.compaction import COMPACT_RESULT_NAMES
+
 __all__ = ["kernel_ops", "decided_by_kernel", "intervals", "parse_lines", "compaction_runs", "OP", "COMPACT_STATUS",
            "COMPACT_STATUS_NAMES", "BY_WORKLOAD", "BY_RECLAIM", "BY_COMPACTION"]
 
@@ -65,11 +67,11 @@ OP = {
 OP_BEGIN, OP_END, OP_ISO_MIGRATE, OP_ISO_FREE, OP_FAST_FREE, OP_MIGRATE, OP_TRY, OP_KCOMPACTD = 1, 2, 3, 4, 5, 6, 7, 8
 OP_DR_BEGIN, OP_DR_END, OP_KSWAPD_WAKE, OP_SHRINK, OP_ACTIVATE = 10, 11, 12, 13, 14
 
-#: ``compaction_status_string`` (include/trace/events/compaction.h, 6.18)
-COMPACT_STATUS = {"not_suitable_zone": 0, "skipped": 1, "deferred": 2, "no_suitable_page": 3, "continue": 4,
-                  "complete": 5, "partial_skipped": 6, "contended": 7, "success": 8}
-#: status code -> the name ``mm_compaction_end`` prints
-COMPACT_STATUS_NAMES = {v: k for k, v in COMPACT_STATUS.items()}
+#: status code -> the name ``mm_compaction_end`` prints (``compaction_status_string``,
+#: include/trace/events/compaction.h, 6.18): the compaction model's ``enum compact_result`` names
+COMPACT_STATUS_NAMES = COMPACT_RESULT_NAMES
+#: name -> status code
+COMPACT_STATUS = {name: code for code, name in COMPACT_STATUS_NAMES.items()}
 
 
 def _hex(pattern: str) -> pl.Expr:
