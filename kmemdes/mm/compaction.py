@@ -37,6 +37,11 @@ What is modelled
       ``_tail``) and shrink with failures (``freelist_scan_limit``).
       ``compaction_alloc`` takes the first isolated block of the smallest
       sufficient order and splits it as ``expand`` does.
+    * A large folio that gets no target of its order is split into base
+      pages, moved after the rest of the batch (``migrate_pages_batch``'s
+      ``-ENOMEM`` path with ``try_split_folio``); only a base page without a
+      target ends the run (``COMPACT_CONTENDED``).  The owners follow the split
+      (``split_folio``: the folio's identity stays on its pages).
     * A pass ends when the scanners meet; the cached positions are reset
       (``COMPACT_COMPLETE`` for a whole-zone pass, else
       ``COMPACT_PARTIAL_SKIPPED``).  ``__compact_finished`` is tested at
@@ -1182,45 +1187,90 @@ class Compaction:
     def _migrate_pages(self, cc: CompactControl) -> int:
         """``migrate_pages`` with ``compaction_alloc``: move each isolated folio, owners follow via rmap.
 
+        A large folio that finds no target of its order is split (``migrate_pages_batch``'s
+        ``-ENOMEM`` path: ``try_split_folio``, as for every reason but NUMA balancing) and its base
+        pages are moved after the rest of the list, in one asynchronous pass whose own failures
+        end it quietly; the split folio counts as one failed folio unless all its pages moved.
+        A folio whose owner cannot split it (:meth:`split_folio`) ends the pass as a base page does.
+
         Returns 0, the number of failed folios, or ``-ENOMEM`` when no target
-        could be isolated (the rest is put back).
+        could be isolated (the rest, split pages included, is put back).
         """
-        node = self.node
-        rmap = node.rmap
-        alloc_order = node.alloc_order
-        page_mt = node.page_mt
         pin = self.pin_fraction
         rng = self.rng
         pages = cc.migratepages
         cc.migratepages = []
         failed = 0
-        err = 0
-        succeeded = 0
+        split: list[int] = []
+        nr_split = 0
         for src in pages:
-            order = alloc_order[src]
-            n = 1 << order
+            n = 1 << self.node.alloc_order[src]
             if pin and rng.random() < pin:
                 failed += 1
                 cc.nr_failed += n
                 cc.nr_migratepages -= n
                 continue
-            dst = self._compaction_alloc(cc, order)
-            if dst < 0:
-                err = _ENOMEM
-                break
-            cc.nr_migratepages -= n
-            page_mt[dst:dst + n] = page_mt[src:src + n]
-            alloc_order[dst] = order
-            owner = rmap.pop(src)
-            owner.migrate_page(src, dst, order)
-            rmap[dst] = owner
-            page_mt[src:src + n] = bytes((PAGE_RESERVED,)) * n  # freed to the per-CPU list
-            alloc_order[src] = NO_ORDER
-            cc.pending_free.append((src, order))
-            succeeded += n
+            if self._move_folio(cc, src):
+                continue
+            if n > 1 and self.split_folio(src):
+                split.extend(range(src, src + n))
+                nr_split += 1
+                cc.nr_migratepages -= n
+                continue
+            cc.nr_migratepages = 0
+            return _ENOMEM
         cc.nr_migratepages = 0
-        cc.nr_migrated += succeeded
-        return err if err else failed
+        moved_all = True
+        for i, src in enumerate(split):  # migrate_pages: the split folios, MIGRATE_ASYNC, one pass
+            if not self._move_folio(cc, src):
+                cc.nr_failed += 1  # the page that found no target; the rest are put back uncounted
+                moved_all = False
+                break
+        if failed or not moved_all:
+            return failed + nr_split
+        return 0
+
+    def _move_folio(self, cc: CompactControl, src: int) -> bool:
+        """One folio to a target from ``compaction_alloc`` (``migrate_folio_unmap`` +
+        ``migrate_folio_move``); False when no target of its order could be had."""
+        node = self.node
+        alloc_order = node.alloc_order
+        page_mt = node.page_mt
+        order = alloc_order[src]
+        n = 1 << order
+        dst = self._compaction_alloc(cc, order)
+        if dst < 0:
+            return False
+        cc.nr_migratepages -= n
+        page_mt[dst:dst + n] = page_mt[src:src + n]
+        alloc_order[dst] = order
+        rmap = node.rmap
+        owner = rmap.pop(src)
+        owner.migrate_page(src, dst, order)
+        rmap[dst] = owner
+        page_mt[src:src + n] = bytes((PAGE_RESERVED,)) * n  # freed to the per-CPU list
+        alloc_order[src] = NO_ORDER
+        cc.pending_free.append((src, order))
+        cc.nr_migrated += n
+        return True
+
+    def split_folio(self, pfn: int) -> bool:
+        """``split_folio_to_list`` for compaction: the large folio at ``pfn`` becomes base pages,
+        each of them its owner's (``rmap``) and on the LRU where the folio was.  The owner is asked
+        first (its ``split_folio(pfn, order)``, which keeps the folio's identity on its pages); one
+        without that method, or that refuses, leaves the folio whole and False is returned."""
+        node = self.node
+        order = node.alloc_order[pfn]
+        owner = node.rmap.get(pfn)
+        split = getattr(owner, "split_folio", None)
+        if split is None or not split(pfn, order):
+            return False
+        n = 1 << order
+        node.alloc_order[pfn:pfn + n] = bytes(n)
+        rmap = node.rmap
+        for p in range(pfn + 1, pfn + n):
+            rmap[p] = owner
+        return True
 
     # ------------------------------------------------------ finish test
     def _compact_scanners_met(self, cc: CompactControl) -> bool:

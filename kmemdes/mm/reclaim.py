@@ -412,6 +412,34 @@ class Reclaim:
         if owner is not None:
             owner.migrate_page(old, new, order)
 
+    def split_folio(self, pfn: int, order: int) -> bool:
+        """A page-cache folio split into base pages (``__split_folio_to_order`` with
+        ``lru_add_split_folio``): each tail page goes on the folio's list beside it, with its flags
+        (referenced, active, dirty, mapped), and its owner is told first; False, and nothing done,
+        when the owner cannot follow a split (it has no ``split_folio``, or refuses)."""
+        oid = self._owner_id[pfn]
+        owner = self._owners[oid]
+        if owner is not None:
+            split = getattr(owner, "split_folio", None)
+            if split is None or not split(pfn, order):
+                return False
+        lst = self._lst(pfn)
+        flags, owner_id = self._flags, self._owner_id
+        nxt, prv = self._nxt, self._prv
+        f = flags[pfn]
+        for p in range(pfn + 1, pfn + (1 << order)):
+            # list_add_tail(&new->lru, &folio->lru): between the folio and its neighbour on the head side
+            q = prv[pfn]
+            prv[p], nxt[p] = q, pfn
+            prv[pfn] = p
+            if q >= 0:
+                nxt[q] = p
+            else:
+                self._head[lst] = p
+            flags[p] = f
+            owner_id[p] = oid
+        return True
+
     def register_shrinker(self, name: str, count_objects: Callable[[], int],
                           scan_objects: Callable[[int], int], seeks: int = DEFAULT_SEEKS) -> Shrinker:
         """``register_shrinker``: reclaimable slab (in pages) that reclaim may shrink."""

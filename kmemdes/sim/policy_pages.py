@@ -113,7 +113,7 @@ class PolicyPages:
     def __init__(self, node: Node, quirk):
         self.node = node
         self.quirk = quirk
-        self.t2m: dict[int, tuple] = {}  # trace pfn -> (model pfn, order) or (-1, [(pfn, 0), ...]) after a fallback
+        self.t2m: dict[int, tuple] = {}  # trace pfn -> (model pfn, order), or (-1, [base pfns]) after a fallback or split
         self.m2t: dict[int, int] = {}  # model pfn -> trace pfn; -1: kept after the kernel reclaimed or moved it
         self.migrating = [deque() for _ in range(NR_PAGE_ORDERS)]  # model pages the kernel's compaction moved
         self.migrating_pfns: set[int] = set()  # the same pfns, for membership
@@ -192,6 +192,26 @@ class PolicyPages:
                 self.migrating_pfns.discard(old)
                 self.migrating_pfns.add(new)
                 break
+
+    def split_folio(self, pfn: int, order: int) -> bool:
+        """The model's compaction split a large folio it found no target for: its base pages keep
+        the folio's trace identity, as a fallback's base pages do (the trace's free of the folio
+        frees them all).  Refused (False) for a folio the kernel's own compaction moved (its identity
+        is still to be learnt from the trace)."""
+        if pfn in self.migrating_pfns:
+            return False
+        n = 1 << order
+        t = self.m2t.pop(pfn, None)
+        if t is None:  # a page from before the trace: its identity is its pfn
+            t = pfn
+            if self.exact_start:
+                self.start_busy[pfn:pfn + n] = bytes(n)
+        pages = list(range(pfn, pfn + n))
+        for p in pages:
+            self.m2t[p] = t
+        if t >= 0:
+            self.t2m[t] = (-1, pages)
+        return True
 
     def reclaim_page(self, pfn: int, order: int) -> None:
         """The model's reclaim freed a page-cache page: a later free of it in the trace is void."""
@@ -374,7 +394,7 @@ class PolicyPages:
         ent = self.t2m.get(tpfn)
         if ent is not None:
             pfn, order = ent
-            pages = [pfn] if pfn >= 0 else [p for p, _ in order]
+            pages = [pfn] if pfn >= 0 else list(order)
         elif (self.exact_start and tpfn not in self.m2t and 0 <= tpfn < len(self.start_busy)
               and self.start_busy[tpfn]):
             pages = [tpfn]

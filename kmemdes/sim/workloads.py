@@ -80,13 +80,15 @@ class PageOwner:
     Allocations are known by a token that survives migration: ``add``/``add_cache`` return it,
     ``free`` takes it (a page reclaimed meanwhile is simply gone).  Anonymous pages (``add``)
     are movable; page-cache pages (``add_cache``) are also reclaimable, and the reclaim model
-    holds their rmap entry and tells the owner.
+    holds their rmap entry and tells the owner.  A large folio compaction splits keeps its token,
+    which then stands for the folio's base pages (:meth:`split_folio`).
     """
 
     def __init__(self) -> None:
         self.pages: dict[int, int] = {}  # current pfn -> order
         self._tok: dict[int, int] = {}  # current pfn -> token
-        self._pfn: dict[int, int] = {}  # token -> current pfn
+        self._pfn: dict[int, int] = {}  # token -> current pfn (of the folio, or of one page of a split one)
+        self._split: dict[int, list[int]] = {}  # token of a split folio -> the current pfns of its pages
         self._cache: set[int] = set()  # tokens of page-cache pages
         self._next = 1
 
@@ -97,6 +99,22 @@ class PageOwner:
         self._tok[pfn] = tok
         self._pfn[tok] = pfn
         return tok
+
+    def pfns(self, tok: int) -> list[int]:
+        """The current pfns of a live allocation: its folio, or the pages of a split one."""
+        split = self._split.get(tok)
+        if split is not None:
+            return split
+        pfn = self._pfn.get(tok)
+        return [] if pfn is None else [pfn]
+
+    def nr_pages(self, tok: int) -> int:
+        """Pages a live allocation still holds (0 once reclaimed)."""
+        split = self._split.get(tok)
+        if split is not None:
+            return len(split)
+        pfn = self._pfn.get(tok)
+        return 0 if pfn is None else 1 << self.pages[pfn]
 
     def add(self, node, pfn: int, order: int) -> int:
         """An anonymous (movable, unreclaimable without swap) page."""
@@ -126,20 +144,21 @@ class PageOwner:
 
     def free(self, node, tok: int, cpu: int = 0) -> bool:
         """Free an allocation by token (truncate for page cache); False if reclaim already took it."""
-        pfn = self._pfn.pop(tok, None)
-        if pfn is None:
+        pfns = self.pfns(tok)
+        if not pfns:
             return False
-        order = self.pages.pop(pfn)
-        del self._tok[pfn]
-        if tok in self._cache:
-            self._cache.discard(tok)
-            if node.reclaim is not None:
+        self._pfn.pop(tok, None)
+        self._split.pop(tok, None)
+        cache = tok in self._cache
+        self._cache.discard(tok)
+        for pfn in pfns:
+            order = self.pages.pop(pfn)
+            del self._tok[pfn]
+            if cache and node.reclaim is not None:
                 node.reclaim.remove_file_pages([pfn], free=False)
             else:
                 node.rmap.pop(pfn, None)
-        else:
-            node.rmap.pop(pfn, None)
-        node.free_pages(pfn, order, cpu)
+            node.free_pages(pfn, order, cpu)
         return True
 
     def migrate_page(self, old: int, new: int, order: int) -> None:
@@ -150,15 +169,44 @@ class PageOwner:
         self.pages.pop(old, None)
         self.pages[new] = order
         self._tok[new] = tok
-        self._pfn[tok] = new
+        split = self._split.get(tok)
+        if split is not None:
+            split[split.index(old)] = new
+            if self._pfn[tok] == old:
+                self._pfn[tok] = new
+        else:
+            self._pfn[tok] = new
+
+    def split_folio(self, pfn: int, order: int) -> bool:
+        """Compaction split the large folio at ``pfn`` (no target of its order): its token now stands
+        for its base pages, which the workload frees, and reclaim and compaction take, one by one."""
+        tok = self._tok.get(pfn)
+        if tok is None:
+            return False
+        del self.pages[pfn]
+        pages = list(range(pfn, pfn + (1 << order)))
+        for p in pages:
+            self.pages[p] = 0
+            self._tok[p] = tok
+        self._split[tok] = pages
+        return True
 
     def reclaim_page(self, pfn: int, order: int) -> None:
         """Called by the reclaim model before it frees one of our page-cache pages."""
         tok = self._tok.pop(pfn, None)
         self.pages.pop(pfn, None)
-        if tok is not None:
-            self._pfn.pop(tok, None)
-            self._cache.discard(tok)
+        if tok is None:
+            return
+        split = self._split.get(tok)
+        if split is not None:
+            split.remove(pfn)
+            if split:
+                if self._pfn[tok] == pfn:
+                    self._pfn[tok] = split[0]
+                return
+            del self._split[tok]
+        self._pfn.pop(tok, None)
+        self._cache.discard(tok)
 
 
 class Workload:
@@ -475,7 +523,8 @@ class FileCacheLoad(Workload):
         step = 1 << fo
         n = spec.file_pages
         slots: list = [None] * (-(-n // step))  # tokens of each folio-sized range of the file
-        alive = self.owner._pfn
+        owner = self.owner
+        alive = owner._pfn
         per_tick = spec.rate_pages * TICK_NS / 1e9
         interval = parse_duration(spec.interval)
         reclaim = node.reclaim
@@ -493,12 +542,13 @@ class FileCacheLoad(Workload):
                 while i < len(slots):
                     size = min(step, n - i * step)
                     toks = [tok for tok in (slots[i] or ()) if tok in alive]
-                    have = sum(1 << self.owner.pages[alive[tok]] for tok in toks)
+                    have = sum(map(owner.nr_pages, toks))
                     if have >= size:  # a hit
                         self.hits += size
                         if reclaim is not None:
                             for tok in toks:
-                                reclaim.mark_page_accessed(alive[tok])
+                                for pfn in owner.pfns(tok):
+                                    reclaim.mark_page_accessed(pfn)
                         i += 1
                         continue
                     need = size - have

@@ -68,6 +68,17 @@ class Owner:
         self.pages[new] = order
         self.migrations.append((old, new, order))
 
+    def split_folio(self, pfn: int, order: int) -> bool:
+        assert self.pages.pop(pfn) == order
+        self.pages.update(dict.fromkeys(range(pfn, pfn + (1 << order)), 0))
+        return True
+
+
+class OwnerWithoutSplit(Owner):
+    """An owner that cannot follow a split (no ``split_folio``)."""
+
+    split_folio = None
+
 
 def occupy_zone(node, zone, mt: int, owner: Owner | None = None) -> list[int]:
     """Take every free page of ``zone`` as an order-0 allocation of migratetype ``mt``.
@@ -327,6 +338,56 @@ def test_capture_and_migration_through_rmap():
     # every owner page is still allocated, movable and mapped in rmap
     assert all(node.rmap[p] is owner and node.alloc_order[p] == 0 and node.page_mt[p] == MIGRATE_MOVABLE
                for p in owner.pages)
+
+
+def _folio_in_fragmented_zone(owner_cls):
+    """:func:`fragmented`'s zone (free pieces of orders 0 and 1 only) with the first free pageblock's
+    first four pages made one order-2 folio of an ``owner_cls`` owner, isolated for migration by an
+    async direct compaction whose migrate scanner has left that pageblock."""
+    node, comp, owner, zone = fragmented(pin_fraction=0.0, async_skip_fraction=0.0)
+    folio = FIRST_FREE_BLOCK
+    for p, o in ((folio, 1), (folio + 2, 0)):  # the order-1 and order-0 pieces freed there
+        assert node.take_block(p, o) == 0
+    node.page_mt[folio:folio + 4] = bytes((MIGRATE_MOVABLE,)) * 4
+    del node.rmap[folio + 3], owner.pages[folio + 3]
+    node.alloc_order[folio:folio + 4] = bytes((2, 0xFF, 0xFF, 0xFF))
+    new = owner_cls()
+    new.pages, new.migrations = owner.pages, owner.migrations
+    for p in owner.pages:
+        node.rmap[p] = new
+    new.pages[folio] = 2
+    node.rmap[folio] = new
+    node.check()
+    cc = CompactControl(zone, 9, THP, MIGRATE_ASYNC, ALLOC_WMARK_MIN, 1, direct_compaction=True)
+    cc.migrate_pfn, cc.free_pfn = FIRST_FREE_BLOCK + PAGEBLOCK_NR_PAGES, ZONE_END_BLOCK
+    cc.migratepages, cc.nr_migratepages = [folio], 4
+    return node, comp, new, zone, cc, folio
+
+
+def test_a_large_folio_without_a_target_of_its_order_is_split_and_its_pages_moved():
+    # migrate_pages_batch: compaction_alloc finds no order-2 target (the free lists hold orders 0-1,
+    # which the free scanner isolates at their order), -ENOMEM for a large folio -> try_split_folio,
+    # then the split folios are migrated after the rest, each to an order-0 target
+    node, comp, owner, zone, cc, folio = _folio_in_fragmented_zone(Owner)
+    assert comp._migrate_pages(cc) == 0  # every page moved: migrate_pages returns 0
+    assert [old for old, _, _ in owner.migrations] == [folio, folio + 1, folio + 2, folio + 3]
+    assert all(o == 0 for _, _, o in owner.migrations) and cc.nr_migrated == 4 and cc.nr_failed == 0
+    assert sorted(cc.pending_free) == [(folio + i, 0) for i in range(4)]
+    for _, new, _ in owner.migrations:
+        assert node.rmap[new] is owner and node.alloc_order[new] == 0
+    assert not any(p in node.rmap for p in range(folio, folio + 4))
+    comp._drain_pending(cc)
+    comp._release_freepages(cc)
+    node.check()
+
+
+def test_a_folio_its_owner_cannot_split_ends_the_pass_with_enomem():
+    node, comp, owner, zone, cc, folio = _folio_in_fragmented_zone(OwnerWithoutSplit)
+    assert comp._migrate_pages(cc) == -12  # -ENOMEM: compact_zone ends COMPACT_CONTENDED
+    assert owner.migrations == [] and node.alloc_order[folio] == 2 and node.rmap[folio] is owner
+    assert cc.nr_migrated == 0 and cc.nr_migratepages == 0
+    comp._release_freepages(cc)
+    node.check()
 
 
 def test_slow_path_gets_the_captured_block():

@@ -295,6 +295,38 @@ def test_compaction_migrates_page_cache_and_the_lru_follows():
     assert got == len(pfns) and cache.reclaimed == order
 
 
+def test_a_split_page_cache_folio_keeps_its_place_and_flags_and_its_pages_go_one_by_one():
+    # __split_folio_to_order + lru_add_split_folio: the tail pages join the list beside the folio
+    # (list_add_tail(&new->lru, &folio->lru)) with its flags; reclaim then frees them one page each
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    rec = Reclaim(node)
+    cache = CacheOwner()
+    older = node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0)
+    folio = node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 2)
+    newer = node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0)
+    rec.add_file_pages([older, folio, newer], [0, 2, 0], cache)
+    cache.pages.update({older: 0, folio: 2, newer: 0})
+    rec.mark_page_accessed(folio)  # PG_referenced
+    zone = node.zone_of(folio)
+    before = zone.reclaimable
+    cache.split_folio = None  # an owner that cannot follow a split: nothing is done
+    assert rec.split_folio(folio, 2) is False
+    assert rec.lru_pages(zone, False) == 6 and node.rmap[folio] is rec and cache.pages[folio] == 2
+    del cache.split_folio  # Owner.split_folio: the pages become the owner's base pages
+    assert rec.split_folio(folio, 2) is True
+    node.alloc_order[folio:folio + 4] = bytes(4)  # the node's side of the split (Compaction.split_folio)
+    for p in range(folio + 1, folio + 4):
+        node.rmap[p] = rec
+    assert zone.reclaimable == before and rec.lru_pages(zone, False) == 6
+    assert all(rec.is_page_cache(p) for p in range(folio, folio + 4))
+    # oldest first: the page added first, then the folio's pages (their flags say referenced:
+    # unmapped clean page cache is freed all the same), then the newest
+    assert rec.shrink_node([zone], 6, priority=0) == 6
+    assert cache.reclaimed[0] == older and sorted(cache.reclaimed[1:5]) == list(range(folio, folio + 4))
+    assert cache.reclaimed[5] == newer
+    node.check()
+
+
 def test_defrag_mode_balances_on_free_pageblocks_only():
     node, comp, owner, zone = fragmented()  # 36096 free pages, all in order-0 and order-1 blocks
     assert zone.nr_free[1] > 0 and sum(zone.nr_free[9:]) == 0

@@ -246,13 +246,48 @@ def test_an_activated_folio_the_model_served_with_base_pages_activates_them_all(
     n, seen, pp = policy_pages()
     pfn = pp.alloc(0x200000, 2, READAHEAD, 0, 1)
     assert pfn >= 0 and pp.activate(0x200000) == 1 and n.reclaim.vmstat["pgactivate"] == 4  # its pages
-    pp.t2m[0x210000] = (-1, [(p, 0) for p in (pp.alloc(0x220000 + i, 0, READAHEAD & ~g.__GFP_COMP, 0, 1)
-                                              for i in range(3))])
-    assert pp.activate(0x210000) == 1 and n.reclaim.vmstat["pgactivate"] == 7
+    pp._fallback(0x210000, 2, READAHEAD, 0)  # the model failed this folio: four order-0 folios stand for it
+    assert pp.t2m[0x210000][0] == -1 and len(pp.t2m[0x210000][1]) == 4
+    assert pp.activate(0x210000) == 1 and n.reclaim.vmstat["pgactivate"] == 8
     # a page-cache page in use since the start is its own pfn while no model decision touched it
     n.take_block(4096, 0)
     n.page_mt[4096] = 1
     pp.adopt(n, [4096], [0], [True])
-    assert pp.activate(4096) == 1 and n.reclaim.vmstat["pgactivate"] == 8
+    assert pp.activate(4096) == 1 and n.reclaim.vmstat["pgactivate"] == 9
     assert "lru_activate_not_in_model" not in seen
+    n.check()
+
+
+def test_a_folio_the_models_compaction_split_is_freed_whole_by_the_traces_free():
+    # migrate_pages_batch splits a large folio it has no target for; the trace's later free of the
+    # folio (the kernel's, which may never have split it) frees every one of its base pages, wherever
+    # compaction moved them and less those reclaim took
+    n, seen, pp = policy_pages()
+    free0 = n.nr_free_pages()
+    pfn = pp.alloc(0x200000, 2, READAHEAD, 0, 1, ts=0)
+    assert pfn >= 0 and n.reclaim.is_page_cache(pfn)
+    assert n.compaction.split_folio(pfn) is True
+    assert pp.t2m[0x200000] == (-1, [pfn, pfn + 1, pfn + 2, pfn + 3])
+    assert all(n.alloc_order[p] == 0 and n.rmap[p] is n.reclaim for p in range(pfn, pfn + 4))
+    # compaction moves one page, reclaim frees another
+    dst = n.alloc_pages(ANON, 0)
+    n.rmap.pop(pfn + 1)
+    n.reclaim.migrate_page(pfn + 1, dst, 0)
+    n.rmap[dst] = n.reclaim
+    n.free_pages(pfn + 1, 0)
+    pp.reclaim_page(pfn + 2, 0)
+    n.reclaim.remove_file_pages([pfn + 2])
+    assert pp.t2m[0x200000] == (-1, [pfn, dst, pfn + 3])
+    assert pp.free(0x200000, 2, 0, BY_WORKLOAD) == 1
+    n.drain_all_pages()
+    assert n.nr_free_pages() == free0 and not n.rmap and seen == {}
+    n.check()
+
+
+def test_a_folio_the_kernels_compaction_moved_is_not_split():
+    n, seen, pp = policy_pages()
+    pfn = pp.alloc(0x200000, 2, READAHEAD, 0, 1, ts=0)
+    pp.free(0x200000, 2, 0, BY_COMPACTION)  # the kernel migrated it: its identity is to be learnt
+    assert pfn in pp.migrating_pfns and n.compaction.split_folio(pfn) is False
+    assert n.alloc_order[pfn] == 2 and pp.m2t[pfn] == -1
     n.check()

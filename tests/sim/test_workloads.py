@@ -295,3 +295,36 @@ def test_a_burst_step_lasts_as_long_as_the_stalls_its_faults_took():
     ns = burst._slow_ns(before, mark)
     assert 2_000_000 <= ns - 32 * 2_000 <= 3_000_000
     assert burst._slow_ns(before, sim.stall_mark()) == 0
+
+
+def test_page_owner_follows_a_split_folio_page_by_page():
+    # the token of a folio compaction split stands for its base pages: moved, reclaimed and freed
+    # one by one; the file's reads count the pages it still holds
+    from kmemdes.mm.compaction import Compaction
+    from kmemdes.mm.gfp import GFP_HIGHUSER_MOVABLE
+    from kmemdes.mm.mm_init import build_node, parse_size
+    from kmemdes.mm.reclaim import Reclaim
+    from kmemdes.sim.workloads import PageOwner
+
+    node = build_node("x86_64", parse_size("256M"), cpus=1)
+    Reclaim(node)
+    comp = Compaction(node)
+    owner = PageOwner()
+    free0 = node.nr_free_pages()
+    pfn = node.alloc_pages(GFP_HIGHUSER_MOVABLE, 3)
+    tok = owner.add_cache(node, pfn, 3)
+    assert owner.nr_pages(tok) == 8 and owner.pfns(tok) == [pfn]
+    assert comp.split_folio(pfn) is True
+    assert owner.nr_pages(tok) == 8 and owner.pfns(tok) == list(range(pfn, pfn + 8))
+    dst = node.alloc_pages(GFP_HIGHUSER_MOVABLE, 0)  # compaction moves the first page
+    node.rmap.pop(pfn)
+    node.reclaim.migrate_page(pfn, dst, 0)
+    node.rmap[dst] = node.reclaim
+    node.free_pages(pfn, 0)
+    owner.reclaim_page(pfn + 5, 0)  # reclaim takes another
+    node.reclaim.remove_file_pages([pfn + 5])
+    assert owner.nr_pages(tok) == 7 and dst in owner.pfns(tok) and pfn + 5 not in owner.pfns(tok)
+    assert owner.free(node, tok) is True and owner.nr_pages(tok) == 0 and owner.free(node, tok) is False
+    node.drain_all_pages()
+    assert node.nr_free_pages() == free0 and not node.rmap and not owner.pages
+    node.check()
