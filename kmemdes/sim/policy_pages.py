@@ -59,7 +59,8 @@ _IN_USE = bytes(0 if b in (PAGE_FREE, PAGE_RESERVED) else 1 for b in range(256))
 _THP_BITS = _COMP | _NOMEMALLOC | _MOVABLE
 _MAX_FOLIO_ORDER = 18  # the largest block alloc_order can hold: a 1 GiB hugetlb page (x86_64 PUD order)
 #: :meth:`PolicyPages.alloc`'s answer for a request the model did not make at its order (the rest of a
-#: readahead window after a failed folio, served as base pages)
+#: readahead window after a failed folio, served as base pages; a THP fault's retry where the model's
+#: first attempt served the fault)
 NOT_TRIED = -2
 #: the folios of one readahead window follow each other within this gap (``page_cache_ra_order``
 #: allocates them back to back, then starts the reads): between one task's order-9 readahead requests on
@@ -241,7 +242,8 @@ class PolicyPages:
     # -------------------------------------------------------------- events
     def alloc(self, tpfn: int, order: int, gfp: int, cpu: int, pid: int, ts: int = 0) -> int:
         """``mm_page_alloc`` of the trace (``tpfn`` < 0: the kernel failed it) at ``ts``; returns the
-        model's pfn, -1 when the model failed it, :data:`NOT_TRIED` when the model did not ask at this order.
+        model's pfn, -1 when the model failed it, :data:`NOT_TRIED` when the model did not ask at this order
+        (or at all: the kernel's retry of a THP fault the model's first attempt served).
 
         Readahead stops at the first folio it cannot allocate (``page_cache_ra_order``: ``if (err)
         break``) and reads the rest of the window as order-0 folios (``do_page_cache_ra``): after the
@@ -264,7 +266,7 @@ class PolicyPages:
             # the kernel retried without __GFP_THISNODE because its first attempt failed; the model's did not
             self.end_thp_fault(pid)
             self.quirk("thp_retry_not_needed_in_model")
-            return -1
+            return NOT_TRIED  # no request of the model's: neither an attempt nor a failure
         pfn = node.alloc_pages(gfp, order, cpu)
         self.attempts[order] += 1
         if pfn < 0:

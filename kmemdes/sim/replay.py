@@ -989,7 +989,7 @@ class Replayer:
                 pid = c_pid[i]
                 pfn = pages_alloc(tpfn, order, gfp, cpu, -1 - cpu if pid is None else pid, c_t[i])
                 replayed += 1
-                if pfn == NOT_TRIED:  # served as base pages (counted as the models' own requests)
+                if pfn == NOT_TRIED:  # base pages (counted as the models' own requests) or no request at all
                     continue
                 path = node.last_path
                 if pfn < 0:

@@ -315,6 +315,8 @@ def test_a_thp_faults_retry_is_matched_by_its_task_not_its_cpu():
     r.finalize()
     assert r.stats.quirks.get("thp_retry_not_needed_in_model") == 1
     assert r.pages.counts["thp_fault_alloc"] + r.pages.counts["thp_fault_fallback"] == 1  # one fault
+    # the retry the model did not need is neither a request nor a failure of the run's
+    assert not r.stats.failures and sum(r.stats.requests.values()) == 1
     node.check()
 
 
