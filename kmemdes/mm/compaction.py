@@ -1221,7 +1221,7 @@ class Compaction:
             return _ENOMEM
         cc.nr_migratepages = 0
         moved_all = True
-        for i, src in enumerate(split):  # migrate_pages: the split folios, MIGRATE_ASYNC, one pass
+        for src in split:  # migrate_pages: the split folios, MIGRATE_ASYNC, one pass
             if not self._move_folio(cc, src):
                 cc.nr_failed += 1  # the page that found no target; the rest are put back uncounted
                 moved_all = False
