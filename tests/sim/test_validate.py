@@ -83,6 +83,22 @@ def test_targets_summary(shipped):
     assert "\ntargets:\n" in format_validation(res)
 
 
+def test_normal_target_counts_orders_with_twenty_blocks(shipped):
+    """The pressure target line counts the Normal orders where the kernel's after/buddyinfo has at least
+    20 blocks, and misses exactly those more than 10 % off."""
+    cap = shipped / "a_idle_stream"
+    res = validate_capture(cap)
+    normal = [int(n) for line in (cap / "after" / "buddyinfo").read_text().splitlines()
+              if line.split()[3] == "Normal" for n in line.split()[4:]]
+    nt = res["targets"]["normal_10pct"]
+    assert nt["of"] == sum(n >= 20 for n in normal) > 0
+    model = {r["order"]: r["model"] for r in res["per_order"] if r["zone"] == "Normal"}
+    assert {m["order"] for m in nt["missed"]} == {o for o, n in enumerate(normal)
+                                                 if n >= 20 and abs(model[o] - n) > 0.10 * n}
+    assert f"Normal free blocks within 10 % at every order with at least 20 blocks: {nt['met']} of {nt['of']}" \
+        in format_validation(res)
+
+
 def test_text_output_says_how_many_slab_rows_are_left_out(shipped):
     """The slab table shows the caches the trace changed most and says how many it leaves out;
     the target lines carry no tracker reference."""
