@@ -616,7 +616,8 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
         # the models place pages themselves: which pages were in use counts, and which were free on
         # per-CPU lists (kpageflags shows those as neither buddy nor anything else; before/zoneinfo
         # counts them: 18,711 Normal pages on k_pressure_defrag's, 4,323 on j_pressure_stock's)
-        hints = StartHints(busy=hints.busy, busy_ts=hints.busy_ts, pcp_blocks=hints.pcp_blocks)
+        hints = StartHints(busy=hints.busy, busy_ts=hints.busy_ts, pcp_blocks=hints.pcp_blocks,
+                           taken=hints.taken, taken_ts=hints.taken_ts)
     evidence = trace_pageblock_types(events) if mode == "mirror" else None
     node, adopt = kpageflags_start(snap, kpageflags, cfg, notes, hints, evidence, movable=mode == "policy",
                                    marks=marks)

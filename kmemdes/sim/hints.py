@@ -53,6 +53,8 @@ class StartHints:
     pcp_blocks: list[tuple[int, int, int, int]] = field(default_factory=list)  # (pfn, order, migratetype, cpu)
     busy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # pfns allocated at the start
     busy_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # when the trace frees each
+    taken: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # pfns free at the start
+    taken_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # when the trace takes each
     pageblock_types: dict[int, int] = field(default_factory=dict)  # pageblock -> migratetype seen on its free lists
 
 
@@ -101,6 +103,8 @@ def start_hints(events: pl.DataFrame) -> StartHints:
                                  "ts")
     h = StartHints()
     free = first.filter(pl.col("kind").is_in([_ZL, _EXT])).sort("page")
+    h.taken = free["page"].to_numpy().astype(np.int64)
+    h.taken_ts = free["ts"].to_numpy().astype(np.int64)
     # types of pageblocks from free-list evidence
     pbt = free.group_by(pl.col("page") // 512).agg(pl.col("migratetype").mode().min())
     h.pageblock_types = {int(a): int(b) for a, b in pbt.iter_rows()}

@@ -658,7 +658,11 @@ def node_from_kpageflags(snap, kpf: np.ndarray, policy=None, hints=None, cpus: O
     that free came before the read reached the page (:func:`start_read_ends`); a free after it is of
     a page that was free at the start and was taken without an allocation event meanwhile:
     compaction's free scanner isolates free pages and takes migration targets that way, and its
-    release of the unused ones (or reclaim of a target) is the first event naming them.
+    release of the unused ones (or reclaim of a target) is the first event naming them.  The other way
+    round, a page it shows taken whose first trace event takes it off the buddy lists (a pcp refill, a
+    buddy allocation: ``hints.taken``) was free at the start when that take came before the read reached
+    it (on the captures of 7 December, 11 k Normal pages: ``kmemdes capture``'s own allocations while it
+    reads kpageflags).
     """
     from kmemdes.mm.mm_init import node_from_page_layout
 
@@ -680,6 +684,19 @@ def node_from_kpageflags(snap, kpf: np.ndarray, policy=None, hints=None, cpus: O
             kpf[busy] &= ~np.uint64(1 << KPF_BUDDY)
             notes_busy.append(f"{len(busy):,} pages free in kpageflags that the trace frees first: in use at its "
                               "start (kpageflags is read while tracing runs)")
+    if hints is not None and len(hints.taken) and len(hints.taken_ts) == len(hints.taken) and marks:
+        # the other way round: a page whose first event takes it off the buddy lists (a refill or a buddy
+        # allocation) was free when the trace started; kpageflags shows it taken when the take came before
+        # the read reached it (the capture's own allocations while it reads kpageflags are such takes)
+        ok = hints.taken < len(kpf)
+        taken, taken_ts = hints.taken[ok], hints.taken_ts[ok]
+        shown = ~kpf_bit(kpf[taken], KPF_BUDDY) & ~kpf_bit(kpf[taken], KPF_NOPAGE)
+        early = shown & (taken_ts < start_read_ends(taken, marks))
+        if early.any():
+            kpf = kpf.copy()
+            kpf[taken[early]] = np.uint64(1 << KPF_BUDDY)
+            notes_busy.append(f"{int(early.sum()):,} pages taken in kpageflags that the trace takes off the buddy "
+                              "lists before the read reached them: free at its start")
     cls = page_classes(kpf)
     blocks = zone_free_blocks(kpf, snap)
     ev = dict(hints.pageblock_types) if hints is not None else {}

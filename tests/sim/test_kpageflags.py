@@ -217,6 +217,38 @@ def test_node_from_kpageflags_rebuilds_a_layout_exactly(shipped):
     assert info["nr_free"] == {z.name: z.nr_free for z in ref.zones}
 
 
+def test_a_page_taken_before_the_read_reached_it_was_free_at_the_start(shipped):
+    """kpageflags is read while tracing runs: a page whose first trace event takes it off the buddy lists
+    (a refill, a buddy allocation) shows taken when the take came before the read reached its pfn; it
+    was free when the trace started.  A take after the read leaves kpageflags as it is."""
+    from kmemdes.sim.hints import StartHints
+
+    snap = read_snapshot(shipped / "a_idle_stream" / "before")
+    ref, _ = node_from_snapshot(snap)
+    pm = np.frombuffer(bytes(ref.page_mt), np.uint8)
+    kpf = np.zeros(ref.max_pfn, np.uint64)
+    kpf[pm == 0xFF] |= np.uint64(B(K.KPF_BUDDY))
+    kpf[pm == 1] |= np.uint64(B(K.KPF_LRU))
+    normal = [z for z in ref.zones if z.name == "Normal"][0]
+    order = max(o for o in range(1, 11) if normal.nr_free[o])
+    head = next(iter(normal.free_list(order, 1) or normal.free_list(order, 0)))
+    kpf[head] = np.uint64(B(K.KPF_LRU, K.KPF_ANON))  # the read saw it allocated
+    marks = [(10, "kpageflags_before"), (11, "kpageflags_read pfn=0"), (100, "capture_start name=x")]
+
+    def start(ts):
+        hints = StartHints(taken=np.array([head], np.int64), taken_ts=np.array([ts], np.int64))
+        node, notes, _ = K.node_from_kpageflags(snap, kpf, hints=hints, marks=marks)
+        node.check()
+        return [z for z in node.zones if z.name == "Normal"][0], notes
+
+    zone, notes = start(50)  # taken during the read, before it reached the page
+    assert zone.nr_free == normal.nr_free and zone.free_pages == normal.free_pages
+    assert any("before the read reached them: free at its start" in n for n in notes)
+    zone, notes = start(500)  # taken after the read: kpageflags saw what the trace started from
+    assert zone.free_pages == normal.free_pages - 1 and zone.nr_free[order] == normal.nr_free[order] - 1
+    assert not any("before the read reached them" in n for n in notes)
+
+
 # ---------------------------------------------------------------------------- peeking at a decision
 def _digest(node) -> str:
     h = hashlib.sha256()
