@@ -617,8 +617,12 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
         # per-CPU lists (kpageflags shows those as neither buddy nor anything else; before/zoneinfo
         # counts them: 18,711 Normal pages on k_pressure_defrag's, 4,323 on j_pressure_stock's)
         hints = StartHints(busy=hints.busy, busy_ts=hints.busy_ts, pcp_blocks=hints.pcp_blocks,
-                           taken=hints.taken, taken_ts=hints.taken_ts)
-    evidence = trace_pageblock_types(events) if mode == "mirror" else None
+                           taken=hints.taken, taken_ts=hints.taken_ts, pageblock_types=hints.pageblock_types)
+    # the pageblock types the trace shows (the free list a page came off, the type a drain printed; blocks a
+    # fallback re-typed left out) were the start's: without them every free page of k's and the 7 December
+    # captures' Normal started on a Movable list, where pagetypeinfo counts 252 Unmovable and 10,387
+    # Reclaimable free pages (n2_defrag), so the models' first unmovable refills failed within 0.4 s
+    evidence = trace_pageblock_types(events)
     node, adopt = kpageflags_start(snap, kpageflags, cfg, notes, hints, evidence, movable=mode == "policy",
                                    marks=marks)
     notes.append(f"initial state from the capture's before/ snapshot and {kpageflags}")

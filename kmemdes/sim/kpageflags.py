@@ -397,7 +397,9 @@ def assign_pageblock_types(cls: np.ndarray, blocks: dict, snap, evidence: Option
     the number of pageblocks of each type equals pagetypeinfo's:
 
     1. pageblocks whose type the trace shows (``evidence``, e.g.
-       :func:`trace_pageblock_types`) get that type, while the counts last;
+       :func:`trace_pageblock_types`) get that type, while the counts last
+       and, for a non-movable type, while the free pages of the pageblocks
+       given it stay within pagetypeinfo's free pages of that type;
     2. free order-9 / order-10 blocks of a non-movable type (pagetypeinfo's
        counts per type) are given to wholly free pageblocks nearest to
        pageblocks full of non-movable pages;
@@ -463,10 +465,18 @@ def assign_pageblock_types(cls: np.ndarray, blocks: dict, snap, evidence: Option
                 mt_of[j] = mt
                 left[mt] = left.get(mt, 0) - 1
 
-        # 1. trace evidence
+        # 1. trace evidence; a non-movable type only while its free pages stay within pagetypeinfo's count
+        #    of that type's free pages (weak evidence, a page of a per-CPU list allocated by a request of
+        #    another type, would otherwise put free pages on Unmovable lists pagetypeinfo shows empty)
+        room = {mt: int((target[mt] << np.arange(_MAX_ORDER + 1)).sum()) for mt in target}
+        freep = (hist << np.arange(_MAX_ORDER + 1)[None, :]).sum(1)
         for pb, mt in sorted(hint_types.items()):
             i = pb - first_pb
             if 0 <= i < nb and mt_of[i] < 0 and left.get(mt, 0) > 0:
+                if mt != 1 and mt in room:
+                    if freep[i] > room[mt]:
+                        continue
+                    room[mt] -= int(freep[i])
                 give(i, mt)
         # 2. wholly free pageblocks of non-movable types (pagetypeinfo's order-9/10 counts)
         nonmov_pbs = np.nonzero(score > 0.5)[0]

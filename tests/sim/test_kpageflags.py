@@ -191,6 +191,10 @@ def test_pageblock_types_from_counts_flags_and_free_lists():
     pb_mt, _ = K.assign_pageblock_types(cls, blocks, snap, evidence={8 + 3: 0})
     got = pb_mt[8:8 + nb].tolist()
     assert got[3] == 0 and sorted(got).count(0) == 1 and got.count(2) == 1 and got.count(1) == 6
+    # but not where the type's free pages would exceed pagetypeinfo's: pageblock 5 holds a free order-8 block
+    # and Unmovable's free lists are empty, so the evidence is set aside and the counts decide
+    pb_mt, _ = K.assign_pageblock_types(cls, blocks, snap, evidence={8 + 5: 0})
+    assert pb_mt[8:8 + nb].tolist() == [0, 2, 1, 1, 1, 1, 1, 1]
 
 
 def test_node_from_kpageflags_rebuilds_a_layout_exactly(shipped):
@@ -659,3 +663,35 @@ def test_a_policy_start_holds_the_free_pages_the_kernel_counted_while_kpageflags
         if zone.name in began:
             lo, hi = sorted((began[zone.name], ended[zone.name]))
             assert lo <= zone.free_pages <= hi, (zone.name, zone.free_pages, lo, hi)
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+@pytest.mark.parametrize("name", ["k_pressure_defrag", "j_pressure_stock"])
+def test_a_policy_start_keeps_the_pageblock_types_the_trace_shows(corpus, name):
+    """A prediction starts from the pageblock types the trace shows (the free list each page came off,
+    the type each drain printed), as mirror replay does: before 7 December every free page of the policy
+    start's Normal was on a Movable list, where before/pagetypeinfo counts Reclaimable free pages (k 1,804,
+    j 4,786), so the models' first reclaimable and unmovable refills found none."""
+    from kmemdes.config import Config
+    from kmemdes.sim.engine import _node_from_kpageflags, capture_policy
+    from kmemdes.trace.reader import read_trace
+    from kmemdes.trace.snapshot import parse_pagetypeinfo
+
+    cap = corpus / name
+    trace = read_trace(cap)
+    marks = K.trace_marks(trace.events)
+    pti = parse_pagetypeinfo((cap / "before" / "pagetypeinfo").read_text(), "pagetypeinfo")
+    starts = {}
+    for mode in ("policy", "mirror"):
+        cfg = capture_policy(Config(name=name), cap, [])
+        node, _ = _node_from_kpageflags(trace, trace.events, cfg, mode, cap / "before" / "kpageflags.zst", [],
+                                        marks)
+        starts[mode] = bytes(node.pb_mt)
+        normal = [z for z in node.zones if z.name == "Normal"][0]
+        reclaimable = sum(len(normal.free_list(o, 2)) << o for o in range(11))
+        kernel = sum(c << o for o, c in enumerate(pti.free[("Normal", "Reclaimable")]))
+        assert kernel / 2 <= reclaimable <= 2 * kernel, (mode, reclaimable, kernel)
+        unmovable = sum(len(normal.free_list(o, 0)) << o for o in range(11))
+        assert unmovable <= sum(c << o for o, c in enumerate(pti.free[("Normal", "Unmovable")])), (mode, unmovable)
+    assert starts["policy"] == starts["mirror"]
