@@ -197,9 +197,8 @@ def test_pageblock_types_from_counts_flags_and_free_lists():
     assert pb_mt[8:8 + nb].tolist() == [0, 2, 1, 1, 1, 1, 1, 1]
 
 
-def test_node_from_kpageflags_rebuilds_a_layout_exactly(shipped):
-    """A snapshot's count-based layout (node_from_snapshot), shown as kpageflags, comes back with
-    every free block at its pfn, order and migratetype, and pagetypeinfo's pageblock counts."""
+def _layout_as_kpageflags(shipped):
+    """a_idle_stream's count-based layout (node_from_snapshot) and the kpageflags that shows it."""
     snap = read_snapshot(shipped / "a_idle_stream" / "before")
     ref, _ = node_from_snapshot(snap)
     pm = np.frombuffer(bytes(ref.page_mt), np.uint8)
@@ -208,6 +207,13 @@ def test_node_from_kpageflags_rebuilds_a_layout_exactly(shipped):
     kpf[pm == 0xFE] |= np.uint64(B(K.KPF_RESERVED))
     kpf[pm == 1] |= np.uint64(B(K.KPF_LRU))
     kpf[pm == 2] |= np.uint64(B(K.KPF_SLAB))
+    return snap, ref, kpf
+
+
+def test_node_from_kpageflags_rebuilds_a_layout_exactly(shipped):
+    """A snapshot's count-based layout (node_from_snapshot), shown as kpageflags, comes back with
+    every free block at its pfn, order and migratetype, and pagetypeinfo's pageblock counts."""
+    snap, ref, kpf = _layout_as_kpageflags(shipped)
     node, notes, info = K.node_from_kpageflags(snap, kpf)
     node.check()
 
@@ -227,12 +233,7 @@ def test_a_page_taken_before_the_read_reached_it_was_free_at_the_start(shipped):
     was free when the trace started.  A take after the read leaves kpageflags as it is."""
     from kmemdes.sim.hints import StartHints
 
-    snap = read_snapshot(shipped / "a_idle_stream" / "before")
-    ref, _ = node_from_snapshot(snap)
-    pm = np.frombuffer(bytes(ref.page_mt), np.uint8)
-    kpf = np.zeros(ref.max_pfn, np.uint64)
-    kpf[pm == 0xFF] |= np.uint64(B(K.KPF_BUDDY))
-    kpf[pm == 1] |= np.uint64(B(K.KPF_LRU))
+    snap, ref, kpf = _layout_as_kpageflags(shipped)
     normal = [z for z in ref.zones if z.name == "Normal"][0]
     order = max(o for o in range(1, 11) if normal.nr_free[o])
     head = next(iter(normal.free_list(order, 1) or normal.free_list(order, 0)))
