@@ -603,7 +603,7 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
     """The initial state of a replay from the capture's ``before/`` snapshot and a kpageflags file, and
     (policy mode) the movable folios in use then (:func:`kpageflags_start`); ``marks``: the trace's
     markers (when kpageflags was read)."""
-    from kmemdes.sim.hints import StartHints, start_hints
+    from kmemdes.sim.hints import start_hints
     from kmemdes.sim.kpageflags import trace_pageblock_types
     from kmemdes.trace.snapshot import snapshot_from_texts
 
@@ -611,17 +611,14 @@ def _node_from_kpageflags(trace, events: pl.DataFrame, cfg: Config, mode: str, k
         raise KmemdesError(f"{kpageflags}: a kpageflags layout needs the capture's before/ snapshot "
                            "(zoneinfo, pagetypeinfo) beside the trace")
     snap = snapshot_from_texts(trace.meta["before"], Path(trace.meta.get("capture_dir", ".")) / "before")
+    # both modes start from what the trace shows of the start: pages in use, pages free on per-CPU lists
+    # (kpageflags shows those as neither buddy nor anything else; before/zoneinfo counts them: 18,711 Normal
+    # pages on k_pressure_defrag's, 4,323 on j_pressure_stock's), pages taken or freed while kpageflags was
+    # read, and the pageblock types (the free list a page came off, the type a drain printed; blocks a
+    # fallback re-typed left out): with counts alone every free page of the 7 December captures' Normal
+    # started a prediction on a Movable list, where pagetypeinfo counts 252 Unmovable and 10,387
+    # Reclaimable free pages (n2_defrag), and the models' first unmovable refills failed within 0.4 s
     hints = start_hints(events)
-    if mode != "mirror":
-        # the models place pages themselves: which pages were in use counts, and which were free on
-        # per-CPU lists (kpageflags shows those as neither buddy nor anything else; before/zoneinfo
-        # counts them: 18,711 Normal pages on k_pressure_defrag's, 4,323 on j_pressure_stock's)
-        hints = StartHints(busy=hints.busy, busy_ts=hints.busy_ts, pcp_blocks=hints.pcp_blocks,
-                           taken=hints.taken, taken_ts=hints.taken_ts, pageblock_types=hints.pageblock_types)
-    # the pageblock types the trace shows (the free list a page came off, the type a drain printed; blocks a
-    # fallback re-typed left out) were the start's: without them every free page of k's and the 7 December
-    # captures' Normal started on a Movable list, where pagetypeinfo counts 252 Unmovable and 10,387
-    # Reclaimable free pages (n2_defrag), so the models' first unmovable refills failed within 0.4 s
     evidence = trace_pageblock_types(events)
     node, adopt = kpageflags_start(snap, kpageflags, cfg, notes, hints, evidence, movable=mode == "policy",
                                    marks=marks)

@@ -53,7 +53,7 @@ class StartHints:
     pcp_blocks: list[tuple[int, int, int, int]] = field(default_factory=list)  # (pfn, order, migratetype, cpu)
     busy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # pfns allocated at the start
     busy_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # when the trace frees each
-    taken: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # pfns free at the start
+    taken: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # pfns first taken off buddy lists
     taken_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # when the trace takes each
     pageblock_types: dict[int, int] = field(default_factory=dict)  # pageblock -> migratetype seen on its free lists
 
