@@ -195,26 +195,24 @@ def validate_capture(capture: str | Path, run_dir: Optional[str | Path] = None, 
     return res
 
 
+def _within(rows: list[dict], tol: float, keys: tuple[str, ...]) -> dict:
+    """How many ``rows`` have ``|rel_error| <= tol``: ``{"met", "of", "missed"}``, each missed row as its
+    ``keys`` and ``rel_error``."""
+    miss = [r for r in rows if abs(r["rel_error"]) > tol]
+    return {"met": len(rows) - len(miss), "of": len(rows),
+            "missed": [{**{k: r[k] for k in keys}, "rel_error": r["rel_error"]} for r in miss]}
+
+
 def _targets(res: dict) -> dict:
     """The issue's targets as measured: free blocks per (zone, order) within 10 % (orders where the
     kernel has blocks), active objects of each touched cache within 5 %."""
-    orders = [r for r in res["per_order"] if r["kernel"] > 0]
-    miss = [r for r in orders if abs(r["rel_error"]) > 0.10]
-    out = {"per_order_10pct": {"met": len(orders) - len(miss), "of": len(orders),
-                               "missed": [{"zone": r["zone"], "order": r["order"], "rel_error": r["rel_error"]}
-                                          for r in miss]}}
+    out = {"per_order_10pct": _within([r for r in res["per_order"] if r["kernel"] > 0], 0.10, ("zone", "order"))}
     # issue 13's target for captures under pressure: Normal only, the orders where the kernel has at least
     # NORMAL_MIN_BLOCKS blocks (a count of a few blocks moves by tens of percent with one block)
     normal = [r for r in res["per_order"] if r["zone"] == "Normal" and r["kernel"] >= NORMAL_MIN_BLOCKS]
     if normal:
-        nmiss = [r for r in normal if abs(r["rel_error"]) > 0.10]
-        out["normal_10pct"] = {"met": len(normal) - len(nmiss), "of": len(normal),
-                               "missed": [{"zone": r["zone"], "order": r["order"], "rel_error": r["rel_error"]}
-                                          for r in nmiss]}
-    caches = [r for r in res.get("slab", []) if r["kernel"] > 0]
-    smiss = [r for r in caches if abs(r["rel_error"]) > 0.05]
-    out["slab_5pct"] = {"met": len(caches) - len(smiss), "of": len(caches),
-                        "missed": [{"cache": r["cache"], "rel_error": r["rel_error"]} for r in smiss]}
+        out["normal_10pct"] = _within(normal, 0.10, ("zone", "order"))
+    out["slab_5pct"] = _within([r for r in res.get("slab", []) if r["kernel"] > 0], 0.05, ("cache",))
     return out
 
 
