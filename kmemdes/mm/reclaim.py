@@ -122,6 +122,7 @@ RECLAIM_VMSTAT = (
     "allocstall_dma", "allocstall_dma32", "allocstall_normal", "allocstall_movable",
     "pgactivate", "pgdeactivate", "pgrefill", "pgrotated", "nr_vmscan_write", "slabs_scanned",
     "pageoutrun", "kswapd_low_wmark_hit_quickly", "kswapd_high_wmark_hit_quickly",
+    "workingset_refault_file", "workingset_activate_file",
 )
 
 
@@ -218,6 +219,10 @@ class Reclaim:
         self.kswapd_failures = 0  # pgdat->kswapd_failures
         self.kswapd_running = False  # set by the kswapd daemon while it reclaims
         self.last_work = ReclaimWork()  # work of the last direct_reclaim call
+        # mm/workingset.c: lruvec->nonresident_age (evicted and activated pages), and the
+        # WORKINGSET_ACTIVATE_FILE count the last reclaim ended at (snapshot_refaults)
+        self.nonresident_age = 0
+        self._refaults_snap = 0
         node.reclaim = self
 
     # ---------------------------------------------------------- storage
@@ -338,6 +343,10 @@ class Reclaim:
         self.node.rmap.pop(pfn, None)
         return lst
 
+    def folio_nr_pages(self, pfn: int) -> int:
+        """Pages of the folio at ``pfn``."""
+        return 1 << self._order(pfn)
+
     def mark_page_accessed(self, pfn: int) -> None:
         """``folio_mark_accessed``: referenced once, activated on the second access."""
         f = self._flags[pfn]
@@ -373,7 +382,44 @@ class Reclaim:
         self._link_head(1, pfn)
         self._account(zi, 1, n)
         self.vmstat["pgactivate"] += n
+        self.nonresident_age += n  # workingset_activation
         return n
+
+    def workingset_refault(self, pfn: int, eviction: int) -> bool:
+        """``workingset_refault`` for the page-cache folio at ``pfn`` just added in place of one evicted
+        when ``nonresident_age`` was ``eviction``: counts ``workingset_refault_file``; when the refault
+        distance (pages evicted or activated since) is within the active file list
+        (``workingset_test_recent`` without swap: ``NR_ACTIVE_FILE``), the folio starts active
+        (``folio_set_active`` before it joins the LRU: no ``pgactivate``) and counts
+        ``workingset_activate_file``.  Returns whether it was activated.
+
+        >>> from kmemdes.mm.mm_init import build_node, parse_size
+        >>> from kmemdes.mm.gfp import GFP_HIGHUSER_MOVABLE
+        >>> node = build_node("x86_64", parse_size("256M"), cpus=1)
+        >>> rec = Reclaim(node)
+        >>> a, b = (node.alloc_pages(GFP_HIGHUSER_MOVABLE, 0) for _ in range(2))
+        >>> rec.add_file_pages([a, b], 0, owner=None)
+        >>> rec.folio_activate(a), rec.workingset_refault(b, rec.nonresident_age - 1)   # distance 1 <= 1 active
+        (1, True)
+        >>> rec.vmstat["workingset_activate_file"], rec.vmstat["pgactivate"]
+        (1, 1)
+        """
+        f = self._flags[pfn] if self._flags is not None else 0
+        if not f & _PG_LRU:
+            return False
+        n = 1 << self._order(pfn)
+        self.vmstat["workingset_refault_file"] += n
+        if f & _PG_ACTIVE or self.nonresident_age - eviction > sum(self._pages[1::2]):
+            return False
+        zi = self._zone_index(pfn)
+        self._unlink(0, pfn)
+        self._account(zi, 0, -n)
+        self._flags[pfn] = f | _PG_ACTIVE
+        self._link_head(1, pfn)
+        self._account(zi, 1, n)
+        self.nonresident_age += n  # workingset_age_nonresident
+        self.vmstat["workingset_activate_file"] += n
+        return True
 
     def set_page_dirty(self, pfn: int, dirty: bool = True) -> None:
         """``folio_mark_dirty`` / writeback completion (``dirty=False``)."""
@@ -565,7 +611,8 @@ class Reclaim:
             if oid:
                 owner = owners[oid]
                 if hasattr(owner, "reclaim_page"):
-                    owner.reclaim_page(pfn, order)
+                    owner.reclaim_page(pfn, order)  # reads nonresident_age: the shadow's eviction
+            self.nonresident_age += n  # workingset_eviction
             free_pages(pfn, order)
             freed[zi] += n
             reclaimed += n
@@ -647,7 +694,10 @@ class Reclaim:
         if self._nxt is not None:
             # get_scan_count: lruvec_lru_size of the eligible zones >> priority, per list
             t = [sum(self._pages[2 * zi + active] for zi in zidx) >> sc.priority for active in (0, 1)]
-            may_deactivate = self._inactive_is_low()
+            # prepare_scan_control: deactivate when the inactive list is low, or when refaults were
+            # activated since the last reclaim ended ("a new workingset is being established")
+            may_deactivate = (self._inactive_is_low()
+                              or self.vmstat["workingset_activate_file"] != self._refaults_snap)
             reclaimed0 = sc.nr_reclaimed
             while t[0] or t[1]:
                 step_scanned = step_reclaimed = step_folios = 0
@@ -742,6 +792,7 @@ class Reclaim:
             if sc.nr_reclaimed >= sc.nr_to_reclaim or sc.compaction_ready:
                 break
         self.last_work = ReclaimWork(sc.nr_scanned, sc.nr_reclaimed - slab, slab, folios)
+        self._refaults_snap = self.vmstat["workingset_activate_file"]  # snapshot_refaults
         if sc.nr_reclaimed:
             return sc.nr_reclaimed
         return 1 if sc.compaction_ready else 0
@@ -807,6 +858,7 @@ class Reclaim:
             if restart:
                 continue
             break
+        self._refaults_snap = self.vmstat["workingset_activate_file"]  # snapshot_refaults
         if not balanced_out and not sc.nr_reclaimed:
             self.kswapd_failures += 1
         for z in eligible:

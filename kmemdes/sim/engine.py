@@ -453,6 +453,10 @@ class Sim:
                 "failures_by_order": {str(o): n for o, n in enumerate(p.failures) if p.attempts[o]},
                 **p.counts}
             out["trace_requests"] = self.replayers[0].trace_requests
+            if p.reread is not None:
+                out["policy_requests"]["reread_hit_pages"] = p.reread.hit_pages
+                notes.append(f"page-cache hits of files read again inferred (no mm_lru_activate events in the trace; "
+                             f"kmemdes.sim.reread): {p.reread.rereads} re-reads, {p.reread.hit_pages:,} pages hit")
         out["final"] = {"buddyinfo": vmstat.buddyinfo(node), "pagetypeinfo": vmstat.pagetypeinfo(node),
                         "unusable_index": vmstat.unusable_index(node), "extfrag_index": vmstat.extfrag_index(node)}
         out["final_unusable_by_order"] = {z: [unusable_free_index(nr, o) for o in range(NR_PAGE_ORDERS)]
@@ -507,7 +511,7 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     from kmemdes.trace.reader import read_trace
     from kmemdes.trace.snapshot import snapshot_from_texts
 
-    from kmemdes.sim.replay import READ_COLUMNS, slim_events
+    from kmemdes.sim.replay import POLICY_READ_COLUMNS, READ_COLUMNS, slim_events
     from kmemdes.sim.sanitize import cut_end_snapshot, sanitize_events
 
     name = Path(str(trace_path).rstrip("/")).name
@@ -518,7 +522,8 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
     out = check_run_dir_output(out if out else _default_out(name, mode), force=force, make_parents=out is None)
     # only the columns a replay reads (a .kmt or Parquet decodes no others): the strings of a big trace
     # are hundreds of MB
-    trace = read_trace(trace_path, strict=strict, columns=READ_COLUMNS, progress=progress)
+    trace = read_trace(trace_path, strict=strict, columns=POLICY_READ_COLUMNS if mode == "policy" else READ_COLUMNS,
+                       progress=progress)
     progress.stage("preparing the replay")
     # fields no kernel prints and timestamps out of place, before anything indexes rows or orders
     # (the start hints, the kernel ops keyed by the slimmed frame's rows)

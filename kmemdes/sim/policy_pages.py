@@ -31,18 +31,25 @@ reclaim, compaction.  So:
 
 Movable allocations become page cache (on the reclaim LRU) when they are not
 zeroed (anonymous and THP faults are ``__GFP_ZERO``), and are otherwise registered
-in ``node.rmap`` so compaction can migrate them.
+in ``node.rmap`` so compaction can migrate them.  Page-cache hits have no
+allocation event: a capture with ``mm_lru_activate`` hands the kernel's activations
+to the model's copies (:meth:`PolicyPages.activate`); one without infers the hits of
+files read again from the readahead misses (:meth:`PolicyPages.enable_reread`,
+:mod:`kmemdes.sim.reread`).
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+import polars as pl
+
 from kmemdes.mm import gfp as G
 from kmemdes.mm.page_alloc import NO_ORDER, NR_PAGE_ORDERS, PAGE_FREE, PAGE_RESERVED, Node
+from kmemdes.sim.reread import RereadHits
 from kmemdes.trace.pressure import BY_COMPACTION, BY_RECLAIM
 
-__all__ = ["PolicyPages", "adopt_folios", "is_thp_fault", "is_readahead_folio", "LRU_INACTIVE", "LRU_REFERENCED", "LRU_ACTIVE", "LRU_MAPPED",
+__all__ = ["PolicyPages", "adopt_folios", "is_thp_fault", "is_readahead", "is_readahead_folio", "readahead_expr", "LRU_INACTIVE", "LRU_REFERENCED", "LRU_ACTIVE", "LRU_MAPPED",
            "NOT_TRIED", "RA_WINDOW_GAP_NS"]
 
 #: the page-cache state :meth:`PolicyPages.adopt` takes per page (0: not page cache): LRU_INACTIVE,
@@ -74,10 +81,27 @@ def is_thp_fault(gfp: int, order: int) -> bool:
     return order >= 9 and gfp & _THP_BITS == _THP_BITS
 
 
+def is_readahead(gfp: int, order: int) -> bool:
+    """A readahead folio of any order (``readahead_gfp_mask``: movable, ``__GFP_NORETRY``, compound; not
+    zeroed, not a THP fault)."""
+    return gfp & _RA_BITS == _RA_BITS and not gfp & _ZERO and not is_thp_fault(gfp, order)
+
+
+def readahead_expr(gfp: str = "gfp", order: str = "order") -> pl.Expr:
+    """:func:`is_readahead` over an event table's columns.
+
+    >>> df = pl.DataFrame({"gfp": [G.GFP_HIGHUSER_MOVABLE | _NORETRY | _COMP, G.GFP_TRANSHUGE], "order": [0, 9]})
+    >>> df.select(readahead_expr())["gfp"].to_list()
+    [True, False]
+    """
+    g, o = pl.col(gfp), pl.col(order)
+    thp = (o >= 9) & ((g & _THP_BITS) == _THP_BITS)
+    return ((g & _RA_BITS) == _RA_BITS) & ((g & _ZERO) == 0) & ~thp
+
+
 def is_readahead_folio(gfp: int, order: int) -> bool:
-    """A readahead large folio (``readahead_gfp_mask``: movable, ``__GFP_NORETRY``, compound; not zeroed,
-    not a THP fault)."""
-    return order > 0 and gfp & _RA_BITS == _RA_BITS and not gfp & _ZERO and not is_thp_fault(gfp, order)
+    """A readahead large folio (:func:`is_readahead`, order above 0)."""
+    return order > 0 and is_readahead(gfp, order)
 
 
 def adopt_folios(node: Node, pfns, orders, file, owner, busy: bytes | bytearray | None = None) -> list[tuple[int, int, bool]]:
@@ -126,6 +150,27 @@ class PolicyPages:
         self.failures = [0] * NR_PAGE_ORDERS
         self.exact_start = False  # the start state is the kernel's layout (kpageflags): pfns are identities
         self.start_busy = bytearray()
+        self.reread: RereadHits | None = None  # page-cache hits inferred for files read again
+        self.ra_left: dict[int, int] = {}  # pid -> its readahead requests still to come (reread)
+
+    def enable_reread(self, readers: dict[int, tuple[str, int]]) -> None:
+        """Infer the page-cache hits of files read again (:mod:`kmemdes.sim.reread`) for a trace without
+        ``mm_lru_activate`` events; ``readers``: pid -> (command, readahead requests the kernel served)
+        of the tasks making readahead requests."""
+        self.reread = RereadHits({pid: c for pid, (c, _) in readers.items()}, self.node.reclaim)
+        self.ra_left = {pid: n for pid, (_, n) in readers.items()}
+        self.alloc = self._alloc_reread  # the instance's alloc: one more step after each request
+
+    def _alloc_reread(self, tpfn: int, order: int, gfp: int, cpu: int, pid: int, ts: int = 0) -> int:
+        """:meth:`alloc`, then a readahead request the kernel served is a miss of a (maybe re-read) file."""
+        pfn = PolicyPages.alloc(self, tpfn, order, gfp, cpu, pid, ts)
+        if tpfn >= 0 and is_readahead(gfp, order):
+            left = self.ra_left.get(pid, 1) - 1
+            self.ra_left[pid] = left
+            ent = self.t2m.get(tpfn)
+            if ent is not None:
+                self.reread.read(pid, order, [ent[0]] if ent[0] >= 0 else ent[1], last=left == 0)
+        return pfn
 
     # ----------------------------------------------------------- ownership
     def adopt(self, node, pfns, orders, file) -> None:
@@ -164,12 +209,16 @@ class PolicyPages:
         reclaim = node.reclaim
         if reclaim is not None and reclaim.is_page_cache(pfn):
             reclaim.remove_file_pages((pfn,), free=False)
+            if self.reread is not None:
+                self.reread.dropped(pfn)
         else:
             node.rmap.pop(pfn, None)
         node.free_pages(pfn, order, cpu)
 
     def migrate_page(self, old: int, new: int, order: int) -> None:
         """The model's compaction moved a page: its trace identity follows."""
+        if self.reread is not None:
+            self.reread.moved(old, new)
         t = self.m2t.pop(old, None)
         if t is None:  # a page from before the trace: its identity is its pfn
             t = old
@@ -208,6 +257,8 @@ class PolicyPages:
             if self.exact_start:
                 self.start_busy[pfn:pfn + n] = bytes(n)
         pages = list(range(pfn, pfn + n))
+        if self.reread is not None:
+            self.reread.split(pfn, pages)
         for p in pages:
             self.m2t[p] = t
         if t >= 0:
@@ -216,6 +267,8 @@ class PolicyPages:
 
     def reclaim_page(self, pfn: int, order: int) -> None:
         """The model's reclaim freed a page-cache page: a later free of it in the trace is void."""
+        if self.reread is not None:
+            self.reread.evicted(pfn)
         t = self.m2t.pop(pfn, None)
         if t is None:
             t = pfn  # a page from before the trace

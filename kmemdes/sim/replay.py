@@ -103,7 +103,7 @@ from kmemdes.sim.growth import online_freed_block
 from kmemdes.sim.sanitize import Sanitized, sanitize_events
 from kmemdes.sim.slabstats import OBJECT_KINDS, ObjectStats, object_stats
 from kmemdes.sim.traced_compaction import TracedCompaction
-from kmemdes.sim.policy_pages import NOT_TRIED, PolicyPages
+from kmemdes.sim.policy_pages import NOT_TRIED, PolicyPages, readahead_expr
 from kmemdes.trace.pressure import (
     BY_WORKLOAD,
     OP_FAST_FREE,
@@ -116,7 +116,8 @@ from kmemdes.trace.pressure import (
 )
 from kmemdes.trace.schema import EventKind
 
-__all__ = ["ReplayStats", "Replayer", "DEFERRED_INIT_STEP", "POLICY_TICK_NS", "READ_COLUMNS", "slim_events"]
+__all__ = ["ReplayStats", "Replayer", "DEFERRED_INIT_STEP", "POLICY_TICK_NS", "READ_COLUMNS", "POLICY_READ_COLUMNS",
+           "slim_events", "readahead_readers"]
 
 DEFERRED_INIT_STEP = 163840  # pages handed over per deferred-init step on the reference machine
 #: policy mode's tick: the events of [t, t + 100 us) are applied at t, then kswapd and kcompactd (SimPy
@@ -194,6 +195,8 @@ SLIM_COLUMNS = ("ts", "kind", "cpu", "pfn", "order", "migratetype", "gfp", "perc
                 "va_end", "size", "failed", "npurged")
 #: the columns :func:`slim_events` reads (a .kmt or Parquet decodes no others)
 READ_COLUMNS = SLIM_COLUMNS + ("event", "args", "pid")
+#: policy mode also reads the task names (:func:`readahead_readers`)
+POLICY_READ_COLUMNS = READ_COLUMNS + ("comm",)
 
 
 def slim_events(events: pl.DataFrame, decided: bool = True) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
@@ -220,9 +223,22 @@ def slim_events(events: pl.DataFrame, decided: bool = True) -> tuple[pl.DataFram
         # the task of each request: a THP fault's retry without __GFP_THISNODE is the same task's, on
         # whichever CPU it runs by then (a compaction stall lasts long enough to migrate)
         extra["pid"] = events["pid"].cast(pl.Int32) if "pid" in events.columns else pl.lit(None, pl.Int32)
+        if "comm" in events.columns:
+            extra["comm"] = events["comm"].cast(pl.Categorical)
     slim = events.select(*SLIM_COLUMNS).with_columns(pl.col("cache").cast(pl.Categorical),
                                                      pl.col(narrow).cast(pl.Int32), **extra)
     return slim, by_type, ops
+
+
+def readahead_readers(events: pl.DataFrame) -> dict[int, tuple[str, int]]:
+    """pid -> (task name, requests) of the tasks whose page requests include readahead folios the
+    kernel served (:func:`kmemdes.sim.policy_pages.is_readahead`: movable, ``__GFP_NORETRY``,
+    compound, not zeroed, not a THP fault), from a slimmed policy-mode table with its ``pid`` and
+    ``comm`` columns."""
+    rows = (events.lazy().filter((pl.col("kind") == K_ALLOC) & (pl.col("pfn") >= 0) & pl.col("pid").is_not_null()
+                                 & readahead_expr())
+            .group_by("pid").agg(pl.col("comm").first().cast(pl.String), pl.len()).collect())
+    return {int(p): (str(c), int(n)) for p, c, n in rows.iter_rows()}
 
 
 def slab_page_mask(events: pl.DataFrame) -> pl.Series:
@@ -440,6 +456,12 @@ class Replayer:
         self.mirrored = 0  # loop rows the mirror loop has done (their requests are counted at finalize)
         self.pending: dict[int, int] = {}  # zone_locked non-refill takes awaiting mm_page_alloc
         self.pages = PolicyPages(node, self._quirk) if mode == "policy" else None
+        self.readers: dict[int, tuple[str, int]] = {}
+        if mode == "policy" and "comm" in events.columns and not events_by_type.get("mm_lru_activate"):
+            # no activation events: the hits of files read again are inferred (kmemdes.sim.reread)
+            self.readers = readahead_readers(events)
+            if self.readers and node.reclaim is not None:
+                self.pages.enable_reread(self.readers)
         if not self.has_drains and mode == "mirror":
             self._st.notes.append("the trace has no mm_page_pcpu_drain events: pcp drains decided by the model")
 

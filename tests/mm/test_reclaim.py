@@ -391,3 +391,50 @@ def test_page_cache_known_to_be_oldest_goes_to_the_inactive_tail():
     assert rec.shrink_node(node.zones, 1, priority=0) == 32  # one SWAP_CLUSTER_MAX batch
     assert owner.reclaimed == [extra] + pfns[:31]
     node.check()
+
+
+def test_a_recent_refault_starts_active_and_a_distant_one_inactive():
+    """mm/workingset.c: the refault distance is the pages evicted or activated since the eviction
+    (``nonresident_age``); within the active file list (no swap: ``NR_ACTIVE_FILE``) the refaulting
+    folio starts active, counted by ``workingset_activate_file`` but not ``pgactivate``."""
+    node, rec, owner, pfns = cache_node(40)
+    for p in pfns[:4]:
+        rec.mark_page_accessed(p)
+        rec.mark_page_accessed(p)  # 4 active pages; the clock ages by 4
+    assert rec.nonresident_age == 4
+    assert rec.shrink_node(node.zones, 32, priority=0) == 32  # 36 inactive: the 32 oldest evicted
+    assert rec.nonresident_age == 36 and rec.vmstat["pgactivate"] == 4
+    # two of the evicted pages come back (refaults) at new pfns
+    a, b = (node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0) for _ in range(2))
+    rec.add_file_pages([a, b], 0, owner)
+    owner.pages.update({a: 0, b: 0})
+    assert rec.workingset_refault(a, 36 - 4)  # distance 4 <= 4 active pages
+    assert not rec.workingset_refault(b, 36 - 6)  # distance 6 + 1 (a's activation aged it) > 5 active
+    zone = node.zone_of(a)
+    assert rec.lru_pages(zone, True) == 5
+    assert rec.vmstat["workingset_refault_file"] == 2 and rec.vmstat["workingset_activate_file"] == 1
+    assert rec.vmstat["pgactivate"] == 4 and rec.nonresident_age == 37
+
+
+def test_refault_activations_make_the_next_reclaim_deactivate():
+    """``prepare_scan_control``: the active list is aged when the inactive one is low, or when refaults
+    were activated since the last reclaim ended (``snapshot_refaults``), "a new workingset is being
+    established"."""
+    node, rec, owner, pfns = cache_node(64)
+    for p in pfns[:16]:
+        rec.mark_page_accessed(p)
+        rec.mark_page_accessed(p)  # 16 active, 48 inactive: inactive_is_low is false (48 > 16)
+    zone = node.zones[1]
+    rec.direct_reclaim(node, node.zones, 0, g.GFP_KERNEL)
+    assert rec.vmstat["pgdeactivate"] == 0
+    new = node.alloc_pages(g.GFP_HIGHUSER_MOVABLE, 0)
+    rec.add_file_pages([new], 0, owner)
+    owner.pages[new] = 0
+    assert rec.workingset_refault(new, rec.nonresident_age)  # distance 0: activated
+    active = rec.lru_pages(zone, True)
+    rec.direct_reclaim(node, node.zones, 0, g.GFP_KERNEL)
+    assert rec.vmstat["pgdeactivate"] > 0 and rec.lru_pages(zone, True) < active
+    # the snapshot was taken at the end of that reclaim: no new refault, no more aging
+    before = rec.vmstat["pgdeactivate"]
+    rec.direct_reclaim(node, node.zones, 0, g.GFP_KERNEL)
+    assert rec.vmstat["pgdeactivate"] == before
