@@ -133,24 +133,36 @@ def test_kernel_figures_are_the_captures_own(stock, corpus):
 @pytest.mark.corpus
 def test_same_policy_prediction_on_the_stock_capture(stock):
     t = stock["targets"]
-    # met on this capture (README, "Prediction under pressure"): order-9 failures within 30 %, no
-    # order-0 failures
+    # met on this capture (seed 1, since the re-read inference of 7 December evening): direct compaction
+    # stalls and successes and pages reclaimed directly within 30 %, no order-0 failures
     met = {k for k, v in t.items() if v["met"]}
-    assert {"order9_failures", "order0_failures"} <= met, t
-    # not met (issue #13) since the start holds the free pages the kernel had (7 December: 23,457 more
-    # than before): the model serves THP faults better than the kernel did, stalls less and reclaims
-    # directly more.  j's kernel activated 507,047 pages (cycles 2 and 3 found half the file cached)
-    # and the capture has no mm_lru_activate events to show which.  Bounded so that a regression shows
+    assert {"compact_stall", "compact_success", "pgsteal_direct", "order0_failures"} <= met, t
+    # not met (issue #13): the models fail more order-9 requests (+36 %) and THP faults (+66 %) in the
+    # third cycle, where the kernel had turned its active list over (pgdeactivate 340,224) and the
+    # models only partly (117,552); bounded so that a regression shows
     p, k = stock["predicted"], stock["kernel"]
-    assert p["thp_fault_fallback"] >= 0.3 * k["thp_fault_fallback"], (p, k)
-    assert 0.5 * k["compact_stall"] <= p["compact_stall"] <= 1.5 * k["compact_stall"], (p, k)
-    assert 0.3 * k["compact_success"] <= p["compact_success"] <= 1.3 * k["compact_success"], (p, k)
-    assert p["pgsteal_direct"] <= 2 * k["pgsteal_direct"], (p, k)
+    assert 0.7 * k["failures_by_order"]["9"] <= p["failures_by_order"]["9"] <= 2 * k["failures_by_order"]["9"], (p, k)
+    assert 0.5 * k["thp_fault_fallback"] <= p["thp_fault_fallback"] <= 2.5 * k["thp_fault_fallback"], (p, k)
     # kswapd beside each direct compaction step (node.on_stall)
     assert 0.5 * k["pgsteal_kswapd"] <= p["pgsteal_kswapd"] <= 1.5 * k["pgsteal_kswapd"], (p, k)
     # the same requests were replayed (order 9 differs by the THP retries: the kernel's, the model's)
     p, k = stock["predicted"]["attempts_by_order"], stock["kernel"]["attempts_by_order"]
     assert all(p[o] == k[o] for o in k if o != "9")
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_the_hits_of_the_re_read_file_are_inferred(stock, defrag):
+    """j's capture has no mm_lru_activate events; its kernel activated 507,047 pages (/proc/vmstat),
+    the second pass over the streamed file finding ~1.7 GB of it cached (kmemdes.sim.reread).  The
+    inference follows the model's own page cache: on k, whose kernel re-read the whole file from disk
+    each pass (pgactivate 34,110), it must not invent the hits."""
+    p, k = stock["predicted"], stock["kernel"]
+    assert k["pgactivate"] == 507047
+    assert 0.7 * k["pgactivate"] <= p["pgactivate"] <= 1.3 * k["pgactivate"], (p["pgactivate"], k["pgactivate"])
+    assert any("files read again inferred" in n for n in stock["notes"])
+    p, k = defrag["predicted"], defrag["kernel"]
+    assert k["pgactivate"] == 34110 and p["pgactivate"] <= 2 * k["pgactivate"], p["pgactivate"]
 
 
 @pytest.fixture(scope="module")
