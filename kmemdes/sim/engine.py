@@ -25,6 +25,7 @@ from kmemdes.mm.page_alloc import NR_PAGE_ORDERS, PAGE_FREE, PATH_NAMES, STALL_R
 from kmemdes.progress import Progress, progress_for
 from kmemdes.outpath import check_run_dir_output
 from kmemdes.sim.cost import CostModel, LatencyHistogram
+from kmemdes.sim.reread import REREAD_NOTE
 from kmemdes.sim.monitor import Monitor
 from kmemdes.sim.replay import POLICY_TICK_NS, Replayer
 from kmemdes.sim.rundir import write_run
@@ -455,8 +456,9 @@ class Sim:
             out["trace_requests"] = self.replayers[0].trace_requests
             if p.reread is not None:
                 out["policy_requests"]["reread_hit_pages"] = p.reread.hit_pages
-                notes.append(f"page-cache hits of files read again inferred (no mm_lru_activate events in the trace; "
-                             f"kmemdes.sim.reread): {p.reread.rereads} re-reads, {p.reread.hit_pages:,} pages hit")
+                notes.append(f"{REREAD_NOTE} (no mm_lru_activate events in the trace; kmemdes.sim.reread): "
+                             f"{p.reread.rereads} re-reads, {p.reread.hit_pages:,} pages hit, "
+                             f"{p.reread.refault_pages:,} refaulted")
         out["final"] = {"buddyinfo": vmstat.buddyinfo(node), "pagetypeinfo": vmstat.pagetypeinfo(node),
                         "unusable_index": vmstat.unusable_index(node), "extfrag_index": vmstat.extfrag_index(node)}
         out["final_unusable_by_order"] = {z: [unusable_free_index(nr, o) for o in range(NR_PAGE_ORDERS)]

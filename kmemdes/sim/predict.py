@@ -35,6 +35,7 @@ from typing import Optional
 
 from kmemdes.errors import KmemdesError
 from kmemdes.outpath import scratch_dir
+from kmemdes.sim.reread import REREAD_NOTE
 from kmemdes.trace.snapshot import parse_buddyinfo
 
 __all__ = ["predict_capture", "check_prediction_inputs", "combine_predictions", "format_prediction", "prediction_targets", "KEYS"]
@@ -294,6 +295,7 @@ def format_prediction(res: dict) -> str:
         lo_hi = spread.get(key)
         lines.append(f"{label:<34}{p[key]:>20,}{k[key]:>20,}{_err(p[key], k[key]):>9}"
                      + (f"   seeds: {lo_hi[0]:,}-{lo_hi[1]:,}" if lo_hi else ""))
+    lines += [f"  ({n})" for n in res.get("notes", []) if n.startswith(REREAD_NOTE)]
     st = res.get("stall_latency_ns") or {}
     ps, ks = st.get("predicted") or {}, st.get("kernel") or {}
     if ps or ks:

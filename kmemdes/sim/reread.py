@@ -71,7 +71,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["RereadHits", "PageCache", "LAST_MIN_SHARE"]
+__all__ = ["RereadHits", "PageCache", "LAST_MIN_SHARE", "REREAD_NOTE"]
+
+#: how the replay's note on the inferred hits begins (``kmemdes validate --predict`` prints it)
+REREAD_NOTE = "page-cache hits of files read again inferred"
 
 #: a reader's last request hits the rest of the file only if its misses covered at least 1/64 of it: a
 #: task of the same command reading a small file of its own (j's and k's last ``cat`` reads the

@@ -160,7 +160,9 @@ def test_the_hits_of_the_re_read_file_are_inferred(stock, defrag):
     p, k = stock["predicted"], stock["kernel"]
     assert k["pgactivate"] == 507047
     assert 0.7 * k["pgactivate"] <= p["pgactivate"] <= 1.3 * k["pgactivate"], (p["pgactivate"], k["pgactivate"])
-    assert any("files read again inferred" in n for n in stock["notes"])
+    from kmemdes.sim.predict import format_prediction
+
+    assert "files read again inferred" in format_prediction(stock)
     p, k = defrag["predicted"], defrag["kernel"]
     assert k["pgactivate"] == 34110 and p["pgactivate"] <= 2 * k["pgactivate"], p["pgactivate"]
 
