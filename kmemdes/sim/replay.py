@@ -234,11 +234,21 @@ def readahead_readers(events: pl.DataFrame) -> dict[int, tuple[str, int]]:
     """pid -> (task name, requests) of the tasks whose page requests include readahead folios the
     kernel served (:func:`kmemdes.sim.policy_pages.is_readahead`: movable, ``__GFP_NORETRY``,
     compound, not zeroed, not a THP fault), from a slimmed policy-mode table with its ``pid`` and
-    ``comm`` columns."""
+    ``comm`` columns.
+
+    >>> ra = G.parse_gfp("GFP_NOFS|__GFP_HIGHMEM|__GFP_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP")
+    >>> ev = pl.DataFrame({"kind": [K_ALLOC] * 4, "pfn": [1, 2, 3, 4], "pid": [7, 7, 8, 9],
+    ...                    "comm": ["cat", "cat", "<...>", "cc1"], "order": [9, 0, 0, 0],
+    ...                    "gfp": [ra, ra, ra, G.GFP_KERNEL]}).with_columns(pl.col("comm").cast(pl.Categorical))
+    >>> readahead_readers(ev)
+    {7: ('cat', 2)}
+    """
     rows = (events.lazy().filter((pl.col("kind") == K_ALLOC) & (pl.col("pfn") >= 0) & pl.col("pid").is_not_null()
                                  & readahead_expr())
-            .group_by("pid").agg(pl.col("comm").first().cast(pl.String), pl.len()).collect())
-    return {int(p): (str(c), int(n)) for p, c, n in rows.iter_rows()}
+            .group_by("pid").agg(pl.col("comm").cast(pl.String).filter(pl.col("comm").cast(pl.String) != "<...>").first(),
+                                 pl.len()).collect())
+    # a task whose name the trace never printed (``<...>``) is nobody's re-reader
+    return {int(p): (c, int(n)) for p, c, n in rows.iter_rows() if c is not None}
 
 
 def slab_page_mask(events: pl.DataFrame) -> pl.Series:
