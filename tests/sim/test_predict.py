@@ -44,12 +44,38 @@ def test_the_models_lru_follows_the_kernels_activations(shipped, tmp_path):
     assert res["kernel"]["pgactivate"] == kernel
     assert res["predicted"]["pgactivate"] == kernel
     assert res["quirks"].get("lru_activate_not_in_model", 0) == 0
+    from kmemdes.sim.reread import REREAD_NOTE
+
+    assert not any(n.startswith(REREAD_NOTE) for n in res["notes"])  # the kernel's own activations, no inference
     from kmemdes.sim.engine import replay_trace
 
     n_lines = sum(1 for ln in zstd_lines(cap / "trace.txt.zst") if " mm_lru_activate: " in ln)
     assert n_lines == 369
     _, summary = replay_trace(cap, tmp_path / "mirror", mode="mirror", kpageflags=cap / "before" / "kpageflags.zst")
     assert summary["quirks"]["lru_event"] == n_lines
+
+
+def test_without_activation_events_a_fully_cached_re_read_is_not_seen(shipped, tmp_path):
+    """The same capture without its mm_lru_activate lines: the hits are inferred from readahead misses
+    (kmemdes.sim.reread), and the second and third cat found the whole file cached, so they made no
+    readahead request (their 78-80 page allocations are not page cache): nothing shows the re-read,
+    and the inference says so rather than invent it."""
+    import shutil
+
+    import zstandard
+
+    from kmemdes.sim.predict import predict_capture
+    from kmemdes.sim.reread import REREAD_NOTE
+
+    cap = tmp_path / "lru_noact"
+    shutil.copytree(shipped / "lru_reread", cap)
+    (cap / "trace.txt.zst").chmod(0o644)
+    text = "".join(ln for ln in zstd_lines(shipped / "lru_reread" / "trace.txt.zst") if " mm_lru_activate: " not in ln)
+    (cap / "trace.txt.zst").write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
+    res = predict_capture(cap)
+    note = [n for n in res["notes"] if n.startswith(REREAD_NOTE)]
+    assert len(note) == 1 and "0 pages hit" in note[0], note
+    assert res["predicted"]["pgactivate"] == 0 and res["kernel"]["pgactivate"] == 8192
 
 
 def test_set_without_predict_is_a_usage_error(shipped):
