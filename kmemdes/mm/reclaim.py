@@ -375,14 +375,20 @@ class Reclaim:
         f = self._flags[pfn] if self._flags is not None else 0
         if not f & _PG_LRU or f & _PG_ACTIVE:
             return 0
+        n = self._to_active(pfn, (f | _PG_ACTIVE) & ~_PG_REFERENCED)
+        self.vmstat["pgactivate"] += n
+        return n
+
+    def _to_active(self, pfn: int, flags: int) -> int:
+        """Move the inactive folio at ``pfn`` to the active head with ``flags``; the workingset clock
+        ages by its pages (``workingset_activation`` / ``workingset_age_nonresident``).  Returns them."""
         zi, n = self._zone_index(pfn), 1 << self._order(pfn)
         self._unlink(0, pfn)
         self._account(zi, 0, -n)
-        self._flags[pfn] = (f | _PG_ACTIVE) & ~_PG_REFERENCED
+        self._flags[pfn] = flags
         self._link_head(1, pfn)
         self._account(zi, 1, n)
-        self.vmstat["pgactivate"] += n
-        self.nonresident_age += n  # workingset_activation
+        self.nonresident_age += n
         return n
 
     def workingset_refault(self, pfn: int, eviction: int) -> bool:
@@ -411,13 +417,7 @@ class Reclaim:
         self.vmstat["workingset_refault_file"] += n
         if f & _PG_ACTIVE or self.nonresident_age - eviction > sum(self._pages[1::2]):
             return False
-        zi = self._zone_index(pfn)
-        self._unlink(0, pfn)
-        self._account(zi, 0, -n)
-        self._flags[pfn] = f | _PG_ACTIVE
-        self._link_head(1, pfn)
-        self._account(zi, 1, n)
-        self.nonresident_age += n  # workingset_age_nonresident
+        self._to_active(pfn, f | _PG_ACTIVE)
         self.vmstat["workingset_activate_file"] += n
         return True
 

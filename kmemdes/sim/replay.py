@@ -466,12 +466,12 @@ class Replayer:
         self.mirrored = 0  # loop rows the mirror loop has done (their requests are counted at finalize)
         self.pending: dict[int, int] = {}  # zone_locked non-refill takes awaiting mm_page_alloc
         self.pages = PolicyPages(node, self._quirk) if mode == "policy" else None
-        self.readers: dict[int, tuple[str, int]] = {}
-        if mode == "policy" and "comm" in events.columns and not events_by_type.get("mm_lru_activate"):
+        if (mode == "policy" and node.reclaim is not None and "comm" in events.columns
+                and not events_by_type.get("mm_lru_activate")):
             # no activation events: the hits of files read again are inferred (kmemdes.sim.reread)
-            self.readers = readahead_readers(events)
-            if self.readers and node.reclaim is not None:
-                self.pages.enable_reread(self.readers)
+            readers = readahead_readers(events)
+            if readers:
+                self.pages.enable_reread(readers)
         if not self.has_drains and mode == "mirror":
             self._st.notes.append("the trace has no mm_page_pcpu_drain events: pcp drains decided by the model")
 
