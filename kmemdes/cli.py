@@ -925,7 +925,8 @@ def validate_cmd(capture: Optional[str], as_json: bool, out: Optional[str], live
                    "targets": res["targets"], "policy": res["policy"], "sets": res["sets"],
                    "replay": {k: res[k] for k in ("events", "events_replayed", "wall_s", "events_per_s", "replays_wall_s")
                               if k in res}}
-            doc.update({k: res[k] for k in ("seeds", "spread", "per_seed", "baseline", "difference") if k in res})
+            doc.update({k: res[k] for k in ("seeds", "spread", "per_seed", "baseline", "difference",
+                                            "compaction_attempts") if k in res})
             click.echo(_json.dumps(doc, indent=1))
         else:
             click.echo(format_prediction(res) + _format_difference(res), nl=False)

@@ -138,6 +138,8 @@ __all__ = [
     "COMPACT_CONTENDED",
     "COMPACT_SUCCESS",
     "COMPACT_RESULT_NAMES",
+    "ATTEMPT_NO_RUN",
+    "ATTEMPT_DEFERRED",
     "COMPACT_MAX_DEFER_SHIFT",
     "COMPACT_CLUSTER_MAX",
     "MIGRATE_ASYNC",
@@ -173,6 +175,11 @@ COMPACT_RESULT_NAMES = {
     0: "not_suitable_zone", 1: "skipped", 2: "deferred", 3: "no_suitable_page", 4: "continue",
     5: "complete", 6: "partial_skipped", 7: "contended", 8: "success",
 }
+
+#: ``Compaction.last_ended`` of a direct compaction attempt in which no ``compact_zone`` ran (no
+#: ``mm_compaction_end``): every zone skipped by ``compaction_suit_allocation_order`` (a zone already at
+#: its watermark returns COMPACT_SUCCESS there, silently), or one deferred (``mm_compaction_deferred``)
+ATTEMPT_NO_RUN, ATTEMPT_DEFERRED = "none", "deferred"
 
 COMPACT_MAX_DEFER_SHIFT = 6  # do not skip compaction more than 64 times
 COMPACT_CLUSTER_MAX = 32  # SWAP_CLUSTER_MAX
@@ -545,6 +552,10 @@ class Compaction:
         self._zstate = {id(z): _ZoneCompactState(z) for z in node.zones}
         self.vmstat: dict[str, int] = dict.fromkeys(COMPACT_VMSTAT, 0)
         self.last_work = CompactWork()  # work of the last try_to_compact_pages call
+        #: how the last try_to_compact_pages call's last compact_zone run ended (the status its
+        #: mm_compaction_end would print), or ATTEMPT_NO_RUN / ATTEMPT_DEFERRED when no zone ran
+        self.last_ended = ATTEMPT_NO_RUN
+        self._last_run: Optional[int] = None
         #: compact_zone runs that got past the suitability check, by who ran them and how they ended
         #: (the kernel's mm_compaction_begin / mm_compaction_end pairs): ("direct" | "kcompactd", status)
         self.run_ends: dict[tuple[str, int], int] = {}
@@ -1426,6 +1437,8 @@ class Compaction:
         v["compact_steps"] += cc.nr_steps
         key = ("direct" if cc.direct_compaction else "kcompactd", ret)
         self.run_ends[key] = self.run_ends.get(key, 0) + 1
+        if cc.direct_compaction:
+            self._last_run = ret
         return ret
 
     def run_summary(self) -> dict:
@@ -1477,6 +1490,8 @@ class Compaction:
         work = [0] * len(CompactWork._fields)
         rc = COMPACT_SKIPPED
         captured = -1
+        self._last_run = None
+        deferred = False
         if gfp & _GFP_IO:
             for zone in zonelist:
                 if zone.idx > highest_zoneidx or not zone.managed:
@@ -1484,6 +1499,7 @@ class Compaction:
                 if prio > COMPACT_PRIO_SYNC_FULL and compaction_deferred(zone, order):
                     self.vmstat["compact_deferred"] += 1
                     rc = max(COMPACT_DEFERRED, rc)
+                    deferred = True
                     continue
                 status, captured, cc = self.compact_zone_order(zone, order, gfp, prio, alloc_flags, highest_zoneidx)
                 for i, v in enumerate(cc.work()):
@@ -1495,6 +1511,10 @@ class Compaction:
                 if prio != COMPACT_PRIO_ASYNC and status in (COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED):
                     defer_compaction(zone, order)
         self.last_work = CompactWork(*work)
+        if self._last_run is not None:
+            self.last_ended = COMPACT_RESULT_NAMES.get(self._last_run, str(self._last_run))
+        else:
+            self.last_ended = ATTEMPT_DEFERRED if deferred else ATTEMPT_NO_RUN
         if node.on_stall_end is not None:
             node.on_stall_end()
         if rc == COMPACT_SKIPPED:

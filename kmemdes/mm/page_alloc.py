@@ -391,7 +391,8 @@ class Node:
         self.on_stall_end: Optional[Callable[[], None]] = None
         # the slow path's direct reclaim and direct compaction stalls, for whoever times them (a list
         # set by the simulation; None: not recorded): (STALL_RECLAIM, ReclaimWork, pages reclaimed) after
-        # each ``__perform_reclaim``, (STALL_COMPACT, CompactWork, compact_result, got a page) after each
+        # each ``__perform_reclaim``, (STALL_COMPACT, CompactWork, compact_result, got a page, gfp, order,
+        # how its last compact_zone run ended: ``Compaction.last_ended``) after each
         # ``__alloc_pages_direct_compact`` that counted a compact_stall
         self.stall_log: Optional[list] = None
         self.debug = False
@@ -1488,7 +1489,8 @@ class Node:
             self.compaction.direct_compact_outcome(self, captured, order)
             self._note_path(PATH_COMPACT)
             if self.stall_log is not None:
-                self.stall_log.append((STALL_COMPACT, self.compaction.last_work, COMPACT_SUCCESS, True))
+                self.stall_log.append((STALL_COMPACT, self.compaction.last_work, COMPACT_SUCCESS, True, gfp, order,
+                                       self.compaction.last_ended))
             return captured, COMPACT_SUCCESS
         if result == COMPACT_SKIPPED:
             return -1, result
@@ -1497,7 +1499,8 @@ class Node:
         if pfn >= 0:
             self._note_path(PATH_COMPACT)
         if self.stall_log is not None:
-            self.stall_log.append((STALL_COMPACT, self.compaction.last_work, result, pfn >= 0))
+            self.stall_log.append((STALL_COMPACT, self.compaction.last_work, result, pfn >= 0, gfp, order,
+                                   self.compaction.last_ended))
         return pfn, result
 
     # ----------------------------------------------------------- mirror mode

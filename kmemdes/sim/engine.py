@@ -128,6 +128,8 @@ class Sim:
         self.stalls: Optional[StallLatency] = None  # with reclaim/compaction models (attach_daemons)
         self.trace_stalls: Optional[dict] = None  # a policy replay's: the trace's own stalls, as the kernel timed them
         self.trace_compaction_runs: Optional[dict] = None  # a policy replay's: how the kernel's compact_zone runs ended
+        #: a policy replay's: the kernel's direct compaction stalls by requester and outcome (``attempt_table``)
+        self.trace_compaction_attempts: Optional[dict] = None
 
     def kernel(self):
         """The SLUB / vmalloc / user-space models on this node (created on first use)."""
@@ -436,6 +438,11 @@ class Sim:
                              "success_rate": (success / attempts) if attempts else None}
         if self.stalls is not None:
             out["stall_latency_ns"] = self.stalls.summary()
+            from kmemdes.sim.stalls import attempt_table
+
+            out["compaction_attempts"] = attempt_table(self.stalls.attempts())
+        if self.trace_compaction_attempts is not None:
+            out["trace_compaction_attempts"] = self.trace_compaction_attempts
         if self.trace_stalls is not None:
             out["trace_stall_latency_ns"] = self.trace_stalls
         comp = getattr(self.node, "compaction", None)
@@ -537,6 +544,11 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
         from kmemdes.sim.kpageflags import trace_marks
 
         marks = trace_marks(events)  # when before/kpageflags was read (the slimmed rows drop their text)
+    kernel_attempts = None
+    if mode == "policy":
+        from kmemdes.trace.pressure import compaction_attempts
+
+        kernel_attempts = compaction_attempts(events)  # needs the compaction events' text, which slimming drops
     events, by_type, ops = slim_events(events, decided=mode == "policy")
     for ev_name, n in fix.dropped_by_event.items():  # the skipped rows are events of the trace too
         by_type[ev_name] = by_type.get(ev_name, 0) + n
@@ -584,12 +596,13 @@ def _replay_trace(trace_path, out, mode, cfg, snapshot, progress: Progress, stri
         notes.append(f"trace problem {kind}: {p.get('count')} (first at line {(p.get('lines') or ['?'])[0]})")
     sim = Sim(cfg, node, notes)
     if mode == "policy":
-        from kmemdes.sim.stalls import trace_stalls
+        from kmemdes.sim.stalls import attempt_table, trace_stalls
         from kmemdes.trace.pressure import compaction_runs
 
         sim.attach_daemons()  # the kernel's reclaim and compaction are the models' to decide
         sim.trace_stalls = trace_stalls(events["ts"], ops)  # what the models' stalls are compared with
         sim.trace_compaction_runs = compaction_runs(ops)
+        sim.trace_compaction_attempts = attempt_table(kernel_attempts)
     sim.add_replay(events, mode, name, by_type, ops, sanitized=fix)
     del events
     r = sim.replayers[0]

@@ -171,6 +171,8 @@ def predict_capture(capture: str | Path, sets: tuple[str, ...] = (), progress: b
     res["stall_latency_ns"] = {"predicted": summary.get("stall_latency_ns") or {}, "kernel": kernel_stalls}
     res["compaction_runs"] = {"predicted": summary.get("compaction_runs") or {},
                               "kernel": summary.get("trace_compaction_runs") or {}}
+    res["compaction_attempts"] = {"predicted": summary.get("compaction_attempts") or {},
+                                  "kernel": summary.get("trace_compaction_attempts") or {}}
     res["targets"] = prediction_targets(res)
     return res
 
@@ -261,6 +263,26 @@ def _err(p: int, k: int) -> str:
     return f"{100 * (p - k) / k:+.0f}%"
 
 
+def _attempt_lines(res: dict) -> list[str]:
+    """The direct compaction stalls by requester and outcome (``compaction_attempts``), predicted / kernel."""
+    from kmemdes.sim.stalls import REQUESTERS
+
+    att = res.get("compaction_attempts") or {}
+    pa, ka = att.get("predicted") or {}, att.get("kernel") or {}
+    if not pa and not ka:
+        return []
+    lines = ["", "direct compaction stalls by requester and how the last compact_zone run ended (none: no zone "
+             "ran; deferred: one was), then whether the allocation got its page right after (compact_success) "
+             "or not, predicted / kernel" + (f" (seed {res['seeds'][0]})" if res.get("seeds") else ""),
+             f"  {'':<28}{'got the page':>16}{'no page':>16}"]
+    for who in REQUESTERS:
+        p_who, k_who = pa.get(who) or {}, ka.get(who) or {}
+        for ended in sorted(set(p_who) | set(k_who)):
+            p, k = p_who.get(ended, [0, 0]), k_who.get(ended, [0, 0])
+            lines.append(f"  {who + ' ' + ended:<28}{f'{p[0]:,} / {k[0]:,}':>16}{f'{p[1]:,} / {k[1]:,}':>16}")
+    return lines
+
+
 def format_prediction(res: dict) -> str:
     """Predicted vs kernel as aligned text."""
     p, k = res["predicted"], res["kernel"]
@@ -317,6 +339,7 @@ def format_prediction(res: dict) -> str:
             p_who, k_who = pr.get(who) or {}, kr.get(who) or {}
             cells = [f"{s} {p_who.get(s, 0):,}/{k_who.get(s, 0):,}" for s in sorted(set(p_who) | set(k_who))]
             lines.append(f"  {who:<10}" + ("  ".join(cells) if cells else "-"))
+    lines += _attempt_lines(res)
     lines += ["", "end state, free blocks per order: predicted / kernel"]
     for zone, kc in k["buddyinfo"].items():
         pc = p["buddyinfo"].get(zone, [0] * 11)

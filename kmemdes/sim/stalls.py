@@ -34,13 +34,56 @@ from typing import Optional
 
 import polars as pl
 
-from kmemdes.mm.compaction import COMPACT_DEFERRED, COMPACT_SUCCESS
+from kmemdes.mm.compaction import ATTEMPT_NO_RUN, COMPACT_DEFERRED, COMPACT_SUCCESS
 from kmemdes.mm.page_alloc import STALL_RECLAIM
 from kmemdes.sim.daemons import DaemonCosts
+from kmemdes.sim.policy_pages import is_readahead, is_thp_fault
 from kmemdes.trace.pressure import (COMPACT_STATUS_NAMES, OP_BEGIN, OP_DR_BEGIN, OP_DR_END, OP_END, OP_MIGRATE, OP_TRY,
                                     intervals)
 
-__all__ = ["StallLatency", "duration_quantiles", "interval_stalls", "trace_stalls"]
+__all__ = ["StallLatency", "duration_quantiles", "interval_stalls", "trace_stalls", "attempt_table", "requester",
+           "REQUESTERS"]
+
+#: who asked for the pages a direct compaction was for (:func:`requester`)
+REQUESTERS = ("thp", "readahead", "other")
+
+
+def requester(gfp: int, order: int) -> str:
+    """``thp`` (a THP fault, :func:`~kmemdes.sim.policy_pages.is_thp_fault`), ``readahead`` (a page-cache
+    folio, :func:`~kmemdes.sim.policy_pages.is_readahead`) or ``other``.
+
+    >>> from kmemdes.mm import gfp as G
+    >>> requester(G.GFP_TRANSHUGE, 9), requester(G.GFP_NOFS | G.__GFP_HIGHMEM | G.__GFP_MOVABLE | G.__GFP_NORETRY
+    ...                                           | G.__GFP_COMP, 9), requester(G.GFP_KERNEL | G.__GFP_COMP, 3)
+    ('thp', 'readahead', 'other')
+    """
+    if is_thp_fault(gfp, order):
+        return "thp"
+    return "readahead" if is_readahead(gfp, order) else "other"
+
+
+def attempt_table(attempts) -> dict:
+    """Direct compaction stalls by requester and by how their last ``compact_zone`` run ended, each
+    ``[got the page right after, did not]``: {requester: {ended: [page, no page]}}.
+
+    ``attempts``: ``(gfp, order, ended, page)`` per ``try_to_compact_pages``, the kernel's from its
+    trace (:func:`kmemdes.trace.pressure.compaction_attempts`) or the models' (:meth:`StallLatency.attempts`).
+    An attempt in which no zone ran, none was deferred and no page came was skipped (COMPACT_SKIPPED:
+    no ``compact_stall``) and is left out, so the pages sum to ``compact_success`` and the whole table to
+    ``compact_stall``.
+
+    >>> from kmemdes.mm import gfp as G
+    >>> attempt_table([(G.GFP_TRANSHUGE, 9, "complete", False), (G.GFP_TRANSHUGE, 9, "complete", True),
+    ...                (G.GFP_TRANSHUGE, 9, "none", False), (G.GFP_TRANSHUGE, 9, "none", True)])
+    {'thp': {'complete': [1, 1], 'none': [1, 0]}}
+    """
+    out: dict = {}
+    for gfp, order, ended, page in attempts:
+        if ended == ATTEMPT_NO_RUN and not page:
+            continue
+        cell = out.setdefault(requester(gfp, order), {}).setdefault(ended, [0, 0])
+        cell[0 if page else 1] += 1
+    return {who: dict(sorted(out[who].items())) for who in REQUESTERS if who in out}
 
 
 def duration_quantiles(values: list[int]) -> dict:
@@ -89,6 +132,10 @@ class StallLatency:
             else:
                 compact.append((self.duration(entry), entry[1].migrated, entry[2] == COMPACT_SUCCESS))
         return reclaim, compact, deferred
+
+    def attempts(self) -> list[tuple[int, int, str, bool]]:
+        """The logged direct compaction stalls as :func:`attempt_table` takes them."""
+        return [(e[4], e[5], e[6], e[3]) for e in self.log if e[0] != STALL_RECLAIM and len(e) > 6]
 
     def summary(self) -> dict:
         """``{"direct_reclaim": {n, p50, p90, p99, max, mean, pages}, "direct_compaction": {..., migrated,

@@ -43,9 +43,10 @@ import re
 
 import polars as pl
 
-from kmemdes.mm.compaction import COMPACT_RESULT_NAMES
+from kmemdes.mm.compaction import ATTEMPT_DEFERRED, ATTEMPT_NO_RUN, COMPACT_RESULT_NAMES
 
-__all__ = ["kernel_ops", "decided_by_kernel", "intervals", "parse_lines", "compaction_runs", "OP", "COMPACT_STATUS",
+__all__ = ["kernel_ops", "decided_by_kernel", "intervals", "parse_lines", "compaction_runs", "compaction_attempts",
+           "ATTEMPT_NO_RUN", "ATTEMPT_DEFERRED", "OP", "COMPACT_STATUS",
            "COMPACT_STATUS_NAMES", "BY_WORKLOAD", "BY_RECLAIM", "BY_COMPACTION"]
 
 #: op codes of :func:`kernel_ops`
@@ -141,6 +142,77 @@ def compaction_runs(ops: pl.DataFrame) -> dict:
         name = COMPACT_STATUS_NAMES.get(status, str(status))
         d[name] = d.get(name, 0) + 1
     return {who: dict(sorted(d.items())) for who, d in out.items()}
+
+
+_ATTEMPT_EVENTS = ("mm_compaction_try_to_compact_pages", "mm_compaction_deferred", "mm_compaction_end",
+                   "mm_vmscan_direct_reclaim_begin")
+
+
+def compaction_attempts(events: pl.DataFrame | pl.LazyFrame) -> list[tuple[int, int, str, bool]]:
+    """The kernel's direct compaction attempts and what each gave its allocation:
+    ``(gfp, order, ended, page)`` per ``mm_compaction_try_to_compact_pages``, in trace order.
+
+    ``ended`` is how the attempt's last ``compact_zone`` run ended as ``mm_compaction_end`` prints it
+    (``complete``, ``partial_skipped``, ``contended``, ``success``), else :data:`ATTEMPT_DEFERRED`
+    (no zone ran, one was deferred: ``mm_compaction_deferred``) or :data:`ATTEMPT_NO_RUN`.  ``page``:
+    whether the task's next step was its allocation succeeding at that order (``mm_page_alloc``
+    with a page: the capture or the free-list retry of ``__alloc_pages_direct_compact``, which counts
+    ``compact_success``), not a direct reclaim, another attempt or a failed ``mm_page_alloc``.  So an
+    attempt is a ``compact_stall`` when a zone ran or was deferred, or when none ran and the page came
+    (a zone already at its watermark: COMPACT_SUCCESS without a run); one with no run and no page was
+    skipped (COMPACT_SKIPPED: not counted).  An attempt still open at the end of the trace is left out.
+    ``events`` needs ``event``, ``args``, ``pid``, ``order``, ``pfn`` and ``gfp`` (the event table).
+
+    >>> ev = pl.DataFrame({"event": ["mm_compaction_try_to_compact_pages", "mm_compaction_end",
+    ...                              "mm_page_alloc", "mm_compaction_try_to_compact_pages",
+    ...                              "mm_compaction_deferred", "mm_vmscan_direct_reclaim_begin"],
+    ...                    "args": ["order=9 gfp_mask=GFP_TRANSHUGE priority=2", "status=complete", "",
+    ...                             "order=9 gfp_mask=GFP_TRANSHUGE priority=1", "order=9", "order=9"],
+    ...                    "pid": [5] * 6, "order": [9, None, 9, 9, 9, 9], "pfn": [None, None, 512, None, None, None],
+    ...                    "gfp": [None, None, 0, None, None, None]})
+    >>> [(order, ended, page) for _, order, ended, page in compaction_attempts(ev)]
+    [(9, 'complete', True), (9, 'deferred', False)]
+    """
+    from kmemdes.mm.gfp import parse_gfp
+
+    lf = events.lazy() if isinstance(events, pl.DataFrame) else events
+    ev = pl.col("event")
+    rows = (lf.filter(ev.is_in(_ATTEMPT_EVENTS) | ((ev == "mm_page_alloc") & (pl.col("order") > 0)))
+            .select("pid", ev, pl.col("order").cast(pl.Int64), pl.col("pfn").cast(pl.Int64),
+                    status=pl.col("args").str.extract(r"status=(\w+)"),
+                    mask=pl.col("args").str.extract(r"gfp_mask=(\S+)"),
+                    try_order=pl.col("args").str.extract(r"order=(-?\d+)").cast(pl.Int64, strict=False))
+            .collect())
+    masks: dict[str, int] = {}
+    out: list[tuple[int, int, str, bool]] = []
+    open_: dict[int, list] = {}  # pid -> [gfp, order, last run status, deferred]
+
+    def close(pid: int, page: bool) -> None:
+        a = open_.pop(pid, None)
+        if a is not None:
+            out.append((a[0], a[1], a[2] or (ATTEMPT_DEFERRED if a[3] else ATTEMPT_NO_RUN), page))
+
+    for pid, name, order, pfn, status, mask, try_order in rows.iter_rows():
+        if name == "mm_page_alloc":
+            a = open_.get(pid)
+            if a is not None and a[1] == order:
+                close(pid, pfn is not None and pfn >= 0)
+        elif name == "mm_compaction_try_to_compact_pages":
+            close(pid, False)
+            if mask not in masks:
+                try:
+                    masks[mask] = parse_gfp(mask or "")
+                except ValueError:
+                    masks[mask] = 0
+            open_[pid] = [masks[mask], try_order if try_order is not None else -1, None, False]
+        elif pid in open_:  # kcompactd's runs and deferrals belong to no attempt
+            if name == "mm_compaction_end":
+                open_[pid][2] = status
+            elif name == "mm_compaction_deferred":
+                open_[pid][3] = True
+            else:  # direct reclaim: compaction gave no page
+                close(pid, False)
+    return out
 
 
 #: :func:`decided_by_kernel` values

@@ -220,6 +220,35 @@ def test_kernel_figures_of_the_defrag_mode_capture(defrag, corpus):
     assert sum(runs["predicted"]["kcompactd"].values()) > 4
 
 
+def _table_sums(table: dict) -> tuple[int, int]:
+    """(stalls, stalls that got their page) of a ``compaction_attempts`` table."""
+    cells = [c for by_end in table.values() for c in by_end.values()]
+    return sum(a + b for a, b in cells), sum(a for a, _ in cells)
+
+
+@pytest.mark.slow
+@pytest.mark.corpus
+def test_compaction_stalls_by_requester_and_outcome(stock, defrag):
+    """The direct compaction stalls read from the trace (each try_to_compact_pages, how its last
+    compact_zone run ended, whether the allocation came next) add up to the kernel's own /proc/vmstat
+    compact_stall and compact_success on both captures; the models' table adds up to their counters."""
+    for res in (stock, defrag):
+        k, p = res["kernel"], res["predicted"]
+        att = res["compaction_attempts"]
+        assert _table_sums(att["kernel"]) == (k["compact_stall"], k["compact_success"])
+        assert _table_sums(att["predicted"]) == (p["compact_stall"], p["compact_success"])
+    # k's kernel: 108 of its 139 successes are readahead compactions of Normal that ran to the end
+    # without forming a block, after which the retry found one (in DMA32, refilled by kswapd meanwhile);
+    # j's kernel got every success from a run that formed the block, and 202 stalls were deferred
+    kd, kj = defrag["compaction_attempts"]["kernel"], stock["compaction_attempts"]["kernel"]
+    assert kd["readahead"]["complete"] == [108, 26], kd
+    assert sum(c[0] for w in kj.values() for e, c in w.items() if e == "success") == 130, kj
+    assert sum(c[1] for w in kj.values() for e, c in w.items() if e == "deferred") == 202, kj
+    from kmemdes.sim.predict import format_prediction
+
+    assert "readahead complete" in format_prediction(defrag)
+
+
 @pytest.mark.slow
 @pytest.mark.corpus
 def test_same_policy_prediction_on_the_defrag_mode_capture(defrag):

@@ -20,6 +20,7 @@ from kmemdes.trace.pressure import (
     OP_MIGRATE,
     OP_ACTIVATE,
     OP_TRY,
+    compaction_attempts,
     decided_by_kernel,
     kernel_ops,
 )
@@ -94,3 +95,34 @@ def test_frees_inside_reclaim_and_compaction_are_the_kernels(events):
     assert by_pfn[0x5f5920] == BY_COMPACTION  # an isolated block released before mm_compaction_end
     assert by_pfn[0x5f5a00] == BY_RECLAIM  # inside direct_reclaim_begin..end
     assert by_pfn[0x5f5a01] == BY_WORKLOAD  # after direct_reclaim_end
+
+
+# k_pressure_defrag's cat-21687 at 1157.816: a readahead compaction of Normal runs to the end without a
+# block, and the free-list retry gets one (from DMA32, which kswapd had refilled meanwhile); at 1157.541
+# the zone was deferred and the request failed; then kswapd's and kcompactd's own events, which belong
+# to no attempt
+ATTEMPTS = """\
+             cat-21687   [001] .....  1157.541882: mm_compaction_try_to_compact_pages: order=9 gfp_mask=GFP_NOFS|__GFP_HIGHMEM|__GFP_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_HARDWALL priority=2
+             cat-21687   [001] .....  1157.541883: mm_compaction_deferred: node=0 zone=Normal   order=9 order_failed=9 consider=1 limit=2
+             cat-21687   [001] .....  1157.541885: mm_page_alloc: page=0000000000000000 pfn=0x0 order=9 migratetype=1 gfp_flags=GFP_NOFS|__GFP_HIGHMEM|__GFP_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_HARDWALL
+      kcompactd0-37      [000] .....  1157.634652: mm_compaction_deferred: node=0 zone=Normal   order=9 order_failed=9 consider=2 limit=4
+             cat-21687   [000] .....  1157.816420: mm_compaction_try_to_compact_pages: order=9 gfp_mask=GFP_NOFS|__GFP_HIGHMEM|__GFP_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_HARDWALL priority=2
+             cat-21687   [000] .....  1157.816421: mm_compaction_suitable: node=0 zone=Normal   order=9 ret=continue
+             cat-21687   [000] .....  1157.816422: mm_compaction_begin: zone_start=0x100000 migrate_pfn=0x100000 free_pfn=0x63fe00 zone_end=0x640000, mode=async
+         kswapd0-47      [000] .....  1157.817501: mm_vmscan_kswapd_wake: nid=0 order=9
+             cat-21687   [000] .....  1157.817955: mm_compaction_end: zone_start=0x100000 migrate_pfn=0x63fe00 free_pfn=0x63fe00 zone_end=0x640000, mode=async status=complete
+             cat-21687   [000] .....  1157.817956: mm_compaction_defer_reset: node=0 zone=DMA32    order=9 order_failed=10 consider=0 limit=1
+             cat-21687   [000] .....  1157.817958: mm_page_alloc: page=ffffea0002778000 pfn=0x9de00 order=9 migratetype=1 gfp_flags=GFP_NOFS|__GFP_HIGHMEM|__GFP_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_HARDWALL
+"""
+
+
+def test_compaction_attempts_and_what_they_gave(tmp_path, events):
+    from kmemdes.mm import gfp as G
+
+    p = tmp_path / "trace.txt"
+    p.write_text("# tracer: nop\n" + ATTEMPTS)
+    got = compaction_attempts(read_trace(p).events)
+    ra = G.parse_gfp("GFP_NOFS|__GFP_HIGHMEM|__GFP_MOVABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_HARDWALL")
+    assert got == [(ra, 9, "deferred", False), (ra, 9, "complete", True)]
+    # j's cat-20284: a contended run, then direct reclaim: no page from the compaction
+    assert [a[2:] for a in compaction_attempts(events)] == [("contended", False)]
