@@ -321,7 +321,7 @@ class ReplayWorkload(_Workload):
     mode: Literal["mirror", "policy"] = "mirror"
 
 
-LAB_BUILTINS = ("thp_burst", "touch", "stream", "compile", "net", "sleep")
+LAB_BUILTINS = ("thp_burst", "touch", "stream", "compile", "net", "bpf_maps", "sleep")
 
 
 class LabWorkload(_Strict):
@@ -333,12 +333,14 @@ class LabWorkload(_Strict):
     pages), ``touch`` (map ``size`` with MADV_NOHUGEPAGE, time each 4 KiB first-touch fault), ``stream``
     (read a ``size`` file through the page cache), ``compile`` (``jobs`` loops of gcc -O2 over real C
     files for ``seconds``), ``net`` (TCP over loopback for ``seconds`` with ``jobs`` connections: order-3
-    non-blocking page-frag allocations), ``sleep``.
+    non-blocking page-frag allocations), ``bpf_maps`` (``bpf(BPF_MAP_CREATE)`` of array maps with ``size``
+    value bytes for ``seconds``, ``jobs`` of them held open: ``bpf_map_area_alloc`` kmallocs up to 32 KiB
+    with ``__GFP_NORETRY`` and falls back to vmalloc, above that vmalloc; each create timed), ``sleep``.
     """
 
     name: str = ""
     command: str = ""
-    builtin: Literal["", "thp_burst", "touch", "stream", "compile", "net", "sleep"] = ""
+    builtin: Literal["", "thp_burst", "touch", "stream", "compile", "net", "bpf_maps", "sleep"] = ""
     size: str = "256M"
     seconds: Any = "6s"
     jobs: int = Field(2, ge=1, le=64)

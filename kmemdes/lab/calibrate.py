@@ -34,11 +34,9 @@ Not measurable this way and left at the literature values: ``pcp_hit``, ``pcp_re
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -51,7 +49,7 @@ from kmemdes.errors import KmemdesError
 from kmemdes.lab.driver import die_with_parent
 from kmemdes.lab.ktrace import LAB_EVENTS, MEMCG_EVENTS, LatencyTrace, intervals, parse_lines
 from kmemdes.lab.state import KernelState, recover_leftovers
-from kmemdes.lab.work import MARK, prepare_stream
+from kmemdes.lab.work import MARK, bpf_array_map_create, prepare_stream
 from kmemdes.sim.cost import CostModel
 from kmemdes.trace.capture import (_install_interrupt_handlers, _Interrupted, _read, _restore_handlers, _rmdir_retry,
                                     _signals_blocked, _uname, _write)
@@ -103,16 +101,9 @@ def _work(args: list[str], preexec=None, timeout: float = 120) -> dict:
 
 def _bpf_map_create_ns(value_size: int) -> int:
     """Time of one ``bpf(BPF_MAP_CREATE)`` of a 1-element BPF_MAP_TYPE_ARRAY (the fd closed after)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    attr = struct.pack("IIIII", 2, 4, value_size, 1, 0) + bytes(108)  # map_type, key_size, value_size, max_entries
-    buf = ctypes.create_string_buffer(attr, len(attr))
-    t0 = time.perf_counter_ns()
-    fd = libc.syscall(321, 0, buf, len(attr))  # __NR_bpf on x86-64, BPF_MAP_CREATE
-    dt = time.perf_counter_ns() - t0
+    fd, dt = bpf_array_map_create(value_size)()
     if fd < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
+        raise OSError(-fd, os.strerror(-fd))
     os.close(fd)
     return dt
 

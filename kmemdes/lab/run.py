@@ -293,6 +293,18 @@ def _frames(samples, ivs: dict, user: list[dict], t0_ns: int = 0) -> dict[str, p
     return frames
 
 
+def bpf_map_what(size: int) -> str:
+    """The ``lab_user`` row name of a ``bpf_maps`` create of ``size`` value bytes.
+
+    >>> bpf_map_what(28 << 10), bpf_map_what(1 << 20), bpf_map_what(1000)
+    ('bpf_map_create_28K', 'bpf_map_create_1M', 'bpf_map_create_1000B')
+    """
+    for unit, shift in (("M", 20), ("K", 10)):
+        if size % (1 << shift) == 0:
+            return f"bpf_map_create_{size >> shift}{unit}"
+    return f"bpf_map_create_{size}B"
+
+
 def _user_rows(cycles: list[dict]) -> list[dict]:
     """Per-measurement rows of the builtins' timings (THP first touches, 4 KiB faults, streams)."""
     out = []
@@ -314,6 +326,10 @@ def _user_rows(cycles: list[dict]) -> list[dict]:
                                 "ns": max(ns - ov, 0), "huge": None})
             elif kind == "stream":
                 out.append({"cycle": c["cycle"], "workload": w["name"], "what": "stream", "ns": m["ns"], "huge": None})
+            elif kind == "bpf_maps":
+                what = bpf_map_what(m["size"])
+                for ns in m["create_ns"]:
+                    out.append({"cycle": c["cycle"], "workload": w["name"], "what": what, "ns": ns, "huge": None})
     return out
 
 
@@ -339,6 +355,8 @@ def _plan(cfg: Config) -> tuple[dict, list[tuple[int, str]]]:
             argv = py + ["compile", str(parse_duration(w.seconds) / 1e9), str(w.jobs)]
         elif w.builtin == "net":
             argv = py + ["net", str(parse_duration(w.seconds) / 1e9), str(w.jobs)]
+        elif w.builtin == "bpf_maps":
+            argv = py + ["bpf_maps", str(parse_duration(w.seconds) / 1e9), str(parse_size(w.size)), str(w.jobs)]
         elif w.builtin == "sleep":
             argv = py + ["sleep", str(parse_duration(w.seconds) / 1e9)]
         ws.append({"name": name, "argv": argv, "command": w.command, "start_s": parse_duration(w.start) / 1e9,
@@ -652,7 +670,9 @@ def _summarize(cfg: Config, result: dict, samples, ivs: dict, machine: dict, res
             items = [i for i in items if not i["kcompactd"]]
         kernel_lat[kind] = duration_quantiles([i["dur_ns"] for i in items])
     user_t = {}
-    for what in ("thp_first_touch", "fault_4k", "thp_burst_total", "stream"):
+    whats = ["thp_first_touch", "fault_4k", "thp_burst_total", "stream"]
+    whats += sorted({u["what"] for u in user} - set(whats))  # bpf_map_create_<size>
+    for what in whats:
         vals = [int(u["ns"]) for u in user if u["what"] == what]
         if vals:
             user_t[what] = duration_quantiles(vals)

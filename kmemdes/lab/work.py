@@ -16,6 +16,14 @@ then prints one line ``KMEMDES_LAB {json}`` that ``kmemdes lab`` collects into t
 - ``compile SECONDS JOBS``: JOBS loops of ``gcc -O2 -c`` over the C examples Debian ships with
   zlib1g-dev and libpng-dev (the corpus' compile workload), for SECONDS.
 - ``net SECONDS [CONNS]``: TCP over loopback, 64 KiB writes (order-3 non-blocking page-frag allocations).
+- ``bpf_maps SECONDS SIZE [HOLD]``: ``bpf(BPF_MAP_CREATE)`` of one-element array maps with SIZE value
+  bytes for SECONDS, one every 10 ms, HOLD of them open at a time, each create timed (a closed map's
+  memory is freed later, by a workqueue after an RCU grace period, and vmalloc purges its areas
+  lazily: at one 1 MiB map per 0.5 ms that backlog took 500 MiB of a squeezed machine).  The map's memory comes from
+  ``bpf_map_area_alloc`` (kernel/bpf/syscall.c), the kernel's own kvmalloc: up to
+  ``PAGE_SIZE << PAGE_ALLOC_COSTLY_ORDER`` (32 KiB) a ``kmalloc`` with ``__GFP_NORETRY`` (an order-3
+  page allocation for 16-32 KiB), falling back to ``vmalloc`` when it fails; above that ``vmalloc``
+  (``__GFP_RETRY_MAYFAIL``).  x86-64 only (the syscall number); root.
 - ``sleep SECONDS``.
 
 No imports beyond the standard library: these run under memory pressure and start fast.
@@ -24,11 +32,13 @@ No imports beyond the standard library: these run under memory pressure and star
 from __future__ import annotations
 
 import ctypes
+import errno
 import glob
 import json
 import mmap
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -244,9 +254,60 @@ def compile_loop(seconds: float, jobs: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def bpf_array_map_create(size: int):
+    """A function that makes one ``bpf(BPF_MAP_CREATE)`` of a one-element BPF_MAP_TYPE_ARRAY with ``size``
+    value bytes and returns ``(fd or -errno, ns it took)`` (x86-64: ``__NR_bpf`` 321)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    attr = struct.pack("IIIII", 2, 4, size, 1, 0) + bytes(108)  # map_type ARRAY, key 4, value size, 1 entry
+    buf = ctypes.create_string_buffer(attr, len(attr))
+
+    def create() -> tuple[int, int]:
+        t0 = time.perf_counter_ns()
+        fd = libc.syscall(321, 0, buf, len(attr))  # BPF_MAP_CREATE
+        dt = time.perf_counter_ns() - t0
+        return (fd if fd >= 0 else -ctypes.get_errno()), dt
+
+    return create
+
+
+def bpf_maps(seconds: float, size: int, hold: int = 8) -> dict:
+    """Create one-element BPF array maps of ``size`` value bytes for ``seconds`` (a create every 10 ms,
+    ``hold`` maps open, the oldest closed after each create); ``create_ns`` per successful create,
+    ``errors`` by errno name (ENOMEM: neither kmalloc nor vmalloc could give the memory)."""
+    if os.uname().machine != "x86_64":
+        return {"workload": "bpf_maps", "size": size, "skipped": "bpf syscall number known for x86-64 only",
+                "create_ns": [], "errors": {}}
+    create = bpf_array_map_create(size)
+    fds: list[int] = []
+    create_ns: list[int] = []
+    errors: dict[str, int] = {}
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            fd, dt = create()
+            if fd < 0:
+                e = -fd
+                if e in (errno.EPERM, errno.EINVAL, errno.E2BIG, errno.ENOSYS) and not create_ns:
+                    raise OSError(e, f"bpf(BPF_MAP_CREATE) of a {size}-byte array map: {os.strerror(e)}")
+                name = errno.errorcode.get(e, str(e))
+                errors[name] = errors.get(name, 0) + 1
+            else:
+                create_ns.append(dt)
+                fds.append(fd)
+                if len(fds) > hold:
+                    os.close(fds.pop(0))
+            time.sleep(0.01)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return {"workload": "bpf_maps", "size": size, "hold": hold, "create_ns": create_ns, "errors": errors}
+
+
 def main(argv: list[str]) -> int:
     if not argv:
-        print("usage: python -m kmemdes.lab.work thp_burst|touch|stream|compile|sleep ARGS", file=sys.stderr)
+        print("usage: python -m kmemdes.lab.work thp_burst|touch|stream|compile|net|bpf_maps|sleep ARGS",
+              file=sys.stderr)
         return 2
     name, args = argv[0], argv[1:]
     if name == "thp_burst":
@@ -259,6 +320,12 @@ def main(argv: list[str]) -> int:
         _emit(compile_loop(float(args[0]), int(args[1])))
     elif name == "net":
         _emit(net(float(args[0]), int(args[1]) if len(args) > 1 else 2))
+    elif name == "bpf_maps":
+        try:
+            _emit(bpf_maps(float(args[0]), int(args[1]), int(args[2]) if len(args) > 2 else 8))
+        except OSError as e:
+            print(f"kmemdes.lab.work: {e.strerror}", file=sys.stderr)
+            return 1
     elif name == "sleep":
         time.sleep(float(args[0]))
         _emit({"workload": "sleep", "seconds": float(args[0])})

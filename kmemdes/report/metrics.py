@@ -384,6 +384,11 @@ def headline_metrics(run: RunData) -> list[Metric]:
         if d.get("n"):
             out.append(Metric(f"stall.{kind}.p50", f"{label} p50", "ns", d["p50"], "lower", "Latency"))
             out.append(Metric(f"stall.{kind}.p99", f"{label} p99", "ns", d["p99"], "lower", "Latency"))
+    for what, d in ((s.get("lab") or {}).get("user_ns") or {}).items():  # a lab run's user-space timings
+        if what != "thp_first_touch" and d.get("n"):  # (the THP first touches are order 9's latency above)
+            out.append(Metric(f"user.{what}.p50", f"{what} p50 (user space)", "ns", d["p50"], "lower",
+                              "Latency"))
+            out.append(Metric(f"user.{what}.p99", f"{what} p99 (user space)", "ns", d["p99"], "lower", "Latency"))
     fb = fallback_matrix(run.fallbacks)
     out.append(Metric("fb.claim", "fallback claims", "", fb["claim_total"], "lower", "Fallbacks"))
     out.append(Metric("fb.steal", "fallback steals", "", fb["steal_total"], "lower", "Fallbacks"))

@@ -357,3 +357,48 @@ def test_a_capture_keeps_lab_free_beside_its_ring_buffers():
     assert reservation_keep_kb(lab, True, 2) == (1536 + 2 * 128) * 1024
     assert reservation_keep_kb(LabConfig(free="512M", workloads=[]), False, 2) == 1024 * 1024  # at least 1 GiB
     assert reservation_keep_kb(LabConfig(free="0", workloads=[]), True, 2) == 0  # free "0": no reservation
+
+
+def test_bpf_maps_builtin_in_a_recipe():
+    """``builtin = "bpf_maps"``: the driver runs ``python -m kmemdes.lab.work bpf_maps SECONDS SIZE HOLD``,
+    and each create becomes a ``lab_user`` row named by the map's size."""
+    from kmemdes.config import LAB_BUILTINS
+    from kmemdes.lab.run import _plan, _user_rows
+
+    cfg = parse_config('[lab]\n[[lab.workloads]]\nbuiltin = "bpf_maps"\nsize = "28K"\nseconds = "2s"\njobs = 4\n',
+                       "r.toml")
+    assert "bpf_maps" in LAB_BUILTINS
+    plan, streams = _plan(cfg)
+    assert plan["workloads"][0]["argv"][-4:] == ["bpf_maps", "2.0", str(28 << 10), "4"] and not streams
+    cycles = [{"cycle": 1, "workloads": [{"name": "m", "measured": {"workload": "bpf_maps", "size": 28 << 10,
+                                                                   "create_ns": [30_000, 40_000], "errors": {}}}]}]
+    assert [(u["what"], u["ns"]) for u in _user_rows(cycles)] == [("bpf_map_create_28K", 30_000),
+                                                                   ("bpf_map_create_28K", 40_000)]
+
+
+def _bpf_skip():
+    if os.uname().machine != "x86_64":
+        return "bpf syscall number known for x86-64 only"
+    if os.geteuid() != 0:
+        return "bpf(BPF_MAP_CREATE) needs root"
+    return None
+
+
+@pytest.mark.skipif(_bpf_skip() is not None, reason=f"needs the real kernel's bpf(): {_bpf_skip()}")
+@pytest.mark.kernel
+def test_live_bpf_maps_workload():
+    """On the local kernel: array maps of 28 KiB (bpf_map_area_alloc's kmalloc, an order-3 page allocation)
+    and 1 MiB (vmalloc) are created and timed; nothing stays open."""
+    out = {}
+    for size in (28 << 10, 1 << 20):
+        p = subprocess.run([sys.executable, "-m", "kmemdes.lab.work", "bpf_maps", "0.2", str(size), "2"],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode == 1 and "bpf(BPF_MAP_CREATE)" in p.stderr:
+            pytest.skip(p.stderr.strip())
+        assert p.returncode == 0, p.stderr
+        m = json.loads(p.stdout.split("KMEMDES_LAB ", 1)[1])
+        assert m["workload"] == "bpf_maps" and m["size"] == size and not m["errors"], m
+        assert 5 <= len(m["create_ns"]) <= 25, m  # one create per 10 ms for 0.2 s
+        out[size] = sorted(m["create_ns"])[len(m["create_ns"]) // 2]
+    # the 1 MiB map is 256 vmalloc'ed, zeroed pages, the 28 KiB one 8 kmalloc'ed pages
+    assert out[1 << 20] > out[28 << 10], out
