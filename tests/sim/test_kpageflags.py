@@ -458,7 +458,9 @@ def _check_reconstruction(kpf, snap, b0: str, b1: str) -> None:
     heads = sum(sum(nr) for nr in k1.values())
     slack = max(0.01 * free[1], abs(free[0] - free[1]))
     assert min(free) - slack <= nbuddy <= max(free) + slack, (nbuddy, free)
-    assert abs(nbuddy - heads) > 10 * slack, (nbuddy, heads)
+    # (a page count, not a block count: free pages exceed free blocks by more than the machine moved; a
+    # machine in flux, e.g. a hugetlb reservation made or released during the read, moves a lot)
+    assert nbuddy - heads > max(slack, 0.1 * nbuddy), (nbuddy, heads, slack)
     assert got["DMA"] == k1["DMA"]  # nothing allocates from DMA here
     for zone, nr in k1.items():
         allow = max(64, 0.01 * _pages(nr), 2 * _weighted_diff(k0[zone], nr))
