@@ -450,7 +450,7 @@ class CompactControl:
         "no_set_skip_hint", "proactive_compaction", "finish_pageblock",
         "migrate_pfn", "free_pfn", "migratepages", "nr_migratepages", "freepages", "nr_freepages",
         "total_migrate_scanned", "total_free_scanned", "nr_isolated", "nr_migrated", "nr_failed", "nr_skipped",
-        "pending_free", "search_order", "fast_search_fail", "fast_start_pfn", "nr_steps",
+        "pending_free", "search_order", "fast_search_fail", "fast_start_pfn", "nr_steps", "ended",
     )
 
     def __init__(self, zone: Zone, order: int, gfp: int = GFP_KERNEL, mode: int = MIGRATE_SYNC_LIGHT,
@@ -488,6 +488,7 @@ class CompactControl:
         self.fast_search_fail = 0  # fast free-list searches that found nothing (shrinks the scan limit)
         self.fast_start_pfn = 0  # lowest pfn fast_find_migrateblock found; _FAST_START_DONE once used
         self.nr_steps = 0  # compact_finished calls (trace_mm_compaction_finished events)
+        self.ended: Optional[int] = None  # how the run ended (mm_compaction_end's status); None: it did not run
 
     def work(self) -> CompactWork:
         return CompactWork(self.total_migrate_scanned, self.total_free_scanned, self.nr_isolated,
@@ -555,7 +556,6 @@ class Compaction:
         #: how the last try_to_compact_pages call's last compact_zone run ended (the status its
         #: mm_compaction_end would print), or ATTEMPT_NO_RUN / ATTEMPT_DEFERRED when no zone ran
         self.last_ended = ATTEMPT_NO_RUN
-        self._last_run: Optional[int] = None
         #: compact_zone runs that got past the suitability check, by who ran them and how they ended
         #: (the kernel's mm_compaction_begin / mm_compaction_end pairs): ("direct" | "kcompactd", status)
         self.run_ends: dict[tuple[str, int], int] = {}
@@ -1437,8 +1437,7 @@ class Compaction:
         v["compact_steps"] += cc.nr_steps
         key = ("direct" if cc.direct_compaction else "kcompactd", ret)
         self.run_ends[key] = self.run_ends.get(key, 0) + 1
-        if cc.direct_compaction:
-            self._last_run = ret
+        cc.ended = ret
         return ret
 
     def run_summary(self) -> dict:
@@ -1490,8 +1489,7 @@ class Compaction:
         work = [0] * len(CompactWork._fields)
         rc = COMPACT_SKIPPED
         captured = -1
-        self._last_run = None
-        deferred = False
+        ended = ATTEMPT_NO_RUN
         if gfp & _GFP_IO:
             for zone in zonelist:
                 if zone.idx > highest_zoneidx or not zone.managed:
@@ -1499,9 +1497,12 @@ class Compaction:
                 if prio > COMPACT_PRIO_SYNC_FULL and compaction_deferred(zone, order):
                     self.vmstat["compact_deferred"] += 1
                     rc = max(COMPACT_DEFERRED, rc)
-                    deferred = True
+                    if ended == ATTEMPT_NO_RUN:
+                        ended = ATTEMPT_DEFERRED
                     continue
                 status, captured, cc = self.compact_zone_order(zone, order, gfp, prio, alloc_flags, highest_zoneidx)
+                if cc.ended is not None:
+                    ended = COMPACT_RESULT_NAMES.get(cc.ended, str(cc.ended))
                 for i, v in enumerate(cc.work()):
                     work[i] += v
                 rc = max(status, rc)
@@ -1511,10 +1512,7 @@ class Compaction:
                 if prio != COMPACT_PRIO_ASYNC and status in (COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED):
                     defer_compaction(zone, order)
         self.last_work = CompactWork(*work)
-        if self._last_run is not None:
-            self.last_ended = COMPACT_RESULT_NAMES.get(self._last_run, str(self._last_run))
-        else:
-            self.last_ended = ATTEMPT_DEFERRED if deferred else ATTEMPT_NO_RUN
+        self.last_ended = ended
         if node.on_stall_end is not None:
             node.on_stall_end()
         if rc == COMPACT_SKIPPED:
