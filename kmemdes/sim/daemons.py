@@ -314,6 +314,8 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
     # the balance_pgdat run of the kswapd process: [steps, done, reclaim_order, time owed]
     run: list = [None, False, 0, 0]
     stall: list = [None, 0]  # the run a direct compaction drives (kswapd's own or one it starts), time owed
+    # a run a stall started while the kswapd process waited for its CPU: [steps, done, result, owed, order]
+    handover: list = [None]
 
     def on_stall(work: CompactWork) -> None:
         """One step of a direct compaction took its task the price of the step's work; kswapd, on
@@ -321,8 +323,11 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
         free-list retry see what it freed.  A kswapd already reclaiming goes on with its run (the
         time it spends here is owed: its process sleeps it off, as the CPU was busy); one woken by
         the same slow path (``wake_all_kswapds`` comes first) but not yet running starts a run
-        here, cut short when the compaction ends.  Its frees are not the task's to capture
-        (``capture_control`` is per task).
+        here and goes on after the compaction ends: kswapd is its own thread, and its
+        ``balance_pgdat`` ends when the node is balanced, not when the task's compaction does, so
+        the kswapd process takes the run over (:data:`handover`) when it next gets a CPU, then
+        naps and resets the skip bits (``reset_isolation_suitable``) as after any run.  Its frees
+        are not the task's to capture (``capture_control`` is per task).
         The pressure captures show both ends of it: j_pressure_stock's first readahead compactions
         ended "success" after a few blocks while kswapd reclaimed order-9 folios beside them, and 132
         of k_pressure_defrag's 134 readahead compactions that ran to completion without forming a
@@ -334,9 +339,16 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
             stall[1] = 0
             if run[0] is not None and not run[1]:
                 r = stall[0] = run
-            elif waker.woken() and not rec.kswapd_running:
-                r = stall[0] = [rec.balance_pgdat_steps(req["order"], requested_zoneidx(top_zone)),
-                                False, 0, 0]
+            elif handover[0] is not None and not handover[0][1]:
+                r = stall[0] = handover[0]  # the run an earlier stall started, not yet taken over
+                stall[1] = min(0, env.now - wake_at[0])
+            elif (waker.woken() and not rec.kswapd_running and handover[0] is None) or (
+                    handover[0] is not None and would_wake(req["order"], requested_zoneidx(top_zone))):
+                # woken by this slow path; or the run an earlier stall started ended there (kswapd then
+                # napped, see below) and this slow path's wake_all_kswapds wakes it from the nap
+                order, hz = req["order"], requested_zoneidx(top_zone)
+                r = stall[0] = [rec.balance_pgdat_steps(order, hz), False, 0, 0, order, hz]
+                handover[0] = r
                 rec.kswapd_running = True
                 stall[1] = min(0, env.now - wake_at[0])  # still waiting for a CPU
             else:
@@ -355,30 +367,38 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
             r[1], r[2] = True, stop.value
             if r is not run:
                 rec.kswapd_running = False
+                # kswapd_try_to_sleep at once, as the kswapd thread goes on to it: the nap resets the
+                # skip bits the compactions left (the next one rescans the zone) and wakes kcompactd
+                if rec.prepare_kswapd_sleep(r[2], r[5]):
+                    if comp is not None:
+                        comp.reset_isolation_suitable()
+                        comp.wakeup_kcompactd(r[4], r[5])
+                    r.append(True)  # napped
         finally:
             node.capc = capc
         stall[1] = budget
 
+    def would_wake(order: int, highest_zoneidx: int) -> bool:
+        """``wakeup_kswapd``'s test: a napping kswapd is woken unless hopeless or balanced and unboosted."""
+        return not rec.kswapd_hopeless() and not (pgdat_balanced(node, order, highest_zoneidx)
+                                                  and not pgdat_watermark_boosted(node, highest_zoneidx))
+
     def on_stall_end() -> None:
-        """try_to_compact_pages returned: a run started for it is cut short here and ends as
-        balance_pgdat's end does (ZONE_RECLAIM_ACTIVE cleared); kswapd's own run goes on."""
-        r, stall[0] = stall[0], None
-        if r and r is not run and not r[1]:
-            r[0].close()
-            for z in node.zones:
-                z.flags &= ~ZONE_RECLAIM_ACTIVE
-            rec.kswapd_running = False
+        """try_to_compact_pages returned: kswapd's run goes on (a run started for the stall waits in
+        :data:`handover` for the kswapd process)."""
+        stall[0] = None
 
     node.on_stall = on_stall
     node.on_stall_end = on_stall_end
     v = rec.vmstat
     alloc_order = reclaim_order = req["order"]
     hz = requested_zoneidx(top_zone)
+    napped = False  # the last run ended in a stall and kswapd_try_to_sleep's nap work was done there
     while True:
         # kswapd_try_to_sleep
         remaining = False
         if rec.prepare_kswapd_sleep(reclaim_order, hz):
-            if comp is not None:
+            if comp is not None and not napped:
                 comp.reset_isolation_suitable()
                 comp.wakeup_kcompactd(alloc_order, hz)
             ev = waker.sleep()
@@ -401,12 +421,21 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
             v["kswapd_low_wmark_hit_quickly"] += 1
         else:
             v["kswapd_high_wmark_hit_quickly"] += 1
-        alloc_order = req["order"]
-        hz = requested_zoneidx(hz)
+        napped = False
+        h, handover[0] = handover[0], None
+        if h is not None and len(h) > 6:  # it ended in the stall, and kswapd napped there: nap on
+            alloc_order, reclaim_order, hz = h[4], h[2], h[5]
+            napped = True
+            continue
+        if h is not None:  # the run a stall started (with the request it read then)
+            alloc_order, hz = h[4], h[5]
+        else:
+            alloc_order = req["order"]
+            hz = requested_zoneidx(hz)
         req["order"], req["hz"] = 0, None
         _log(log, env.now, "kswapd_wake", alloc_order, hz)
         rec.kswapd_running = True
-        run[:] = [rec.balance_pgdat_steps(alloc_order, hz), False, 0, 0]
+        run[:] = h[:4] if h is not None else [rec.balance_pgdat_steps(alloc_order, hz), False, 0, 0]
         try:
             reclaim_order = yield from _run_shared(env, run, price, costs.quantum_ns)
         finally:

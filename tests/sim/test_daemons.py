@@ -15,7 +15,7 @@ from kmemdes.mm import gfp as g
 from kmemdes.mm.compaction import Compaction, CompactWork, fragmentation_score_node
 from kmemdes.mm.mm_init import build_node, parse_size
 from kmemdes.mm.page_alloc import MIGRATE_UNMOVABLE, PAGEBLOCK_NR_PAGES, ZONE_BOOSTED_WATERMARK, ZONE_RECLAIM_ACTIVE
-from kmemdes.mm.reclaim import Reclaim, ReclaimWork
+from kmemdes.mm.reclaim import Reclaim, ReclaimWork, pgdat_balanced
 from kmemdes.sim.daemons import (KSWAPD_WAKE_LATENCY_NS, DaemonCosts, draw_quantile, kcompactd, kswapd, run_priced,
                                  start_daemons)
 from tests.mm.test_compaction import READAHEAD, fragmented, fragmented_page_cache, machine, occupy_zone, release
@@ -379,7 +379,13 @@ def test_kswapd_reclaims_during_a_direct_compaction_stall(concurrent):
         assert v["compact_success"] == 1 and got[1] == PATH_COMPACT
         assert got[0] >> 9 == pfns[0] >> 9
         assert rec.vmstat["pgsteal_kswapd"] >= PAGEBLOCK_NR_PAGES // 4
-        assert not got[2]  # the cut-short balance_pgdat cleared the zones' reclaim flag, as its end does
+        # kswapd's balance_pgdat goes on after the compaction (its own thread): the zones are still
+        # flagged, and the kswapd process takes the run over, ends it and naps
+        assert got[2]
+        assert not any(z.flags & ZONE_RECLAIM_ACTIVE for z in node.zones) and not rec.kswapd_running
+        assert events(log, "kswapd_balanced")[-1][0] > 1 * S
+        # one run, counted once: the kswapd process did not start another balance_pgdat of its own
+        assert rec.vmstat["pageoutrun"] == len(events(log, "kswapd_wake"))
         # kswapd ran beside each step: the compaction stopped at the first compact_finished after a block
         # was whole (j_pressure_stock's first readahead compactions: "success" after a few blocks),
         # instead of scanning the zone's 120 pageblocks and marking them all skip
@@ -389,35 +395,44 @@ def test_kswapd_reclaims_during_a_direct_compaction_stall(concurrent):
         assert v["compact_steps"] > 100
 
 
-def test_a_stall_shorter_than_kswapds_run_leaves_no_reclaim_flag():
-    """on_stall runs balance_pgdat only for the compaction steps' price: cut short when the
-    compaction returns (on_stall_end), it still ends as balance_pgdat does (ZONE_RECLAIM_ACTIVE cleared: the per-CPU lists keep their normal high)."""
+def test_a_stall_shorter_than_kswapds_run_hands_the_run_to_kswapd():
+    """on_stall runs balance_pgdat only for the compaction steps' price; when the compaction returns
+    (on_stall_end) the run is not over: kswapd is its own thread, so its balance_pgdat goes on
+    (ZONE_RECLAIM_ACTIVE still set) until the kswapd process, once it has a CPU, ends it (the flag
+    cleared, the node balanced) - one run, one ``pageoutrun``, then its nap."""
     def stall(latency_ns):
         node, comp, zone, pfns = fragmented_page_cache()
         rec = node.reclaim
         env = simpy.Environment()
-        env.process(kswapd(env, node, DaemonCosts(kswapd_wake_latency_ns=(latency_ns, latency_ns))))
+        log = []
+        env.process(kswapd(env, node, DaemonCosts(kswapd_wake_latency_ns=(latency_ns, latency_ns)), log=log))
         seen = []
 
         def workload(env):
             yield env.timeout(1 * S)
+            runs = rec.vmstat["pageoutrun"]
             node.wakeup_kswapd(zone, 9, 3, READAHEAD)  # the slow path's wake_all_kswapds
             node.on_stall(CompactWork(steps=1))  # one compaction step, 20 us: about ten pages' reclaim
-            seen.append(rec.kswapd_running)  # still running beside the compaction
+            seen.append(rec.kswapd_running)  # running beside the compaction
             node.on_stall_end()  # try_to_compact_pages returned
             seen.append((rec.vmstat["pgsteal_kswapd"], any(z.flags & ZONE_RECLAIM_ACTIVE for z in node.zones),
                          rec.kswapd_running))
+            yield env.timeout(S // 2)
+            seen.append((rec.vmstat["pageoutrun"] - runs, any(z.flags & ZONE_RECLAIM_ACTIVE for z in node.zones),
+                         rec.kswapd_running, pgdat_balanced(node, 0, 3)))
 
         env.process(workload(env))
-        env.run(until=1 * S + 1)
+        env.run(until=2 * S)
         return seen
 
-    during, (stolen, flagged, running) = stall(0)  # a CPU free at once
-    assert during and 0 < stolen < PAGEBLOCK_NR_PAGES // 4 and not flagged and not running
-    # a kswapd still waiting for a CPU (the captures' slowest quarter: 0.4-8 ms) does nothing in 20 us
-    _, (stolen, flagged, running) = stall(1_000_000)
-    assert stolen == 0 and not flagged and not running
-
+    during, (stolen, flagged, running), after = stall(0)  # a CPU free at once
+    assert during and 0 < stolen < PAGEBLOCK_NR_PAGES // 4 and flagged and running
+    assert after == (1, False, False, True)
+    # a kswapd still waiting for a CPU (the captures' slowest quarter: 0.4-8 ms) does nothing in 20 us,
+    # (its balance_pgdat not begun: no zone flagged), and its run starts when it gets the CPU
+    _, (stolen, flagged, running), after = stall(1_000_000)
+    assert stolen == 0 and not flagged
+    assert after == (1, False, False, True)
 
 
 def _kswapd_run_beside(stall: bool):
