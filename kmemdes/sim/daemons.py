@@ -57,7 +57,7 @@ from kmemdes.mm.compaction import (
     CompactWork,
     fragmentation_score_node,
 )
-from kmemdes.mm.page_alloc import ZONE_RECLAIM_ACTIVE, Node
+from kmemdes.mm.page_alloc import Node
 from kmemdes.mm.reclaim import ReclaimWork, pgdat_balanced, pgdat_watermark_boosted
 
 __all__ = ["DaemonCosts", "kswapd", "kcompactd", "start_daemons", "run_priced"]
@@ -314,7 +314,8 @@ def kswapd(env, node: Node, costs: Optional[DaemonCosts] = None, log: Optional[l
     # the balance_pgdat run of the kswapd process: [steps, done, reclaim_order, time owed]
     run: list = [None, False, 0, 0]
     stall: list = [None, 0]  # the run a direct compaction drives (kswapd's own or one it starts), time owed
-    # a run a stall started while the kswapd process waited for its CPU: [steps, done, result, owed, order]
+    # a run a stall started while the kswapd process waited for its CPU, for the process to take over:
+    # [steps, done, reclaim_order, time owed, its order, its highest_zoneidx] (+ True: it napped in the stall)
     handover: list = [None]
 
     def on_stall(work: CompactWork) -> None:

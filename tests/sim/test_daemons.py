@@ -435,6 +435,47 @@ def test_a_stall_shorter_than_kswapds_run_hands_the_run_to_kswapd():
     assert after == (1, False, False, True)
 
 
+def test_a_run_that_ends_inside_the_stall_naps_there():
+    """A run the stall started that balances the node before the compaction returns goes straight to
+    kswapd_try_to_sleep, as the kswapd thread does: the nap resets the skip bits the direct
+    compactions left (``compact_blockskip_flush``) and wakes kcompactd; the next slow path's wake-up
+    (the node unbalanced at its order again) starts the next run in the next stall, one
+    ``pageoutrun`` each, and the kswapd process does not run a third of its own."""
+    node, comp, zone, pfns = fragmented_page_cache()
+    rec = node.reclaim
+    env = simpy.Environment()
+    log = []
+    env.process(kswapd(env, node, DaemonCosts(kswapd_wake_latency_ns=(0, 0)), log=log))
+    seen = []
+
+    def workload(env):
+        yield env.timeout(1 * S)
+        runs = rec.vmstat["pageoutrun"]
+        comp._zs(zone).blockskip_flush = True  # a direct compaction's scanners met in Normal
+        node.wakeup_kswapd(zone, 9, 3, READAHEAD)
+        node.on_stall(CompactWork(steps=100_000))  # a long stall: kswapd balances the node within it
+        seen.append((rec.vmstat["pageoutrun"] - runs, rec.kswapd_running, comp._zs(zone).blockskip_flush,
+                     pgdat_balanced(node, 0, 3)))
+        node.on_stall_end()
+        # the readahead retry took the pages back: the node is short again, and the next slow path wakes kswapd
+        while pgdat_balanced(node, 0, 3):
+            if node.alloc_pages(g.GFP_NOWAIT | g.__GFP_MOVABLE, 0) < 0:
+                break
+        node.wakeup_kswapd(zone, 9, 3, READAHEAD)
+        node.on_stall(CompactWork(steps=1))
+        seen.append((rec.vmstat["pageoutrun"] - runs, rec.kswapd_running))
+        node.on_stall_end()
+        yield env.timeout(S // 2)
+        seen.append(rec.vmstat["pageoutrun"] - runs)
+
+    env.process(workload(env))
+    env.run(until=2 * S)
+    (runs, running, flush, balanced), (runs2, running2), runs3 = seen
+    assert (runs, running, flush, balanced) == (1, False, False, True)  # ended, napped: skip bits reset
+    assert (runs2, running2) == (2, True)  # the next stall's wake-up: a new run beside it
+    assert runs3 == 2  # the kswapd process took that run over and ended it; no run of its own
+
+
 def _kswapd_run_beside(stall: bool):
     """A kswapd run in 50 us slices (about 360 us in all), a direct compaction of five steps
     (100 us) starting just after it: pages it reclaimed during the stall, whether it still runs,
