@@ -340,6 +340,16 @@ def test_random_workload_with_both_daemons_keeps_every_invariant(seed):
     assert not rec.kswapd_running
 
 
+def _page_cache_with_kswapd(latency_ns: int = 0):
+    """:func:`fragmented_page_cache` with a kswapd process (its wake-up delay ``latency_ns``; 0: a CPU
+    free at once, the rule alone): node, comp, zone, pfns, env and kswapd's log."""
+    node, comp, zone, pfns = fragmented_page_cache()  # the lowest pfns at the inactive tail: reclaimed first
+    env = simpy.Environment()
+    log = []
+    env.process(kswapd(env, node, DaemonCosts(kswapd_wake_latency_ns=(latency_ns, latency_ns)), log=log))
+    return node, comp, zone, pfns, env, log
+
+
 @pytest.mark.parametrize("concurrent", [True, False])
 def test_kswapd_reclaims_during_a_direct_compaction_stall(concurrent):
     """``node.on_stall``: each step of a direct compaction takes its task the price of its scans;
@@ -353,12 +363,8 @@ def test_kswapd_reclaims_during_a_direct_compaction_stall(concurrent):
     GFP_NOFS compaction cannot move page cache, so only reclaim can complete a block."""
     from kmemdes.mm.page_alloc import PATH_COMPACT
 
-    node, comp, zone, pfns = fragmented_page_cache()  # the lowest pfns at the inactive tail: reclaimed first
+    node, comp, zone, pfns, env, log = _page_cache_with_kswapd()
     rec = node.reclaim
-    env = simpy.Environment()
-    log = []
-    # a CPU free at once (no scheduling delay after the wake-up): the rule alone
-    env.process(kswapd(env, node, DaemonCosts(kswapd_wake_latency_ns=(0, 0)), log=log))
     got = []
 
     def workload(env):
@@ -401,11 +407,8 @@ def test_a_stall_shorter_than_kswapds_run_hands_the_run_to_kswapd():
     (ZONE_RECLAIM_ACTIVE still set) until the kswapd process, once it has a CPU, ends it (the flag
     cleared, the node balanced) - one run, one ``pageoutrun``, then its nap."""
     def stall(latency_ns):
-        node, comp, zone, pfns = fragmented_page_cache()
+        node, comp, zone, pfns, env, log = _page_cache_with_kswapd(latency_ns)
         rec = node.reclaim
-        env = simpy.Environment()
-        log = []
-        env.process(kswapd(env, node, DaemonCosts(kswapd_wake_latency_ns=(latency_ns, latency_ns)), log=log))
         seen = []
 
         def workload(env):
@@ -441,11 +444,8 @@ def test_a_run_that_ends_inside_the_stall_naps_there():
     compactions left (``compact_blockskip_flush``) and wakes kcompactd; the next slow path's wake-up
     (the node unbalanced at its order again) starts the next run in the next stall, one
     ``pageoutrun`` each, and the kswapd process does not run a third of its own."""
-    node, comp, zone, pfns = fragmented_page_cache()
+    node, comp, zone, pfns, env, log = _page_cache_with_kswapd()
     rec = node.reclaim
-    env = simpy.Environment()
-    log = []
-    env.process(kswapd(env, node, DaemonCosts(kswapd_wake_latency_ns=(0, 0)), log=log))
     seen = []
 
     def workload(env):
