@@ -183,7 +183,6 @@ def compaction_attempts(events: pl.DataFrame | pl.LazyFrame) -> list[tuple[int, 
                     mask=pl.col("args").str.extract(r"gfp_mask=(\S+)"),
                     try_order=pl.col("args").str.extract(r"order=(-?\d+)").cast(pl.Int64, strict=False))
             .collect())
-    masks: dict[str, int] = {}
     out: list[tuple[int, int, str, bool]] = []
     open_: dict[int, list] = {}  # pid -> [gfp, order, last run status, deferred]
 
@@ -199,12 +198,11 @@ def compaction_attempts(events: pl.DataFrame | pl.LazyFrame) -> list[tuple[int, 
                 close(pid, pfn is not None and pfn >= 0)
         elif name == "mm_compaction_try_to_compact_pages":
             close(pid, False)
-            if mask not in masks:
-                try:
-                    masks[mask] = parse_gfp(mask or "")
-                except ValueError:
-                    masks[mask] = 0
-            open_[pid] = [masks[mask], try_order if try_order is not None else -1, None, False]
+            try:
+                gfp = parse_gfp(mask or "")  # cached per distinct mask (lru_cache)
+            except ValueError:
+                gfp = 0
+            open_[pid] = [gfp, try_order if try_order is not None else -1, None, False]
         elif pid in open_:  # kcompactd's runs and deferrals belong to no attempt
             if name == "mm_compaction_end":
                 open_[pid][2] = status
